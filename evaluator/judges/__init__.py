@@ -1,0 +1,1 @@
+"""Judges: the JudgeClient interface and its implementations (offline heuristics, litellm)."""

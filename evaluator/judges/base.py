@@ -1,0 +1,42 @@
+"""The JudgeClient interface every judge implements, and the verdict it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from evaluator.records import Status, Trace
+from evaluator.rubrics import RenderedPrompt, Rubric
+
+
+@dataclass
+class JudgeVerdict:
+    """What one judge call produced. `status` is terminal: scored, unscored or error."""
+
+    status: Status
+    label: str | None = None
+    score: float | None = None
+    reasoning: str | None = None
+    reason: str | None = None
+    """Why the verdict is unscored or error (empty when scored)."""
+    raw_reply: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    """None means unknown, never free: report it as unknown."""
+    latency_ms: float | None = None
+    attempts: int = 1
+    cached: bool = False
+
+
+class JudgeClient(Protocol):
+    """A judge: turns a rendered rubric prompt about one trace into a verdict.
+
+    Implementations never raise for a bad reply or a failed call: they return a verdict with
+    status `unscored` (reply unusable, raw reply kept) or `error` (call failed, reason given).
+    """
+
+    name: str
+    config_hash: str
+
+    async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt) -> JudgeVerdict: ...

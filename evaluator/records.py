@@ -1,0 +1,239 @@
+"""Typed records that cross module boundaries: Trace, Evaluation, DeadLetter.
+
+A Trace is validated once, on the way in (`parse_trace`); everything after that trusts it.
+Oversized text fields are truncated here, and the truncation is recorded on the Trace so the
+judge prompt and the stored Evaluation can say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from evaluator.errors import InvalidTraceError
+
+MAX_TEXT_CHARS = 100_000
+"""Longest text field (output, input, one context document) kept; longer ones are truncated."""
+
+MAX_CONTEXT_DOCS = 50
+
+TRUNCATION_MARK = "\n[... truncated by evaluator: {dropped} characters removed ...]"
+
+Status = Literal["scored", "unscored", "error", "skipped"]
+TERMINAL_STATUSES: tuple[Status, ...] = ("scored", "unscored", "error", "skipped")
+
+
+def canonical_json(value: Any) -> str:
+    """The JSON form every content hash is taken over: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sha256_hex(text: str | bytes) -> str:
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    role: str
+    content: str = ""
+
+
+class Trace(BaseModel):
+    """One LLM interaction to evaluate (built from one or more spans)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: str = Field(min_length=1, max_length=200)
+    span_id: str | None = None
+    input: str | list[Message] = ""
+    system: str | None = None
+    context: list[str] = Field(default_factory=list)
+    output: str = ""
+    model: str | None = None
+    provider: str | None = None
+    input_tokens: int | None = Field(default=None, ge=0)
+    output_tokens: int | None = Field(default=None, ge=0)
+    latency_ms: float | None = Field(default=None, ge=0)
+    status: Literal["ok", "error"] = "ok"
+    error: str | None = None
+    finish_reason: str | None = None
+    feedback: Literal["positive", "negative", "neutral"] | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    prompt_version: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    truncated: list[str] = Field(default_factory=list)
+    """Names of fields that were cut to MAX_TEXT_CHARS on the way in."""
+
+    @field_validator("trace_id")
+    @classmethod
+    def _trace_id_is_printable(cls, value: str) -> str:
+        value = value.strip()
+        if not value or not value.isprintable():
+            raise ValueError("must be a non-empty printable string")
+        return value
+
+    @field_validator("context")
+    @classmethod
+    def _limit_context(cls, docs: list[str]) -> list[str]:
+        return [doc for doc in docs if doc.strip()][:MAX_CONTEXT_DOCS]
+
+    @property
+    def question(self) -> str:
+        """The user's question: the last user message, or the plain input."""
+        if isinstance(self.input, str):
+            return self.input
+        for message in reversed(self.input):
+            if message.role == "user":
+                return message.content
+        return self.input[-1].content if self.input else ""
+
+    @property
+    def is_negative_feedback(self) -> bool:
+        return self.feedback == "negative"
+
+
+class Evaluation(BaseModel):
+    """One rubric applied to one trace by one judge, with full provenance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evaluation_id: str
+    trace_id: str
+    rubric: str
+    rubric_version: int
+    rubric_hash: str
+    judge: str
+    judge_hash: str
+    label: str | None = None
+    score: float | None = Field(default=None, ge=0.0, le=1.0)
+    passed: bool | None = None
+    reasoning: str | None = None
+    status: Status
+    reason: str | None = None
+    raw_reply: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    attempts: int = 0
+    cached: bool = False
+    prompt_hash: str | None = None
+    sample_reason: str | None = None
+    sample_weight: float = 1.0
+    truncated: bool = False
+    run_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+def evaluation_id_for(trace_id: str, rubric_hash: str, judge_hash: str) -> str:
+    """Deterministic id: the same trace, rubric version and judge config give the same id."""
+    return sha256_hex(f"{trace_id}\x1f{rubric_hash}\x1f{judge_hash}")[:32]
+
+
+class DeadLetter(BaseModel):
+    """A payload that could not be used, kept with the reason so nothing is lost silently."""
+
+    dead_letter_id: str
+    source: str
+    error: str
+    field: str | None = None
+    payload: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+    MAX_PAYLOAD_CHARS: int = 1_000_000
+
+    @classmethod
+    def from_error(cls, source: str, payload: Any, error: Exception) -> DeadLetter:
+        text = payload if isinstance(payload, str) else canonical_json(payload)
+        text = text.encode("utf-8", "replace").decode("utf-8")
+        field = getattr(error, "field", None)
+        return cls(
+            dead_letter_id=sha256_hex(f"{source}\x1f{text}")[:32],
+            source=source,
+            error=str(error),
+            field=field,
+            payload=text[: cls.MAX_PAYLOAD_CHARS],
+        )
+
+
+def _truncate_text(text: str, limit: int) -> str:
+    dropped = len(text) - limit
+    return text[:limit] + TRUNCATION_MARK.format(dropped=dropped)
+
+
+def _truncate_oversized(payload: dict[str, Any]) -> list[str]:
+    """Cut oversized text fields in place; return the names of the fields cut."""
+    cut: list[str] = []
+    for name in ("output", "system", "input", "error"):
+        value = payload.get(name)
+        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+            payload[name] = _truncate_text(value, MAX_TEXT_CHARS)
+            cut.append(name)
+    if isinstance(payload.get("input"), list):
+        for message in payload["input"]:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str) and len(content) > MAX_TEXT_CHARS:
+                message["content"] = _truncate_text(content, MAX_TEXT_CHARS)
+                if "input" not in cut:
+                    cut.append("input")
+    docs = payload.get("context")
+    if isinstance(docs, list):
+        for index, doc in enumerate(docs):
+            if isinstance(doc, str) and len(doc) > MAX_TEXT_CHARS:
+                docs[index] = _truncate_text(doc, MAX_TEXT_CHARS)
+                if "context" not in cut:
+                    cut.append("context")
+    return cut
+
+
+def _describe_validation_error(error: ValidationError) -> tuple[str, str]:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "<root>"
+    count = error.error_count()
+    more = f" (and {count - 1} more problem{'s' if count > 2 else ''})" if count > 1 else ""
+    return field, f"invalid trace: field '{field}': {first['msg']}{more}"
+
+
+def parse_trace(payload: Any) -> Trace:
+    """Validate one trace payload (a dict or a JSON string) into a Trace.
+
+    Raises InvalidTraceError naming the offending field; never anything else.
+    """
+    if isinstance(payload, (str, bytes)):
+        try:
+            payload = json.loads(payload)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidTraceError(f"invalid trace: not valid JSON ({exc})", field="<root>") from None
+    if not isinstance(payload, dict):
+        raise InvalidTraceError(
+            f"invalid trace: expected a JSON object, got {type(payload).__name__}", field="<root>"
+        )
+    payload = dict(payload)
+    if isinstance(payload.get("input"), list):
+        payload["input"] = [dict(m) if isinstance(m, dict) else m for m in payload["input"]]
+    if isinstance(payload.get("context"), list):
+        payload["context"] = list(payload["context"])
+    cut = _truncate_oversized(payload)
+    if cut:
+        payload["truncated"] = sorted(set(list(payload.get("truncated") or []) + cut))
+    try:
+        return Trace.model_validate(payload)
+    except ValidationError as exc:
+        field, message = _describe_validation_error(exc)
+        raise InvalidTraceError(message, field=field) from None
+    except RecursionError:
+        raise InvalidTraceError("invalid trace: nested too deeply", field="<root>") from None

@@ -1,0 +1,45 @@
+"""Versioned rubric files: loading, the lock of published hashes, sandboxed rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """One published version of a rubric: a Jinja template plus its metadata."""
+
+    criterion: str
+    version: int
+    description: str
+    labels: dict[str, float]
+    """Allowed labels and the score (0..1, 1 = desired) each one means."""
+    pass_threshold: float
+    template_source: str
+    content_hash: str
+    """sha256 of the rubric file's bytes: the version's identity in provenance and the lock."""
+    required_inputs: tuple[str, ...] = ("output",)
+    """Trace fields that must be non-empty, e.g. ("output", "context"); else `skipped`."""
+    output_format: str = "json"
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.criterion}@v{self.version}"
+
+    def score_for(self, label: str) -> float:
+        return self.labels[label]
+
+    def passes(self, score: float) -> bool:
+        return score >= self.pass_threshold
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """The exact messages a judge receives; static rubric text first, trace data last."""
+
+    messages: tuple[dict[str, str], ...]
+    prompt_hash: str
+    """sha256 of the canonical JSON of `messages`: the cache and provenance key."""
+    truncated: bool = False
