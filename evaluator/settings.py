@@ -1,0 +1,46 @@
+"""Process-wide settings from the environment (EVALUATOR_*), with embedded defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from evaluator.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None
+    """Service mode when set; embedded (in-process broker) when not."""
+    db_path: Path
+    rubrics_dir: Path
+    judges_dir: Path
+    datasets_dir: Path
+    judge: str
+    sample_rate: float
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            redis_url=env.get("EVALUATOR_REDIS_URL") or None,
+            db_path=Path(env.get("EVALUATOR_DB", "evaluator.duckdb")),
+            rubrics_dir=Path(env.get("EVALUATOR_RUBRICS_DIR", PROJECT_ROOT / "rubrics")),
+            judges_dir=Path(env.get("EVALUATOR_JUDGES_DIR", PROJECT_ROOT / "judges")),
+            datasets_dir=Path(env.get("EVALUATOR_DATASETS_DIR", PROJECT_ROOT / "datasets")),
+            judge=env.get("EVALUATOR_JUDGE", "offline"),
+            sample_rate=_float_env("EVALUATOR_SAMPLE_RATE", 0.10),
+        )
