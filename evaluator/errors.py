@@ -43,3 +43,7 @@ class BrokerError(EvaluatorError):
 
 class DatasetError(EvaluatorError):
     """A dataset file or item is invalid."""
+
+
+class VerdictParseError(JudgeError):
+    """A judge reply held no usable verdict (unparseable or off-menu label)."""
