@@ -1,0 +1,1 @@
+"""Evaluator: LLM-as-judge quality evaluation for traced LLM applications."""

@@ -1,0 +1,200 @@
+"""The `evaluator` command: a thin layer over the library. Heavy imports stay inside commands
+so `evaluator --help` answers fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from evaluator.errors import EvaluatorError
+
+DEFAULT_TRACES = "datasets/sample_traces.jsonl"
+
+
+def _settings():
+    from evaluator.settings import Settings
+
+    return Settings.from_env()
+
+
+def _print_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="evaluator")
+def cli() -> None:
+    """Evaluator: sample LLM traces, score them with versioned rubrics and a judge, store
+    every score with provenance in DuckDB."""
+
+
+@cli.command()
+@click.option("--traces", type=click.Path(path_type=Path), default=None,
+              help=f"Trace JSONL file [default: {DEFAULT_TRACES}].")
+@click.option("--judge", default=None, help="Judge config name (judges/<name>.yaml) [default: offline].")
+@click.option("--sample-rate", type=float, default=None, help="Random sampling rate [default: 0.10].")
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
+@click.option("--rubric", "rubrics", multiple=True, help="Rubric ref (NAME[@vN]); repeatable [default: all].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def run(traces, judge, sample_rate, db, rubrics, as_json) -> None:
+    """Embedded main job: read traces, sample, evaluate, store, print a summary."""
+    from evaluator.report import summary_table
+    from evaluator.runner import run_embedded
+
+    settings = _settings()
+    traces = traces or settings.datasets_dir / "sample_traces.jsonl"
+    report = run_embedded(
+        traces, db or settings.db_path, judge or settings.judge,
+        settings.sample_rate if sample_rate is None else sample_rate, rubrics, settings,
+    )
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    from rich.console import Console
+
+    console = Console()
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(report.sample_reasons.items()))
+    console.print(
+        f"run [bold]{report.run_id}[/]: read {report.traces_read} traces "
+        f"({report.invalid} invalid, kept as dead letters), sampled {report.sampled} ({reasons}), "
+        f"{report.evaluations} evaluations with judge [bold]{report.judge}[/] "
+        f"in {report.elapsed_s:.2f}s -> {report.db_path}"
+    )
+    if report.judge == "offline":
+        console.print("[yellow]note:[/] the offline judge is a heuristic baseline, not an LLM "
+                      "judge; use --judge for model-graded scores.")
+    console.print(summary_table(report.summaries))
+
+
+@cli.command()
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
+@click.option("--run", "run_id", default=None, help="Only this run.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def report(db, run_id, as_json) -> None:
+    """Summarize stored evaluations (works while a sink is writing)."""
+    from evaluator.report import database_report, summary_table
+
+    data = database_report(db or _settings().db_path, run_id)
+    summaries = data.pop("_summaries")
+    if as_json:
+        _print_json(data)
+        return
+    from rich.console import Console
+
+    console = Console()
+    console.print(summary_table(summaries, title=f"Evaluations in {data['db']}"))
+    console.print(f"status counts: {data['status_counts']}; dead letters: {data['dead_letters']}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True,
+              help="Input format: our Trace JSONL.")
+@click.option("--embedded", is_flag=True, help="Evaluate in this process (like `evaluator run`).")
+@click.option("--judge", default=None, help="Judge config name [default: offline].")
+@click.option("--sample-rate", type=float, default=None, help="Random sampling rate [default: 0.10].")
+@click.option("--rubric", "rubrics", multiple=True, help="Rubric ref; repeatable [default: all].")
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file (--embedded).")
+@click.pass_context
+def ingest(ctx, file, fmt, embedded, judge, sample_rate, rubrics, db) -> None:
+    """Send the sampled traces of FILE to the queue for `evaluator worker`."""
+    if embedded:
+        ctx.invoke(run, traces=file, judge=judge, sample_rate=sample_rate, db=db, rubrics=rubrics,
+                   as_json=False)
+        return
+    from evaluator.ingest import ingest_to_queue
+
+    settings = _settings()
+    work, messages = ingest_to_queue(
+        file, settings, judge or settings.judge,
+        settings.sample_rate if sample_rate is None else sample_rate, rubrics,
+    )
+    click.echo(
+        f"read {work.traces_read} traces ({len(work.dead_letters)} invalid, sent to the dead-letter "
+        f"table), sampled {len(work.items)}, enqueued {messages} messages"
+    )
+
+
+@cli.group()
+def rubrics() -> None:
+    """List and render versioned rubrics."""
+
+
+@rubrics.command("list")
+def rubrics_list() -> None:
+    """Every rubric version, with labels, threshold and content hash."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from evaluator.rubrics import RubricRegistry
+
+    table = Table(title="Rubrics", title_justify="left")
+    for column in ("rubric", "labels (score)", "pass at", "needs", "hash"):
+        table.add_column(column)
+    for rubric in RubricRegistry.load(_settings().rubrics_dir).all():
+        labels = ", ".join(f"{k} ({v:g})" for k, v in rubric.labels.items())
+        table.add_row(rubric.ref, labels, f"{rubric.pass_threshold:g}",
+                      ", ".join(rubric.required_inputs), rubric.content_hash[:12])
+    Console().print(table)
+
+
+@rubrics.command("render")
+@click.argument("ref")
+@click.option("--trace", "trace_file", type=click.Path(exists=True, path_type=Path), required=True,
+              help="A JSON file with one trace, or a JSONL file (see --line).")
+@click.option("--line", type=int, default=1, show_default=True, help="Which line of a JSONL file.")
+def rubrics_render(ref, trace_file, line) -> None:
+    """Show the exact prompt a judge would get for REF (NAME[@vN]) on one trace."""
+    from evaluator.records import parse_trace
+    from evaluator.rubrics import RubricRegistry, render
+
+    rubric = RubricRegistry.load(_settings().rubrics_dir).get(ref)
+    text = trace_file.read_text(encoding="utf-8")
+    if trace_file.suffix == ".jsonl":
+        lines = [row for row in text.splitlines() if row.strip()]
+        if not 1 <= line <= len(lines):
+            raise click.BadParameter(f"{trace_file} has {len(lines)} lines", param_hint="--line")
+        text = lines[line - 1]
+    prompt = render(rubric, parse_trace(text))
+    for message in prompt.messages:
+        click.echo(f"===== {message['role']} =====")
+        click.echo(message["content"])
+    click.echo(f"===== prompt_hash {prompt.prompt_hash} =====")
+
+
+@cli.command()
+@click.option("--processes", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--threads", type=int, default=8, show_default=True, help="Worker threads per process.")
+def worker(processes, threads) -> None:
+    """Service mode: consume trace batches from Redis and judge them."""
+    from evaluator.worker.service import run_workers
+
+    run_workers(_settings(), processes=processes, threads=threads)
+
+
+@cli.command()
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
+def sink(db) -> None:
+    """Service mode: the single writer draining results from Redis into DuckDB."""
+    from evaluator.worker.service import run_sink
+
+    settings = _settings()
+    run_sink(settings, db or settings.db_path)
+
+
+def main() -> None:
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except EvaluatorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

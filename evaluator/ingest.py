@@ -1,0 +1,76 @@
+"""Reading trace files and sending sampled traces to the queue (service mode)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evaluator.errors import ConfigError, InvalidTraceError
+from evaluator.pipeline import WorkItem
+from evaluator.records import DeadLetter, Trace, parse_trace
+from evaluator.sampling import SamplingPolicy, decide
+from evaluator.settings import Settings
+
+
+@dataclass
+class CollectedWork:
+    """Sampled work items and dead letters from one trace source, with counts."""
+
+    items: list[WorkItem] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    traces_read: int = 0
+    sample_reasons: Counter = field(default_factory=Counter)
+
+    def add(self, record: Trace | DeadLetter, policy: SamplingPolicy) -> None:
+        self.traces_read += 1
+        if isinstance(record, DeadLetter):
+            self.dead_letters.append(record)
+            return
+        decision = decide(record, policy)
+        if decision.sampled:
+            self.items.append(WorkItem(record, decision))
+            self.sample_reasons[decision.reason] += 1
+
+
+def read_jsonl_traces(path: Path) -> Iterator[Trace | DeadLetter]:
+    """Each line becomes a Trace, or a DeadLetter naming the file, line and field."""
+    if not path.is_file():
+        raise ConfigError(f"trace file {path} not found")
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield parse_trace(line)
+            except InvalidTraceError as exc:
+                yield DeadLetter.from_error(f"{path}:{number}", line.rstrip("\n"), exc)
+
+
+def collect_work(path: Path, policy: SamplingPolicy) -> CollectedWork:
+    work = CollectedWork()
+    for record in read_jsonl_traces(Path(path)):
+        work.add(record, policy)
+    return work
+
+
+def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: float,
+                    rubrics: Sequence[str] = (), batch_size: int = 20) -> tuple[CollectedWork, int]:
+    """Service mode: sampled traces go to Redis for `evaluator worker`; dead letters go to the
+    results channel so `evaluator sink` stores them. Returns the work and messages sent."""
+    from evaluator.worker.broker import build_broker, redis_client
+    from evaluator.worker.channel import RedisStreamChannel
+    from evaluator.worker.messages import ResultBatch
+    from evaluator.worker.service import enqueue, require_redis
+
+    url = require_redis(settings)
+    work = collect_work(path, SamplingPolicy(rate=sample_rate))
+    broker = build_broker(url)
+    try:
+        if work.dead_letters:
+            RedisStreamChannel(redis_client(url)).publish(ResultBatch(dead_letters=work.dead_letters))
+        sent = enqueue(broker, work.items, judge, rubrics, batch_size=batch_size)
+    finally:
+        broker.close()
+    return work, sent

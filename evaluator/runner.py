@@ -1,0 +1,121 @@
+"""The embedded main job: read traces, sample, evaluate through the in-process broker, store."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import dramatiq
+
+from evaluator.ingest import collect_work
+from evaluator.judge_config import load_judge_config
+from evaluator.rubrics import RubricRegistry
+from evaluator.sampling import SamplingPolicy
+from evaluator.settings import Settings
+from evaluator.store import RubricSummary, Store
+from evaluator.worker.actors import WorkerContext, register_evaluate_actor, work_message
+from evaluator.worker.broker import build_broker
+from evaluator.worker.channel import InMemoryChannel
+from evaluator.worker.messages import QUEUE_NAME, ResultBatch, encode_items
+from evaluator.worker.sink import Sink
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    db_path: Path
+    judge: str
+    traces_read: int = 0
+    invalid: int = 0
+    sampled: int = 0
+    sample_reasons: Counter = field(default_factory=Counter)
+    summaries: list[RubricSummary] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def evaluations(self) -> int:
+        return sum(s.evaluated for s in self.summaries)
+
+    def to_dict(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "db": str(self.db_path),
+            "judge": self.judge,
+            "traces_read": self.traces_read,
+            "invalid": self.invalid,
+            "sampled": self.sampled,
+            "sample_reasons": dict(self.sample_reasons),
+            "evaluations": self.evaluations,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "rubrics": [s.to_dict() for s in self.summaries],
+        }
+
+
+def chunked(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def new_run_id() -> str:
+    return time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def run_embedded(
+    traces_path: Path,
+    db_path: Path,
+    judge_name: str = "offline",
+    sample_rate: float = 0.10,
+    rubric_refs: Sequence[str] = (),
+    settings: Settings | None = None,
+    batch_size: int = 20,
+    worker_threads: int = 4,
+) -> RunReport:
+    settings = settings or Settings.from_env()
+    started = time.perf_counter()
+    registry = RubricRegistry.load(settings.rubrics_dir)
+    for ref in rubric_refs:  # fail before any work on a typo
+        registry.get(ref)
+    load_judge_config(judge_name, settings.judges_dir)
+    work = collect_work(Path(traces_path), SamplingPolicy(rate=sample_rate))
+    report = RunReport(run_id=new_run_id(), db_path=Path(db_path), judge=judge_name,
+                       traces_read=work.traces_read, invalid=len(work.dead_letters),
+                       sampled=len(work.items), sample_reasons=work.sample_reasons)
+
+    params = {"traces": str(traces_path), "judge": judge_name, "sample_rate": sample_rate,
+              "rubrics": list(rubric_refs)}
+    with Store(db_path) as store:
+        store.start_run(report.run_id, "run", params)
+
+    broker = build_broker(None)
+    channel = InMemoryChannel()
+    actor = register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir))
+    sink = Sink(channel, Path(db_path))
+    stop = threading.Event()
+    sink_thread = threading.Thread(target=sink.run, args=(stop,), name="evaluator-sink")
+    sink_thread.start()
+    worker = dramatiq.Worker(broker, worker_threads=worker_threads)
+    try:
+        channel.publish(ResultBatch(dead_letters=work.dead_letters))
+        for chunk in chunked(work.items, batch_size):
+            actor.send(work_message(encode_items(chunk), judge_name, rubric_refs, report.run_id))
+        worker.start()
+        broker.join(QUEUE_NAME, fail_fast=True)
+    finally:
+        worker.stop()
+        stop.set()
+        sink_thread.join()
+        broker.close()
+
+    with Store(db_path) as store:
+        report.summaries = store.rubric_summary(run_id=report.run_id)
+        report.elapsed_s = time.perf_counter() - started
+        store.finish_run(report.run_id, "completed", summary=report.to_dict())
+    return report

@@ -1,0 +1,1 @@
+"""Service side: broker set-up, the evaluate actor, the results channel and the DuckDB sink."""

@@ -1,0 +1,84 @@
+"""The evaluate actor: one message = a batch of sampled traces, judged concurrently."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+
+from evaluator.errors import EvaluatorError
+from evaluator.judges.base import JudgeClient
+from evaluator.pipeline import evaluate_items
+from evaluator.records import DeadLetter
+from evaluator.rubrics import Rubric, RubricRegistry
+from evaluator.store import StoredTrace
+from evaluator.worker.channel import ResultChannel
+from evaluator.worker.messages import QUEUE_NAME, ResultBatch, decode_items
+
+ACTOR_NAME = "evaluate_batch"
+
+
+@dataclass
+class WorkerContext:
+    """What a worker process needs to evaluate: rubrics, judges (built once) and the channel."""
+
+    registry: RubricRegistry
+    channel: ResultChannel
+    judges_dir: Path
+    _judges: dict[str, JudgeClient] = field(default_factory=dict)
+
+    def judge(self, name: str) -> JudgeClient:
+        if name not in self._judges:
+            from evaluator.judges.factory import load_judge
+
+            self._judges[name] = load_judge(name, self.judges_dir)
+        return self._judges[name]
+
+    def rubrics(self, refs: Sequence[str] | None) -> list[Rubric]:
+        if not refs:
+            return self.registry.latest()
+        return [self.registry.get(ref) for ref in refs]
+
+
+def work_message(items: list[dict[str, Any]], judge: str, rubrics: Sequence[str] | None,
+                 run_id: str | None) -> dict[str, Any]:
+    return {"items": items, "judge": judge, "rubrics": list(rubrics or []), "run_id": run_id}
+
+
+async def process_message(context: WorkerContext, message: dict[str, Any]) -> ResultBatch:
+    """Evaluate one work message into a ResultBatch. Bad traces and bad config become dead
+    letters with the reason; nothing in the message is dropped."""
+    source = f"queue:{message.get('run_id') or 'service'}"
+    items, dead = decode_items(message.get("items") or [], source)
+    try:
+        judge = context.judge(str(message.get("judge") or "offline"))
+        rubrics = context.rubrics(message.get("rubrics"))
+    except EvaluatorError as exc:
+        dead.extend(DeadLetter.from_error(source, {"trace": i.trace.model_dump(mode="json")}, exc)
+                    for i in items)
+        return ResultBatch(dead_letters=dead)
+    evaluations = await evaluate_items(items, rubrics, judge, message.get("run_id"))
+    traces = [StoredTrace(i.trace, i.decision.reason, i.decision.weight) for i in items]
+    return ResultBatch(evaluations=evaluations, traces=traces, dead_letters=dead)
+
+
+def register_evaluate_actor(broker: dramatiq.Broker, context: WorkerContext) -> dramatiq.Actor:
+    """Declare the actor on this broker. If publishing the results fails (Redis down), the
+    actor raises and dramatiq retries the message with backoff: at-least-once, never lost."""
+
+    async def evaluate_batch(message: dict[str, Any]) -> None:
+        batch = await process_message(context, message)
+        context.channel.publish(batch)
+
+    return dramatiq.Actor(
+        evaluate_batch,
+        broker=broker,
+        actor_name=ACTOR_NAME,
+        queue_name=QUEUE_NAME,
+        priority=0,
+        options={"max_retries": 20, "min_backoff": 500, "max_backoff": 60_000,
+                 "time_limit": 15 * 60_000},
+    )

@@ -1,0 +1,112 @@
+"""The results channel between workers and the single DuckDB writer (the sink).
+
+Embedded mode uses an in-process queue. Service mode uses a Redis stream with a consumer
+group: the sink reads, commits to DuckDB, then acknowledges, so a crash between the two
+re-delivers (at-least-once) and the store's idempotent evaluation_id removes duplicates.
+"""
+
+from __future__ import annotations
+
+import queue
+from typing import Protocol
+
+from evaluator.errors import BrokerError
+from evaluator.worker.messages import ResultBatch
+
+Entry = tuple[str, bytes | str]
+"""A channel entry: (id to acknowledge, encoded ResultBatch)."""
+
+
+class ResultChannel(Protocol):
+    def publish(self, batch: ResultBatch) -> None: ...
+
+    def read(self, max_entries: int, block_ms: int) -> list[Entry]: ...
+
+    def ack(self, entry_ids: list[str]) -> None: ...
+
+    def depth(self) -> int: ...
+
+
+class InMemoryChannel:
+    """A thread-safe in-process channel for embedded mode and tests."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Entry] = queue.Queue()
+        self._next_id = 0
+
+    def publish(self, batch: ResultBatch) -> None:
+        self._next_id += 1
+        self._queue.put((str(self._next_id), batch.to_json()))
+
+    def read(self, max_entries: int, block_ms: int) -> list[Entry]:
+        entries: list[Entry] = []
+        try:
+            entries.append(self._queue.get(timeout=block_ms / 1000))
+            while len(entries) < max_entries:
+                entries.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return entries
+
+    def ack(self, entry_ids: list[str]) -> None:
+        """Nothing to do: an in-process entry is gone once read."""
+
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+
+class RedisStreamChannel:
+    """Results as entries of a Redis stream, read by the `sink` consumer group."""
+
+    def __init__(self, client, stream: str = "evaluator:results", group: str = "sink",
+                 consumer: str = "sink-1") -> None:
+        self._client = client
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self._pending_first = True
+
+    def ensure_group(self) -> None:
+        import redis
+
+        try:
+            self._client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise BrokerError(f"cannot create consumer group on {self.stream}: {exc}") from None
+
+    def publish(self, batch: ResultBatch) -> None:
+        self._client.xadd(self.stream, {"b": batch.to_json()})
+
+    def read(self, max_entries: int, block_ms: int) -> list[Entry]:
+        """Entries delivered earlier but never acknowledged come first (after a sink crash)."""
+        if self._pending_first:
+            entries = self._xread("0", max_entries, None)
+            if entries:
+                return entries
+            self._pending_first = False
+        return self._xread(">", max_entries, block_ms)
+
+    def _xread(self, start: str, count: int, block_ms: int | None) -> list[Entry]:
+        reply = self._client.xreadgroup(
+            self.group, self.consumer, {self.stream: start}, count=count, block=block_ms
+        )
+        entries: list[Entry] = []
+        for _stream, messages in reply or []:
+            for entry_id, fields in messages:
+                if not fields:  # a pending entry that was deleted meanwhile
+                    self._client.xack(self.stream, self.group, entry_id)
+                    continue
+                entry_key = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                entries.append((entry_key, fields.get(b"b", fields.get("b", b""))))
+        return entries
+
+    def ack(self, entry_ids: list[str]) -> None:
+        if entry_ids:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.xack(self.stream, self.group, *entry_ids)
+            pipe.xdel(self.stream, *entry_ids)
+            pipe.execute()
+
+    def depth(self) -> int:
+        return int(self._client.xlen(self.stream))

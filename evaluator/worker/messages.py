@@ -1,0 +1,92 @@
+"""What travels through the queue and the results channel, as plain JSON-ready dicts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from evaluator.errors import InvalidTraceError
+from evaluator.pipeline import WorkItem
+from evaluator.records import DeadLetter, Evaluation, Trace, parse_trace
+from evaluator.sampling import SampleDecision
+from evaluator.store import StoredTrace
+
+QUEUE_NAME = "evaluator"
+
+
+def encode_items(items: Sequence[WorkItem]) -> list[dict[str, Any]]:
+    return [
+        {
+            "trace": item.trace.model_dump(mode="json", exclude_defaults=True),
+            "sample_reason": item.decision.reason,
+            "sample_weight": item.decision.weight,
+        }
+        for item in items
+    ]
+
+
+def decode_items(payload: Sequence[Any], source: str) -> tuple[list[WorkItem], list[DeadLetter]]:
+    """Re-validate traces at the worker's boundary: a bad one becomes a dead letter, not a crash."""
+    items: list[WorkItem] = []
+    dead: list[DeadLetter] = []
+    for entry in payload:
+        try:
+            if not isinstance(entry, dict):
+                raise InvalidTraceError("invalid work item: expected an object", field="<root>")
+            trace = parse_trace(entry.get("trace"))
+            decision = SampleDecision(
+                True, str(entry.get("sample_reason", "unknown")), float(entry.get("sample_weight", 1.0))
+            )
+        except (InvalidTraceError, TypeError, ValueError) as exc:
+            dead.append(DeadLetter.from_error(source, entry, exc))
+            continue
+        items.append(WorkItem(trace, decision))
+    return items, dead
+
+
+@dataclass
+class ResultBatch:
+    """Everything one evaluated batch sends to the sink; written in one transaction."""
+
+    evaluations: list[Evaluation] = field(default_factory=list)
+    traces: list[StoredTrace] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.evaluations) + len(self.traces) + len(self.dead_letters)
+
+    def extend(self, other: ResultBatch) -> None:
+        self.evaluations.extend(other.evaluations)
+        self.traces.extend(other.traces)
+        self.dead_letters.extend(other.dead_letters)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "evaluations": [e.model_dump(mode="json") for e in self.evaluations],
+                "traces": [
+                    {
+                        "trace": t.trace.model_dump(mode="json", exclude_defaults=True),
+                        "sample_reason": t.sample_reason,
+                        "sample_weight": t.sample_weight,
+                    }
+                    for t in self.traces
+                ],
+                "dead_letters": [d.model_dump(mode="json") for d in self.dead_letters],
+            },
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ResultBatch:
+        data = json.loads(text)
+        return cls(
+            evaluations=[Evaluation.model_validate(e) for e in data["evaluations"]],
+            traces=[
+                StoredTrace(Trace.model_validate(t["trace"]), t["sample_reason"], t["sample_weight"])
+                for t in data["traces"]
+            ],
+            dead_letters=[DeadLetter.model_validate(d) for d in data["dead_letters"]],
+        )

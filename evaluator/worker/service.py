@@ -1,0 +1,101 @@
+"""Service mode processes: `evaluator worker` and `evaluator sink`, plus the producer side."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import dramatiq
+
+from evaluator.errors import ConfigError
+from evaluator.pipeline import WorkItem
+from evaluator.rubrics import RubricRegistry
+from evaluator.settings import Settings
+from evaluator.worker.actors import ACTOR_NAME, WorkerContext, register_evaluate_actor, work_message
+from evaluator.worker.broker import build_broker, redis_client
+from evaluator.worker.channel import RedisStreamChannel
+from evaluator.worker.messages import QUEUE_NAME, encode_items
+from evaluator.worker.sink import Sink
+
+log = logging.getLogger(__name__)
+
+
+def require_redis(settings: Settings) -> str:
+    if not settings.redis_url:
+        raise ConfigError(
+            "service mode needs Redis: set EVALUATOR_REDIS_URL (e.g. redis://127.0.0.1:6379/0); "
+            "for a one-process run without Redis use `evaluator run`"
+        )
+    return settings.redis_url
+
+
+def _stop_event_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def enqueue(broker: dramatiq.Broker, items: Sequence[WorkItem], judge: str,
+            rubrics: Sequence[str] = (), run_id: str | None = None, batch_size: int = 20) -> int:
+    """Send sampled traces to the workers in batch messages; returns the number of messages."""
+    sent = 0
+    for start in range(0, len(items), batch_size):
+        payload = work_message(encode_items(items[start:start + batch_size]), judge, rubrics, run_id)
+        broker.enqueue(dramatiq.Message(queue_name=QUEUE_NAME, actor_name=ACTOR_NAME,
+                                        args=(payload,), kwargs={}, options={}))
+        sent += 1
+    return sent
+
+
+def run_worker_process(settings: Settings, threads: int, stop: threading.Event | None = None) -> None:
+    url = require_redis(settings)
+    broker = build_broker(url)
+    channel = RedisStreamChannel(redis_client(url))
+    registry = RubricRegistry.load(settings.rubrics_dir)
+    register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir))
+    stop = stop or _stop_event_on_signals()
+    worker = dramatiq.Worker(broker, worker_threads=threads)
+    worker.start()
+    log.info("worker pid %s: %s threads consuming queue %r", os.getpid(), threads, QUEUE_NAME)
+    try:
+        stop.wait()
+    finally:
+        worker.stop()
+        broker.close()
+
+
+def run_workers(settings: Settings, processes: int, threads: int) -> None:
+    """One process runs in place; more are started as child processes and supervised."""
+    require_redis(settings)
+    if processes <= 1:
+        run_worker_process(settings, threads)
+        return
+    command = [sys.executable, "-m", "evaluator", "worker", "--processes", "1", "--threads", str(threads)]
+    children = [subprocess.Popen(command) for _ in range(processes)]
+    stop = _stop_event_on_signals()
+    try:
+        while not stop.wait(1.0):
+            if all(child.poll() is not None for child in children):
+                break
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            child.wait()
+
+
+def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = None) -> None:
+    url = require_redis(settings)
+    channel = RedisStreamChannel(redis_client(url))
+    channel.ensure_group()
+    stop = stop or _stop_event_on_signals()
+    log.info("sink pid %s writing %s", os.getpid(), db_path)
+    Sink(channel, db_path).run(stop)

@@ -1,0 +1,81 @@
+"""The single DuckDB writer: drains the results channel in batches, commits, then acks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from evaluator.records import DeadLetter
+from evaluator.store import Store
+from evaluator.worker.channel import ResultChannel
+from evaluator.worker.messages import ResultBatch
+
+log = logging.getLogger(__name__)
+
+
+class Sink:
+    """Batches results by size or age. The store file is held open only while writing, so
+    `evaluator report` can read it between flushes."""
+
+    def __init__(self, channel: ResultChannel, db_path: Path, max_rows: int = 5_000,
+                 max_wait_s: float = 0.5) -> None:
+        self.channel = channel
+        self.db_path = Path(db_path)
+        self.max_rows = max_rows
+        self.max_wait_s = max_wait_s
+        self.rows_written = 0
+        self._unwritten: tuple[ResultBatch, list[str]] | None = None
+
+    def drain_once(self, block_ms: int = 200) -> int:
+        """Collect up to max_rows or max_wait_s worth of entries, write them, ack them.
+
+        A batch that fails to write stays in memory (unacknowledged) and is retried first.
+        """
+        if self._unwritten is None:
+            self._unwritten = self._collect(block_ms)
+        pending, entry_ids = self._unwritten
+        if not entry_ids:
+            self._unwritten = None
+            return 0
+        with Store(self.db_path) as store:
+            store.write_batch(pending.evaluations, pending.traces, pending.dead_letters)
+        self._unwritten = None
+        self.channel.ack(entry_ids)
+        self.rows_written += len(pending)
+        return len(pending)
+
+    def _collect(self, block_ms: int) -> tuple[ResultBatch, list[str]]:
+        pending = ResultBatch()
+        entry_ids: list[str] = []
+        deadline = time.monotonic() + self.max_wait_s
+        while len(pending) < self.max_rows and time.monotonic() < deadline:
+            entries = self.channel.read(max_entries=100, block_ms=block_ms)
+            if not entries:
+                break
+            for entry_id, encoded in entries:
+                entry_ids.append(entry_id)
+                pending.extend(self._decode(entry_id, encoded))
+        return pending, entry_ids
+
+    @staticmethod
+    def _decode(entry_id: str, encoded: bytes | str) -> ResultBatch:
+        try:
+            return ResultBatch.from_json(encoded)
+        except Exception as exc:  # a corrupt entry is kept as a dead letter, not dropped
+            log.error("results entry %s could not be decoded: %s", entry_id, exc)
+            text = encoded.decode("utf-8", "replace") if isinstance(encoded, bytes) else encoded
+            return ResultBatch(dead_letters=[DeadLetter.from_error("results-channel", text, exc)])
+
+    def run(self, stop: threading.Event, retry_delay_s: float = 1.0) -> None:
+        """Drain until `stop` is set, then drain what is left. Failures (Redis down, store
+        locked) are logged and retried; unacknowledged entries are never dropped."""
+        while not stop.is_set():
+            try:
+                self.drain_once()
+            except Exception as exc:  # store locked, Redis restarting: keep the batch, retry
+                log.warning("sink: %r; retrying in %.1fs", exc, retry_delay_s)
+                stop.wait(retry_delay_s)
+        while self.drain_once(block_ms=50):
+            pass

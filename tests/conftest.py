@@ -1,0 +1,28 @@
+"""Shared fixtures: a real Redis (skipped on a laptop without one, required in CI)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+REDIS_URL = os.environ.get("EVALUATOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A clean Redis database for one test. In CI (CI=true) an unreachable Redis fails."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Redis is required in CI but unreachable at {REDIS_URL}: {exc}")
+        pytest.skip(f"Redis not reachable at {REDIS_URL}")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
