@@ -21,6 +21,9 @@ MAX_TEXT_CHARS = 100_000
 
 MAX_CONTEXT_DOCS = 50
 
+MAX_DEAD_LETTER_CHARS = 1_000_000
+"""Longest payload kept in the dead-letter table (the rest is cut, the reason is kept)."""
+
 TRUNCATION_MARK = "\n[... truncated by evaluator: {dropped} characters removed ...]"
 
 Status = Literal["scored", "unscored", "error", "skipped"]
@@ -154,8 +157,6 @@ class DeadLetter(BaseModel):
     payload: str
     created_at: datetime = Field(default_factory=utcnow)
 
-    MAX_PAYLOAD_CHARS: int = 1_000_000
-
     @classmethod
     def from_error(cls, source: str, payload: Any, error: Exception) -> DeadLetter:
         text = payload if isinstance(payload, str) else canonical_json(payload)
@@ -166,7 +167,7 @@ class DeadLetter(BaseModel):
             source=source,
             error=str(error),
             field=field,
-            payload=text[: cls.MAX_PAYLOAD_CHARS],
+            payload=text[:MAX_DEAD_LETTER_CHARS],
         )
 
 
