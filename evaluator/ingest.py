@@ -59,14 +59,14 @@ def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: flo
                     rubrics: Sequence[str] = (), batch_size: int = 20) -> tuple[CollectedWork, int]:
     """Service mode: sampled traces go to Redis for `evaluator worker`; dead letters go to the
     results channel so `evaluator sink` stores them. Returns the work and messages sent."""
-    from evaluator.worker.broker import build_broker, redis_client
+    from evaluator.worker.broker import build_producer_broker, redis_client
     from evaluator.worker.channel import RedisStreamChannel
     from evaluator.worker.messages import ResultBatch
     from evaluator.worker.service import enqueue, require_redis
 
     url = require_redis(settings)
     work = collect_work(path, SamplingPolicy(rate=sample_rate))
-    broker = build_broker(url)
+    broker = build_producer_broker(url)
     try:
         if work.dead_letters:
             RedisStreamChannel(redis_client(url)).publish(ResultBatch(dead_letters=work.dead_letters))

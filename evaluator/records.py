@@ -80,6 +80,9 @@ class Trace(BaseModel):
     end_time: datetime | None = None
     truncated: list[str] = Field(default_factory=list)
     """Names of fields that were cut to MAX_TEXT_CHARS on the way in."""
+    input_hash: str | None = None
+    """sha256 of the raw (unmasked) input, taken before PII masking: dedup without the text."""
+    pii_masked: bool = False
 
     @field_validator("trace_id")
     @classmethod

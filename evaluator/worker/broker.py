@@ -25,6 +25,14 @@ def redis_client(url: str):
     return client
 
 
+def build_producer_broker(redis_url: str) -> dramatiq.Broker:
+    """A Redis broker for enqueueing only (exporters, `evaluator ingest`). It is NOT installed
+    as dramatiq's global broker, so it never clobbers a broker the host app uses."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    return RedisBroker(client=redis_client(redis_url))
+
+
 def build_broker(redis_url: str | None) -> dramatiq.Broker:
     """Redis broker for service mode, dramatiq's in-process StubBroker for embedded mode.
 
