@@ -1,0 +1,16 @@
+"""DuckDB storage for traces, evaluations, dead letters and runs (see duckdb_store.Store)."""
+
+from evaluator.store.duckdb_store import Store
+from evaluator.store.migrations import LATEST_VERSION, MIGRATIONS, Migration
+from evaluator.store.models import RubricSummary, RunRecord, StoredTrace, WriteResult
+
+__all__ = [
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "Migration",
+    "RubricSummary",
+    "RunRecord",
+    "Store",
+    "StoredTrace",
+    "WriteResult",
+]

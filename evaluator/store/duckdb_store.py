@@ -1,0 +1,228 @@
+"""The DuckDB store: batched idempotent writes, run bookkeeping and the summaries reports read.
+
+DuckDB admits one read-write process or several read-only ones per file, and the sink must not
+starve `evaluator report`. So a writer holds the file only for one batch (`Store.write_once`, or
+`with Store(path) as s: s.write_batch(...)`), and every open waits out a lock held by another
+process, with short backoff, up to lock_timeout_s.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from evaluator.errors import StoreError
+from evaluator.records import DeadLetter, Evaluation, canonical_json
+from evaluator.store import queries
+from evaluator.store.arrow_batches import dead_letters_table, evaluations_table, traces_table
+from evaluator.store.migrations import apply_migrations, require_current
+from evaluator.store.models import RubricSummary, RunRecord, StoredTrace, WriteResult
+
+_LOCK_MESSAGES = (
+    "could not set lock",
+    "conflicting lock",
+    # Same process, other mode (a read-only report while the sink thread writes): wait it out too.
+    "different configuration than existing connections",
+)
+_FIRST_BACKOFF_S = 0.005
+_MAX_BACKOFF_S = 0.05
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    message = str(exc).lower()
+    return any(text in message for text in _LOCK_MESSAGES)
+
+
+def _connect(path: Path, read_only: bool, lock_timeout_s: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + lock_timeout_s
+    delay = _FIRST_BACKOFF_S
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _is_lock_conflict(exc):
+                raise StoreError(f"cannot open the store {path}: {exc}") from exc
+            if time.monotonic() + delay > deadline:
+                raise StoreError(
+                    f"the store {path} is locked: another process holds it"
+                    f" (waited {lock_timeout_s:g}s). DuckDB allows one writer or several readers"
+                    f" at a time; retry when it is done. ({exc})"
+                ) from exc
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open the store {path}: {exc}") from exc
+        time.sleep(delay * random.uniform(0.5, 1.0))
+        delay = min(delay * 2, _MAX_BACKOFF_S)
+
+
+class Store:
+    """One open DuckDB file. Use one Store per thread, and close it as soon as you can."""
+
+    def __init__(self, path: str | Path, read_only: bool = False, lock_timeout_s: float = 10.0):
+        self.path = Path(path)
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise StoreError(
+                f"no store at {self.path}: run `evaluator run` first (it creates the database)"
+            )
+        self._conn: duckdb.DuckDBPyConnection | None = _connect(self.path, read_only, lock_timeout_s)
+        try:
+            self._conn.execute("SET TimeZone = 'UTC'")
+            if read_only:
+                require_current(self._conn, str(self.path))
+            else:
+                apply_migrations(self._conn, str(self.path))
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def write_once(
+        cls,
+        path: str | Path,
+        evaluations: Sequence[Evaluation] = (),
+        traces: Sequence[StoredTrace] = (),
+        dead_letters: Sequence[DeadLetter] = (),
+        lock_timeout_s: float = 10.0,
+    ) -> WriteResult:
+        """Open, write one batch, close: the sink's pattern. Arrow tables are built before the
+        file is opened, so the lock is held only for the insert itself."""
+        tables = _batch_tables(evaluations, traces, dead_letters)
+        with cls(path, lock_timeout_s=lock_timeout_s) as store:
+            return store._insert_tables(tables)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    @property
+    def conn(self) -> duckdb.DuckDBPyConnection:
+        """The raw connection, for ad-hoc queries (reports, notebooks)."""
+        if self._conn is None:
+            raise StoreError(f"the store {self.path} is closed")
+        return self._conn
+
+    def _writable(self) -> duckdb.DuckDBPyConnection:
+        if self.read_only:
+            raise StoreError(f"the store {self.path} was opened read-only; open it read-write to write")
+        return self.conn
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def write_batch(
+        self,
+        evaluations: Sequence[Evaluation] = (),
+        traces: Sequence[StoredTrace] = (),
+        dead_letters: Sequence[DeadLetter] = (),
+    ) -> WriteResult:
+        """Insert all three in one transaction; rows whose key is already stored are skipped."""
+        self._writable()
+        return self._insert_tables(_batch_tables(evaluations, traces, dead_letters))
+
+    def _insert_tables(self, tables: dict[str, pa.Table]) -> WriteResult:
+        conn = self._writable()
+        inserted: dict[str, int] = {}
+        conn.begin()
+        try:
+            for name, table in tables.items():
+                inserted[name] = _insert_or_ignore(conn, name, table)
+            conn.commit()
+        except duckdb.Error as exc:
+            conn.rollback()
+            raise StoreError(f"writing a batch to {self.path} failed, nothing was written: {exc}") from exc
+        except BaseException:
+            conn.rollback()
+            raise
+        return WriteResult(**inserted)
+
+    def start_run(self, run_id: str, kind: str, params: dict[str, Any]) -> None:
+        try:
+            self._writable().execute(
+                "INSERT INTO runs (run_id, kind, started_at, status, params)"
+                " VALUES (?, ?, now(), 'running', ?)",
+                [run_id, kind, canonical_json(params)],
+            )
+        except duckdb.ConstraintException as exc:
+            raise StoreError(f"run {run_id!r} already exists in {self.path}; use a new run id") from exc
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None,
+                   manifest: dict[str, Any] | None = None) -> None:
+        """Mark a run done; a None summary or manifest keeps what is stored."""
+        row = self._writable().execute(
+            "UPDATE runs SET finished_at = now(), status = ?,"
+            " summary = coalesce(?, summary), manifest = coalesce(?, manifest)"
+            " WHERE run_id = ? RETURNING run_id",
+            [status, _json_or_none(summary), _json_or_none(manifest), run_id],
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id!r} in {self.path}: call start_run first")
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def rubric_summary(self, run_id: str | None = None) -> list[RubricSummary]:
+        return queries.rubric_summary(self.conn, run_id)
+
+    def status_counts(self, run_id: str | None = None) -> dict[str, int]:
+        return queries.status_counts(self.conn, run_id)
+
+    def dead_letter_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+
+    def evaluations(self, run_id: str | None = None, trace_id: str | None = None,
+                    rubric: str | None = None, limit: int | None = None) -> list[Evaluation]:
+        """Oldest first (created_at, then evaluation_id)."""
+        return queries.evaluations(self.conn, run_id, trace_id, rubric, limit)
+
+    def traces(self, trace_ids: Sequence[str] | None = None) -> list[StoredTrace]:
+        """Stored traces (all, or those with the given ids), oldest first."""
+        return queries.stored_traces(self.conn, None if trace_ids is None else list(trace_ids))
+
+    def runs(self, kind: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Newest first."""
+        return queries.runs(self.conn, None, kind, limit)
+
+    def run(self, run_id: str) -> RunRecord | None:
+        found = queries.runs(self.conn, run_id, None, None)
+        return found[0] if found else None
+
+
+def _json_or_none(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else canonical_json(value)
+
+
+def _batch_tables(evaluations: Sequence[Evaluation], traces: Sequence[StoredTrace],
+                  dead_letters: Sequence[DeadLetter]) -> dict[str, pa.Table]:
+    """Only non-empty tables: an empty batch costs no statement."""
+    tables: dict[str, pa.Table] = {}
+    if traces:
+        tables["traces"] = traces_table(traces)
+    if evaluations:
+        tables["evaluations"] = evaluations_table(evaluations)
+    if dead_letters:
+        tables["dead_letters"] = dead_letters_table(dead_letters)
+    return tables
+
+
+def _insert_or_ignore(conn: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> int:
+    view = f"_batch_{name}"
+    columns = ", ".join(table.schema.names)
+    conn.register(view, table)
+    try:
+        row = conn.execute(f"INSERT OR IGNORE INTO {name} ({columns}) SELECT {columns} FROM {view}").fetchone()
+    finally:
+        conn.unregister(view)
+    return row[0] if row else 0

@@ -1,0 +1,162 @@
+"""Numbered, append-only schema migrations, applied when a read-write store opens.
+
+Never edit or renumber a published migration: a database in the field has already run it.
+A schema change is a new entry at the end of MIGRATIONS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import duckdb
+
+from evaluator.errors import StoreError
+
+
+class Migration(NamedTuple):
+    number: int
+    description: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "traces, evaluations, dead letters and runs",
+        """
+        CREATE TABLE traces (
+            trace_id VARCHAR PRIMARY KEY,
+            trace_json VARCHAR NOT NULL,
+            model VARCHAR,
+            provider VARCHAR,
+            prompt_version VARCHAR,
+            status VARCHAR NOT NULL,
+            feedback VARCHAR,
+            finish_reason VARCHAR,
+            sample_reason VARCHAR NOT NULL,
+            sample_weight DOUBLE NOT NULL,
+            start_time TIMESTAMPTZ,
+            received_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE evaluations (
+            evaluation_id VARCHAR PRIMARY KEY,
+            trace_id VARCHAR NOT NULL,
+            rubric VARCHAR NOT NULL,
+            rubric_version INTEGER NOT NULL,
+            rubric_hash VARCHAR NOT NULL,
+            judge VARCHAR NOT NULL,
+            judge_hash VARCHAR NOT NULL,
+            label VARCHAR,
+            score DOUBLE,
+            passed BOOLEAN,
+            reasoning VARCHAR,
+            status VARCHAR NOT NULL,
+            reason VARCHAR,
+            raw_reply VARCHAR,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            cost_usd DOUBLE,
+            latency_ms DOUBLE,
+            attempts INTEGER NOT NULL,
+            cached BOOLEAN NOT NULL,
+            prompt_hash VARCHAR,
+            sample_reason VARCHAR,
+            sample_weight DOUBLE NOT NULL,
+            truncated BOOLEAN NOT NULL,
+            run_id VARCHAR,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE dead_letters (
+            dead_letter_id VARCHAR PRIMARY KEY,
+            source VARCHAR NOT NULL,
+            error VARCHAR NOT NULL,
+            field VARCHAR,
+            payload VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ,
+            status VARCHAR NOT NULL,
+            params VARCHAR,
+            manifest VARCHAR,
+            summary VARCHAR
+        );
+        """,
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].number
+
+_CREATE_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    number INTEGER PRIMARY KEY,
+    description VARCHAR NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL
+)
+"""
+
+
+def applied_numbers(conn: duckdb.DuckDBPyConnection) -> list[int]:
+    """Migration numbers recorded in this database ([] for a fresh file)."""
+    exists = conn.execute(
+        "SELECT count(*) FROM information_schema.tables"
+        " WHERE table_schema = 'main' AND table_name = 'schema_migrations'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return []
+    rows = conn.execute("SELECT number FROM schema_migrations ORDER BY number").fetchall()
+    return [row[0] for row in rows]
+
+
+def _check_not_newer(applied: Sequence[int], known: Sequence[Migration], where: str) -> None:
+    newest_known = known[-1].number if known else 0
+    unknown = [n for n in applied if n > newest_known]
+    if unknown:
+        raise StoreError(
+            f"{where} has schema migration {max(unknown)}, newer than this evaluator knows"
+            f" ({newest_known}): upgrade evaluator before opening it"
+        )
+
+
+def apply_migrations(
+    conn: duckdb.DuckDBPyConnection, where: str, migrations: Sequence[Migration] = MIGRATIONS
+) -> list[int]:
+    """Apply the pending migrations in order, each in its own transaction; return their numbers."""
+    conn.execute(_CREATE_LEDGER)
+    done = set(applied_numbers(conn))
+    _check_not_newer(sorted(done), migrations, where)
+    applied: list[int] = []
+    for migration in migrations:
+        if migration.number in done:
+            continue
+        conn.begin()
+        try:
+            conn.execute(migration.sql)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, now())",
+                [migration.number, migration.description],
+            )
+            conn.commit()
+        except duckdb.Error as exc:
+            conn.rollback()
+            raise StoreError(
+                f"{where}: migration {migration.number} ({migration.description}) failed: {exc}"
+            ) from exc
+        applied.append(migration.number)
+    return applied
+
+
+def require_current(conn: duckdb.DuckDBPyConnection, where: str) -> None:
+    """For read-only opens, which cannot migrate: the schema must already be up to date."""
+    applied = applied_numbers(conn)
+    _check_not_newer(applied, MIGRATIONS, where)
+    missing = [m.number for m in MIGRATIONS if m.number not in applied]
+    if missing:
+        raise StoreError(
+            f"{where} is at schema migration {max(applied, default=0)}, this evaluator needs"
+            f" {LATEST_VERSION}: open it once read-write (e.g. `evaluator run`) to upgrade it"
+        )

@@ -1,0 +1,68 @@
+"""Plain values the store accepts and returns (besides the Evaluation and DeadLetter records)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from evaluator.records import Trace
+
+
+@dataclass(frozen=True)
+class StoredTrace:
+    """A masked trace as the store keeps it, with the sampling decision that let it in."""
+
+    trace: Trace
+    sample_reason: str
+    sample_weight: float
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """Rows actually inserted per table (duplicates of stored keys are not counted)."""
+
+    evaluations: int = 0
+    traces: int = 0
+    dead_letters: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.evaluations + self.traces + self.dead_letters
+
+
+@dataclass
+class RubricSummary:
+    """Counts and rates for one (rubric, rubric_version, judge); rates are over scored rows."""
+
+    rubric: str
+    rubric_version: int
+    judge: str
+    evaluated: int
+    scored: int
+    passed: int
+    pass_rate: float | None
+    weighted_pass_rate: float | None
+    """sum(sample_weight * passed) / sum(sample_weight): corrects for over-sampled errors."""
+    mean_score: float | None
+    label_counts: dict[str, int] = field(default_factory=dict)
+    unscored: int = 0
+    errors: int = 0
+    skipped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the runs table, JSON columns decoded."""
+
+    run_id: str
+    kind: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    params: dict[str, Any]
+    manifest: dict[str, Any] | None
+    summary: dict[str, Any] | None

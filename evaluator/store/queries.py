@@ -1,0 +1,148 @@
+"""Read-side SQL: rubric summaries, status counts, evaluations and runs back as records."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+
+from evaluator.records import TERMINAL_STATUSES, Evaluation, Trace
+from evaluator.store.arrow_batches import EVALUATION_SCHEMA
+from evaluator.store.models import RubricSummary, RunRecord, StoredTrace
+
+_SUMMARY_SQL = """
+SELECT
+    rubric, rubric_version, judge,
+    count(*) AS evaluated,
+    count(*) FILTER (WHERE status = 'scored') AS scored,
+    count(*) FILTER (WHERE status = 'scored' AND passed) AS passed,
+    sum(sample_weight) FILTER (WHERE status = 'scored' AND passed) AS weight_passed,
+    sum(sample_weight) FILTER (WHERE status = 'scored') AS weight_scored,
+    avg(score) FILTER (WHERE status = 'scored') AS mean_score,
+    count(*) FILTER (WHERE status = 'unscored') AS unscored,
+    count(*) FILTER (WHERE status = 'error') AS errors,
+    count(*) FILTER (WHERE status = 'skipped') AS skipped
+FROM evaluations
+WHERE $run_id IS NULL OR run_id = $run_id
+GROUP BY rubric, rubric_version, judge
+ORDER BY rubric, rubric_version, judge
+"""
+
+_LABELS_SQL = """
+SELECT rubric, rubric_version, judge, label, count(*)
+FROM evaluations
+WHERE status = 'scored' AND label IS NOT NULL AND ($run_id IS NULL OR run_id = $run_id)
+GROUP BY ALL
+ORDER BY ALL
+"""
+
+
+def rubric_summary(conn: duckdb.DuckDBPyConnection, run_id: str | None) -> list[RubricSummary]:
+    params = {"run_id": run_id}
+    labels: dict[tuple[str, int, str], dict[str, int]] = {}
+    for rubric, version, judge, label, count in conn.execute(_LABELS_SQL, params).fetchall():
+        labels.setdefault((rubric, version, judge), {})[label] = count
+    summaries = []
+    for row in conn.execute(_SUMMARY_SQL, params).fetchall():
+        (rubric, version, judge, evaluated, scored, passed, weight_passed, weight_scored,
+         mean_score, unscored, errors, skipped) = row
+        summaries.append(RubricSummary(
+            rubric=rubric,
+            rubric_version=version,
+            judge=judge,
+            evaluated=evaluated,
+            scored=scored,
+            passed=passed,
+            pass_rate=passed / scored if scored else None,
+            weighted_pass_rate=(weight_passed or 0.0) / weight_scored if weight_scored else None,
+            mean_score=mean_score,
+            label_counts=labels.get((rubric, version, judge), {}),
+            unscored=unscored,
+            errors=errors,
+            skipped=skipped,
+        ))
+    return summaries
+
+
+def status_counts(conn: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, int]:
+    """Every terminal status, zero included, so reports have stable keys."""
+    counts = dict.fromkeys(TERMINAL_STATUSES, 0)
+    rows = conn.execute(
+        "SELECT status, count(*) FROM evaluations WHERE $run_id IS NULL OR run_id = $run_id"
+        " GROUP BY status",
+        {"run_id": run_id},
+    ).fetchall()
+    counts.update(dict(rows))
+    return counts
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(timezone.utc)
+
+
+_EVALUATION_COLUMNS = ", ".join(EVALUATION_SCHEMA.names)
+
+
+def evaluations(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str | None,
+    trace_id: str | None,
+    rubric: str | None,
+    limit: int | None,
+) -> list[Evaluation]:
+    sql = (
+        f"SELECT {_EVALUATION_COLUMNS} FROM evaluations"
+        " WHERE ($run_id IS NULL OR run_id = $run_id)"
+        " AND ($trace_id IS NULL OR trace_id = $trace_id)"
+        " AND ($rubric IS NULL OR rubric = $rubric)"
+        " ORDER BY created_at, evaluation_id"
+    )
+    params: dict[str, Any] = {"run_id": run_id, "trace_id": trace_id, "rubric": rubric}
+    if limit is not None:
+        sql += " LIMIT $limit"
+        params["limit"] = limit
+    names = EVALUATION_SCHEMA.names
+    records = []
+    for row in conn.execute(sql, params).fetchall():
+        values = dict(zip(names, row))
+        values["created_at"] = _utc(values["created_at"])
+        records.append(Evaluation.model_validate(values))
+    return records
+
+
+def stored_traces(conn: duckdb.DuckDBPyConnection, trace_ids: list[str] | None) -> list[StoredTrace]:
+    sql = "SELECT trace_json, sample_reason, sample_weight FROM traces"
+    params: list[Any] = []
+    if trace_ids is not None:
+        sql += " WHERE list_contains(?, trace_id)"
+        params.append(trace_ids)
+    rows = conn.execute(sql + " ORDER BY received_at, trace_id", params).fetchall()
+    return [StoredTrace(Trace.model_validate_json(text), reason, weight) for text, reason, weight in rows]
+
+
+def _decode(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else json.loads(text)
+
+
+def runs(conn: duckdb.DuckDBPyConnection, run_id: str | None, kind: str | None,
+         limit: int | None) -> list[RunRecord]:
+    """Newest first."""
+    sql = (
+        "SELECT run_id, kind, status, started_at, finished_at, params, manifest, summary FROM runs"
+        " WHERE ($run_id IS NULL OR run_id = $run_id) AND ($kind IS NULL OR kind = $kind)"
+        " ORDER BY started_at DESC, run_id"
+    )
+    params: dict[str, Any] = {"run_id": run_id, "kind": kind}
+    if limit is not None:
+        sql += " LIMIT $limit"
+        params["limit"] = limit
+    return [
+        RunRecord(
+            run_id=row[0], kind=row[1], status=row[2], started_at=_utc(row[3]),
+            finished_at=_utc(row[4]), params=_decode(row[5]) or {}, manifest=_decode(row[6]),
+            summary=_decode(row[7]),
+        )
+        for row in conn.execute(sql, params).fetchall()
+    ]
