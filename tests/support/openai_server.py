@@ -26,16 +26,18 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-FAULTS = ("429", "500", "503", "hang", "bad_body", "invalid_json", "truncated", "off_menu", "garbage")
-"""Injectable faults. 429 carries Retry-After; hang outlasts any sane client timeout; bad_body
-is an HTTP 200 whose body is not JSON; invalid_json, truncated (finish_reason "length"),
-off_menu and garbage are well-formed responses whose content holds no usable verdict."""
+FAULTS = ("429", "500", "503", "400", "401", "hang", "bad_body", "invalid_json", "truncated",
+          "off_menu", "garbage")
+"""Injectable faults. 429 carries Retry-After; 401 echoes the API key back, as some providers
+do, so tests can check it is never stored; hang outlasts the client's timeout; bad_body is an
+HTTP 200 whose body is not JSON; invalid_json, truncated (finish_reason "length"), off_menu and
+garbage are well-formed responses whose content holds no usable verdict."""
 
 OK = "ok"
 EXPECT_LABEL = re.compile(r"EXPECT_LABEL=([^\s\"'<>,;]+)")
@@ -152,8 +154,11 @@ class OpenAIServer:
             )
 
     def reset_stats(self) -> None:
+        """Zero the counters; requests still in flight stay counted as in flight."""
         with self._lock:
+            in_flight = self._in_flight
             self._reset_counters()
+            self._in_flight = self._max_in_flight = in_flight
 
     def set_faults(self, faults: Sequence[str] | Mapping[str, float] | None, seed: int = 0) -> None:
         """Replace the fault plan: a list is a script (one entry per request), a dict odds."""
@@ -194,7 +199,7 @@ class OpenAIServer:
             self._startup_error = exc
             self._ready.set()
 
-    async def serve(self, on_ready: Any = None) -> None:
+    async def serve(self, on_ready: Callable[[OpenAIServer], None] | None = None) -> None:
         """Serve until stop() (or cancellation); `on_ready(server)` runs once listening."""
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
@@ -238,13 +243,14 @@ class OpenAIServer:
             try:
                 body = await request.json()
                 max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-                messages = body["messages"]
+                if not isinstance(body["messages"], list):
+                    raise TypeError("messages must be a list")
             except (ValueError, KeyError, TypeError, AttributeError):
                 fault = "bad_request"
                 response = _error(400, "request body must be JSON with a 'messages' list")
             else:
                 await self._wait_latency()
-                response = await self._respond(body, messages, fault, max_tokens)
+                response = await self._respond(request, body, fault, max_tokens)
             status = response.status
             return response
         finally:
@@ -262,7 +268,7 @@ class OpenAIServer:
             await asyncio.sleep(delay_ms / 1000)
 
     async def _respond(
-        self, body: dict[str, Any], messages: list[Any], fault: str, max_tokens: int | None
+        self, request: web.Request, body: dict[str, Any], fault: str, max_tokens: int | None
     ) -> web.Response:
         if fault == "429":
             response = _error(429, "Rate limit reached (injected fault)", "rate_limit_exceeded")
@@ -270,6 +276,11 @@ class OpenAIServer:
             return response
         if fault in ("500", "503"):
             return _error(int(fault), f"Server error {fault} (injected fault)", "server_error")
+        if fault == "400":
+            return _error(400, "Invalid request (injected fault)")
+        if fault == "401":
+            key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            return _error(401, f"Incorrect API key provided: {key} (injected fault)", "invalid_api_key")
         if fault == "hang":
             assert self._stopping is not None
             try:
@@ -282,11 +293,10 @@ class OpenAIServer:
         limit = self.truncate_below_max_tokens
         if fault == OK and limit is not None and max_tokens is not None and max_tokens < limit:
             fault = "truncated"
-        return web.json_response(self._completion(body, messages, fault, max_tokens))
+        return web.json_response(self._completion(body, fault, max_tokens))
 
-    def _completion(
-        self, body: dict[str, Any], messages: list[Any], fault: str, max_tokens: int | None
-    ) -> dict[str, Any]:
+    def _completion(self, body: dict[str, Any], fault: str, max_tokens: int | None) -> dict[str, Any]:
+        messages = body["messages"]
         mode, tool_name = _reply_mode(body)
         label = OFF_MENU_LABEL if fault == "off_menu" else self._choose_label(body, messages)
         if mode == "text":
@@ -367,6 +377,10 @@ def _error(status: int, message: str, code: str = "invalid_request_error") -> we
     return web.json_response(payload, status=status)
 
 
+def _announce(server: OpenAIServer) -> None:
+    print(f"listening on {server.base_url}", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
@@ -382,9 +396,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     server = OpenAIServer(latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, faults=odds or None,
                           seed=args.seed, default_label=args.default_label, host=args.host,
                           port=args.port)
-    announce = lambda s: print(f"listening on {s.base_url}", flush=True)  # noqa: E731
     try:
-        asyncio.run(server.serve(on_ready=announce))
+        asyncio.run(server.serve(on_ready=_announce))
     except KeyboardInterrupt:
         pass
 
