@@ -1,0 +1,331 @@
+"""The DuckDB store: migrations, idempotent batched writes, summaries, and the one-writer lock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from evaluator.errors import StoreError
+from evaluator.records import DeadLetter, Evaluation, Trace
+from evaluator.store import LATEST_VERSION, MIGRATIONS, Migration, Store, StoredTrace
+from evaluator.store.arrow_batches import DEAD_LETTER_SCHEMA, EVALUATION_SCHEMA, TRACE_SCHEMA
+from evaluator.store.migrations import applied_numbers, apply_migrations
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_eval(n: int, **fields) -> Evaluation:
+    values = dict(
+        evaluation_id=f"eval-{n}", trace_id=f"trace-{n}", rubric="faithfulness", rubric_version=1,
+        rubric_hash="rh1", judge="offline", judge_hash="jh1", status="scored", label="faithful",
+        score=1.0, passed=True, run_id="run-1",
+    )
+    values.update(fields)
+    return Evaluation(**values)
+
+
+def make_trace(n: int, weight: float = 1.0) -> StoredTrace:
+    trace = Trace(trace_id=f"trace-{n}", input="q?", output="a.", context=["doc"], model="m",
+                  provider="p", feedback="negative", finish_reason="stop",
+                  start_time=datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc))
+    return StoredTrace(trace, "random", weight)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "evaluator.duckdb"
+
+
+# -- migrations ----------------------------------------------------------------------------------
+
+def test_migration_numbers_are_ordered_unique_and_contiguous():
+    numbers = [m.number for m in MIGRATIONS]
+    assert numbers == list(range(1, len(MIGRATIONS) + 1))
+    assert LATEST_VERSION == numbers[-1]
+    assert all(m.description.strip() and m.sql.strip() for m in MIGRATIONS)
+
+
+def test_opening_applies_and_records_every_migration(db):
+    with Store(db) as store:
+        rows = store.conn.execute(
+            "SELECT number, description, applied_at FROM schema_migrations ORDER BY number"
+        ).fetchall()
+    assert [(n, d) for n, d, _ in rows] == [(m.number, m.description) for m in MIGRATIONS]
+    assert all(isinstance(applied_at, datetime) for _, _, applied_at in rows)
+
+
+@pytest.mark.parametrize("start", range(len(MIGRATIONS)))
+def test_database_created_at_an_older_migration_upgrades(db, start):
+    conn = duckdb.connect(str(db))
+    apply_migrations(conn, "test", MIGRATIONS[:start])
+    conn.close()
+    with Store(db) as store:
+        assert applied_numbers(store.conn) == [m.number for m in MIGRATIONS]
+        store.write_batch([make_eval(1)])
+    with Store(db, read_only=True) as store:
+        assert len(store.evaluations()) == 1
+
+
+def test_a_new_migration_keeps_existing_rows_and_a_newer_file_is_refused(db):
+    Store.write_once(db, [make_eval(1)])
+    future = (*MIGRATIONS, Migration(LATEST_VERSION + 1, "a note", "ALTER TABLE evaluations ADD COLUMN note VARCHAR"))
+    conn = duckdb.connect(str(db))
+    assert apply_migrations(conn, "test", future) == [LATEST_VERSION + 1]
+    assert conn.execute("SELECT evaluation_id, note FROM evaluations").fetchall() == [("eval-1", None)]
+    conn.close()
+    for read_only in (False, True):
+        with pytest.raises(StoreError, match="newer than this evaluator knows"):
+            Store(db, read_only=read_only)
+
+
+def test_read_only_open_of_an_unmigrated_file_says_how_to_upgrade(db):
+    duckdb.connect(str(db)).close()
+    with pytest.raises(StoreError, match="open it once read-write"):
+        Store(db, read_only=True)
+
+
+def test_arrow_batch_columns_match_the_tables(db):
+    with Store(db) as store:
+        for table, schema in (("evaluations", EVALUATION_SCHEMA), ("traces", TRACE_SCHEMA),
+                              ("dead_letters", DEAD_LETTER_SCHEMA)):
+            columns = [r[0] for r in store.conn.execute(f"DESCRIBE {table}").fetchall()]
+            assert columns == schema.names
+    assert EVALUATION_SCHEMA.names == list(Evaluation.model_fields)
+    assert DEAD_LETTER_SCHEMA.names == [f for f in DeadLetter.model_fields if f != "MAX_PAYLOAD_CHARS"]
+
+
+# -- writes --------------------------------------------------------------------------------------
+
+def test_reopen_keeps_data(db):
+    dead = DeadLetter.from_error("test", {"bad": True}, ValueError("nope"))
+    result = Store.write_once(db, [make_eval(1), make_eval(2)], [make_trace(1)], [dead])
+    assert (result.evaluations, result.traces, result.dead_letters, result.total) == (2, 1, 1, 4)
+    with Store(db) as store:
+        assert [e.evaluation_id for e in store.evaluations()] == ["eval-1", "eval-2"]
+        assert store.dead_letter_count() == 1
+        assert store.traces() == [make_trace(1)]
+
+
+def test_rewriting_the_same_keys_inserts_nothing(db):
+    batch = dict(evaluations=[make_eval(1)], traces=[make_trace(1)],
+                 dead_letters=[DeadLetter.from_error("t", "x", ValueError("y"))])
+    Store.write_once(db, **batch)
+    again = Store.write_once(db, **batch)
+    assert again.total == 0
+    with Store(db) as store:
+        assert store.write_batch(**batch).total == 0
+        assert store.status_counts()["scored"] == 1
+
+
+def test_duplicates_inside_one_batch_keep_the_first(db):
+    first, second = make_eval(1, label="faithful"), make_eval(1, label="unfaithful", passed=False)
+    traces = [make_trace(1, weight=2.0), make_trace(1, weight=9.0)]
+    result = Store.write_once(db, [first, second, make_eval(2)], traces)
+    assert (result.evaluations, result.traces) == (2, 1)
+    with Store(db, read_only=True) as store:
+        assert store.evaluations(trace_id="trace-1") == [first]
+        assert store.traces()[0].sample_weight == 2.0
+
+
+def test_a_failing_batch_writes_nothing(db):
+    broken = DeadLetter.model_construct(
+        dead_letter_id="d1", source="s", error="e", field=None, payload=None,
+        created_at=datetime.now(timezone.utc),
+    )
+    with Store(db) as store:
+        with pytest.raises(StoreError, match="nothing was written"):
+            store.write_batch([make_eval(1)], [make_trace(1)], [broken])
+        assert store.evaluations() == [] and store.traces() == []
+        assert store.dead_letter_count() == 0
+        assert store.write_batch([make_eval(1)]).evaluations == 1  # still usable afterwards
+
+
+def test_read_only_store_refuses_writes(db):
+    Store.write_once(db, [make_eval(1)])
+    with Store(db, read_only=True) as store, pytest.raises(StoreError, match="read-only"):
+        store.write_batch([make_eval(2)])
+
+
+def test_read_only_on_missing_file_says_to_run_first(db):
+    with pytest.raises(StoreError, match="evaluator run"):
+        Store(db, read_only=True)
+    assert not db.exists()
+
+
+# -- reads ---------------------------------------------------------------------------------------
+
+def test_evaluations_round_trip_every_field(db):
+    full = make_eval(
+        1, label="unfaithful", score=0.1 + 0.2, passed=False, reasoning="why\nwith ünïcode ✓",
+        reason="judge said so", raw_reply='{"label": "unfaithful"}', input_tokens=2**40,
+        output_tokens=7, cost_usd=1e-7, latency_ms=12.345, attempts=3, cached=True,
+        prompt_hash="ph", sample_reason="negative_feedback", sample_weight=0.125, truncated=True,
+        created_at=datetime(2025, 6, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2))),
+    )
+    bare = Evaluation(
+        evaluation_id="eval-2", trace_id="trace-2", rubric="relevance", rubric_version=3,
+        rubric_hash="rh", judge="j", judge_hash="jh", status="unscored",
+    )
+    Store.write_once(db, [full, bare])
+    with Store(db, read_only=True) as store:
+        got = {e.evaluation_id: e for e in store.evaluations()}
+    assert got["eval-1"].model_dump() == full.model_dump()
+    assert got["eval-2"].model_dump() == bare.model_dump()
+    assert got["eval-1"].created_at.utcoffset() == timedelta(0)  # same instant, told in UTC
+    assert got["eval-2"].created_at == bare.created_at and got["eval-2"].created_at.tzinfo is not None
+    assert got["eval-2"].cost_usd is None and got["eval-2"].input_tokens is None
+    assert got["eval-2"].score is None and got["eval-2"].passed is None
+
+
+def test_evaluation_filters(db):
+    base = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    rows = [make_eval(i, rubric="relevance" if i % 2 else "faithfulness", run_id=f"run-{i % 3}",
+                      created_at=base + timedelta(seconds=i)) for i in range(6)]
+    Store.write_once(db, rows)
+    with Store(db, read_only=True) as store:
+        assert [e.evaluation_id for e in store.evaluations(run_id="run-0")] == ["eval-0", "eval-3"]
+        assert [e.evaluation_id for e in store.evaluations(rubric="relevance", limit=2)] == ["eval-1", "eval-3"]
+        assert [e.evaluation_id for e in store.evaluations(trace_id="trace-4")] == ["eval-4"]
+
+
+def test_rubric_summary_numbers(db):
+    rows = [
+        make_eval(1, label="faithful", score=1.0, passed=True, sample_weight=1.0),
+        make_eval(2, label="faithful", score=0.8, passed=True, sample_weight=1.0),
+        make_eval(3, label="unfaithful", score=0.0, passed=False, sample_weight=10.0),
+        make_eval(4, status="unscored", label=None, score=None, passed=None, sample_weight=5.0),
+        make_eval(5, status="error", label=None, score=None, passed=None),
+        make_eval(6, status="skipped", label=None, score=None, passed=None),
+        make_eval(7, rubric_version=2, status="error", label=None, score=None, passed=None, run_id="run-2"),
+    ]
+    Store.write_once(db, rows)
+    with Store(db, read_only=True) as store:
+        v1, v2 = store.rubric_summary()
+        only_run_2 = store.rubric_summary(run_id="run-2")
+        assert store.status_counts() == {"scored": 3, "unscored": 1, "error": 2, "skipped": 1}
+        assert store.status_counts(run_id="run-2") == {"scored": 0, "unscored": 0, "error": 1, "skipped": 0}
+    assert (v1.rubric, v1.rubric_version, v1.judge) == ("faithfulness", 1, "offline")
+    assert (v1.evaluated, v1.scored, v1.passed) == (6, 3, 2)
+    assert v1.pass_rate == pytest.approx(2 / 3)
+    assert v1.weighted_pass_rate == pytest.approx((1.0 + 1.0) / (1.0 + 1.0 + 10.0))
+    assert v1.mean_score == pytest.approx(1.8 / 3)
+    assert v1.label_counts == {"faithful": 2, "unfaithful": 1}
+    assert (v1.unscored, v1.errors, v1.skipped) == (1, 1, 1)
+    assert v2.to_dict() == {
+        "rubric": "faithfulness", "rubric_version": 2, "judge": "offline", "evaluated": 1,
+        "scored": 0, "passed": 0, "pass_rate": None, "weighted_pass_rate": None,
+        "mean_score": None, "label_counts": {}, "unscored": 0, "errors": 1, "skipped": 0,
+    }
+    assert only_run_2 == [v2]
+
+
+def test_empty_store_reads(db):
+    with Store(db) as store:
+        assert store.rubric_summary() == []
+        assert store.dead_letter_count() == 0
+        assert store.status_counts() == {"scored": 0, "unscored": 0, "error": 0, "skipped": 0}
+        assert store.write_batch().total == 0
+
+
+def test_traces_round_trip_with_their_columns(db):
+    Store.write_once(db, traces=[make_trace(1, weight=4.0), make_trace(2)])
+    with Store(db, read_only=True) as store:
+        assert store.traces(["trace-1"]) == [make_trace(1, weight=4.0)]
+        row = store.conn.execute(
+            "SELECT model, provider, status, feedback, finish_reason, sample_reason, start_time"
+            " FROM traces WHERE trace_id = 'trace-1'"
+        ).fetchone()
+    assert row[:6] == ("m", "p", "ok", "negative", "stop", "random")
+    assert row[6] == datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+
+
+def test_runs_are_started_and_finished(db):
+    with Store(db) as store:
+        store.start_run("r1", "replay", {"dataset": "d.jsonl", "limit": 5})
+        assert store.run("r1").status == "running" and store.run("r1").finished_at is None
+        with pytest.raises(StoreError, match="already exists"):
+            store.start_run("r1", "replay", {})
+        store.finish_run("r1", "ok", manifest={"hash": "abc"})
+        store.finish_run("r1", "ok", summary={"evaluated": 5})
+        with pytest.raises(StoreError, match="start_run first"):
+            store.finish_run("nope", "ok")
+        run = store.run("r1")
+    assert (run.kind, run.status, run.params) == ("replay", "ok", {"dataset": "d.jsonl", "limit": 5})
+    assert run.manifest == {"hash": "abc"} and run.summary == {"evaluated": 5}
+    assert run.finished_at >= run.started_at
+
+
+# -- one writer, many readers --------------------------------------------------------------------
+
+def _python(script: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_write_once_releases_the_file(db):
+    Store.write_once(db, [make_eval(1)])
+    with Store(db, read_only=True, lock_timeout_s=0.5) as store:  # same process, other mode
+        assert store.status_counts()["scored"] == 1
+
+
+def test_open_gives_up_naming_the_file_when_another_process_holds_it(db):
+    Store.write_once(db, [make_eval(1)])
+    holder = _python(f"""
+        import time
+        from evaluator.store import Store
+        with Store({str(db)!r}):
+            print("holding", flush=True)
+            time.sleep(30)
+    """)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="another process holds it") as caught:
+            Store(db, read_only=True, lock_timeout_s=0.3)
+        assert str(db) in str(caught.value)
+        assert time.monotonic() - started < 3
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.slow
+def test_reports_read_while_a_writer_process_loops(db):
+    Store.write_once(db, [make_eval(0)])
+    writer = _python(f"""
+        import time
+        from evaluator.records import Evaluation
+        from evaluator.store import Store
+        deadline, n, written = time.monotonic() + 3.0, 1, 1
+        while time.monotonic() < deadline:
+            batch = [Evaluation(evaluation_id=f"w-{{n + i}}", trace_id="t", rubric="faithfulness",
+                                rubric_version=1, rubric_hash="h", judge="offline", judge_hash="j",
+                                status="scored", label="faithful", score=1.0, passed=True)
+                     for i in range(200)]
+            written += Store.write_once({str(db)!r}, batch).evaluations
+            n += 200
+        print(written)
+    """)
+    reads, last = 0, 0
+    while writer.poll() is None:
+        with Store(db, read_only=True) as store:
+            (summary,) = store.rubric_summary()
+        assert summary.evaluated >= last
+        last = summary.evaluated
+        reads += 1
+        time.sleep(0.01)
+    out, err = writer.communicate()
+    assert writer.returncode == 0, err
+    written = int(out)
+    assert reads >= 20 and written > 1000
+    with Store(db, read_only=True) as store:
+        assert store.rubric_summary()[0].evaluated == written
