@@ -1,0 +1,289 @@
+"""Reading one span under the attribute conventions LLM instrumentations use.
+
+Three families are understood, tried in this order for each field:
+  1. OTel GenAI semantic conventions v1.37+ (`gen_ai.input.messages`, `gen_ai.output.messages`,
+     `gen_ai.system_instructions`: JSON with typed `parts`);
+  2. the older GenAI styles: indexed attributes (`gen_ai.prompt.N.*`, `gen_ai.completion.N.*`,
+     as OpenLLMetry writes them) and span events (`gen_ai.user.message`, `gen_ai.choice`, ...);
+  3. OpenInference (`llm.input_messages.N.message.*`, `input.value`, `output.value`, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from evaluator.otel.spans import SpanRecord
+
+OUTPUT_KEYS_LOOKED_FOR = (
+    "gen_ai.output.messages", "gen_ai.completion.0.content", "gen_ai.choice event",
+    "llm.output_messages.0.message.content", "output.value",
+)
+
+_OPENINFERENCE_ROLES = {
+    "LLM": "llm", "RETRIEVER": "retriever", "TOOL": "tool", "AGENT": "agent", "CHAIN": "chain",
+    "EMBEDDING": "embedding", "RERANKER": "retriever",
+}
+_GENAI_OPERATIONS = {
+    "chat": "llm", "text_completion": "llm", "generate_content": "llm", "execute_tool": "tool",
+    "invoke_agent": "agent", "create_agent": "agent", "embeddings": "embedding", "retrieval": "retriever",
+}
+_TRACELOOP_KINDS = {"tool": "tool", "agent": "agent", "workflow": "chain", "task": "chain"}
+_LLM_MARKERS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.prompt.", "gen_ai.completion.",
+                "llm.input_messages.", "llm.output_messages.", "llm.model_name", "llm.request.type")
+_EVENT_ROLES = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
+                "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}
+
+
+@dataclass
+class LlmCall:
+    """What one LLM span says about its call, whichever convention it used."""
+
+    span: SpanRecord
+    messages: list[dict[str, str]] = field(default_factory=list)
+    """Input messages other than system ones: {"role", "content"}."""
+    system: str | None = None
+    output: str = ""
+    model: str | None = None
+    provider: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reason: str | None = None
+    conventions: set[str] = field(default_factory=set)
+
+
+def span_role(span: SpanRecord) -> str:
+    """`llm`, `retriever`, `tool`, `agent`, `chain`, `embedding` or `other`."""
+    attrs = span.attributes
+    kind = attrs.get("openinference.span.kind")
+    if isinstance(kind, str):
+        return _OPENINFERENCE_ROLES.get(kind.upper(), "other")
+    operation = attrs.get("gen_ai.operation.name")
+    if isinstance(operation, str) and operation in _GENAI_OPERATIONS:
+        return _GENAI_OPERATIONS[operation]
+    traceloop = attrs.get("traceloop.span.kind")
+    if isinstance(traceloop, str) and traceloop in _TRACELOOP_KINDS:
+        return _TRACELOOP_KINDS[traceloop]
+    if any(key.startswith(_LLM_MARKERS) for key in attrs):
+        return "llm"
+    if any(event.name in _EVENT_ROLES or event.name == "gen_ai.choice" for event in span.events):
+        return "llm"
+    if any(key.startswith(("retrieval.documents.", "gen_ai.retrieval.documents")) for key in attrs):
+        return "retriever"
+    return "other"
+
+
+def loads_json(value: Any) -> Any:
+    """Parse a JSON-encoded attribute; anything else (or bad JSON) comes back unchanged."""
+    if isinstance(value, str) and value[:1] in ("[", "{", '"'):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def text_of(content: Any) -> str:
+    """The readable text of a message content: a string, typed parts, or an OpenAI-style list."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Mapping):
+        for key in ("content", "text", "response", "result"):
+            if key in content and content.get("type") not in ("tool_call", "reasoning"):
+                return text_of(content[key])
+        return ""
+    if isinstance(content, (list, tuple)):
+        return "\n".join(text for text in (text_of(part) for part in content) if text)
+    return str(content)
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number >= 0 else None
+
+
+def first_str(*values: Any) -> str | None:
+    for value in values:
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def indexed(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """Group `prefix.N.rest` attributes into one dict per N, in index order."""
+    groups: dict[int, dict[str, Any]] = {}
+    start = len(prefix) + 1
+    for key, value in attrs.items():
+        if not key.startswith(prefix) or key[start - 1:start] != ".":
+            continue
+        index, _, rest = key[start:].partition(".")
+        if index.isdigit() and rest:
+            groups.setdefault(int(index), {})[rest] = value
+    return [groups[index] for index in sorted(groups)]
+
+
+def _split_system(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], str | None]:
+    system = [m["content"] for m in messages if m["role"] in ("system", "developer") and m["content"]]
+    rest = [m for m in messages if m["role"] not in ("system", "developer")]
+    return rest, "\n\n".join(system) or None
+
+
+def _semconv_messages(value: Any) -> list[dict[str, str]]:
+    parsed = loads_json(value)
+    if isinstance(parsed, Mapping):
+        parsed = [parsed]
+    if not isinstance(parsed, (list, tuple)):
+        return []
+    messages = []
+    for item in parsed:
+        if isinstance(item, Mapping):
+            content = item["parts"] if "parts" in item else item.get("content")
+            messages.append({"role": str(item.get("role") or "user"), "content": text_of(content)})
+    return messages
+
+
+def _read_semconv(call: LlmCall, attrs: Mapping[str, Any]) -> None:
+    if "gen_ai.input.messages" in attrs:
+        call.messages, call.system = _split_system(_semconv_messages(attrs["gen_ai.input.messages"]))
+        call.conventions.add("gen_ai")
+    if "gen_ai.system_instructions" in attrs:
+        instructions = loads_json(attrs["gen_ai.system_instructions"])
+        call.system = text_of(instructions) or call.system
+    if "gen_ai.output.messages" in attrs:
+        outputs = loads_json(attrs["gen_ai.output.messages"])
+        first = outputs[0] if isinstance(outputs, (list, tuple)) and outputs else outputs
+        if isinstance(first, Mapping):
+            call.output = text_of(first.get("parts", first.get("content")))
+            call.finish_reason = first_str(first.get("finish_reason"))
+        call.conventions.add("gen_ai")
+
+
+def _read_indexed_genai(call: LlmCall, attrs: Mapping[str, Any]) -> None:
+    if not call.messages:
+        prompts = indexed(attrs, "gen_ai.prompt")
+        if prompts:
+            messages = [{"role": str(p.get("role") or "user"), "content": text_of(loads_json(p.get("content")))}
+                        for p in prompts]
+            call.messages, system = _split_system(messages)
+            call.system = call.system or system
+            call.conventions.add("gen_ai_legacy")
+    if not call.output:
+        completions = indexed(attrs, "gen_ai.completion")
+        if completions:
+            call.output = text_of(loads_json(completions[0].get("content")))
+            call.finish_reason = call.finish_reason or first_str(completions[0].get("finish_reason"))
+            call.conventions.add("gen_ai_legacy")
+
+
+def _event_body(attrs: Mapping[str, Any]) -> Mapping[str, Any]:
+    for key in ("body", "gen_ai.event.content", "event.body"):
+        body = loads_json(attrs.get(key))
+        if isinstance(body, Mapping):
+            return body
+    return attrs
+
+
+def _read_events(call: LlmCall, span: SpanRecord) -> None:
+    messages: list[dict[str, str]] = []
+    for event in span.events:
+        if event.name in _EVENT_ROLES:
+            body = _event_body(event.attributes)
+            role = str(body.get("role") or _EVENT_ROLES[event.name])
+            messages.append({"role": role, "content": text_of(loads_json(body.get("content")))})
+        elif event.name == "gen_ai.choice" and not call.output:
+            body = _event_body(event.attributes)
+            message = loads_json(body.get("message"))
+            content = message.get("content") if isinstance(message, Mapping) else body.get("content")
+            call.output = text_of(loads_json(content))
+            call.finish_reason = call.finish_reason or first_str(body.get("finish_reason"))
+            call.conventions.add("gen_ai_events")
+        elif event.name == "gen_ai.content.prompt" and not messages and not call.messages:
+            messages = _semconv_messages(event.attributes.get("gen_ai.prompt"))
+        elif event.name == "gen_ai.content.completion" and not call.output:
+            completion = _semconv_messages(event.attributes.get("gen_ai.completion"))
+            call.output = completion[0]["content"] if completion else ""
+    if messages and not call.messages:
+        call.messages, system = _split_system(messages)
+        call.system = call.system or system
+        call.conventions.add("gen_ai_events")
+
+
+def _openinference_messages(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, str]]:
+    messages = []
+    for entry in indexed(attrs, prefix):
+        content = entry.get("message.content")
+        if content is None:
+            content = [part for key, part in sorted(entry.items())
+                       if key.startswith("message.contents.") and key.endswith(".message_content.text")]
+        messages.append({"role": str(entry.get("message.role") or "user"), "content": text_of(content)})
+    return messages
+
+
+def _read_openinference(call: LlmCall, attrs: Mapping[str, Any]) -> None:
+    if not call.messages:
+        messages = _openinference_messages(attrs, "llm.input_messages")
+        if messages:
+            call.messages, system = _split_system(messages)
+            call.system = call.system or system
+            call.conventions.add("openinference")
+    if not call.output:
+        outputs = _openinference_messages(attrs, "llm.output_messages")
+        call.output = outputs[0]["content"] if outputs else ""
+        if not call.output and isinstance(attrs.get("output.value"), str):
+            call.output = attrs["output.value"]
+        if call.output:
+            call.conventions.add("openinference")
+
+
+def read_llm_call(span: SpanRecord) -> LlmCall:
+    attrs = span.attributes
+    call = LlmCall(span)
+    _read_semconv(call, attrs)
+    _read_indexed_genai(call, attrs)
+    _read_events(call, span)
+    _read_openinference(call, attrs)
+    call.model = first_str(attrs.get("gen_ai.response.model"), attrs.get("gen_ai.request.model"),
+                           attrs.get("llm.model_name"))
+    call.provider = first_str(attrs.get("gen_ai.provider.name"), attrs.get("gen_ai.system"),
+                              attrs.get("llm.provider"), attrs.get("llm.system"))
+    call.input_tokens = as_int(_first_present(attrs, "gen_ai.usage.input_tokens",
+                                              "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"))
+    call.output_tokens = as_int(_first_present(attrs, "gen_ai.usage.output_tokens",
+                                               "gen_ai.usage.completion_tokens", "llm.token_count.completion"))
+    reasons = attrs.get("gen_ai.response.finish_reasons")
+    if isinstance(reasons, (list, tuple)) and reasons:
+        call.finish_reason = first_str(*reasons) or call.finish_reason
+    elif isinstance(reasons, str):
+        call.finish_reason = reasons or call.finish_reason
+    return call
+
+
+def _first_present(attrs: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if key in attrs:
+            return attrs[key]
+    return None
+
+
+def read_documents(span: SpanRecord) -> list[str]:
+    """Retrieved document texts (OpenInference `retrieval.documents.N.document.content`, or the
+    GenAI `gen_ai.retrieval.documents` JSON when it carries content)."""
+    attrs = span.attributes
+    docs = [text_of(d.get("document.content")) for d in indexed(attrs, "retrieval.documents")]
+    semconv = loads_json(attrs.get("gen_ai.retrieval.documents"))
+    if isinstance(semconv, (list, tuple)):
+        docs.extend(text_of(d.get("content")) for d in semconv if isinstance(d, Mapping))
+    return [doc for doc in docs if doc]
+
+
+def tool_name(span: SpanRecord) -> str:
+    return first_str(span.attributes.get("gen_ai.tool.name"), span.attributes.get("tool.name")) or span.name
