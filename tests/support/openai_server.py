@@ -102,20 +102,10 @@ class FaultPlan:
 class OpenAIServer:
     """POST /v1/chat/completions on 127.0.0.1 from a background thread with its own event loop."""
 
-    def __init__(
-        self,
-        *,
-        latency_ms: float = 0.0,
-        jitter_ms: float = 0.0,
-        faults: Sequence[str] | Mapping[str, float] | None = None,
-        seed: int = 0,
-        default_label: str = "pass",
-        retry_after_s: float = 1.0,
-        hang_s: float = 30.0,
-        truncate_below_max_tokens: int | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-    ):
+    def __init__(self, *, latency_ms: float = 0.0, jitter_ms: float = 0.0,
+                 faults: Sequence[str] | Mapping[str, float] | None = None, seed: int = 0,
+                 default_label: str = "pass", retry_after_s: float = 1.0, hang_s: float = 30.0,
+                 truncate_below_max_tokens: int | None = None, host: str = "127.0.0.1", port: int = 0):
         self.latency_ms = latency_ms
         self.jitter_ms = jitter_ms
         self.default_label = default_label
@@ -228,7 +218,7 @@ class OpenAIServer:
         self._max_in_flight = 0
         self._log: list[RequestRecord] = []
 
-    async def _health(self, request: web.Request) -> web.Response:
+    async def _health(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def _chat(self, request: web.Request) -> web.Response:
@@ -310,22 +300,19 @@ class OpenAIServer:
         elif fault == "truncated":
             text = text[: text.index(REASONING) + len(REASONING) // 2]
         message: dict[str, Any] = {"role": "assistant", "content": text}
-        finish_reason = "length" if fault == "truncated" else "stop"
         if mode == "tool":
-            call = {"name": tool_name, "arguments": text}
-            message = {"role": "assistant", "content": None,
-                       "tool_calls": [{"id": "call_0", "type": "function", "function": call}]}
-        completion_tokens = max(1, len(text) // 4)
-        if fault == "truncated" and max_tokens:
-            completion_tokens = int(max_tokens)
+            call = {"id": "call_0", "type": "function", "function": {"name": tool_name, "arguments": text}}
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        truncated = fault == "truncated"
+        completion_tokens = int(max_tokens) if truncated and max_tokens else max(1, len(text) // 4)
         prompt_tokens = max(1, sum(len(_text_of(m)) for m in messages) // 4)
         return {
             "id": f"chatcmpl-{self._total}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "unknown"),
-            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason,
-                         "logprobs": None}],
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": "length" if truncated else "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
             "system_fingerprint": None,
@@ -389,13 +376,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--fault", action="append", default=[], metavar="KIND=P",
                         help=f"fault probability, repeatable; kinds: {', '.join(FAULTS)}")
+    parser.add_argument("--retry-after-s", type=float, default=1.0, help="Retry-After sent with 429")
     parser.add_argument("--default-label", default="pass")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     odds = {kind: float(p) for kind, _, p in (item.partition("=") for item in args.fault)}
     server = OpenAIServer(latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, faults=odds or None,
-                          seed=args.seed, default_label=args.default_label, host=args.host,
-                          port=args.port)
+                          seed=args.seed, default_label=args.default_label,
+                          retry_after_s=args.retry_after_s, host=args.host, port=args.port)
     try:
         asyncio.run(server.serve(on_ready=_announce))
     except KeyboardInterrupt:
