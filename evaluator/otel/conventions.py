@@ -75,6 +75,13 @@ def span_role(span: SpanRecord) -> str:
     return "other"
 
 
+def is_genai_span(span: SpanRecord) -> bool:
+    """Whether a span belongs to LLM work at all (as opposed to, say, an HTTP or DB span)."""
+    return span_role(span) != "other" or any(
+        key.startswith(("gen_ai.", "llm.", "input.value", "output.value")) for key in span.attributes
+    )
+
+
 def loads_json(value: Any) -> Any:
     """Parse a JSON-encoded attribute; anything else (or bad JSON) comes back unchanged."""
     if isinstance(value, str) and value[:1] in ("[", "{", '"'):

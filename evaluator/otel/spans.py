@@ -153,3 +153,29 @@ def from_otlp_span(span: OtlpSpan, service: str | None = None) -> SpanRecord:
         service=service,
         size_bytes=approx_size(attributes, events),
     )
+
+
+def spans_payload(spans: list[SpanRecord], values: bool = True) -> list[dict[str, Any]]:
+    """Spans as plain JSON-ready dicts: what a dead letter keeps so the trace can be inspected.
+
+    With values=False, attributes keep their names only: enough to see which conventions a
+    trace used and what it lacks, without copying unmasked user text out of the app.
+    """
+
+    def attributes(mapping: Mapping[str, Any]) -> dict[str, Any] | list[str]:
+        return dict(mapping) if values else sorted(mapping)
+
+    return [
+        {
+            "trace_id": span.trace_id,
+            "span_id": span.span_id,
+            "parent_id": span.parent_id,
+            "name": span.name,
+            "status": span.status,
+            "start_ns": span.start_ns,
+            "end_ns": span.end_ns,
+            "attributes": attributes(span.attributes),
+            "events": [{"name": e.name, "attributes": attributes(e.attributes)} for e in span.events],
+        }
+        for span in spans
+    ]

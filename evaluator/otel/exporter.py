@@ -1,0 +1,222 @@
+"""EvaluatorSpanExporter: the app's spans in, sampled and masked work items out.
+
+Install it on the app's TracerProvider behind a BatchSpanProcessor, so all of the work here
+runs on the processor's thread, not on the app's. Per batch of ended spans:
+  group by trace -> complete traces -> normalize -> sample -> mask -> enqueue in batches.
+Sampling is decided before masking, so traces that will not be evaluated are never masked.
+Nothing here raises into the app: failures are counted in `stats` and logged (rate-limited),
+and a dead Redis only costs the traces that could not be sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from evaluator.errors import ConfigError, InvalidTraceError
+from evaluator.otel.assembly import TraceAssembler
+from evaluator.otel.conventions import is_genai_span
+from evaluator.otel.delivery import Delivery, RateLimitedLog, RedisDelivery, Sink, SinkDelivery
+from evaluator.otel.normalize import normalize_spans
+from evaluator.otel.spans import SpanRecord, from_readable_span, spans_payload
+from evaluator.pipeline import WorkItem
+from evaluator.records import DeadLetter, Trace
+from evaluator.sampling import SamplingPolicy, decide
+
+log = logging.getLogger(__name__)
+
+Mask = Callable[[Trace], Trace]
+
+STAT_NAMES = (
+    "spans_received", "spans_late", "traces_completed", "traces_ignored", "traces_sampled",
+    "traces_enqueued", "invalid", "dead_letters_published", "dropped_buffer_full",
+    "dropped_enqueue_failed", "dropped_mask_failed",
+)
+DEAD_LETTER_SOURCE = "otel-exporter"
+
+
+def default_mask() -> Mask:
+    """The project's PII masker with its default configuration, imported on first use."""
+    from evaluator.pii import PiiConfig, PiiMasker
+
+    return PiiMasker(PiiConfig()).mask_trace
+
+
+class EvaluatorSpanExporter(SpanExporter):
+    """An OpenTelemetry SpanExporter feeding Evaluator. Give `redis_url` (service mode) or
+    `sink` (a callable taking a list of WorkItems: embedded use and tests), not both.
+
+    Traces with no LLM-related span at all (plain HTTP or DB traces sharing the provider) are
+    not ours: they are counted as `traces_ignored`, not dead-lettered.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        sink: Sink | None = None,
+        judge: str = "offline",
+        rubrics: Sequence[str] = (),
+        policy: SamplingPolicy | None = None,
+        mask: Mask | None = None,
+        assembly_timeout_s: float = 30.0,
+        max_buffered_spans: int = 20_000,
+        max_buffered_bytes: int = 64 * 2**20,
+        batch_size: int = 20,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if (redis_url is None) == (sink is None):
+            raise ConfigError("EvaluatorSpanExporter needs exactly one of redis_url or sink")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        self.policy = policy or SamplingPolicy()
+        self._mask = mask
+        self._delivery: Delivery = (
+            SinkDelivery(sink) if sink is not None
+            else RedisDelivery(redis_url, judge, rubrics, batch_size, clock)
+        )
+        self._sink_mode = sink is not None
+        try:
+            self._assembler = TraceAssembler(assembly_timeout_s, max_buffered_spans,
+                                             max_buffered_bytes, clock)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self._lock = threading.Lock()
+        """Guards the assembler and the counters; held only for short, in-memory work."""
+        self._deliver_lock = threading.Lock()
+        """One delivery at a time (the processor's thread and a flush may both deliver)."""
+        self._counts = dict.fromkeys(STAT_NAMES, 0)
+        self._log = RateLimitedLog(log, clock=clock)
+        self._closed = False
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """A snapshot of the counters, plus what is buffered right now."""
+        with self._lock:
+            counts = dict(self._counts)
+            assembly = self._assembler.counts
+            counts["spans_late"] += assembly.spans_late
+            counts["dropped_buffer_full"] += assembly.traces_dropped
+            counts["buffered_traces"] = len(self._assembler)
+            counts["buffered_spans"] = self._assembler.buffered_spans
+            counts["buffered_bytes"] = self._assembler.buffered_bytes
+        return counts
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._closed:
+            return SpanExportResult.FAILURE
+        try:
+            records = [from_readable_span(span) for span in spans]
+            with self._lock:
+                self._counts["spans_received"] += len(records)
+                for record in records:
+                    self._assembler.add(record)
+                ready = self._assembler.pop_complete()
+            return self._process(ready)
+        except Exception as exc:  # the app must never see an exporter failure
+            self._log.warning("export", "evaluator exporter lost a batch of %d spans: %r", len(spans), exc)
+            return SpanExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Send every buffered trace now, complete or not."""
+        try:
+            with self._lock:
+                ready = self._assembler.pop_all()
+            return self._process(ready) is SpanExportResult.SUCCESS
+        except Exception as exc:
+            self._log.warning("flush", "evaluator exporter flush failed: %r", exc)
+            return False
+
+    def shutdown(self) -> None:
+        if self._closed:
+            return
+        self.force_flush()
+        self._closed = True
+        try:
+            self._delivery.close()
+        except Exception as exc:
+            log.warning("evaluator exporter: closing the broker failed: %r", exc)
+
+    def _count(self, **increments: int) -> None:
+        with self._lock:
+            for name, value in increments.items():
+                self._counts[name] += value
+
+    def _process(self, ready: list[list[SpanRecord]]) -> SpanExportResult:
+        if not ready:
+            return SpanExportResult.SUCCESS
+        with self._deliver_lock:
+            items, dead = self._prepare(ready)
+            delivered = self._deliver_items(items)
+            kept = self._deliver_dead_letters(dead)
+        return SpanExportResult.SUCCESS if delivered and kept else SpanExportResult.FAILURE
+
+    def _prepare(self, ready: list[list[SpanRecord]]) -> tuple[list[WorkItem], list[DeadLetter]]:
+        """Normalize, sample, then mask only what was sampled."""
+        items: list[WorkItem] = []
+        dead: list[DeadLetter] = []
+        ignored = mask_failed = 0
+        for spans in ready:
+            if not any(is_genai_span(span) for span in spans):
+                ignored += 1
+                continue
+            try:
+                trace = normalize_spans(spans)
+            except Exception as exc:
+                error = exc if isinstance(exc, InvalidTraceError) else InvalidTraceError(
+                    f"invalid trace: normalization failed: {exc!r}", field="<root>")
+                dead.append(DeadLetter.from_error(DEAD_LETTER_SOURCE, spans_payload(spans, values=False),
+                                                  error))
+                continue
+            decision = decide(trace, self.policy)
+            if not decision.sampled:
+                continue
+            try:
+                items.append(WorkItem(self._masker()(trace), decision))
+            except Exception as exc:  # never send a trace that could not be masked
+                mask_failed += 1
+                self._log.warning("mask", "evaluator exporter dropped a trace it could not mask: %r", exc)
+        self._count(traces_completed=len(ready), traces_ignored=ignored, invalid=len(dead),
+                    traces_sampled=len(items) + mask_failed, dropped_mask_failed=mask_failed)
+        return items, dead
+
+    def _masker(self) -> Mask:
+        if self._mask is None:
+            self._mask = default_mask()
+        return self._mask
+
+    def _deliver_items(self, items: list[WorkItem]) -> bool:
+        if not items:
+            return True
+        try:
+            self._delivery.send(items)
+        except Exception as exc:
+            self._count(dropped_enqueue_failed=len(items))
+            self._log.warning("enqueue", "evaluator exporter dropped %d sampled traces: %s",
+                              len(items), exc)
+            return False
+        self._count(traces_enqueued=len(items))
+        return True
+
+    def _deliver_dead_letters(self, dead: list[DeadLetter]) -> bool:
+        if not dead:
+            return True
+        first = dead[0].error
+        try:
+            published = self._delivery.send_dead_letters(dead)
+        except Exception as exc:
+            self._count(dropped_enqueue_failed=len(dead))
+            self._log.warning("dead", "evaluator exporter could not keep %d invalid traces (%s); "
+                              "first reason: %s", len(dead), exc, first)
+            return False
+        if published:
+            self._count(dead_letters_published=len(dead))
+        self._log.warning("invalid", "evaluator exporter: %d trace(s) could not be normalized%s; "
+                          "first reason: %s", len(dead),
+                          "" if published else " (counted only, no dead-letter store in sink mode)", first)
+        return True

@@ -1,0 +1,106 @@
+"""Reading OTLP/JSON trace files, as the OpenTelemetry Collector's file exporter writes them.
+
+Each line is one ExportTraceServiceRequest in the OTLP/JSON encoding. That encoding differs
+from protobuf's canonical JSON mapping in one way that matters here: trace and span ids are
+hex strings, where protobuf's JSON parser expects base64 for bytes fields. Ids are converted
+before handing the line to the protobuf parser; everything else is the proto package's job.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from google.protobuf.json_format import ParseDict, ParseError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from evaluator.errors import ConfigError, InvalidTraceError
+from evaluator.otel.normalize import normalize_spans
+from evaluator.otel.spans import SpanRecord, from_otlp_span, spans_payload
+from evaluator.records import DeadLetter, Trace
+
+TraceFormat = Literal["jsonl", "otlp-json"]
+_HEX_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
+_ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+
+
+def _hex_ids_to_base64(node: dict[str, Any]) -> None:
+    for key in _ID_KEYS:
+        value = node.get(key)
+        if isinstance(value, str) and _HEX_ID.fullmatch(value):
+            node[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
+
+
+def _prepare(request: Any) -> dict[str, Any]:
+    """Rewrite one OTLP/JSON request in place into protobuf's JSON mapping."""
+    if not isinstance(request, dict):
+        raise ValueError(f"expected a JSON object, got {type(request).__name__}")
+    for resource_spans in request.get("resourceSpans") or request.get("resource_spans") or []:
+        if "instrumentationLibrarySpans" in resource_spans:  # pre-1.0 name of scopeSpans
+            resource_spans.setdefault("scopeSpans", resource_spans.pop("instrumentationLibrarySpans"))
+        for scope_spans in resource_spans.get("scopeSpans") or resource_spans.get("scope_spans") or []:
+            for span in scope_spans.get("spans") or []:
+                _hex_ids_to_base64(span)
+                for link in span.get("links") or []:
+                    _hex_ids_to_base64(link)
+    return request
+
+
+def parse_request_line(line: str) -> list[SpanRecord]:
+    """Spans of one OTLP/JSON line. Raises ValueError (or ParseError) on a malformed line."""
+    request = ExportTraceServiceRequest()
+    ParseDict(_prepare(json.loads(line)), request, ignore_unknown_fields=True)
+    records: list[SpanRecord] = []
+    for resource_spans in request.resource_spans:
+        service = next((kv.value.string_value for kv in resource_spans.resource.attributes
+                        if kv.key == "service.name"), None)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                if len(span.trace_id) != 16 or len(span.span_id) != 8:
+                    raise ValueError(f"span {span.name!r} has no valid traceId/spanId")
+                records.append(from_otlp_span(span, service or None))
+    return records
+
+
+def read_otlp_json_traces(path: Path) -> Iterator[Trace | DeadLetter]:
+    """Every trace in the file, its spans grouped by trace_id across lines. A bad line or a
+    trace that cannot be normalized becomes a DeadLetter whose source is `file:line`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"trace file {path} not found")
+    traces: dict[str, list[SpanRecord]] = {}
+    first_line: dict[str, int] = {}
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                spans = parse_request_line(line)
+            except (ValueError, ParseError, RecursionError) as exc:
+                error = InvalidTraceError(f"line {number} is not an OTLP/JSON trace request: {exc}",
+                                          field="<root>")
+                yield DeadLetter.from_error(f"{path}:{number}", line.rstrip("\n"), error)
+                continue
+            for span in spans:
+                traces.setdefault(span.trace_id, []).append(span)
+                first_line.setdefault(span.trace_id, number)
+    for trace_id, spans in traces.items():
+        try:
+            yield normalize_spans(spans)
+        except InvalidTraceError as exc:
+            yield DeadLetter.from_error(f"{path}:{first_line[trace_id]}", spans_payload(spans), exc)
+
+
+def read_traces(path: Path, fmt: TraceFormat = "jsonl") -> Iterator[Trace | DeadLetter]:
+    """Traces from a file in either format: our JSONL (one Trace a line) or OTLP/JSON."""
+    if fmt == "otlp-json":
+        return read_otlp_json_traces(Path(path))
+    if fmt == "jsonl":
+        from evaluator.ingest import read_jsonl_traces
+
+        return read_jsonl_traces(Path(path))
+    raise ConfigError(f"unknown trace format {fmt!r}: use 'jsonl' or 'otlp-json'")
