@@ -29,7 +29,7 @@ LEVELS = ("nominal", "ordinal", "interval")
 class ReliabilityData:
     """Distinct units of an annotators x units matrix: value codes (-1 = missing) per pattern."""
 
-    values: list[Hashable]
+    labels: list[Hashable]
     patterns: np.ndarray
     """(distinct units, annotators) value codes."""
     multiplicity: np.ndarray
@@ -39,7 +39,7 @@ class ReliabilityData:
 
 def encode_reliability_data(reliability_data: Sequence[Sequence[Any]] | np.ndarray,
                             level: Level = "nominal",
-                            value_order: Sequence[Hashable] | None = None) -> ReliabilityData:
+                            labels_order: Sequence[Hashable] | None = None) -> ReliabilityData:
     """Check the matrix and code its values in one order (needed for ordinal, numeric for interval)."""
     check_choice(level, LEVELS, "level of measurement")
     rows = [as_plain_list(row) for row in reliability_data]
@@ -57,8 +57,8 @@ def encode_reliability_data(reliability_data: Sequence[Sequence[Any]] | np.ndarr
     if level == "interval" and not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
                                        for v in observed):
         raise AgreementError("interval alpha needs numeric values: use level='ordinal' with a "
-                             "value_order for ordered labels")
-    order = resolve_order(observed, value_order,
+                             "labels_order for ordered labels")
+    order = resolve_order(observed, labels_order,
                           needs_order_for="ordinal alpha" if level == "ordinal" else None)
     index = {value: code for code, value in enumerate(order)}
     codes = np.array([[-1 if is_missing(v) else index[v] for v in row] for row in rows],
@@ -112,15 +112,15 @@ def alpha_undefined_reason(coincidences: np.ndarray) -> str:
 
 def krippendorff_alpha(reliability_data: Sequence[Sequence[Any]] | np.ndarray,
                        level: Level = "nominal",
-                       value_order: Sequence[Hashable] | None = None) -> float:
+                       labels_order: Sequence[Hashable] | None = None) -> float:
     """Krippendorff's alpha of an annotators x units matrix (None/NaN = missing).
 
-    `value_order` orders labels for level='ordinal' (required unless the values are numbers).
+    `labels_order` orders labels for level='ordinal' (required unless the values are numbers).
     """
-    data = encode_reliability_data(reliability_data, level, value_order)
+    data = encode_reliability_data(reliability_data, level, labels_order)
     coincidences = np.tensordot(data.multiplicity,
-                                pattern_coincidences(data.patterns, len(data.values)), axes=1)
-    value = float(alpha_batch(coincidences, level, data.values))
+                                pattern_coincidences(data.patterns, len(data.labels)), axes=1)
+    value = float(alpha_batch(coincidences, level, data.labels))
     if np.isnan(value):
         raise AgreementError(f"alpha is undefined: {alpha_undefined_reason(coincidences)}")
     return value

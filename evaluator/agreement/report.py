@@ -169,7 +169,7 @@ def verdict_line(statistic: str, result: dict[str, Any], n: int, accuracy: float
 
 def inter_annotator_report(reliability_data: Sequence[Sequence[Any]] | np.ndarray,
                            level: Level = "nominal",
-                           value_order: Sequence[Hashable] | None = None,
+                           labels_order: Sequence[Hashable] | None = None,
                            annotators: Sequence[str] | None = None,
                            n_boot: int = DEFAULT_N_BOOT, seed: int | None = 0,
                            confidence: float = DEFAULT_CONFIDENCE) -> dict[str, Any]:
@@ -180,8 +180,8 @@ def inter_annotator_report(reliability_data: Sequence[Sequence[Any]] | np.ndarra
     a resample where one of those pairs has no defined kappa is counted as undefined.
     """
     check_bootstrap_settings(n_boot, confidence)
-    data = encode_reliability_data(reliability_data, level, value_order)
-    n_annotators, v = data.patterns.shape[1], len(data.values)
+    data = encode_reliability_data(reliability_data, level, labels_order)
+    n_annotators, v = data.patterns.shape[1], len(data.labels)
     names = list(annotators) if annotators is not None else [str(i) for i in range(n_annotators)]
     if len(names) != n_annotators:
         raise AgreementError(f"{len(names)} annotator names for {n_annotators} annotators")
@@ -192,7 +192,7 @@ def inter_annotator_report(reliability_data: Sequence[Sequence[Any]] | np.ndarra
     def statistics(rows: np.ndarray) -> np.ndarray:
         coincidences = (rows @ coincidences_per_pattern).reshape(-1, v, v)
         kappas = [kappa_batch(_pair_tables(rows, cells, v)) for cells in pair_cells]
-        return np.stack([alpha_batch(coincidences, level, data.values), *kappas], axis=1)
+        return np.stack([alpha_batch(coincidences, level, data.labels), *kappas], axis=1)
 
     point = statistics(data.multiplicity[None, :])[0]
     samples = (None if not n_boot else
@@ -216,7 +216,7 @@ def inter_annotator_report(reliability_data: Sequence[Sequence[Any]] | np.ndarra
     pairable = int(data.multiplicity[(data.patterns >= 0).sum(axis=1) >= 2].sum())
     return {
         "n_annotators": n_annotators, "n_units": data.n_units, "n_pairable_units": pairable,
-        "values": data.values, "annotators": names,
+        "labels": data.labels, "annotators": names,
         "bootstrap": _bootstrap_note(n_boot, seed, confidence),
         "alpha": {"level": level, **estimate(point[0], column(0), confidence,
                                              alpha_undefined_reason(coincidences))},

@@ -213,7 +213,9 @@ def defined_value(value: Any, statistic: str) -> float:
     """The value as a float, or AgreementError saying why the statistic is undefined."""
     value = float(value)
     if np.isnan(value):
-        raise AgreementError(f"{statistic} is undefined: {UNDEFINED_REASONS[statistic]}")
+        name = {"mcc": "MCC", "spearman": "Spearman's rho", "kendall": "Kendall's tau-b"}.get(
+            statistic, statistic)
+        raise AgreementError(f"{name} is undefined: {UNDEFINED_REASONS[statistic]}")
     return value
 
 
