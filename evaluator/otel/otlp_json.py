@@ -39,6 +39,8 @@ def _prepare(request: Any) -> dict[str, Any]:
     """Rewrite one OTLP/JSON request in place into protobuf's JSON mapping."""
     if not isinstance(request, dict):
         raise ValueError(f"expected a JSON object, got {type(request).__name__}")
+    if "resourceSpans" not in request and "resource_spans" not in request:
+        raise ValueError("no resourceSpans")
     for resource_spans in request.get("resourceSpans") or request.get("resource_spans") or []:
         if "instrumentationLibrarySpans" in resource_spans:  # pre-1.0 name of scopeSpans
             resource_spans.setdefault("scopeSpans", resource_spans.pop("instrumentationLibrarySpans"))

@@ -14,6 +14,7 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
+from opentelemetry.proto.trace.v1.trace_pb2 import SpanFlags
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as OtlpStatus
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
@@ -151,6 +152,7 @@ def from_otlp_span(span: OtlpSpan, service: str | None = None) -> SpanRecord:
         attributes=attributes,
         events=events,
         service=service,
+        parent_is_remote=bool(span.flags & SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK),
         size_bytes=approx_size(attributes, events),
     )
 
