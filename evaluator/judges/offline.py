@@ -245,7 +245,8 @@ class OfflineJudge:
         question = _the_ask(trace.question)
         asked = content_stems(question) - QUESTION_FILLER
         if not asked:
-            return _labelled(rubric, 1.0, "the question has no content words to match; assumed relevant.", keep_score=True)
+            evidence = "the question has no content words to match; assumed relevant."
+            return _labelled(rubric, 1.0, evidence, keep_score=True)
         passage = _best_passage(asked, trace.context)
         answered: set[str] = set()
         on_topic = total = 0
@@ -260,7 +261,8 @@ class OfflineJudge:
             from_passage = passage is not None and len(stems & passage.stems) >= CLAIM_SUPPORT_MIN * len(stems)
             on_topic += bool(stems & asked) or from_passage
         if not total:
-            return _labelled(rubric, 0.0, "the answer has no content beyond refusals or pleasantries.", keep_score=True)
+            evidence = "the answer has no content beyond refusals or pleasantries."
+            return _labelled(rubric, 0.0, evidence, keep_score=True)
         shared = asked & answered
         coverage = min(1.0, len(shared) / len(asked) / RELEVANCE_FULL_COVERAGE)
         score = on_topic / total if trace.context else max(on_topic / total, coverage)
