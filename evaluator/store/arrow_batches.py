@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -87,9 +88,11 @@ def first_per_key(items: Iterable[T], key: Callable[[T], str]) -> list[T]:
 
 
 def _table(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
-    return pa.table(
-        [pa.array([row[f.name] for row in rows], type=f.type) for f in schema], schema=schema
-    )
+    if not rows:
+        return schema.empty_table()
+    pick = itemgetter(*schema.names)
+    columns = zip(*[pick(row) for row in rows])  # transpose in C, not one comprehension per column
+    return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema)
 
 
 def evaluations_table(evaluations: Sequence[Evaluation]) -> pa.Table:

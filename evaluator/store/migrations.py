@@ -102,13 +102,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 def applied_numbers(conn: duckdb.DuckDBPyConnection) -> list[int]:
     """Migration numbers recorded in this database ([] for a fresh file)."""
-    exists = conn.execute(
-        "SELECT count(*) FROM information_schema.tables"
-        " WHERE table_schema = 'main' AND table_name = 'schema_migrations'"
-    ).fetchone()
-    if not exists or not exists[0]:
+    try:
+        rows = conn.execute("SELECT number FROM schema_migrations ORDER BY number").fetchall()
+    except duckdb.CatalogException:
         return []
-    rows = conn.execute("SELECT number FROM schema_migrations ORDER BY number").fetchall()
     return [row[0] for row in rows]
 
 
@@ -126,9 +123,11 @@ def apply_migrations(
     conn: duckdb.DuckDBPyConnection, where: str, migrations: Sequence[Migration] = MIGRATIONS
 ) -> list[int]:
     """Apply the pending migrations in order, each in its own transaction; return their numbers."""
-    conn.execute(_CREATE_LEDGER)
     done = set(applied_numbers(conn))
     _check_not_newer(sorted(done), migrations, where)
+    if all(m.number in done for m in migrations):
+        return []  # the common case: every open of an up-to-date store costs one query
+    conn.execute(_CREATE_LEDGER)
     applied: list[int] = []
     for migration in migrations:
         if migration.number in done:
