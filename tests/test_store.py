@@ -104,6 +104,11 @@ def test_arrow_batch_columns_match_the_tables(db):
 
 # -- writes --------------------------------------------------------------------------------------
 
+def test_read_write_open_creates_missing_directories(tmp_path):
+    with Store(tmp_path / "new" / "dir" / "evaluator.duckdb") as store:
+        assert store.dead_letter_count() == 0
+
+
 def test_reopen_keeps_data(db):
     dead = DeadLetter.from_error("test", {"bad": True}, ValueError("nope"))
     result = Store.write_once(db, [make_eval(1), make_eval(2)], [make_trace(1)], [dead])

@@ -51,9 +51,9 @@ def _connect(path: Path, read_only: bool, lock_timeout_s: float) -> duckdb.DuckD
                 raise StoreError(f"cannot open the store {path}: {exc}") from exc
             if time.monotonic() + delay > deadline:
                 raise StoreError(
-                    f"the store {path} is locked: another process holds it"
-                    f" (waited {lock_timeout_s:g}s). DuckDB allows one writer or several readers"
-                    f" at a time; retry when it is done. ({exc})"
+                    f"the store {path} is locked: another process holds it (or a Store in this"
+                    f" process opened in the other mode); waited {lock_timeout_s:g}s. DuckDB allows"
+                    f" one writer or several readers at a time: retry when it is done. ({exc})"
                 ) from exc
         except duckdb.Error as exc:
             raise StoreError(f"cannot open the store {path}: {exc}") from exc
@@ -71,6 +71,8 @@ class Store:
             raise StoreError(
                 f"no store at {self.path}: run `evaluator run` first (it creates the database)"
             )
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn: duckdb.DuckDBPyConnection | None = _connect(self.path, read_only, lock_timeout_s)
         try:
             self._conn.execute("SET TimeZone = 'UTC'")
