@@ -31,10 +31,12 @@ def _evaluation(
 ) -> Evaluation:
     score = verdict.score
     passed = None
-    if verdict.status == "scored":
-        if score is None and verdict.label is not None:
+    if verdict.status == "scored" and verdict.label is not None:
+        # Pass/fail follows the label (the rubric's menu and threshold), so a label and its
+        # verdict never disagree; `score` keeps a judge's finer-grained value when it has one.
+        passed = rubric.passes(rubric.score_for(verdict.label))
+        if score is None:
             score = rubric.score_for(verdict.label)
-        passed = rubric.passes(score) if score is not None else None
     return Evaluation(
         evaluation_id=evaluation_id_for(item.trace.trace_id, rubric.content_hash, judge.config_hash),
         trace_id=item.trace.trace_id,
