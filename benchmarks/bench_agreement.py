@@ -68,7 +68,8 @@ def run(quick: bool = False) -> list[dict]:
     ]
 
     # Discrete scores (rubric label-to-score maps, Likert): few distinct pairs, cheap to resample.
-    judge_scores = np.clip(rng.integers(1, 6, N_PAIRS) + rng.integers(-1, 2, N_PAIRS), 1, 5).astype(float)
+    judge_scores = np.clip(rng.integers(1, 6, N_PAIRS) + rng.integers(-1, 2, N_PAIRS), 1, 5)
+    judge_scores = judge_scores.astype(float)
     human_scores = np.clip(judge_scores + rng.integers(-1, 2, N_PAIRS), 1, 5)
 
     def both_correlations(a, b):

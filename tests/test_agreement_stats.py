@@ -57,8 +57,10 @@ def random_label_pairs(seed: int, n: int, k: int, agreement: float = 0.7):
 def check_label_statistics(judge: list, human: list, order: list) -> None:
     matrix = confusion_matrix(judge, human, order)
     assert matrix.labels == order
-    np.testing.assert_array_equal(matrix.counts, metrics.confusion_matrix(human, judge, labels=order))
-    assert raw_agreement(judge, human) == pytest.approx(metrics.accuracy_score(human, judge), abs=TOLERANCE)
+    reference_matrix = metrics.confusion_matrix(human, judge, labels=order)
+    np.testing.assert_array_equal(matrix.counts, reference_matrix)
+    assert raw_agreement(judge, human) == pytest.approx(metrics.accuracy_score(human, judge),
+                                                        abs=TOLERANCE)
     for weights in (None, "linear", "quadratic"):
         reference = quietly(metrics.cohen_kappa_score, judge, human, labels=order, weights=weights)
         assert_same(lambda: cohen_kappa(judge, human, order, weights), reference)
@@ -73,7 +75,8 @@ def check_label_statistics(judge: list, human: list, order: list) -> None:
             quietly(metrics.f1_score, human, judge, average=average), abs=TOLERANCE)
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
         human, judge, labels=order, average=None, zero_division=np.nan)
-    for row, p, r, f, s in zip(per_label_metrics(judge, human, order), precision, recall, f1, support):
+    rows = per_label_metrics(judge, human, order)
+    for row, p, r, f, s in zip(rows, precision, recall, f1, support):
         assert row["support"] == s
         for name, reference in (("precision", p), ("recall", r), ("f1", f)):
             if np.isnan(reference):
@@ -101,11 +104,14 @@ def test_label_statistics_match_sklearn_on_generated_data(pairs):
 
 
 def check_correlations(judge: np.ndarray, human: np.ndarray) -> None:
-    assert_same(lambda: spearman(judge, human), quietly(lambda: scipy_stats.spearmanr(judge, human).statistic))
-    assert_same(lambda: kendall_tau_b(judge, human), quietly(lambda: scipy_stats.kendalltau(judge, human).statistic))
+    rho = quietly(lambda: scipy_stats.spearmanr(judge, human).statistic)
+    tau = quietly(lambda: scipy_stats.kendalltau(judge, human).statistic)
+    assert_same(lambda: spearman(judge, human), rho)
+    assert_same(lambda: kendall_tau_b(judge, human), tau)
 
 
-@pytest.mark.parametrize("seed,n,levels", [(0, 2, 0), (1, 30, 3), (2, 500, 0), (3, 2000, 5), (4, 20000, 0)])
+@pytest.mark.parametrize("seed,n,levels",
+                         [(0, 2, 0), (1, 30, 3), (2, 500, 0), (3, 2000, 5), (4, 20000, 0)])
 def test_correlations_match_scipy_on_random_data(seed, n, levels):
     rng = np.random.default_rng(seed)
     human = rng.integers(0, levels, n).astype(float) if levels else rng.normal(size=n)
@@ -131,7 +137,8 @@ def check_alpha(matrix: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("seed,annotators,units,values,missing",
-                         [(0, 2, 10, 3, 0.0), (1, 3, 50, 4, 0.3), (2, 5, 200, 5, 0.5), (3, 2, 6, 2, 0.4)])
+                         [(0, 2, 10, 3, 0.0), (1, 3, 50, 4, 0.3), (2, 5, 200, 5, 0.5),
+                          (3, 2, 6, 2, 0.4)])
 def test_alpha_matches_krippendorff_on_random_data(seed, annotators, units, values, missing):
     rng = np.random.default_rng(seed)
     truth = rng.integers(1, values + 1, units)
@@ -163,8 +170,9 @@ def test_alpha_takes_labels_with_an_order_and_none_as_missing():
     names = {1.0: "bad", 2.0: "ok", 3.0: "good"}
     labelled = [[None if np.isnan(v) else names[v] for v in row] for row in numeric]
     for level in ("nominal", "ordinal"):
-        assert krippendorff_alpha(labelled, level, labels_order=["bad", "ok", "good"]) == pytest.approx(
-            krippendorff.alpha(numeric, level_of_measurement=level), abs=TOLERANCE)
+        ours = krippendorff_alpha(labelled, level, labels_order=["bad", "ok", "good"])
+        assert ours == pytest.approx(krippendorff.alpha(numeric, level_of_measurement=level),
+                                     abs=TOLERANCE)
     with pytest.raises(AgreementError, match="labels_order"):
         krippendorff_alpha(labelled, "ordinal")
     with pytest.raises(AgreementError, match="numeric"):
@@ -174,7 +182,7 @@ def test_alpha_takes_labels_with_an_order_and_none_as_missing():
 def test_report_matches_the_scalar_functions_and_is_json_ready():
     judge, human, order = random_label_pairs(7, 500, 3)
     scores = {"fail": 0.0, "partial": 0.5, "pass": 1.0}
-    judge_scores = [scores[j] + 0.01 * i % 0.3 for i, j in enumerate(judge)]
+    judge_scores = [scores[j] + (i % 7) / 100 for i, j in enumerate(judge)]
     human_scores = [scores[h] for h in human]
     report = agreement_report(judge, human, labels_order=order, ordinal=True,
                               judge_scores=judge_scores, human_scores=human_scores, n_boot=200)
@@ -184,15 +192,18 @@ def test_report_matches_the_scalar_functions_and_is_json_ready():
     for weights in ("linear", "quadratic"):
         assert report["weighted_kappa"][weights]["value"] == pytest.approx(
             cohen_kappa(judge, human, order, weights), abs=TOLERANCE)
-    codes = np.array([[order.index(x) for x in judge], [order.index(x) for x in human]], dtype=float)
+    codes = np.array([[order.index(x) for x in judge], [order.index(x) for x in human]],
+                     dtype=float)
     assert report["alpha"]["value"] == pytest.approx(
         krippendorff.alpha(codes, level_of_measurement="ordinal"), abs=TOLERANCE)
     assert report["accuracy"]["value"] == pytest.approx(raw_agreement(judge, human), abs=TOLERANCE)
     assert report["macro_f1"]["value"] == pytest.approx(f1_average(judge, human), abs=TOLERANCE)
     assert report["mcc"]["value"] == pytest.approx(matthews_corrcoef(judge, human), abs=TOLERANCE)
-    assert report["confusion_matrix"]["counts"] == confusion_matrix(judge, human, order).counts.tolist()
-    assert report["spearman"]["value"] == pytest.approx(spearman(judge_scores, human_scores), abs=TOLERANCE)
-    assert report["kendall"]["value"] == pytest.approx(kendall_tau_b(judge_scores, human_scores), abs=TOLERANCE)
+    assert report["confusion_matrix"]["counts"] == confusion_matrix(judge, human).counts.tolist()
+    assert report["spearman"]["value"] == pytest.approx(spearman(judge_scores, human_scores),
+                                                        abs=TOLERANCE)
+    assert report["kendall"]["value"] == pytest.approx(kendall_tau_b(judge_scores, human_scores),
+                                                       abs=TOLERANCE)
     for row in report["per_label"]:
         assert row["f1"]["value"] == pytest.approx(
             metrics.f1_score(human, judge, labels=[row["label"]], average=None)[0], abs=TOLERANCE)
@@ -219,7 +230,8 @@ def test_count_resampling_has_the_spread_of_index_resampling():
     ci = kappa_with_ci(judge, human, n_boot=2000, seed=1)["ci"]
     rng = np.random.default_rng(2)
     j, h = np.array(judge), np.array(human)
-    index_kappas = [metrics.cohen_kappa_score(h[i], j[i]) for i in rng.integers(0, 2000, (400, 2000))]
+    resamples = rng.integers(0, 2000, (400, 2000))
+    index_kappas = [metrics.cohen_kappa_score(h[i], j[i]) for i in resamples]
     low, high = np.quantile(index_kappas, [0.025, 0.975])
     assert (ci["high"] - ci["low"]) == pytest.approx(high - low, rel=0.2)
 
@@ -231,8 +243,8 @@ def test_inter_annotator_report_matches_references():
     matrix[rng.random(matrix.shape) < 0.2] = np.nan
     report = inter_annotator_report(matrix, annotators=["ann", "bob", "cy"], n_boot=300)
     json.dumps(report, allow_nan=False)
-    assert report["alpha"]["value"] == pytest.approx(krippendorff.alpha(matrix, level_of_measurement="nominal"),
-                                                     abs=TOLERANCE)
+    reference = krippendorff.alpha(matrix, level_of_measurement="nominal")
+    assert report["alpha"]["value"] == pytest.approx(reference, abs=TOLERANCE)
     kappas = []
     for pair in report["pairwise_kappa"]:
         a, b = (["ann", "bob", "cy"].index(name) for name in pair["annotators"])
@@ -246,7 +258,7 @@ def test_inter_annotator_report_matches_references():
 
 
 def test_rogan_gladen_recovers_a_constructed_prevalence():
-    # true failure rate 0.2; judge sensitivity 0.9, specificity 0.85 -> flags 0.2*0.9 + 0.8*0.15 = 0.30
+    # true failure rate 0.2, sensitivity 0.9, specificity 0.85: flags 0.2*0.9 + 0.8*0.15 = 0.30
     assert rogan_gladen(0.30, 0.9, 0.85) == pytest.approx(0.2, abs=1e-12)
     judge = ["fail"] * 90 + ["pass"] * 10 + ["fail"] * 30 + ["pass"] * 170
     human = ["fail"] * 100 + ["pass"] * 200
@@ -267,7 +279,8 @@ def test_rogan_gladen_corrects_a_simulated_judge():
     to_label = {True: "fail", False: "pass"}
     result = corrected_prevalence(
         int(judge_of(production_truth).sum()), production_truth.size,
-        [to_label[x] for x in judge_of(labelled_truth)], [to_label[x] for x in labelled_truth], "fail")
+        [to_label[x] for x in judge_of(labelled_truth)], [to_label[x] for x in labelled_truth],
+        "fail")
     assert abs(result["apparent_rate"] - 0.25) > 0.02  # the raw rate is biased...
     assert result["corrected_rate"] == pytest.approx(0.25, abs=0.02)  # ...the corrected one is not
     assert result["ci"]["low"] < 0.25 < result["ci"]["high"]
@@ -277,11 +290,14 @@ def test_rogan_gladen_refuses_a_chance_level_judge():
     with pytest.raises(AgreementError, match="no better than chance"):
         rogan_gladen(0.3, 0.5, 0.5)
     with pytest.raises(AgreementError, match="no better than chance"):
-        corrected_prevalence(10, 100, ["fail", "pass", "fail", "pass"], ["fail", "fail", "pass", "pass"], "fail")
+        corrected_prevalence(10, 100, ["fail", "pass", "fail", "pass"],
+                             ["fail", "fail", "pass", "pass"], "fail")
     with pytest.raises(AgreementError, match="sensitivity is undefined"):
         corrected_prevalence(10, 100, ["fail", "pass"], ["pass", "pass"], "fail")
     with pytest.raises(AgreementError, match="n_flagged"):
         corrected_prevalence(101, 100, ["fail"], ["fail"], "fail")
+    with pytest.raises(AgreementError, match="whole numbers"):
+        corrected_prevalence(10.5, 100, ["fail"], ["fail"], "fail")
 
 
 @pytest.mark.parametrize("call,message", [
@@ -289,7 +305,7 @@ def test_rogan_gladen_refuses_a_chance_level_judge():
     (lambda: cohen_kappa(["a"], ["a", "b"]), "1 items but human_labels has 2"),
     (lambda: cohen_kappa(["a", None], ["a", "b"]), r"judge_labels\[1\] is missing"),
     (lambda: cohen_kappa(["a", float("nan")], ["a", "b"]), "missing"),
-    (lambda: cohen_kappa(["a", "c"], ["a", "b"], labels_order=["a", "b"]), "'c' not in labels_order"),
+    (lambda: cohen_kappa(["a", "c"], ["a", "b"], labels_order=["a", "b"]), "'c' not in labels_"),
     (lambda: cohen_kappa(["a"], ["a"], labels_order=["a", "a"]), "twice"),
     (lambda: cohen_kappa(["a", 1], ["a", 1]), "cannot be sorted"),
     (lambda: cohen_kappa(["bad", "good"], ["good", "ok"], weights="linear"), "labels_order"),
@@ -314,7 +330,8 @@ def test_rogan_gladen_refuses_a_chance_level_judge():
     (lambda: agreement_report(["a"], ["a"], n_boot=-1), "n_boot"),
     (lambda: agreement_report(["a"], ["a"], confidence=1.0), "confidence"),
     (lambda: agreement_report(["a"], ["a"], judge_scores=[1.0]), "both judge_scores"),
-    (lambda: agreement_report(["a", "b"], ["a", "b"], judge_scores=[1.0], human_scores=[1.0]), "aligned"),
+    (lambda: agreement_report(["a", "b"], ["a", "b"], judge_scores=[1.0], human_scores=[1.0]),
+     "aligned"),
     (lambda: agreement_report(["x", "y"], ["y", "x"], ordinal=True), "labels_order"),
     (lambda: inter_annotator_report([[1, 2], [1, 2]], annotators=["only one"]), "annotator names"),
 ])
@@ -325,7 +342,8 @@ def test_bad_or_degenerate_input_raises_a_clear_agreement_error(call, message):
 
 
 def test_one_label_only_is_reported_as_undefined_not_as_a_number():
-    report = agreement_report(["pass"] * 20, ["pass"] * 20, labels_order=["fail", "pass"], n_boot=50)
+    report = agreement_report(["pass"] * 20, ["pass"] * 20, labels_order=["fail", "pass"],
+                              n_boot=50)
     json.dumps(report, allow_nan=False)
     assert report["accuracy"]["value"] == 1.0
     for name in ("kappa", "alpha", "mcc"):
@@ -338,7 +356,8 @@ def test_one_label_only_is_reported_as_undefined_not_as_a_number():
 
 def test_full_agreement_and_constant_scores():
     labels = ["fail", "pass", "pass", "fail", "pass"]
-    report = agreement_report(labels, labels, judge_scores=[0.1] * 5, human_scores=[0, 1, 1, 0, 1], n_boot=100)
+    report = agreement_report(labels, labels, judge_scores=[0.1] * 5,
+                              human_scores=[0, 1, 1, 0, 1], n_boot=100)
     assert report["kappa"]["value"] == 1.0 and report["alpha"]["value"] == 1.0
     assert report["spearman"]["value"] is None and "all equal" in report["spearman"]["reason"]
     assert report["verdict"].startswith("Judge-human agreement is almost perfect")
@@ -353,18 +372,28 @@ def test_intervals_count_resamples_where_a_statistic_is_undefined():
 
 
 def test_pairwise_kappa_for_annotators_without_shared_units():
-    report = inter_annotator_report([[1, 2, None, None], [None, None, 1, 2], [1, 2, 1, 2]], n_boot=50)
+    matrix = [[1, 2, None, None], [None, None, 1, 2], [1, 2, 1, 2]]
+    report = inter_annotator_report(matrix, n_boot=50)
     no_overlap = report["pairwise_kappa"][0]
     assert no_overlap["value"] is None and "no unit in common" in no_overlap["reason"]
     assert report["mean_pairwise_kappa"]["n_pairs"] == 2
     assert report["mean_pairwise_kappa"]["value"] == 1.0
 
 
-@pytest.mark.parametrize("kappa,band", [(-0.1, "poor"), (0.0, "slight"), (0.2, "slight"), (0.21, "fair"),
-                                        (0.4, "fair"), (0.5, "moderate"), (0.61, "substantial"),
-                                        (0.8, "substantial"), (0.81, "almost perfect"), (1.0, "almost perfect")])
+@pytest.mark.parametrize("kappa,band", [
+    (-0.1, "poor"), (0.0, "slight"), (0.2, "slight"), (0.21, "fair"), (0.4, "fair"),
+    (0.5, "moderate"), (0.61, "substantial"), (0.8, "substantial"), (0.81, "almost perfect"),
+    (1.0, "almost perfect"),
+])
 def test_landis_koch_bands(kappa, band):
     assert kappa_band(kappa) == band
+
+
+def test_ordinal_report_with_numeric_labels_needs_no_order():
+    report = agreement_report([1, 2, 3, 3, 2], [1, 2, 3, 2, 2], ordinal=True, n_boot=0)
+    assert report["labels"] == [1, 2, 3] and report["alpha"]["level"] == "ordinal"
+    assert report["weighted_kappa"]["linear"]["value"] == pytest.approx(
+        metrics.cohen_kappa_score([1, 2, 3, 2, 2], [1, 2, 3, 3, 2], weights="linear"))
 
 
 def test_a_large_report_is_fast_enough_to_run_in_tests():

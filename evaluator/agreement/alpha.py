@@ -40,7 +40,7 @@ class ReliabilityData:
 def encode_reliability_data(reliability_data: Sequence[Sequence[Any]] | np.ndarray,
                             level: Level = "nominal",
                             labels_order: Sequence[Hashable] | None = None) -> ReliabilityData:
-    """Check the matrix and code its values in one order (needed for ordinal, numeric for interval)."""
+    """Check the matrix and code its labels in one order (ordinal needs one, interval numbers)."""
     check_choice(level, LEVELS, "level of measurement")
     rows = [as_plain_list(row) for row in reliability_data]
     if not rows or len({len(row) for row in rows}) != 1:
@@ -68,7 +68,7 @@ def encode_reliability_data(reliability_data: Sequence[Sequence[Any]] | np.ndarr
 
 
 def pattern_coincidences(patterns: np.ndarray, n_values: int) -> np.ndarray:
-    """(patterns, V, V) coincidences of each unit pattern: (n n^T - diag n) / (m - 1), 0 if m < 2."""
+    """(patterns, V, V) coincidences of each unit pattern: (n n^T - diag n) / (m-1), 0 if m < 2."""
     present = patterns >= 0
     rows = np.broadcast_to(np.arange(len(patterns))[:, None], patterns.shape)[present]
     counts = np.bincount(rows * n_values + patterns[present],

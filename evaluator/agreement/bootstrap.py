@@ -25,7 +25,8 @@ chunks stay in cache (measured ~2x faster for Kendall on 100,000 distinct score 
 
 def check_bootstrap_settings(n_boot: int, confidence: float) -> None:
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
-        raise AgreementError(f"n_boot must be a whole number >= 0 (0 = no intervals), got {n_boot!r}")
+        raise AgreementError(f"n_boot must be a whole number >= 0 (0 = no intervals), "
+                             f"got {n_boot!r}")
     if not 0.0 < confidence < 1.0:
         raise AgreementError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
 

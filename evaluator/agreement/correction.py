@@ -25,7 +25,8 @@ from evaluator.agreement.stats import AgreementError, encode_label_pairs, safe_r
 
 CHANCE_LEVEL_REASON = ("the judge is no better than chance at spotting {label} "
                        "(sensitivity + specificity - 1 = {youden:.3f} <= 0), so the "
-                       "Rogan-Gladen correction is undefined: improve the judge or its rubric first")
+                       "Rogan-Gladen correction is undefined: improve the judge or its "
+                       "rubric first")
 
 
 def _check_rate(value: float, name: str) -> float:
@@ -44,7 +45,7 @@ def rogan_gladen(apparent_rate: float, sensitivity: float, specificity: float) -
 
 
 def _corrected_batch(tables: np.ndarray, apparent: np.ndarray) -> np.ndarray:
-    """Clipped corrections per row of 2x2 tables [[TN, FP], [FN, TP]] (human rows); NaN if undefined."""
+    """Clipped correction per 2x2 table [[TN, FP], [FN, TP]] (human rows); NaN if undefined."""
     tables = tables.astype(float)
     sensitivity = safe_ratio(tables[:, 1, 1], tables[:, 1].sum(axis=1))
     specificity = safe_ratio(tables[:, 0, 0], tables[:, 0].sum(axis=1))
@@ -65,9 +66,11 @@ def corrected_prevalence(n_flagged: int, n_production: int,
     specificity for that label (every other label counts as negative).
     """
     check_bootstrap_settings(n_boot, confidence)
-    if not 0 <= n_flagged <= n_production or n_production < 1:
-        raise AgreementError(f"need 0 <= n_flagged <= n_production and n_production >= 1, got "
-                             f"n_flagged={n_flagged!r}, n_production={n_production!r}")
+    counts_are_whole = all(isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+                           for x in (n_flagged, n_production))
+    if not counts_are_whole or not 0 <= n_flagged <= n_production or n_production < 1:
+        raise AgreementError(f"need whole numbers 0 <= n_flagged <= n_production, n_production "
+                             f">= 1; got n_flagged={n_flagged!r}, n_production={n_production!r}")
     judge, human, order = encode_label_pairs(judge_labels, human_labels)
     positive = order.index(positive_label) if positive_label in order else -1
     table = np.bincount((human == positive) * 2 + (judge == positive), minlength=4).reshape(2, 2)

@@ -114,7 +114,8 @@ def spearman_batch(pairs: ScorePairs, counts: np.ndarray) -> np.ndarray:
     judge_ranks -= mean_rank
     human_ranks -= mean_rank
     covariance = (weights * judge_ranks * human_ranks).sum(axis=1)
-    spread = np.sqrt((weights * judge_ranks ** 2).sum(axis=1) * (weights * human_ranks ** 2).sum(axis=1))
+    spread = np.sqrt((weights * judge_ranks ** 2).sum(axis=1)
+                     * (weights * human_ranks ** 2).sum(axis=1))
     defined = (judge_used > 1) & (human_used > 1)
     rho = np.clip(covariance / np.where(defined, spread, 1.0), -1.0, 1.0)
     return np.where(defined, rho, np.nan)
@@ -128,7 +129,8 @@ def _discordant_pairs(pairs: ScorePairs, counts: np.ndarray) -> np.ndarray:
         ones = np.where(bit_set, in_order, 0)
         ones_before = np.cumsum(ones, axis=1) - ones
         ones_before_group = np.repeat(ones_before[:, grouping.starts], grouping.sizes, axis=1)
-        discordant += (np.where(bit_set, 0, in_order) * (ones_before - ones_before_group)).sum(axis=1)
+        ones_before -= ones_before_group
+        discordant += (np.where(bit_set, 0, in_order) * ones_before).sum(axis=1)
     return discordant
 
 
@@ -144,7 +146,8 @@ def kendall_batch(pairs: ScorePairs, counts: np.ndarray) -> np.ndarray:
     judge_ties = tied(pairs.judge_grouping.totals(counts))
     human_ties = tied(pairs.human_grouping.totals(counts))
     both_ties = tied(counts)
-    difference = all_pairs - judge_ties - human_ties + both_ties - 2 * _discordant_pairs(pairs, counts)
+    discordant = _discordant_pairs(pairs, counts)
+    difference = all_pairs - judge_ties - human_ties + both_ties - 2 * discordant
     spread = (all_pairs - judge_ties).astype(float) * (all_pairs - human_ties).astype(float)
     defined = spread > 0
     tau = np.clip(difference / np.sqrt(np.where(defined, spread, 1.0)), -1.0, 1.0)

@@ -72,13 +72,15 @@ def agreement_report(judge_labels: Sequence[Hashable], human_labels: Sequence[Ha
     aligned with the labels item by item.
     """
     check_bootstrap_settings(n_boot, confidence)
+    if (judge_scores is None) != (human_scores is None):
+        raise AgreementError("pass both judge_scores and human_scores, or neither")
     judge, human, order = encode_label_pairs(
         judge_labels, human_labels, labels_order,
         needs_order_for="ordinal agreement (weighted kappa, ordinal alpha)" if ordinal else None)
     rng = np.random.default_rng(seed)
     table, resampled = _label_tables(judge, human, len(order), n_boot, rng)
 
-    def summarize(batch_statistic, reason: str) -> dict[str, Any]:
+    def summarize(batch_statistic, reason: str = "") -> dict[str, Any]:
         samples = None if resampled is None else batch_statistic(resampled)
         return estimate(batch_statistic(table), samples, confidence, reason)
 
@@ -94,9 +96,9 @@ def agreement_report(judge_labels: Sequence[Hashable], human_labels: Sequence[Ha
         "alpha": {"level": level, **summarize(
             lambda t: alpha_batch(t + np.swapaxes(t, -1, -2), level, order),
             alpha_undefined_reason(coincidences))},
-        "accuracy": summarize(agreement_batch, ""),
-        "macro_f1": summarize(lambda t: f1_average_batch(t, "macro"), ""),
-        "weighted_f1": summarize(lambda t: f1_average_batch(t, "weighted"), ""),
+        "accuracy": summarize(agreement_batch),
+        "macro_f1": summarize(lambda t: f1_average_batch(t, "macro")),
+        "weighted_f1": summarize(lambda t: f1_average_batch(t, "weighted")),
         "mcc": summarize(mcc_batch, UNDEFINED_REASONS["mcc"]),
         "per_label": _per_label(table, resampled, order, confidence),
         "confusion_matrix": ConfusionMatrix(order, table).as_dict(),
@@ -107,8 +109,6 @@ def agreement_report(judge_labels: Sequence[Hashable], human_labels: Sequence[Ha
         report["weighted_kappa"] = {
             weights: summarize(lambda t, w=weights: kappa_batch(t, w), UNDEFINED_REASONS["kappa"])
             for weights in ("linear", "quadratic")}
-    if (judge_scores is None) != (human_scores is None):
-        raise AgreementError("pass both judge_scores and human_scores, or neither")
     if judge_scores is not None:
         report.update(_score_correlations(judge_scores, human_scores, len(judge), n_boot, rng,
                                           confidence))
@@ -185,7 +185,7 @@ def inter_annotator_report(reliability_data: Sequence[Sequence[Any]] | np.ndarra
     names = list(annotators) if annotators is not None else [str(i) for i in range(n_annotators)]
     if len(names) != n_annotators:
         raise AgreementError(f"{len(names)} annotator names for {n_annotators} annotators")
-    coincidences_per_pattern = pattern_coincidences(data.patterns, v).reshape(len(data.patterns), -1)
+    coincidences_per_pattern = pattern_coincidences(data.patterns, v).reshape(-1, v * v)
     pairs = list(combinations(range(n_annotators), 2))
     pair_cells = [_pair_cells(data.patterns, a, b, v) for a, b in pairs]
 
@@ -195,8 +195,8 @@ def inter_annotator_report(reliability_data: Sequence[Sequence[Any]] | np.ndarra
         return np.stack([alpha_batch(coincidences, level, data.labels), *kappas], axis=1)
 
     point = statistics(data.multiplicity[None, :])[0]
-    samples = (None if not n_boot else
-               bootstrap_samples(statistics, data.multiplicity, n_boot, np.random.default_rng(seed)))
+    rng = np.random.default_rng(seed)
+    samples = None if not n_boot else bootstrap_samples(statistics, data.multiplicity, n_boot, rng)
     coincidences = (data.multiplicity @ coincidences_per_pattern).reshape(v, v)
 
     def column(i: int) -> np.ndarray | None:
@@ -226,7 +226,7 @@ def inter_annotator_report(reliability_data: Sequence[Sequence[Any]] | np.ndarra
 
 
 def _pair_cells(patterns: np.ndarray, a: int, b: int, v: int) -> np.ndarray:
-    """Per unit pattern, the (a's value, b's value) cell of a v x v table; -1 if either is missing."""
+    """Per unit pattern, the (a's label, b's label) cell of a v x v table; -1 if one is missing."""
     both = (patterns[:, a] >= 0) & (patterns[:, b] >= 0)
     return np.where(both, patterns[:, a] * v + patterns[:, b], -1)
 

@@ -37,6 +37,8 @@ UNDEFINED_REASONS = {
                "correlate",
 }
 
+DISPLAY_NAMES = {"mcc": "MCC", "spearman": "Spearman's rho", "kendall": "Kendall's tau-b"}
+
 LANDIS_KOCH_BANDS = ((0.20, "slight"), (0.40, "fair"), (0.60, "moderate"),
                      (0.80, "substantial"), (1.00, "almost perfect"))
 """Upper bound (inclusive) of each Landis & Koch (1977) band; below 0 is "poor"."""
@@ -94,8 +96,9 @@ def resolve_order(observed: set, labels_order: Sequence[Hashable] | None, *,
     try:
         return sorted(observed)
     except TypeError:
-        raise AgreementError(f"labels mix types that cannot be sorted ({sorted(map(repr, observed))}):"
-                             " pass labels_order") from None
+        shown = ", ".join(sorted(map(repr, observed)))
+        raise AgreementError(f"labels mix types that cannot be sorted ({shown}): "
+                             "pass labels_order") from None
 
 
 def encode_label_pairs(judge_labels: Sequence[Hashable], human_labels: Sequence[Hashable],
@@ -127,7 +130,7 @@ def encode_label_pairs(judge_labels: Sequence[Hashable], human_labels: Sequence[
 
 def confusion_matrix(judge_labels: Sequence[Hashable], human_labels: Sequence[Hashable],
                      labels_order: Sequence[Hashable] | None = None) -> ConfusionMatrix:
-    """Counts of each (human label, judge label) pair; as sklearn's confusion_matrix(human, judge)."""
+    """Counts of each (human, judge) label pair; sklearn's confusion_matrix(human, judge)."""
     judge, human, order = encode_label_pairs(judge_labels, human_labels, labels_order)
     return ConfusionMatrix(order, table_from_codes(judge, human, len(order)))
 
@@ -152,7 +155,8 @@ def agreement_batch(tables: np.ndarray) -> np.ndarray:
 
 def check_choice(value: Any, choices: tuple, what: str) -> None:
     if value not in choices:
-        raise AgreementError(f"unknown {what} {value!r}: use one of {', '.join(map(repr, choices))}")
+        raise AgreementError(f"unknown {what} {value!r}: use one of "
+                             f"{', '.join(map(repr, choices))}")
 
 
 def kappa_weight_matrix(k: int, weights: KappaWeights) -> np.ndarray:
@@ -180,8 +184,9 @@ def mcc_batch(tables: np.ndarray) -> np.ndarray:
     correct = np.trace(tables, axis1=-2, axis2=-1)
     n = tables.sum(axis=(-2, -1))
     covariance = correct * n - (true_counts * predicted_counts).sum(axis=-1)
-    spread = (n ** 2 - (predicted_counts ** 2).sum(axis=-1)) * (n ** 2 - (true_counts ** 2).sum(axis=-1))
-    return safe_ratio(covariance, np.sqrt(spread))
+    predicted_spread = n ** 2 - (predicted_counts ** 2).sum(axis=-1)
+    true_spread = n ** 2 - (true_counts ** 2).sum(axis=-1)
+    return safe_ratio(covariance, np.sqrt(predicted_spread * true_spread))
 
 
 def per_label_batch(tables: np.ndarray) -> dict[str, np.ndarray]:
@@ -213,9 +218,8 @@ def defined_value(value: Any, statistic: str) -> float:
     """The value as a float, or AgreementError saying why the statistic is undefined."""
     value = float(value)
     if np.isnan(value):
-        name = {"mcc": "MCC", "spearman": "Spearman's rho", "kendall": "Kendall's tau-b"}.get(
-            statistic, statistic)
-        raise AgreementError(f"{name} is undefined: {UNDEFINED_REASONS[statistic]}")
+        raise AgreementError(f"{DISPLAY_NAMES.get(statistic, statistic)} is undefined: "
+                             f"{UNDEFINED_REASONS[statistic]}")
     return value
 
 
@@ -225,7 +229,8 @@ def raw_agreement(judge_labels: Sequence[Hashable], human_labels: Sequence[Hasha
 
 
 def cohen_kappa(judge_labels: Sequence[Hashable], human_labels: Sequence[Hashable],
-                labels_order: Sequence[Hashable] | None = None, weights: KappaWeights = None) -> float:
+                labels_order: Sequence[Hashable] | None = None,
+                weights: KappaWeights = None) -> float:
     """Cohen's kappa; `weights` 'linear'/'quadratic' for ordinal labels, in `labels_order`."""
     check_choice(weights, KAPPA_WEIGHTS, "kappa weights")
     needs_order = f"{weights}-weighted kappa" if weights else None
