@@ -39,8 +39,7 @@ class Sink:
         if not entry_ids:
             self._unwritten = None
             return 0
-        with Store(self.db_path) as store:
-            store.write_batch(pending.evaluations, pending.traces, pending.dead_letters)
+        Store.write_once(self.db_path, pending.evaluations, pending.traces, pending.dead_letters)
         self._unwritten = None
         self.channel.ack(entry_ids)
         self.rows_written += len(pending)
