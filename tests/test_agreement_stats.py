@@ -334,6 +334,9 @@ def test_rogan_gladen_refuses_a_chance_level_judge():
      "aligned"),
     (lambda: agreement_report(["x", "y"], ["y", "x"], ordinal=True), "labels_order"),
     (lambda: inter_annotator_report([[1, 2], [1, 2]], annotators=["only one"]), "annotator names"),
+    (lambda: krippendorff_alpha([1, 2, 3]), "annotators x units"),
+    (lambda: agreement_report(["a"], ["a"], confidence="high"), "confidence"),
+    (lambda: agreement_report([str(i) for i in range(200)], ["0"] * 200), "too large to bootstrap"),
 ])
 def test_bad_or_degenerate_input_raises_a_clear_agreement_error(call, message):
     with pytest.raises(AgreementError, match=message):

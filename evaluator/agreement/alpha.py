@@ -42,7 +42,10 @@ def encode_reliability_data(reliability_data: Sequence[Sequence[Any]] | np.ndarr
                             labels_order: Sequence[Hashable] | None = None) -> ReliabilityData:
     """Check the matrix and code its labels in one order (ordinal needs one, interval numbers)."""
     check_choice(level, LEVELS, "level of measurement")
-    rows = [as_plain_list(row) for row in reliability_data]
+    try:
+        rows = [as_plain_list(row) for row in reliability_data]
+    except TypeError:
+        rows = []
     if not rows or len({len(row) for row in rows}) != 1:
         raise AgreementError("reliability data must be a non-empty annotators x units matrix "
                              "(one row per annotator, every row as long as the others)")

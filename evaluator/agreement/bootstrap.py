@@ -27,7 +27,7 @@ def check_bootstrap_settings(n_boot: int, confidence: float) -> None:
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
         raise AgreementError(f"n_boot must be a whole number >= 0 (0 = no intervals), "
                              f"got {n_boot!r}")
-    if not 0.0 < confidence < 1.0:
+    if not isinstance(confidence, (int, float)) or not 0.0 < confidence < 1.0:
         raise AgreementError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
 
 

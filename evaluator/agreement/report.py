@@ -26,6 +26,9 @@ from evaluator.agreement.stats import (
     mcc_batch, per_label_batch, table_from_codes,
 )
 
+MAX_RESAMPLED_CELLS = 20_000_000
+"""Largest n_boot x labels^2 resampled table stack held in memory (160 MB of counts)."""
+
 BOOTSTRAP_METHOD = ("percentile bootstrap over items; resampling is drawn as multinomial counts "
                     "of the distinct observations, the same distribution as resampling items")
 
@@ -40,6 +43,9 @@ def _label_tables(judge_codes: np.ndarray, human_codes: np.ndarray, k: int, n_bo
     table = table_from_codes(judge_codes, human_codes, k)
     if not n_boot:
         return table, None
+    if n_boot * k * k > MAX_RESAMPLED_CELLS:
+        raise AgreementError(f"{k} distinct labels x n_boot={n_boot} is too large to bootstrap: "
+                             "map labels to fewer classes (free text?), or lower n_boot")
     return table, bootstrap_samples(lambda rows: rows, table.ravel(), n_boot, rng).reshape(-1, k, k)
 
 
