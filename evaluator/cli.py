@@ -53,9 +53,9 @@ def run(traces, judge, sample_rate, db, rubrics, as_json) -> None:
     if as_json:
         _print_json(report.to_dict())
         return
-    from rich.console import Console
+    from evaluator.report import console as make_console
 
-    console = Console()
+    console = make_console()
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(report.sample_reasons.items()))
     console.print(
         f"run [bold]{report.run_id}[/]: read {report.traces_read} traces "
@@ -82,9 +82,9 @@ def report(db, run_id, as_json) -> None:
     if as_json:
         _print_json(data)
         return
-    from rich.console import Console
+    from evaluator.report import console as make_console
 
-    console = Console()
+    console = make_console()
     console.print(summary_table(summaries, title=f"Evaluations in {data['db']}"))
     console.print(f"status counts: {data['status_counts']}; dead letters: {data['dead_letters']}")
 
@@ -126,9 +126,9 @@ def rubrics() -> None:
 @rubrics.command("list")
 def rubrics_list() -> None:
     """Every rubric version, with labels, threshold and content hash."""
-    from rich.console import Console
     from rich.table import Table
 
+    from evaluator.report import console as make_console
     from evaluator.rubrics import RubricRegistry
 
     table = Table(title="Rubrics", title_justify="left")
@@ -138,7 +138,7 @@ def rubrics_list() -> None:
         labels = ", ".join(f"{k} ({v:g})" for k, v in rubric.labels.items())
         table.add_row(rubric.ref, labels, f"{rubric.pass_threshold:g}",
                       ", ".join(rubric.required_inputs), rubric.content_hash[:12])
-    Console().print(table)
+    make_console().print(table)
 
 
 @rubrics.command("render")

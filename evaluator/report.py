@@ -14,20 +14,32 @@ def _pct(value: float | None) -> str:
 
 
 def summary_table(summaries: Sequence[RubricSummary], title: str = "Evaluation summary"):
+    """Per rubric version and judge: counts, pass rates and one line per label."""
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
-    for column in ("rubric", "judge", "evaluated", "pass rate", "weighted", "mean score",
-                   "labels (scored)", "unscored", "errors", "skipped"):
-        table.add_column(column, justify="right" if column not in {"rubric", "judge", "labels (scored)"} else "left")
+    table = Table(title=title, title_justify="left", show_lines=True)
+    table.add_column("rubric", no_wrap=True)
+    table.add_column("judge", no_wrap=True)
+    for column in ("evaluated", "pass rate", "weighted", "mean score", "unscored", "errors", "skipped"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("labels (scored)", no_wrap=True)
     for s in summaries:
-        labels = ", ".join(f"{label} {count}" for label, count in sorted(s.label_counts.items()))
+        labels = "\n".join(f"{label} {count}" for label, count in
+                           sorted(s.label_counts.items(), key=lambda item: -item[1]))
         table.add_row(
             f"{s.rubric}@v{s.rubric_version}", s.judge, str(s.evaluated), _pct(s.pass_rate),
             _pct(s.weighted_pass_rate), "-" if s.mean_score is None else f"{s.mean_score:.2f}",
-            labels or "-", str(s.unscored), str(s.errors), str(s.skipped),
+            str(s.unscored), str(s.errors), str(s.skipped), labels or "-",
         )
     return table
+
+
+def console():
+    """A console at least 160 columns wide, so tables stay readable when piped."""
+    from rich.console import Console
+
+    probe = Console()
+    return Console(width=max(probe.width, 160)) if not probe.is_terminal else probe
 
 
 def database_report(db_path: Path, run_id: str | None = None) -> dict[str, Any]:
