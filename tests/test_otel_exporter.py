@@ -364,3 +364,18 @@ def test_real_redis_receives_batches_and_dead_letters(redis_url):
     assert "gen_ai.operation.name" in batch.dead_letters[0].payload
     assert "gpt-4o" not in batch.dead_letters[0].payload, "attribute values stay in the app"
     assert dramatiq.broker.global_broker is None
+
+
+def test_span_with_a_remote_parent_is_the_local_root():
+    """In a distributed trace the app's first span has a parent in another process."""
+    sink = Collect()
+    exporter = EvaluatorSpanExporter(sink=sink, policy=EVERYTHING, mask=keep)
+    provider, tracer = tracer_for(exporter)
+    caller = trace_api.SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=True,
+                                   trace_flags=trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED))
+    context = trace_api.set_span_in_context(trace_api.NonRecordingSpan(caller))
+    with tracer.start_as_current_span("handle request", context=context):
+        chat(tracer, answer="served")
+    assert sink.outputs == ["served"] and exporter.stats["buffered_traces"] == 0
+    assert sink.items[0].trace.trace_id == f"{0xABC:032x}"
+    provider.shutdown()

@@ -89,13 +89,14 @@ def approx_size(attributes: Mapping[str, Any], events: tuple[SpanEvent, ...]) ->
 
 
 def from_readable_span(span: ReadableSpan) -> SpanRecord:
-    """Convert an ended SDK span. Attribute mappings are immutable once a span ends, so they
-    are kept by reference rather than copied (this runs once per span in the app)."""
+    """Convert an ended SDK span. Attributes are copied into plain dicts once: the SDK's
+    bounded mapping answers every lookup in Python code, and normalization does many."""
     context = span.context
     parent = span.parent
-    attributes = span.attributes or _EMPTY
+    attributes = dict(span.attributes) if span.attributes else _EMPTY
     events = tuple(
-        SpanEvent(event.name, event.timestamp or 0, event.attributes or _EMPTY) for event in span.events
+        SpanEvent(event.name, event.timestamp or 0, dict(event.attributes) if event.attributes else _EMPTY)
+        for event in span.events
     )
     status = span.status
     service = span.resource.attributes.get("service.name") if span.resource is not None else None

@@ -1,0 +1,178 @@
+"""The span exporter: what it costs the app's thread, and how many spans one core turns into
+sampled, masked work items.
+
+App-thread cost: each span's `end()` is timed with BatchSpanProcessor + EvaluatorSpanExporter
+and, as the baseline in the same run (alternating rounds), BatchSpanProcessor + an exporter
+that does nothing. The app is paced (a short sleep between spans, as an app waiting on I/O
+would), so the processor's thread really does the exporter's work while the app runs.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from evaluator.otel import EvaluatorSpanExporter
+from evaluator.otel.normalize import normalize_spans
+from evaluator.otel.spans import from_readable_span
+from evaluator.records import Trace, parse_trace
+from evaluator.sampling import SamplingPolicy, decide
+
+APP_PAUSE_S = 0.0002
+
+
+class NoopExporter(SpanExporter):
+    def export(self, spans):
+        return SpanExportResult.SUCCESS
+
+
+def _masker():
+    """The project's PII masker when it is there; identity (and said so) otherwise."""
+    try:
+        from evaluator.otel.exporter import default_mask
+
+        return default_mask(), "PII masker"
+    except ImportError:
+        return (lambda trace: trace), "identity mask (evaluator.pii missing)"
+
+
+def _chat_attributes(index: int) -> dict:
+    question = f"Order {index}: where is my parcel? I ordered it last week and paid by card."
+    answer = f"Parcel {index} left the warehouse yesterday and should arrive within two days."
+    return {
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini", "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+        "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Answer shipping questions."}]),
+        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": question}]}]),
+        "gen_ai.output.messages": json.dumps([{"role": "assistant", "finish_reason": "stop",
+                                               "parts": [{"type": "text", "content": answer}]}]),
+        "gen_ai.usage.input_tokens": 41, "gen_ai.usage.output_tokens": 19,
+        "gen_ai.response.finish_reasons": ("stop",), "gen_ai.conversation.id": f"conv-{index % 97}",
+    }
+
+
+def _emit_agent(tracer, index: int) -> None:
+    with tracer.start_as_current_span("agent") as root:
+        root.set_attributes({"openinference.span.kind": "AGENT", "input.value": f"Question {index}?",
+                             "session.id": f"s-{index % 50}"})
+        with tracer.start_as_current_span("retrieve") as retriever:
+            retriever.set_attributes({"openinference.span.kind": "RETRIEVER", **{
+                f"retrieval.documents.{d}.document.content": f"Document {d} about parcel {index}." * 5
+                for d in range(3)}})
+        with tracer.start_as_current_span("tool") as tool:
+            tool.set_attributes({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "track"})
+        with tracer.start_as_current_span("chat") as chat:
+            chat.set_attributes(_chat_attributes(index))
+
+
+def _span_end_times(exporter: SpanExporter, spans: int) -> list[float]:
+    """Seconds spent in `span.end()` on the app's thread, one per span."""
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("bench")
+    times: list[float] = []
+    clock = time.perf_counter
+    for index in range(spans):
+        span = tracer.start_span("chat")
+        span.set_attributes(_chat_attributes(index))
+        started = clock()
+        span.end()
+        times.append(clock() - started)
+        time.sleep(APP_PAUSE_S)
+    provider.shutdown()
+    return times
+
+
+def _app_thread_rows(quick: bool, mask, mask_name: str) -> list[dict]:
+    rounds, per_round = (2, 1_000) if quick else (6, 2_500)
+    ours: list[float] = []
+    baseline: list[float] = []
+    received = 0
+    for _ in range(rounds):
+        exporter = EvaluatorSpanExporter(sink=lambda items: None, policy=SamplingPolicy(rate=0.10), mask=mask)
+        ours += _span_end_times(exporter, per_round)
+        received += exporter.stats["spans_received"]
+        baseline += _span_end_times(NoopExporter(), per_round)
+    rows = []
+    for label, pick in (("median", statistics.median), ("p99", lambda xs: statistics.quantiles(xs, n=100)[98])):
+        mine, base = pick(ours) * 1e6, pick(baseline) * 1e6
+        rows.append(_row(f"span end on the app thread, {label} (BSP + our exporter, rate 0.1, {mask_name})",
+                         mine, "µs", "BSP + no-op exporter", base,
+                         goal="added < 10 µs" if label == "median" else None))
+        rows.append(_row(f"added cost per span on the app thread, {label}", mine - base, "µs",
+                         goal="< 10 µs" if label == "median" else None))
+    rows.append(_row("spans that reached the exporter (BSP queue never overflowed)",
+                     received / (rounds * per_round) * 100, "%", goal="100 %"))
+    return rows
+
+
+def _throughput_rows(quick: bool, mask, mask_name: str) -> list[dict]:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    traces = 300 if quick else 2_000
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("bench")
+    for index in range(traces):
+        _emit_agent(tracer, index)
+    readable = list(memory.get_finished_spans())
+    provider.shutdown()
+    grouped: dict[int, list] = {}
+    for span in readable:
+        grouped.setdefault(span.context.trace_id, []).append(from_readable_span(span))
+
+    for spans in list(grouped.values())[:200]:  # warm-up: first calls pay for imports and caches
+        mask(normalize_spans(spans))
+    rows = []
+    for rate in (0.10, 1.0):
+        policy = SamplingPolicy(rate=rate)
+        started = time.process_time()
+        normalized: list[Trace] = []
+        for spans in grouped.values():
+            trace = normalize_spans(spans)
+            if decide(trace, policy).sampled:
+                trace = mask(trace)
+            normalized.append(trace)
+        elapsed = time.process_time() - started
+        lines = [t.model_dump_json() for t in normalized]
+        started = time.process_time()
+        for line in lines:
+            parse_trace(line)
+        baseline = time.process_time() - started
+        rows.append(_row(f"spans/s normalize+sample+mask, one core (4-span agent traces, rate {rate:g}, "
+                         f"{mask_name})", len(readable) / elapsed, "spans/s",
+                         "parse_trace of the same traces as JSONL (traces/s)", len(lines) / baseline,
+                         ratio=(len(grouped) / elapsed) / (len(lines) / baseline)))
+
+    started = time.process_time()
+    exporter = EvaluatorSpanExporter(sink=lambda items: None, policy=SamplingPolicy(rate=0.10), mask=mask)
+    for start in range(0, len(readable), 512):
+        exporter.export(readable[start:start + 512])
+    exporter.shutdown()
+    elapsed = time.process_time() - started
+    rows.append(_row("spans/s through exporter.export() (convert+assemble+normalize+sample+mask, "
+                     "rate 0.1), one core", len(readable) / elapsed, "spans/s"))
+    return rows
+
+
+def _row(metric, value, unit, baseline=None, baseline_value=None, goal=None, ratio=None):
+    if ratio is None and baseline_value:
+        ratio = value / baseline_value
+    return {"benchmark": "exporter", "metric": metric, "value": value, "unit": unit, "baseline": baseline,
+            "baseline_value": baseline_value, "ratio": ratio, "goal": goal}
+
+
+def run(quick: bool = False) -> list[dict]:
+    mask, mask_name = _masker()
+    return _app_thread_rows(quick, mask, mask_name) + _throughput_rows(quick, mask, mask_name)
+
+
+if __name__ == "__main__":
+    for r in run():
+        print(r)
