@@ -13,28 +13,6 @@ from typing import Any
 
 import pytest
 
-# TEMP shim until evaluator/parsing.py lands -- remove
-import importlib.util, json, re, types, dataclasses
-if importlib.util.find_spec("evaluator.parsing") is None:
-    from evaluator.errors import VerdictParseError
-    @dataclasses.dataclass(frozen=True)
-    class ParsedVerdict:
-        label: str; reasoning: str | None; method: str
-    def parse_verdict(reply, labels):
-        try:
-            data = json.loads(reply)
-            if data.get("label") in labels:
-                return ParsedVerdict(data["label"], data.get("reasoning"), "json")
-        except Exception:
-            pass
-        found = [m for m in re.findall(r"\b(\w+)\b", reply) if m in labels]
-        if found:
-            return ParsedVerdict(found[-1], None, "text")
-        raise VerdictParseError(f"no allowed label ({', '.join(labels)}) in the judge reply")
-    shim_module = types.ModuleType("evaluator.parsing")
-    shim_module.ParsedVerdict, shim_module.parse_verdict = ParsedVerdict, parse_verdict
-    sys.modules["evaluator.parsing"] = shim_module
-# END TEMP
 from evaluator.errors import ConfigError
 from evaluator.judge_config import JudgeConfig
 from evaluator.judges.base import JudgeVerdict
