@@ -40,16 +40,19 @@ def _masker():
         return (lambda trace: trace), "identity mask (evaluator.pii missing)"
 
 
+def _messages(role: str, text: str, **extra) -> str:
+    return json.dumps([{"role": role, "parts": [{"type": "text", "content": text}], **extra}])
+
+
 def _chat_attributes(index: int) -> dict:
     question = f"Order {index}: where is my parcel? I ordered it last week and paid by card."
     answer = f"Parcel {index} left the warehouse yesterday and should arrive within two days."
     return {
         "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
         "gen_ai.request.model": "gpt-4o-mini", "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
-        "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Answer shipping questions."}]),
-        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": question}]}]),
-        "gen_ai.output.messages": json.dumps([{"role": "assistant", "finish_reason": "stop",
-                                               "parts": [{"type": "text", "content": answer}]}]),
+        "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Answer shipping."}]),
+        "gen_ai.input.messages": _messages("user", question),
+        "gen_ai.output.messages": _messages("assistant", answer, finish_reason="stop"),
         "gen_ai.usage.input_tokens": 41, "gen_ai.usage.output_tokens": 19,
         "gen_ai.response.finish_reasons": ("stop",), "gen_ai.conversation.id": f"conv-{index % 97}",
     }
@@ -93,15 +96,19 @@ def _app_thread_rows(quick: bool, mask, mask_name: str) -> list[dict]:
     baseline: list[float] = []
     received = 0
     for _ in range(rounds):
-        exporter = EvaluatorSpanExporter(sink=lambda items: None, policy=SamplingPolicy(rate=0.10), mask=mask)
+        exporter = EvaluatorSpanExporter(sink=lambda items: None, policy=SamplingPolicy(rate=0.10),
+                                         mask=mask)
         ours += _span_end_times(exporter, per_round)
         received += exporter.stats["spans_received"]
         baseline += _span_end_times(NoopExporter(), per_round)
     rows = []
-    for label, pick in (("median", statistics.median), ("p99", lambda xs: statistics.quantiles(xs, n=100)[98])):
+    def p99(values: list[float]) -> float:
+        return statistics.quantiles(values, n=100)[98]
+
+    for label, pick in (("median", statistics.median), ("p99", p99)):
         mine, base = pick(ours) * 1e6, pick(baseline) * 1e6
-        rows.append(_row(f"span end on the app thread, {label} (BSP + our exporter, rate 0.1, {mask_name})",
-                         mine, "µs", "BSP + no-op exporter", base,
+        rows.append(_row(f"span end on the app thread, {label} (BSP + our exporter, rate 0.1, "
+                         f"{mask_name})", mine, "µs", "BSP + no-op exporter", base,
                          goal="added < 10 µs" if label == "median" else None))
         rows.append(_row(f"added cost per span on the app thread, {label}", mine - base, "µs",
                          goal="< 10 µs" if label == "median" else None))
@@ -151,7 +158,8 @@ def _throughput_rows(quick: bool, mask, mask_name: str) -> list[dict]:
                          ratio=(len(grouped) / elapsed) / (len(lines) / baseline)))
 
     started = time.process_time()
-    exporter = EvaluatorSpanExporter(sink=lambda items: None, policy=SamplingPolicy(rate=0.10), mask=mask)
+    exporter = EvaluatorSpanExporter(sink=lambda items: None, policy=SamplingPolicy(rate=0.10),
+                                     mask=mask)
     for start in range(0, len(readable), 512):
         exporter.export(readable[start:start + 512])
     exporter.shutdown()

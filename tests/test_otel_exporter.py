@@ -69,17 +69,22 @@ class SequentialIds(IdGenerator):
 
 def tracer_for(exporter, batch: bool = False, ids: IdGenerator | None = None):
     provider = TracerProvider(id_generator=ids) if ids else TracerProvider()
-    processor = BatchSpanProcessor(exporter, schedule_delay_millis=20) if batch else SimpleSpanProcessor(exporter)
+    processor = (BatchSpanProcessor(exporter, schedule_delay_millis=20) if batch
+                 else SimpleSpanProcessor(exporter))
     provider.add_span_processor(processor)
     return provider, provider.get_tracer("app")
+
+
+def messages(role: str, text: str) -> str:
+    return json.dumps([{"role": role, "parts": [{"type": "text", "content": text}]}])
 
 
 def chat(tracer, question: str = "Where is my order?", answer: str = "It ships today.", **attributes):
     with tracer.start_as_current_span("chat") as span:
         span.set_attributes({
             "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
-            "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": question}]}]),
-            "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": answer}]}]),
+            "gen_ai.input.messages": messages("user", question),
+            "gen_ai.output.messages": messages("assistant", answer),
             **attributes,
         })
 
@@ -88,7 +93,8 @@ def all_conventions(tracer) -> None:
     chat(tracer, answer="semconv")
     with tracer.start_as_current_span("openai.chat") as span:
         span.set_attributes({"gen_ai.system": "openai", "gen_ai.prompt.0.role": "user",
-                             "gen_ai.prompt.0.content": "hi", "gen_ai.completion.0.content": "openllmetry"})
+                             "gen_ai.prompt.0.content": "hi",
+                             "gen_ai.completion.0.content": "openllmetry"})
     with tracer.start_as_current_span("chat events") as span:
         span.set_attribute("gen_ai.system", "anthropic")
         span.add_event("gen_ai.user.message", {"content": "hi"})
@@ -113,8 +119,8 @@ def unfinished_trace(tracer, payload: str = "x") -> None:
     """A child LLM span that ends under a root span that never does."""
     root = tracer.start_span("request")
     with tracer.start_as_current_span("chat", context=trace_api.set_span_in_context(root)) as span:
-        span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.output.messages": json.dumps(
-            [{"role": "assistant", "parts": [{"type": "text", "content": payload}]}])})
+        span.set_attributes({"gen_ai.operation.name": "chat",
+                             "gen_ai.output.messages": messages("assistant", payload)})
 
 
 def test_every_convention_reaches_the_sink_masked():
@@ -158,7 +164,8 @@ def test_multi_span_trace_through_the_batch_processor():
     provider.force_flush()
     assert len(sink.items) == 1, exporter.stats
     trace = sink.items[0].trace
-    assert (trace.question, trace.context, trace.output) == ("Is it waterproof?", ["Rated IP68."], "Yes, IP68.")
+    assert trace.question == "Is it waterproof?" and trace.context == ["Rated IP68."]
+    assert trace.output == "Yes, IP68."
     assert trace.metadata["otel"]["spans"] == 4 and trace.metadata["otel"]["tools"] == ["weather"]
     provider.shutdown()
 
@@ -180,12 +187,13 @@ def test_invalid_llm_traces_are_counted_and_foreign_traces_ignored(caplog):
 
 def test_root_that_never_ends_completes_after_the_timeout():
     clock, sink = Clock(), Collect()
-    exporter = EvaluatorSpanExporter(sink=sink, policy=EVERYTHING, mask=keep, assembly_timeout_s=30, clock=clock)
+    exporter = EvaluatorSpanExporter(sink=sink, policy=EVERYTHING, mask=keep,
+                                     assembly_timeout_s=30, clock=clock)
     provider, tracer = tracer_for(exporter)
     root = tracer.start_span("request")
     with tracer.start_as_current_span("chat", context=trace_api.set_span_in_context(root)) as span:
-        span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.output.messages": json.dumps(
-            [{"role": "assistant", "parts": [{"type": "text", "content": "orphan answer"}]}])})
+        span.set_attributes({"gen_ai.operation.name": "chat",
+                             "gen_ai.output.messages": messages("assistant", "orphan answer")})
     clock.now += 29
     chat(tracer, answer="complete")
     assert sink.outputs == ["complete"] and exporter.stats["buffered_traces"] == 1
@@ -338,7 +346,8 @@ def test_real_redis_receives_batches_and_dead_letters(redis_url):
     from evaluator.worker.messages import ResultBatch
 
     assert dramatiq.broker.global_broker is None
-    exporter = EvaluatorSpanExporter(redis_url, judge="offline", policy=EVERYTHING, mask=keep, batch_size=3)
+    exporter = EvaluatorSpanExporter(redis_url, judge="offline", policy=EVERYTHING, mask=keep,
+                                     batch_size=3)
     provider, tracer = tracer_for(exporter, batch=True)
     for index in range(7):
         chat(tracer, answer=f"answer {index}")

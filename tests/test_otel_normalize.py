@@ -84,7 +84,8 @@ def emit_events(tracer) -> None:
         span.add_event("gen_ai.system.message", {"gen_ai.system": "anthropic", "content": "Be kind."})
         span.add_event("gen_ai.user.message", {"content": "Say hi"})
         span.add_event("gen_ai.choice", {"body": json.dumps({
-            "index": 0, "finish_reason": "end_turn", "message": {"role": "assistant", "content": "Hi!"}})})
+            "index": 0, "finish_reason": "end_turn",
+            "message": {"role": "assistant", "content": "Hi!"}})})
 
 
 def emit_openinference_llm(tracer) -> None:
@@ -375,7 +376,8 @@ def test_otlp_json_file_round_trip(tracing, tmp_path):
     assert [t.trace_id for t in traces] == [expected_agent.trace_id,
                                             *[f"{s.context.trace_id:032x}" for s in others[:2]]]
     assert traces[0].model_dump() == expected_agent.model_dump()
-    assert traces[1].output == "DuckDB is an embedded analytical database." and traces[1].input_tokens == 12
+    assert traces[1].output == "DuckDB is an embedded analytical database."
+    assert traces[1].input_tokens == 12
     assert traces[2].output == "Hi!" and traces[2].question == "Say hi"
     assert sorted(d.source for d in dead) == sorted([f"{path}:2", f"{path}:3", f"{path}:5"])
     health = next(d for d in dead if d.source == f"{path}:3")

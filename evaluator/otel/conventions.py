@@ -178,8 +178,8 @@ def _read_indexed_genai(call: LlmCall, attrs: Mapping[str, Any]) -> None:
     if not call.messages:
         prompts = indexed(attrs, "gen_ai.prompt")
         if prompts:
-            messages = [{"role": str(p.get("role") or "user"), "content": text_of(loads_json(p.get("content")))}
-                        for p in prompts]
+            messages = [{"role": str(p.get("role") or "user"),
+                         "content": text_of(loads_json(p.get("content")))} for p in prompts]
             call.messages, system = _split_system(messages)
             call.system = call.system or system
             call.conventions.add("gen_ai_legacy")
@@ -262,10 +262,11 @@ def read_llm_call(span: SpanRecord) -> LlmCall:
                            attrs.get("llm.model_name"))
     call.provider = first_str(attrs.get("gen_ai.provider.name"), attrs.get("gen_ai.system"),
                               attrs.get("llm.provider"), attrs.get("llm.system"))
-    call.input_tokens = as_int(_first_present(attrs, "gen_ai.usage.input_tokens",
-                                              "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"))
-    call.output_tokens = as_int(_first_present(attrs, "gen_ai.usage.output_tokens",
-                                               "gen_ai.usage.completion_tokens", "llm.token_count.completion"))
+    call.input_tokens = as_int(_first_present(
+        attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"))
+    call.output_tokens = as_int(_first_present(
+        attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
+        "llm.token_count.completion"))
     reasons = attrs.get("gen_ai.response.finish_reasons")
     if isinstance(reasons, (list, tuple)) and reasons:
         call.finish_reason = first_str(*reasons) or call.finish_reason
@@ -293,4 +294,5 @@ def read_documents(span: SpanRecord) -> list[str]:
 
 
 def tool_name(span: SpanRecord) -> str:
-    return first_str(span.attributes.get("gen_ai.tool.name"), span.attributes.get("tool.name")) or span.name
+    attrs = span.attributes
+    return first_str(attrs.get("gen_ai.tool.name"), attrs.get("tool.name")) or span.name

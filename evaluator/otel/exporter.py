@@ -119,7 +119,8 @@ class EvaluatorSpanExporter(SpanExporter):
                 ready = self._assembler.pop_complete()
             return self._process(ready)
         except Exception as exc:  # the app must never see an exporter failure
-            self._log.warning("export", "evaluator exporter lost a batch of %d spans: %r", len(spans), exc)
+            self._log.warning("export", "evaluator exporter lost a batch of %d spans: %r",
+                              len(spans), exc)
             return SpanExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -216,7 +217,7 @@ class EvaluatorSpanExporter(SpanExporter):
             return False
         if published:
             self._count(dead_letters_published=len(dead))
+        where = "" if published else " (counted only, no dead-letter store in sink mode)"
         self._log.warning("invalid", "evaluator exporter: %d trace(s) could not be normalized%s; "
-                          "first reason: %s", len(dead),
-                          "" if published else " (counted only, no dead-letter store in sink mode)", first)
+                          "first reason: %s", len(dead), where, first)
         return True

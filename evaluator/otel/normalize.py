@@ -150,7 +150,8 @@ def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
         raise InvalidTraceError("invalid trace: no spans", field="spans")
     trace_ids = {span.trace_id for span in spans}
     if len(trace_ids) > 1:
-        raise InvalidTraceError(f"invalid trace: spans of {len(trace_ids)} traces mixed", field="trace_id")
+        raise InvalidTraceError(f"invalid trace: spans of {len(trace_ids)} traces mixed",
+                                field="trace_id")
     root = _find_root(spans)
     by_role: dict[str, list[SpanRecord]] = {}
     for span in spans:

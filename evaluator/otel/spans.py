@@ -95,7 +95,8 @@ def from_readable_span(span: ReadableSpan) -> SpanRecord:
     parent = span.parent
     attributes = dict(span.attributes) if span.attributes else _EMPTY
     events = tuple(
-        SpanEvent(event.name, event.timestamp or 0, dict(event.attributes) if event.attributes else _EMPTY)
+        SpanEvent(event.name, event.timestamp or 0,
+                  dict(event.attributes) if event.attributes else _EMPTY)
         for event in span.events
     )
     status = span.status
