@@ -185,6 +185,13 @@ def sink(db) -> None:
     run_sink(settings, db or settings.db_path)
 
 
+def _register_command_modules() -> None:
+    """Command groups that live in evaluator/commands/ (one line each)."""
+
+
+_register_command_modules()
+
+
 def main() -> None:
     try:
         code = cli.main(standalone_mode=False)
