@@ -252,6 +252,9 @@ class LiteLLMJudge:
                     + output_tokens * prices.output_per_mtok) / 1_000_000
         if self._litellm_prices_unknown:
             return None
+        already_priced = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+        if already_priced is not None:  # litellm prices every response it returns (documented)
+            return float(already_priced)
         try:
             return float(self._client().completion_cost(completion_response=response))
         except Exception:  # model not in litellm's map: unknown for good, stop asking
