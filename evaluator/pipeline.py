@@ -81,7 +81,7 @@ async def evaluate_rubric(
     try:
         prompt = render(rubric, item.trace)
     except EvaluatorError as exc:
-        verdict = JudgeVerdict(status="error", reason=f"rubric {rubric.ref}: {exc}", attempts=0)
+        verdict = JudgeVerdict(status="error", reason=str(exc), attempts=0)
         return _evaluation(item, rubric, judge, run_id, verdict, None)
     try:
         verdict = await judge.judge(rubric, item.trace, prompt)
