@@ -206,9 +206,8 @@ class LiteLLMJudge:
             output_tokens = getattr(usage, "completion_tokens", None)
             tally.add_response(input_tokens, output_tokens,
                                self._cost(response, input_tokens, output_tokens))
-            choice = response.choices[0]
-            raw = _reply_text(choice.message)
-            if choice.finish_reason != "length":
+            raw, finish_reason = _reply_of(response)
+            if finish_reason != "length":
                 return self._parsed_verdict(rubric, labels, raw, tally)
             if extended:
                 return tally.verdict(status="unscored", reason=TRUNCATED_REASON, raw_reply=raw)
@@ -289,12 +288,16 @@ class LiteLLMJudge:
         return slots
 
 
-def _reply_text(message: Any) -> str:
-    """The verdict text: the first tool call's arguments, else the message content."""
+def _reply_of(response: Any) -> tuple[str, str | None]:
+    """(verdict text, finish reason): the first tool call's arguments, else the content."""
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        return "", None
+    message = getattr(choices[0], "message", None)
     calls = getattr(message, "tool_calls", None)
     if calls:
-        return calls[0].function.arguments or ""
-    return getattr(message, "content", None) or ""
+        return calls[0].function.arguments or "", choices[0].finish_reason
+    return getattr(message, "content", None) or "", choices[0].finish_reason
 
 
 def _describe(exc: Exception, api_key: str | None) -> str:
