@@ -1,0 +1,195 @@
+"""Rubric files: front matter, loading, references (NAME@vN) and the registry."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from evaluator.errors import RubricError
+from evaluator.records import sha256_hex
+from evaluator.rubrics.model import Rubric
+from evaluator.rubrics.render import _compiled
+
+if TYPE_CHECKING:
+
+    pass
+
+
+
+_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+_REF = re.compile(r"([a-z][a-z0-9_]*)(?:@v?([1-9][0-9]*))?")
+_FRONT_MATTER = re.compile(r"---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?", re.DOTALL | re.MULTILINE)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _FrontMatter(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    criterion: str = Field(pattern=_NAME_PATTERN)
+    version: int = Field(ge=1)
+    description: str = Field(min_length=1)
+    labels: dict[str, float] = Field(min_length=2)
+    pass_threshold: float = Field(ge=0.0, le=1.0)
+    required_inputs: list[Literal["input", "output", "context", "system"]] = Field(min_length=1)
+    output_format: Literal["json"] = "json"
+
+    @field_validator("labels")
+    @classmethod
+    def _snake_case_labels_scored_0_to_1(cls, labels: dict[str, float]) -> dict[str, float]:
+        for label, score in labels.items():
+            if not re.match(_NAME_PATTERN, label):
+                raise ValueError(f"label {label!r} must be snake_case, e.g. 'mostly_faithful'")
+            if not 0.0 <= score <= 1.0:
+                raise ValueError(f"label {label!r} scores {score}; scores go from 0 to 1")
+        return labels
+
+
+def _front_matter_error(path: Path, error: ValidationError) -> RubricError:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "<front matter>"
+    if first["type"] == "extra_forbidden":
+        allowed = list(_FrontMatter.model_fields)
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return RubricError(
+            f"{path}: unknown front matter key '{key}' ({hint}allowed: {', '.join(allowed)})"
+        )
+    if first["type"] == "missing":
+        return RubricError(f"{path}: front matter is missing the required key '{key}'")
+    return RubricError(f"{path}: front matter key '{key}': {first['msg']}")
+
+
+def _split_front_matter(path: Path, text: str) -> tuple[Any, str, int]:
+    match = _FRONT_MATTER.match(text)
+    if match is None:
+        fix = "close it with a '---' line" if text.startswith("---") else "start with a '---' line"
+        raise RubricError(f"{path}: a rubric file opens with YAML front matter: {fix}")
+    try:
+        meta = yaml.load(match.group(1), Loader=_YAML_LOADER)
+    except yaml.YAMLError as exc:
+        raise RubricError(f"{path}: front matter is not valid YAML: {exc}") from None
+    return meta, text[match.end() :], text.count("\n", 0, match.end()) + 1
+
+
+def load_rubric(path: Path) -> Rubric:
+    """Read and validate one rubric file; its template is compiled now, so errors show early."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        raise RubricError(f"cannot read rubric file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RubricError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    meta, body, body_line = _split_front_matter(path, text)
+    if not isinstance(meta, dict):
+        raise RubricError(f"{path}: front matter must be a mapping (criterion: ..., version: ...)")
+    try:
+        front = _FrontMatter.model_validate(meta)
+    except ValidationError as exc:
+        raise _front_matter_error(path, exc) from None
+    passing = [score >= front.pass_threshold for score in front.labels.values()]
+    if all(passing) or not any(passing):
+        raise RubricError(
+            f"{path}: front matter key 'pass_threshold': {front.pass_threshold} must separate "
+            "the label scores (at least one label passing and one failing)"
+        )
+    if path.name != f"v{front.version}.jinja":
+        raise RubricError(
+            f"{path}: front matter key 'version' is {front.version}: name the file "
+            f"v{front.version}.jinja"
+        )
+    rubric = Rubric(
+        criterion=front.criterion,
+        version=front.version,
+        description=front.description.strip(),
+        labels=dict(front.labels),
+        pass_threshold=front.pass_threshold,
+        template_source=body,
+        content_hash=sha256_hex(raw),
+        required_inputs=tuple(front.required_inputs),
+        output_format=front.output_format,
+        path=path,
+        body_line=body_line,
+    )
+    _compiled(rubric)
+    return rubric
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """'faithfulness' -> ('faithfulness', None); 'faithfulness@v2' or '@2' -> (..., 2)."""
+    match = _REF.fullmatch(ref.strip()) if isinstance(ref, str) else None
+    if match is None:
+        raise RubricError(
+            f"bad rubric reference {ref!r}: use NAME, NAME@vN or NAME@N with a lowercase name "
+            "and a version from 1, e.g. 'faithfulness' or 'faithfulness@v2'"
+        )
+    return match.group(1), int(match.group(2)) if match.group(2) else None
+
+
+class RubricRegistry:
+    """Every rubric version found under one directory, by criterion and version."""
+
+    def __init__(self, rubrics: Iterable[Rubric], directory: Path | None = None):
+        self.directory = directory
+        self._versions: dict[str, dict[int, Rubric]] = {}
+        for rubric in rubrics:
+            versions = self._versions.setdefault(rubric.criterion, {})
+            if rubric.version in versions:
+                raise RubricError(f"rubric {rubric.ref} is defined twice: {rubric.path}")
+            versions[rubric.version] = rubric
+
+    @classmethod
+    def load(cls, directory: Path) -> RubricRegistry:
+        """Load `<directory>/<criterion>/v<N>.jinja` (compiled templates are cached by hash)."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise RubricError(
+                f"rubrics directory {directory} not found; create it or set EVALUATOR_RUBRICS_DIR"
+            )
+        rubrics = [load_rubric(path) for path in sorted(directory.glob("*/*.jinja"))]
+        for rubric in rubrics:
+            if rubric.path and rubric.criterion != rubric.path.parent.name:
+                raise RubricError(
+                    f"{rubric.path}: criterion '{rubric.criterion}' does not match its "
+                    f"directory; move the file to {directory / rubric.criterion}/"
+                )
+        return cls(rubrics, directory)
+
+    def get(self, ref: str) -> Rubric:
+        """The rubric version a ref names; no version means the latest."""
+        criterion, version = parse_ref(ref)
+        versions = self._versions.get(criterion)
+        if not versions:
+            available = "; ".join(
+                f"{name} ({', '.join(f'v{n}' for n in sorted(found))})"
+                for name, found in sorted(self._versions.items())
+            )
+            raise RubricError(
+                f"unknown rubric '{criterion}'; available: {available or 'none'} "
+                f"(in {self.directory})"
+            )
+        if version is None:
+            return versions[max(versions)]
+        if version not in versions:
+            known = ", ".join(f"v{number}" for number in sorted(versions))
+            raise RubricError(f"rubric '{criterion}' has no version {version}; available: {known}")
+        return versions[version]
+
+    def latest(self) -> list[Rubric]:
+        """The latest version of each criterion, sorted by criterion."""
+        return [versions[max(versions)] for _, versions in sorted(self._versions.items())]
+
+    def all(self) -> list[Rubric]:
+        return [found[n] for _, found in sorted(self._versions.items()) for n in sorted(found)]
+
+
+# --- The lock of published versions ---------------------------------------------------------
+
+

@@ -1,0 +1,62 @@
+"""The Rubric and RenderedPrompt records, and the limits every rubric lives under."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+
+    pass
+
+
+
+MAX_PROMPT_CHARS = 1_000_000
+LOCK_FILE_NAME = "rubrics.lock"
+
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """One published version of a rubric: a Jinja template plus its metadata."""
+
+    criterion: str
+    version: int
+    description: str
+    labels: dict[str, float]
+    """Allowed labels and the score (0..1, 1 = desired) each one means."""
+    pass_threshold: float
+    template_source: str
+    content_hash: str
+    """sha256 of the rubric file's bytes: the version's identity in provenance and the lock."""
+    required_inputs: tuple[str, ...] = ("output",)
+    """Trace fields that must be non-empty, e.g. ("output", "context"); else `skipped`."""
+    output_format: str = "json"
+    path: Path | None = field(default=None, compare=False)
+    body_line: int = field(default=1, compare=False)
+    """File line where `template_source` starts, so template errors cite file line numbers."""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.criterion}@v{self.version}"
+
+    def score_for(self, label: str) -> float:
+        return self.labels[label]
+
+    def passes(self, score: float) -> bool:
+        return score >= self.pass_threshold
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """The exact messages a judge receives; static rubric text first, trace data last."""
+
+    messages: tuple[dict[str, str], ...]
+    prompt_hash: str
+    """sha256 of the canonical JSON of `messages`: the cache and provenance key."""
+    truncated: bool = False
+
+
+# --- Neutralizing trace text ----------------------------------------------------------------
+
