@@ -6,7 +6,7 @@ import difflib
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -15,11 +15,6 @@ from evaluator.errors import RubricError
 from evaluator.records import sha256_hex
 from evaluator.rubrics.model import Rubric
 from evaluator.rubrics.render import _compiled
-
-if TYPE_CHECKING:
-
-    pass
-
 
 
 _NAME_PATTERN = r"^[a-z][a-z0-9_]*$"

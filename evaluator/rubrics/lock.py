@@ -5,15 +5,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from evaluator.errors import RubricLockError
 from evaluator.rubrics.files import RubricRegistry
-
-if TYPE_CHECKING:
-
-    pass
-
 
 
 def _read_lock(lock_path: Path) -> dict[str, str]:

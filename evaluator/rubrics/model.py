@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-
-    pass
-
 
 
 MAX_PROMPT_CHARS = 1_000_000
 LOCK_FILE_NAME = "rubrics.lock"
-
 
 
 @dataclass(frozen=True)

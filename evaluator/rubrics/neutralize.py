@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-
-    pass
-
 
 
 _ASCII_INVISIBLE = str.maketrans("", "", "".join(map(chr, [*range(9), *range(11, 32), 127])))

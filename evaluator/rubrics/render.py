@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from evaluator.records import Trace
 
 
-
 class _RubricSandbox(ImmutableSandboxedEnvironment):
     """The sandbox rubric templates run in; `*` and `**` cannot build huge values either."""
 
