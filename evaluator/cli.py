@@ -141,6 +141,23 @@ def rubrics_list() -> None:
     make_console().print(table)
 
 
+@rubrics.command("lock")
+@click.option("--check", is_flag=True, help="Only verify; exit 2 if a published version changed.")
+def rubrics_lock(check) -> None:
+    """Record new rubric versions in rubrics.lock (published versions can never change)."""
+    from evaluator.rubrics import LOCK_FILE_NAME, RubricRegistry, update_lock, verify_lock
+
+    directory = _settings().rubrics_dir
+    registry = RubricRegistry.load(directory)
+    lock_path = directory / LOCK_FILE_NAME
+    if check:
+        verify_lock(registry, lock_path)
+        click.echo(f"{lock_path}: all {len(registry.all())} rubric versions match")
+        return
+    added = update_lock(registry, lock_path)
+    click.echo(f"{lock_path}: added {', '.join(added)}" if added else f"{lock_path}: nothing new")
+
+
 @rubrics.command("render")
 @click.argument("ref")
 @click.option("--trace", "trace_file", type=click.Path(exists=True, path_type=Path), required=True,
