@@ -256,7 +256,7 @@ def test_llm_span_without_content_hints_at_content_capture(tracing):
     ("negative", "negative"), ("thumbs_down", "negative"), ("THUMBS-DOWN", "negative"),
     ("positive", "positive"), ("thumbs_up", "positive"), ("neutral", "neutral"),
     (-1, "negative"), (0, "negative"), (0.2, "negative"), (1, "positive"), ("0", "negative"),
-    (True, "positive"), (False, "negative"), ("meh?", None), (None, None),
+    (True, "positive"), (False, "negative"), ("meh?", None), (None, None), (float("nan"), None),
 ])
 def test_feedback_values(value, expected):
     assert feedback_of(value) == expected
@@ -270,7 +270,7 @@ _ATTRIBUTE_KEYS = st.sampled_from([
     "retrieval.documents.0.document.content", "user.feedback", "session.id", "metadata",
 ])
 _ATTRIBUTE_VALUES = st.one_of(
-    st.text(max_size=30), st.integers(), st.floats(allow_nan=False), st.booleans(),
+    st.text(max_size=30), st.integers(), st.floats(), st.booleans(),
     st.lists(st.text(max_size=5), max_size=3).map(tuple),
     st.sampled_from(['[{"role": "user", "parts": [{"type": "text"}]}]', "[1, 2]", '{"parts": 3}',
                      '[{"parts": [{"type": "text", "content": 5}]}]', "LLM", "[", '"x"']),

@@ -50,6 +50,8 @@ def feedback_of(value: Any) -> str | None:
     if isinstance(value, bool):
         return "positive" if value else "negative"
     if isinstance(value, (int, float)):
+        if value != value:  # NaN
+            return None
         return "negative" if value < _NEGATIVE_SCORE_BELOW else "positive"
     if not isinstance(value, str):
         return None
