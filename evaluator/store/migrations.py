@@ -87,6 +87,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "human labels",
+        """
+        -- One label per annotator x item x rubric; label_id hashes those three (re-import is
+        -- idempotent). trace_id also holds dataset item ids (replays use the item id as trace id).
+        CREATE TABLE human_labels (
+            label_id VARCHAR PRIMARY KEY,
+            trace_id VARCHAR NOT NULL,
+            rubric VARCHAR NOT NULL,
+            rubric_version INTEGER,
+            label VARCHAR,
+            score DOUBLE,
+            annotator VARCHAR NOT NULL,
+            note VARCHAR,
+            source VARCHAR,
+            imported_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].number
