@@ -107,6 +107,33 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        4,
+        "alerts: quality alerts fired and resolved by the alert rules",
+        """
+        CREATE TABLE alerts (
+            alert_id VARCHAR PRIMARY KEY,
+            rule VARCHAR NOT NULL,
+            labels VARCHAR NOT NULL,
+            dedup_key VARCHAR NOT NULL,
+            priority VARCHAR NOT NULL,
+            time_window VARCHAR NOT NULL,
+            state VARCHAR NOT NULL,
+            fired_at TIMESTAMPTZ NOT NULL,
+            resolved_at TIMESTAMPTZ,
+            last_evaluated_at TIMESTAMPTZ NOT NULL,
+            notified_at TIMESTAMPTZ,
+            observed DOUBLE,
+            interval_low DOUBLE,
+            interval_high DOUBLE,
+            threshold DOUBLE,
+            n BIGINT,
+            n_effective DOUBLE,
+            example_trace_ids VARCHAR NOT NULL,
+            message VARCHAR NOT NULL
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].number
