@@ -390,3 +390,17 @@ def test_read_traces_dispatches_on_format(tmp_path):
     path.write_text(json.dumps({"trace_id": "t1", "input": "q", "output": "a"}) + "\n", encoding="utf-8")
     assert [t.trace_id for t in read_traces(path, "jsonl")] == ["t1"]
     assert [type(r).__name__ for r in read_traces(path, "otlp-json")] == ["DeadLetter"]
+
+
+@pytest.mark.parametrize("line", [
+    '{"resourceSpans": {"a": 1}}', '{"resourceSpans": [1]}', "[]", '"x"', "{}",
+    '{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": 5}]}]}]}',
+    '{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "' + "ab" * 16 + '", "spanId": "'
+    + "cd" * 8 + '", "startTimeUnixNano": "soon"}]}]}]}',
+])
+def test_malformed_otlp_lines_become_dead_letters(tmp_path, line):
+    path = tmp_path / "bad.otlp.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    [record] = list(read_otlp_json_traces(path))
+    assert isinstance(record, DeadLetter) and record.source == f"{path}:1"
+    assert "not an OTLP/JSON trace request" in record.error

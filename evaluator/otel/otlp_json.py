@@ -35,19 +35,29 @@ def _hex_ids_to_base64(node: dict[str, Any]) -> None:
             node[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
 
 
+def _objects(node: dict[str, Any], *keys: str) -> list[dict[str, Any]]:
+    """The JSON objects listed under the first present key (anything else is left for the
+    protobuf parser to reject with its own message)."""
+    for key in keys:
+        if key in node:
+            value = node[key]
+            return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+    return []
+
+
 def _prepare(request: Any) -> dict[str, Any]:
     """Rewrite one OTLP/JSON request in place into protobuf's JSON mapping."""
     if not isinstance(request, dict):
         raise ValueError(f"expected a JSON object, got {type(request).__name__}")
     if "resourceSpans" not in request and "resource_spans" not in request:
         raise ValueError("no resourceSpans")
-    for resource_spans in request.get("resourceSpans") or request.get("resource_spans") or []:
+    for resource_spans in _objects(request, "resourceSpans", "resource_spans"):
         if "instrumentationLibrarySpans" in resource_spans:  # pre-1.0 name of scopeSpans
             resource_spans.setdefault("scopeSpans", resource_spans.pop("instrumentationLibrarySpans"))
-        for scope_spans in resource_spans.get("scopeSpans") or resource_spans.get("scope_spans") or []:
-            for span in scope_spans.get("spans") or []:
+        for scope_spans in _objects(resource_spans, "scopeSpans", "scope_spans"):
+            for span in _objects(scope_spans, "spans"):
                 _hex_ids_to_base64(span)
-                for link in span.get("links") or []:
+                for link in _objects(span, "links"):
                     _hex_ids_to_base64(link)
     return request
 
@@ -82,7 +92,7 @@ def read_otlp_json_traces(path: Path) -> Iterator[Trace | DeadLetter]:
                 continue
             try:
                 spans = parse_request_line(line)
-            except (ValueError, ParseError, RecursionError) as exc:
+            except (ValueError, TypeError, ParseError, RecursionError) as exc:
                 error = InvalidTraceError(f"line {number} is not an OTLP/JSON trace request: {exc}",
                                           field="<root>")
                 yield DeadLetter.from_error(f"{path}:{number}", line.rstrip("\n"), error)
