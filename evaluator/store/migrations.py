@@ -108,6 +108,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        3,
+        "replay items: the dataset item behind each replayed trace, and whether it is done",
+        """
+        CREATE TABLE replay_items (
+            run_id VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            position INTEGER NOT NULL,
+            trace_id VARCHAR NOT NULL,
+            item_json VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            output VARCHAR,
+            target_error VARCHAR,
+            target_latency_ms DOUBLE,
+            updated_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (run_id, item_id)
+        );
+        """,
+    ),
+    Migration(
         4,
         "alerts: quality alerts fired and resolved by the alert rules",
         """
