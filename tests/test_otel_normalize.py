@@ -404,3 +404,18 @@ def test_malformed_otlp_lines_become_dead_letters(tmp_path, line):
     [record] = list(read_otlp_json_traces(path))
     assert isinstance(record, DeadLetter) and record.source == f"{path}:1"
     assert "not an OTLP/JSON trace request" in record.error
+
+
+def test_agent_span_answer_is_used_when_no_llm_call_recorded_content(tracing):
+    tracer, memory = tracing
+    with tracer.start_as_current_span("invoke_agent support") as agent:
+        agent.set_attributes({
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support",
+            "gen_ai.input.messages": json.dumps([_parts("user", "Refund?")]),
+            "gen_ai.output.messages": json.dumps([_parts("assistant", "Refund issued.")]),
+        })
+        with tracer.start_as_current_span("chat gpt-4o") as llm:
+            llm.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"})
+    trace = normalize_spans(_records(memory))
+    assert trace.output == "Refund issued." and trace.question == "Refund?" and trace.model == "gpt-4o"
+    assert trace.span_id == f"{memory.get_finished_spans()[1].context.span_id:016x}"

@@ -2,8 +2,9 @@
 
 A trace may be a single LLM span or a tree (a root chain/agent span with retriever, LLM and
 tool spans under it). The parts are taken from where they live:
-  - output: the answer of the LLM call that ended last (among calls that produced text);
-  - input: the messages of the first LLM call (else the root's `input.value`);
+  - output: the answer of the LLM call that ended last (among calls that produced text),
+    else the answer an agent or chain span recorded (root first);
+  - input: the messages of the first LLM call (else the root's messages or `input.value`);
   - context: every retrieved document, in retrieval order;
   - latency and timestamps: the root span;
   - feedback, prompt version, session and user ids: whichever span carries them.
@@ -164,17 +165,17 @@ def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
     ordered = [root] + [span for span in spans if span is not root]
 
     errors = [error for error in map(_error_of, [root] + [c.span for c in calls]) if error]
-    output = final.output if final else ""
-    if not output:
-        output_values = [s.attributes.get("output.value") for s in ordered]
-        output = first_str(*output_values) or ""
-    if not output and not errors:
+    if final is None:  # no LLM call answered: an agent or chain span may still carry the answer
+        final = next((call for call in map(read_llm_call, ordered) if call.output), None)
+    if final is None and not errors:
         raise _missing_output(spans, calls)
 
     first_asked = next((call for call in calls if call.messages), None)
+    if first_asked is None and (root_call := read_llm_call(root)).messages:
+        first_asked = root_call
     root_input = root.attributes.get("input.value")
     question: Any = first_asked.messages if first_asked else first_str(root_input) or ""
-    described = final or first_asked or (calls[0] if calls else None)
+    described = [call for call in (final, first_asked, *calls) if call is not None]
     ended = [span.end_ns for span in spans if span.end_ns]
     end_ns = root.end_ns or (max(ended) if ended else None)
     metadata, tags = _app_metadata(ordered)
@@ -192,9 +193,9 @@ def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
         "input": question,
         "system": first_asked.system if first_asked else None,
         "context": [doc for span in by_role.get("retriever", []) for doc in read_documents(span)],
-        "output": output,
-        "model": described.model if described else None,
-        "provider": described.provider if described else None,
+        "output": final.output if final else "",
+        "model": next((call.model for call in described if call.model), None),
+        "provider": next((call.provider for call in described if call.provider), None),
         "input_tokens": _sum_known(call.input_tokens for call in calls),
         "output_tokens": _sum_known(call.output_tokens for call in calls),
         "latency_ms": (end_ns - root.start_ns) / 1e6 if end_ns and end_ns >= root.start_ns else None,
