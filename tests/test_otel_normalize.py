@@ -228,6 +228,7 @@ def test_failed_llm_call_is_an_error_trace_even_without_output(tracing):
                              "error.type": "RateLimitError"})
         span.set_status(Status(StatusCode.ERROR, "429 Too Many Requests"))
     trace = normalize_spans(_records(memory))
+    assert trace.span_id == f"{memory.get_finished_spans()[0].context.span_id:016x}"
     assert trace.status == "error" and trace.output == ""
     assert trace.error == "RateLimitError: 429 Too Many Requests"
 

@@ -189,7 +189,7 @@ def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
     }
     payload = {
         "trace_id": root.trace_id,
-        "span_id": final.span.span_id if final else root.span_id,
+        "span_id": (final.span if final else calls[-1].span if calls else root).span_id,
         "input": question,
         "system": first_asked.system if first_asked else None,
         "context": [doc for span in by_role.get("retriever", []) for doc in read_documents(span)],
