@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 
+import hypothesis  # noqa: F401  (imported early: see below)
 import pytest
 
+# CPython 3.11.7 can raise "SystemError: AST constructor recursion depth mismatch" when pytest's
+# assertion rewriter first imports the hypothesis plugin module at the end of a session that ran
+# litellm; importing it at start-up keeps that rewrite out of the teardown path.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 REDIS_URL = os.environ.get("EVALUATOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")

@@ -1,0 +1,87 @@
+"""`evaluator run` with an LLM judge: the real litellm client over HTTP to a local server."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from evaluator.runner import run_embedded
+from evaluator.settings import Settings
+from evaluator.store import Store
+from tests.support.openai_server import OpenAIServer
+
+EXPECTED = {"hallucination": "hallucinated", "relevance": "mostly_relevant",
+            "refusal": "complied", "faithfulness": "partially_faithful"}
+
+
+def _write_traces(path, n):
+    with open(path, "w", encoding="utf-8") as out:
+        for i in range(n):
+            out.write(json.dumps({
+                "trace_id": f"llm-{i:03d}",
+                "input": f"What does plan {i} include?",
+                "context": [f"Plan {i} includes 10 GB of storage."] if i % 4 else [],
+                "output": f"Plan {i} includes 10 GB of storage.",
+            }) + "\n")
+
+
+@pytest.fixture
+def judge_settings(tmp_path, monkeypatch):
+    def make(server: OpenAIServer, label: str | None = None) -> Settings:
+        judges = tmp_path / "judges"
+        judges.mkdir(exist_ok=True)
+        (judges / "local-test.yaml").write_text(
+            "kind: litellm\nmodel: openai/judge-test\n"
+            f"api_base: {server.base_url}\napi_key_env: EVALUATOR_TEST_JUDGE_KEY\n"
+            "params: {temperature: 0}\n"
+            "prices: {input_per_mtok: 0.15, output_per_mtok: 0.60}\n"
+            "limits: {max_in_flight: 8, timeout_s: 2, max_attempts: 3}\n",
+            encoding="utf-8",
+        )
+        monkeypatch.setenv("EVALUATOR_TEST_JUDGE_KEY", "sk-test-not-a-real-key")
+        return dataclasses.replace(Settings.from_env(), judges_dir=judges)
+    return make
+
+
+def test_run_with_litellm_judge_stores_scored_verdicts(tmp_path, judge_settings):
+    traces = tmp_path / "traces.jsonl"
+    _write_traces(traces, 12)
+    db = tmp_path / "llm.duckdb"
+    with OpenAIServer() as server:
+        report = run_embedded(traces, db, "local-test", sample_rate=1.0,
+                              settings=judge_settings(server))
+        calls = server.stats.total
+    with Store(db, read_only=True) as store:
+        evaluations = store.evaluations()
+    assert report.sampled == 12 and len(evaluations) == 48
+    skipped = [e for e in evaluations if e.status == "skipped"]
+    assert {e.rubric for e in skipped} == {"faithfulness"} and len(skipped) == 3
+    scored = [e for e in evaluations if e.status == "scored"]
+    assert len(scored) == 45 == calls
+    for evaluation in scored:
+        assert evaluation.judge == "local-test" and evaluation.input_tokens > 0
+        assert evaluation.cost_usd is not None and evaluation.cost_usd > 0
+        assert evaluation.reasoning and evaluation.prompt_hash
+        assert evaluation.label is not None and evaluation.passed is not None
+
+
+def test_run_with_faulty_judge_ends_every_evaluation_in_a_terminal_status(tmp_path, judge_settings):
+    traces = tmp_path / "traces.jsonl"
+    _write_traces(traces, 40)
+    db = tmp_path / "faulty.duckdb"
+    faults = {"500": 0.1, "invalid_json": 0.1, "off_menu": 0.1}
+    with OpenAIServer(faults=faults, seed=3) as server:
+        run_embedded(traces, db, "local-test", sample_rate=1.0, settings=judge_settings(server))
+    with Store(db, read_only=True) as store:
+        evaluations = store.evaluations()
+    assert len(evaluations) == 160
+    assert len({e.evaluation_id for e in evaluations}) == 160
+    statuses = {e.status for e in evaluations}
+    assert "unscored" in statuses and "scored" in statuses
+    for evaluation in evaluations:
+        if evaluation.status != "scored":
+            assert evaluation.reason
+        if evaluation.status == "unscored":
+            assert evaluation.raw_reply is not None
