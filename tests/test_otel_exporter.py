@@ -282,7 +282,7 @@ def test_default_masker_is_the_project_pii_masker_and_fails_closed():
     chat(tracer, answer="Mail alice.smith@example.com for a refund.")
     provider.shutdown()
     try:
-        import evaluator.pii  # noqa: F401
+        from evaluator.pii import PiiConfig, PiiMasker  # noqa: F401
     except ImportError:
         assert exporter.stats["dropped_mask_failed"] == 1 and sink.items == []
         return
