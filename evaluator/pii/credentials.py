@@ -1,0 +1,93 @@
+"""Detector for credentials: provider API keys, bearer tokens, JWTs, private keys, and
+high-entropy values assigned to `api_key=` / `token:` / `password:`-like names.
+
+Only the secret itself is masked (`Authorization: Bearer <SECRET_1>`, `api_key=<SECRET_1>`),
+so the judge still sees what kind of thing was there.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+
+from evaluator.pii.match import PiiMatch
+
+_PREFIXED_TOKEN = re.compile(
+    r"(?<![\w-])(?:"
+    r"sk-[A-Za-z0-9_-]{20,}"  # OpenAI (sk-, sk-proj-, sk-svcacct-), Anthropic (sk-ant-)
+    r"|(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}"  # AWS access key id
+    r"|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}"  # GitHub
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|AIza[0-9A-Za-z_-]{35}"  # Google API key
+    r"|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"  # Stripe secret / restricted
+    r"|hf_[A-Za-z0-9]{30,}"  # Hugging Face
+    r"|eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"  # JWT
+    r")(?![\w-])"
+)
+_AUTH_SCHEME = re.compile(r"(?i)\b(?:bearer|basic)\s+([A-Za-z0-9._~+/-]+=*)")
+_ASSIGNED = re.compile(
+    r"(?i)(api[_-]?key|apikey|secret|token|passw(?:or)?d|pwd|access[_-]?key|auth|credential)"
+    r"[\w.-]*[\"']?\s*[:=]\s*[\"']?([^\s'\"`,;&<>(){}\[\]]+)"
+)
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----(.+?)-----END \1PRIVATE KEY-----", re.DOTALL
+)
+
+_MIN_SECRET_CHARS = 16
+_MIN_PASSWORD_CHARS = 8
+_MIN_ENTROPY_BITS = 3.0
+"""Per character. Random base62 tokens score ~4-5.5; `aaaaaaaaaaaaaaa1` scores 0.3."""
+
+
+def _shannon_entropy(value: str) -> float:
+    counts = Counter(value)
+    return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+
+
+def looks_random(value: str) -> bool:
+    """Long, mixing at least two of lower/upper/digit, and high-entropy: a key, not a word."""
+    if len(value) < _MIN_SECRET_CHARS:
+        return False
+    classes = any(c.islower() for c in value) + any(c.isupper() for c in value) + any(c.isdigit() for c in value)
+    return classes >= 2 and _shannon_entropy(value) >= _MIN_ENTROPY_BITS
+
+
+def looks_like_password(value: str) -> bool:
+    """Passwords are short and human-made: ask for two character classes, so `changeme` and
+    `********` (documentation defaults) stay visible while `Summer2024!` does not."""
+    if len(value) < _MIN_PASSWORD_CHARS:
+        return False
+    classes = (
+        any(c.islower() for c in value) + any(c.isupper() for c in value)
+        + any(c.isdigit() for c in value) + any(not c.isalnum() for c in value)
+    )
+    return classes >= 2
+
+
+def _secret(start: int, end: int, value: str) -> PiiMatch:
+    return PiiMatch("secret", start, end, value, value)
+
+
+def find_secrets(text: str) -> Iterator[PiiMatch]:
+    for found in _PREFIXED_TOKEN.finditer(text):
+        value = found.group()
+        if value.startswith("sk-") and not any(c.isdigit() for c in value):
+            continue  # a long hyphenated slug such as sk-this-is-not-a-key
+        yield _secret(found.start(), found.end(), value)
+    for found in _AUTH_SCHEME.finditer(text):
+        if looks_random(found.group(1)):
+            yield _secret(found.start(1), found.end(1), found.group(1))
+    for found in _ASSIGNED.finditer(text):
+        value = found.group(2).rstrip(".:")
+        is_password = found.group(1).lower().startswith(("pass", "pwd"))
+        if looks_like_password(value) if is_password else looks_random(value):
+            yield _secret(found.start(2), found.start(2) + len(value), value)
+    if "-----BEGIN" in text:
+        for found in _PRIVATE_KEY.finditer(text):
+            body = found.group(2)
+            start = found.start(2) + len(body) - len(body.lstrip())
+            value = body.strip()
+            if value:
+                yield _secret(start, start + len(value), value)

@@ -1,0 +1,226 @@
+"""Detectors for structured PII: e-mail, phone, payment card, IBAN, IP address, US SSN.
+
+Each detector is a cheap regex that proposes candidates and a validator that keeps only the
+real ones (Luhn, mod-97, the ipaddress module, libphonenumber, SSN range rules): validation is
+what keeps order numbers, versions and timestamps unmasked. Every function takes the whole text
+and yields PiiMatch objects; overlaps between detectors are resolved by the masker.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+
+import phonenumbers
+
+from evaluator.pii.match import PiiMatch
+
+# ------------------------------------------------------------------ e-mail
+
+_EMAIL = re.compile(
+    r"(?<![\w.%+'-])[\w%+-](?:[\w.%+-]|'(?=\w))*"
+    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,24}))(?![\w-])"
+)
+_FILE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "bmp", "ico", "tif", "tiff", "heic"})
+"""`icon@2x.png` is a retina asset, not an address: these are not top-level domains."""
+
+
+def find_emails(text: str) -> Iterator[PiiMatch]:
+    if "@" not in text:
+        return
+    for found in _EMAIL.finditer(text):
+        if found.group(2).lower() in _FILE_EXTENSIONS or text.endswith("://", 0, found.start()):
+            continue  # a retina asset name, or the userinfo of a URL (often a token)
+        value = found.group()
+        yield PiiMatch("email", found.start(), found.end(), value, value.lower())
+
+
+# ------------------------------------------------------------------ phone
+
+_PHONE_HINT = re.compile(r"\d(?:[ \t().\-/]{0,3}\d){6,}")
+"""Seven or more digits, allowing separators: text without this never pays for libphonenumber."""
+
+_PHONE_CONTEXT = (8, 16)
+"""Characters kept before/after a digit run when it is handed to the matcher: enough for a
+leading `+` or `(`, an `ext. 123`, and the neighbours libphonenumber looks at to reject
+`abc4155550134` or timestamps."""
+
+
+def _phone_windows(text: str) -> Iterator[tuple[int, int]]:
+    """Merged (start, end) windows around each long digit run."""
+    before, after = _PHONE_CONTEXT
+    window: tuple[int, int] | None = None
+    for found in _PHONE_HINT.finditer(text):
+        start, end = max(0, found.start() - before), min(len(text), found.end() + after)
+        if window and start <= window[1]:
+            window = (window[0], end)
+            continue
+        if window:
+            yield window
+        window = (start, end)
+    if window:
+        yield window
+
+
+def find_phones(text: str, region: str) -> Iterator[PiiMatch]:
+    """Valid phone numbers (libphonenumber's VALID leniency), numbers without `+` read in `region`."""
+    for start, end in _phone_windows(text):
+        for found in phonenumbers.PhoneNumberMatcher(text[start:end], region):
+            canonical = phonenumbers.format_number(found.number, phonenumbers.PhoneNumberFormat.E164)
+            value, offset = found.raw_string, start + found.start
+            if value.startswith("(") and value.count("(") > value.count(")"):
+                value, offset = value[1:], offset + 1  # "(+65 6123 4567)": keep the parenthesis
+            yield PiiMatch("phone", offset, offset + len(value), value, canonical)
+
+
+# ------------------------------------------------------------------ payment card
+
+_CARD = re.compile(r"(?<![\w.,-])(?<!\d[ -])\d(?:[ -]?\d){12,}(?![\w-]|[.,]\d)")
+_CARD_FIRST_DIGITS = frozenset("23456")
+"""Mastercard 2-series, Amex/Diners/JCB, Visa, Mastercard/Maestro, Discover/UnionPay. Excludes the
+1xxx millisecond timestamps, 9xx tracking and 978 ISBN numbers that pass Luhn by chance."""
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if index % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _card_grouping_ok(groups: list[str]) -> bool:
+    """4-4-4-4(-3), Amex 4-6-5, Diners 4-6-4, or one unbroken run."""
+    sizes = [len(group) for group in groups]
+    if len(sizes) == 1:
+        return True
+    if sizes in ([4, 6, 5], [4, 6, 4]):
+        return True
+    return all(size == 4 for size in sizes[:-1]) and 1 <= sizes[-1] <= 4
+
+
+def find_cards(text: str) -> Iterator[PiiMatch]:
+    """Luhn-valid 13-19 digit numbers; a longer run is tried group by group from its start,
+    so `4111 1111 1111 1111 12/26` still yields the card."""
+    for found in _CARD.finditer(text):
+        run = found.group()
+        separators = set(re.findall(r"[ -]", run))
+        if len(separators) > 1 or run[0] not in _CARD_FIRST_DIGITS:
+            continue
+        groups = re.split(r"[ -]", run)
+        for count in range(len(groups), 0, -1):
+            digits = "".join(groups[:count])
+            if 13 <= len(digits) <= 19 and _card_grouping_ok(groups[:count]) and luhn_valid(digits):
+                length = len(digits) + count - 1
+                yield PiiMatch("card", found.start(), found.start() + length, run[:length], digits)
+                break
+
+
+# ------------------------------------------------------------------ IBAN
+
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27,
+    "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25,
+    "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18,
+    "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33,
+    "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}
+"""Total IBAN length per country (SWIFT IBAN registry)."""
+
+_IBAN = re.compile(r"(?<!\w)[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){10,30}")
+
+
+def iban_valid(compact: str) -> bool:
+    """ISO 13616 check: the country's length, then mod 97 == 1 over the rearranged digits."""
+    if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum():
+        return False
+    moved = compact[4:] + compact[:4]
+    return int("".join(str(int(char, 36)) for char in moved)) % 97 == 1
+
+
+def find_ibans(text: str) -> Iterator[PiiMatch]:
+    """IBANs with or without grouping spaces. The regex may run into the next word
+    (`... 3000 IBAN`), so each candidate is cut at its country's length before checking."""
+    for found in _IBAN.finditer(text):
+        length = IBAN_LENGTHS.get(found.group()[:2].upper())
+        if length is None:
+            continue
+        kept = 0
+        for end, char in enumerate(found.group(), start=found.start()):
+            if char != " ":
+                kept += 1
+                if kept == length:
+                    break
+        else:
+            continue
+        end += 1
+        if end < len(text) and text[end].isalnum():
+            continue
+        value = text[found.start() : end]
+        compact = value.replace(" ", "").upper()
+        if iban_valid(compact):
+            yield PiiMatch("iban", found.start(), end, value, compact)
+
+
+# ------------------------------------------------------------------ IP addresses
+
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
+_IPV6 = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\d)"
+)
+
+
+def _ip_match(found: re.Match[str]) -> PiiMatch | None:
+    """Keep real addresses; loopback and unspecified (`127.0.0.1`, `::`) identify nobody."""
+    value = found.group()
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if address.is_loopback or address.is_unspecified:
+        return None
+    return PiiMatch("ip", found.start(), found.end(), value, str(address))
+
+
+def find_ips(text: str) -> Iterator[PiiMatch]:
+    for found in _IPV4.finditer(text):
+        if match := _ip_match(found):
+            yield match
+    if "::" not in text and text.count(":") < 7:
+        return
+    for found in _IPV6.finditer(text):
+        # No digit at all means `Foo::Bar` or `cafe::babe` prose, not an address.
+        if any(char.isdigit() for char in found.group()) and (match := _ip_match(found)):
+            yield match
+
+
+# ------------------------------------------------------------------ US SSN
+
+_SSN_DASHED = re.compile(r"(?<![\w-])(\d{3})-(\d{2})-(\d{4})(?![\w-]|[.,]\d)")
+_SSN_LOOSE = re.compile(r"(?<![\w-])(?<!\d )(\d{3})( ?)(\d{2})\2(\d{4})(?![\w-]|[.,]\d| \d)")
+_SSN_CONTEXT = re.compile(r"(?i)\bssn|social[ -]security|\bss#")
+_SSN_CONTEXT_CHARS = 40
+"""Space-separated or bare 9-digit numbers count only after an SSN keyword this close."""
+
+
+def ssn_valid(area: str, group: str, serial: str) -> bool:
+    """SSA rules: area not 000, 666 or 900-999; group not 00; serial not 0000."""
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def find_ssns(text: str) -> Iterator[PiiMatch]:
+    for found in _SSN_DASHED.finditer(text):
+        if ssn_valid(*found.groups()):
+            yield PiiMatch("ssn", found.start(), found.end(), found.group(), "".join(found.groups()))
+    if not _SSN_CONTEXT.search(text):
+        return
+    for found in _SSN_LOOSE.finditer(text):
+        area, _, group, serial = found.groups()
+        context = text[max(0, found.start() - _SSN_CONTEXT_CHARS) : found.start()]
+        if ssn_valid(area, group, serial) and _SSN_CONTEXT.search(context):
+            yield PiiMatch("ssn", found.start(), found.end(), found.group(), area + group + serial)
