@@ -1,0 +1,258 @@
+"""`evaluator agreement` (judge vs humans, or two columns of a file) and `evaluator rubrics check`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_N_BOOT = 1000
+
+
+def _settings():
+    from evaluator.settings import Settings
+
+    return Settings.from_env()
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _number(estimate: dict[str, Any] | None, percent: bool = False) -> str:
+    """'0.81 [0.74, 0.87]' (or percentages); '-' for a statistic that is undefined."""
+    if not estimate or estimate.get("value") is None:
+        return "-"
+    show = (lambda x: f"{100 * x:.1f}%") if percent else (lambda x: f"{x:.2f}")
+    ci = estimate.get("ci")
+    if not ci or ci.get("low") is None:
+        return show(estimate["value"])
+    return f"{show(estimate['value'])} [{show(ci['low'])}, {show(ci['high'])}]"
+
+
+def _point(estimate: dict[str, Any] | None, percent: bool = False) -> str:
+    return _number(estimate and {"value": estimate.get("value")}, percent)
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _headline(report: dict[str, Any]) -> dict[str, Any] | None:
+    """Quadratic-weighted kappa for ordinal labels, else Cohen's kappa."""
+    if report.get("ordinal"):
+        return (report.get("weighted_kappa") or {}).get("quadratic")
+    return report.get("kappa")
+
+
+def _headline_name(report: dict[str, Any]) -> str:
+    return "quadratic-weighted kappa" if report.get("ordinal") else "kappa"
+
+
+def _summary_table(groups: list[dict[str, Any]]):
+    """One row per rubric version x judge; intervals for the headline and the corrected rate
+    only (--json has them all)."""
+    from rich.table import Table
+
+    table = Table(title="Judge vs human labels", title_justify="left", show_lines=True,
+                  caption="kappa is quadratic-weighted for rubrics with more than two labels; "
+                          "humans' alpha: Krippendorff's alpha among the annotators",
+                  caption_justify="left")
+    for name in ("rubric", "judge"):
+        table.add_column(name, no_wrap=True)
+    for name in ("n", "kappa [95% CI]", "alpha", "accuracy", "macro F1", "MCC",
+                 "humans' alpha", "fail raw", "weighted", "corrected [95% CI]"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for group in groups:
+        report, rates = group["agreement"] or {}, group["failure_rate"]
+        corrected = rates["corrected"]
+        table.add_row(
+            f"{group['rubric']}@v{group['rubric_version']}", group["judge"], str(group["n"]),
+            _number(_headline(report)),
+            _point(report.get("alpha")), _point(report.get("accuracy"), percent=True),
+            _point(report.get("macro_f1")), _point(report.get("mcc")),
+            _point((group["inter_annotator"] or {}).get("alpha")),
+            _rate(rates["raw_rate"]), _rate(rates["weighted_rate"]),
+            "-" if corrected is None else _number(
+                {"value": corrected["corrected_rate"], "ci": corrected["ci"]}, percent=True),
+        )
+    return table
+
+
+def _confusion_table(matrix: dict[str, Any], corner: str = "human \\ judge"):
+    from rich.table import Table
+
+    table = Table()
+    table.add_column(corner)
+    for label in matrix["labels"]:
+        table.add_column(str(label), justify="right")
+    for label, row in zip(matrix["labels"], matrix["counts"]):
+        table.add_row(str(label), *map(str, row))
+    return table
+
+
+def _group_details(console, group: dict[str, Any]) -> None:
+    name = f"{group['rubric']}@v{group['rubric_version']} x {group['judge']}"
+    report = group["agreement"]
+    if report is None:
+        console.print(f"[bold]{name}[/]: {group['reason']}")
+        return
+    console.print(f"[bold]{name}[/]: {report['verdict']}")
+    left_out = [f"{group[key]} {what}" for key, what in (
+        ("ties_left_out", "items where the annotators tied"),
+        ("off_menu_left_out", "labels not on this version's menu")) if group[key]]
+    console.print(f"  {group['n']} items: the judge's label vs the annotators' majority, from "
+                  f"{group['human_labels']} human labels"
+                  + (f"; left out: {', '.join(left_out)}" if left_out else ""))
+    inter = group["inter_annotator"]
+    if inter.get("alpha"):
+        console.print(f"  annotators: {inter['n_annotators']} on {inter['n_pairable_units']} "
+                      f"shared items, Krippendorff's alpha {_number(inter['alpha'])}, mean "
+                      f"pairwise kappa {_number(inter['mean_pairwise_kappa'])}")
+    else:
+        console.print(f"  annotators: {inter['reason']}")
+    rates = group["failure_rate"]
+    corrected = rates["corrected"]
+    line = (f"  failure rate: raw {_rate(rates['raw_rate'])}, weighted by sample_weight "
+            f"{_rate(rates['weighted_rate'])} ({rates['n_failed']} of {rates['n_production']})")
+    if corrected:
+        line += (f"; corrected for the judge (Rogan-Gladen, sensitivity "
+                 f"{corrected['sensitivity']:.2f}, specificity {corrected['specificity']:.2f}): "
+                 + _number({"value": corrected["corrected_rate"], "ci": corrected["ci"]}, True))
+    else:
+        line += f"; no correction: {rates['reason']}"
+    console.print(line)
+    console.print(_confusion_table(report["confusion_matrix"]))
+
+
+def _print_file_report(data: dict[str, Any]) -> None:
+    from evaluator.report import console as make_console
+
+    console = make_console()
+    report = data["agreement"]
+    console.print(f"{data['file']}: {report['n']} rows compared ({data['roles']}); "
+                  f"{data['rows_missing_either']} rows missing a value, "
+                  f"{len(data['unreadable_rows'])} unreadable")
+    console.print(report["verdict"].replace("Judge-human", f"{data['a']}-{data['b']}"))
+    console.print(f"{_headline_name(report)} {_number(_headline(report))}, alpha {_number(report['alpha'])}, "
+                  f"accuracy {_number(report['accuracy'], True)}, macro F1 "
+                  f"{_number(report['macro_f1'])}, MCC {_number(report['mcc'])}")
+    console.print(_confusion_table(report["confusion_matrix"], f"{data['b']} \\ {data['a']}"))
+
+
+@click.command()
+@click.option("--rubric", "rubric_ref", default=None, help="Only this rubric (NAME or NAME@vN).")
+@click.option("--judge", default=None, help="Only this judge.")
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
+@click.option("--file", "file", type=click.Path(path_type=Path), default=None,
+              help="Compare two columns of this CSV/JSONL file instead of the store.")
+@click.option("--a", "column_a", default=None, help="With --file: the first column (judge role).")
+@click.option("--b", "column_b", default=None, help="With --file: the second column (reference).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default=None,
+              help="With --file: the format [default: from the extension].")
+@click.option("--labels-order", default=None,
+              help="With --file: comma-separated labels, best to worst (ordinal statistics).")
+@click.option("--n-boot", type=click.IntRange(min=0), default=DEFAULT_N_BOOT, show_default=True,
+              help="Bootstrap resamples for the intervals (0 = none).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order, n_boot, seed,
+              as_json) -> None:
+    """How well the judge agrees with human labels, per rubric version and judge: kappa with a
+    CI, alpha, accuracy, F1, MCC, the confusion matrix, inter-annotator agreement, and the
+    failure rate corrected for the judge's errors. With --file: any two columns of a file."""
+    if file is not None:
+        if rubric_ref or judge or db:
+            raise click.UsageError("--file compares two columns of a file: drop --rubric, "
+                                   "--judge and --db")
+        if not column_a or not column_b:
+            raise click.UsageError("--file needs --a COLUMN and --b COLUMN")
+        from evaluator.agreement.from_file import file_agreement
+
+        order = [label.strip() for label in labels_order.split(",")] if labels_order else None
+        data = file_agreement(file, column_a, column_b, fmt=fmt, labels_order=order,
+                              n_boot=n_boot, seed=seed)
+        if as_json:
+            _echo_json(data)
+        else:
+            _print_file_report(data)
+        return
+    if column_a or column_b or labels_order or fmt:
+        raise click.UsageError("--a, --b, --format and --labels-order go with --file")
+    from evaluator.agreement.from_store import store_agreement
+    from evaluator.rubrics import RubricRegistry
+    from evaluator.store import Store
+
+    settings = _settings()
+    registry = RubricRegistry.load(settings.rubrics_dir)
+    with Store(db or settings.db_path, read_only=True) as store:
+        data = store_agreement(store, registry, rubric_ref, judge, n_boot=n_boot, seed=seed)
+    if as_json:
+        _echo_json(data)
+        return
+    from evaluator.report import console as make_console
+
+    console = make_console()
+    console.print(_summary_table(data["groups"]))
+    for group in data["groups"]:
+        _group_details(console, group)
+    if data["rubric_versions_without_file"]:
+        console.print("no rubric file (left out): " + ", ".join(data["rubric_versions_without_file"]))
+    console.print("[dim]Rates: " + (data["groups"][0]["failure_rate"]["basis"] if data["groups"]
+                                    else "") + "[/]")
+
+
+@click.command("check")
+@click.argument("ref")
+@click.option("--golden", type=click.Path(path_type=Path), required=True,
+              help="Human-labelled dataset (JSONL dataset items with expected labels).")
+@click.option("--against", default=None,
+              help="Version to compare with [default: the latest published other than REF].")
+@click.option("--judge", default=None, help="Judge config name [default: EVALUATOR_JUDGE].")
+@click.option("--max-kappa-drop", type=float, default=0.05, show_default=True,
+              help="Largest allowed drop of kappa against the humans.")
+@click.option("--max-flip-rate", type=click.FloatRange(0, 1), default=0.10, show_default=True,
+              help="Largest allowed share of items whose label changes.")
+@click.option("--min-items", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Fewer comparable items than this: no decision (exit 2).")
+@click.option("--n-boot", type=click.IntRange(min=0), default=DEFAULT_N_BOOT, show_default=True,
+              help="Bootstrap resamples for the kappa intervals.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def rubrics_check(ctx, ref, golden, against, judge, max_kappa_drop, max_flip_rate, min_items,
+                  n_boot, as_json) -> None:
+    """May REF (NAME@vN) replace the current version? Replays the golden items with both and
+    exits 0 (pass), 1 (kappa drops or labels flip past the limits) or 2 (cannot decide)."""
+    from evaluator.judges.factory import load_judge
+    from evaluator.promotion import check_promotion, current_version
+    from evaluator.rubrics import RubricRegistry
+
+    settings = _settings()
+    registry = RubricRegistry.load(settings.rubrics_dir)
+    candidate = registry.get(ref)
+    current = registry.get(against) if against else current_version(registry, candidate)
+    result = check_promotion(candidate, current, golden, load_judge(judge or settings.judge,
+                                                                    settings.judges_dir),
+                             max_kappa_drop=max_kappa_drop, max_flip_rate=max_flip_rate,
+                             min_items=min_items, n_boot=n_boot)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        left_out = ", ".join(f"{count} {why.replace('_', ' ')}"
+                             for why, count in result.left_out.items() if count)
+        click.echo(f"{result.candidate} (candidate) vs {result.current} (current), judge "
+                   f"{result.judge}: {result.compared} of {result.items} golden items compared"
+                   + (f" (left out: {left_out})" if left_out else ""))
+        if result.candidate_kappa:
+            drop = "-" if result.kappa_drop is None else f"{result.kappa_drop:+.3f}"
+            click.echo(f"  {result.statistic} vs humans: candidate "
+                       f"{_number(result.candidate_kappa)}, current {_number(result.current_kappa)}; "
+                       f"drop {drop} (allowed {max_kappa_drop:g})")
+            click.echo(f"  label flips: {result.flip_rate:.1%} (allowed {max_flip_rate:.1%})"
+                       + (f", e.g. {', '.join(result.flipped_items[:5])}" if result.flipped_items
+                          else ""))
+        verdict = {"pass": "PASS", "fail": "FAIL"}.get(result.decision, "NO DECISION")
+        click.echo(f"{verdict}" + (": " + "; ".join(result.reasons) if result.reasons else ""))
+    ctx.exit(result.exit_code)
