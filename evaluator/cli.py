@@ -26,9 +26,17 @@ def _print_json(data) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="evaluator")
-def cli() -> None:
+@click.option("--log-level", default=None, metavar="LEVEL",
+              help="DEBUG, INFO, WARNING or ERROR [default: $EVALUATOR_LOG_LEVEL, else INFO for"
+                   " worker and sink, WARNING otherwise]. JSON lines when stderr is not a terminal.")
+@click.pass_context
+def cli(ctx, log_level) -> None:
     """Evaluator: sample LLM traces, score them with versioned rubrics and a judge, store
     every score with provenance in DuckDB."""
+    from evaluator.logging_setup import configure_logging
+
+    service = ctx.invoked_subcommand in ("worker", "sink")
+    configure_logging(log_level, default_level="INFO" if service else "WARNING")
 
 
 @cli.command()
@@ -73,10 +81,19 @@ def run(traces, judge, sample_rate, db, rubrics, as_json) -> None:
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
 @click.option("--run", "run_id", default=None, help="Only this run.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def report(db, run_id, as_json) -> None:
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a self-contained HTML report with charts to this file.")
+@click.option("--since", default=None, help="HTML report: only data since (7d, 24h, or an ISO date).")
+def report(db, run_id, as_json, html_file, since) -> None:
     """Summarize stored evaluations (works while a sink is writing)."""
     from evaluator.report import database_report, summary_table
 
+    if html_file is not None:
+        from evaluator.html_report import write_html_report
+
+        written = write_html_report(db or _settings().db_path, html_file, since=since, run_id=run_id)
+        click.echo(f"wrote {written}")
+        return
     data = database_report(db or _settings().db_path, run_id)
     summaries = data.pop("_summaries")
     if as_json:
@@ -185,25 +202,37 @@ def rubrics_render(ref, trace_file, line) -> None:
 @cli.command()
 @click.option("--processes", type=int, default=1, show_default=True, help="Worker processes.")
 @click.option("--threads", type=int, default=8, show_default=True, help="Worker threads per process.")
-def worker(processes, threads) -> None:
+@click.option("--metrics-port", type=int, default=None, envvar="EVALUATOR_METRICS_PORT",
+              help="Serve Prometheus metrics on this port (with --processes N: ports P..P+N-1).")
+def worker(processes, threads, metrics_port) -> None:
     """Service mode: consume trace batches from Redis and judge them."""
     from evaluator.worker.service import run_workers
 
-    run_workers(_settings(), processes=processes, threads=threads)
+    run_workers(_settings(), processes=processes, threads=threads, metrics_port=metrics_port)
 
 
 @cli.command()
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
-def sink(db) -> None:
+@click.option("--metrics-port", type=int, default=None, envvar="EVALUATOR_METRICS_PORT",
+              help="Serve Prometheus metrics on this port.")
+@click.option("--alerts-every", type=float, default=60.0, show_default=True,
+              envvar="EVALUATOR_ALERTS_EVERY_S", help="Check the alert rules every N seconds (0: never).")
+@click.option("--alerts-config", type=click.Path(path_type=Path), default=None,
+              help="Alert rules [default: $EVALUATOR_ALERTS_CONFIG or alerts.yaml].")
+def sink(db, metrics_port, alerts_every, alerts_config) -> None:
     """Service mode: the single writer draining results from Redis into DuckDB."""
     from evaluator.worker.service import run_sink
 
     settings = _settings()
-    run_sink(settings, db or settings.db_path)
+    run_sink(settings, db or settings.db_path, metrics_port=metrics_port,
+             alerts_every_s=alerts_every, alerts_config=alerts_config)
 
 
 def _register_command_modules() -> None:
     """Command groups that live in evaluator/commands/ (one line each)."""
+    from evaluator.commands.alerts import alerts
+
+    cli.add_command(alerts)
     from evaluator.commands.agreement import agreement, rubrics_check
     from evaluator.commands.labels import labels
 

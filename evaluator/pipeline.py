@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from evaluator.errors import EvaluatorError
 from evaluator.judges.base import JudgeClient, JudgeVerdict
+from evaluator.logging_setup import evaluation_context
 from evaluator.records import Evaluation, Trace, evaluation_id_for
 from evaluator.rubrics import Rubric, missing_inputs, render
 from evaluator.sampling import SampleDecision
@@ -69,7 +70,16 @@ def _evaluation(
 async def evaluate_rubric(
     item: WorkItem, rubric: Rubric, judge: JudgeClient, run_id: str | None = None
 ) -> Evaluation:
-    """Apply one rubric to one trace. Always returns a terminal Evaluation, never raises."""
+    """Apply one rubric to one trace. Always returns a terminal Evaluation, never raises.
+    Log lines emitted meanwhile carry its trace_id and evaluation_id."""
+    evaluation_id = evaluation_id_for(item.trace.trace_id, rubric.content_hash, judge.config_hash)
+    with evaluation_context(item.trace.trace_id, evaluation_id):
+        return await _evaluate_rubric(item, rubric, judge, run_id)
+
+
+async def _evaluate_rubric(
+    item: WorkItem, rubric: Rubric, judge: JudgeClient, run_id: str | None
+) -> Evaluation:
     missing = missing_inputs(rubric, item.trace)
     if missing:
         verdict = JudgeVerdict(

@@ -11,6 +11,7 @@ import dramatiq
 
 from evaluator.errors import EvaluatorError
 from evaluator.judges.base import JudgeClient
+from evaluator.metrics import metrics
 from evaluator.pipeline import evaluate_items
 from evaluator.records import DeadLetter
 from evaluator.rubrics import Rubric, RubricRegistry
@@ -61,6 +62,7 @@ async def process_message(context: WorkerContext, message: dict[str, Any]) -> Re
                     for i in items)
         return ResultBatch(dead_letters=dead)
     evaluations = await evaluate_items(items, rubrics, judge, message.get("run_id"))
+    metrics().record_evaluations(evaluations)
     traces = [StoredTrace(i.trace, i.decision.reason, i.decision.weight) for i in items]
     return ResultBatch(evaluations=evaluations, traces=traces, dead_letters=dead)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import dramatiq
 
 from evaluator.errors import ConfigError
+from evaluator.metrics import metrics, start_metrics_server
 from evaluator.pipeline import WorkItem
 from evaluator.rubrics import RubricRegistry
 from evaluator.settings import Settings
@@ -54,9 +55,17 @@ def enqueue(broker: dramatiq.Broker, items: Sequence[WorkItem], judge: str,
     return sent
 
 
-def run_worker_process(settings: Settings, threads: int, stop: threading.Event | None = None) -> None:
+def _serve_metrics(port: int | None) -> None:
+    if port is not None:
+        start_metrics_server(port)
+
+
+def run_worker_process(settings: Settings, threads: int, stop: threading.Event | None = None,
+                       metrics_port: int | None = None) -> None:
     url = require_redis(settings)
     broker = build_broker(url)
+    _serve_metrics(metrics_port)
+    metrics().watch_queue_depth("work", lambda: broker.do_qsize(QUEUE_NAME))
     channel = RedisStreamChannel(redis_client(url))
     registry = RubricRegistry.load(settings.rubrics_dir)
     register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir))
@@ -71,14 +80,18 @@ def run_worker_process(settings: Settings, threads: int, stop: threading.Event |
         broker.close()
 
 
-def run_workers(settings: Settings, processes: int, threads: int) -> None:
-    """One process runs in place; more are started as child processes and supervised."""
+def run_workers(settings: Settings, processes: int, threads: int,
+                metrics_port: int | None = None) -> None:
+    """One process runs in place; more are started as child processes and supervised
+    (child i serves metrics on metrics_port + i)."""
     require_redis(settings)
     if processes <= 1:
-        run_worker_process(settings, threads)
+        run_worker_process(settings, threads, metrics_port=metrics_port)
         return
     command = [sys.executable, "-m", "evaluator", "worker", "--processes", "1", "--threads", str(threads)]
-    children = [subprocess.Popen(command) for _ in range(processes)]
+    children = [subprocess.Popen(command if metrics_port is None
+                                 else [*command, "--metrics-port", str(metrics_port + i)])
+                for i in range(processes)]
     stop = _stop_event_on_signals()
     try:
         while not stop.wait(1.0):
@@ -92,10 +105,20 @@ def run_workers(settings: Settings, processes: int, threads: int) -> None:
             child.wait()
 
 
-def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = None) -> None:
+def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = None,
+             metrics_port: int | None = None, alerts_every_s: float = 0.0,
+             alerts_config: Path | None = None) -> None:
+    """The sink loop; with alerts_every_s > 0 it also checks the alert rules on that period."""
     url = require_redis(settings)
     channel = RedisStreamChannel(redis_client(url))
     channel.ensure_group()
     stop = stop or _stop_event_on_signals()
+    _serve_metrics(metrics_port)
+    metrics().watch_queue_depth("results", channel.depth)
+    if alerts_every_s > 0:
+        from evaluator.alerts import load_alert_config
+        from evaluator.alerts.schedule import AlertSchedule
+
+        AlertSchedule(db_path, load_alert_config(alerts_config), alerts_every_s).start(stop)
     log.info("sink pid %s writing %s", os.getpid(), db_path)
     Sink(channel, db_path).run(stop)

@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+from evaluator.metrics import metrics
 from evaluator.records import DeadLetter
 from evaluator.store import Store
 from evaluator.worker.channel import ResultChannel
@@ -42,6 +43,7 @@ class Sink:
         Store.write_once(self.db_path, pending.evaluations, pending.traces, pending.dead_letters)
         self._unwritten = None
         self.channel.ack(entry_ids)
+        metrics().record_written(pending.evaluations, len(pending.traces), len(pending.dead_letters))
         self.rows_written += len(pending)
         return len(pending)
 
