@@ -184,14 +184,14 @@ def store_agreement(store: Store, registry: RubricRegistry, rubric_ref: str | No
                     judge: str | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
                     ) -> dict[str, Any]:
     """Agreement reports for every (rubric version, judge) with scored evaluations."""
-    if not queries.human_label_count(store.conn):
-        raise NoLabelsError(f"no human labels in {store.path}: export a batch to annotate with "
-                            "`evaluator labels export --rubric NAME --n 200`, fill in label and "
-                            "annotator, then `evaluator labels import FILE`")
     criterion, version = None, None
     if rubric_ref is not None:
         registry.get(rubric_ref)  # an unknown name or version fails here, with the choices
         criterion, version = parse_ref(rubric_ref)
+    if not queries.human_label_count(store.conn):
+        raise NoLabelsError(f"no human labels in {store.path}: export a batch to annotate with "
+                            "`evaluator labels export --rubric NAME --n 200`, fill in label and "
+                            "annotator, then `evaluator labels import FILE`")
     groups, missing = [], []
     for name, found_version, judge_name in queries.rubrics_with_evaluations(
             store.conn, criterion, judge):

@@ -1,0 +1,252 @@
+"""`evaluator agreement` end to end: `evaluator run`, import human labels, read the statistics
+back through the CLI and check them against scikit-learn and krippendorff."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import krippendorff
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import cohen_kappa_score, confusion_matrix
+
+from evaluator.agreement import rogan_gladen
+from evaluator.agreement.from_store import majority
+from evaluator.cli import cli, main
+from evaluator.settings import PROJECT_ROOT
+from evaluator.store import Store
+
+TOLERANCE = 1e-9
+TRACES = 240
+FLIP_EVERY = 4
+"""The human disagrees with the judge on every 4th judged trace (deterministic)."""
+OPPOSITE = {"factual": "hallucinated", "hallucinated": "factual", "relevant": "partially_relevant",
+            "mostly_relevant": "irrelevant", "partially_relevant": "relevant",
+            "irrelevant": "mostly_relevant"}
+RELEVANCE_ORDER = ["relevant", "mostly_relevant", "partially_relevant", "irrelevant"]
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def judged_once(tmp_path_factory) -> Path:
+    """`evaluator run` over the first TRACES sample traces, every one sampled."""
+    tmp = tmp_path_factory.mktemp("agreement")
+    traces = tmp / "traces.jsonl"
+    lines = (PROJECT_ROOT / "datasets" / "sample_traces.jsonl").read_text().splitlines()
+    traces.write_text("\n".join(lines[:TRACES]) + "\n", encoding="utf-8")
+    db = tmp / "evaluator.duckdb"
+    invoke("run", "--traces", str(traces), "--db", str(db), "--sample-rate", "1.0",
+           "--rubric", "hallucination", "--rubric", "relevance", "--json")
+    return db
+
+
+@pytest.fixture
+def run_db(judged_once: Path, tmp_path: Path) -> Path:
+    """A private copy of the judged store, so each test imports its own labels."""
+    db = tmp_path / "evaluator.duckdb"
+    shutil.copyfile(judged_once, db)
+    return db
+
+
+def judged(db: Path, rubric: str) -> list[tuple[str, str]]:
+    with Store(db, read_only=True) as store:
+        return store.conn.execute(
+            "SELECT trace_id, label FROM evaluations WHERE status = 'scored' AND rubric = ?"
+            " ORDER BY trace_id", [rubric]).fetchall()
+
+
+def human_label(index: int, judge_label: str) -> str:
+    return OPPOSITE[judge_label] if index % FLIP_EVERY == 0 else judge_label
+
+
+def write_labels(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def groups_by_rubric(output: str) -> dict[str, dict]:
+    return {group["rubric"]: group for group in json.loads(output)["groups"]}
+
+
+def test_no_labels_says_how_to_import_them(run_db: Path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["evaluator", "agreement", "--db", str(run_db)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert message.startswith("error: no human labels in ") and message.count("\n") == 1
+    assert "evaluator labels export" in message and "evaluator labels import FILE" in message
+
+
+def import_ann_labels(db: Path, tmp_path: Path) -> None:
+    """Annotator "ann" labels every judged trace, disagreeing with the judge every FLIP_EVERY."""
+    rows = [{"trace_id": trace_id, "rubric": "hallucination", "label": human_label(i, label),
+             "annotator": "ann"} for i, (trace_id, label) in enumerate(judged(db, "hallucination"))]
+    rows += [{"trace_id": trace_id, "rubric": "relevance@v1", "label": human_label(i, label),
+              "annotator": "ann"} for i, (trace_id, label) in enumerate(judged(db, "relevance"))]
+    labels_file = write_labels(tmp_path / "labels.jsonl", rows)
+    assert "0 rejected" in invoke("labels", "import", str(labels_file), "--db", str(db))
+
+
+def test_end_to_end_kappa_matches_sklearn(run_db: Path, tmp_path: Path):
+    hallucination = judged(run_db, "hallucination")
+    relevance = judged(run_db, "relevance")
+    import_ann_labels(run_db, tmp_path)
+    groups = groups_by_rubric(invoke("agreement", "--json", "--db", str(run_db),
+                                     "--n-boot", "200"))
+    judge_labels = [label for _, label in hallucination]
+    human_labels = [human_label(i, label) for i, label in enumerate(judge_labels)]
+    report = groups["hallucination"]["agreement"]
+    assert groups["hallucination"]["n"] == len(hallucination) > 150
+    assert abs(report["kappa"]["value"] - cohen_kappa_score(human_labels, judge_labels)) < TOLERANCE
+    assert report["kappa"]["ci"]["low"] < report["kappa"]["value"] < report["kappa"]["ci"]["high"]
+    assert report["accuracy"]["value"] == pytest.approx(1 - 1 / FLIP_EVERY, abs=0.01)
+    order = ["factual", "hallucinated"]
+    assert report["confusion_matrix"]["counts"] == confusion_matrix(
+        human_labels, judge_labels, labels=order).tolist()
+    assert report["verdict"].startswith("Judge-human agreement is ")
+
+    judge_relevance = [label for _, label in relevance]
+    human_relevance = [human_label(i, label) for i, label in enumerate(judge_relevance)]
+    ordinal = groups["relevance"]["agreement"]
+    assert ordinal["ordinal"] and ordinal["labels"] == RELEVANCE_ORDER
+    expected = cohen_kappa_score(human_relevance, judge_relevance, labels=RELEVANCE_ORDER,
+                                 weights="quadratic")
+    assert abs(ordinal["weighted_kappa"]["quadratic"]["value"] - expected) < TOLERANCE
+    assert abs(ordinal["kappa"]["value"] - cohen_kappa_score(human_relevance, judge_relevance)
+               ) < TOLERANCE
+
+
+def test_corrected_failure_rate_next_to_the_raw_one(run_db: Path, tmp_path: Path):
+    import_ann_labels(run_db, tmp_path)
+    groups = groups_by_rubric(invoke("agreement", "--json", "--db", str(run_db), "--rubric",
+                                     "hallucination", "--judge", "offline", "--n-boot", "200"))
+    rates = groups["hallucination"]["failure_rate"]
+    hallucination = judged(run_db, "hallucination")
+    judge_fail = [label == "hallucinated" for _, label in hallucination]
+    human_fail = [human_label(i, label) == "hallucinated" for i, (_, label) in enumerate(hallucination)]
+    assert rates["n_production"] == len(hallucination)
+    assert rates["raw_rate"] == pytest.approx(sum(judge_fail) / len(judge_fail), abs=TOLERANCE)
+    assert rates["weighted_rate"] == pytest.approx(rates["raw_rate"], abs=TOLERANCE)  # rate 1.0
+    sensitivity = sum(j and h for j, h in zip(judge_fail, human_fail)) / sum(human_fail)
+    specificity = sum(not j and not h for j, h in zip(judge_fail, human_fail)) / (
+        len(human_fail) - sum(human_fail))
+    corrected = rates["corrected"]
+    assert corrected["sensitivity"] == pytest.approx(sensitivity, abs=TOLERANCE)
+    assert corrected["specificity"] == pytest.approx(specificity, abs=TOLERANCE)
+    assert corrected["corrected_rate"] == pytest.approx(
+        rogan_gladen(rates["weighted_rate"], sensitivity, specificity), abs=TOLERANCE)
+    assert corrected["ci"]["low"] <= corrected["corrected_rate"] <= corrected["ci"]["high"]
+
+
+def test_several_annotators_majority_and_inter_annotator_alpha(run_db: Path, tmp_path: Path):
+    import_ann_labels(run_db, tmp_path)
+    hallucination = judged(run_db, "hallucination")[:60]
+    votes = {}
+    rows = []
+    for i, (trace_id, label) in enumerate(hallucination):
+        other = OPPOSITE[label]
+        # bo agrees with ann (the judge, mostly), cy disagrees on every 3rd item, di on every 5th
+        labels = {"bo": label, "cy": other if i % 3 == 0 else label,
+                  "di": other if i % 5 == 0 else label}
+        if i % 7 == 0:
+            labels = {"bo": label, "cy": other}  # a 1-1 tie: left out of the pairs
+        votes[trace_id] = labels
+        rows += [{"trace_id": trace_id, "rubric": "hallucination", "label": value,
+                  "annotator": who} for who, value in labels.items()]
+    invoke("labels", "import", str(write_labels(tmp_path / "more.jsonl", rows)),
+           "--db", str(run_db))
+    group = groups_by_rubric(invoke("agreement", "--json", "--db", str(run_db), "--rubric",
+                                    "hallucination@v1", "--n-boot", "0"))["hallucination"]
+
+    all_votes = {trace_id: {"ann": human_label(i, label)} for i, (trace_id, label)
+                 in enumerate(judged(run_db, "hallucination"))}
+    for trace_id, labels in votes.items():
+        all_votes[trace_id].update(labels)
+    judge = dict(judged(run_db, "hallucination"))
+    consensus = {t: majority(list(v.values())) for t, v in all_votes.items()}
+    kept = sorted(t for t, label in consensus.items() if label is not None)
+    assert group["ties_left_out"] == len(all_votes) - len(kept) > 0
+    assert group["n"] == len(kept)
+    assert abs(group["agreement"]["kappa"]["value"] - cohen_kappa_score(
+        [consensus[t] for t in kept], [judge[t] for t in kept])) < TOLERANCE
+
+    annotators = ["ann", "bo", "cy", "di"]
+    items = sorted(all_votes)
+    code = {"factual": 0, "hallucinated": 1}
+    matrix = np.array([[code[all_votes[t][a]] if a in all_votes[t] else np.nan for t in items]
+                       for a in annotators], dtype=float)
+    inter = group["inter_annotator"]
+    assert inter["annotators"] == annotators
+    assert abs(inter["alpha"]["value"] - krippendorff.alpha(
+        reliability_data=matrix, level_of_measurement="nominal")) < TOLERANCE
+
+
+def test_text_output_has_table_verdict_and_correction(run_db: Path, tmp_path: Path):
+    import_ann_labels(run_db, tmp_path)
+    output = invoke("agreement", "--db", str(run_db), "--n-boot", "100")
+    assert "Judge vs human labels" in output
+    assert "hallucination@v1 x offline: Judge-human agreement is" in output
+    assert "failure rate: raw" in output and "Rogan-Gladen" in output
+    assert "human \\ judge" in output
+
+
+def test_unknown_rubric_is_a_one_line_error(run_db: Path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["evaluator", "agreement", "--db", str(run_db),
+                                      "--rubric", "halucination"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert "unknown rubric 'halucination'" in capsys.readouterr().err
+
+
+# -- --file mode -----------------------------------------------------------------------------------
+
+def test_file_mode_two_columns_match_sklearn(tmp_path: Path):
+    rng = np.random.default_rng(7)
+    a = rng.choice(["yes", "no", "maybe"], size=300).tolist()
+    b = [x if rng.random() < 0.7 else rng.choice(["yes", "no", "maybe"]) for x in a]
+    path = tmp_path / "pairs.csv"
+    lines = ["id,model,gold"] + [f"{i},{x},{y}" for i, (x, y) in enumerate(zip(a, b))]
+    lines += ["300,yes,", "301,,no"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = json.loads(invoke("agreement", "--file", str(path), "--a", "model", "--b", "gold",
+                             "--json", "--n-boot", "100"))
+    assert data["rows"] == 302 and data["rows_missing_either"] == 2
+    report = data["agreement"]
+    assert report["n"] == 300 and not report["ordinal"]
+    assert abs(report["kappa"]["value"] - cohen_kappa_score(b, a)) < TOLERANCE
+    text = invoke("agreement", "--file", str(path), "--a", "model", "--b", "gold")
+    assert "model-gold agreement is" in text and "gold \\ model" in text
+
+
+def test_file_mode_numeric_ratings_are_ordinal(tmp_path: Path):
+    rows = [{"r1": x, "r2": min(5, x + (i % 3 == 0))} for i, x in enumerate([1, 2, 3, 4, 5] * 20)]
+    path = write_labels(tmp_path / "ratings.jsonl", rows)
+    report = json.loads(invoke("agreement", "--file", str(path), "--a", "r1", "--b", "r2",
+                               "--json", "--n-boot", "0"))["agreement"]
+    assert report["ordinal"] and report["labels"] == [1, 2, 3, 4, 5]
+    expected = cohen_kappa_score([r["r2"] for r in rows], [r["r1"] for r in rows],
+                                 weights="quadratic")
+    assert abs(report["weighted_kappa"]["quadratic"]["value"] - expected) < TOLERANCE
+
+
+def test_file_mode_errors(tmp_path: Path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("x,y\n1,2\n", encoding="utf-8")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["agreement", "--file", str(path), "--a", "x", "--b", "z"])
+    assert "no column 'z'; the file has x, y" in str(result.exception)
+    result = runner.invoke(cli, ["agreement", "--file", str(path), "--a", "x"])
+    assert result.exit_code == 2 and "--file needs --a COLUMN and --b COLUMN" in result.output
+    result = runner.invoke(cli, ["agreement", "--a", "x", "--b", "y"])
+    assert result.exit_code == 2 and "go with --file" in result.output
