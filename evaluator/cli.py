@@ -230,6 +230,12 @@ def sink(db, metrics_port, alerts_every, alerts_config) -> None:
 
 def _register_command_modules() -> None:
     """Command groups that live in evaluator/commands/ (one line each)."""
+    from evaluator.commands.datasets import datasets
+    from evaluator.commands.replay import gate, replay
+
+    cli.add_command(datasets)
+    cli.add_command(replay)
+    cli.add_command(gate)
     from evaluator.commands.alerts import alerts
 
     cli.add_command(alerts)

@@ -1,0 +1,139 @@
+"""`evaluator datasets build|list|show|validate`: regression datasets from stored failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+SHOWN_ITEMS = 5
+
+
+def _settings():
+    from evaluator.settings import Settings
+
+    return Settings.from_env()
+
+
+def _console():
+    from evaluator.report import console
+
+    return console()
+
+
+@click.group()
+def datasets() -> None:
+    """Build, list, show and validate regression datasets (datasets/<name>.jsonl)."""
+
+
+@datasets.command("build")
+@click.option("--name", required=True, help="Dataset name: writes datasets/<NAME>.jsonl and its manifest.")
+@click.option("--rubric", default=None, help="Only traces failing this rubric (NAME or NAME@vN).")
+@click.option("--since", default=None, help="Only failures since: 7d, 12h, 30m, 2w or an ISO date.")
+@click.option("--label-source", type=click.Choice(["judge", "human", "both"]), default="both",
+              show_default=True, help="Whose failing verdicts count; human labels override the judge's.")
+@click.option("--limit", type=click.IntRange(min=0), default=None,
+              help="Add at most N new items (the rest are left for the next build).")
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def datasets_build(name, rubric, since, label_source, limit, db, as_json) -> None:
+    """Turn failed evaluations into dataset items (PII-masked, one per distinct input).
+    Rebuilding appends new items and keeps every earlier one."""
+    from evaluator.dataset_build import BuildOptions, build_dataset
+    from evaluator.rubrics import RubricRegistry
+
+    settings = _settings()
+    options = BuildOptions(name, db or settings.db_path, rubric, since, label_source, limit)
+    result = build_dataset(options, settings.datasets_dir, RubricRegistry.load(settings.rubrics_dir))
+    manifest = result.manifest
+    if as_json:
+        click.echo(json.dumps({
+            "path": str(result.path), "candidates": result.candidates, "added": result.added,
+            "duplicates": result.duplicates, "left_out": result.left_out, "kept": result.kept,
+            "notes": result.notes,
+            "manifest": manifest.model_dump(mode="json") if manifest else None,
+        }, indent=2))
+        return
+    click.echo(f"{result.candidates} failing traces qualified: {result.added} new items added, "
+               f"{result.duplicates} duplicate inputs skipped, {result.kept} earlier items kept"
+               + (f", {result.left_out} left out by --limit (run again to add them)"
+                  if result.left_out else ""))
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    if manifest is not None:
+        click.echo(f"{result.path}: version {manifest.version}, {manifest.item_count} items, "
+                   f"content hash {manifest.content_hash[:16]}")
+
+
+@datasets.command("list")
+def datasets_list() -> None:
+    """The datasets with a manifest in the datasets directory."""
+    from rich.table import Table
+
+    from evaluator.datasets import list_datasets
+
+    directory = _settings().datasets_dir
+    table = Table(title=f"Datasets in {directory}", title_justify="left")
+    for column in ("name", "version", "items", "content hash", "built at", "built from"):
+        table.add_column(column)
+    for _, manifest in list_datasets(directory):
+        built_from = manifest.built_from or {}
+        source = ", ".join(f"{k}={v}" for k, v in built_from.items() if v is not None) or "-"
+        table.add_row(manifest.name, str(manifest.version), str(manifest.item_count),
+                      manifest.content_hash[:16], f"{manifest.built_at:%Y-%m-%d %H:%M}", source)
+    _console().print(table)
+
+
+@datasets.command("show")
+@click.argument("dataset")
+@click.option("--items", "shown", type=click.IntRange(min=0), default=SHOWN_ITEMS, show_default=True,
+              help="How many items to preview.")
+def datasets_show(dataset, shown) -> None:
+    """Manifest, label counts and the first items of DATASET (a name or a .jsonl path)."""
+    from collections import Counter
+
+    from evaluator.datasets import read_dataset, read_manifest, resolve_dataset
+
+    path = resolve_dataset(dataset, _settings().datasets_dir)
+    items = read_dataset(path)
+    manifest = read_manifest(path)
+    if manifest is None:
+        click.echo(f"{path}: {len(items)} items, no manifest")
+    else:
+        built = f"{manifest.built_at:%Y-%m-%d %H:%M}"
+        click.echo(f"{path}: {manifest.name} version {manifest.version}, {manifest.item_count} "
+                   f"items, content hash {manifest.content_hash}, built {built} from "
+                   f"{json.dumps(manifest.built_from)}")
+    sources = Counter(item.label_source for item in items)
+    click.echo("label sources: " + ", ".join(f"{k} {v}" for k, v in sorted(sources.items())))
+    labels = Counter((criterion, label) for item in items for criterion, label in item.expected.items())
+    for criterion in sorted({c for c, _ in labels}):
+        counts = sorted(((n, label) for (c, label), n in labels.items() if c == criterion), reverse=True)
+        click.echo(f"  {criterion}: " + ", ".join(f"{label} {n}" for n, label in counts))
+    for item in items[:shown]:
+        question = item.input if isinstance(item.input, str) else item.input[-1].content
+        click.echo(f"- {item.id} [{item.label_source}] {json.dumps(item.expected)}: "
+                   f"{' '.join(question.split())[:100]}")
+
+
+@datasets.command("validate")
+@click.argument("dataset")
+def datasets_validate(dataset) -> None:
+    """Check every line of DATASET (a name or a .jsonl path): JSON, fields, unique ids, expected
+    labels on the rubric menus, and the manifest. Lists each problem with its line number."""
+    from evaluator.datasets import check_dataset, resolve_dataset
+    from evaluator.errors import DatasetError
+    from evaluator.rubrics import RubricRegistry
+
+    settings = _settings()
+    path = resolve_dataset(dataset, settings.datasets_dir)
+    check = check_dataset(path, RubricRegistry.load(settings.rubrics_dir))
+    for error in check.errors:
+        click.echo(f"{path}:{error.line}: {error.message}")
+    if check.manifest_problem:
+        click.echo(f"{path}: {check.manifest_problem}")
+    if not check.ok:
+        problems = len(check.errors) + bool(check.manifest_problem)
+        raise DatasetError(f"{path}: {problems} problem(s), {len(check.items)} valid items")
+    click.echo(f"{path}: {len(check.items)} items, all valid")

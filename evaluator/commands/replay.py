@@ -1,0 +1,156 @@
+"""`evaluator replay` (judge a dataset, optionally regenerating outputs) and `evaluator gate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+INTERRUPTED_EXIT = 130
+
+
+def _settings():
+    from evaluator.settings import Settings
+
+    return Settings.from_env()
+
+
+def _progress_bar():
+    """A rich progress bar on stderr with rate and ETA, and the replay callback that drives it."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text("- items/s" if task.speed is None else f"{task.speed:,.1f} items/s")
+
+    progress = Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), Rate(),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                        console=Console(stderr=True))
+    task = None
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:  # items done before a resume are not counted in the rate
+            task = progress.add_task("replay", total=total, completed=done)
+        else:
+            progress.update(task, completed=done)
+
+    return progress, on_progress
+
+
+@click.command()
+@click.argument("dataset", required=False)
+@click.option("--rubric", "rubrics", multiple=True,
+              help="Rubric ref (NAME[@vN]); repeatable [default: the latest of each].")
+@click.option("--judge", default=None, help="Judge config name [default: $EVALUATOR_JUDGE or offline].")
+@click.option("--target", default=None, metavar="TARGET",
+              help="Regenerate outputs first: module:function, or openai:MODEL@BASE_URL "
+                   "[default: re-judge the stored outputs].")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Items in flight at once [default: 16].")
+@click.option("--resume", "resume_run", default=None, metavar="RUN",
+              help="Finish an interrupted replay run (its own dataset, rubrics, judge and target).")
+@click.option("--run-id", default=None, help="Name the new run [default: replay-<time>-<random>].")
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.pass_context
+def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id, db, as_json) -> None:
+    """Evaluate every item of DATASET (a name or a .jsonl path) and store the run. Ctrl-C leaves
+    a run that `--resume RUN` finishes."""
+    from evaluator.datasets import resolve_dataset
+    from evaluator.replay import DEFAULT_CONCURRENCY, resume_replay, start_replay
+
+    settings = _settings()
+    db = db or settings.db_path
+    progress, on_progress = _progress_bar()
+    if resume_run:
+        if dataset or rubrics or judge or target or run_id:
+            raise click.UsageError("--resume finishes a run with its own dataset, rubrics, judge "
+                                   "and target: give only --resume RUN (and --concurrency, --db)")
+        with progress:
+            report = resume_replay(resume_run, db, settings, concurrency, on_progress)
+    else:
+        if not dataset:
+            raise click.UsageError("give a DATASET to replay, or --resume RUN")
+        path = resolve_dataset(dataset, settings.datasets_dir)
+        with progress:
+            report = start_replay(path, db, settings, rubrics, judge, target,
+                                  concurrency or DEFAULT_CONCURRENCY, run_id, on_progress)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        from evaluator.report import console, summary_table
+
+        out = console()
+        out.print(f"replay [bold]{report.run_id}[/]: {report.done}/{report.total} items "
+                  f"({report.done_this_session} now, {report.items_per_s:,.1f} items/s), "
+                  f"{report.target_errors} target errors, {report.judge_calls} judge calls "
+                  f"({report.cached} cached replies) -> {report.db}")
+        out.print(summary_table(report.summaries, title=f"Replay {report.run_id}"))
+    if report.status != "completed":
+        click.echo(f"interrupted: {report.done} of {report.total} items done; finish with "
+                   f"`evaluator replay --resume {report.run_id} --db {report.db}`", err=True)
+        ctx.exit(INTERRUPTED_EXIT)
+
+
+@click.command()
+@click.option("--run", "run_id", required=True, help="The replay run to check.")
+@click.option("--baseline", default=None, metavar="RUN|FILE",
+              help="A replay run id, or a dataset file whose expected labels are the baseline "
+                   "[default: the run's dataset].")
+@click.option("--min-pass-rate", type=click.FloatRange(0, 1), default=None,
+              help="Fail a rubric whose pass rate is below R.")
+@click.option("--max-regression", type=click.FloatRange(0, 1), default=None,
+              help="Fail a rubric whose pass rate on the shared items dropped by more than D.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="Significance level of the paired tests.")
+@click.option("--min-items", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Fewer items scored on both sides than this: could not decide (exit 2).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write JUnit XML: a test case per rubric and per regressed item.")
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write a Markdown summary for a pull-request comment.")
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def gate(ctx, run_id, baseline, min_pass_rate, max_regression, alpha, min_items, seed, junit_file,
+         markdown_file, db, as_json) -> None:
+    """Compare a replay run with a baseline, per rubric. Exit 0 pass, 1 regression, 2 could not
+    decide (too few items, unfinished run, or an error)."""
+    from evaluator.errors import EvaluatorError
+    from evaluator.gate import GateOptions, GateUndecidedError, evaluate_gate
+    from evaluator.gate_output import gate_junit, gate_markdown, gate_table, write_text
+    from evaluator.rubrics import RubricRegistry
+
+    settings = _settings()
+    options = GateOptions(alpha=alpha, min_pass_rate=min_pass_rate, max_regression=max_regression,
+                          min_items=min_items, seed=seed)
+    try:
+        result = evaluate_gate(db or settings.db_path, run_id, baseline,
+                               RubricRegistry.load(settings.rubrics_dir), options)
+    except EvaluatorError:
+        raise
+    except Exception as exc:  # a crash must not read as "regression" (exit 1)
+        raise GateUndecidedError(f"the gate failed: {exc!r}") from exc
+    if junit_file:
+        write_text(junit_file, gate_junit(result))
+    if markdown_file:
+        write_text(markdown_file, gate_markdown(result))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        from evaluator.report import console
+
+        out = console()
+        out.print(gate_table(result))
+        for note in result.notes:
+            out.print(f"note: {note}")
+        out.print(f"gate: [bold]{result.verdict}[/] (exit {result.exit_code})")
+    ctx.exit(result.exit_code)

@@ -1,0 +1,143 @@
+"""The gate's result for people and CI: a rich table, JUnit XML and a pull-request summary."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from evaluator.gate import GateResult, RubricGate
+
+MAX_LISTED_ITEMS = 20
+_MARKS = {"pass": "✅ pass", "regression": "❌ regression", "undecided": "⚠️ could not decide",
+          "not_compared": "➖ not compared"}
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _versions(versions: list[int]) -> str:
+    return ",".join(f"v{v}" for v in versions) or "-"
+
+
+def _score_change(gate: RubricGate) -> str:
+    if gate.score_change is None or gate.score_interval is None:
+        return "-"
+    low, high = gate.score_interval
+    return f"{gate.score_change:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def _p(gate: RubricGate) -> str:
+    return "-" if gate.mcnemar_p is None else f"{gate.mcnemar_p:.3g}"
+
+
+def _row(gate: RubricGate) -> list[str]:
+    return [
+        gate.rubric, f"{_versions(gate.baseline_versions)} → {_versions(gate.run_versions)}",
+        str(gate.shared), f"{_pct(gate.baseline_shared_pass_rate)} → {_pct(gate.run_shared_pass_rate)}",
+        str(len(gate.regressed)), str(len(gate.fixed)), str(len(gate.known_failures)),
+        str(gate.run_unscored), _p(gate), _score_change(gate),
+    ]
+
+
+COLUMNS = ("rubric", "versions", "shared", "pass rate (shared)", "pass→fail", "fail→pass",
+           "known failures", "unscored", "McNemar p", "score change [CI]")
+
+
+def gate_table(result: GateResult):
+    """The comparison table, then why each failing or undecided rubric got its decision."""
+    from rich.console import Group
+    from rich.table import Table
+
+    table = Table(title=f"Gate: run {result.run_id} vs {result.baseline}", title_justify="left")
+    for column in (*COLUMNS, "decision"):
+        table.add_column(column, no_wrap=True)
+    for gate in result.rubrics:
+        table.add_row(*_row(gate), _MARKS[gate.decision])
+    reasons = [f"{gate.rubric}: {reason}" for gate in result.rubrics for reason in gate.reasons]
+    return Group(table, *reasons)
+
+
+def _listed(items: list[str], previews: dict[str, str]) -> list[str]:
+    lines = [f"- `{item}` {previews.get(item, '')}".rstrip() for item in items[:MAX_LISTED_ITEMS]]
+    if len(items) > MAX_LISTED_ITEMS:
+        lines.append(f"- … and {len(items) - MAX_LISTED_ITEMS} more")
+    return lines
+
+
+def gate_markdown(result: GateResult) -> str:
+    """A summary fit for a pull-request comment."""
+    lines = [
+        f"## Evaluator gate: {result.verdict}",
+        "",
+        f"Run `{result.run_id}` against {result.baseline}; alpha {result.options.alpha:g}, "
+        f"at least {result.options.min_items} shared items per rubric.",
+        "",
+        "| " + " | ".join((*COLUMNS, "decision")) + " |",
+        "|" + "---|" * (len(COLUMNS) + 1),
+    ]
+    for gate in result.rubrics:
+        lines.append("| " + " | ".join((*_row(gate), _MARKS[gate.decision])) + " |")
+    for gate in result.rubrics:
+        if gate.reasons:
+            lines += ["", f"**{gate.rubric}** ({_MARKS[gate.decision]}):"]
+            lines += [f"- {reason}" for reason in gate.reasons]
+        if gate.regressed:
+            what = "Regressed items" if gate.decision == "regression" else "Pass → fail (within noise)"
+            lines += ["", f"<details><summary>{what}: {gate.rubric} ({len(gate.regressed)})</summary>",
+                      "", *_listed(gate.regressed, result.previews), "", "</details>"]
+        if gate.known_failures:
+            lines += ["", f"<details><summary>Known failures (fail on both sides): {gate.rubric} "
+                      f"({len(gate.known_failures)})</summary>", "",
+                      *_listed(gate.known_failures, {}), "", "</details>"]
+    if result.notes:
+        lines += ["", *[f"_Note: {note}_" for note in result.notes]]
+    return "\n".join(lines) + "\n"
+
+
+def gate_junit(result: GateResult) -> str:
+    """JUnit XML: one test case per rubric and one per item that went from pass to fail."""
+    suite = ET.Element("testsuite", name="evaluator-gate")
+    counts = {"tests": 0, "failures": 0, "skipped": 0}
+
+    def case(name: str, classname: str, failure: str | None = None, skipped: str | None = None,
+             detail: str = "") -> None:
+        element = ET.SubElement(suite, "testcase", name=name, classname=classname, time="0")
+        counts["tests"] += 1
+        if failure is not None:
+            ET.SubElement(element, "failure", message=failure).text = detail or failure
+            counts["failures"] += 1
+        elif skipped is not None:
+            ET.SubElement(element, "skipped", message=skipped)
+            counts["skipped"] += 1
+        if detail and failure is None:
+            ET.SubElement(element, "system-out").text = detail
+
+    for gate in result.rubrics:
+        summary = "; ".join(gate.reasons) or (
+            f"{gate.shared} shared items, pass rate {_pct(gate.baseline_shared_pass_rate)} -> "
+            f"{_pct(gate.run_shared_pass_rate)}, McNemar p={_p(gate)}")
+        known = f"\nknown failures: {', '.join(gate.known_failures)}" if gate.known_failures else ""
+        if gate.decision == "regression":
+            case(gate.rubric, "evaluator.gate.rubric", failure=summary, detail=summary + known)
+        elif gate.decision in ("undecided", "not_compared"):
+            case(gate.rubric, "evaluator.gate.rubric", skipped=summary)
+        else:
+            case(gate.rubric, "evaluator.gate.rubric", detail=summary + known)
+        for item in gate.regressed:
+            message = f"{gate.rubric}: item {item} went from pass to fail"
+            name = f"{gate.rubric}/{item}"
+            if gate.decision == "regression":
+                case(name, "evaluator.gate.item", failure=message, detail=result.previews.get(item, ""))
+            else:
+                case(name, "evaluator.gate.item", skipped=message + " (within noise for this rubric)")
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    suite.set("errors", "0")
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

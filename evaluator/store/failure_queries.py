@@ -1,0 +1,78 @@
+"""Read-side SQL for regression datasets: failing verdicts on stored traces, judge and human.
+
+Only traces in the `traces` table count: replayed items (trace ids `<run_id>/<item_id>`) are
+never stored there, so a dataset is not rebuilt from its own replays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+_FAILING_JUDGE_VERDICTS = """
+WITH latest AS (
+    SELECT trace_id, rubric, rubric_version, judge, label, passed, created_at
+    FROM evaluations
+    WHERE status = 'scored' AND trace_id IN (SELECT trace_id FROM traces)
+    QUALIFY row_number() OVER (PARTITION BY trace_id, rubric
+                               ORDER BY created_at DESC, evaluation_id) = 1
+),
+failing AS (
+    SELECT trace_id, min(created_at) AS failed_at
+    FROM latest
+    WHERE NOT passed
+      AND ($rubric IS NULL OR rubric = $rubric)
+      AND ($version IS NULL OR rubric_version = $version)
+      AND ($since IS NULL OR created_at >= $since)
+    GROUP BY trace_id
+)
+SELECT l.trace_id, l.rubric, l.rubric_version, l.judge, l.label, l.passed, l.created_at
+FROM latest l JOIN failing f USING (trace_id)
+ORDER BY f.failed_at, l.trace_id, l.rubric
+"""
+
+_HUMAN_LABELS = """
+SELECT trace_id, rubric, rubric_version, label, score, imported_at
+FROM human_labels
+WHERE label IS NOT NULL AND trace_id IN (SELECT trace_id FROM traces)
+ORDER BY imported_at, label_id
+"""
+
+
+@dataclass(frozen=True)
+class JudgeVerdictRow:
+    """The latest scored verdict of one rubric on a trace that failed some rubric."""
+
+    trace_id: str
+    rubric: str
+    rubric_version: int
+    judge: str
+    label: str
+    passed: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class HumanLabelRow:
+    trace_id: str
+    rubric: str
+    rubric_version: int | None
+    label: str
+    score: float | None
+    imported_at: datetime
+
+
+def failing_judge_verdicts(conn: duckdb.DuckDBPyConnection, rubric: str | None,
+                           version: int | None, since: datetime | None) -> list[JudgeVerdictRow]:
+    """The latest verdict of each rubric on the traces whose latest verdict on `rubric` (any
+    when None), given at or after `since`, failed; ordered by when the trace first failed."""
+    rows = conn.execute(_FAILING_JUDGE_VERDICTS,
+                        {"rubric": rubric, "version": version, "since": since}).fetchall()
+    return [JudgeVerdictRow(*row) for row in rows]
+
+
+def human_labels(conn: duckdb.DuckDBPyConnection) -> list[HumanLabelRow]:
+    """Every human label on a stored trace, oldest import first."""
+    return [HumanLabelRow(*row) for row in conn.execute(_HUMAN_LABELS).fetchall()]

@@ -1,0 +1,154 @@
+"""SQL for replay runs: the items of a run (migration 3), what is left to do, what each scored.
+
+A replayed item is judged as the trace `<run_id>/<item_id>` (see replay.replay_trace_id), so each
+run stores its own evaluations; `replay_items` maps those traces back to dataset item ids, which
+is how the gate pairs two runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from evaluator.records import canonical_json, utcnow
+from evaluator.store.arrow_batches import TIMESTAMP
+
+PENDING = "pending"
+DONE = "done"
+
+_NEW_ITEMS = pa.schema([
+    ("run_id", pa.string()),
+    ("item_id", pa.string()),
+    ("position", pa.int32()),
+    ("trace_id", pa.string()),
+    ("item_json", pa.string()),
+    ("status", pa.string()),
+    ("updated_at", TIMESTAMP),
+])
+
+_DONE_ITEMS = pa.schema([
+    ("item_id", pa.string()),
+    ("output", pa.string()),
+    ("target_error", pa.string()),
+    ("target_latency_ms", pa.float64()),
+])
+
+
+@dataclass(frozen=True)
+class ItemDone:
+    item_id: str
+    output: str | None
+    """The regenerated output (None when the stored output was re-judged)."""
+    target_error: str | None
+    target_latency_ms: float | None
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """One rubric's verdict on one replayed item."""
+
+    item_id: str
+    rubric: str
+    rubric_version: int
+    status: str
+    label: str | None
+    score: float | None
+    passed: bool | None
+
+
+@dataclass(frozen=True)
+class ItemCounts:
+    total: int
+    done: int
+    target_errors: int
+
+
+def _register(conn: duckdb.DuckDBPyConnection, name: str, table: pa.Table,
+              sql: str, params: Sequence[Any] = ()) -> None:
+    conn.register(name, table)
+    try:
+        conn.execute(sql, list(params))
+    finally:
+        conn.unregister(name)
+
+
+def add_items(conn: duckdb.DuckDBPyConnection, run_id: str,
+              items: Sequence[tuple[str, str, str]]) -> None:
+    """(item_id, trace_id, item_json) in dataset order, all pending, in one statement."""
+    now = utcnow()
+    columns = list(zip(*items)) if items else [(), (), ()]
+    table = pa.table([
+        pa.array([run_id] * len(items), pa.string()),
+        pa.array(columns[0], pa.string()),
+        pa.array(range(len(items)), pa.int32()),
+        pa.array(columns[1], pa.string()),
+        pa.array(columns[2], pa.string()),
+        pa.array([PENDING] * len(items), pa.string()),
+        pa.array([now] * len(items), TIMESTAMP),
+    ], schema=_NEW_ITEMS)
+    names = ", ".join(_NEW_ITEMS.names)
+    _register(conn, "_new_replay_items", table,
+              f"INSERT INTO replay_items ({names}) SELECT {names} FROM _new_replay_items")
+
+
+def mark_done(conn: duckdb.DuckDBPyConnection, run_id: str, done: Sequence[ItemDone]) -> None:
+    if not done:
+        return
+    table = pa.table([
+        pa.array([d.item_id for d in done], pa.string()),
+        pa.array([d.output for d in done], pa.string()),
+        pa.array([d.target_error for d in done], pa.string()),
+        pa.array([d.target_latency_ms for d in done], pa.float64()),
+    ], schema=_DONE_ITEMS)
+    _register(conn, "_done_replay_items", table, (
+        "UPDATE replay_items SET status = ?, output = d.output, target_error = d.target_error,"
+        " target_latency_ms = d.target_latency_ms, updated_at = now()"
+        " FROM _done_replay_items d"
+        " WHERE replay_items.run_id = ? AND replay_items.item_id = d.item_id"
+    ), [DONE, run_id])
+
+
+def pending_items(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[tuple[str, str]]:
+    """(trace_id, item_json) of the items not done yet, in dataset order."""
+    return conn.execute(
+        "SELECT trace_id, item_json FROM replay_items WHERE run_id = ? AND status = ?"
+        " ORDER BY position", [run_id, PENDING]).fetchall()
+
+
+def item_counts(conn: duckdb.DuckDBPyConnection, run_id: str) -> ItemCounts:
+    row = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status = ?),"
+        " count(*) FILTER (WHERE target_error IS NOT NULL)"
+        " FROM replay_items WHERE run_id = ?", [DONE, run_id]).fetchone()
+    return ItemCounts(*row)
+
+
+def item_outcomes(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[ItemOutcome]:
+    """Every evaluation of a run's items, by item id."""
+    rows = conn.execute(
+        "SELECT r.item_id, e.rubric, e.rubric_version, e.status, e.label, e.score, e.passed"
+        " FROM replay_items r JOIN evaluations e ON e.trace_id = r.trace_id AND e.run_id = r.run_id"
+        " WHERE r.run_id = ? ORDER BY r.position, e.rubric", [run_id]).fetchall()
+    return [ItemOutcome(*row) for row in rows]
+
+
+def item_inputs(conn: duckdb.DuckDBPyConnection, run_id: str,
+                item_ids: Sequence[str]) -> dict[str, str]:
+    """item_id -> item_json for some items of a run."""
+    rows = conn.execute(
+        "SELECT item_id, item_json FROM replay_items WHERE run_id = ? AND list_contains(?, item_id)",
+        [run_id, list(item_ids)]).fetchall()
+    return dict(rows)
+
+
+def set_running(conn: duckdb.DuckDBPyConnection, run_id: str,
+                manifest: dict[str, Any] | None = None) -> None:
+    """Mark a run running again (resume), recording its manifest when given."""
+    conn.execute(
+        "UPDATE runs SET status = 'running', finished_at = NULL,"
+        " manifest = coalesce(?, manifest) WHERE run_id = ?",
+        [None if manifest is None else canonical_json(manifest), run_id])
