@@ -158,16 +158,14 @@ def silent_failure_result(rule: SilentFailureRule, labels: dict[str, str], curre
     errors = weighted_estimate(app_errors.n, app_errors.sum_w, app_errors.sum_w2, app_errors.sum_wx,
                                rule.confidence)
     if errors is None:
-        app_note = "app error rate unknown (no traces stored for the window)"
-        quiet = False
+        app_note, quiet = "app error rate unknown (no traces stored for the window)", False
     else:
+        # What the app's own dashboards show: the point estimate, not a bound.
         app_note = f"app error rate {_describe(errors, rule.confidence, True)}"
-        quiet = errors.high < rule.app_error_below
+        quiet = errors.value < rule.app_error_below
     state = dropped.state
-    if state == "firing" and not quiet:
-        state = "pending"
-    elif state == "pending" and errors is not None and errors.value >= rule.app_error_below:
-        state = "ok"  # the app is failing loudly: other alerts cover it, this one is not silent
+    if state in ("firing", "pending") and not quiet:
+        state = "ok" if errors is not None else "pending"  # failing loudly: not silent
     return replace(dropped, state=state, notes=(app_note,), message=f"{dropped.message}; {app_note}")
 
 

@@ -141,7 +141,7 @@ class ScoreDropRule(RuleBase):
 class SilentFailureRule(ScoreDropRule):
     kind: Literal["silent_failure"]  # type: ignore[assignment]
     app_error_below: Fraction = 0.02
-    """The app looks healthy: its error rate's upper bound is under this."""
+    """The app looks healthy: its (weighted) error rate is under this."""
 
 
 class CostRatioRule(RuleBase):
