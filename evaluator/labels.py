@@ -171,8 +171,9 @@ def import_labels(path: Path, store: Store, registry: RubricRegistry, fmt: str |
             continue
         values["label_id"] = label_id_for(values["trace_id"], values["rubric"], values["annotator"])
         if values["label_id"] in first_line:
-            result.rejected.append(RowProblem(line, f"duplicate of line {first_line[values['label_id']]}"
-                                              " (same item, rubric and annotator): keep one"))
+            first = first_line[values["label_id"]]
+            result.rejected.append(RowProblem(line, f"duplicate of line {first} (same item, "
+                                                    "rubric and annotator): keep one"))
             continue
         first_line[values["label_id"]] = line
         accepted.append(values)
@@ -273,8 +274,12 @@ def export_batch(store: Store, registry: RubricRegistry, rubric_ref: str, n: int
             result.without_trace += 1
             continue
         traces[trace_id] = Trace.model_validate_json(trace_json)
-        bucket = failures if failed else disagreements if disagreed else strata.setdefault(label, [])
-        bucket.append(trace_id)
+        if failed:
+            failures.append(trace_id)
+        elif disagreed:
+            disagreements.append(trace_id)
+        else:
+            strata.setdefault(label, []).append(trace_id)
     for ids in (failures, disagreements, *strata.values()):
         rng.shuffle(ids)
     result.available = {"failures": len(failures), "disagreements": len(disagreements),
@@ -290,7 +295,8 @@ def export_batch(store: Store, registry: RubricRegistry, rubric_ref: str, n: int
     rows = [_batch_row(traces[trace_id], rubric_ref, rubric) for trace_id in chosen]
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
-    csv_path, jsonl_path = (out_prefix.with_name(out_prefix.name + ext) for ext in (".csv", ".jsonl"))
+    csv_path, jsonl_path = (out_prefix.with_name(out_prefix.name + ext)
+                            for ext in (".csv", ".jsonl"))
     write_csv(csv_path, EXPORT_COLUMNS, [_csv_row(row) for row in rows])
     write_jsonl(jsonl_path, rows)
     result.paths = [str(csv_path), str(jsonl_path)]

@@ -178,7 +178,8 @@ def check_promotion(candidate: Rubric, current: Rubric, golden: Path, judge,
         max_kappa_drop=max_kappa_drop, max_flip_rate=max_flip_rate)
     items, check.left_out = read_golden(golden, candidate.criterion)
     check.items = len(items)
-    on_both_menus = [i for i in items if i.expected in candidate.labels and i.expected in current.labels]
+    on_both_menus = [i for i in items
+                     if i.expected in candidate.labels and i.expected in current.labels]
     check.left_out["expected_label_not_on_both_menus"] = len(items) - len(on_both_menus)
     labels = _judge_labels(on_both_menus, [candidate, current], judge)
     compared = [i for i in on_both_menus if (i.trace.trace_id, candidate.version) in labels

@@ -15,8 +15,11 @@ from click.testing import CliRunner
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from evaluator.agreement import rogan_gladen
-from evaluator.agreement.from_store import majority
+from evaluator.agreement.from_store import majority, store_agreement
 from evaluator.cli import cli, main
+from evaluator.labels import import_labels
+from evaluator.records import Evaluation
+from evaluator.rubrics import RubricRegistry
 from evaluator.settings import PROJECT_ROOT
 from evaluator.store import Store
 
@@ -133,7 +136,8 @@ def test_corrected_failure_rate_next_to_the_raw_one(run_db: Path, tmp_path: Path
     rates = groups["hallucination"]["failure_rate"]
     hallucination = judged(run_db, "hallucination")
     judge_fail = [label == "hallucinated" for _, label in hallucination]
-    human_fail = [human_label(i, label) == "hallucinated" for i, (_, label) in enumerate(hallucination)]
+    human_fail = [human_label(i, label) == "hallucinated"
+                  for i, (_, label) in enumerate(hallucination)]
     assert rates["n_production"] == len(hallucination)
     assert rates["raw_rate"] == pytest.approx(sum(judge_fail) / len(judge_fail), abs=TOLERANCE)
     assert rates["weighted_rate"] == pytest.approx(rates["raw_rate"], abs=TOLERANCE)  # rate 1.0
@@ -250,3 +254,39 @@ def test_file_mode_errors(tmp_path: Path):
     assert result.exit_code == 2 and "--file needs --a COLUMN and --b COLUMN" in result.output
     result = runner.invoke(cli, ["agreement", "--a", "x", "--b", "y"])
     assert result.exit_code == 2 and "go with --file" in result.output
+
+
+def test_weighted_failure_rate_uses_sample_weights(tmp_path: Path):
+    """Always-evaluated traces (weight 1) fail more than randomly sampled ones (weight 10):
+    the weighted rate and the Kish effective sample size say so."""
+    registry = RubricRegistry.load(PROJECT_ROOT / "rubrics")
+    evaluations, labels = [], []
+    for i in range(100):
+        always = i < 20
+        label = "hallucinated" if (i % 2 == 0 if always else i % 10 == 0) else "factual"
+        evaluations.append(Evaluation(
+            evaluation_id=f"e{i}", trace_id=f"t{i}", rubric="hallucination", rubric_version=1,
+            rubric_hash="rh", judge="offline", judge_hash="jh", label=label,
+            score=1.0 if label == "factual" else 0.0, passed=label == "factual",
+            status="scored", sample_reason="error" if always else "random",
+            sample_weight=1.0 if always else 10.0))
+        labels.append({"trace_id": f"t{i}", "rubric": "hallucination", "annotator": "ann",
+                       "label": "hallucinated" if label == "hallucinated" or i % 25 == 1
+                       else "factual"})
+    db = tmp_path / "evaluator.duckdb"
+    with Store(db) as store:
+        store.write_batch(evaluations=evaluations)
+        import_labels(write_labels(tmp_path / "l.jsonl", labels), store, registry)
+        data = store_agreement(store, registry, "hallucination", n_boot=100)
+    rates = data["groups"][0]["failure_rate"]
+    weights = np.array([e.sample_weight for e in evaluations])
+    failed = np.array([not e.passed for e in evaluations])
+    assert rates["raw_rate"] == pytest.approx(failed.mean(), abs=TOLERANCE)
+    assert rates["weighted_rate"] == pytest.approx(
+        (weights * failed).sum() / weights.sum(), abs=TOLERANCE)
+    assert rates["weighted_rate"] < rates["raw_rate"]
+    corrected = rates["corrected"]
+    assert corrected["effective_n"] == round(weights.sum() ** 2 / (weights ** 2).sum())
+    assert corrected["sensitivity"] < 1.0 == corrected["specificity"]
+    assert corrected["corrected_rate"] == pytest.approx(rogan_gladen(
+        rates["weighted_rate"], corrected["sensitivity"], corrected["specificity"]))

@@ -84,7 +84,8 @@ def labelled_pairs(rows: list[tuple], rubric: Rubric) -> LabelledPairs:
         pairs.trace_ids.append(trace_id)
         pairs.judge_labels.append(judge_label)
         pairs.human_labels.append(consensus)
-        pairs.judge_scores.append(rubric.labels[judge_label] if judge_score is None else judge_score)
+        pairs.judge_scores.append(
+            rubric.labels[judge_label] if judge_score is None else judge_score)
         pairs.human_scores.append(sum(human_scores) / len(human_scores))
     return pairs
 
@@ -204,7 +205,8 @@ def store_agreement(store: Store, registry: RubricRegistry, rubric_ref: str | No
             continue
         groups.append(group_report(store, rubric, judge_name, n_boot, seed))
     if not groups and not missing:
-        scope = (f" of {rubric_ref}" if rubric_ref else "") + (f" by judge {judge}" if judge else "")
+        scope = ((f" of {rubric_ref}" if rubric_ref else "")
+                 + (f" by judge {judge}" if judge else ""))
         raise AgreementError(f"no scored evaluations{scope} in {store.path}: run `evaluator run`"
                              " first, or check the --rubric and --judge names")
     return {"db": str(store.path), "groups": groups,

@@ -1,4 +1,4 @@
-"""`evaluator agreement` (judge vs humans, or two columns of a file) and `evaluator rubrics check`."""
+"""`evaluator agreement` (judge vs humans, or two columns of a file), `evaluator rubrics check`."""
 
 from __future__ import annotations
 
@@ -136,9 +136,10 @@ def _print_file_report(data: dict[str, Any]) -> None:
                   f"{data['rows_missing_either']} rows missing a value, "
                   f"{len(data['unreadable_rows'])} unreadable")
     console.print(report["verdict"].replace("Judge-human", f"{data['a']}-{data['b']}"))
-    console.print(f"{_headline_name(report)} {_number(_headline(report))}, alpha {_number(report['alpha'])}, "
-                  f"accuracy {_number(report['accuracy'], True)}, macro F1 "
-                  f"{_number(report['macro_f1'])}, MCC {_number(report['mcc'])}")
+    console.print(f"{_headline_name(report)} {_number(_headline(report))}, "
+                  f"alpha {_number(report['alpha'])}, "
+                  f"accuracy {_number(report['accuracy'], True)}, "
+                  f"macro F1 {_number(report['macro_f1'])}, MCC {_number(report['mcc'])}")
     console.print(_confusion_table(report["confusion_matrix"], f"{data['b']} \\ {data['a']}"))
 
 
@@ -199,7 +200,8 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
     for group in data["groups"]:
         _group_details(console, group)
     if data["rubric_versions_without_file"]:
-        console.print("no rubric file (left out): " + ", ".join(data["rubric_versions_without_file"]))
+        console.print("left out, no rubric file: "
+                      + ", ".join(data["rubric_versions_without_file"]))
     console.print("[dim]Rates: " + (data["groups"][0]["failure_rate"]["basis"] if data["groups"]
                                     else "") + "[/]")
 
@@ -248,7 +250,8 @@ def rubrics_check(ctx, ref, golden, against, judge, max_kappa_drop, max_flip_rat
         if result.candidate_kappa:
             drop = "-" if result.kappa_drop is None else f"{result.kappa_drop:+.3f}"
             click.echo(f"  {result.statistic} vs humans: candidate "
-                       f"{_number(result.candidate_kappa)}, current {_number(result.current_kappa)}; "
+                       f"{_number(result.candidate_kappa)}, "
+                       f"current {_number(result.current_kappa)}; "
                        f"drop {drop} (allowed {max_kappa_drop:g})")
             click.echo(f"  label flips: {result.flip_rate:.1%} (allowed {max_flip_rate:.1%})"
                        + (f", e.g. {', '.join(result.flipped_items[:5])}" if result.flipped_items

@@ -93,12 +93,12 @@ QUALIFY row_number() OVER (PARTITION BY rubric, rubric_version, judge, trace_id
 def export_candidates(conn: duckdb.DuckDBPyConnection, rubric: str, version: int | None,
                       judge: str | None) -> list[tuple[str, bool, bool, str, str | None]]:
     """Per judged trace: (trace_id, any judge failed it, judges disagreed on the label,
-    its most common label, the stored trace JSON or None)."""
+    one of its labels (the only one, unless they disagreed), the stored trace JSON or None)."""
     sql = f"""
     WITH judged AS ({_LATEST_SCORED}),
     per_trace AS (
         SELECT trace_id, bool_or(NOT passed) AS failed, count(DISTINCT label) > 1 AS disagreed,
-               mode(label ORDER BY label) AS label
+               any_value(label) AS label
         FROM judged GROUP BY trace_id
     )
     SELECT p.trace_id, p.failed, p.disagreed, p.label, t.trace_json
