@@ -135,7 +135,9 @@ def _item(trace: Trace, verdicts: dict[str, _Verdict], failed: list[str]) -> Dat
 def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[DatasetItem]:
     """Qualifying traces as items, oldest failure first."""
     from evaluator.store import Store
-    from evaluator.store.failure_queries import failing_judge_verdicts, human_labels
+    from evaluator.store.failure_queries import (
+        failing_judge_verdicts, human_labels, latest_judge_verdicts,
+    )
 
     criterion, version = parse_ref(options.rubric) if options.rubric else (None, None)
     if criterion is not None:
@@ -143,12 +145,18 @@ def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[Dataset
     since = parse_since(options.since) if options.since else None
     with Store(options.db, read_only=True) as store:
         judged: dict[str, dict[str, _Verdict]] = {}
-        if options.label_source != "human":
-            for row in failing_judge_verdicts(store.conn, criterion, version, since):
+
+        def add_judged(rows) -> None:
+            for row in rows:
                 judged.setdefault(row.trace_id, {})[row.rubric] = _Verdict(
                     row.label, row.passed, "judge", row.rubric_version, row.created_at, row.judge)
+
+        if options.label_source != "human":
+            add_judged(failing_judge_verdicts(store.conn, criterion, version, since))
         humans = (_human_verdicts(human_labels(store.conn), registry)
                   if options.label_source != "judge" else {})
+        if options.label_source == "both":  # the judge's verdicts on rubrics people did not label
+            add_judged(latest_judge_verdicts(store.conn, sorted(humans.keys() - judged.keys())))
         chosen: list[tuple[datetime, str, dict[str, _Verdict], list[str]]] = []
         for trace_id in judged.keys() | humans.keys():
             verdicts = {**judged.get(trace_id, {}), **humans.get(trace_id, {})}
@@ -186,13 +194,13 @@ def build_dataset(options: BuildOptions, datasets_dir: Path,
         if item.input_hash in seen:
             result.duplicates += 1
             continue
+        seen.add(item.input_hash)
         if options.limit is not None and len(new) >= options.limit:
             result.left_out += 1
             continue
         if item.id in ids:
             raise DatasetError(f"{path}: item id {item.id} is taken by a different input; rename "
                                "that item (ids of built items are input-hash prefixes)")
-        seen.add(item.input_hash)
         ids.add(item.id)
         new.append(item)
     result.added = len(new)

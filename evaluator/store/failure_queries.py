@@ -11,14 +11,15 @@ from datetime import datetime
 
 import duckdb
 
-_FAILING_JUDGE_VERDICTS = """
-WITH latest AS (
-    SELECT trace_id, rubric, rubric_version, judge, label, passed, created_at
-    FROM evaluations
-    WHERE status = 'scored' AND trace_id IN (SELECT trace_id FROM traces)
-    QUALIFY row_number() OVER (PARTITION BY trace_id, rubric
-                               ORDER BY created_at DESC, evaluation_id) = 1
-),
+_LATEST_VERDICTS = """
+SELECT trace_id, rubric, rubric_version, judge, label, passed, created_at
+FROM evaluations
+WHERE status = 'scored' AND trace_id IN (SELECT trace_id FROM traces) AND {where}
+QUALIFY row_number() OVER (PARTITION BY trace_id, rubric ORDER BY created_at DESC, evaluation_id) = 1
+"""
+
+_FAILING_JUDGE_VERDICTS = f"""
+WITH latest AS ({_LATEST_VERDICTS.format(where="true")}),
 failing AS (
     SELECT trace_id, min(created_at) AS failed_at
     FROM latest
@@ -28,8 +29,7 @@ failing AS (
       AND ($since IS NULL OR created_at >= $since)
     GROUP BY trace_id
 )
-SELECT l.trace_id, l.rubric, l.rubric_version, l.judge, l.label, l.passed, l.created_at
-FROM latest l JOIN failing f USING (trace_id)
+SELECT l.* FROM latest l JOIN failing f USING (trace_id)
 ORDER BY f.failed_at, l.trace_id, l.rubric
 """
 
@@ -43,7 +43,7 @@ ORDER BY imported_at, label_id
 
 @dataclass(frozen=True)
 class JudgeVerdictRow:
-    """The latest scored verdict of one rubric on a trace that failed some rubric."""
+    """The latest scored verdict of one rubric on a trace."""
 
     trace_id: str
     rubric: str
@@ -71,6 +71,13 @@ def failing_judge_verdicts(conn: duckdb.DuckDBPyConnection, rubric: str | None,
     rows = conn.execute(_FAILING_JUDGE_VERDICTS,
                         {"rubric": rubric, "version": version, "since": since}).fetchall()
     return [JudgeVerdictRow(*row) for row in rows]
+
+
+def latest_judge_verdicts(conn: duckdb.DuckDBPyConnection,
+                          trace_ids: list[str]) -> list[JudgeVerdictRow]:
+    """The latest verdict of each rubric on these traces."""
+    sql = _LATEST_VERDICTS.format(where="list_contains($ids, trace_id)")
+    return [JudgeVerdictRow(*row) for row in conn.execute(sql, {"ids": trace_ids}).fetchall()]
 
 
 def human_labels(conn: duckdb.DuckDBPyConnection) -> list[HumanLabelRow]:

@@ -1,0 +1,237 @@
+"""Regression datasets: build from stored failures (dedup, append, manifest hash, label sources,
+PII), line-numbered validation, and the `evaluator datasets` commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from evaluator.dataset_build import BuildOptions, build_dataset, parse_since
+from evaluator.datasets import check_dataset, content_hash, read_dataset, read_manifest
+from evaluator.errors import DatasetError
+from evaluator.labels import import_labels
+from evaluator.records import Evaluation, Trace, evaluation_id_for, utcnow
+from evaluator.rubrics import RubricRegistry
+from evaluator.settings import PROJECT_ROOT
+from evaluator.store import Store, StoredTrace
+
+REGISTRY = RubricRegistry.load(PROJECT_ROOT / "rubrics")
+
+
+def verdict(trace_id: str, rubric: str, label: str, judge: str = "offline",
+            days_ago: float = 0.0) -> Evaluation:
+    found = REGISTRY.get(rubric)
+    score = found.score_for(label)
+    return Evaluation(
+        evaluation_id=evaluation_id_for(trace_id, found.content_hash, judge), trace_id=trace_id,
+        rubric=rubric, rubric_version=found.version, rubric_hash=found.content_hash, judge=judge,
+        judge_hash=judge, label=label, score=score, passed=found.passes(score), status="scored",
+        sample_reason="random", sample_weight=10.0, created_at=utcnow() - timedelta(days=days_ago))
+
+
+def trace(trace_id: str, question: str, output: str = "Plan A includes 10 GB.") -> StoredTrace:
+    return StoredTrace(Trace(trace_id=trace_id, input=question, context=["Plan A includes 10 GB."],
+                             output=output, system="Answer from the context."), "random", 10.0)
+
+
+def store_traces(db: Path, rows: list[tuple[StoredTrace, list[Evaluation]]]) -> None:
+    Store.write_once(db, traces=[t for t, _ in rows], evaluations=[e for _, es in rows for e in es])
+
+
+def options(db: Path, **changes) -> BuildOptions:
+    return BuildOptions(**{"name": "regressions", "db": db, **changes})
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "evaluator.duckdb"
+    store_traces(path, [
+        (trace("t1", "What does plan A include?"),
+         [verdict("t1", "hallucination", "hallucinated"), verdict("t1", "relevance", "relevant")]),
+        (trace("t2", "What does plan A include?", "Plan A includes 99 GB."),  # same input as t1
+         [verdict("t2", "hallucination", "hallucinated")]),
+        (trace("t3", "Is plan B cheaper?"), [verdict("t3", "relevance", "irrelevant", days_ago=10)]),
+        (trace("t4", "How do I reset my password?"),
+         [verdict("t4", "hallucination", "factual"), verdict("t4", "relevance", "relevant")]),
+    ])
+    return path
+
+
+def test_failures_become_items_deduplicated_by_input(db: Path, tmp_path: Path):
+    result = build_dataset(options(db), tmp_path, REGISTRY)
+    items = read_dataset(result.path)
+    assert result.candidates == 3 and result.added == 2 and result.duplicates == 1
+    assert [item.metadata["source_trace_id"] for item in items] == ["t3", "t1"]  # oldest first
+    first = items[1]
+    assert first.input == "What does plan A include?" and first.output == "Plan A includes 10 GB."
+    assert first.context == ["Plan A includes 10 GB."]
+    assert first.expected == {"hallucination": "hallucinated", "relevance": "relevant"}
+    assert first.label_source == "judge"
+    assert first.metadata["failed"] == ["hallucination"] and first.metadata["judge"] == "offline"
+    assert first.metadata["system"] == "Answer from the context."
+    assert first.id == first.input_hash[:16]
+
+
+def test_manifest_hash_is_the_file_hash_and_records_the_build(db: Path, tmp_path: Path):
+    result = build_dataset(options(db, rubric="hallucination", label_source="judge"), tmp_path,
+                           REGISTRY)
+    manifest = read_manifest(result.path)
+    assert manifest == result.manifest
+    assert manifest.content_hash == hashlib.sha256(result.path.read_bytes()).hexdigest()
+    assert manifest.content_hash == content_hash(read_dataset(result.path))
+    assert manifest.version == 1 and manifest.item_count == 1 and manifest.name == "regressions"
+    assert manifest.built_from == {"db": str(db), "rubric": "hallucination", "since": None,
+                                   "label_source": "judge", "limit": None}
+    again = build_dataset(options(db, rubric="hallucination", label_source="judge"), tmp_path,
+                          REGISTRY)
+    assert again.added == 0 and again.manifest.version == 1  # nothing new: same version
+    assert check_dataset(result.path).ok
+
+
+def test_rebuild_appends_new_items_and_never_drops_earlier_ones(db: Path, tmp_path: Path):
+    first = build_dataset(options(db), tmp_path, REGISTRY)
+    before = first.path.read_text(encoding="utf-8")
+    other_db = tmp_path / "other.duckdb"  # t1 and t3 are not in this store at all
+    store_traces(other_db, [(trace("t9", "Can I export my data?"),
+                             [verdict("t9", "refusal", "refused")])])
+    second = build_dataset(options(other_db), tmp_path, REGISTRY)
+    after = second.path.read_text(encoding="utf-8")
+    assert after.startswith(before) and second.kept == 2 and second.added == 1
+    assert [i.metadata["source_trace_id"] for i in read_dataset(second.path)] == ["t3", "t1", "t9"]
+    manifest = second.manifest
+    assert manifest.version == 2 and manifest.item_count == 3
+    assert [(h.version, h.added) for h in manifest.history] == [(1, 2), (2, 1)]
+    assert manifest.built_from["db"] == str(other_db)
+
+
+def test_limit_caps_new_items_and_says_how_many_were_left_out(db: Path, tmp_path: Path):
+    result = build_dataset(options(db, limit=1), tmp_path, REGISTRY)
+    assert result.added == 1 and result.left_out == 1
+    assert result.manifest.history[-1].left_out == 1
+    rest = build_dataset(options(db, limit=1), tmp_path, REGISTRY)
+    assert rest.added == 1 and rest.left_out == 0 and rest.manifest.item_count == 2
+
+
+def test_rubric_and_since_filters(db: Path, tmp_path: Path):
+    relevance = build_dataset(options(db, name="rel", rubric="relevance@v1"), tmp_path, REGISTRY)
+    assert [i.metadata["source_trace_id"] for i in read_dataset(relevance.path)] == ["t3"]
+    recent = build_dataset(options(db, name="recent", since="7d"), tmp_path, REGISTRY)
+    assert [i.metadata["source_trace_id"] for i in read_dataset(recent.path)] == ["t1"]
+    nothing = build_dataset(options(db, name="none", rubric="refusal"), tmp_path, REGISTRY)
+    assert nothing.manifest is None and not nothing.path.exists() and nothing.notes
+    with pytest.raises(DatasetError, match="duration"):
+        parse_since("last week")
+    assert parse_since("2026-01-31").tzinfo is not None
+
+
+def test_human_labels_confirm_override_and_mark_items(db: Path, tmp_path: Path):
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"trace_id": "t1", "rubric": "hallucination", "label": "factual", "annotator": "ann"},
+        {"trace_id": "t4", "rubric": "relevance", "label": "irrelevant", "annotator": "ann"},
+        {"trace_id": "t4", "rubric": "relevance", "label": "irrelevant", "annotator": "bob"},
+        {"trace_id": "t4", "rubric": "relevance", "label": "relevant", "annotator": "cy"},
+    ]), encoding="utf-8")
+    with Store(db) as store:
+        assert import_labels(labels, store, REGISTRY).imported == 4
+    both = read_dataset(build_dataset(options(db, name="both"), tmp_path, REGISTRY).path)
+    by_trace = {item.metadata["source_trace_id"]: item for item in both}
+    # t1's judge failure was overruled by a person; t2 (same input) now stands for it.
+    assert set(by_trace) == {"t2", "t3", "t4"}
+    assert by_trace["t4"].label_source == "human"  # majority of annotators: irrelevant
+    assert by_trace["t4"].expected == {"hallucination": "factual", "relevance": "irrelevant"}
+    assert by_trace["t4"].metadata["human_labeled"] == ["relevance"]
+    assert by_trace["t3"].label_source == "judge"
+    human = read_dataset(build_dataset(options(db, name="human", label_source="human"),
+                                       tmp_path, REGISTRY).path)
+    assert [(i.metadata["source_trace_id"], i.expected) for i in human] == [
+        ("t4", {"relevance": "irrelevant"})]
+    judge = read_dataset(build_dataset(options(db, name="judge", label_source="judge"),
+                                       tmp_path, REGISTRY).path)
+    assert {i.metadata["source_trace_id"] for i in judge} == {"t1", "t3"}
+
+
+def test_items_are_pii_masked(tmp_path: Path):
+    db = tmp_path / "pii.duckdb"
+    leaked = trace("p1", "Email me at jane.doe@example.com please",
+                   "Sure, I wrote to jane.doe@example.com and +1 415 555 0100.")
+    store_traces(db, [(leaked, [verdict("p1", "hallucination", "hallucinated")])])
+    text = build_dataset(options(db), tmp_path, REGISTRY).path.read_text(encoding="utf-8")
+    assert "jane.doe@example.com" not in text and "555 0100" not in text
+    assert "<EMAIL_1>" in text
+
+
+def test_a_build_never_overwrites_a_dataset_it_cannot_read(db: Path, tmp_path: Path):
+    path = tmp_path / "regressions.jsonl"
+    path.write_text("{not json\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match="never overwrites"):
+        build_dataset(options(db), tmp_path, REGISTRY)
+    assert path.read_text(encoding="utf-8") == "{not json\n"
+
+
+GOOD = {"id": "a", "input": "Q?", "output": "A.", "expected": {"relevance": "relevant"},
+        "label_source": "human"}
+
+
+def test_validate_lists_every_bad_line_with_its_number(tmp_path: Path):
+    path = tmp_path / "hand.jsonl"
+    lines = [
+        json.dumps(GOOD),
+        "{broken",
+        json.dumps({**GOOD, "id": "b", "label_source": "crowd"}),
+        "",
+        json.dumps({**GOOD}),
+        json.dumps({**GOOD, "id": "c", "expected": {"relevance": "great"}}),
+        json.dumps({**GOOD, "id": "d", "expected": {"tone": "warm"}}),
+        json.dumps({**GOOD, "id": "e", "input": [{"role": "user", "content": "Hi"}], "extra": 1}),
+        json.dumps({**GOOD, "id": "f", "input": ""}),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    check = check_dataset(path, REGISTRY)
+    problems = {error.line: error.message for error in check.errors}
+    assert set(problems) == {2, 3, 5, 6, 7, 8, 9}
+    assert problems[2] == "not valid JSON"
+    assert "label_source" in problems[3]
+    assert problems[5] == "duplicate id 'a' (first on line 1)"
+    assert "'great' is not a label of relevance@v1" in problems[6]
+    assert "no rubric named 'tone'" in problems[7]
+    assert "extra" in problems[8] and "input" in problems[9]
+    with pytest.raises(DatasetError, match="5 invalid line"):  # labels need the rubrics
+        read_dataset(path)
+
+
+def test_validate_flags_a_manifest_that_no_longer_matches(db: Path, tmp_path: Path):
+    path = build_dataset(options(db), tmp_path, REGISTRY).path
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(GOOD) + "\n")
+    check = check_dataset(path, REGISTRY)
+    assert not check.errors and "does not match" in check.manifest_problem and not check.ok
+
+
+def evaluator(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evaluator", *args], capture_output=True,
+                          text=True, cwd=PROJECT_ROOT, timeout=120)
+
+
+def test_datasets_commands(db: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("EVALUATOR_DATASETS_DIR", str(tmp_path))  # the subprocesses inherit it
+    built = evaluator("datasets", "build", "--name", "cli", "--db", str(db), "--limit", "1")
+    assert built.returncode == 0, built.stderr
+    assert "1 new items added" in built.stdout and "1 left out by --limit" in built.stdout
+    listed = evaluator("datasets", "list")
+    assert "cli" in listed.stdout and listed.returncode == 0
+    shown = evaluator("datasets", "show", "cli")
+    assert "version 1, 1 items" in shown.stdout and "label sources: judge 1" in shown.stdout
+    assert evaluator("datasets", "validate", "cli").returncode == 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(GOOD) + "\n{oops\n", encoding="utf-8")
+    invalid = evaluator("datasets", "validate", str(bad))
+    assert invalid.returncode == 2
+    assert f"{bad}:2: not valid JSON" in invalid.stdout
+    assert invalid.stderr.strip().count("\n") == 0 and "1 problem(s)" in invalid.stderr
