@@ -1,0 +1,268 @@
+"""Replay: re-judging stored outputs, regenerating them with a callable or an OpenAI-compatible
+target (a local server), target failures, bounded concurrency, Ctrl-C and --resume, and
+zero judge calls when an unchanged dataset is replayed with a deterministic judge."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evaluator.datasets import DatasetItem, content_hash, write_dataset
+from evaluator.errors import ConfigError
+from evaluator.replay import replay_trace_id, resume_replay, start_replay
+from evaluator.settings import PROJECT_ROOT, Settings
+from evaluator.store import Store
+from evaluator.store.replay_queries import item_counts
+from tests.support.openai_server import OpenAIServer
+
+RUBRICS = 4
+
+
+def make_items(n: int) -> list[DatasetItem]:
+    items = []
+    for i in range(n):
+        question = f"What does plan {i} include?"
+        items.append(DatasetItem(
+            id=f"item-{i:03d}",
+            input=question if i % 3 else [{"role": "user", "content": "Hi"},
+                                          {"role": "assistant", "content": "Hello!"},
+                                          {"role": "user", "content": question}],
+            context=[f"Plan {i} includes {i} GB of storage."] if i % 5 else [],
+            output=f"Plan {i} includes {i} GB of storage.",
+            expected={"hallucination": "factual"}, label_source="judge",
+            metadata={"source_trace_id": f"trace-{i}", "system": "Answer from the context."}))
+    return items
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    path = tmp_path / "regressions.jsonl"
+    write_dataset(path, make_items(12))
+    return path
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def app_module(tmp_path: Path, monkeypatch, source: str) -> str:
+    """Write the app under test as an importable module; returns its name."""
+    name = f"replay_app_{abs(hash(tmp_path)) % 10**8}"
+    (tmp_path / f"{name}.py").write_text(source, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    return name
+
+
+def rows(db: Path, sql: str, *params) -> list[tuple]:
+    with Store(db, read_only=True) as store:
+        return store.conn.execute(sql, list(params)).fetchall()
+
+
+def test_replay_rejudges_stored_outputs_and_records_a_manifest(dataset: Path, tmp_path: Path,
+                                                                settings: Settings):
+    db = tmp_path / "replay.duckdb"
+    report = start_replay(dataset, db, settings, judge_name="offline", run_id="r1")
+    assert report.status == "completed" and report.total == report.done == 12
+    with Store(db, read_only=True) as store:
+        evaluations = store.evaluations(run_id="r1")
+        run = store.run("r1")
+    assert len(evaluations) == 12 * RUBRICS
+    assert {e.trace_id for e in evaluations} == {replay_trace_id("r1", f"item-{i:03d}")
+                                                 for i in range(12)}
+    skipped = [e for e in evaluations if e.status == "skipped"]
+    assert {e.rubric for e in skipped} == {"faithfulness"} and len(skipped) == 3  # no context
+    assert run.kind == "replay" and run.status == "completed"
+    manifest = run.manifest
+    assert len(manifest["git"]["commit"]) == 40 and isinstance(manifest["git"]["dirty"], bool)
+    assert manifest["judge"]["name"] == "offline" and manifest["judge"]["hash"]
+    assert set(manifest["rubrics"]) == {"faithfulness@v1", "hallucination@v1", "refusal@v1",
+                                        "relevance@v1"}
+    assert manifest["dataset"]["content_hash"] == content_hash(make_items(12))
+    assert manifest["dataset"]["version"] == 1 and manifest["target"] is None
+    assert rows(db, "SELECT count(*) FROM replay_items WHERE status = 'done' AND output IS NULL"
+                ) == [(12,)]
+
+
+CALLABLE_APP = """
+def answer(question):
+    text = question if isinstance(question, str) else question[-1]["content"]
+    if "plan 4 " in text:
+        raise RuntimeError("the app crashed")
+    if "plan 7 " in text:
+        return {"output": "Plan 7 includes 70 GB.", "context": ["Plan 7 includes 70 GB."]}
+    return "I'm sorry, I can't help with that."
+"""
+
+
+def test_replay_with_a_callable_target_judges_the_new_outputs(dataset: Path, tmp_path: Path,
+                                                              monkeypatch, settings: Settings):
+    module = app_module(tmp_path, monkeypatch, CALLABLE_APP)
+    db = tmp_path / "replay.duckdb"
+    report = start_replay(dataset, db, settings, ["refusal", "faithfulness"], "offline",
+                          target=f"{module}:answer", run_id="r1")
+    assert report.status == "completed" and report.target_errors == 1
+    outputs = dict(rows(db, "SELECT item_id, output FROM replay_items WHERE run_id = 'r1'"))
+    assert outputs["item-000"] == "I'm sorry, I can't help with that."
+    assert outputs["item-007"] == "Plan 7 includes 70 GB." and outputs["item-004"] is None
+    with Store(db, read_only=True) as store:
+        refusals = {e.trace_id.split("/")[1]: e for e in store.evaluations(run_id="r1",
+                                                                          rubric="refusal")}
+        faithful = store.evaluations(trace_id="r1/item-007", rubric="faithfulness")[0]
+    assert refusals["item-000"].label == "refused" and refusals["item-007"].label == "complied"
+    crashed = refusals["item-004"]
+    assert crashed.status == "error" and "the app crashed" in crashed.reason
+    assert faithful.label == "faithful"  # judged against the context the app returned
+
+
+def test_replay_with_an_openai_compatible_target(dataset: Path, tmp_path: Path,
+                                                 settings: Settings):
+    db = tmp_path / "replay.duckdb"
+    with OpenAIServer(latency_ms=30) as server:
+        report = start_replay(dataset, db, settings, ["relevance"], "offline",
+                              target=f"openai:app-under-test@{server.base_url}", concurrency=3,
+                              run_id="r1")
+        stats = server.stats
+    assert report.status == "completed" and report.target_errors == 0
+    assert stats.total == 12 and stats.by_status == {200: 12}
+    assert stats.max_in_flight <= 3  # --concurrency bounds the items in flight
+    outputs = [o for (o,) in rows(db, "SELECT output FROM replay_items")]
+    assert all(o.startswith("Reasoning: ") and o.endswith("Label: pass") for o in outputs)
+    assert rows(db, "SELECT count(*) FROM evaluations WHERE run_id = 'r1' AND status = 'scored'"
+                ) == [(12,)]
+
+
+def test_bad_target_specs_say_how_to_fix_them(dataset: Path, tmp_path: Path, settings: Settings):
+    db = tmp_path / "replay.duckdb"
+    for spec, message in (("no_colon", "module:function"), ("no_such_module_x:f", "cannot import"),
+                          ("os:no_such_function", "has no"),
+                          ("openai:model@not-a-url", "openai:MODEL@BASE_URL")):
+        with pytest.raises(ConfigError, match=message):
+            start_replay(dataset, db, settings, target=spec)
+
+
+INTERRUPTING_APP = """
+import asyncio, signal
+CALLS = []
+
+async def answer(question):
+    CALLS.append(question)
+    if len(CALLS) == 7:
+        signal.raise_signal(signal.SIGINT)  # what Ctrl-C does
+    await asyncio.sleep(0.005)
+    return "Plan 1 includes 1 GB of storage."
+"""
+
+
+def test_ctrl_c_leaves_a_resumable_run_and_resume_does_only_the_rest(
+        dataset: Path, tmp_path: Path, monkeypatch, settings: Settings):
+    module = app_module(tmp_path, monkeypatch, INTERRUPTING_APP)
+    db = tmp_path / "replay.duckdb"
+    first = start_replay(dataset, db, settings, ["hallucination"], "offline",
+                         target=f"{module}:answer", concurrency=2, run_id="r1")
+    assert first.status == "interrupted" and 0 < first.done < 12
+    with Store(db, read_only=True) as store:
+        assert store.run("r1").status == "interrupted"
+        assert len(store.evaluations(run_id="r1")) == first.done
+    calls_before = len(sys.modules[module].CALLS)
+    second = resume_replay("r1", db, settings)
+    assert second.status == "completed" and second.done == 12
+    assert second.done_this_session == 12 - first.done
+    assert len(sys.modules[module].CALLS) - calls_before == 12 - first.done
+    with Store(db, read_only=True) as store:
+        evaluations = store.evaluations(run_id="r1")
+        assert store.run("r1").status == "completed"
+        assert item_counts(store.conn, "r1").done == 12
+    assert len(evaluations) == 12 == len({e.trace_id for e in evaluations})
+    with pytest.raises(ConfigError, match="already complete"):
+        resume_replay("r1", db, settings)
+
+
+SLOW_APP = """
+import pathlib, time
+
+def answer(question):
+    pathlib.Path("started").touch()
+    time.sleep(0.1)
+    return "Plan 1 includes 1 GB of storage."
+"""
+
+
+def test_cli_ctrl_c_exits_130_with_the_resume_command(dataset: Path, tmp_path: Path):
+    (tmp_path / "slow_app.py").write_text(SLOW_APP, encoding="utf-8")
+    db = tmp_path / "cli.duckdb"
+    command = [sys.executable, "-m", "evaluator", "replay", str(dataset), "--db", str(db),
+               "--judge", "offline", "--target", "slow_app:answer", "--concurrency", "1",
+               "--run-id", "cli-run"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.25)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert f"evaluator replay --resume cli-run --db {db}" in stderr
+    resumed = subprocess.run([sys.executable, "-m", "evaluator", "replay", "--resume", "cli-run",
+                              "--db", str(db)], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "12/12 items" in resumed.stdout
+
+
+@pytest.fixture
+def llm_settings(tmp_path: Path, monkeypatch):
+    def make(server: OpenAIServer) -> Settings:
+        judges = tmp_path / "judges"
+        judges.mkdir(exist_ok=True)
+        (judges / "local-test.yaml").write_text(
+            f"kind: litellm\nmodel: openai/judge-test\napi_base: {server.base_url}\n"
+            "api_key_env: EVALUATOR_TEST_JUDGE_KEY\nparams: {temperature: 0}\n"
+            "limits: {max_in_flight: 16, timeout_s: 5, max_attempts: 2}\n", encoding="utf-8")
+        monkeypatch.setenv("EVALUATOR_TEST_JUDGE_KEY", "sk-test-not-a-real-key")
+        monkeypatch.setenv("EVALUATOR_JUDGES_DIR", str(judges))
+        return dataclasses.replace(Settings.from_env(), judges_dir=judges)
+    return make
+
+
+def test_resume_refuses_a_judge_that_changed(dataset: Path, tmp_path: Path, llm_settings):
+    db = tmp_path / "replay.duckdb"
+    with OpenAIServer() as server:
+        settings = llm_settings(server)
+        start_replay(dataset, db, settings, ["relevance"], "local-test", run_id="r1")
+        with Store(db) as store:
+            store.conn.execute("UPDATE runs SET status = 'interrupted'")
+        config = settings.judges_dir / "local-test.yaml"
+        config.write_text(config.read_text().replace("temperature: 0", "temperature: 0.7"))
+        with pytest.raises(ConfigError, match="judge of replay r1 changed"):
+            resume_replay("r1", db, settings)
+
+
+@pytest.mark.xfail(strict=False, reason="judge cache (issue 4) not landed")
+def test_unchanged_replay_makes_zero_judge_calls(dataset: Path, tmp_path: Path, llm_settings):
+    db = tmp_path / "replay.duckdb"
+    with OpenAIServer() as server:
+        settings = llm_settings(server)
+        first = start_replay(dataset, db, settings, judge_name="local-test", run_id="first")
+        calls = server.stats.total
+        assert calls == first.judge_calls == 12 * RUBRICS - 3  # faithfulness skips 3 items
+        assert sum(s.scored for s in first.summaries) == calls
+        second = start_replay(dataset, db, settings, judge_name="local-test", run_id="second")
+        assert second.status == "completed"
+        assert server.stats.total == calls  # not one new HTTP request
+        assert second.judge_calls == 0
+
+
+def test_concurrency_must_be_positive(dataset: Path, tmp_path: Path, settings: Settings):
+    with pytest.raises(ConfigError, match="concurrency"):
+        start_replay(dataset, tmp_path / "x.duckdb", settings, concurrency=0)
+    assert not os.path.exists(tmp_path / "x.duckdb")
