@@ -1,0 +1,240 @@
+"""The CI gate on constructed runs: a true regression fails, noise passes, too few items cannot
+be decided; McNemar's exact p-value against scipy; floors, known failures, a dataset file as the
+baseline, JUnit/Markdown output and the exit codes of `evaluator gate`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from scipy.stats import binomtest
+
+from evaluator.datasets import DatasetItem, write_dataset
+from evaluator.gate import (
+    GateOptions, GateUndecidedError, evaluate_gate, mcnemar_exact_p, score_change_interval,
+)
+from evaluator.gate_output import gate_junit, gate_markdown
+from evaluator.records import Evaluation, evaluation_id_for
+from evaluator.replay import REPLAY_KIND, replay_trace_id
+from evaluator.rubrics import RubricRegistry
+from evaluator.settings import PROJECT_ROOT
+from evaluator.store import Store
+from evaluator.store import replay_queries as queries
+
+REGISTRY = RubricRegistry.load(PROJECT_ROOT / "rubrics")
+PASS, FAIL = "factual", "hallucinated"
+
+
+def store_run(db: Path, run_id: str, labels: dict[str, str], rubric: str = "hallucination",
+              status: str = "completed", dataset: str = "unused.jsonl") -> None:
+    """A replay run whose items got these labels (None: the judge call failed)."""
+    found = REGISTRY.get(rubric)
+    evaluations = []
+    for item_id, label in labels.items():
+        trace_id = replay_trace_id(run_id, item_id)
+        common = dict(evaluation_id=evaluation_id_for(trace_id, found.content_hash, "offline"),
+                      trace_id=trace_id, rubric=rubric, rubric_version=found.version,
+                      rubric_hash=found.content_hash, judge="offline", judge_hash="offline",
+                      sample_reason="replay", run_id=run_id)
+        if label is None:
+            evaluations.append(Evaluation(status="error", reason="judge down", **common))
+        else:
+            score = found.score_for(label)
+            evaluations.append(Evaluation(status="scored", label=label, score=score,
+                                          passed=found.passes(score), **common))
+    item = DatasetItem(id="x", input="Q?", label_source="judge").line()
+    with Store(db) as store:
+        store.start_run(run_id, REPLAY_KIND, {"dataset": dataset})
+        queries.add_items(store.conn, run_id, [(i, replay_trace_id(run_id, i), item) for i in labels])
+        store.write_batch(evaluations=evaluations)
+        queries.mark_done(store.conn, run_id, [queries.ItemDone(i, None, None, None) for i in labels])
+        store.finish_run(run_id, status)
+
+
+def items(n: int) -> list[str]:
+    return [f"item-{i:03d}" for i in range(n)]
+
+
+def flipped(base: dict[str, str], to_fail: int, to_pass: int) -> dict[str, str]:
+    """base with the first `to_fail` passes failing and the first `to_pass` failures passing."""
+    run = dict(base)
+    for item in [i for i, label in base.items() if label == PASS][:to_fail]:
+        run[item] = FAIL
+    for item in [i for i, label in base.items() if label == FAIL][:to_pass]:
+        run[item] = PASS
+    return run
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "gate.duckdb"
+
+
+def gate(db: Path, run: str = "new", baseline: str | None = "old", **options):
+    return evaluate_gate(db, run, baseline, REGISTRY, GateOptions(**options))
+
+
+BASE = {item: (FAIL if i % 8 == 0 else PASS) for i, item in enumerate(items(80))}  # 70 pass
+
+
+@pytest.mark.parametrize(("worse", "better"), [(0, 0), (1, 0), (3, 2), (5, 0), (6, 1), (10, 10),
+                                               (18, 1), (0, 25), (40, 17), (400, 350)])
+def test_mcnemar_exact_matches_scipy_binomtest(worse: int, better: int):
+    expected = binomtest(min(worse, better), worse + better, 0.5).pvalue if worse + better else 1.0
+    assert mcnemar_exact_p(worse, better) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+def test_a_true_regression_fails(db: Path):
+    store_run(db, "old", BASE)
+    store_run(db, "new", flipped(BASE, to_fail=18, to_pass=1))
+    result = gate(db)
+    (hallucination,) = result.rubrics
+    assert result.exit_code == 1 and hallucination.decision == "regression"
+    assert hallucination.mcnemar_p == pytest.approx(binomtest(1, 19, 0.5).pvalue)
+    assert len(hallucination.regressed) == 18 and len(hallucination.fixed) == 1
+    assert len(hallucination.known_failures) == 9  # failing in both runs: not regressions
+    assert hallucination.shared == 80 and hallucination.score_interval[1] < 0
+    assert any("McNemar" in reason for reason in hallucination.reasons)
+
+
+def test_noise_within_the_tests_power_passes(db: Path):
+    store_run(db, "old", BASE)
+    store_run(db, "new", flipped(BASE, to_fail=3, to_pass=2))
+    result = gate(db)
+    (hallucination,) = result.rubrics
+    assert result.exit_code == 0 and hallucination.decision == "pass"
+    assert hallucination.mcnemar_p == pytest.approx(1.0)
+    low, high = hallucination.score_interval
+    assert low < 0 < high and len(hallucination.regressed) == 3
+
+
+def test_too_few_shared_items_cannot_be_decided(db: Path):
+    store_run(db, "old", {item: PASS for item in items(30)})
+    # 30 items but the judge failed on 24 of them: only 6 pairs to compare.
+    store_run(db, "new", {item: (FAIL if i < 6 else None) for i, item in enumerate(items(30))})
+    result = gate(db)
+    assert result.exit_code == 2 and result.rubrics[0].decision == "undecided"
+    assert result.rubrics[0].shared == 6 and result.rubrics[0].run_unscored == 24
+    assert "only 6 items" in result.rubrics[0].reasons[0]
+    assert gate(db, min_items=5).exit_code == 1
+
+
+def test_items_failing_in_both_runs_are_known_failures_not_regressions(db: Path):
+    store_run(db, "old", BASE)
+    store_run(db, "new", BASE)
+    result = gate(db)
+    assert result.exit_code == 0
+    assert len(result.rubrics[0].known_failures) == 10 and not result.rubrics[0].regressed
+
+
+def test_score_drop_without_pass_fail_flips_is_a_regression(db: Path):
+    base = {item: "relevant" for item in items(40)}
+    run = {item: ("mostly_relevant" if i < 30 else "relevant") for i, item in enumerate(items(40))}
+    store_run(db, "old", base, rubric="relevance")
+    store_run(db, "new", run, rubric="relevance")
+    (relevance,) = gate(db).rubrics
+    assert relevance.mcnemar_p == 1.0 and not relevance.regressed  # 0.75 still passes
+    assert relevance.decision == "regression"
+    assert relevance.score_change == pytest.approx(-0.25 * 30 / 40)
+
+
+def test_absolute_floors(db: Path):
+    store_run(db, "old", BASE)
+    store_run(db, "new", flipped(BASE, to_fail=3, to_pass=2))
+    assert gate(db, min_pass_rate=0.85).exit_code == 0  # 69/80 = 86%
+    floor = gate(db, min_pass_rate=0.9)
+    assert floor.exit_code == 1 and "below the floor 90.0%" in floor.rubrics[0].reasons[0]
+    drop = gate(db, max_regression=0.01)  # 1 point down on the shared items
+    assert drop.exit_code == 1 and "dropped by 1.2%" in drop.rubrics[0].reasons[0]
+    assert gate(db, max_regression=0.02).exit_code == 0
+
+
+def test_a_dataset_file_is_a_baseline_through_its_expected_labels(db: Path, tmp_path: Path):
+    path = tmp_path / "regressions.jsonl"
+    write_dataset(path, [DatasetItem(id=item, input=f"Q {item}?", label_source="judge",
+                                     expected={"hallucination": label, "tone": "warm"})
+                         for item, label in BASE.items()])
+    store_run(db, "new", flipped(BASE, to_fail=18, to_pass=0), dataset=str(path))
+    by_default = gate(db, baseline=None)  # the run's own dataset
+    assert by_default.baseline == f"{path} (expected labels)"
+    assert by_default.exit_code == 1 and len(by_default.rubrics[0].regressed) == 18
+    store_run(db, "same", BASE, dataset=str(path))
+    assert gate(db, run="same", baseline=str(path)).exit_code == 0
+
+
+def test_rubrics_the_baseline_lacks_are_not_compared(db: Path):
+    store_run(db, "old", BASE)
+    store_run(db, "new", BASE)
+    store_run(db, "new-refusal", {item: "complied" for item in items(20)}, rubric="refusal")
+    with Store(db) as store:  # move the refusal verdicts into run "new"
+        store.conn.execute("UPDATE evaluations SET run_id = 'new', trace_id = replace(trace_id,"
+                           " 'new-refusal/', 'new/') WHERE run_id = 'new-refusal'")
+    result = gate(db)
+    decisions = {r.rubric: r.decision for r in result.rubrics}
+    assert decisions == {"hallucination": "pass", "refusal": "not_compared"}
+    assert result.exit_code == 0
+    assert gate(db, run="new-refusal").exit_code == 2  # nothing compared at all
+
+
+def test_unfinished_or_unknown_runs_cannot_be_decided(db: Path):
+    store_run(db, "old", BASE)
+    store_run(db, "new", BASE, status="interrupted")
+    with pytest.raises(GateUndecidedError, match="replay --resume new"):
+        gate(db)
+    with pytest.raises(GateUndecidedError, match="neither a dataset file nor a run"):
+        gate(db, run="old", baseline="no-such-run")
+
+
+def test_junit_and_markdown(db: Path):
+    store_run(db, "old", BASE)
+    store_run(db, "new", flipped(BASE, to_fail=18, to_pass=1))
+    result = gate(db)
+    suite = ET.fromstring(gate_junit(result))
+    cases = suite.findall("testcase")
+    assert len(cases) == 1 + 18 and suite.get("tests") == "19" and suite.get("failures") == "19"
+    assert cases[0].get("name") == "hallucination" and cases[0].find("failure") is not None
+    assert {c.get("name") for c in cases[1:]} == {f"hallucination/{i}"
+                                                  for i in result.rubrics[0].regressed}
+    markdown = gate_markdown(result)
+    assert markdown.startswith("## Evaluator gate: regression")
+    assert "| hallucination |" in markdown and "Known failures" in markdown
+    assert result.rubrics[0].regressed[0] in markdown
+    noise = result.rubrics[0]
+    noise.decision, noise.reasons = "pass", []
+    suite = ET.fromstring(gate_junit(result))
+    assert suite.get("failures") == "0" and suite.get("skipped") == "18"
+
+
+def test_score_change_interval_is_seeded():
+    changes = [-1.0] * 5 + [0.0] * 90 + [1.0] * 5
+    first = score_change_interval(changes, 0.95, 2000, seed=7)
+    assert first == score_change_interval(changes, 0.95, 2000, seed=7)
+    assert first[0] == 0.0 and first[1] < 0 < first[2]
+
+
+def run_gate_cli(db: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evaluator", "gate", "--db", str(db), *args],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+
+
+def test_gate_cli_exit_codes_and_files(db: Path, tmp_path: Path):
+    store_run(db, "old", BASE)
+    store_run(db, "bad", flipped(BASE, to_fail=18, to_pass=1))
+    store_run(db, "noisy", flipped(BASE, to_fail=3, to_pass=2))
+    store_run(db, "tiny", {item: PASS for item in items(4)})
+    junit, markdown = tmp_path / "out" / "junit.xml", tmp_path / "out" / "gate.md"
+    failed = run_gate_cli(db, "--run", "bad", "--baseline", "old", "--junit", str(junit),
+                          "--markdown", str(markdown))
+    assert failed.returncode == 1, failed.stderr
+    assert "gate: regression (exit 1)" in failed.stdout and "McNemar exact p=" in failed.stdout
+    assert ET.parse(junit).getroot().get("failures") == "19"
+    assert markdown.read_text().startswith("## Evaluator gate: regression")
+    passed = run_gate_cli(db, "--run", "noisy", "--baseline", "old", "--json")
+    assert passed.returncode == 0 and json.loads(passed.stdout)["verdict"] == "pass"
+    assert run_gate_cli(db, "--run", "tiny", "--baseline", "old").returncode == 2
+    missing = run_gate_cli(db, "--run", "nope", "--baseline", "old")
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no replay run 'nope'")
