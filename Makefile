@@ -23,6 +23,17 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# The CI regression gate, locally: replay the bundled example dataset with the offline judge and
+# gate the run against the dataset's expected labels (docs/ci/evaluator-gate.yml does the same in CI).
+GATE_DIR := out/gate
+gate: $(STAMP)
+	rm -rf $(GATE_DIR) && mkdir -p $(GATE_DIR)
+	$(BIN)/evaluator replay datasets/example_regression.jsonl --judge offline \
+		--db $(GATE_DIR)/gate.duckdb --run-id gate-example
+	$(BIN)/evaluator gate --db $(GATE_DIR)/gate.duckdb --run gate-example \
+		--baseline datasets/example_regression.jsonl \
+		--junit $(GATE_DIR)/junit.xml --markdown $(GATE_DIR)/summary.md
+
 # Refresh the constraints file from what is installed (after changing pyproject.toml).
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
