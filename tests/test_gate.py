@@ -238,3 +238,19 @@ def test_gate_cli_exit_codes_and_files(db: Path, tmp_path: Path):
     assert run_gate_cli(db, "--run", "tiny", "--baseline", "old").returncode == 2
     missing = run_gate_cli(db, "--run", "nope", "--baseline", "old")
     assert missing.returncode == 2 and missing.stderr.startswith("error: no replay run 'nope'")
+
+
+def test_the_bundled_example_dataset_passes_its_own_gate(tmp_path: Path):
+    """What `make gate` runs: a replay with the offline judge reproduces the expected labels."""
+    from evaluator.replay import start_replay
+    from evaluator.settings import Settings
+
+    dataset = PROJECT_ROOT / "datasets" / "example_regression.jsonl"
+    db = tmp_path / "example.duckdb"
+    report = start_replay(dataset, db, Settings.from_env(), judge_name="offline", run_id="example")
+    assert report.status == "completed" and report.total >= 50
+    result = evaluate_gate(db, "example", str(dataset), REGISTRY, GateOptions())
+    assert result.exit_code == 0
+    assert {r.rubric for r in result.rubrics if r.decision == "pass"} == {
+        "faithfulness", "hallucination", "refusal", "relevance"}
+    assert all(not r.regressed and not r.fixed for r in result.rubrics)
