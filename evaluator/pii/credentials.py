@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from evaluator.pii.match import PiiMatch
+from evaluator.pii.scan import TextScan
 
 _PREFIXED_TOKEN = re.compile(
     r"(?<![\w-])(?:"
@@ -27,13 +28,18 @@ _PREFIXED_TOKEN = re.compile(
     r")(?![\w-])"
 )
 _AUTH_SCHEME = re.compile(r"(?i)\b(?:bearer|basic)\s+([A-Za-z0-9._~+/-]+=*)")
-_ASSIGNED = re.compile(
-    r"(?i)(api[_-]?key|apikey|secret|token|passw(?:or)?d|pwd|access[_-]?key|auth|credential)"
-    r"[\w.-]*[\"']?\s*[:=]\s*[\"']?([^\s'\"`,;&<>(){}\[\]]+)"
+_KEY_WORDS = ("key", "secret", "token", "pass", "pwd", "auth", "credential")
+_KEY_BEFORE = re.compile(
+    r"(?i)(api[_-]?key|apikey|secret|token|passw(?:or)?d|pwd|access[_-]?key|auth|credential)[\w.-]*[\"']?\s*\Z"
 )
+"""A credential-like name ending right before a `:` or `=`: `OPENAI_API_KEY=`, `"apiKey": `, `token: `."""
+_KEY_REACH = 48
+_VALUE_AFTER = re.compile(r"\s*[\"']?([^\s'\"`,;&<>(){}\[\]]+)")
+_AUTH_SCHEME_REACH = 12
 _PRIVATE_KEY = re.compile(
-    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----(.+?)-----END \1PRIVATE KEY-----", re.DOTALL
+    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----([A-Za-z0-9+/=:,\s-]+?)-----END \1PRIVATE KEY-----"
 )
+"""The body allows PEM headers (`Proc-Type: 4,ENCRYPTED`) but not `<`, so a masked key stays masked."""
 
 _MIN_SECRET_CHARS = 16
 _MIN_PASSWORD_CHARS = 8
@@ -70,20 +76,20 @@ def _secret(start: int, end: int, value: str) -> PiiMatch:
     return PiiMatch("secret", start, end, value, value)
 
 
-def find_secrets(text: str) -> Iterator[PiiMatch]:
-    for found in _PREFIXED_TOKEN.finditer(text):
-        value = found.group()
-        if value.startswith("sk-") and not any(c.isdigit() for c in value):
-            continue  # a long hyphenated slug such as sk-this-is-not-a-key
-        yield _secret(found.start(), found.end(), value)
-    for found in _AUTH_SCHEME.finditer(text):
-        if looks_random(found.group(1)):
-            yield _secret(found.start(1), found.end(1), found.group(1))
-    for found in _ASSIGNED.finditer(text):
-        value = found.group(2).rstrip(".:")
-        is_password = found.group(1).lower().startswith(("pass", "pwd"))
-        if looks_like_password(value) if is_password else looks_random(value):
-            yield _secret(found.start(2), found.start(2) + len(value), value)
+def find_secrets(scan: TextScan) -> Iterator[PiiMatch]:
+    text = scan.text
+    for start, end in scan.windows(scan.long_tokens, _AUTH_SCHEME_REACH, 1) if scan.long_tokens else ():
+        for found in _PREFIXED_TOKEN.finditer(text, start, end):
+            value = found.group()
+            if value.startswith("sk-") and not any(c.isdigit() for c in value):
+                continue  # a long hyphenated slug such as sk-this-is-not-a-key
+            yield _secret(found.start(), found.end(), value)
+        for found in _AUTH_SCHEME.finditer(text, start, end):
+            if looks_random(found.group(1)):
+                yield _secret(found.start(1), found.end(1), found.group(1))
+    if scan.assignments and any(word in scan.lower for word in _KEY_WORDS):
+        for at in scan.assignments:
+            yield from _assigned_secret(text, at)
     if "-----BEGIN" in text:
         for found in _PRIVATE_KEY.finditer(text):
             body = found.group(2)
@@ -91,3 +97,18 @@ def find_secrets(text: str) -> Iterator[PiiMatch]:
             value = body.strip()
             if value:
                 yield _secret(start, start + len(value), value)
+
+
+def _assigned_secret(text: str, at: int) -> Iterator[PiiMatch]:
+    """The value after the `:` or `=` at `at`, when a credential-like name precedes it."""
+    reach = max(0, at - _KEY_REACH)
+    if not any(word in text[reach:at].lower() for word in _KEY_WORDS):
+        return
+    key = _KEY_BEFORE.search(text, reach, at)
+    found = _VALUE_AFTER.match(text, at + 1) if key else None
+    if key is None or found is None:
+        return
+    value = found.group(1).rstrip(".:")
+    is_password = key.group(1).lower().startswith(("pass", "pwd"))
+    if looks_like_password(value) if is_password else looks_random(value):
+        yield _secret(found.start(1), found.start(1) + len(value), value)

@@ -2,8 +2,8 @@
 
 Each detector is a cheap regex that proposes candidates and a validator that keeps only the
 real ones (Luhn, mod-97, the ipaddress module, libphonenumber, SSN range rules): validation is
-what keeps order numbers, versions and timestamps unmasked. Every function takes the whole text
-and yields PiiMatch objects; overlaps between detectors are resolved by the masker.
+what keeps order numbers, versions and timestamps unmasked. Each detector takes a TextScan and
+looks only around the candidates it lists; overlaps between detectors are resolved by the masker.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import phonenumbers
 
 from evaluator.pii.match import PiiMatch
+from evaluator.pii.scan import TextScan
 
 # ------------------------------------------------------------------ e-mail
 
@@ -26,20 +27,26 @@ _FILE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "avif"
 """`icon@2x.png` is a retina asset, not an address: these are not top-level domains."""
 
 
-def find_emails(text: str) -> Iterator[PiiMatch]:
-    if "@" not in text:
+_EMAIL_LOCAL_MAX, _EMAIL_DOMAIN_MAX = 64, 255
+
+
+def find_emails(scan: TextScan) -> Iterator[PiiMatch]:
+    if "@" not in scan.text:
         return
-    for found in _EMAIL.finditer(text):
-        if found.group(2).lower() in _FILE_EXTENSIONS or text.endswith("://", 0, found.start()):
-            continue  # a retina asset name, or the userinfo of a URL (often a token)
-        value = found.group()
-        yield PiiMatch("email", found.start(), found.end(), value, value.lower())
+    text = scan.text
+    ats = [(at, at + 1) for at in scan.positions_of("@")]
+    for start, end in scan.windows(ats, _EMAIL_LOCAL_MAX, _EMAIL_DOMAIN_MAX):
+        for found in _EMAIL.finditer(text, start, end):
+            if found.group(2).lower() in _FILE_EXTENSIONS or text.endswith("://", 0, found.start()):
+                continue  # a retina asset name, or the userinfo of a URL (often a token)
+            value = found.group()
+            yield PiiMatch("email", found.start(), found.end(), value, value.lower())
 
 
 # ------------------------------------------------------------------ phone
 
-_PHONE_HINT = re.compile(r"\d(?:[ \t().\-/]{0,3}\d){6,}")
-"""Seven or more digits, allowing separators: text without this never pays for libphonenumber."""
+MIN_PHONE_DIGITS = 7
+"""Text without a run of this many digits never pays for libphonenumber."""
 
 _PHONE_CONTEXT = (8, 16)
 """Characters kept before/after a digit run when it is handed to the matcher: enough for a
@@ -47,25 +54,29 @@ leading `+` or `(`, an `ext. 123`, and the neighbours libphonenumber looks at to
 `abc4155550134` or timestamps."""
 
 
-def _phone_windows(text: str) -> Iterator[tuple[int, int]]:
-    """Merged (start, end) windows around each long digit run."""
-    before, after = _PHONE_CONTEXT
-    window: tuple[int, int] | None = None
-    for found in _PHONE_HINT.finditer(text):
-        start, end = max(0, found.start() - before), min(len(text), found.end() + after)
-        if window and start <= window[1]:
-            window = (window[0], end)
-            continue
-        if window:
-            yield window
-        window = (start, end)
-    if window:
-        yield window
+def national_min_digits(region: str) -> int:
+    """Fewest digits a number written without `+` can have in `region` (10 in the US), so
+    8-digit order numbers and dates never reach the matcher there."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    return max(MIN_PHONE_DIGITS, min(metadata.general_desc.possible_length))
 
 
-def find_phones(text: str, region: str) -> Iterator[PiiMatch]:
-    """Valid phone numbers (libphonenumber's VALID leniency), numbers without `+` read in `region`."""
-    for start, end in _phone_windows(text):
+def find_phones(
+    scan: TextScan, region: str, national_digits: int, explained: list[PiiMatch]
+) -> Iterator[PiiMatch]:
+    """Valid phone numbers (libphonenumber's VALID leniency), numbers without `+` read in `region`.
+
+    Digit runs that lie inside a match from another detector (a card, an IBAN) are skipped:
+    the matcher is by far the most expensive step.
+    """
+    text = scan.text
+    hints = [
+        (start, end)
+        for start, end, digits in scan.digit_runs
+        if digits >= (MIN_PHONE_DIGITS if text.endswith("+", 0, start) else national_digits)
+        and not any(m.start <= start and end <= m.end for m in explained)
+    ]
+    for start, end in scan.windows(hints, *_PHONE_CONTEXT):
         for found in phonenumbers.PhoneNumberMatcher(text[start:end], region):
             canonical = phonenumbers.format_number(found.number, phonenumbers.PhoneNumberFormat.E164)
             value, offset = found.raw_string, start + found.start
@@ -76,7 +87,7 @@ def find_phones(text: str, region: str) -> Iterator[PiiMatch]:
 
 # ------------------------------------------------------------------ payment card
 
-_CARD = re.compile(r"(?<![\w.,-])(?<!\d[ -])\d(?:[ -]?\d){12,}(?![\w-]|[.,]\d)")
+_CARD = re.compile(r"\d(?<![\w.,-]\d)(?<!\d[ -]\d)(?:[ -]?\d){12,}(?![\w-]|[.,]\d)")
 _CARD_FIRST_DIGITS = frozenset("23456")
 """Mastercard 2-series, Amex/Diners/JCB, Visa, Mastercard/Maestro, Discover/UnionPay. Excludes the
 1xxx millisecond timestamps, 9xx tracking and 978 ISBN numbers that pass Luhn by chance."""
@@ -100,10 +111,16 @@ def _card_grouping_ok(groups: list[str]) -> bool:
     return all(size == 4 for size in sizes[:-1]) and 1 <= sizes[-1] <= 4
 
 
-def find_cards(text: str) -> Iterator[PiiMatch]:
+def find_cards(scan: TextScan) -> Iterator[PiiMatch]:
     """Luhn-valid 13-19 digit numbers; a longer run is tried group by group from its start,
     so `4111 1111 1111 1111 12/26` still yields the card."""
-    for found in _CARD.finditer(text):
+    if scan.max_digits < 13:
+        return
+    spans = [(start, end) for start, end, digits in scan.digit_runs if digits >= 13]
+    found_in_windows = (
+        found for start, end in scan.windows(spans, 0, 2) for found in _CARD.finditer(scan.text, start, end)
+    )
+    for found in found_in_windows:
         run = found.group()
         separators = set(re.findall(r"[ -]", run))
         if len(separators) > 1 or run[0] not in _CARD_FIRST_DIGITS:
@@ -143,15 +160,20 @@ def iban_valid(compact: str) -> bool:
     return int("".join(str(int(char, 36)) for char in moved)) % 97 == 1
 
 
-def find_ibans(text: str) -> Iterator[PiiMatch]:
-    """IBANs with or without grouping spaces. The regex may run into the next word
-    (`... 3000 IBAN`), so each candidate is cut at its country's length before checking."""
-    for found in _IBAN.finditer(text):
+def find_ibans(scan: TextScan) -> Iterator[PiiMatch]:
+    """IBANs with or without grouping spaces, tried where two letters precede a digit run.
+    The regex may run into the next word (`... 3000 IBAN`), so each candidate is cut at its
+    country's length before checking."""
+    text = scan.text
+    for run_start, _, _ in scan.digit_runs:
+        start = run_start - 2
+        if start < 0 or not text[start:run_start].isalpha() or not (found := _IBAN.match(text, start)):
+            continue
         length = IBAN_LENGTHS.get(found.group()[:2].upper())
         if length is None:
             continue
         kept = 0
-        for end, char in enumerate(found.group(), start=found.start()):
+        for end, char in enumerate(found.group(), start=start):
             if char != " ":
                 kept += 1
                 if kept == length:
@@ -161,18 +183,21 @@ def find_ibans(text: str) -> Iterator[PiiMatch]:
         end += 1
         if end < len(text) and text[end].isalnum():
             continue
-        value = text[found.start() : end]
+        value = text[start:end]
         compact = value.replace(" ", "").upper()
         if iban_valid(compact):
-            yield PiiMatch("iban", found.start(), end, value, compact)
+            yield PiiMatch("iban", start, end, value, compact)
 
 
 # ------------------------------------------------------------------ IP addresses
 
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
+_IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\d)"
 )
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{1,4}:|::")
+_IPV6_MAX_CHARS = 45
+"""`ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`: how far an address reaches from its hint."""
 
 
 def _ip_match(found: re.Match[str]) -> PiiMatch | None:
@@ -187,25 +212,32 @@ def _ip_match(found: re.Match[str]) -> PiiMatch | None:
     return PiiMatch("ip", found.start(), found.end(), value, str(address))
 
 
-def find_ips(text: str) -> Iterator[PiiMatch]:
-    for found in _IPV4.finditer(text):
-        if match := _ip_match(found):
-            yield match
-    if "::" not in text and text.count(":") < 7:
-        return
-    for found in _IPV6.finditer(text):
-        # No digit at all means `Foo::Bar` or `cafe::babe` prose, not an address.
-        if any(char.isdigit() for char in found.group()) and (match := _ip_match(found)):
-            yield match
+def find_ips(scan: TextScan) -> Iterator[PiiMatch]:
+    if not scan.digit_runs:
+        return  # IPv6 addresses without a digit are not counted (see below)
+    text = scan.text
+    spans = [(start, end) for start, end, digits in scan.digit_runs if digits >= 4 and "." in text[start:end]]
+    for start, end in scan.windows(spans, 0, 2):
+        for found in _IPV4.finditer(text, start, end):
+            if match := _ip_match(found):
+                yield match
+    hints = [found.span() for found in _IPV6_HINT.finditer(text)] if scan.assignments else []
+    for start, end in scan.windows(hints, _IPV6_MAX_CHARS, _IPV6_MAX_CHARS + 1):
+        for found in _IPV6.finditer(text, start, end):
+            # No digit at all means `Foo::Bar` or `cafe::babe` prose, not an address.
+            if any(char.isdigit() for char in found.group()) and (match := _ip_match(found)):
+                yield match
 
 
 # ------------------------------------------------------------------ US SSN
 
-_SSN_DASHED = re.compile(r"(?<![\w-])(\d{3})-(\d{2})-(\d{4})(?![\w-]|[.,]\d)")
-_SSN_LOOSE = re.compile(r"(?<![\w-])(?<!\d )(\d{3})( ?)(\d{2})\2(\d{4})(?![\w-]|[.,]\d| \d)")
-_SSN_CONTEXT = re.compile(r"(?i)\bssn|social[ -]security|\bss#")
+_SSN_DASHED = re.compile(r"(\d(?<![\w-]\d)\d\d)-(\d{2})-(\d{4})(?![\w-]|[.,]\d)")
+_SSN_LOOSE = re.compile(r"(\d(?<![\w-]\d)(?<!\d \d)\d\d)( ?)(\d{2})\2(\d{4})(?![\w-]|[.,]\d| \d)")
+_SSN_CONTEXT = re.compile(r"(?i)(?<!<)\bssn|social[ -]security|\bss#")
+"""Not `<SSN_1>`: a placeholder must not make the next 9-digit number look like an SSN."""
 _SSN_CONTEXT_CHARS = 40
 """Space-separated or bare 9-digit numbers count only after an SSN keyword this close."""
+_SSN_KEYWORDS = ("ssn", "social", "ss#")
 
 
 def ssn_valid(area: str, group: str, serial: str) -> bool:
@@ -213,14 +245,20 @@ def ssn_valid(area: str, group: str, serial: str) -> bool:
     return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
 
 
-def find_ssns(text: str) -> Iterator[PiiMatch]:
-    for found in _SSN_DASHED.finditer(text):
-        if ssn_valid(*found.groups()):
-            yield PiiMatch("ssn", found.start(), found.end(), found.group(), "".join(found.groups()))
-    if not _SSN_CONTEXT.search(text):
+def find_ssns(scan: TextScan) -> Iterator[PiiMatch]:
+    if scan.max_digits < 9:
         return
-    for found in _SSN_LOOSE.finditer(text):
-        area, _, group, serial = found.groups()
-        context = text[max(0, found.start() - _SSN_CONTEXT_CHARS) : found.start()]
-        if ssn_valid(area, group, serial) and _SSN_CONTEXT.search(context):
-            yield PiiMatch("ssn", found.start(), found.end(), found.group(), area + group + serial)
+    text = scan.text
+    windows = scan.windows(((start, end) for start, end, digits in scan.digit_runs if digits >= 9), 0, 2)
+    for start, end in windows:
+        for found in _SSN_DASHED.finditer(text, start, end):
+            if ssn_valid(*found.groups()):
+                yield PiiMatch("ssn", found.start(), found.end(), found.group(), "".join(found.groups()))
+    if not any(keyword in scan.lower for keyword in _SSN_KEYWORDS):
+        return
+    for start, end in windows:
+        for found in _SSN_LOOSE.finditer(text, start, end):
+            area, _, group, serial = found.groups()
+            context = text[max(0, found.start() - _SSN_CONTEXT_CHARS) : found.start()]
+            if ssn_valid(area, group, serial) and _SSN_CONTEXT.search(context):
+                yield PiiMatch("ssn", found.start(), found.end(), found.group(), area + group + serial)

@@ -12,15 +12,17 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Literal
 
 import phonenumbers
 
 from evaluator.errors import ConfigError
 from evaluator.pii.credentials import find_secrets
-from evaluator.pii.detectors import find_cards, find_emails, find_ibans, find_ips, find_phones, find_ssns
+from evaluator.pii.detectors import (
+    find_cards, find_emails, find_ibans, find_ips, find_phones, find_ssns, national_min_digits,
+)
 from evaluator.pii.match import ALL_KINDS, KIND_PRIORITY, KIND_TAGS, PiiMatch
+from evaluator.pii.scan import TextScan
 from evaluator.records import Message, Trace, canonical_json, sha256_hex
 
 Mode = Literal["off", "mask", "hash"]
@@ -32,7 +34,7 @@ Placeholders = dict[str, dict[str, str]]
 HASH_CHARS = 6
 """Hex characters of the keyed hash in hash-mode placeholders (`<EMAIL_3fa2c1>`)."""
 
-Detector = Callable[[str], Iterator[PiiMatch]]
+Detector = Callable[[TextScan], Iterator[PiiMatch]]
 
 
 @dataclass(frozen=True)
@@ -58,17 +60,15 @@ class PiiConfig:
             raise ConfigError(f"phone_region {self.phone_region!r} is not a region code libphonenumber knows (e.g. US, GB, DE)")
 
 
-def _detectors(config: PiiConfig) -> list[Detector]:
-    available: dict[str, Detector] = {
-        "secret": find_secrets,
-        "email": find_emails,
-        "card": find_cards,
-        "iban": find_ibans,
-        "ssn": find_ssns,
-        "ip": find_ips,
-        "phone": partial(find_phones, region=config.phone_region),
-    }
-    return [detector for kind, detector in available.items() if kind in config.kinds]
+_CHEAP_DETECTORS: dict[str, Detector] = {
+    "secret": find_secrets,
+    "email": find_emails,
+    "card": find_cards,
+    "iban": find_ibans,
+    "ssn": find_ssns,
+    "ip": find_ips,
+}
+"""Everything but phones, which run last so they can skip digits these already explained."""
 
 
 def resolve_overlaps(candidates: Iterable[PiiMatch]) -> list[PiiMatch]:
@@ -94,33 +94,42 @@ class PiiMasker:
 
     def __init__(self, config: PiiConfig = PiiConfig()):
         self.config = config
-        self._detectors = _detectors(config)
+        self._detectors = [detector for kind, detector in _CHEAP_DETECTORS.items() if kind in config.kinds]
+        self._phone_digits = national_min_digits(config.phone_region) if "phone" in config.kinds else None
         self._hash_key = config.hash_salt.encode("utf-8")
 
     def find(self, text: str) -> list[PiiMatch]:
         """Every PII match in `text` after overlap resolution, in text order (mode is ignored)."""
         if not text:
             return []
-        return resolve_overlaps(match for detector in self._detectors for match in detector(text))
+        scan = TextScan(text)
+        if scan.empty:
+            return []
+        candidates = [match for detector in self._detectors for match in detector(scan)]
+        if self._phone_digits is not None:
+            candidates += find_phones(scan, self.config.phone_region, self._phone_digits, candidates)
+        return resolve_overlaps(candidates)
 
     def mask_text(self, text: str, placeholders: Placeholders | None = None) -> str:
         """`text` with each PII match replaced by its placeholder. Pass the same `placeholders`
         dict for every field of one trace so numbering is shared across them."""
         if self.config.mode == "off" or not text:
             return text
-        matches = self.find(text)
-        if not matches:
-            return text
         if placeholders is None:
             placeholders = {}
-        pieces: list[str] = []
-        position = 0
-        for match in matches:
-            pieces.append(text[position : match.start])
-            pieces.append(self._placeholder(match, placeholders))
-            position = match.end
-        pieces.append(text[position:])
-        return "".join(pieces)
+        # Masking can expose a match that a longer, overlapping one hid (`1::0@0.AA` -> `1::<EMAIL_1>`),
+        # so repeat until nothing is found. This ends: detectors never match placeholder text, so
+        # every pass shrinks the text that is not placeholders. PII-free text costs one pass.
+        while matches := self.find(text):
+            pieces: list[str] = []
+            position = 0
+            for match in matches:
+                pieces.append(text[position : match.start])
+                pieces.append(self._placeholder(match, placeholders))
+                position = match.end
+            pieces.append(text[position:])
+            text = "".join(pieces)
+        return text
 
     def _placeholder(self, match: PiiMatch, placeholders: Placeholders) -> str:
         seen = placeholders.setdefault(match.kind, {})
