@@ -67,8 +67,20 @@ def rows(db: Path, sql: str, *params) -> list[tuple]:
         return store.conn.execute(sql, list(params)).fetchall()
 
 
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                          cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
 def test_replay_rejudges_stored_outputs_and_records_a_manifest(dataset: Path, tmp_path: Path,
-                                                                settings: Settings):
+                                                                monkeypatch, settings: Settings):
+    app = tmp_path / "app"  # the app under test's checkout, where replay runs
+    app.mkdir()
+    git(app, "init", "-q")
+    (app / "app.py").write_text("VERSION = 1\n")
+    git(app, "add", "app.py")
+    git(app, "commit", "-qm", "app")
+    monkeypatch.chdir(app)
     db = tmp_path / "replay.duckdb"
     report = start_replay(dataset, db, settings, judge_name="offline", run_id="r1")
     assert report.status == "completed" and report.total == report.done == 12
@@ -82,7 +94,7 @@ def test_replay_rejudges_stored_outputs_and_records_a_manifest(dataset: Path, tm
     assert {e.rubric for e in skipped} == {"faithfulness"} and len(skipped) == 3  # no context
     assert run.kind == "replay" and run.status == "completed"
     manifest = run.manifest
-    assert len(manifest["git"]["commit"]) == 40 and isinstance(manifest["git"]["dirty"], bool)
+    assert manifest["git"] == {"commit": git(app, "rev-parse", "HEAD"), "dirty": False}
     assert manifest["judge"]["name"] == "offline" and manifest["judge"]["hash"]
     assert set(manifest["rubrics"]) == {"faithfulness@v1", "hallucination@v1", "refusal@v1",
                                         "relevance@v1"}
@@ -90,6 +102,10 @@ def test_replay_rejudges_stored_outputs_and_records_a_manifest(dataset: Path, tm
     assert manifest["dataset"]["version"] == 1 and manifest["target"] is None
     assert rows(db, "SELECT count(*) FROM replay_items WHERE status = 'done' AND output IS NULL"
                 ) == [(12,)]
+    (app / "app.py").write_text("VERSION = 2\n")
+    start_replay(dataset, db, settings, ["refusal"], "offline", run_id="r2")
+    with Store(db, read_only=True) as store:
+        assert store.run("r2").manifest["git"]["dirty"] is True
 
 
 CALLABLE_APP = """
