@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evaluator.errors import VerdictParseError
+from evaluator.stage_timing import timed
 
 LABEL_KEYS = ("label", "verdict", "answer")
 REASONING_KEYS = ("reasoning", "rationale", "explanation")
@@ -49,6 +50,7 @@ def canonical_label(text: str) -> str:
     return _SEPARATORS.sub("_", text.strip(_EDGE_NOISE).lower()).strip("_")
 
 
+@timed("parse")
 def parse_verdict(reply: str, labels: Sequence[str]) -> ParsedVerdict:
     """The verdict in a judge reply; raises VerdictParseError (and nothing else) without one.
 

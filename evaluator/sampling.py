@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from evaluator.errors import ConfigError
 from evaluator.records import Trace
+from evaluator.stage_timing import timed
 
 MIN_RATE = 0.0
 MAX_RATE = 1.0
@@ -56,6 +57,7 @@ def always_evaluate_reason(trace: Trace, policy: SamplingPolicy) -> str | None:
     return None
 
 
+@timed("sample")
 def decide(trace: Trace, policy: SamplingPolicy) -> SampleDecision:
     reason = always_evaluate_reason(trace, policy)
     if reason is not None:

@@ -14,6 +14,7 @@ from typing import Protocol
 from evaluator.errors import BrokerError
 from evaluator.pipeline import WorkItem
 from evaluator.records import DeadLetter
+from evaluator.stage_timing import timed
 
 Sink = Callable[[list[WorkItem]], None]
 
@@ -93,6 +94,7 @@ class RedisDelivery:
             raise
         self._backoff_s = 0.0
 
+    @timed("enqueue")
     def send(self, items: list[WorkItem]) -> None:
         from evaluator.worker.service import enqueue
 

@@ -30,6 +30,7 @@ from evaluator.otel.conventions import (
 )
 from evaluator.otel.spans import SpanRecord
 from evaluator.records import Trace, parse_trace
+from evaluator.stage_timing import timed
 
 FEEDBACK_KEYS = ("user.feedback", "feedback.score", "feedback", "feedback.label", "evaluator.feedback",
                  "gen_ai.feedback", "user_feedback")
@@ -146,6 +147,7 @@ def _sum_known(values: Iterable[int | None]) -> int | None:
     return sum(known) if known else None
 
 
+@timed("normalize")
 def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
     """Build one Trace from the spans of one trace. Raises InvalidTraceError, never anything else."""
     spans = sorted(spans, key=lambda s: s.start_ns)

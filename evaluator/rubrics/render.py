@@ -15,6 +15,7 @@ from evaluator.errors import RubricError
 from evaluator.records import canonical_json, sha256_hex
 from evaluator.rubrics.model import MAX_PROMPT_CHARS, RenderedPrompt, Rubric
 from evaluator.rubrics.neutralize import data_block, neutralize
+from evaluator.stage_timing import timed
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -170,6 +171,7 @@ def _trace_values(rubric: Rubric, trace: Trace) -> dict[str, Any]:
     }
 
 
+@timed("render")
 def render(rubric: Rubric, trace: Trace) -> RenderedPrompt:
     """The judge messages for one rubric and trace: static system text, then the trace data."""
     compiled = _compiled(rubric)

@@ -11,6 +11,7 @@ import queue
 from typing import Protocol
 
 from evaluator.errors import BrokerError
+from evaluator.stage_timing import timed
 from evaluator.worker.messages import ResultBatch
 
 Entry = tuple[str, bytes | str]
@@ -75,6 +76,7 @@ class RedisStreamChannel:
             if "BUSYGROUP" not in str(exc):
                 raise BrokerError(f"cannot create consumer group on {self.stream}: {exc}") from None
 
+    @timed("publish")
     def publish(self, batch: ResultBatch) -> None:
         self._client.xadd(self.stream, {"b": batch.to_json()})
 
