@@ -46,8 +46,10 @@ def cli(ctx, log_level) -> None:
 @click.option("--sample-rate", type=float, default=None, help="Random sampling rate [default: 0.10].")
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
 @click.option("--rubric", "rubrics", multiple=True, help="Rubric ref (NAME[@vN]); repeatable [default: all].")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "otlp-json"]), default="jsonl",
+              show_default=True, help="Trace JSONL, or OTLP/JSON (Collector file exporter).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def run(traces, judge, sample_rate, db, rubrics, as_json) -> None:
+def run(traces, judge, sample_rate, db, rubrics, fmt, as_json) -> None:
     """Embedded main job: read traces, sample, evaluate, store, print a summary."""
     from evaluator.report import summary_table
     from evaluator.runner import run_embedded
@@ -56,7 +58,7 @@ def run(traces, judge, sample_rate, db, rubrics, as_json) -> None:
     traces = traces or settings.datasets_dir / "sample_traces.jsonl"
     report = run_embedded(
         traces, db or settings.db_path, judge or settings.judge,
-        settings.sample_rate if sample_rate is None else sample_rate, rubrics, settings,
+        settings.sample_rate if sample_rate is None else sample_rate, rubrics, settings, fmt=fmt,
     )
     if as_json:
         _print_json(report.to_dict())
@@ -108,8 +110,8 @@ def report(db, run_id, as_json, html_file, since) -> None:
 
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True,
-              help="Input format: our Trace JSONL.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "otlp-json"]), default="jsonl",
+              show_default=True, help="Trace JSONL, or OTLP/JSON (Collector file exporter).")
 @click.option("--embedded", is_flag=True, help="Evaluate in this process (like `evaluator run`).")
 @click.option("--judge", default=None, help="Judge config name [default: offline].")
 @click.option("--sample-rate", type=float, default=None, help="Random sampling rate [default: 0.10].")
@@ -120,14 +122,14 @@ def ingest(ctx, file, fmt, embedded, judge, sample_rate, rubrics, db) -> None:
     """Send the sampled traces of FILE to the queue for `evaluator worker`."""
     if embedded:
         ctx.invoke(run, traces=file, judge=judge, sample_rate=sample_rate, db=db, rubrics=rubrics,
-                   as_json=False)
+                   fmt=fmt, as_json=False)
         return
     from evaluator.ingest import ingest_to_queue
 
     settings = _settings()
     work, messages = ingest_to_queue(
         file, settings, judge or settings.judge,
-        settings.sample_rate if sample_rate is None else sample_rate, rubrics,
+        settings.sample_rate if sample_rate is None else sample_rate, rubrics, fmt=fmt,
     )
     click.echo(
         f"read {work.traces_read} traces ({len(work.dead_letters)} invalid, sent to the dead-letter "

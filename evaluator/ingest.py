@@ -48,15 +48,19 @@ def read_jsonl_traces(path: Path) -> Iterator[Trace | DeadLetter]:
                 yield DeadLetter.from_error(f"{path}:{number}", line.rstrip("\n"), exc)
 
 
-def collect_work(path: Path, policy: SamplingPolicy) -> CollectedWork:
+def collect_work(path: Path, policy: SamplingPolicy, fmt: str = "jsonl") -> CollectedWork:
+    """Read, validate and sample a trace file (`jsonl` or `otlp-json`)."""
+    from evaluator.otel.otlp_json import read_traces
+
     work = CollectedWork()
-    for record in read_jsonl_traces(Path(path)):
+    for record in read_traces(Path(path), fmt):
         work.add(record, policy)
     return work
 
 
 def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: float,
-                    rubrics: Sequence[str] = (), batch_size: int = 20) -> tuple[CollectedWork, int]:
+                    rubrics: Sequence[str] = (), batch_size: int = 20,
+                    fmt: str = "jsonl") -> tuple[CollectedWork, int]:
     """Service mode: sampled traces go to Redis for `evaluator worker`; dead letters go to the
     results channel so `evaluator sink` stores them. Returns the work and messages sent."""
     from evaluator.worker.broker import build_producer_broker, redis_client
@@ -65,7 +69,7 @@ def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: flo
     from evaluator.worker.service import enqueue, require_redis
 
     url = require_redis(settings)
-    work = collect_work(path, SamplingPolicy(rate=sample_rate))
+    work = collect_work(path, SamplingPolicy(rate=sample_rate), fmt)
     broker = build_producer_broker(url)
     try:
         if work.dead_letters:

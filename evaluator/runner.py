@@ -77,6 +77,7 @@ def run_embedded(
     settings: Settings | None = None,
     batch_size: int = 20,
     worker_threads: int = 4,
+    fmt: str = "jsonl",
 ) -> RunReport:
     settings = settings or Settings.from_env()
     started = time.perf_counter()
@@ -84,7 +85,7 @@ def run_embedded(
     for ref in rubric_refs:  # fail before any work on a typo
         registry.get(ref)
     load_judge_config(judge_name, settings.judges_dir)
-    work = collect_work(Path(traces_path), SamplingPolicy(rate=sample_rate))
+    work = collect_work(Path(traces_path), SamplingPolicy(rate=sample_rate), fmt)
     report = RunReport(run_id=new_run_id(), db_path=Path(db_path), judge=judge_name,
                        traces_read=work.traces_read, invalid=len(work.dead_letters),
                        sampled=len(work.items), sample_reasons=work.sample_reasons)
