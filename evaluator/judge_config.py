@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -26,9 +26,37 @@ class JudgeLimits(BaseModel):
 
     max_in_flight: int = Field(default=32, ge=1, le=4096)
     requests_per_minute: int | None = Field(default=None, ge=1)
+    """Shared by every worker on every host (through Redis when EVALUATOR_REDIS_URL is set)."""
     tokens_per_minute: int | None = Field(default=None, ge=1)
+    """Charged per request as the prompt's estimated tokens plus max_tokens, as providers do."""
     timeout_s: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=4, ge=1, le=20)
+    fallback_after_wait_s: float = Field(default=5.0, ge=0)
+    """With fallbacks: a rate-limit wait longer than this sends the call to the next judge."""
+
+
+class JudgeBreaker(BaseModel):
+    """When a judge that keeps failing is paused (per judge, per worker process)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    consecutive_failures: int = Field(default=5, ge=1)
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    window: int = Field(default=20, ge=2)
+    """The failure rate is taken over this many most recent calls (once there are that many)."""
+    cooldown_s: float = Field(default=30.0, gt=0)
+    """How long the circuit stays open before one probe call may test the judge again."""
+    max_wait_s: float = Field(default=120.0, ge=0)
+    """Without a fallback, how long a call waits for an open circuit before it is an error."""
+
+
+class JudgeCache(BaseModel):
+    """The judge-response cache, used only for deterministic calls (temperature 0 or a seed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    ttl_s: int = Field(default=30 * 24 * 3600, ge=1)
 
 
 class JudgeConfig(BaseModel):
@@ -37,23 +65,48 @@ class JudgeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    kind: Literal["offline", "litellm"] = "litellm"
+    kind: Literal["offline", "litellm", "panel"] = "litellm"
+    """`litellm`: one model (called through litellm or the openai client, see `client`);
+    `panel`: several judges named in `panel`, aggregated; `offline`: heuristics, no model."""
     model: str | None = None
     """litellm model string, e.g. `openai/gpt-4o-mini` or `anthropic/claude-3-5-haiku-latest`."""
+    client: Literal["auto", "litellm", "openai"] = "auto"
+    """`auto` calls `openai/...` models through the openai client (cheaper per call), the rest
+    through litellm; `litellm` or `openai` forces one. Never changes a verdict, so not hashed."""
     api_base: str | None = None
     api_key_env: str | None = None
     """Name of the environment variable holding the API key (never the key itself)."""
     params: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0})
     prices: JudgePrices | None = None
     limits: JudgeLimits = Field(default_factory=JudgeLimits)
+    breaker: JudgeBreaker = Field(default_factory=JudgeBreaker)
+    cache: JudgeCache = Field(default_factory=JudgeCache)
     fallbacks: list[str] = Field(default_factory=list)
+    """Judges (names) used in order when this one's circuit is open or its rate limit would
+    make a call wait longer than `limits.fallback_after_wait_s`."""
+    panel: list[str] = Field(default_factory=list)
+    """kind `panel`: the member judges (names); each judges every trace."""
+    aggregate: Literal["majority", "mean"] = "majority"
+    """How a panel's (or repeated samples') verdicts become one: majority vote or mean score."""
+    samples: int = Field(default=1, ge=1, le=20)
+    """How many times each member judges each trace (the spread is stored as stability)."""
+    samples_by_rubric: dict[str, Annotated[int, Field(ge=1, le=20)]] = Field(default_factory=dict)
+    """Per rubric criterion, overrides `samples`, e.g. {hallucination: 3}."""
     description: str = ""
 
     @property
     def config_hash(self) -> str:
-        """Hash of everything that can change a verdict (not limits, prices or descriptions)."""
-        identity = {"kind": self.kind, "model": self.model, "params": self.params}
+        """Hash of everything that can change a verdict (not limits, prices or descriptions).
+
+        Repeat-judging settings join the hash only when used, so older hashes stay valid.
+        """
+        identity: dict[str, Any] = {"kind": self.kind, "model": self.model, "params": self.params}
+        if self.samples != 1 or self.samples_by_rubric:
+            identity["samples"] = [self.samples, self.samples_by_rubric, self.aggregate]
         return sha256_hex(canonical_json(identity))[:16]
+
+    def samples_for(self, criterion: str) -> int:
+        return self.samples_by_rubric.get(criterion, self.samples)
 
 
 def judges_dir_default() -> Path:

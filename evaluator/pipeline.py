@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from evaluator.errors import EvaluatorError
 from evaluator.judges.base import JudgeClient, JudgeVerdict
+from evaluator.judges.ledger import JudgeCall, stamp
 from evaluator.logging_setup import evaluation_context
 from evaluator.records import Evaluation, Trace, evaluation_id_for
 from evaluator.rubrics import Rubric, missing_inputs, render
@@ -20,6 +21,14 @@ class WorkItem:
 
     trace: Trace
     decision: SampleDecision
+
+
+@dataclass
+class JudgedBatch:
+    """A batch's evaluations and the ledger of judge calls behind them."""
+
+    evaluations: list[Evaluation] = field(default_factory=list)
+    judge_calls: list[JudgeCall] = field(default_factory=list)
 
 
 def _evaluation(
@@ -38,14 +47,15 @@ def _evaluation(
         passed = rubric.passes(rubric.score_for(verdict.label))
         if score is None:
             score = rubric.score_for(verdict.label)
-    return Evaluation(
+    evaluation = Evaluation(
+        # keyed on the judge asked for, so a retry is idempotent even if a fallback answered
         evaluation_id=evaluation_id_for(item.trace.trace_id, rubric.content_hash, judge.config_hash),
         trace_id=item.trace.trace_id,
         rubric=rubric.criterion,
         rubric_version=rubric.version,
         rubric_hash=rubric.content_hash,
-        judge=judge.name,
-        judge_hash=judge.config_hash,
+        judge=verdict.judge or judge.name,
+        judge_hash=verdict.judge_hash or judge.config_hash,
         label=verdict.label if verdict.status == "scored" else None,
         score=score if verdict.status == "scored" else None,
         passed=passed,
@@ -64,14 +74,25 @@ def _evaluation(
         sample_weight=item.decision.weight,
         truncated=bool(item.trace.truncated),
         run_id=run_id,
+        stability=verdict.stability if verdict.status == "scored" else None,
     )
+    stamp(verdict.calls, evaluation.evaluation_id, evaluation.trace_id, rubric.criterion,
+          rubric.version, run_id)
+    return evaluation
 
 
 async def evaluate_rubric(
     item: WorkItem, rubric: Rubric, judge: JudgeClient, run_id: str | None = None
 ) -> Evaluation:
-    """Apply one rubric to one trace. Always returns a terminal Evaluation, never raises.
-    Log lines emitted meanwhile carry its trace_id and evaluation_id."""
+    """Apply one rubric to one trace. Always returns a terminal Evaluation, never raises."""
+    evaluation, _ = await _judged(item, rubric, judge, run_id)
+    return evaluation
+
+
+async def _judged(item: WorkItem, rubric: Rubric, judge: JudgeClient,
+                  run_id: str | None) -> tuple[Evaluation, list[JudgeCall]]:
+    """The Evaluation and the judge calls behind it. Log lines emitted meanwhile carry its
+    trace_id and evaluation_id."""
     evaluation_id = evaluation_id_for(item.trace.trace_id, rubric.content_hash, judge.config_hash)
     with evaluation_context(item.trace.trace_id, evaluation_id):
         return await _evaluate_rubric(item, rubric, judge, run_id)
@@ -79,7 +100,7 @@ async def evaluate_rubric(
 
 async def _evaluate_rubric(
     item: WorkItem, rubric: Rubric, judge: JudgeClient, run_id: str | None
-) -> Evaluation:
+) -> tuple[Evaluation, list[JudgeCall]]:
     missing = missing_inputs(rubric, item.trace)
     if missing:
         verdict = JudgeVerdict(
@@ -87,28 +108,35 @@ async def _evaluate_rubric(
             reason=f"not applicable: the trace has no {' and no '.join(missing)}",
             attempts=0,
         )
-        return _evaluation(item, rubric, judge, run_id, verdict, None)
+        return _evaluation(item, rubric, judge, run_id, verdict, None), []
     try:
         prompt = render(rubric, item.trace)
     except EvaluatorError as exc:
         verdict = JudgeVerdict(status="error", reason=str(exc), attempts=0)
-        return _evaluation(item, rubric, judge, run_id, verdict, None)
+        return _evaluation(item, rubric, judge, run_id, verdict, None), []
     try:
         verdict = await judge.judge(rubric, item.trace, prompt)
     except Exception as exc:  # a judge must not raise; if one does, keep the row with the reason
         verdict = JudgeVerdict(status="error", reason=f"judge {judge.name} raised {exc!r}")
     if verdict.status == "scored" and verdict.label not in rubric.labels:
-        verdict = JudgeVerdict(
-            status="unscored",
-            reason=f"judge returned off-menu label {verdict.label!r}",
-            raw_reply=verdict.raw_reply,
-            input_tokens=verdict.input_tokens,
-            output_tokens=verdict.output_tokens,
-            cost_usd=verdict.cost_usd,
-            latency_ms=verdict.latency_ms,
-            attempts=verdict.attempts,
-        )
-    return _evaluation(item, rubric, judge, run_id, verdict, prompt.prompt_hash)
+        verdict = replace(verdict, status="unscored", label=None, score=None, reasoning=None,
+                          stability=None, reason=f"judge returned off-menu label {verdict.label!r}")
+    return _evaluation(item, rubric, judge, run_id, verdict, prompt.prompt_hash), verdict.calls
+
+
+async def evaluate_batch(
+    items: Sequence[WorkItem],
+    rubrics: Sequence[Rubric],
+    judge: JudgeClient,
+    run_id: str | None = None,
+) -> JudgedBatch:
+    """Judge every trace x rubric of a batch concurrently (the judge bounds its own in-flight)."""
+    tasks = [_judged(item, rubric, judge, run_id) for item in items for rubric in rubrics]
+    batch = JudgedBatch()
+    for evaluation, calls in await asyncio.gather(*tasks):
+        batch.evaluations.append(evaluation)
+        batch.judge_calls.extend(calls)
+    return batch
 
 
 async def evaluate_items(
@@ -117,6 +145,5 @@ async def evaluate_items(
     judge: JudgeClient,
     run_id: str | None = None,
 ) -> list[Evaluation]:
-    """Judge every trace x rubric of a batch concurrently (the judge bounds its own in-flight)."""
-    tasks = [evaluate_rubric(item, rubric, judge, run_id) for item in items for rubric in rubrics]
-    return list(await asyncio.gather(*tasks))
+    """The evaluations of evaluate_batch, for callers that keep no cost ledger."""
+    return (await evaluate_batch(items, rubrics, judge, run_id)).evaluations

@@ -143,6 +143,8 @@ class Evaluation(BaseModel):
     truncated: bool = False
     run_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    stability: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Repeated judging (panels, samples): share of samples agreeing with the label."""
 
 
 def evaluation_id_for(trace_id: str, rubric_hash: str, judge_hash: str) -> str:

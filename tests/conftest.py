@@ -11,6 +11,8 @@ import pytest
 # assertion rewriter first imports the hypothesis plugin module at the end of a session that ran
 # litellm; importing it at start-up keeps that rewrite out of the teardown path.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The judge cache stays in memory during tests: no cache file in the working tree.
+os.environ.setdefault("EVALUATOR_JUDGE_CACHE", "memory")
 
 REDIS_URL = os.environ.get("EVALUATOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
@@ -30,3 +32,13 @@ def redis_url() -> str:
     client.flushdb()
     yield REDIS_URL
     client.flushdb()
+
+
+@pytest.fixture(autouse=True)
+def fresh_judge_runtime():
+    """Every test starts with an empty judge cache and fresh breakers and rate limiters."""
+    from evaluator.judges.runtime import reset_default_runtime
+
+    reset_default_runtime()
+    yield
+    reset_default_runtime()

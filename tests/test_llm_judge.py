@@ -1,4 +1,5 @@
-"""LiteLLMJudge through the real litellm client against the local OpenAI-compatible server."""
+"""LLMJudge through the real clients (the openai client for `openai/...` models, litellm for the
+rest) against the local OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from evaluator.errors import ConfigError
 from evaluator.judge_config import JudgeConfig
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.factory import build_judge, load_judge
-from evaluator.judges.llm import TRUNCATED_REASON, LiteLLMJudge
+from evaluator.judges.llm import TRUNCATED_REASON, LLMJudge
 from evaluator.judges.retry import Backoff, is_retryable
+from evaluator.judges.runtime import JudgeRuntime
 from evaluator.records import Trace
 from evaluator.rubrics import RenderedPrompt, Rubric
 from tests.support.openai_server import OpenAIServer
@@ -40,24 +42,24 @@ def prompt(expect: str = "unsupported") -> RenderedPrompt:
     return RenderedPrompt(messages=messages, prompt_hash="test")
 
 
-def make_judge(server: OpenAIServer, params: dict[str, Any] | None = None, **fields: Any) -> LiteLLMJudge:
+def make_judge(server: OpenAIServer, params: dict[str, Any] | None = None, **fields: Any) -> LLMJudge:
     limits = {"timeout_s": 5, "max_attempts": 4, "max_in_flight": 32, **fields.pop("limits", {})}
     config = JudgeConfig(
         name="test-judge", kind="litellm", model=fields.pop("model", "openai/test-judge"),
         api_base=server.base_url, api_key_env=KEY_ENV, params={"temperature": 0, **(params or {})},
         limits=limits, **fields,
     )
-    return LiteLLMJudge(config, backoff_base_s=0.01)
+    return LLMJudge(config, runtime=JudgeRuntime(), backoff_base_s=0.01)
 
 
-def judge_many(judge: LiteLLMJudge, prompts: Sequence[RenderedPrompt]) -> list[JudgeVerdict]:
+def judge_many(judge: LLMJudge, prompts: Sequence[RenderedPrompt]) -> list[JudgeVerdict]:
     async def run() -> list[JudgeVerdict]:
         return await asyncio.gather(*(judge.judge(RUBRIC, TRACE, p) for p in prompts))
 
     return asyncio.run(run())
 
 
-def judge_one(judge: LiteLLMJudge, expect: str = "unsupported") -> JudgeVerdict:
+def judge_one(judge: LLMJudge, expect: str = "unsupported") -> JudgeVerdict:
     return judge_many(judge, [prompt(expect)])[0]
 
 
@@ -202,7 +204,7 @@ def test_every_verdict_is_terminal_under_mixed_faults(server: OpenAIServer) -> N
 
 
 def test_factory_builds_each_kind(server: OpenAIServer) -> None:
-    assert isinstance(load_judge("local", REPO / "judges"), LiteLLMJudge)
+    assert isinstance(load_judge("local", REPO / "judges"), LLMJudge)
     offline = build_judge(JudgeConfig(name="offline", kind="offline", params={}))
     assert type(offline).__name__ == "OfflineJudge"
 
@@ -227,8 +229,9 @@ def test_retry_policy() -> None:
     assert 10.0 <= backoff.delay_s(1, retry_after=120.0) <= 11.0
 
 
-def test_importing_the_judge_modules_does_not_import_litellm() -> None:
-    code = "import sys, evaluator.judges.llm, evaluator.judges.factory; print('litellm' in sys.modules)"
+def test_importing_the_judge_modules_does_not_import_litellm_or_openai() -> None:
+    code = ("import sys, evaluator.judges.llm, evaluator.judges.factory, evaluator.judges.panel;"
+            " print('litellm' in sys.modules, 'openai' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True)
-    assert (done.returncode, done.stdout.strip()) == (0, "False"), done.stderr
+    assert (done.returncode, done.stdout.strip()) == (0, "False False"), done.stderr

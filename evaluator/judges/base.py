@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from evaluator.judges.ledger import JudgeCall
 from evaluator.records import Status, Trace
 from evaluator.rubrics import RenderedPrompt, Rubric
 
@@ -27,6 +28,13 @@ class JudgeVerdict:
     latency_ms: float | None = None
     attempts: int = 1
     cached: bool = False
+    calls: list[JudgeCall] = field(default_factory=list)
+    """The ledger: one row per HTTP attempt and per cache hit behind this verdict."""
+    stability: float | None = None
+    """Repeated judging only: the share of samples that agree with the final label."""
+    judge: str | None = None
+    judge_hash: str | None = None
+    """The judge that answered, when it is not the one asked (a fallback took the call)."""
 
 
 class JudgeClient(Protocol):

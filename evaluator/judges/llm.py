@@ -1,37 +1,51 @@
-"""The litellm judge: one JudgeClient for every provider litellm reaches.
+"""The LLM judge: one JudgeClient for every model, over the openai client or litellm.
 
-litellm is imported on the first call only (it takes seconds and ~200 MB), with its offline price
-map. The judge asks for structured output (a JSON schema, else a forced tool call, else text),
-retries transient failures itself with backoff (litellm's and the OpenAI SDK's own retries are
-off so attempts are counted once), and never raises: a failed call is an `error` verdict with the
-reason, an unusable reply is `unscored` with the raw reply kept, never a guess.
+The judge owns everything around a model request, the same on both transports (transport.py):
+the response cache (looked up first), fallback judges, the circuit breaker, the shared rate
+limit, at most `limits.max_in_flight` requests per event loop, retries with backoff, one
+retry with twice the room for a truncated reply, and a ledger row per attempt. It asks for
+structured output (structured.py) and never raises: a failed call is an `error` verdict with
+the reason, an unusable reply is `unscored` with the raw reply kept, never a guess.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 from evaluator.errors import ConfigError, VerdictParseError
 from evaluator.judge_config import JudgeConfig
 from evaluator.judges.base import JudgeVerdict
-from evaluator.judges.retry import Backoff, is_retryable, retry_after_s
+from evaluator.judges.breaker import CircuitState
+from evaluator.judges.cache import CachedVerdict, cache_key, is_deterministic
+from evaluator.judges.ledger import CACHED, ERROR, OK, JudgeCall, totals
+from evaluator.judges.retry import (
+    Backoff,
+    counts_against_judge,
+    is_retryable,
+    is_timeout,
+    retry_after_s,
+)
+from evaluator.judges.runtime import JudgeRuntime, default_runtime
+from evaluator.judges.structured import MODES, structured_output_kwargs
+from evaluator.judges.transport import Reply, Transport, build_transport
 from evaluator.parsing import parse_verdict
-from evaluator.records import Trace
+from evaluator.records import Trace, canonical_json
 from evaluator.rubrics import RenderedPrompt, Rubric
+
+log = logging.getLogger(__name__)
 
 STRUCTURED_OUTPUT_KEY = "structured_output"
 """Judge param that forces how the verdict is asked for; read here, never sent to the provider."""
-MODES = ("json_schema", "tool", "text")
 DEFAULT_MAX_TOKENS = 1024
-TOOL_NAME = "submit_verdict"
 TRUNCATED_REASON = "judge reply truncated (finish_reason=length)"
 MAX_ERROR_CHARS = 400
 RESERVED_PARAMS = frozenset(
@@ -41,90 +55,34 @@ RESERVED_PARAMS = frozenset(
 """Set by the judge itself; a judge config may not override them (keys never live in configs)."""
 
 
-def import_litellm() -> ModuleType:
-    """Import litellm with the offline price map and without its stdout help banners."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+@dataclass(slots=True)
+class _Deferred:
+    """This judge cannot take the call now (circuit open, rate limit too slow): try the next."""
 
-    litellm.suppress_debug_info = True
-    return litellm
-
-
-def verdict_schema(labels: tuple[str, ...]) -> dict[str, Any]:
-    """The verdict object: reasoning first (the model thinks before it labels), then a label."""
-    return {
-        "type": "object",
-        "properties": {
-            "reasoning": {"type": "string"},
-            "label": {"type": "string", "enum": list(labels)},
-        },
-        "required": ["reasoning", "label"],
-        "additionalProperties": False,
-    }
+    why: str
+    calls: list[JudgeCall]
 
 
-def structured_output_kwargs(mode: str, labels: tuple[str, ...]) -> dict[str, Any]:
-    """The request arguments that ask for a verdict in `mode`."""
-    if mode == "json_schema":
-        schema = {"name": "verdict", "strict": True, "schema": verdict_schema(labels)}
-        return {"response_format": {"type": "json_schema", "json_schema": schema}}
-    if mode == "tool":
-        function = {
-            "name": TOOL_NAME,
-            "description": "Submit the verdict: your reasoning first, then exactly one label.",
-            "parameters": verdict_schema(labels),
-        }
-        return {
-            "tools": [{"type": "function", "function": function}],
-            "tool_choice": {"type": "function", "function": {"name": TOOL_NAME}},
-        }
-    return {}
+def _verdict(calls: list[JudgeCall], **fields: Any) -> JudgeVerdict:
+    summed = totals(calls)
+    return JudgeVerdict(input_tokens=summed.input_tokens, output_tokens=summed.output_tokens,
+                        cost_usd=summed.cost_usd, latency_ms=summed.latency_ms,
+                        attempts=summed.attempts, calls=calls, **fields)
 
 
-@dataclass
-class _CallTally:
-    """What the attempts of one judge call added up to."""
+class LLMJudge:
+    """JudgeClient for a JudgeConfig of kind "litellm" (any model; see `client` for the path).
 
-    attempts: int = 0
-    failures: int = 0
-    latency_s: float = 0.0
-    responses: int = 0
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost_usd: float | None = None
-    cost_unknown: bool = False
-
-    def add_response(self, input_tokens: int | None, output_tokens: int | None,
-                     cost_usd: float | None) -> None:
-        self.responses += 1
-        if input_tokens is not None:
-            self.input_tokens = (self.input_tokens or 0) + input_tokens
-        if output_tokens is not None:
-            self.output_tokens = (self.output_tokens or 0) + output_tokens
-        if cost_usd is None:
-            self.cost_unknown = True
-        self.cost_usd = None if self.cost_unknown else (self.cost_usd or 0.0) + cost_usd
-
-    def verdict(self, **fields: Any) -> JudgeVerdict:
-        return JudgeVerdict(
-            input_tokens=self.input_tokens, output_tokens=self.output_tokens,
-            cost_usd=self.cost_usd, latency_ms=round(self.latency_s * 1000, 3),
-            attempts=self.attempts, **fields,
-        )
-
-
-class LiteLLMJudge:
-    """JudgeClient calling `litellm.acompletion` for a JudgeConfig of kind "litellm".
-
-    At most `limits.max_in_flight` HTTP requests run at once per instance and event loop.
+    `fallbacks` are tried in order when this judge defers; the last one never defers.
     `backoff_base_s` is the first retry's mean wait scale; tests make it tiny.
     """
 
-    def __init__(self, config: JudgeConfig, *, backoff_base_s: float = 0.5,
-                 backoff_cap_s: float = 20.0, retry_after_cap_s: float = 60.0,
-                 rng: random.Random | None = None):
+    def __init__(self, config: JudgeConfig, *, runtime: JudgeRuntime | None = None,
+                 fallbacks: Sequence[LLMJudge] = (), transport: Transport | None = None,
+                 backoff_base_s: float = 0.5, backoff_cap_s: float = 20.0,
+                 retry_after_cap_s: float = 60.0, rng: random.Random | None = None):
         if config.kind != "litellm" or not config.model:
-            raise ConfigError(f"judge '{config.name}': LiteLLMJudge needs kind 'litellm' and a model")
+            raise ConfigError(f"judge '{config.name}': LLMJudge needs kind 'litellm' and a model")
         params = dict(config.params)
         self._forced_mode = params.pop(STRUCTURED_OUTPUT_KEY, None)
         if self._forced_mode is not None and self._forced_mode not in MODES:
@@ -138,18 +96,19 @@ class LiteLLMJudge:
         self.name = config.name
         self.config_hash = config.config_hash
         self._max_tokens = int(params.pop("max_tokens", DEFAULT_MAX_TOKENS))
-        self._base_kwargs: dict[str, Any] = {
-            **params, "model": config.model, "timeout": config.limits.timeout_s,
-            "num_retries": 0, "max_retries": 0,
-        }
-        if config.api_base:
-            self._base_kwargs["api_base"] = config.api_base
+        self._params = params
+        self.transport = transport or build_transport(config)
+        self.runtime = runtime or default_runtime()
+        self.breaker = self.runtime.breaker(config)
+        self._limiter = self.runtime.limiter(config)
+        self._wait_log = self.runtime.wait_log(config.name)
+        self._cache = (self.runtime.cache if config.cache.enabled and is_deterministic(params)
+                       else None)
+        self.fallbacks = tuple(fallbacks)
         self._backoff = Backoff(backoff_base_s, backoff_cap_s, retry_after_cap_s,
                                 rng or random.Random())
-        self._litellm: ModuleType | None = None
         self._mode: str | None = None
-        self._litellm_prices_unknown = False
-        self._requests: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._requests: dict[tuple[str, ...], tuple[dict[str, Any], str]] = {}
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary())
         self._slots_lock = threading.Lock()
@@ -158,74 +117,177 @@ class LiteLLMJudge:
     def mode(self) -> str:
         """How the verdict is asked for: json_schema, tool or text (decided on first use)."""
         if self._mode is None:
-            self._mode = self._forced_mode or self._detect_mode(self._client())
+            self._mode = self._forced_mode or self.transport.structured_output_mode()
         return self._mode
 
-    async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt) -> JudgeVerdict:
+    async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt, *,
+                    sample: int = 0) -> JudgeVerdict:
+        """`sample` numbers repeated judgings of one prompt (a seed, if set, is offset by it)."""
+        chain = (self, *self.fallbacks)
+        carried: list[JudgeCall] = []
+        for candidate in chain[:-1]:
+            outcome = await candidate._judge_here(rubric, prompt, sample, may_defer=True)
+            if not isinstance(outcome, _Deferred):
+                return self._answered_by(candidate, outcome, carried)
+            log.debug("judge %s deferred to its fallback: %s", candidate.name, outcome.why)
+            carried += outcome.calls
+        last = chain[-1]
+        outcome = await last._judge_here(rubric, prompt, sample, may_defer=False)
+        assert not isinstance(outcome, _Deferred), "the last judge of a chain never defers"
+        return self._answered_by(last, outcome, carried)
+
+    def _answered_by(self, candidate: LLMJudge, verdict: JudgeVerdict,
+                     carried: list[JudgeCall]) -> JudgeVerdict:
+        if carried:
+            fields = {name: getattr(verdict, name) for name in
+                      ("status", "label", "score", "reasoning", "reason", "raw_reply", "cached")}
+            verdict = _verdict(carried + verdict.calls, **fields)
+        if candidate is not self:
+            verdict.judge, verdict.judge_hash = candidate.name, candidate.config_hash
+        return verdict
+
+    async def _judge_here(self, rubric: Rubric, prompt: RenderedPrompt, sample: int,
+                          may_defer: bool) -> JudgeVerdict | _Deferred:
         env = self.config.api_key_env
         api_key = os.environ.get(env) if env else None
         if env and not api_key:
             return JudgeVerdict(status="error", attempts=0, reason=(
                 f"judge '{self.name}' needs an API key: set the environment variable {env}"))
         labels = tuple(rubric.labels)
-        request = self._requests.get(labels)
-        if request is None:
-            request = self._requests[labels] = {
-                **self._base_kwargs, **structured_output_kwargs(self.mode, labels)}
+        request, identity = self._request_for(labels)
         request = {**request, "messages": [dict(message) for message in prompt.messages]}
-        if api_key:
-            request["api_key"] = api_key
-        return await self._call(rubric, labels, request)
+        if sample and isinstance(self._params.get("seed"), int):
+            request["seed"] = self._params["seed"] + sample
+        key = None
+        if self._cache is not None:
+            started = time.perf_counter()
+            key = cache_key(identity, prompt.messages, sample)
+            found = await self._cache.get(key)
+            if found is not None:
+                return self._cache_hit(found, sample, time.perf_counter() - started)
+        if may_defer and self.breaker.state is CircuitState.OPEN:
+            return _Deferred("circuit open", [])
+        return await self._call(rubric, labels, request, api_key, sample, key, may_defer)
 
-    async def _call(self, rubric: Rubric, labels: tuple[str, ...],
-                    request: dict[str, Any]) -> JudgeVerdict:
-        litellm = self._client()
-        slots = self._slots_for_this_loop()
-        tally = _CallTally()
-        max_tokens = self._max_tokens
-        extended = False
+    async def _call(self, rubric: Rubric, labels: tuple[str, ...], request: dict[str, Any],
+                    api_key: str | None, sample: int, key: str | None,
+                    may_defer: bool) -> JudgeVerdict | _Deferred:
+        calls: list[JudgeCall] = []
+        prompt_tokens = sum(len(m.get("content") or "") for m in request["messages"]) // 4
+        max_tokens, extended, failures = self._max_tokens, False, 0
+        paused_until: float | None = None
         while True:
-            tally.attempts += 1
-            failure: Exception | None = None
-            async with slots:
-                started = time.perf_counter()
-                try:
-                    response = await litellm.acompletion(**request, max_tokens=max_tokens)
-                except Exception as exc:  # classified below; the judge never raises
-                    failure = exc
-                tally.latency_s += time.perf_counter() - started
-            if failure is not None:
-                tally.failures += 1
-                verdict = self._failure_verdict(failure, tally, request.get("api_key"))
-                if verdict is not None:
-                    return verdict
-                await asyncio.sleep(self._backoff.delay_s(tally.failures, retry_after_s(failure)))
+            admitted, probe = self.breaker.try_acquire()
+            if not admitted:
+                if may_defer:
+                    return _Deferred("circuit open", calls)
+                now = time.monotonic()
+                paused_until = paused_until or now + self.config.breaker.max_wait_s
+                if now >= paused_until:
+                    return _verdict(calls, status="error", reason=self._circuit_open_reason())
+                await asyncio.sleep(min(self.breaker.retry_in_s(), paused_until - now))
                 continue
-            usage = getattr(response, "usage", None)
-            input_tokens = getattr(usage, "prompt_tokens", None)
-            output_tokens = getattr(usage, "completion_tokens", None)
-            tally.add_response(input_tokens, output_tokens,
-                               self._cost(response, input_tokens, output_tokens))
-            raw, finish_reason = _reply_of(response)
-            if finish_reason != "length":
-                return self._parsed_verdict(rubric, labels, raw, tally)
+            paused_until = None
+            if self._limiter is not None:
+                bound = self.config.limits.fallback_after_wait_s if may_defer and not calls else None
+                try:
+                    wait = await self._limiter.reserve(prompt_tokens + max_tokens, bound)
+                    if wait is None:
+                        self.breaker.abandon(probe)
+                        return _Deferred("rate limit wait too long", calls)
+                    if wait > 0:
+                        self._wait_log.add(wait)
+                        await asyncio.sleep(wait)
+                except asyncio.CancelledError:
+                    self.breaker.abandon(probe)
+                    raise
+            call, reply, failure = await self._attempt(request, max_tokens, api_key, probe,
+                                                       sample, len(calls) + 1)
+            calls.append(call)
+            if failure is not None:
+                failures += 1
+                ending = self._failure_ending(failure, failures, len(calls), api_key)
+                if ending is not None:
+                    return _verdict(calls, status="error", reason=ending)
+                await asyncio.sleep(self._backoff.delay_s(failures, retry_after_s(failure)))
+                continue
+            assert reply is not None
+            if reply.finish_reason != "length":
+                verdict = self._parsed_verdict(rubric, labels, reply.text, calls)
+                if key is not None and self._cache is not None and verdict.status == "scored":
+                    await self._cache.put(key, CachedVerdict(
+                        verdict.label or "", verdict.score, verdict.reasoning, verdict.raw_reply),
+                        self.config.cache.ttl_s)
+                return verdict
             if extended:
-                return tally.verdict(status="unscored", reason=TRUNCATED_REASON, raw_reply=raw)
+                return _verdict(calls, status="unscored", reason=TRUNCATED_REASON,
+                                raw_reply=reply.text)
             extended, max_tokens = True, max_tokens * 2
 
+    async def _attempt(self, request: dict[str, Any], max_tokens: int, api_key: str | None,
+                       probe: bool, sample: int,
+                       attempt: int) -> tuple[JudgeCall, Reply | None, Exception | None]:
+        """One HTTP request within the in-flight limit; the breaker hears how it went."""
+        async with self._slots_for_this_loop():
+            started = time.perf_counter()
+            try:
+                reply = await self.transport.complete({**request, "max_tokens": max_tokens},
+                                                      api_key)
+            except asyncio.CancelledError:
+                self.breaker.abandon(probe)
+                raise
+            except Exception as exc:  # classified by the caller; the judge never raises
+                latency_ms = (time.perf_counter() - started) * 1000
+                self.breaker.record(counts_against_judge(exc), probe, type(exc).__name__)
+                status = getattr(exc, "status_code", None)
+                return self._ledger_row(
+                    sample, attempt, ERROR, latency_ms, error_class=type(exc).__name__,
+                    http_status=status if isinstance(status, int) else None,
+                    cost_usd=None if is_timeout(exc) else 0.0), None, exc
+            latency_ms = (time.perf_counter() - started) * 1000
+        self.breaker.record(False, probe)
+        row = self._ledger_row(sample, attempt, OK, latency_ms, http_status=200,
+                               input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
+                               cost_usd=self._price(reply))
+        return row, reply, None
+
+    def _ledger_row(self, sample: int, attempt: int, status: str, latency_ms: float,
+                    **fields: Any) -> JudgeCall:
+        return JudgeCall.new(judge=self.name, model=self.config.model,
+                             transport=self.transport.name, sample=sample, attempt=attempt,
+                             status=status, latency_ms=round(latency_ms, 3), **fields)
+
+    def _cache_hit(self, found: CachedVerdict, sample: int, lookup_s: float) -> JudgeVerdict:
+        row = self._ledger_row(sample, 0, CACHED, lookup_s * 1000, cached=True, input_tokens=0,
+                               output_tokens=0, cost_usd=0.0)
+        return _verdict([row], status="scored", label=found.label, score=found.score,
+                        reasoning=found.reasoning, raw_reply=found.raw_reply, cached=True)
+
+    def _request_for(self, labels: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+        """The request arguments for a label menu, and the judge identity the cache keys on."""
+        found = self._requests.get(labels)
+        if found is None:
+            identity = canonical_json({
+                "model": self.config.model, "api_base": self.config.api_base,
+                "params": self._params, "max_tokens": self._max_tokens, "mode": self.mode,
+                "labels": labels})
+            request = {**self._params, **structured_output_kwargs(self.mode, labels)}
+            found = self._requests[labels] = (request, identity)
+        return found
+
     def _parsed_verdict(self, rubric: Rubric, labels: tuple[str, ...], raw: str,
-                        tally: _CallTally) -> JudgeVerdict:
+                        calls: list[JudgeCall]) -> JudgeVerdict:
         try:
             parsed = parse_verdict(raw, labels)
         except VerdictParseError as exc:
-            return tally.verdict(status="unscored", reason=str(exc), raw_reply=raw)
-        return tally.verdict(status="scored", label=parsed.label,
-                             score=rubric.score_for(parsed.label), reasoning=parsed.reasoning,
-                             raw_reply=raw)
+            return _verdict(calls, status="unscored", reason=str(exc), raw_reply=raw)
+        return _verdict(calls, status="scored", label=parsed.label,
+                        score=rubric.score_for(parsed.label), reasoning=parsed.reasoning,
+                        raw_reply=raw)
 
-    def _failure_verdict(self, exc: Exception, tally: _CallTally,
-                         api_key: str | None) -> JudgeVerdict | None:
-        """The error verdict that ends the call, or None when another attempt is due."""
+    def _failure_ending(self, exc: Exception, failures: int, attempts: int,
+                        api_key: str | None) -> str | None:
+        """The reason that ends the call in an error, or None when another attempt is due."""
         described = _describe(exc, api_key)
         if not is_retryable(exc):
             status = getattr(exc, "status_code", None)
@@ -233,49 +295,26 @@ class LiteLLMJudge:
                 hint = f"check the model name '{self.config.model}'"
                 if self.config.api_key_env:
                     hint += f" and the API key in ${self.config.api_key_env}"
-                return tally.verdict(status="error", reason=f"judge call rejected ({described}); {hint}")
-            return tally.verdict(status="error", reason=f"judge call failed: {described}")
-        if tally.failures >= self.config.limits.max_attempts:
-            return tally.verdict(status="error", reason=(
-                f"judge call failed after {tally.attempts} attempts: {described}"))
+                return f"judge call rejected ({described}); {hint}"
+            return f"judge call failed: {described}"
+        if failures >= self.config.limits.max_attempts:
+            return f"judge call failed after {attempts} attempts: {described}"
         return None
 
-    def _cost(self, response: Any, input_tokens: int | None,
-              output_tokens: int | None) -> float | None:
+    def _circuit_open_reason(self) -> str:
+        return (f"judge '{self.name}' is paused: its circuit is open after repeated failures "
+                f"(last: {self.breaker.last_failure}); waited "
+                f"{self.config.breaker.max_wait_s:g}s for it to recover")
+
+    def _price(self, reply: Reply) -> float | None:
         """USD from the config's prices, else litellm's price map; None when unknown."""
         prices = self.config.prices
-        if prices is not None:
-            if input_tokens is None or output_tokens is None:
-                return None
-            return (input_tokens * prices.input_per_mtok
-                    + output_tokens * prices.output_per_mtok) / 1_000_000
-        if self._litellm_prices_unknown:
+        if prices is None:
+            return reply.cost_usd
+        if reply.input_tokens is None or reply.output_tokens is None:
             return None
-        already_priced = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-        if already_priced is not None:  # litellm prices every response it returns (documented)
-            return float(already_priced)
-        try:
-            return float(self._client().completion_cost(completion_response=response))
-        except Exception:  # model not in litellm's map: unknown for good, stop asking
-            self._litellm_prices_unknown = True
-            return None
-
-    def _client(self) -> ModuleType:
-        if self._litellm is None:
-            self._litellm = import_litellm()
-        return self._litellm
-
-    def _detect_mode(self, litellm: ModuleType) -> str:
-        """json_schema where supported or the model is unknown to litellm (usually an
-        OpenAI-compatible server), else a forced tool call where supported, else text."""
-        model = self.config.model
-        try:
-            if litellm.supports_response_schema(model=model):
-                return "json_schema"
-            litellm.get_model_info(model=model)
-        except Exception:
-            return "json_schema"
-        return "tool" if litellm.supports_function_calling(model=model) else "text"
+        return (reply.input_tokens * prices.input_per_mtok
+                + reply.output_tokens * prices.output_per_mtok) / 1_000_000
 
     def _slots_for_this_loop(self) -> asyncio.Semaphore:
         """The in-flight limit, one semaphore per event loop (asyncio objects are loop-bound)."""
@@ -286,18 +325,6 @@ class LiteLLMJudge:
                 slots = self._slots.setdefault(
                     loop, asyncio.Semaphore(self.config.limits.max_in_flight))
         return slots
-
-
-def _reply_of(response: Any) -> tuple[str, str | None]:
-    """(verdict text, finish reason): the first tool call's arguments, else the content."""
-    choices = getattr(response, "choices", None) or []
-    if not choices:
-        return "", None
-    message = getattr(choices[0], "message", None)
-    calls = getattr(message, "tool_calls", None)
-    if calls:
-        return calls[0].function.arguments or "", choices[0].finish_reason
-    return getattr(message, "content", None) or "", choices[0].finish_reason
 
 
 def _describe(exc: Exception, api_key: str | None) -> str:

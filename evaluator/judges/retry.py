@@ -44,6 +44,23 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
+JUDGE_WIDE_STATUS = frozenset({401, 403, 404})
+"""Final failures that will hit every call of the judge (bad key, no access, unknown model)."""
+
+TIMEOUT_NAMES = frozenset({"Timeout", "APITimeoutError", "TimeoutError"})
+
+
+def counts_against_judge(exc: BaseException) -> bool:
+    """Whether a failure says the judge itself is in trouble (for the circuit breaker), not
+    just this one request (a prompt too long, a refused content policy)."""
+    return is_retryable(exc) or getattr(exc, "status_code", None) in JUDGE_WIDE_STATUS
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """A timed-out call may still have been billed: its cost is unknown, not zero."""
+    return bool({cls.__name__ for cls in type(exc).__mro__} & TIMEOUT_NAMES)
+
+
 def retry_after_s(exc: BaseException) -> float | None:
     """Seconds the server asked us to wait (retry-after-ms, or Retry-After seconds or date)."""
     headers = _headers_of(exc)

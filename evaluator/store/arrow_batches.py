@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from evaluator.judges.ledger import JudgeCall
 from evaluator.records import DeadLetter, Evaluation, utcnow
 from evaluator.store.models import StoredTrace
 
@@ -45,6 +46,30 @@ EVALUATION_SCHEMA = pa.schema([
     ("sample_weight", pa.float64()),
     ("truncated", pa.bool_()),
     ("run_id", pa.string()),
+    ("created_at", TIMESTAMP),
+    ("stability", pa.float64()),
+])
+
+JUDGE_CALL_SCHEMA = pa.schema([
+    ("call_id", pa.string()),
+    ("evaluation_id", pa.string()),
+    ("trace_id", pa.string()),
+    ("rubric", pa.string()),
+    ("rubric_version", pa.int32()),
+    ("run_id", pa.string()),
+    ("judge", pa.string()),
+    ("model", pa.string()),
+    ("transport", pa.string()),
+    ("sample", pa.int32()),
+    ("attempt", pa.int32()),
+    ("status", pa.string()),
+    ("http_status", pa.int32()),
+    ("error_class", pa.string()),
+    ("input_tokens", pa.int64()),
+    ("output_tokens", pa.int64()),
+    ("cost_usd", pa.float64()),
+    ("latency_ms", pa.float64()),
+    ("cached", pa.bool_()),
     ("created_at", TIMESTAMP),
 ])
 
@@ -98,6 +123,12 @@ def _table(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
 def evaluations_table(evaluations: Sequence[Evaluation]) -> pa.Table:
     unique = first_per_key(evaluations, lambda e: e.evaluation_id)
     return _table(EVALUATION_SCHEMA, [e.__dict__ for e in unique])
+
+
+def judge_calls_table(calls: Sequence[JudgeCall]) -> pa.Table:
+    unique = first_per_key(calls, lambda c: c.call_id)
+    return _table(JUDGE_CALL_SCHEMA, [{name: getattr(c, name) for name in JUDGE_CALL_SCHEMA.names}
+                                      for c in unique])
 
 
 def dead_letters_table(dead_letters: Sequence[DeadLetter]) -> pa.Table:

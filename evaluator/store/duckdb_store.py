@@ -19,9 +19,15 @@ import duckdb
 import pyarrow as pa
 
 from evaluator.errors import StoreError
+from evaluator.judges.ledger import JudgeCall
 from evaluator.records import DeadLetter, Evaluation, canonical_json
 from evaluator.store import queries
-from evaluator.store.arrow_batches import dead_letters_table, evaluations_table, traces_table
+from evaluator.store.arrow_batches import (
+    dead_letters_table,
+    evaluations_table,
+    judge_calls_table,
+    traces_table,
+)
 from evaluator.store.migrations import apply_migrations, require_current
 from evaluator.store.models import RubricSummary, RunRecord, StoredTrace, WriteResult
 
@@ -92,10 +98,11 @@ class Store:
         traces: Sequence[StoredTrace] = (),
         dead_letters: Sequence[DeadLetter] = (),
         lock_timeout_s: float = 10.0,
+        judge_calls: Sequence[JudgeCall] = (),
     ) -> WriteResult:
         """Open, write one batch, close: the sink's pattern. Arrow tables are built before the
         file is opened, so the lock is held only for the insert itself."""
-        tables = _batch_tables(evaluations, traces, dead_letters)
+        tables = _batch_tables(evaluations, traces, dead_letters, judge_calls)
         with cls(path, lock_timeout_s=lock_timeout_s) as store:
             return store._insert_tables(tables)
 
@@ -130,10 +137,11 @@ class Store:
         evaluations: Sequence[Evaluation] = (),
         traces: Sequence[StoredTrace] = (),
         dead_letters: Sequence[DeadLetter] = (),
+        judge_calls: Sequence[JudgeCall] = (),
     ) -> WriteResult:
-        """Insert all three in one transaction; rows whose key is already stored are skipped."""
+        """Insert all of them in one transaction; rows whose key is already stored are skipped."""
         self._writable()
-        return self._insert_tables(_batch_tables(evaluations, traces, dead_letters))
+        return self._insert_tables(_batch_tables(evaluations, traces, dead_letters, judge_calls))
 
     def _insert_tables(self, tables: dict[str, pa.Table]) -> WriteResult:
         conn = self._writable()
@@ -207,9 +215,12 @@ def _json_or_none(value: dict[str, Any] | None) -> str | None:
 
 
 def _batch_tables(evaluations: Sequence[Evaluation], traces: Sequence[StoredTrace],
-                  dead_letters: Sequence[DeadLetter]) -> dict[str, pa.Table]:
+                  dead_letters: Sequence[DeadLetter],
+                  judge_calls: Sequence[JudgeCall] = ()) -> dict[str, pa.Table]:
     """Only non-empty tables: an empty batch costs no statement."""
     tables: dict[str, pa.Table] = {}
+    if judge_calls:
+        tables["judge_calls"] = judge_calls_table(judge_calls)
     if traces:
         tables["traces"] = traces_table(traces)
     if evaluations:

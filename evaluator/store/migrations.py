@@ -153,6 +153,39 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        5,
+        "judge call ledger (every HTTP attempt and cache hit) and the stability of repeated verdicts",
+        """
+        -- One row per judge HTTP attempt (retries, panel members and samples included) and per
+        -- cache hit. call_id is minted when the call is made: re-delivered results are stored
+        -- once. cost_usd NULL means unknown, never free.
+        CREATE TABLE judge_calls (
+            call_id VARCHAR PRIMARY KEY,
+            evaluation_id VARCHAR,
+            trace_id VARCHAR,
+            rubric VARCHAR,
+            rubric_version INTEGER,
+            run_id VARCHAR,
+            judge VARCHAR NOT NULL,
+            model VARCHAR,
+            transport VARCHAR,
+            sample INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            status VARCHAR NOT NULL,
+            http_status INTEGER,
+            error_class VARCHAR,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            cost_usd DOUBLE,
+            latency_ms DOUBLE,
+            cached BOOLEAN NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        -- Share of repeated samples agreeing with the final label (NULL: judged once).
+        ALTER TABLE evaluations ADD COLUMN stability DOUBLE;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].number

@@ -25,10 +25,11 @@ class WriteResult:
     evaluations: int = 0
     traces: int = 0
     dead_letters: int = 0
+    judge_calls: int = 0
 
     @property
     def total(self) -> int:
-        return self.evaluations + self.traces + self.dead_letters
+        return self.evaluations + self.traces + self.dead_letters + self.judge_calls
 
 
 @dataclass

@@ -12,7 +12,7 @@ import dramatiq
 from evaluator.errors import EvaluatorError
 from evaluator.judges.base import JudgeClient
 from evaluator.metrics import metrics
-from evaluator.pipeline import evaluate_items
+from evaluator.pipeline import evaluate_batch
 from evaluator.records import DeadLetter
 from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.store import StoredTrace
@@ -61,10 +61,11 @@ async def process_message(context: WorkerContext, message: dict[str, Any]) -> Re
         dead.extend(DeadLetter.from_error(source, {"trace": i.trace.model_dump(mode="json")}, exc)
                     for i in items)
         return ResultBatch(dead_letters=dead)
-    evaluations = await evaluate_items(items, rubrics, judge, message.get("run_id"))
-    metrics().record_evaluations(evaluations)
+    judged = await evaluate_batch(items, rubrics, judge, message.get("run_id"))
+    metrics().record_evaluations(judged.evaluations)
     traces = [StoredTrace(i.trace, i.decision.reason, i.decision.weight) for i in items]
-    return ResultBatch(evaluations=evaluations, traces=traces, dead_letters=dead)
+    return ResultBatch(evaluations=judged.evaluations, traces=traces, dead_letters=dead,
+                       judge_calls=judged.judge_calls)
 
 
 def register_evaluate_actor(broker: dramatiq.Broker, context: WorkerContext) -> dramatiq.Actor:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evaluator.errors import InvalidTraceError
+from evaluator.judges.ledger import JudgeCall
 from evaluator.pipeline import WorkItem
 from evaluator.records import DeadLetter, Evaluation, Trace, parse_trace
 from evaluator.sampling import SampleDecision
@@ -53,14 +54,18 @@ class ResultBatch:
     evaluations: list[Evaluation] = field(default_factory=list)
     traces: list[StoredTrace] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    judge_calls: list[JudgeCall] = field(default_factory=list)
+    """The cost ledger rows behind the evaluations."""
 
     def __len__(self) -> int:
-        return len(self.evaluations) + len(self.traces) + len(self.dead_letters)
+        return (len(self.evaluations) + len(self.traces) + len(self.dead_letters)
+                + len(self.judge_calls))
 
     def extend(self, other: ResultBatch) -> None:
         self.evaluations.extend(other.evaluations)
         self.traces.extend(other.traces)
         self.dead_letters.extend(other.dead_letters)
+        self.judge_calls.extend(other.judge_calls)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -75,6 +80,7 @@ class ResultBatch:
                     for t in self.traces
                 ],
                 "dead_letters": [d.model_dump(mode="json") for d in self.dead_letters],
+                "judge_calls": [c.to_json() for c in self.judge_calls],
             },
             ensure_ascii=False,
         )
@@ -89,4 +95,5 @@ class ResultBatch:
                 for t in data["traces"]
             ],
             dead_letters=[DeadLetter.model_validate(d) for d in data["dead_letters"]],
+            judge_calls=[JudgeCall.from_json(c) for c in data.get("judge_calls", ())],
         )

@@ -40,7 +40,8 @@ class Sink:
         if not entry_ids:
             self._unwritten = None
             return 0
-        Store.write_once(self.db_path, pending.evaluations, pending.traces, pending.dead_letters)
+        Store.write_once(self.db_path, pending.evaluations, pending.traces, pending.dead_letters,
+                         judge_calls=pending.judge_calls)
         self._unwritten = None
         self.channel.ack(entry_ids)
         metrics().record_written(pending.evaluations, len(pending.traces), len(pending.dead_letters))

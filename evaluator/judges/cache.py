@@ -1,0 +1,155 @@
+"""The judge-response cache: replaying unchanged items costs nothing.
+
+Key: sha256 of the judge's identity (model, api_base, parameters, max_tokens, structured-output
+mode and label menu), the exact rendered messages and the sample number. Used only when the
+call is deterministic (temperature 0 or a fixed seed), and only scored verdicts are stored:
+an unusable reply or a failure is asked again next time.
+
+An in-process LRU sits in front of a shared backend: Redis (service mode, entries expire after
+the judge's `cache.ttl_s`) or a SQLite file (embedded mode, so a second `evaluator run` or
+`evaluator replay` process gets the first one's answers). The DuckDB store is not used: it has
+a single writer, the sink. A backend that fails is a miss, never a failed evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from evaluator.judges.redis_clients import LoopRedis
+
+log = logging.getLogger(__name__)
+
+REDIS_PREFIX = "evaluator:judge-cache:"
+DEFAULT_MEMORY_ENTRIES = 10_000
+
+
+def is_deterministic(params: Mapping[str, Any]) -> bool:
+    return params.get("temperature") == 0 or params.get("seed") is not None
+
+
+def cache_key(identity: str, messages: Sequence[Mapping[str, Any]], sample: int) -> str:
+    digest = hashlib.sha256(identity.encode())
+    digest.update(b"\x1f")
+    digest.update(json.dumps(messages, ensure_ascii=False, separators=(",", ":"),
+                             sort_keys=True).encode())
+    digest.update(b"\x1f%d" % sample)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CachedVerdict:
+    label: str
+    score: float | None
+    reasoning: str | None
+    raw_reply: str | None
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> CachedVerdict:
+        return cls(**json.loads(text))
+
+
+class CacheBackend(Protocol):
+    async def get(self, key: str) -> str | bytes | None: ...
+
+    async def put(self, key: str, value: str, ttl_s: int) -> None: ...
+
+
+class SqliteBackend:
+    """A SQLite file shared by the processes of one machine (WAL mode: readers never block)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False,
+                                     isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS judge_cache (key TEXT PRIMARY KEY,"
+                           " value TEXT NOT NULL, expires_at REAL NOT NULL)")
+        self._lock = threading.Lock()
+
+    async def get(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value, expires_at FROM judge_cache WHERE key = ?",
+                                     (key,)).fetchone()
+        return row[0] if row and row[1] > time.time() else None
+
+    async def put(self, key: str, value: str, ttl_s: int) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO judge_cache VALUES (?, ?, ?)",
+                               (key, value, time.time() + ttl_s))
+
+
+class RedisBackend:
+    def __init__(self, redis: LoopRedis):
+        self._redis = redis
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._redis.client().get(REDIS_PREFIX + key)
+
+    async def put(self, key: str, value: str, ttl_s: int) -> None:
+        await self._redis.client().set(REDIS_PREFIX + key, value, ex=ttl_s)
+
+
+class JudgeCache:
+    """An LRU of recent verdicts in front of an optional shared backend."""
+
+    def __init__(self, backend: CacheBackend | None = None,
+                 max_entries: int = DEFAULT_MEMORY_ENTRIES):
+        self.backend = backend
+        self.max_entries = max_entries
+        self._memory: OrderedDict[str, CachedVerdict] = OrderedDict()
+        self._lock = threading.Lock()
+        self._warned_at = float("-inf")
+
+    async def get(self, key: str) -> CachedVerdict | None:
+        with self._lock:
+            found = self._memory.get(key)
+            if found is not None:
+                self._memory.move_to_end(key)
+                return found
+        if self.backend is None:
+            return None
+        try:
+            text = await self.backend.get(key)
+            found = None if text is None else CachedVerdict.decode(text)
+        except Exception as exc:  # a broken backend is a miss
+            self._warn(exc)
+            return None
+        if found is not None:
+            self._remember(key, found)
+        return found
+
+    async def put(self, key: str, verdict: CachedVerdict, ttl_s: int) -> None:
+        self._remember(key, verdict)
+        if self.backend is not None:
+            try:
+                await self.backend.put(key, verdict.encode(), ttl_s)
+            except Exception as exc:
+                self._warn(exc)
+
+    def _remember(self, key: str, verdict: CachedVerdict) -> None:
+        with self._lock:
+            self._memory[key] = verdict
+            self._memory.move_to_end(key)
+            while len(self._memory) > self.max_entries:
+                self._memory.popitem(last=False)
+
+    def _warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at > 10.0:
+            self._warned_at = now
+            log.warning("judge cache backend failed (%r): treated as a miss", exc)

@@ -1,0 +1,107 @@
+"""The cost ledger: one JudgeCall per HTTP attempt (retries, panel members and samples included)
+and per cache hit, so spend can be summed per judge, rubric and day.
+
+A call's id is random and minted when the call is made: the same result re-delivered to the
+sink is stored once, while a message judged twice (a worker retry) really did pay twice.
+`cost_usd` None means unknown, never free: a reply the price map cannot price, or a timeout
+(the provider may have billed a reply we never saw). An error response or a refused
+connection costs 0; a cache hit costs 0.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from evaluator.records import utcnow
+
+OK, ERROR, CACHED = "ok", "error", "cached"
+"""Call statuses: a reply came back (usable or not), the attempt failed, a cache hit."""
+
+
+@dataclass(slots=True)
+class JudgeCall:
+    """One judge call. The evaluation fields are stamped by the pipeline once the row's
+    Evaluation exists; the judge does not know them."""
+
+    call_id: str
+    judge: str
+    model: str | None
+    transport: str | None
+    sample: int
+    attempt: int
+    status: str
+    http_status: int | None = None
+    error_class: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    cached: bool = False
+    created_at: datetime | None = None
+    evaluation_id: str | None = None
+    trace_id: str | None = None
+    rubric: str | None = None
+    rubric_version: int | None = None
+    run_id: str | None = None
+
+    @classmethod
+    def new(cls, **fields: Any) -> JudgeCall:
+        return cls(call_id=uuid.uuid4().hex, created_at=utcnow(), **fields)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat() if self.created_at else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JudgeCall:
+        fields = dict(data)
+        if fields.get("created_at"):
+            fields["created_at"] = datetime.fromisoformat(fields["created_at"])
+        return cls(**fields)
+
+
+@dataclass(slots=True)
+class CallTotals:
+    """What a list of calls adds up to, as the Evaluation reports it."""
+
+    attempts: int
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    latency_ms: float
+
+
+def totals(calls: Sequence[JudgeCall]) -> CallTotals:
+    """HTTP attempts, summed tokens and latency; cost is unknown if any call's is."""
+    attempts = 0
+    input_tokens = output_tokens = None
+    cost: float | None = 0.0
+    latency = 0.0
+    for call in calls:
+        if not call.cached:
+            attempts += 1
+        if call.input_tokens is not None:
+            input_tokens = (input_tokens or 0) + call.input_tokens
+        if call.output_tokens is not None:
+            output_tokens = (output_tokens or 0) + call.output_tokens
+        if call.cost_usd is None:
+            cost = None
+        elif cost is not None:
+            cost += call.cost_usd
+        latency += call.latency_ms or 0.0
+    if not calls:
+        cost = None
+    return CallTotals(attempts, input_tokens, output_tokens, cost, round(latency, 3))
+
+
+def stamp(calls: Iterable[JudgeCall], evaluation_id: str, trace_id: str, rubric: str,
+          rubric_version: int, run_id: str | None) -> None:
+    """Tie the calls to the Evaluation they produced."""
+    for call in calls:
+        call.evaluation_id, call.trace_id = evaluation_id, trace_id
+        call.rubric, call.rubric_version, call.run_id = rubric, rubric_version, run_id

@@ -1,0 +1,111 @@
+"""Panels and repeat judging: several judges and/or k samples each, made into one verdict.
+
+Every member judges every trace `samples` times (per rubric: `samples_by_rubric`), all at once.
+Only scored samples vote; the others are kept, like every sample, in the verdict's raw_reply.
+- `majority`: the label most samples chose; a tie goes to the tied label scoring lowest (the
+  strict reading: a panel split on "is this a hallucination" does not pass it).
+- `mean`: the mean of the samples' scores is the score, and the label is the rubric's label
+  whose score is nearest to it (a tie again goes to the lower score).
+Stability is the share of voting samples that chose the final label (1.0 = unanimous), so the
+report can show how often repeated verdicts disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from statistics import fmean
+
+from evaluator.judges.base import JudgeClient, JudgeVerdict
+from evaluator.judges.ledger import totals
+from evaluator.records import Trace, canonical_json, sha256_hex
+from evaluator.rubrics import RenderedPrompt, Rubric
+
+MAX_REASON_CHARS = 1_000
+
+
+def panel_hash(aggregate: str, samples: object, members: Sequence[JudgeClient]) -> str:
+    identity = {"kind": "panel", "aggregate": aggregate, "samples": samples,
+                "members": [member.config_hash for member in members]}
+    return sha256_hex(canonical_json(identity))[:16]
+
+
+class PanelJudge:
+    """A JudgeClient over member JudgeClients; `samples_for(criterion)` gives k."""
+
+    def __init__(self, name: str, config_hash: str, members: Sequence[JudgeClient],
+                 aggregate: str, samples_for: Callable[[str], int]):
+        self.name = name
+        self.config_hash = config_hash
+        self.members = tuple(members)
+        self.aggregate = aggregate
+        self._samples_for = samples_for
+
+    async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt) -> JudgeVerdict:
+        k = self._samples_for(rubric.criterion)
+        slots = [(member, sample) for member in self.members for sample in range(k)]
+        results = await asyncio.gather(
+            *(self._sample(member, sample, k, rubric, trace, prompt) for member, sample in slots),
+            return_exceptions=True)
+        verdicts = [result if isinstance(result, JudgeVerdict) else
+                    JudgeVerdict(status="error", reason=f"judge {member.name} raised {result!r}")
+                    for (member, _), result in zip(slots, results)]
+        return self._combined(rubric, [(m.name, s) for m, s in slots], verdicts)
+
+    @staticmethod
+    async def _sample(member: JudgeClient, sample: int, k: int, rubric: Rubric, trace: Trace,
+                      prompt: RenderedPrompt) -> JudgeVerdict:
+        if k == 1:
+            return await member.judge(rubric, trace, prompt)
+        return await member.judge(rubric, trace, prompt, sample=sample)  # type: ignore[call-arg]
+
+    def _combined(self, rubric: Rubric, who: list[tuple[str, int]],
+                  verdicts: list[JudgeVerdict]) -> JudgeVerdict:
+        calls = [call for verdict in verdicts for call in verdict.calls]
+        summed = totals(calls)
+        common = {
+            "raw_reply": json.dumps([_sample_record(name, sample, verdict) for (name, sample), verdict
+                                     in zip(who, verdicts)], ensure_ascii=False),
+            "input_tokens": summed.input_tokens, "output_tokens": summed.output_tokens,
+            "cost_usd": summed.cost_usd if calls else None,
+            "latency_ms": max((v.latency_ms or 0.0 for v in verdicts), default=None),
+            "attempts": sum(v.attempts for v in verdicts), "calls": calls,
+            "cached": all(v.cached for v in verdicts),
+        }
+        voting = [v for v in verdicts if v.status == "scored" and v.label in rubric.labels]
+        if not voting:
+            failures = "; ".join(f"{name}#{sample}: {v.status}: {v.reason}"
+                                 for (name, sample), v in zip(who, verdicts))
+            status = "error" if all(v.status == "error" for v in verdicts) else "unscored"
+            return JudgeVerdict(status=status, reason=_short(
+                f"no usable verdict from the {len(verdicts)} samples ({failures})"), **common)
+        counts = Counter(v.label for v in voting)
+        if self.aggregate == "mean":
+            score = fmean(rubric.score_for(v.label) if v.score is None else v.score for v in voting)
+            label = min(rubric.labels, key=lambda name: (abs(rubric.labels[name] - score),
+                                                         rubric.labels[name]))
+        else:
+            top = max(counts.values())
+            label = min((name for name, n in counts.items() if n == top),
+                        key=lambda name: (rubric.labels[name], name))
+            score = rubric.score_for(label)
+        agreeing = [v for v in voting if v.label == label]
+        tally = ", ".join(f"{name} {n}" for name, n in counts.most_common())
+        summary = (f"{self.aggregate} of {len(voting)} usable samples out of {len(verdicts)}: "
+                   f"{tally}.")
+        chosen = agreeing[0].reasoning if agreeing else voting[0].reasoning
+        return JudgeVerdict(status="scored", label=label, score=score,
+                            reasoning=f"{summary}\n{chosen or ''}".strip(),
+                            stability=len(agreeing) / len(voting), **common)
+
+
+def _sample_record(name: str, sample: int, verdict: JudgeVerdict) -> dict[str, object]:
+    return {"judge": verdict.judge or name, "sample": sample, "status": verdict.status,
+            "label": verdict.label, "reason": verdict.reason, "reasoning": verdict.reasoning,
+            "raw_reply": verdict.raw_reply}
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "..."

@@ -1,0 +1,32 @@
+"""One redis.asyncio client per event loop: asyncio connections belong to the loop that made them.
+
+A worker process runs its async actors on one loop, so it holds one client; tests and the CLI
+that call asyncio.run() more than once get a fresh client per loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from typing import Any
+
+
+class LoopRedis:
+    def __init__(self, url: str):
+        self.url = url
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary())
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        """The redis.asyncio.Redis of the running loop."""
+        loop = asyncio.get_running_loop()
+        found = self._clients.get(loop)
+        if found is None:
+            import redis.asyncio
+
+            with self._lock:
+                found = self._clients.setdefault(loop, redis.asyncio.Redis.from_url(
+                    self.url, socket_connect_timeout=3, socket_timeout=10))
+        return found

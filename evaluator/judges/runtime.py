@@ -1,0 +1,108 @@
+"""What the judges of one process share: the response cache, rate limiters and circuit breakers.
+
+Built from the environment on first use (`default_runtime()`), or explicitly (tests, tools):
+- EVALUATOR_REDIS_URL set: rate limits and the cache live in Redis, shared by every worker;
+- else rate limits are per process and the cache is a SQLite file next to the DuckDB file
+  (`.evaluator-cache/judge.sqlite`), so a second CLI process gets the first one's answers;
+- EVALUATOR_JUDGE_CACHE overrides the cache: `off`, `memory`, `redis` or a SQLite file path.
+Breakers are always per process: each worker judges its own view of a failing provider.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from evaluator.errors import ConfigError
+from evaluator.judge_config import JudgeConfig
+from evaluator.judges.breaker import CircuitBreaker
+from evaluator.judges.cache import JudgeCache, RedisBackend, SqliteBackend
+from evaluator.judges.ratelimit import (
+    LocalRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+    WaitLog,
+    rates_for,
+)
+from evaluator.judges.redis_clients import LoopRedis
+
+CACHE_ENV = "EVALUATOR_JUDGE_CACHE"
+CACHE_DIR = ".evaluator-cache"
+
+
+class JudgeRuntime:
+    def __init__(self, redis_url: str | None = None, cache: JudgeCache | None = None):
+        self.redis = LoopRedis(redis_url) if redis_url else None
+        self.cache = cache
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._limiters: dict[str, RateLimiter | None] = {}
+        self._wait_logs: dict[str, WaitLog] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> JudgeRuntime:
+        from evaluator.settings import Settings
+
+        settings = Settings.from_env()
+        runtime = cls(settings.redis_url)
+        spec = os.environ.get(CACHE_ENV, "").strip()
+        runtime.cache = _cache_from_spec(spec, runtime.redis, settings.db_path)
+        return runtime
+
+    def breaker(self, config: JudgeConfig) -> CircuitBreaker:
+        with self._lock:
+            found = self._breakers.get(config.name)
+            if found is None:
+                found = self._breakers[config.name] = CircuitBreaker(config.name, config.breaker)
+            return found
+
+    def limiter(self, config: JudgeConfig) -> RateLimiter | None:
+        """None when the judge has no requests/tokens per minute limit."""
+        with self._lock:
+            if config.name not in self._limiters:
+                rates = rates_for(config.limits)
+                limiter: RateLimiter | None = None
+                if rates:
+                    limiter = (RedisRateLimiter(self.redis, config.name, rates) if self.redis
+                               else LocalRateLimiter(rates))
+                self._limiters[config.name] = limiter
+            return self._limiters[config.name]
+
+    def wait_log(self, name: str) -> WaitLog:
+        with self._lock:
+            return self._wait_logs.setdefault(name, WaitLog(name))
+
+
+def _cache_from_spec(spec: str, redis: LoopRedis | None, db_path: Path) -> JudgeCache | None:
+    if spec == "off":
+        return None
+    if spec == "memory":
+        return JudgeCache()
+    if spec == "redis" or (not spec and redis):
+        if redis is None:
+            raise ConfigError(f"{CACHE_ENV}=redis needs EVALUATOR_REDIS_URL")
+        return JudgeCache(RedisBackend(redis))
+    path = Path(spec) if spec else db_path.parent / CACHE_DIR / "judge.sqlite"
+    return JudgeCache(SqliteBackend(path))
+
+
+_default: tuple[tuple[str | None, ...], JudgeRuntime] | None = None
+_default_lock = threading.Lock()
+
+
+def reset_default_runtime() -> None:
+    """Forget the process's runtime (its cache, breakers, limiters): tests start clean."""
+    global _default
+    with _default_lock:
+        _default = None
+
+
+def default_runtime() -> JudgeRuntime:
+    """The process's runtime, rebuilt if the environment it came from changed."""
+    global _default
+    env = tuple(os.environ.get(name) for name in ("EVALUATOR_REDIS_URL", CACHE_ENV, "EVALUATOR_DB"))
+    with _default_lock:
+        if _default is None or _default[0] != env:
+            _default = (env, JudgeRuntime.from_env())
+        return _default[1]
