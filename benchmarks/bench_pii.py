@@ -11,14 +11,19 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Callable
+from functools import partial
 
 import phonenumbers
 
 from evaluator.pii import PiiMasker
 from evaluator.records import Message, Trace
 
-GOAL_TRACES_PER_S = 2_500
-"""0.4 ms a trace: a tenth of the ~4 ms CPU one judge call costs (DESIGN.md), itself per rubric."""
+GOAL_PII_HEAVY = 1_000
+"""1 ms a trace at worst: a quarter of the ~4 ms CPU of one judge call (DESIGN.md), and a trace
+gets one call per rubric."""
+GOAL_PII_FREE = 5_000
+"""0.2 ms: most traces hold no PII and should barely notice the masker."""
 
 _SIMPLE_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 
@@ -28,18 +33,18 @@ SYSTEM = (
     "150 words, quote order numbers exactly, and never promise refunds above the policy limit."
 )
 DOCS = [
-    "Returns policy (rev. {year}-03-01): items can be returned within 30 days of delivery if unused. "
+    ("Returns policy (rev. {year}-03-01): items can be returned within 30 days of delivery if unused. "
     "Refunds are issued to the original payment method within 5-7 business days after inspection. "
     "Orders above $250.00 need a return authorization; shipping labels cost $7.95 unless the item "
-    "arrived damaged. Version 2.4.1 of the returns portal supports exchanges for a different size.",
-    "Shipping: standard delivery takes 3-5 business days, express 1-2. Order #{order} shipped on "
+    "arrived damaged. Version 2.4.1 of the returns portal supports exchanges for a different size."),
+    ("Shipping: standard delivery takes 3-5 business days, express 1-2. Order #{order} shipped on "
     "{year}-05-{day:02d} from the Reno warehouse, tracking 1Z999AA1{order}. Delivery windows are "
-    "8:00-20:00 local time; the courier makes 3 attempts before returning the parcel to the depot.",
-    "Product sheet: Ridgeline Shell Jacket, SKU RS-{day:02d}40, 3-layer waterproof membrane rated "
+    "8:00-20:00 local time; the courier makes 3 attempts before returning the parcel to the depot."),
+    ("Product sheet: Ridgeline Shell Jacket, SKU RS-{day:02d}40, 3-layer waterproof membrane rated "
     "20,000 mm, seams taped, weight 412 g (size M). Care: machine wash at 30 C, tumble dry low to "
     "reactivate the DWR finish, do not iron. Warranty: 2 years against manufacturing defects; seam "
     "failures within the warranty period are repaired or replaced free of charge, including the "
-    "return shipping. Sizes XS-XXL; see the size chart (chest 86-122 cm).",
+    "return shipping. Sizes XS-XXL; see the size chart (chest 86-122 cm)."),
 ]
 QUESTION = "Hi, my order #{order} arrived with a torn seam. {pii_q}Can I return it and get a refund?"
 PII_QUESTION = (
@@ -86,13 +91,21 @@ def _texts(trace: Trace) -> list[str]:
     return [*fields, trace.user_id or "", *(v for v in trace.metadata.values() if isinstance(v, str))]
 
 
-def _best_seconds(work, rounds: int) -> float:
-    best = float("inf")
+def _best_cpu_seconds(workloads: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    """Best CPU time of each workload over `rounds`, alternating them within each round so
+    that load from other processes on this shared machine hits all of them alike."""
+    best = dict.fromkeys(workloads, float("inf"))
     for _ in range(rounds):
-        started = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - started)
+        for name, work in workloads.items():
+            started = time.process_time()
+            work()
+            best[name] = min(best[name], time.process_time() - started)
     return best
+
+
+def _mask_all(masker: PiiMasker, traces: list[Trace]) -> None:
+    for trace in traces:
+        masker.mask_trace(trace)
 
 
 def _email_regex_only(traces: list[Trace]) -> None:
@@ -114,21 +127,24 @@ def _row(metric, value, unit, baseline=None, baseline_value=None, goal=None):
 
 
 def run(quick: bool = False) -> list[dict]:
-    count, rounds = (100, 3) if quick else (500, 5)
+    count, rounds = (100, 3) if quick else (400, 7)
     masker = PiiMasker()
     rows = []
     for label, with_pii in (("PII-heavy", True), ("PII-free", False)):
         traces = _traces(count, with_pii)
         chars = sum(len(text) for trace in traces for text in _texts(trace))
-        ours = _best_seconds(lambda: [masker.mask_trace(t) for t in traces], rounds)
-        email_only = _best_seconds(lambda: _email_regex_only(traces), rounds)
-        phones_only = _best_seconds(lambda: _phonenumbers_only(traces), rounds)
+        seconds = _best_cpu_seconds({
+            "ours": partial(_mask_all, masker, traces),
+            "email": partial(_email_regex_only, traces),
+            "phones": partial(_phonenumbers_only, traces),
+        }, rounds)
         detail = f"{label}, {chars / count / 1000:.1f} KB/trace"
-        rows.append(_row(f"mask_trace traces/s ({detail})", count / ours, "traces/s",
-                         "bare re.sub e-mail pass", count / email_only, f">= {GOAL_TRACES_PER_S:,}"))
-        rows.append(_row(f"mask_trace traces/s ({detail})", count / ours, "traces/s",
-                         "PhoneNumberMatcher alone", count / phones_only))
-        rows.append(_row(f"mask_trace chars/s ({label})", chars / ours, "chars/s"))
+        goal = GOAL_PII_HEAVY if with_pii else GOAL_PII_FREE
+        rows.append(_row(f"mask_trace traces/s ({detail})", count / seconds["ours"], "traces/s",
+                         "bare re.sub e-mail pass", count / seconds["email"], f">= {goal:,}"))
+        rows.append(_row(f"mask_trace traces/s ({detail})", count / seconds["ours"], "traces/s",
+                         "PhoneNumberMatcher alone", count / seconds["phones"]))
+        rows.append(_row(f"mask_trace chars/s ({label})", chars / seconds["ours"], "chars/s"))
     return rows
 
 

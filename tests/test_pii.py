@@ -187,17 +187,17 @@ def test_placeholders_are_never_nested(masker):
 
 
 def _trace(**fields) -> Trace:
-    base = dict(
-        trace_id="t-1",
-        input=[Message(role="user", content="I am jane@x.com, call 415-555-0134")],
-        system="Support bot. Escalations go to ops@corp.example.com",
-        context=["Customer jane@x.com, card 4111 1111 1111 1111", "no pii here"],
-        output="Sure jane@x.com, I will call (415) 555-0134.",
-        error="upstream 10.2.3.4 refused",
-        user_id="jane@x.com",
-        tags=["vip", "owner:ops@corp.example.com"],
-        metadata={"ip": "203.0.113.9", "count": 3, "nested": {"email": "jane@x.com"}},
-    )
+    base = {
+        "trace_id": "t-1",
+        "input": [Message(role="user", content="I am jane@x.com, call 415-555-0134")],
+        "system": "Support bot. Escalations go to ops@corp.example.com",
+        "context": ["Customer jane@x.com, card 4111 1111 1111 1111", "no pii here"],
+        "output": "Sure jane@x.com, I will call (415) 555-0134.",
+        "error": "upstream 10.2.3.4 refused",
+        "user_id": "jane@x.com",
+        "tags": ["vip", "owner:ops@corp.example.com"],
+        "metadata": {"ip": "203.0.113.9", "count": 3, "nested": {"email": "jane@x.com"}},
+    }
     return Trace(**{**base, **fields})
 
 

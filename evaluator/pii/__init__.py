@@ -9,7 +9,14 @@ the normalized value, stable across traces).
     masked = masker.mask_trace(trace)
 """
 
-from evaluator.pii.masker import MODES, Placeholders, PiiConfig, PiiMasker, raw_input_hash, resolve_overlaps
+from evaluator.pii.masker import (
+    MODES,
+    PiiConfig,
+    PiiMasker,
+    Placeholders,
+    raw_input_hash,
+    resolve_overlaps,
+)
 from evaluator.pii.match import ALL_KINDS, KIND_TAGS, PiiMatch
 
 __all__ = [

@@ -34,12 +34,14 @@ _KEY_BEFORE = re.compile(
 )
 """A credential-like name ending right before a `:` or `=`: `OPENAI_API_KEY=`, `"apiKey": `, `token: `."""
 _KEY_REACH = 48
-_VALUE_AFTER = re.compile(r"\s*[\"']?([^\s'\"`,;&<>(){}\[\]]+)")
+_VALUE_AFTER = re.compile(r"\s*[\"']?([^\s'\"`,;:=&<>(){}\[\]]{1,4096}=*)")
+"""Stops at the next `:` or `=` (base64 padding aside), so `a=b=c=...` stays linear."""
 _AUTH_SCHEME_REACH = 12
 _PRIVATE_KEY = re.compile(
-    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----([A-Za-z0-9+/=:,\s-]+?)-----END \1PRIVATE KEY-----"
+    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----([A-Za-z0-9+/=:,\s-]{1,16384}?)-----END \1PRIVATE KEY-----"
 )
-"""The body allows PEM headers (`Proc-Type: 4,ENCRYPTED`) but not `<`, so a masked key stays masked."""
+"""The body allows PEM headers (`Proc-Type: 4,ENCRYPTED`) but not `<`, so a masked key stays masked;
+its length is bounded (an RSA-8192 key is ~6.5 KB) so a BEGIN line without an END stays cheap."""
 
 _MIN_SECRET_CHARS = 16
 _MIN_PASSWORD_CHARS = 8

@@ -8,6 +8,7 @@ looks only around the candidates it lists; overlaps between detectors are resolv
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 import phonenumbers
 
 from evaluator.pii.match import PiiMatch
-from evaluator.pii.scan import TextScan
+from evaluator.pii.scan import TextScan, count_digits
 
 # ------------------------------------------------------------------ e-mail
 
@@ -61,20 +62,36 @@ def national_min_digits(region: str) -> int:
     return max(MIN_PHONE_DIGITS, min(metadata.general_desc.possible_length))
 
 
+def _unexplained_digits(scan: TextScan, explained: list[PiiMatch]) -> Iterator[tuple[int, int]]:
+    """The parts of each digit run that no other detector's match covers (a list of IP
+    addresses is one long digit run, entirely explained)."""
+    covered = scan.windows(((m.start, m.end) for m in explained), 0, 0)
+    ends = [end for _, end in covered]
+    for start, end, _ in scan.digit_runs:
+        index = bisect.bisect_right(ends, start)
+        piece_start = start
+        while index < len(covered) and covered[index][0] < end:
+            if covered[index][0] > piece_start:
+                yield piece_start, covered[index][0]
+            piece_start = covered[index][1]
+            index += 1
+        if piece_start < end:
+            yield piece_start, end
+
+
 def find_phones(
     scan: TextScan, region: str, national_digits: int, explained: list[PiiMatch]
 ) -> Iterator[PiiMatch]:
     """Valid phone numbers (libphonenumber's VALID leniency), numbers without `+` read in `region`.
 
-    Digit runs that lie inside a match from another detector (a card, an IBAN) are skipped:
+    Digits inside another detector's match (a card, an IBAN, an IP) are not looked at again:
     the matcher is by far the most expensive step.
     """
     text = scan.text
     hints = [
         (start, end)
-        for start, end, digits in scan.digit_runs
-        if digits >= (MIN_PHONE_DIGITS if text.endswith("+", 0, start) else national_digits)
-        and not any(m.start <= start and end <= m.end for m in explained)
+        for start, end in _unexplained_digits(scan, explained)
+        if count_digits(text[start:end]) >= (MIN_PHONE_DIGITS if text.endswith("+", 0, start) else national_digits)
     ]
     for start, end in scan.windows(hints, *_PHONE_CONTEXT):
         for found in phonenumbers.PhoneNumberMatcher(text[start:end], region):
@@ -88,6 +105,8 @@ def find_phones(
 # ------------------------------------------------------------------ payment card
 
 _CARD = re.compile(r"\d(?<![\w.,-]\d)(?<!\d[ -]\d)(?:[ -]?\d){12,}(?![\w-]|[.,]\d)")
+_CARD_SEPARATOR = re.compile(r"[ -]")
+_CARD_MAX_DIGITS = 19
 _CARD_FIRST_DIGITS = frozenset("23456")
 """Mastercard 2-series, Amex/Diners/JCB, Visa, Mastercard/Maestro, Discover/UnionPay. Excludes the
 1xxx millisecond timestamps, 9xx tracking and 978 ISBN numbers that pass Luhn by chance."""
@@ -122,13 +141,12 @@ def find_cards(scan: TextScan) -> Iterator[PiiMatch]:
     )
     for found in found_in_windows:
         run = found.group()
-        separators = set(re.findall(r"[ -]", run))
-        if len(separators) > 1 or run[0] not in _CARD_FIRST_DIGITS:
+        if run[0] not in _CARD_FIRST_DIGITS or len(set(_CARD_SEPARATOR.findall(run))) > 1:
             continue
-        groups = re.split(r"[ -]", run)
-        for count in range(len(groups), 0, -1):
+        groups = _CARD_SEPARATOR.split(run)
+        for count in range(min(len(groups), _CARD_MAX_DIGITS), 0, -1):
             digits = "".join(groups[:count])
-            if 13 <= len(digits) <= 19 and _card_grouping_ok(groups[:count]) and luhn_valid(digits):
+            if 13 <= len(digits) <= _CARD_MAX_DIGITS and _card_grouping_ok(groups[:count]) and luhn_valid(digits):
                 length = len(digits) + count - 1
                 yield PiiMatch("card", found.start(), found.start() + length, run[:length], digits)
                 break
@@ -149,7 +167,7 @@ IBAN_LENGTHS: dict[str, int] = {
 }
 """Total IBAN length per country (SWIFT IBAN registry)."""
 
-_IBAN = re.compile(r"(?<!\w)[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){10,30}")
+_IBAN = re.compile(r"(?<!\w)[A-Za-z]{2}[0-9]{2}(?: ?[A-Za-z0-9]){10,30}")
 
 
 def iban_valid(compact: str) -> bool:

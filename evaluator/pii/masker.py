@@ -19,7 +19,13 @@ import phonenumbers
 from evaluator.errors import ConfigError
 from evaluator.pii.credentials import find_secrets
 from evaluator.pii.detectors import (
-    find_cards, find_emails, find_ibans, find_ips, find_phones, find_ssns, national_min_digits,
+    find_cards,
+    find_emails,
+    find_ibans,
+    find_ips,
+    find_phones,
+    find_ssns,
+    national_min_digits,
 )
 from evaluator.pii.match import ALL_KINDS, KIND_PRIORITY, KIND_TAGS, PiiMatch
 from evaluator.pii.scan import TextScan
@@ -136,7 +142,7 @@ class PiiMasker:
         placeholder = seen.get(match.canonical)
         if placeholder is None:
             if self.config.mode == "hash":
-                message = f"{match.kind}\x1f{match.canonical}".encode("utf-8")
+                message = f"{match.kind}\x1f{match.canonical}".encode()
                 suffix = hmac.new(self._hash_key, message, hashlib.sha256).hexdigest()[:HASH_CHARS]
             else:
                 suffix = str(len(seen) + 1)

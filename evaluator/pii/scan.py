@@ -19,10 +19,14 @@ _ASSIGNMENT = re.compile(r"[:=]")
 _DIGITS = str.maketrans("", "", "0123456789")
 
 
+def count_digits(text: str) -> int:
+    return len(text) - len(text.translate(_DIGITS))
+
+
 class TextScan:
     """A text plus the candidate positions detectors start from, computed once and shared."""
 
-    __slots__ = ("text", "lower", "digit_runs", "max_digits", "long_tokens", "assignments")
+    __slots__ = ("assignments", "digit_runs", "long_tokens", "lower", "max_digits", "text")
 
     def __init__(self, text: str):
         self.text = text
@@ -31,8 +35,7 @@ class TextScan:
         self.digit_runs: list[tuple[int, int, int]] = []
         """(start, end, number of digits) of every digit run."""
         for found in _DIGIT_RUN.finditer(text):
-            run = found.group()
-            self.digit_runs.append((found.start(), found.end(), len(run) - len(run.translate(_DIGITS))))
+            self.digit_runs.append((found.start(), found.end(), count_digits(found.group())))
         self.max_digits = max((digits for _, _, digits in self.digit_runs), default=0)
         self.long_tokens = [found.span() for found in _LONG_TOKEN.finditer(text)]
         self.assignments = [found.start() for found in _ASSIGNMENT.finditer(text)]
