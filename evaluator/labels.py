@@ -96,19 +96,31 @@ def _number(row: dict[str, Any], name: str, whole: bool = False) -> float | int 
     return int(number) if whole else number
 
 
-def _rubric_for(row: dict[str, Any], registry: RubricRegistry) -> tuple[Rubric, int | None]:
-    """The rubric version the row names (latest when it names none) and the named version."""
-    ref = _text(row, "rubric")
-    if ref is None:
-        raise ValueError("'rubric' is missing: name the rubric, e.g. 'faithfulness' or "
-                         "'faithfulness@v1'")
-    criterion, version = parse_ref(ref)
-    column_version = _number(row, "rubric_version", whole=True)
-    if version is not None and column_version is not None and version != column_version:
-        raise ValueError(f"rubric {ref!r} and rubric_version {column_version} disagree")
-    version = version if version is not None else column_version
-    rubric = registry.get(criterion if version is None else f"{criterion}@v{version}")
-    return rubric, version
+class _RubricResolver:
+    """Which rubric version a row names, resolved once per distinct (rubric, version) text."""
+
+    def __init__(self, registry: RubricRegistry):
+        self.registry = registry
+        self.cache: dict[tuple[str, int | None], tuple[Rubric, int | None]] = {}
+
+    def __call__(self, row: dict[str, Any]) -> tuple[Rubric, int | None]:
+        """The named rubric version (the latest when none is named) and the named version."""
+        ref = _text(row, "rubric")
+        if ref is None:
+            raise ValueError("'rubric' is missing: name the rubric, e.g. 'faithfulness' or "
+                             "'faithfulness@v1'")
+        key = (ref, _number(row, "rubric_version", whole=True))
+        if key not in self.cache:
+            self.cache[key] = self._resolve(*key)
+        return self.cache[key]
+
+    def _resolve(self, ref: str, column_version: int | None) -> tuple[Rubric, int | None]:
+        criterion, version = parse_ref(ref)
+        if version is not None and column_version is not None and version != column_version:
+            raise ValueError(f"rubric {ref!r} and rubric_version {column_version} disagree")
+        version = version if version is not None else column_version
+        rubric = self.registry.get(criterion if version is None else f"{criterion}@v{version}")
+        return rubric, version
 
 
 def _label_and_score(row: dict[str, Any], rubric: Rubric, named_version: int | None
@@ -130,7 +142,7 @@ def _label_and_score(row: dict[str, Any], rubric: Rubric, named_version: int | N
     return label, score
 
 
-def _validated(row: dict[str, Any], registry: RubricRegistry) -> dict[str, Any]:
+def _validated(row: dict[str, Any], resolve: _RubricResolver) -> dict[str, Any]:
     """One label row as store columns (without label_id, source and time); ValueError if bad."""
     ids = {name: _text(row, name) for name in ID_COLUMNS}
     trace_id = ids["trace_id"] or ids["item_id"]
@@ -141,7 +153,7 @@ def _validated(row: dict[str, Any], registry: RubricRegistry) -> dict[str, Any]:
     annotator = _text(row, "annotator")
     if annotator is None:
         raise ValueError("'annotator' is missing: say who gave the label (a name or an id)")
-    rubric, named_version = _rubric_for(row, registry)
+    rubric, named_version = resolve(row)
     label, score = _label_and_score(row, rubric, named_version)
     return {"trace_id": trace_id, "rubric": rubric.criterion, "rubric_version": named_version,
             "label": label, "score": score, "annotator": annotator, "note": _text(row, "note")}
@@ -156,6 +168,7 @@ def import_labels(path: Path, store: Store, registry: RubricRegistry, fmt: str |
     accepted: list[dict[str, Any]] = []
     lines: list[int] = []
     first_line: dict[str, int] = {}
+    resolve = _RubricResolver(registry)
     for line, row in read_rows(path, fmt):
         result.rows += 1
         if isinstance(row, RowError):
@@ -165,7 +178,7 @@ def import_labels(path: Path, store: Store, registry: RubricRegistry, fmt: str |
             if name not in known and name not in result.ignored_columns:
                 result.ignored_columns.append(name)
         try:
-            values = _validated(row, registry)
+            values = _validated(row, resolve)
         except (ValueError, RubricError) as exc:
             result.rejected.append(RowProblem(line, str(exc)))
             continue

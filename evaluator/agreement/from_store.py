@@ -12,8 +12,10 @@ reported separately, as inter-annotator agreement over all the rubric's labelled
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from evaluator.agreement.bootstrap import DEFAULT_N_BOOT
@@ -59,34 +61,34 @@ class LabelledPairs:
 
 def majority(labels: list[str]) -> str | None:
     """The most common label, or None when two or more labels tie for the most votes."""
-    counts = Counter(labels).most_common()
+    if len(labels) == 1:
+        return labels[0]
+    counts = Counter(labels).most_common(2)
     if len(counts) > 1 and counts[0][1] == counts[1][1]:
         return None
     return counts[0][0]
 
 
 def labelled_pairs(rows: list[tuple], rubric: Rubric) -> LabelledPairs:
-    """Rows of queries.judge_human_rows, reduced to one consensus pair per item."""
+    """Rows of queries.judge_human_rows (sorted by trace), one consensus pair per item."""
     pairs = LabelledPairs(human_label_rows=len(rows))
-    per_item: dict[str, list[tuple]] = defaultdict(list)
-    for row in rows:
-        if row[4] in rubric.labels:
-            per_item[row[0]].append(row)
-        else:
-            pairs.off_menu += 1
-    for trace_id, item_rows in per_item.items():
+    menu = rubric.labels
+    for trace_id, group in groupby(rows, key=itemgetter(0)):
+        item_rows = [row for row in group if row[4] in menu]
+        if not item_rows:
+            continue
         consensus = majority([row[4] for row in item_rows])
         if consensus is None:
             pairs.ties += 1
             continue
         judge_label, judge_score = item_rows[0][1], item_rows[0][2]
-        human_scores = [rubric.labels[row[4]] if row[5] is None else row[5] for row in item_rows]
+        human_scores = [menu[row[4]] if row[5] is None else row[5] for row in item_rows]
         pairs.trace_ids.append(trace_id)
         pairs.judge_labels.append(judge_label)
         pairs.human_labels.append(consensus)
-        pairs.judge_scores.append(
-            rubric.labels[judge_label] if judge_score is None else judge_score)
+        pairs.judge_scores.append(menu[judge_label] if judge_score is None else judge_score)
         pairs.human_scores.append(sum(human_scores) / len(human_scores))
+    pairs.off_menu = sum(row[4] not in menu for row in rows)
     return pairs
 
 
