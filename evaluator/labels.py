@@ -5,8 +5,9 @@ item id), `rubric` (NAME or NAME@vN; or a separate `rubric_version`), `label` an
 `annotator`, optional `note`. Other columns (the text an exported batch shows) are ignored.
 Every row ends up imported, already present, changed, or rejected with its line and reason.
 
-An annotation batch (`export_batch`) holds, by priority: every judge failure, then traces the
-judges labelled differently, then passing traces sampled evenly across the passing labels.
+An annotation batch (`export_batch`) holds, by priority: every judge failure, then traces whose
+repeated judging disagreed (judges gave different labels, or one judge's repeated samples did),
+then passing traces sampled evenly across the passing labels.
 Rows are shuffled and carry no verdict, so annotators are not anchored by the judge.
 """
 

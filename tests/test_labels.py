@@ -258,13 +258,15 @@ def test_export_disagreements_before_passes(db: Path, tmp_path: Path):
     evaluations += [evaluation(f"d{i}", "mostly_relevant", rubric="relevance", judge="b")
                     for i in range(2)]
     evaluations += [evaluation("f0", "irrelevant", rubric="relevance")]
+    unstable = evaluation("u0", "relevant", rubric="relevance")
+    evaluations += [unstable.model_copy(update={"stability": 2 / 3})]  # its samples disagreed
     traces = [stored_trace(e.trace_id) for e in evaluations]
     with Store(db) as store:
         store.write_batch(evaluations=evaluations, traces=traces)
-        result = export_batch(store, REGISTRY, "relevance@v1", 9, tmp_path / "b")
-    assert (result.failures, result.disagreements) == (1, 2)
+        result = export_batch(store, REGISTRY, "relevance@v1", 10, tmp_path / "b")
+    assert (result.failures, result.disagreements) == (1, 3)
     assert result.passes == {"mostly_relevant": 3, "relevant": 3}, "even across pass labels"
-    assert result.available == {"failures": 1, "disagreements": 2, "pass:mostly_relevant": 3,
+    assert result.available == {"failures": 1, "disagreements": 3, "pass:mostly_relevant": 3,
                                 "pass:relevant": 10}
     rows = read_batch(tmp_path / "b")[0]
     assert {row["rubric"] for row in rows} == {"relevance@v1"}

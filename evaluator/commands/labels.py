@@ -74,8 +74,8 @@ def labels_import(file, fmt, replace, db, as_json) -> None:
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the selection as JSON.")
 def labels_export(rubric_ref, n, out_prefix, judge, seed, skip_labelled, db, as_json) -> None:
-    """Write a batch to annotate: every judge failure, traces the judges disagreed on, then a
-    sample of passes across their labels; shuffled, without the judge's verdicts."""
+    """Write a batch to annotate: every judge failure, traces whose repeated judging disagreed,
+    then a sample of passes across their labels; shuffled, without the judge's verdicts."""
     from evaluator.labels import export_batch
     from evaluator.rubrics import RubricRegistry
     from evaluator.store import Store

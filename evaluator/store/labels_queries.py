@@ -92,12 +92,14 @@ QUALIFY row_number() OVER (PARTITION BY rubric, rubric_version, judge, trace_id
 
 def export_candidates(conn: duckdb.DuckDBPyConnection, rubric: str, version: int | None,
                       judge: str | None) -> list[tuple[str, bool, bool, str, str | None]]:
-    """Per judged trace: (trace_id, any judge failed it, judges disagreed on the label,
-    one of its labels (the only one, unless they disagreed), the stored trace JSON or None)."""
+    """Per judged trace: (trace_id, any judge failed it, judging disagreed (judges gave
+    different labels, or one judge's repeated samples did: stability < 1), one of its labels
+    (the only one, unless they disagreed), the stored trace JSON or None)."""
     sql = f"""
     WITH judged AS ({_LATEST_SCORED}),
     per_trace AS (
-        SELECT trace_id, bool_or(NOT passed) AS failed, count(DISTINCT label) > 1 AS disagreed,
+        SELECT trace_id, bool_or(NOT passed) AS failed,
+               count(DISTINCT label) > 1 OR coalesce(min(stability), 1.0) < 1.0 AS disagreed,
                any_value(label) AS label
         FROM judged GROUP BY trace_id
     )
