@@ -97,7 +97,12 @@ def hash_input(value: str | list[dict[str, str]]) -> str:
 
 def content_hash(items: Sequence[DatasetItem]) -> str:
     """sha256 of the dataset file as `write_dataset` writes it."""
-    return sha256_hex("".join(item.line() + "\n" for item in items))
+    return hash_lines([item.line() for item in items])
+
+
+def hash_lines(lines: Sequence[str]) -> str:
+    """sha256 of the file made of these item lines."""
+    return sha256_hex("".join(line + "\n" for line in lines))
 
 
 class BuildRecord(BaseModel):

@@ -1,0 +1,159 @@
+"""`evaluator replay` throughput: the offline judge, and a litellm judge or an OpenAI-compatible
+target against the local test server at 200 ms latency (a separate process, so its CPU does not
+mix with the client's).
+
+Baselines from the same run: for the offline judge, `evaluate_items` over the same traces with
+no store and no run bookkeeping (what replay adds is the difference); for the server rows, the
+ceiling the latency allows at that concurrency (in-flight requests / latency), next to the
+client CPU each item costs (litellm or the openai SDK, plus judging): on a small shared machine
+that CPU, not the latency, is what holds the rate below the ceiling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from evaluator.datasets import DatasetItem, read_dataset, write_dataset
+from evaluator.judges.factory import load_judge
+from evaluator.judges.llm import import_litellm
+from evaluator.pipeline import WorkItem, evaluate_items
+from evaluator.records import parse_trace
+from evaluator.replay import REPLAY_DECISION, ReplayReport, start_replay
+from evaluator.rubrics import RubricRegistry
+from evaluator.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "datasets" / "sample_traces.jsonl"
+LATENCY_MS = 200
+SERVER_CONCURRENCY = 64
+JUDGE_IN_FLIGHT = 256
+
+
+def _row(metric, value, unit, baseline=None, baseline_value=None, goal=None):
+    ratio = value / baseline_value if baseline_value else None
+    return {"benchmark": "replay", "metric": metric, "value": value, "unit": unit,
+            "baseline": baseline, "baseline_value": baseline_value, "ratio": ratio, "goal": goal}
+
+
+def _dataset(path: Path, count: int) -> Path:
+    """`count` items made from the sample traces (cycled, with distinct ids)."""
+    with open(SAMPLE, encoding="utf-8") as lines:
+        traces = [json.loads(line) for line in lines]
+    items = []
+    for i in range(count):
+        trace = traces[i % len(traces)]
+        items.append(DatasetItem(id=f"bench-{i:06d}", input=trace["input"],
+                                 context=trace["context"], output=trace["output"],
+                                 label_source="judge",
+                                 metadata={"system": trace["system"]} if trace["system"] else {}))
+    write_dataset(path, items)
+    return path
+
+
+def _pipeline_items_per_s(dataset: Path, settings: Settings) -> float:
+    """evaluate_items alone, in batches, on the traces a replay of `dataset` would judge."""
+    rubrics = RubricRegistry.load(settings.rubrics_dir).latest()
+    judge = load_judge("offline", settings.judges_dir)
+    work = [WorkItem(parse_trace(item.trace_payload(f"bench/{item.id}")), REPLAY_DECISION)
+            for item in read_dataset(dataset)]
+
+    async def judge_all() -> None:
+        for start in range(0, len(work), 100):
+            await evaluate_items(work[start:start + 100], rubrics, judge)
+
+    started = time.perf_counter()
+    asyncio.run(judge_all())
+    return len(work) / (time.perf_counter() - started)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_server(port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.openai_server", "--port", str(port),
+         "--latency-ms", str(LATENCY_MS)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if "listening on" not in (server.stdout.readline() if server.stdout else ""):
+        server.kill()
+        raise RuntimeError("the local OpenAI-compatible server did not start")
+    return server
+
+
+def _judge_settings(tmp: Path, base_url: str) -> Settings:
+    judges = tmp / "judges"
+    judges.mkdir(exist_ok=True)
+    (judges / "bench-local.yaml").write_text(
+        f"kind: litellm\nmodel: openai/bench-judge\napi_base: {base_url}\n"
+        "api_key_env: EVALUATOR_BENCH_JUDGE_KEY\nparams: {temperature: 0}\n"
+        f"limits: {{max_in_flight: {JUDGE_IN_FLIGHT}, timeout_s: 30, max_attempts: 2}}\n",
+        encoding="utf-8")
+    os.environ.setdefault("EVALUATOR_BENCH_JUDGE_KEY", "sk-bench-not-a-real-key")
+    return dataclasses.replace(Settings.from_env(), judges_dir=judges)
+
+
+def _cpu_timed(replay: Callable[[], ReplayReport]) -> tuple[ReplayReport, float]:
+    """The replay's report and this process's CPU milliseconds per item it took."""
+    started = time.process_time()
+    report = replay()
+    return report, (time.process_time() - started) * 1000 / report.total
+
+
+def run(quick: bool = False) -> list[dict]:
+    settings = Settings.from_env()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        offline = _dataset(tmp / "offline.jsonl", 1000 if quick else 5000)
+        bare = _pipeline_items_per_s(offline, settings)
+        report = start_replay(offline, tmp / "offline.duckdb", settings, judge_name="offline")
+        rows.append(_row(f"items/s, offline judge, 4 rubrics ({report.total} items)",
+                         report.items_per_s, "items/s", "evaluate_items alone (no store)", bare,
+                         goal=">= 0.8 of the pipeline"))
+
+        import_litellm()  # import once before timing (seconds); both rows measure steady state
+        importlib.import_module("openai")
+        port = _free_port()
+        server = _start_server(port)
+        try:
+            base_url = f"http://127.0.0.1:{port}/v1"
+            ceiling = SERVER_CONCURRENCY / (LATENCY_MS / 1000)
+            llm = _dataset(tmp / "llm.jsonl", 150 if quick else 600)
+            report, cpu_ms = _cpu_timed(lambda: start_replay(
+                llm, tmp / "llm.duckdb", _judge_settings(tmp, base_url), ["relevance"],
+                "bench-local", concurrency=SERVER_CONCURRENCY))
+            what = f"litellm judge at {LATENCY_MS} ms, 1 rubric, concurrency {SERVER_CONCURRENCY}"
+            rows.append(_row(f"items/s, {what} ({report.total} items)", report.items_per_s,
+                             "items/s", "latency ceiling", ceiling))
+            rows.append(_row(f"client CPU per item, {what}", cpu_ms, "ms"))
+            target = _dataset(tmp / "target.jsonl", 300 if quick else 1500)
+            report, cpu_ms = _cpu_timed(lambda: start_replay(
+                target, tmp / "target.duckdb", settings, judge_name="offline",
+                target=f"openai:bench-app@{base_url}", concurrency=SERVER_CONCURRENCY))
+            what = (f"OpenAI-compatible target at {LATENCY_MS} ms + offline judge, concurrency "
+                    f"{SERVER_CONCURRENCY}")
+            rows.append(_row(f"items/s, {what} ({report.total} items)", report.items_per_s,
+                             "items/s", "latency ceiling", ceiling))
+            rows.append(_row(f"client CPU per item, {what}", cpu_ms, "ms"))
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    return rows
+
+
+if __name__ == "__main__":
+    for result in run():
+        print(result)
