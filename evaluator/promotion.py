@@ -19,7 +19,9 @@ from typing import Any
 from evaluator.agreement.bootstrap import DEFAULT_N_BOOT
 from evaluator.agreement.from_store import labels_order
 from evaluator.agreement.report import kappa_with_ci
+from evaluator.datasets import read_dataset
 from evaluator.errors import ConfigError, DatasetError, InvalidTraceError, RubricError
+from evaluator.judges.base import JudgeClient
 from evaluator.records import Trace, parse_trace
 from evaluator.rubrics import LOCK_FILE_NAME, Rubric, RubricRegistry
 from evaluator.sampling import SampleDecision
@@ -36,41 +38,23 @@ class GoldenItem:
 
 
 def read_golden(path: Path, criterion: str) -> tuple[list[GoldenItem], dict[str, int]]:
-    """Human-labelled items that expect a label for `criterion`, and counts of those left out."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"golden dataset {path} not found")
+    """Human-labelled items that expect a label for `criterion`, and counts of those left out.
+
+    Each item is judged as a trace whose trace_id is the item id."""
     items: list[GoldenItem] = []
     left_out = {"not_human_labelled": 0, "no_expected_label": 0}
-    seen: set[str] = set()
-    with open(path, encoding="utf-8") as lines:
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
-                continue
+    for item in read_dataset(Path(path)):
+        if item.label_source != "human":
+            left_out["not_human_labelled"] += 1
+        elif criterion not in item.expected:
+            left_out["no_expected_label"] += 1
+        else:
             try:
-                row = json.loads(text)
-                if not isinstance(row, dict) or "id" not in row:
-                    raise ValueError("expected a dataset item object with an 'id'")
-                expected = row.get("expected") or {}
-                if not isinstance(expected, dict):
-                    raise ValueError("'expected' must map criterion to label")
-                metadata = row.get("metadata") or {}
-                trace = parse_trace({"trace_id": str(row["id"]), "input": row.get("input", ""),
-                                     "context": row.get("context") or [],
-                                     "output": row.get("output", ""),
-                                     "system": metadata.get("system")})
-            except (ValueError, InvalidTraceError) as exc:
-                raise DatasetError(f"{path}, line {number}: {exc}; fix the item (see DESIGN.md "
-                                   "'Dataset item')") from None
-            if trace.trace_id in seen:
-                raise DatasetError(f"{path}, line {number}: item id {trace.trace_id!r} repeats")
-            seen.add(trace.trace_id)
-            if row.get("label_source") != "human":
-                left_out["not_human_labelled"] += 1
-            elif criterion not in expected:
-                left_out["no_expected_label"] += 1
-            else:
-                items.append(GoldenItem(trace, str(expected[criterion])))
+                trace = parse_trace(item.trace_payload(item.id))
+            except InvalidTraceError as exc:
+                raise DatasetError(f"{path}: item {item.id!r} is not a valid trace: {exc}"
+                                   ) from None
+            items.append(GoldenItem(trace, item.expected[criterion]))
     return items, left_out
 
 
@@ -125,7 +109,8 @@ class PromotionCheck:
         return {**asdict(self), "exit_code": self.exit_code}
 
 
-def _judge_labels(items: list[GoldenItem], rubrics: list[Rubric], judge) -> dict[tuple, str]:
+def _judge_labels(items: list[GoldenItem], rubrics: list[Rubric], judge: JudgeClient
+                  ) -> dict[tuple[str, int], str]:
     """(item id, rubric version) -> label, for the scored evaluations."""
     from evaluator.pipeline import WorkItem, evaluate_items
 
@@ -158,12 +143,12 @@ def _decide(check: PromotionCheck, min_items: int) -> None:
     check.decision = "fail" if check.reasons else "pass"
 
 
-def check_promotion(candidate: Rubric, current: Rubric, golden: Path, judge,
+def check_promotion(candidate: Rubric, current: Rubric, golden: Path, judge: JudgeClient,
                     max_kappa_drop: float = 0.05, max_flip_rate: float = 0.10,
                     min_items: int = 20, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
                     ) -> PromotionCheck:
     """Replay the golden items with both versions and decide whether the candidate may replace
-    the current version. `judge` is a JudgeClient (see evaluator.judges.factory.load_judge)."""
+    the current version (build the judge with evaluator.judges.factory.load_judge)."""
     if min_items < 1:
         raise ConfigError(f"min_items must be at least 1, got {min_items}")
     if candidate.criterion != current.criterion:
