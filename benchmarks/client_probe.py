@@ -1,0 +1,153 @@
+"""Ceilings measured in a process of their own, printed as one JSON line (bench_limits runs it).
+
+    python -m benchmarks.client_probe litellm|openai URL --in-flight N --seconds S
+        bare judge calls (a rendered faithfulness prompt, JSON-schema output, as the judge asks)
+        with N in flight: calls/s and CPU ms per call, after a warm-up.
+    python -m benchmarks.client_probe dramatiq REDIS_URL --messages M
+        a no-op async actor behind dramatiq's Redis broker and AsyncIO middleware, fed messages
+        the size of ours (20 traces): messages/s through enqueue + consume + ack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import threading
+import time
+
+from evaluator.records import parse_trace
+from evaluator.rubrics import RubricRegistry, render
+from evaluator.settings import PROJECT_ROOT
+
+MODEL = "bench-judge"
+WARMUP_S = 1.5
+
+
+def sample_request() -> tuple[list[dict], dict]:
+    """Messages and response_format of one real judge request (faithfulness, a sample trace)."""
+    with open(PROJECT_ROOT / "datasets" / "sample_traces.jsonl", encoding="utf-8") as lines:
+        trace = parse_trace(next(lines))
+    rubric = RubricRegistry.load(PROJECT_ROOT / "rubrics").get("faithfulness")
+    schema = {"type": "object", "additionalProperties": False, "required": ["reasoning", "label"],
+              "properties": {"reasoning": {"type": "string"},
+                             "label": {"type": "string", "enum": list(rubric.labels)}}}
+    response_format = {"type": "json_schema",
+                       "json_schema": {"name": "verdict", "strict": True, "schema": schema}}
+    return [dict(m) for m in render(rubric, trace).messages], response_format
+
+
+def _caller(kind: str, url: str):
+    messages, response_format = sample_request()
+    if kind == "litellm":
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        litellm.suppress_debug_info = True
+
+        async def call() -> None:
+            await litellm.acompletion(model=f"openai/{MODEL}", api_base=url, api_key="bench",
+                                      messages=messages, response_format=response_format,
+                                      temperature=0, max_tokens=1024, timeout=30, num_retries=0,
+                                      max_retries=0)
+        return call
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=url, api_key="bench", max_retries=0, timeout=30)
+
+    async def call() -> None:
+        await client.chat.completions.create(model=MODEL, messages=messages, temperature=0,
+                                             response_format=response_format, max_tokens=1024)
+    return call
+
+
+async def _calls(kind: str, url: str, in_flight: int, seconds: float) -> dict:
+    call = _caller(kind, url)
+    await call()  # first call pays the lazy set-up
+    started = time.monotonic()
+    window_start, window_end = started + WARMUP_S, started + WARMUP_S + seconds
+    completed: list[float] = []
+    failed = 0
+    cpu: list[float] = []
+
+    async def lane() -> None:
+        nonlocal failed
+        while time.monotonic() < window_end:
+            try:
+                await call()
+            except Exception:
+                failed += 1
+                continue
+            completed.append(time.monotonic())
+
+    async def clock() -> None:
+        for at in (window_start, window_end):
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            cpu.append(time.process_time())
+
+    await asyncio.gather(clock(), *(lane() for _ in range(in_flight)))
+    counted = sum(window_start <= t <= window_end for t in completed)
+    return {"kind": kind, "in_flight": in_flight, "calls_per_s": counted / seconds,
+            "cpu_ms_per_call": (cpu[1] - cpu[0]) * 1000 / max(counted, 1), "failed": failed}
+
+
+def _dramatiq(redis_url: str, messages: int) -> dict:
+    import dramatiq
+    from dramatiq.brokers.redis import RedisBroker
+    from dramatiq.middleware.asyncio import AsyncIO
+
+    from evaluator.worker.messages import QUEUE_NAME
+
+    broker = RedisBroker(url=redis_url)
+    broker.add_middleware(AsyncIO())
+    dramatiq.set_broker(broker)
+    broker.client.flushdb()
+    done = threading.Event()
+    seen = [0]
+
+    async def noop(payload: dict) -> None:
+        seen[0] += 1
+        if seen[0] >= messages:
+            done.set()
+
+    actor = dramatiq.Actor(noop, broker=broker, actor_name="noop", queue_name=QUEUE_NAME,
+                           priority=0, options={})
+    with open(PROJECT_ROOT / "datasets" / "sample_traces.jsonl", encoding="utf-8") as lines:
+        items = [{"trace": json.loads(next(lines)), "sample_reason": "random", "sample_weight": 10.0}
+                 for _ in range(20)]
+    payload = {"items": items, "judge": "bench", "rubrics": [], "run_id": None}
+    started = time.perf_counter()
+    for _ in range(messages):
+        actor.send(payload)
+    enqueue_s = time.perf_counter() - started
+    worker = dramatiq.Worker(broker, worker_threads=8)
+    started = time.perf_counter()
+    worker.start()
+    done.wait(300)
+    consume_s = time.perf_counter() - started
+    worker.stop()
+    broker.client.flushdb()
+    broker.close()
+    return {"kind": "dramatiq", "messages": seen[0], "enqueue_per_s": messages / enqueue_s,
+            "consume_per_s": seen[0] / consume_s,
+            "message_bytes": len(json.dumps(payload))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("kind", choices=["litellm", "openai", "dramatiq"])
+    parser.add_argument("url")
+    parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--messages", type=int, default=2000)
+    args = parser.parse_args()
+    if args.kind == "dramatiq":
+        result = _dramatiq(args.url, args.messages)
+    else:
+        result = asyncio.run(_calls(args.kind, args.url, args.in_flight, args.seconds))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Pieces of the service benchmark: Redis keys, backlogs, the timeline sampler, stored-row stats."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from evaluator.records import Evaluation, parse_trace
+from evaluator.sampling import SampleDecision
+from evaluator.store import StoredTrace
+from evaluator.store.duckdb_store import Store
+
+WORK_QUEUE = "dramatiq:evaluator"
+RESULTS_STREAM = "evaluator:results"
+
+
+def purge_work_queue(client) -> None:
+    """Drop every dramatiq key (queue, message bodies, ack sets); the results stream stays."""
+    keys = list(client.scan_iter("dramatiq:*"))
+    if keys:
+        client.delete(*keys)
+
+
+def work_items(prefix: str, count: int, samples: list[dict]):
+    """Sampled work items with fresh trace ids and end_time = now (as if the spans just ended)."""
+    from evaluator.pipeline import WorkItem
+
+    now = datetime.now(timezone.utc).isoformat()
+    return [WorkItem(parse_trace({**samples[i % len(samples)], "trace_id": f"{prefix}{i:08d}",
+                                  "feedback": None, "end_time": now}),
+                     SampleDecision(True, "random", 10.0)) for i in range(count)]
+
+
+def result_batches(prefix: str, traces: int, per_batch: int, samples: list[dict]):
+    """ResultBatches shaped like the workers' (per trace: the trace and four scored
+    evaluations with a judge-like reply), for the sink's drain rate."""
+    from evaluator.worker.messages import ResultBatch
+
+    rubrics = ("hallucination", "faithfulness", "relevance", "refusal")
+    reply = json.dumps({"reasoning": "Checked each claim of the answer against the material "
+                        "given, one by one.", "label": "pass"})
+    items = work_items(prefix, traces, samples)
+    batches = []
+    for start in range(0, traces, per_batch):
+        chunk = items[start:start + per_batch]
+        evaluations = [
+            Evaluation(evaluation_id=f"{item.trace.trace_id}-{r}", trace_id=item.trace.trace_id,
+                       rubric=rubric, rubric_version=1, rubric_hash="r" * 64, judge="bench",
+                       judge_hash="j" * 64, label="pass", score=1.0, passed=True,
+                       reasoning="Checked each claim.", status="scored", raw_reply=reply,
+                       input_tokens=900, output_tokens=40, latency_ms=300.0, attempts=1,
+                       prompt_hash="p" * 64, sample_reason="random", sample_weight=10.0)
+            for item in chunk for r, rubric in enumerate(rubrics)]
+        traces_ = [StoredTrace(item.trace, "random", 10.0) for item in chunk]
+        batches.append(ResultBatch(evaluations=evaluations, traces=traces_))
+    return batches
+
+
+@dataclass
+class Timeline:
+    """Queue depths and worker RSS every second, on a thread of its own."""
+
+    client: object
+    pids: list[int] = field(default_factory=list)
+    points: list[tuple[float, int, int, float]] = field(default_factory=list)
+    """(time, work messages queued, results entries, max worker RSS MB)."""
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Timeline:
+        threading.Thread(target=self._run, daemon=True, name="timeline").start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        from benchmarks.procstat import rss_mb
+
+        while not self._stop.wait(1.0):
+            try:
+                queued = int(self.client.llen(WORK_QUEUE))
+                results = int(self.client.xlen(RESULTS_STREAM))
+            except Exception:
+                continue
+            rss = max((rss_mb(pid) for pid in list(self.pids)), default=0.0)
+            self.points.append((time.time(), queued, results, rss))
+
+    def window(self, t0: float, t1: float) -> list[tuple[float, int, int, float]]:
+        return [p for p in self.points if t0 <= p[0] <= t1]
+
+
+@dataclass
+class Stored:
+    """Per evaluation: (created_at, stored_at, trace end_time, judge latency s), epoch seconds."""
+
+    rows: list[tuple[float, float, float | None, float]]
+
+    @classmethod
+    def load(cls, db: Path) -> Stored:
+        with Store(db, read_only=True, lock_timeout_s=60) as store:
+            found = store.conn.execute(
+                "SELECT e.trace_id, e.created_at, t.received_at, t.trace_json,"
+                " coalesce(e.latency_ms, 0)"
+                " FROM evaluations e JOIN traces t USING (trace_id)").fetchall()
+        ends: dict[str, float | None] = {}
+        rows = []
+        for trace_id, created, stored, trace_json, latency_ms in found:
+            if trace_id not in ends:
+                end = json.loads(trace_json).get("end_time")
+                ends[trace_id] = datetime.fromisoformat(end).timestamp() if end else None
+            rows.append((created.timestamp(), stored.timestamp(), ends[trace_id],
+                         latency_ms / 1000))
+        return cls(rows)
+
+    def stored_per_s(self, t0: float, t1: float) -> float:
+        return sum(t0 <= r[1] <= t1 for r in self.rows) / (t1 - t0)
+
+    def in_flight(self, t0: float, t1: float) -> float:
+        """Mean judge calls in flight (Little's law over the calls that finished in the window)."""
+        return sum(r[3] for r in self.rows if t0 <= r[0] <= t1) / (t1 - t0)
+
+    def latencies(self, t0: float, t1: float) -> tuple[list[float], list[float]]:
+        """(span end -> stored, span end -> judged) of the traces whose spans ended in the window."""
+        chosen = [r for r in self.rows if r[2] is not None and t0 <= r[2] <= t1]
+        return [r[1] - r[2] for r in chosen], [r[0] - r[2] for r in chosen]
+
+
+def percentile(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def read_timings(prefix: Path) -> dict[int, dict]:
+    """The stage-timing snapshots of every process, by pid."""
+    found = {}
+    for path in prefix.parent.glob(prefix.name + ".*.json"):
+        try:
+            snap = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        found[snap["pid"]] = snap
+    return found
+
+
+def stage_delta(before: dict[int, dict], after: dict[int, dict], pids: list[int]) -> dict[str, float]:
+    """CPU seconds per stage between two snapshots, summed over `pids`."""
+    total: dict[str, float] = {}
+    for pid in pids:
+        end = after.get(pid, {}).get("stages", {})
+        start = before.get(pid, {}).get("stages", {})
+        for stage, (cpu_ns, _) in end.items():
+            total[stage] = total.get(stage, 0.0) + (cpu_ns - start.get(stage, [0, 0])[0]) / 1e9
+    return total
