@@ -117,7 +117,7 @@ def _item(trace: Trace, verdicts: dict[str, _Verdict], failed: list[str]) -> Dat
     metadata = {
         "source_trace_id": trace.trace_id,
         "failed": failed,
-        "judge": judges[0] if len(judges) == 1 else (judges or None),
+        "judge": ", ".join(judges) or None,
         "human_labeled": human or None,
         "system": trace.system,
         "model": trace.model,
@@ -132,6 +132,14 @@ def _item(trace: Trace, verdicts: dict[str, _Verdict], failed: list[str]) -> Dat
     return draft.model_copy(update={"id": draft.input_hash[:ITEM_ID_CHARS]})
 
 
+def _judge_verdicts(rows) -> dict[str, dict[str, _Verdict]]:
+    verdicts: dict[str, dict[str, _Verdict]] = {}
+    for row in rows:
+        verdicts.setdefault(row.trace_id, {})[row.rubric] = _Verdict(
+            row.label, row.passed, "judge", row.rubric_version, row.created_at, row.judge)
+    return verdicts
+
+
 def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[DatasetItem]:
     """Qualifying traces as items, oldest failure first."""
     from evaluator.store import Store
@@ -140,23 +148,17 @@ def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[Dataset
     )
 
     criterion, version = parse_ref(options.rubric) if options.rubric else (None, None)
-    if criterion is not None:
-        registry.get(options.rubric)
+    if options.rubric:
+        registry.get(options.rubric)  # an unknown rubric is a typo: say so before reading
     since = parse_since(options.since) if options.since else None
+    source = options.label_source
     with Store(options.db, read_only=True) as store:
-        judged: dict[str, dict[str, _Verdict]] = {}
-
-        def add_judged(rows) -> None:
-            for row in rows:
-                judged.setdefault(row.trace_id, {})[row.rubric] = _Verdict(
-                    row.label, row.passed, "judge", row.rubric_version, row.created_at, row.judge)
-
-        if options.label_source != "human":
-            add_judged(failing_judge_verdicts(store.conn, criterion, version, since))
-        humans = (_human_verdicts(human_labels(store.conn), registry)
-                  if options.label_source != "judge" else {})
-        if options.label_source == "both":  # the judge's verdicts on rubrics people did not label
-            add_judged(latest_judge_verdicts(store.conn, sorted(humans.keys() - judged.keys())))
+        judged = (_judge_verdicts(failing_judge_verdicts(store.conn, criterion, version, since))
+                  if source != "human" else {})
+        humans = _human_verdicts(human_labels(store.conn), registry) if source != "judge" else {}
+        if source == "both":  # the judge's verdicts on the rubrics people did not label
+            unjudged = sorted(humans.keys() - judged.keys())
+            judged.update(_judge_verdicts(latest_judge_verdicts(store.conn, unjudged)))
         chosen: list[tuple[datetime, str, dict[str, _Verdict], list[str]]] = []
         for trace_id in judged.keys() | humans.keys():
             verdicts = {**judged.get(trace_id, {}), **humans.get(trace_id, {})}
@@ -166,7 +168,7 @@ def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[Dataset
                 chosen.append((min(matching), trace_id, verdicts, failed))
         chosen.sort(key=lambda entry: (entry[0], entry[1]))
         traces = {s.trace.trace_id: s.trace for s in store.traces([entry[1] for entry in chosen])}
-    # Stored traces were masked at ingest; mask again in case the masking rules grew since.
+    # Mask here too: a stored trace may predate masking at ingest, or the rules may have grown.
     masker = PiiMasker(PiiConfig())
     return [_item(masker.mask_trace(traces[trace_id]), verdicts, failed)
             for _, trace_id, verdicts, failed in chosen]

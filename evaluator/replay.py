@@ -102,6 +102,7 @@ class _Setup:
     judge: JudgeClient
     target: Target | None
     manifest: dict[str, Any]
+    """What a run records about how it was judged (start) or must still match (resume)."""
 
 
 def _setup(settings: Settings, rubric_refs: Sequence[str], judge_name: str,
@@ -169,11 +170,12 @@ def resume_replay(run_id: str, db: Path, settings: Settings, concurrency: int | 
                 raise ConfigError(
                     f"the {what} of replay {run_id} changed since it started ({manifest.get(what)} "
                     f"-> {now}); a run is judged by one configuration: start a new replay")
-        setup.manifest.update(dataset=manifest.get("dataset"), git=manifest.get("git"))
+        concurrency = concurrency or params["concurrency"]
+        _check_concurrency(concurrency)
         pending = [(trace_id, DatasetItem.model_validate_json(text))
                    for trace_id, text in queries.pending_items(store.conn, run_id)]
         queries.set_running(store.conn, run_id)
-    return _execute(run_id, db, setup, pending, concurrency or params["concurrency"], progress)
+    return _execute(run_id, db, setup, pending, concurrency, progress)
 
 
 def _check_concurrency(concurrency: int) -> None:
@@ -276,7 +278,6 @@ class _Session:
 
 def _execute(run_id: str, db: Path, setup: _Setup, pending: list[tuple[str, DatasetItem]],
              concurrency: int, progress: Progress | None) -> ReplayReport:
-    _check_concurrency(concurrency)
     started = time.perf_counter()
     with Store(db) as store:
         counts = queries.item_counts(store.conn, run_id)

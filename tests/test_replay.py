@@ -263,8 +263,11 @@ def test_resume_refuses_a_judge_that_changed(dataset: Path, tmp_path: Path, llm_
             resume_replay("r1", db, settings)
 
 
-@pytest.mark.xfail(strict=False, reason="judge cache (issue 4) not landed")
-def test_unchanged_replay_makes_zero_judge_calls(dataset: Path, tmp_path: Path, llm_settings):
+def test_unchanged_replay_makes_zero_judge_calls(dataset: Path, tmp_path: Path, llm_settings,
+                                                 monkeypatch):
+    from evaluator.judges.runtime import reset_default_runtime
+
+    monkeypatch.setenv("EVALUATOR_JUDGE_CACHE", str(tmp_path / "judge-cache.sqlite"))
     db = tmp_path / "replay.duckdb"
     with OpenAIServer() as server:
         settings = llm_settings(server)
@@ -272,10 +275,15 @@ def test_unchanged_replay_makes_zero_judge_calls(dataset: Path, tmp_path: Path, 
         calls = server.stats.total
         assert calls == first.judge_calls == 12 * RUBRICS - 3  # faithfulness skips 3 items
         assert sum(s.scored for s in first.summaries) == calls
+        reset_default_runtime()  # as a new process would: only the cache file carries over
         second = start_replay(dataset, db, settings, judge_name="local-test", run_id="second")
         assert second.status == "completed"
         assert server.stats.total == calls  # not one new HTTP request
-        assert second.judge_calls == 0
+        assert second.judge_calls == 0 and second.cached == calls
+    with Store(db, read_only=True) as store:
+        labels = {run: sorted((e.trace_id.split("/")[1], e.rubric, e.label)
+                              for e in store.evaluations(run_id=run)) for run in ("first", "second")}
+    assert labels["first"] == labels["second"]
 
 
 def test_concurrency_must_be_positive(dataset: Path, tmp_path: Path, settings: Settings):
