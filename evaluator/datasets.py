@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from evaluator.errors import DatasetError
+from evaluator.errors import DatasetError, RubricError
 from evaluator.records import Message, canonical_json, sha256_hex, utcnow
 
 if TYPE_CHECKING:
@@ -63,6 +63,14 @@ class DatasetItem(BaseModel):
         if not value:
             raise ValueError("must be a non-empty string or a non-empty list of chat messages")
         return value
+
+    @property
+    def question(self) -> str:
+        """The user's question: the plain input, or the last user message."""
+        if isinstance(self.input, str):
+            return self.input
+        users = [m.content for m in self.input if m.role == "user"]
+        return users[-1] if users else self.input[-1].content
 
     def input_json(self) -> str | list[dict[str, str]]:
         return self.input if isinstance(self.input, str) else [m.model_dump() for m in self.input]
@@ -166,12 +174,10 @@ def manifest_path(path: Path) -> Path:
 
 def resolve_dataset(name_or_path: str | Path, datasets_dir: Path) -> Path:
     """A path as given, or `<datasets_dir>/<name>.jsonl` for a bare name."""
-    text = str(name_or_path)
-    path = Path(text)
-    if path.suffix == DATASET_SUFFIX or os.sep in text or "/" in text:
+    path = Path(name_or_path)
+    if path.suffix == DATASET_SUFFIX or len(path.parts) > 1:
         return path
-    check_name(text)
-    return datasets_dir / f"{text}{DATASET_SUFFIX}"
+    return datasets_dir / f"{check_name(str(path))}{DATASET_SUFFIX}"
 
 
 def check_name(name: str) -> str:
@@ -189,8 +195,6 @@ def _field_error(error: ValidationError) -> str:
 
 
 def _label_errors(item: DatasetItem, registry: RubricRegistry) -> list[str]:
-    from evaluator.errors import RubricError
-
     problems = []
     for criterion, label in item.expected.items():
         try:

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -22,6 +22,11 @@ from evaluator.agreement.bootstrap import bootstrap_samples, percentile_interval
 from evaluator.datasets import DatasetItem, read_dataset
 from evaluator.errors import ConfigError, EvaluatorError
 from evaluator.rubrics import RubricRegistry
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from evaluator.store import RunRecord, Store
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_UNDECIDED = 0, 1, 2
 DEFAULT_MIN_ITEMS = 10
@@ -238,7 +243,7 @@ def dataset_side(path: Path, items: Sequence[DatasetItem], registry: RubricRegis
     return side
 
 
-def run_side(conn: Any, run_id: str, registry: RubricRegistry) -> Side:
+def run_side(conn: duckdb.DuckDBPyConnection, run_id: str, registry: RubricRegistry) -> Side:
     """A replay run's verdicts. Scores are the label's score on the rubric menu on both sides
     (a judge's finer score has no counterpart in a dataset's expected labels)."""
     from evaluator.store.replay_queries import item_outcomes
@@ -256,7 +261,7 @@ def run_side(conn: Any, run_id: str, registry: RubricRegistry) -> Side:
     return side
 
 
-def _completed_replay(store: Any, run_id: str, role: str) -> Any:
+def _completed_replay(store: Store, run_id: str, role: str) -> RunRecord:
     from evaluator.replay import REPLAY_KIND
 
     run = store.run(run_id)
@@ -292,12 +297,11 @@ def evaluate_gate(db: Path, run_id: str, baseline: str | None, registry: RubricR
                    for name in sorted(candidate.outcomes)]
         regressed = sorted({item for r in rubrics for item in r.regressed})
         inputs = item_inputs(store.conn, run_id, regressed)
-    previews = {item: _preview(DatasetItem.model_validate_json(text)) for item, text in inputs.items()}
-    return GateResult(run_id, reference.description, options, rubrics,
-                      candidate.notes + reference.notes, previews)
+    previews = {item: _preview(DatasetItem.model_validate_json(text).question)
+                for item, text in inputs.items()}
+    return GateResult(run_id, reference.description, options, rubrics, reference.notes, previews)
 
 
-def _preview(item: DatasetItem, width: int = 80) -> str:
-    text = item.input if isinstance(item.input, str) else item.input[-1].content
+def _preview(text: str, width: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[:width - 1] + "…"

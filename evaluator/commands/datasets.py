@@ -112,9 +112,8 @@ def datasets_show(dataset, shown) -> None:
         counts = sorted(((n, label) for (c, label), n in labels.items() if c == criterion), reverse=True)
         click.echo(f"  {criterion}: " + ", ".join(f"{label} {n}" for n, label in counts))
     for item in items[:shown]:
-        question = item.input if isinstance(item.input, str) else item.input[-1].content
         click.echo(f"- {item.id} [{item.label_source}] {json.dumps(item.expected)}: "
-                   f"{' '.join(question.split())[:100]}")
+                   f"{' '.join(item.question.split())[:100]}")
 
 
 @datasets.command("validate")
