@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,35 @@ def test_find_reports_kind_and_exact_span(masker, text, kind, value):
 )
 def test_look_alikes_are_left_alone(masker, text):
     assert masker.find(text) == []
+
+
+def test_bare_digits_are_a_phone_number_only_next_to_a_phone_word(masker):
+    assert masker.mask_text("my cell is 4155550134") == "my cell is <PHONE_1>"
+    assert masker.find("INT32_MAX = 2147483647; seed(4155550134)") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("password=Summer2024", "password=<SECRET_1>"),
+        ("password = get_password()", "password = get_password()"),
+        ("password: changeme", "password: changeme"),
+        ("auth_token: 9f8e7d6c5b4a39281706f5e4", "auth_token: <SECRET_1>"),
+        ("token = base64.b64encode(raw)", "token = base64.b64encode(raw)"),
+    ],
+)
+def test_assigned_secrets_are_values_not_code(masker, text, masked):
+    assert masker.mask_text(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["token=" * 16_000, "10.0.0.1 " * 10_000, "4111 " * 20_000, "-----BEGIN PRIVATE KEY-----\nAAAA" * 3000],
+)
+def test_adversarial_text_costs_linear_time(masker, text):
+    started = time.process_time()
+    masker.mask_text(text)
+    assert time.process_time() - started < 5, "masking ~100 KB took too long: quadratic somewhere?"
 
 
 def test_phone_region_reads_national_numbers():

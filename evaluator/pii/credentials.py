@@ -43,10 +43,23 @@ _PRIVATE_KEY = re.compile(
 """The body allows PEM headers (`Proc-Type: 4,ENCRYPTED`) but not `<`, so a masked key stays masked;
 its length is bounded (an RSA-8192 key is ~6.5 KB) so a BEGIN line without an END stays cheap."""
 
+_CODE_PATH_SEPARATOR = re.compile(r"[._]")
+_CODE_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+")
+
+
+def _wordy(part: str) -> bool:
+    """A part of a code path (`boto3_credentials.info`, `MCPRequestHandler.get_oauth2_headers`):
+    few digits, and camelCase/snake_case words three or more letters long on average. The
+    letters of a random token split into words of about two."""
+    if sum(c.isdigit() for c in part) > 3:
+        return False
+    words = _CODE_WORD.findall(part)
+    return not words or sum(map(len, words)) >= 3 * len(words)
+
 _MIN_SECRET_CHARS = 16
 _MIN_PASSWORD_CHARS = 8
-_MIN_ENTROPY_BITS = 3.0
-"""Per character. Random base62 tokens score ~4-5.5; `aaaaaaaaaaaaaaa1` scores 0.3."""
+_MIN_ENTROPY_BITS = 2.5
+"""Per character. Random tokens score 3.2 (16 hex digits) to 5.5; `aaaaaaaaaaaaaaa1` scores 0.3."""
 
 
 def _shannon_entropy(value: str) -> float:
@@ -55,23 +68,29 @@ def _shannon_entropy(value: str) -> float:
 
 
 def looks_random(value: str) -> bool:
-    """Long, mixing at least two of lower/upper/digit, and high-entropy: a key, not a word."""
+    """Long, letters and digits, high-entropy: a key, not a word. The digit is what tells a
+    random token (a 32-character one lacks a digit about once in 300) from the identifiers code puts
+    after `token:` or `auth =` (`CompletionTokensDetails`, `AUTHORITY_REGEX.match`)."""
     if len(value) < _MIN_SECRET_CHARS:
         return False
-    classes = any(c.islower() for c in value) + any(c.isupper() for c in value) + any(c.isdigit() for c in value)
-    return classes >= 2 and _shannon_entropy(value) >= _MIN_ENTROPY_BITS
+    if not any(c.isdigit() for c in value) or not any(c.isalpha() for c in value):
+        return False
+    parts = _CODE_PATH_SEPARATOR.split(value)
+    if (len(parts) > 1 or not value.islower()) and all(_wordy(part) for part in parts):
+        return False
+    return _shannon_entropy(value) >= _MIN_ENTROPY_BITS
 
 
 def looks_like_password(value: str) -> bool:
-    """Passwords are short and human-made: ask for two character classes, so `changeme` and
-    `********` (documentation defaults) stay visible while `Summer2024!` does not."""
+    """Passwords are short and human-made: ask for two character classes one of which is a
+    digit or a symbol, so `changeme`, `********` and code (`key.group`, `self.Password`) stay
+    visible while `Summer2024` and `P@ssw0rd` do not."""
     if len(value) < _MIN_PASSWORD_CHARS:
         return False
-    classes = (
-        any(c.islower() for c in value) + any(c.isupper() for c in value)
-        + any(c.isdigit() for c in value) + any(not c.isalnum() for c in value)
-    )
-    return classes >= 2
+    digit = any(c.isdigit() for c in value)
+    symbol = any(not c.isalnum() and c not in "._-" for c in value)
+    letters = any(c.islower() for c in value) + any(c.isupper() for c in value)
+    return (digit or symbol) and letters + digit + symbol >= 2
 
 
 def _secret(start: int, end: int, value: str) -> PiiMatch:

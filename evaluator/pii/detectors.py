@@ -55,6 +55,31 @@ leading `+` or `(`, an `ext. 123`, and the neighbours libphonenumber looks at to
 `abc4155550134` or timestamps."""
 
 
+_ID_CONTEXT = frozenset("-#/_.")
+"""A bare digit string right after one of these is an id (`#issuecomment-2727603845`,
+`/orders/4155550134`), a negative number or decimals, not a phone number someone wrote down."""
+_DECIMAL = re.compile(r"[\[(]?[-+]?\d+\.\d+")
+
+
+_PHONE_WORDS = re.compile(
+    r"(?i)\b(?:call|phone|tel|mobile|cell|fax|whatsapp|sms|text|dial|ring|number|contact|reach)"
+)
+_PHONE_WORDS_REACH = 40
+
+
+def _not_a_phone_number(text: str, start: int, value: str) -> bool:
+    """What libphonenumber accepts but people mean as numbers: `126.09110641`, `-2096165693`,
+    and digits with no formatting at all (`2147483647`, a seed) unless a phone word is near."""
+    if value[0] in "-[" or _DECIMAL.fullmatch(value):
+        return True
+    if not value.isdigit():
+        return False
+    if text[start - 1 : start] in _ID_CONTEXT:
+        return True
+    around = text[max(0, start - _PHONE_WORDS_REACH) : start + len(value) + _PHONE_WORDS_REACH]
+    return not _PHONE_WORDS.search(around)
+
+
 def national_min_digits(region: str) -> int:
     """Fewest digits a number written without `+` can have in `region` (10 in the US), so
     8-digit order numbers and dates never reach the matcher there."""
@@ -99,6 +124,8 @@ def find_phones(
             value, offset = found.raw_string, start + found.start
             if value.startswith("(") and value.count("(") > value.count(")"):
                 value, offset = value[1:], offset + 1  # "(+65 6123 4567)": keep the parenthesis
+            if _not_a_phone_number(text, offset, value):
+                continue
             yield PiiMatch("phone", offset, offset + len(value), value, canonical)
 
 
@@ -107,9 +134,16 @@ def find_phones(
 _CARD = re.compile(r"\d(?<![\w.,-]\d)(?<!\d[ -]\d)(?:[ -]?\d){12,}(?![\w-]|[.,]\d)")
 _CARD_SEPARATOR = re.compile(r"[ -]")
 _CARD_MAX_DIGITS = 19
-_CARD_FIRST_DIGITS = frozenset("23456")
-"""Mastercard 2-series, Amex/Diners/JCB, Visa, Mastercard/Maestro, Discover/UnionPay. Excludes the
-1xxx millisecond timestamps, 9xx tracking and 978 ISBN numbers that pass Luhn by chance."""
+_CARD_BRANDS = re.compile(
+    r"4(?:\d{12}|\d{15}|\d{18})"  # Visa
+    r"|(?:5[1-5]\d\d|222[1-9]|22[3-9]\d|2[3-6]\d\d|27[01]\d|2720)\d{12}"  # Mastercard
+    r"|3[47]\d{13}"  # American Express
+    r"|3(?:0[0-5]|[68]\d)\d{11,16}"  # Diners Club
+    r"|35(?:2[89]|[3-8]\d)\d{12,15}"  # JCB
+    r"|(?:5[06-8]|6\d)\d{11,17}"  # Maestro, Discover, UnionPay, RuPay
+)
+"""Issuer prefixes with their lengths: a Luhn check alone passes one random number in ten, so
+this is what keeps 13-digit millisecond timestamps, seeds and ISBNs unmasked."""
 
 
 def luhn_valid(digits: str) -> bool:
@@ -141,12 +175,16 @@ def find_cards(scan: TextScan) -> Iterator[PiiMatch]:
     )
     for found in found_in_windows:
         run = found.group()
-        if run[0] not in _CARD_FIRST_DIGITS or len(set(_CARD_SEPARATOR.findall(run))) > 1:
+        if len(set(_CARD_SEPARATOR.findall(run))) > 1:
             continue
         groups = _CARD_SEPARATOR.split(run)
         for count in range(min(len(groups), _CARD_MAX_DIGITS), 0, -1):
             digits = "".join(groups[:count])
-            if 13 <= len(digits) <= _CARD_MAX_DIGITS and _card_grouping_ok(groups[:count]) and luhn_valid(digits):
+            if (
+                _CARD_BRANDS.fullmatch(digits)
+                and _card_grouping_ok(groups[:count])
+                and luhn_valid(digits)
+            ):
                 length = len(digits) + count - 1
                 yield PiiMatch("card", found.start(), found.start() + length, run[:length], digits)
                 break
@@ -218,14 +256,24 @@ _IPV6_MAX_CHARS = 45
 """`ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`: how far an address reaches from its hint."""
 
 
+_NUMBERING_BEFORE = re.compile(r"(?i)(?:version|section|chapter|clause|step|§)[\s_=:'\"\[]{0,6}\Z")
+"""`__version__ = "3.5.0.1"`, `RFC 6749 section 4.1.2.1`: four-part numbering that happens to
+be a valid address."""
+
+
 def _ip_match(found: re.Match[str]) -> PiiMatch | None:
-    """Keep real addresses; loopback and unspecified (`127.0.0.1`, `::`) identify nobody."""
+    """Keep real addresses. Loopback, unspecified, multicast and reserved ones (`127.0.0.1`,
+    `0.0.0.0`, `224.0.0.1`, `255.255.255.255`) identify nobody."""
     value = found.group()
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
         return None
-    if address.is_loopback or address.is_unspecified:
+    if address.is_loopback or address.is_unspecified or address.is_multicast:
+        return None
+    if address.version == 4 and address.is_reserved:  # IPv6's "reserved" spans IPv4-mapped ones
+        return None
+    if _NUMBERING_BEFORE.search(found.string, max(0, found.start() - 16), found.start()):
         return None
     return PiiMatch("ip", found.start(), found.end(), value, str(address))
 
@@ -242,9 +290,17 @@ def find_ips(scan: TextScan) -> Iterator[PiiMatch]:
     hints = [found.span() for found in _IPV6_HINT.finditer(text)] if scan.assignments else []
     for start, end in scan.windows(hints, _IPV6_MAX_CHARS, _IPV6_MAX_CHARS + 1):
         for found in _IPV6.finditer(text, start, end):
-            # No digit at all means `Foo::Bar` or `cafe::babe` prose, not an address.
-            if any(char.isdigit() for char in found.group()) and (match := _ip_match(found)):
+            if _address_like(found.group()) and (match := _ip_match(found)):
                 yield match
+
+
+def _address_like(candidate: str) -> bool:
+    """Not prose (`cafe::babe`, no digit) and not a Python slice (`[1::3]`, `[::2]`): two short
+    decimal groups are code; `fe80::1` and `2001::7` have a hex letter or a full group."""
+    groups = [group for group in candidate.replace(".", ":").split(":") if group]
+    if not any(char.isdigit() for char in candidate):
+        return False
+    return len(groups) > 2 or any(len(group) == 4 or not group.isdigit() for group in groups)
 
 
 # ------------------------------------------------------------------ US SSN

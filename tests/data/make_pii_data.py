@@ -247,7 +247,7 @@ def positives() -> list[dict[str, str]]:
     for phone in PHONES:
         add(rng.choice(PHONE_TEMPLATES).format(v=phone), "phone", phone)
     cards = [(number, style) for number in CARD_NUMBERS for style in ("plain", "space", "dash")][::2]
-    for prefix, length in [("4", 16), ("51", 16), ("2720", 16), ("34", 15), ("37", 15), ("6011", 16), ("65", 16), ("4", 19), ("35", 16)]:
+    for prefix, length in [("4", 16), ("51", 16), ("2720", 16), ("34", 15), ("37", 15), ("6011", 16), ("65", 16), ("4", 19), ("3566", 16)]:
         cards.append((luhn_complete(prefix, length), rng.choice(["plain", "space", "dash"])))
     for number, style in cards:
         assert luhn_ok(number), number
@@ -275,7 +275,18 @@ def positives() -> list[dict[str, str]]:
     add("SSN 078 05 1120 is the famous Woolworth card number", "ssn", "078 05 1120")
     add("my social security number is 219099999", "ssn", "219099999")
     add("SSN#: 536228741 (from the scanned form)", "ssn", "536228741")
+    for text, value in BARE_PHONES:
+        add(text, "phone", value)
     return rows
+
+
+BARE_PHONES = [
+    ("call me at 4155550134 tonight", "4155550134"),
+    ("My cell: 2125550187", "2125550187"),
+    ("6465550142 is my mobile, text me", "6465550142"),
+    ("you can reach me on 3035550112", "3035550112"),
+]
+"""Digits without any formatting count as a phone number only next to a phone word."""
 
 
 # ---------------------------------------------------------------- look-alikes
@@ -375,7 +386,31 @@ def lookalikes() -> list[str]:
         "Memory 16384 MB, disk 512000 MB", "Bitrate 192000 bps", "Frequency 2400000000 Hz", "1,048,576 bytes",
         "0.000001 seconds", "version 2024.05.01", "README v3", "Q3 2024 revenue", "Top 10 list",
     ]
+    rows += CODE_LOOKALIKES
     return rows
+
+
+CODE_LOOKALIKES = [
+    "rng = np.random.default_rng(2147483647)",
+    "INT32_MAX = 2147483647",
+    "x = np.array([312.55501342, -4155550134, 0.2125550187])",
+    "odd = items[1::3]",
+    "evens = xs[::2]",
+    "see RFC 6749 section 4.1.2.1 for invalid_scope",
+    "as described in section 3.3.2.4 of the spec",
+    '__version__ = "3.5.0.1"',
+    "token = base64.b64encode(raw)",
+    "auth = MCPRequestHandler.get_oauth2_headers(req)",
+    '"max_tokens_per_1_minute": max_tokens_per_1_minute,',
+    "input_tokens_details: UsageInputTokensDetails",
+    "self._workload_identity_auth = SyncX509WorkloadIdentityAuth()",
+    "mDNS uses the multicast group 224.0.0.251",
+    "send to the broadcast address 255.255.255.255",
+    "seed=3141592653 for reproducibility",
+    "see https://github.com/org/repo/issues/12#issuecomment-2727603845",
+    "credentials = boto3_session.get_credentials()",
+]
+"""Code is common in LLM traces: these came up in an audit of masking library source code."""
 
 
 def write(path: Path, lines: list[str]) -> None:
