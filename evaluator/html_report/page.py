@@ -34,7 +34,8 @@ nav a { color: #175cd3; text-decoration: none; }
 .kpi { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; }
 .kpi b { display: block; font-size: 20px; }
 .kpi span { color: var(--muted); font-size: 12px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(500px, 1fr)); gap: 16px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(500px, 1fr)); gap: 16px;
+         margin-bottom: 16px; }
 section.card { background: #fff; border: 1px solid var(--line); border-radius: 8px;
                padding: 12px 16px 14px; margin-bottom: 16px; }
 .cards section.card { margin-bottom: 0; }
