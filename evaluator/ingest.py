@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluator.errors import ConfigError, InvalidTraceError
+from evaluator.masking import Masker, ingest_masker
 from evaluator.pipeline import WorkItem
 from evaluator.records import DeadLetter, Trace, parse_trace
 from evaluator.sampling import SamplingPolicy, decide
@@ -23,14 +24,16 @@ class CollectedWork:
     traces_read: int = 0
     sample_reasons: Counter = field(default_factory=Counter)
 
-    def add(self, record: Trace | DeadLetter, policy: SamplingPolicy) -> None:
+    def add(self, record: Trace | DeadLetter, policy: SamplingPolicy,
+            mask: Masker | None = None) -> None:
+        """Sample first, then mask: only sampled traces pay for masking."""
         self.traces_read += 1
         if isinstance(record, DeadLetter):
             self.dead_letters.append(record)
             return
         decision = decide(record, policy)
         if decision.sampled:
-            self.items.append(WorkItem(record, decision))
+            self.items.append(WorkItem(mask(record) if mask else record, decision))
             self.sample_reasons[decision.reason] += 1
 
 
@@ -52,9 +55,10 @@ def collect_work(path: Path, policy: SamplingPolicy, fmt: str = "jsonl") -> Coll
     """Read, validate and sample a trace file (`jsonl` or `otlp-json`)."""
     from evaluator.otel.otlp_json import read_traces
 
+    mask = ingest_masker()
     work = CollectedWork()
     for record in read_traces(Path(path), fmt):
-        work.add(record, policy)
+        work.add(record, policy, mask)
     return work
 
 

@@ -11,9 +11,10 @@ import dramatiq
 
 from evaluator.errors import EvaluatorError
 from evaluator.judges.base import JudgeClient
+from evaluator.masking import storage_masker
 from evaluator.metrics import metrics
 from evaluator.pipeline import evaluate_batch
-from evaluator.records import DeadLetter
+from evaluator.records import DeadLetter, Trace
 from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.store import StoredTrace
 from evaluator.worker.channel import ResultChannel
@@ -63,9 +64,17 @@ async def process_message(context: WorkerContext, message: dict[str, Any]) -> Re
         return ResultBatch(dead_letters=dead)
     judged = await evaluate_batch(items, rubrics, judge, message.get("run_id"))
     metrics().record_evaluations(judged.evaluations)
-    traces = [StoredTrace(i.trace, i.decision.reason, i.decision.weight) for i in items]
+    traces = [StoredTrace(_for_storage(i.trace), i.decision.reason, i.decision.weight) for i in items]
     return ResultBatch(evaluations=judged.evaluations, traces=traces, dead_letters=dead,
                        judge_calls=judged.judge_calls)
+
+
+def _for_storage(trace: Trace) -> Trace:
+    """Traces masked at ingest pass through; raw ones (judge sees raw) are masked here."""
+    if trace.pii_masked:
+        return trace
+    mask = storage_masker()
+    return mask(trace) if mask else trace
 
 
 def register_evaluate_actor(broker: dramatiq.Broker, context: WorkerContext) -> dramatiq.Actor:
