@@ -30,19 +30,26 @@ _PREFIXED_TOKEN = re.compile(
 _AUTH_SCHEME = re.compile(r"(?i)\b(?:bearer|basic)\s+([A-Za-z0-9._~+/-]+=*)")
 _KEY_WORDS = ("key", "secret", "token", "pass", "pwd", "auth", "credential")
 _KEY_BEFORE = re.compile(
-    r"(?i)(api[_-]?key|apikey|secret|token|passw(?:or)?d|pwd|access[_-]?key|auth|credential)[\w.-]*[\"']?\s*\Z"
+    r"(?i)(api[_-]?key|apikey|secret|token|passw(?:or)?d|pwd|access[_-]?key|auth|credential)"
+    r"[\w.-]*[\"']?\s*\Z"
 )
-"""A credential-like name ending right before a `:` or `=`: `OPENAI_API_KEY=`, `"apiKey": `, `token: `."""
+"""A credential-like name right before a `:` or `=`: `OPENAI_API_KEY=`, `"apiKey": `, `token: `."""
 _KEY_REACH = 48
 _VALUE_AFTER = re.compile(r"\s*[\"']?([^\s'\"`,;:=&<>(){}\[\]]{1,4096}=*)")
 """Stops at the next `:` or `=` (base64 padding aside), so `a=b=c=...` stays linear."""
 _AUTH_SCHEME_REACH = 12
 _PRIVATE_KEY = re.compile(
-    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----([A-Za-z0-9+/=:,\s-]{1,16384}?)-----END \1PRIVATE KEY-----"
+    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----"
+    r"([A-Za-z0-9+/=:,\s-]{1,16384}?)"
+    r"-----END \1PRIVATE KEY-----"
 )
-"""The body allows PEM headers (`Proc-Type: 4,ENCRYPTED`) but not `<`, so a masked key stays masked;
-its length is bounded (an RSA-8192 key is ~6.5 KB) so a BEGIN line without an END stays cheap."""
+"""The body allows PEM headers (`Proc-Type: 4,ENCRYPTED`) but not `<`, so a masked key stays
+masked; it is bounded (an RSA-8192 key is ~6.5 KB) so a BEGIN without an END stays cheap."""
 
+_MIN_SECRET_CHARS = 16
+_MIN_PASSWORD_CHARS = 8
+_MIN_ENTROPY_BITS = 2.5
+"""Per character. Random tokens score 3.2 (16 hex digits) to 5.5; `aaaaaaaaaaaaaaa1` scores 0.3."""
 _CODE_PATH_SEPARATOR = re.compile(r"[._]")
 _CODE_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+")
 
@@ -56,11 +63,6 @@ def _wordy(part: str) -> bool:
     words = _CODE_WORD.findall(part)
     return not words or sum(map(len, words)) >= 3 * len(words)
 
-_MIN_SECRET_CHARS = 16
-_MIN_PASSWORD_CHARS = 8
-_MIN_ENTROPY_BITS = 2.5
-"""Per character. Random tokens score 3.2 (16 hex digits) to 5.5; `aaaaaaaaaaaaaaa1` scores 0.3."""
-
 
 def _shannon_entropy(value: str) -> float:
     counts = Counter(value)
@@ -68,9 +70,9 @@ def _shannon_entropy(value: str) -> float:
 
 
 def looks_random(value: str) -> bool:
-    """Long, letters and digits, high-entropy: a key, not a word. The digit is what tells a
-    random token (a 32-character one lacks a digit about once in 300) from the identifiers code puts
-    after `token:` or `auth =` (`CompletionTokensDetails`, `AUTHORITY_REGEX.match`)."""
+    """Long, letters and digits, high-entropy, not a code path: a key, not a word. The digit
+    tells a random token (a 32-character one lacks one about once in 300) from identifiers
+    code puts after `token:` or `auth =` (`CompletionTokensDetails`, `AUTHORITY_REGEX.match`)."""
     if len(value) < _MIN_SECRET_CHARS:
         return False
     if not any(c.isdigit() for c in value) or not any(c.isalpha() for c in value):
@@ -99,7 +101,7 @@ def _secret(start: int, end: int, value: str) -> PiiMatch:
 
 def find_secrets(scan: TextScan) -> Iterator[PiiMatch]:
     text = scan.text
-    for start, end in scan.windows(scan.long_tokens, _AUTH_SCHEME_REACH, 1) if scan.long_tokens else ():
+    for start, end in scan.windows(scan.long_tokens, _AUTH_SCHEME_REACH, 1):
         for found in _PREFIXED_TOKEN.finditer(text, start, end):
             value = found.group()
             if value.startswith("sk-") and not any(c.isdigit() for c in value):

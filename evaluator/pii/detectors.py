@@ -24,7 +24,9 @@ _EMAIL = re.compile(
     r"(?<![\w.%+'-])[\w%+-](?:[\w.%+-]|'(?=\w))*"
     r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,24}))(?![\w-])"
 )
-_FILE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "bmp", "ico", "tif", "tiff", "heic"})
+_FILE_EXTENSIONS = frozenset(
+    {"png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "bmp", "ico", "tif", "tiff", "heic"}
+)
 """`icon@2x.png` is a retina asset, not an address: these are not top-level domains."""
 
 
@@ -62,7 +64,7 @@ _DECIMAL = re.compile(r"[\[(]?[-+]?\d+\.\d+")
 
 
 _PHONE_WORDS = re.compile(
-    r"(?i)\b(?:call|phone|tel|mobile|cell|fax|whatsapp|sms|text|dial|ring|number|contact|reach)"
+    r"(?i)(?<!<)\b(?:call|phone|tel|mobile|cell|fax|whatsapp|sms|text|dial|ring|number|contact|reach)"
 )
 _PHONE_WORDS_REACH = 40
 
@@ -113,11 +115,11 @@ def find_phones(
     the matcher is by far the most expensive step.
     """
     text = scan.text
-    hints = [
-        (start, end)
-        for start, end in _unexplained_digits(scan, explained)
-        if count_digits(text[start:end]) >= (MIN_PHONE_DIGITS if text.endswith("+", 0, start) else national_digits)
-    ]
+    hints = []
+    for start, end in _unexplained_digits(scan, explained):
+        needed = MIN_PHONE_DIGITS if text.endswith("+", 0, start) else national_digits
+        if count_digits(text[start:end]) >= needed:
+            hints.append((start, end))
     for start, end in scan.windows(hints, *_PHONE_CONTEXT):
         for found in phonenumbers.PhoneNumberMatcher(text[start:end], region):
             canonical = phonenumbers.format_number(found.number, phonenumbers.PhoneNumberFormat.E164)

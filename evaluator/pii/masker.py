@@ -11,7 +11,7 @@ import bisect
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import phonenumbers
@@ -38,7 +38,9 @@ Placeholders = dict[str, dict[str, str]]
 """Numbering state shared by the fields of one trace: kind -> canonical value -> placeholder."""
 
 HASH_CHARS = 6
-"""Hex characters of the keyed hash in hash-mode placeholders (`<EMAIL_3fa2c1>`)."""
+"""Hex characters of the keyed hash in hash-mode placeholders (`<EMAIL_3fa2c1>`): 24 bits, so
+two values of one kind in a trace share a placeholder about once in 16 million pairs. Six also
+keeps placeholders below the seven digits that would make them look like a phone number."""
 
 Detector = Callable[[TextScan], Iterator[PiiMatch]]
 
@@ -49,7 +51,7 @@ class PiiConfig:
     number's placeholder can be reversed by hashing every phone number, so set one in production."""
 
     mode: Mode = "mask"
-    kinds: frozenset[str] = field(default=ALL_KINDS)
+    kinds: frozenset[str] = ALL_KINDS
     phone_region: str = "US"
     """Region used to read phone numbers written without a `+` country code."""
     hash_salt: str = ""
@@ -63,7 +65,9 @@ class PiiConfig:
             raise ConfigError(f"unknown PII kind(s) {unknown}: choose from {sorted(ALL_KINDS)}")
         object.__setattr__(self, "kinds", kinds)
         if self.phone_region not in phonenumbers.SUPPORTED_REGIONS:
-            raise ConfigError(f"phone_region {self.phone_region!r} is not a region code libphonenumber knows (e.g. US, GB, DE)")
+            raise ConfigError(
+                f"phone_region {self.phone_region!r} is not a region libphonenumber knows (e.g. US, GB, DE)"
+            )
 
 
 _CHEAP_DETECTORS: dict[str, Detector] = {
@@ -100,7 +104,7 @@ class PiiMasker:
 
     def __init__(self, config: PiiConfig = PiiConfig()):
         self.config = config
-        self._detectors = [detector for kind, detector in _CHEAP_DETECTORS.items() if kind in config.kinds]
+        self._detectors = [found for kind, found in _CHEAP_DETECTORS.items() if kind in config.kinds]
         self._phone_digits = national_min_digits(config.phone_region) if "phone" in config.kinds else None
         self._hash_key = config.hash_salt.encode("utf-8")
 
@@ -123,9 +127,9 @@ class PiiMasker:
             return text
         if placeholders is None:
             placeholders = {}
-        # Masking can expose a match that a longer, overlapping one hid (`1::0@0.AA` -> `1::<EMAIL_1>`),
-        # so repeat until nothing is found. This ends: detectors never match placeholder text, so
-        # every pass shrinks the text that is not placeholders. PII-free text costs one pass.
+        # Masking can expose a match that a longer, overlapping one hid (`1::0@0.AA` becomes
+        # `1::<EMAIL_1>`), so repeat until nothing is found. This ends: detectors never match
+        # placeholder text, so every pass shrinks the rest. PII-free text costs one pass.
         while matches := self.find(text):
             pieces: list[str] = []
             position = 0
