@@ -23,6 +23,9 @@ from evaluator.errors import ConfigError
 
 LEVEL_ENV = "EVALUATOR_LOG_LEVEL"
 CONTEXT_FIELDS = ("trace_id", "evaluation_id")
+CHATTY_LIBRARY_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "LiteLLM", "LiteLLM Router")
+"""They log a line per judge call at INFO (~1 record per evaluation, measurable CPU at load):
+kept to WARNING unless the process logs at DEBUG."""
 
 _trace_id: ContextVar[str | None] = ContextVar("evaluator_trace_id", default=None)
 _evaluation_id: ContextVar[str | None] = ContextVar("evaluator_evaluation_id", default=None)
@@ -128,3 +131,6 @@ def configure_logging(level: str | int | None = None, stream: TextIO | None = No
             root.removeHandler(existing)
     root.addHandler(build_handler(stream or sys.stderr, json_lines))
     root.setLevel(resolve_level(level, default_level))
+    library_level = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for name in CHATTY_LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(library_level)

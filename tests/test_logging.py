@@ -17,7 +17,8 @@ import pytest
 from evaluator.errors import ConfigError
 from evaluator.judges.base import JudgeVerdict
 from evaluator.logging_setup import (
-    JsonLinesFormatter, build_handler, configure_logging, evaluation_context, resolve_level,
+    CHATTY_LIBRARY_LOGGERS, JsonLinesFormatter, build_handler, configure_logging, evaluation_context,
+    resolve_level,
 )
 from evaluator.pipeline import WorkItem, evaluate_items
 from evaluator.records import Trace
@@ -133,6 +134,23 @@ def test_configure_logging_replaces_its_own_handler():
         for handler in [h for h in root.handlers if h.get_name() == "evaluator"]:
             root.removeHandler(handler)
         root.setLevel(level)
+
+
+def test_per_call_library_lines_only_at_debug():
+    root = logging.getLogger()
+    level = root.level
+    try:
+        configure_logging("INFO", io.StringIO())
+        assert not logging.getLogger("httpx2").isEnabledFor(logging.INFO)
+        assert logging.getLogger("LiteLLM").isEnabledFor(logging.WARNING)
+        configure_logging("DEBUG", io.StringIO())
+        assert logging.getLogger("httpx2").isEnabledFor(logging.DEBUG)
+    finally:
+        for handler in [h for h in root.handlers if h.get_name() == "evaluator"]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+        for name in CHATTY_LIBRARY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 def test_cli_logs_json_lines_when_piped(tmp_path):
