@@ -8,6 +8,8 @@ re-delivers (at-least-once) and the store's idempotent evaluation_id removes dup
 from __future__ import annotations
 
 import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from evaluator.errors import BrokerError
@@ -65,7 +67,8 @@ class RedisStreamChannel:
         self.stream = stream
         self.group = group
         self.consumer = consumer
-        self._pending_first = True
+        self._pending_from: str | None = "0"
+        """Where re-reading delivered-but-unacknowledged entries resumes; None once all are read."""
 
     def ensure_group(self) -> None:
         import redis
@@ -81,34 +84,50 @@ class RedisStreamChannel:
         self._client.xadd(self.stream, {"b": batch.to_json()})
 
     def read(self, max_entries: int, block_ms: int) -> list[Entry]:
-        """Entries delivered earlier but never acknowledged come first (after a sink crash)."""
-        if self._pending_first:
-            entries = self._xread("0", max_entries, None)
-            if entries:
-                return entries
-            self._pending_first = False
-        return self._xread(">", max_entries, block_ms)
+        """Entries delivered earlier but never acknowledged come first: after a sink crash, and
+        after a lost connection (Redis may have delivered a read whose reply never arrived)."""
+        with self._recovering():
+            while self._pending_from is not None:
+                entries, last_id = self._xread(self._pending_from, max_entries, None)
+                self._pending_from = last_id
+                if entries:
+                    return entries
+            return self._xread(">", max_entries, block_ms)[0]
 
-    def _xread(self, start: str, count: int, block_ms: int | None) -> list[Entry]:
+    def _xread(self, start: str, count: int, block_ms: int | None) -> tuple[list[Entry], str | None]:
+        """The entries read, and the id of the last one (None when there was none)."""
         reply = self._client.xreadgroup(
             self.group, self.consumer, {self.stream: start}, count=count, block=block_ms
         )
         entries: list[Entry] = []
+        last_id = None
         for _stream, messages in reply or []:
             for entry_id, fields in messages:
+                last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                 if not fields:  # a pending entry that was deleted meanwhile
                     self._client.xack(self.stream, self.group, entry_id)
                     continue
-                entry_key = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                entries.append((entry_key, fields.get(b"b", fields.get("b", b""))))
-        return entries
+                entries.append((last_id, fields.get(b"b", fields.get("b", b""))))
+        return entries, last_id
 
     def ack(self, entry_ids: list[str]) -> None:
         if entry_ids:
-            pipe = self._client.pipeline(transaction=True)
-            pipe.xack(self.stream, self.group, *entry_ids)
-            pipe.xdel(self.stream, *entry_ids)
-            pipe.execute()
+            with self._recovering():
+                pipe = self._client.pipeline(transaction=True)
+                pipe.xack(self.stream, self.group, *entry_ids)
+                pipe.xdel(self.stream, *entry_ids)
+                pipe.execute()
+
+    @contextmanager
+    def _recovering(self) -> Iterator[None]:
+        """On a lost connection, start again from the unacknowledged entries."""
+        import redis
+
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._pending_from = "0"
+            raise
 
     def depth(self) -> int:
         return int(self._client.xlen(self.stream))
