@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,10 @@ from evaluator.worker.channel import ResultChannel
 from evaluator.worker.messages import QUEUE_NAME, ResultBatch, decode_items
 
 ACTOR_NAME = "evaluate_batch"
+PUBLISH_PATIENCE_S = 600.0
+"""How long a worker waits for Redis to come back before it gives the message up to a retry."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,13 +84,35 @@ def _for_storage(trace: Trace) -> Trace:
     return mask(trace) if mask else trace
 
 
+async def publish_patiently(channel: ResultChannel, batch: ResultBatch,
+                            patience_s: float = PUBLISH_PATIENCE_S) -> None:
+    """Publish the results, waiting out a Redis outage (a restart, a failover) instead of
+    failing the message: dramatiq's retry of a failed message needs Redis too, and when that
+    enqueue fails as well the message is acknowledged later and its results are lost."""
+    import redis
+
+    deadline = time.monotonic() + patience_s
+    delay = 0.1
+    while True:
+        try:
+            channel.publish(batch)
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("publishing results failed (%r); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def register_evaluate_actor(broker: dramatiq.Broker, context: WorkerContext) -> dramatiq.Actor:
-    """Declare the actor on this broker. If publishing the results fails (Redis down), the
-    actor raises and dramatiq retries the message with backoff: at-least-once, never lost."""
+    """Declare the actor on this broker. Publishing the results waits out a Redis outage; if it
+    still fails, the actor raises and dramatiq retries the message: at-least-once, never lost.
+    A worker killed meanwhile leaves the message unacknowledged, so another worker runs it."""
 
     async def evaluate_batch(message: dict[str, Any]) -> None:
         batch = await process_message(context, message)
-        context.channel.publish(batch)
+        await publish_patiently(context.channel, batch)
 
     return dramatiq.Actor(
         evaluate_batch,
