@@ -21,6 +21,19 @@ def _float_env(name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
+def _int_env(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None
@@ -31,6 +44,10 @@ class Settings:
     datasets_dir: Path
     judge: str
     sample_rate: float
+    worker_heartbeat_timeout_s: float = 60.0
+    """A worker silent this long is taken for dead; its unacknowledged messages go to others."""
+    broker_maintenance_chance: int = 1000
+    """Broker commands per million that also look for dead workers (dramatiq's default: 1000)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -43,4 +60,6 @@ class Settings:
             datasets_dir=Path(env.get("EVALUATOR_DATASETS_DIR", PROJECT_ROOT / "datasets")),
             judge=env.get("EVALUATOR_JUDGE", "offline"),
             sample_rate=_float_env("EVALUATOR_SAMPLE_RATE", 0.10),
+            worker_heartbeat_timeout_s=_float_env("EVALUATOR_WORKER_HEARTBEAT_TIMEOUT_S", 60.0),
+            broker_maintenance_chance=_int_env("EVALUATOR_BROKER_MAINTENANCE_CHANCE", 1000),
         )

@@ -33,8 +33,13 @@ def build_producer_broker(redis_url: str) -> dramatiq.Broker:
     return RedisBroker(client=redis_client(redis_url))
 
 
-def build_broker(redis_url: str | None) -> dramatiq.Broker:
+def build_broker(redis_url: str | None, heartbeat_timeout_s: float = 60.0,
+                 maintenance_chance: int = 1000) -> dramatiq.Broker:
     """Redis broker for service mode, dramatiq's in-process StubBroker for embedded mode.
+
+    With Redis, a worker whose heartbeat is older than `heartbeat_timeout_s` is dead: the
+    messages it fetched and never acknowledged go back to the queue. `maintenance_chance` (per
+    million broker commands) is how often a command also looks for dead workers.
 
     The broker is also installed as dramatiq's global broker, because dramatiq's worker and
     message APIs look it up there.
@@ -42,7 +47,13 @@ def build_broker(redis_url: str | None) -> dramatiq.Broker:
     if redis_url:
         from dramatiq.brokers.redis import RedisBroker
 
-        broker: dramatiq.Broker = RedisBroker(client=redis_client(redis_url))
+        from evaluator.worker.heartbeat import Heartbeat
+        from evaluator.worker.messages import QUEUE_NAME
+
+        broker: dramatiq.Broker = RedisBroker(
+            client=redis_client(redis_url), heartbeat_timeout=int(heartbeat_timeout_s * 1000),
+            maintenance_chance=maintenance_chance)
+        broker.add_middleware(Heartbeat(QUEUE_NAME, interval_s=heartbeat_timeout_s / 4))
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")

@@ -63,7 +63,8 @@ def _serve_metrics(port: int | None) -> None:
 def run_worker_process(settings: Settings, threads: int, stop: threading.Event | None = None,
                        metrics_port: int | None = None) -> None:
     url = require_redis(settings)
-    broker = build_broker(url)
+    broker = build_broker(url, settings.worker_heartbeat_timeout_s,
+                          settings.broker_maintenance_chance)
     _serve_metrics(metrics_port)
     metrics().watch_queue_depth("work", lambda: broker.do_qsize(QUEUE_NAME))
     channel = RedisStreamChannel(redis_client(url))
