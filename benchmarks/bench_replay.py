@@ -1,11 +1,11 @@
-"""`evaluator replay` throughput: the offline judge, and a litellm judge or an OpenAI-compatible
+"""`evaluator replay` throughput: the offline judge, and an LLM judge or an OpenAI-compatible
 target against the local test server at 200 ms latency (a separate process, so its CPU does not
 mix with the client's).
 
 Baselines from the same run: for the offline judge, `evaluate_items` over the same traces with
 no store and no run bookkeeping (what replay adds is the difference); for the server rows, the
 ceiling the latency allows at that concurrency (in-flight requests / latency), next to the
-client CPU each item costs (litellm or the openai SDK, plus judging): on a small shared machine
+client CPU each item costs (the HTTP client, plus judging): on a small shared machine
 that CPU, not the latency, is what holds the rate below the ceiling.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
 import json
 import os
 import socket
@@ -21,12 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from evaluator.datasets import DatasetItem, read_dataset, write_dataset
 from evaluator.judges.factory import load_judge
-from evaluator.judges.llm import import_litellm
+from evaluator.judges.runtime import CACHE_ENV
 from evaluator.pipeline import WorkItem, evaluate_items
 from evaluator.records import parse_trace
 from evaluator.replay import REPLAY_DECISION, ReplayReport, start_replay
@@ -46,13 +46,13 @@ def _row(metric, value, unit, baseline=None, baseline_value=None, goal=None):
             "baseline": baseline, "baseline_value": baseline_value, "ratio": ratio, "goal": goal}
 
 
-def _dataset(path: Path, count: int) -> Path:
-    """`count` items made from the sample traces (cycled, with distinct ids)."""
+def _dataset(path: Path, count: int, offset: int = 0) -> Path:
+    """`count` items made from the sample traces from `offset` on (cycled, distinct ids)."""
     with open(SAMPLE, encoding="utf-8") as lines:
         traces = [json.loads(line) for line in lines]
     items = []
     for i in range(count):
-        trace = traces[i % len(traces)]
+        trace = traces[(offset + i) % len(traces)]
         items.append(DatasetItem(id=f"bench-{i:06d}", input=trace["input"],
                                  context=trace["context"], output=trace["output"],
                                  label_source="judge",
@@ -112,42 +112,71 @@ def _cpu_timed(replay: Callable[[], ReplayReport]) -> tuple[ReplayReport, float]
     return report, (time.process_time() - started) * 1000 / report.total
 
 
-def run(quick: bool = False) -> list[dict]:
-    settings = Settings.from_env()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        offline = _dataset(tmp / "offline.jsonl", 1000 if quick else 5000)
-        bare = _pipeline_items_per_s(offline, settings)
-        report = start_replay(offline, tmp / "offline.duckdb", settings, judge_name="offline")
-        rows.append(_row(f"items/s, offline judge, 4 rubrics ({report.total} items)",
-                         report.items_per_s, "items/s", "evaluate_items alone (no store)", bare,
-                         goal=">= 0.8 of the pipeline"))
+@contextmanager
+def _cold_judge_cache(directory: Path) -> Iterator[None]:
+    """A judge cache file of our own, empty at the start (restores the environment after)."""
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(directory / "judge-cache.sqlite")
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[CACHE_ENV]
+        else:
+            os.environ[CACHE_ENV] = previous
 
-        import_litellm()  # import once before timing (seconds); both rows measure steady state
-        importlib.import_module("openai")
+
+def _offline_row(tmp: Path, settings: Settings, quick: bool) -> dict:
+    offline = _dataset(tmp / "offline.jsonl", 1000 if quick else 5000)
+    bare = _pipeline_items_per_s(offline, settings)
+    report = start_replay(offline, tmp / "offline.duckdb", settings, judge_name="offline")
+    return _row(f"items/s, offline judge, 4 rubrics ({report.total} items)", report.items_per_s,
+                "items/s", "evaluate_items alone (no store)", bare, goal=">= 0.8 of the pipeline")
+
+
+def _server_rows(tmp: Path, settings: Settings, base_url: str, quick: bool) -> list[dict]:
+    ceiling = SERVER_CONCURRENCY / (LATENCY_MS / 1000)
+    judge_settings = _judge_settings(tmp, base_url)
+    # Client imports take seconds: not timed. Other traces, so the cache knows none of them.
+    warm_up = _dataset(tmp / "warm-up.jsonl", 8, offset=1000)
+    for target in (None, f"openai:bench-app@{base_url}"):
+        start_replay(warm_up, tmp / "warm-up.duckdb", judge_settings, ["relevance"],
+                     "bench-local", target=target)
+    rows = []
+    llm = _dataset(tmp / "llm.jsonl", 150 if quick else 600)
+    report, cpu_ms = _cpu_timed(lambda: start_replay(
+        llm, tmp / "llm.duckdb", judge_settings, ["relevance"], "bench-local",
+        concurrency=SERVER_CONCURRENCY))
+    what = f"LLM judge at {LATENCY_MS} ms, 1 rubric, concurrency {SERVER_CONCURRENCY}"
+    rows.append(_row(f"items/s, {what} ({report.total} items)", report.items_per_s, "items/s",
+                     "latency ceiling", ceiling))
+    rows.append(_row(f"client CPU per item, {what}", cpu_ms, "ms"))
+    again = start_replay(llm, tmp / "llm.duckdb", judge_settings, ["relevance"], "bench-local",
+                         concurrency=SERVER_CONCURRENCY)
+    rows.append(_row(f"items/s, the same dataset again, verdicts from the judge cache "
+                     f"({again.judge_calls} judge calls)", again.items_per_s, "items/s",
+                     "first replay", report.items_per_s, goal="0 judge calls"))
+    target = _dataset(tmp / "target.jsonl", 300 if quick else 1500)
+    report, cpu_ms = _cpu_timed(lambda: start_replay(
+        target, tmp / "target.duckdb", settings, judge_name="offline",
+        target=f"openai:bench-app@{base_url}", concurrency=SERVER_CONCURRENCY))
+    what = (f"OpenAI-compatible target at {LATENCY_MS} ms + offline judge, concurrency "
+            f"{SERVER_CONCURRENCY}")
+    rows.append(_row(f"items/s, {what} ({report.total} items)", report.items_per_s, "items/s",
+                     "latency ceiling", ceiling))
+    rows.append(_row(f"client CPU per item, {what}", cpu_ms, "ms"))
+    return rows
+
+
+def run(quick: bool = False) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp_name, _cold_judge_cache(Path(tmp_name)):
+        tmp = Path(tmp_name)
+        settings = Settings.from_env()
+        rows = [_offline_row(tmp, settings, quick)]
         port = _free_port()
         server = _start_server(port)
         try:
-            base_url = f"http://127.0.0.1:{port}/v1"
-            ceiling = SERVER_CONCURRENCY / (LATENCY_MS / 1000)
-            llm = _dataset(tmp / "llm.jsonl", 150 if quick else 600)
-            report, cpu_ms = _cpu_timed(lambda: start_replay(
-                llm, tmp / "llm.duckdb", _judge_settings(tmp, base_url), ["relevance"],
-                "bench-local", concurrency=SERVER_CONCURRENCY))
-            what = f"litellm judge at {LATENCY_MS} ms, 1 rubric, concurrency {SERVER_CONCURRENCY}"
-            rows.append(_row(f"items/s, {what} ({report.total} items)", report.items_per_s,
-                             "items/s", "latency ceiling", ceiling))
-            rows.append(_row(f"client CPU per item, {what}", cpu_ms, "ms"))
-            target = _dataset(tmp / "target.jsonl", 300 if quick else 1500)
-            report, cpu_ms = _cpu_timed(lambda: start_replay(
-                target, tmp / "target.duckdb", settings, judge_name="offline",
-                target=f"openai:bench-app@{base_url}", concurrency=SERVER_CONCURRENCY))
-            what = (f"OpenAI-compatible target at {LATENCY_MS} ms + offline judge, concurrency "
-                    f"{SERVER_CONCURRENCY}")
-            rows.append(_row(f"items/s, {what} ({report.total} items)", report.items_per_s,
-                             "items/s", "latency ceiling", ceiling))
-            rows.append(_row(f"client CPU per item, {what}", cpu_ms, "ms"))
+            rows += _server_rows(tmp, settings, f"http://127.0.0.1:{port}/v1", quick)
         finally:
             server.terminate()
             server.wait(timeout=10)
