@@ -26,7 +26,7 @@ from evaluator.rubrics import RubricRegistry
 from evaluator.sampling import SamplingPolicy
 from evaluator.store import Store
 from evaluator.worker.channel import RedisStreamChannel
-from evaluator.worker.messages import QUEUE_NAME
+from evaluator.worker.messages import QUEUE_NAME, ResultBatch
 from tests.support.figures import record
 from tests.support.openai_server import OpenAIServer
 from tests.support.redis_server import persistent_redis  # noqa: F401  (fixture)
@@ -215,3 +215,19 @@ def test_no_evaluation_lost_or_duplicated_through_worker_sink_and_redis_kills(
     assert unexplained == 0
     assert traces_stored == expected_traces
     assert service.kills == ["worker-a", "sink", "redis"]
+
+
+def test_sink_recreates_its_consumer_group_when_redis_lost_it(tmp_path):
+    """A Redis restarted without persistence (or flushed) forgets the sink's consumer group; the
+    sink must create it again instead of failing with NOGROUP forever."""
+    from tests.support.redis_server import RedisServer
+
+    with RedisServer(tmp_path / "redis", persistent=False) as server:
+        client = redis.Redis.from_url(server.url)
+        sink_side = RedisStreamChannel(client)
+        sink_side.ensure_group()
+        client.flushall()
+        with pytest.raises(redis.ResponseError, match="NOGROUP"):
+            sink_side.read(max_entries=10, block_ms=10)
+        RedisStreamChannel(client).publish(ResultBatch())
+        assert len(sink_side.read(max_entries=10, block_ms=10)) == 1

@@ -120,13 +120,19 @@ class RedisStreamChannel:
 
     @contextmanager
     def _recovering(self) -> Iterator[None]:
-        """On a lost connection, start again from the unacknowledged entries."""
+        """On a lost connection, start again from the unacknowledged entries; when Redis lost
+        the consumer group (restarted without persistence, flushed), create it again."""
         import redis
 
         try:
             yield
         except (redis.ConnectionError, redis.TimeoutError):
             self._pending_from = "0"
+            raise
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                self._pending_from = "0"
+                self.ensure_group()
             raise
 
     def depth(self) -> int:
