@@ -66,7 +66,11 @@ def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: flo
                     rubrics: Sequence[str] = (), batch_size: int = 20,
                     fmt: str = "jsonl") -> tuple[CollectedWork, int]:
     """Service mode: sampled traces go to Redis for `evaluator worker`; dead letters go to the
-    results channel so `evaluator sink` stores them. Returns the work and messages sent."""
+    results channel so `evaluator sink` stores them. Returns the work and messages sent.
+
+    While the work queue is full (settings.max_queue_depth), this waits for the workers, and
+    raises QueueFullError after settings.queue_wait_s."""
+    from evaluator.worker.backpressure import QueueGauge
     from evaluator.worker.broker import build_producer_broker, redis_client
     from evaluator.worker.channel import RedisStreamChannel
     from evaluator.worker.messages import ResultBatch
@@ -78,7 +82,9 @@ def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: flo
     try:
         if work.dead_letters:
             RedisStreamChannel(redis_client(url)).publish(ResultBatch(dead_letters=work.dead_letters))
-        sent = enqueue(broker, work.items, judge, rubrics, batch_size=batch_size)
+        gauge = QueueGauge(broker.client, settings.max_queue_depth)
+        sent = enqueue(broker, work.items, judge, rubrics, batch_size=batch_size,
+                       before_each=lambda: gauge.reserve(settings.queue_wait_s))
     finally:
         broker.close()
     return work, sent

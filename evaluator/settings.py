@@ -48,6 +48,10 @@ class Settings:
     """A worker silent this long is taken for dead; its unacknowledged messages go to others."""
     broker_maintenance_chance: int = 1000
     """Broker commands per million that also look for dead workers (dramatiq's default: 1000)."""
+    max_queue_depth: int = 10_000
+    """Work messages waiting in Redis past which producers hold back (see worker/backpressure.py)."""
+    queue_wait_s: float = 600.0
+    """How long `evaluator ingest` waits for room in a full queue before it gives up."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -62,4 +66,6 @@ class Settings:
             sample_rate=_float_env("EVALUATOR_SAMPLE_RATE", 0.10),
             worker_heartbeat_timeout_s=_float_env("EVALUATOR_WORKER_HEARTBEAT_TIMEOUT_S", 60.0),
             broker_maintenance_chance=_int_env("EVALUATOR_BROKER_MAINTENANCE_CHANCE", 1000),
+            max_queue_depth=_int_env("EVALUATOR_MAX_QUEUE_DEPTH", 10_000),
+            queue_wait_s=_float_env("EVALUATOR_QUEUE_WAIT_S", 600.0),
         )

@@ -27,6 +27,7 @@ from evaluator.otel.spans import SpanRecord, from_readable_span, spans_payload
 from evaluator.pipeline import WorkItem
 from evaluator.records import DeadLetter, Trace
 from evaluator.sampling import SamplingPolicy, decide
+from evaluator.worker.backpressure import HELD_BACK, QueueGauge, SamplingThrottle
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ Mask = Callable[[Trace], Trace]
 STAT_NAMES = (
     "spans_received", "spans_late", "traces_completed", "traces_ignored", "traces_sampled",
     "traces_enqueued", "invalid", "dead_letters_published", "dropped_buffer_full",
-    "dropped_enqueue_failed", "dropped_mask_failed",
+    "dropped_enqueue_failed", "dropped_mask_failed", "dropped_backpressure",
 )
 DEAD_LETTER_SOURCE = "otel-exporter"
 
@@ -47,12 +48,31 @@ def default_mask() -> Mask:
     return PiiMasker(PiiConfig()).mask_trace
 
 
+def _throttle(redis_url: str, max_queue_depth: int | None, batch_size: int,
+              clock: Callable[[], float]) -> SamplingThrottle:
+    """Back-pressure on the random sampling rate (max depth: $EVALUATOR_MAX_QUEUE_DEPTH)."""
+    if max_queue_depth is None:
+        from evaluator.settings import Settings
+
+        max_queue_depth = Settings.from_env().max_queue_depth
+    try:
+        gauge = QueueGauge.from_url(redis_url, max_queue_depth, clock=clock)
+        return SamplingThrottle(gauge, batch_size, clock)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 class EvaluatorSpanExporter(SpanExporter):
     """An OpenTelemetry SpanExporter feeding Evaluator. Give `redis_url` (service mode) or
     `sink` (a callable taking a list of WorkItems: embedded use and tests), not both.
 
     Traces with no LLM-related span at all (plain HTTP or DB traces sharing the provider) are
     not ours: they are counted as `traces_ignored`, not dead-lettered.
+
+    In service mode, while the work queue holds `max_queue_depth` messages or more (default
+    $EVALUATOR_MAX_QUEUE_DEPTH) the random sampling rate drops and the random samples held back
+    are counted as `dropped_backpressure`; always-evaluate traces still go (see
+    evaluator.worker.backpressure).
     """
 
     def __init__(
@@ -68,6 +88,7 @@ class EvaluatorSpanExporter(SpanExporter):
         max_buffered_spans: int = 20_000,
         max_buffered_bytes: int = 64 * 2**20,
         batch_size: int = 20,
+        max_queue_depth: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if (redis_url is None) == (sink is None):
@@ -81,6 +102,8 @@ class EvaluatorSpanExporter(SpanExporter):
             else RedisDelivery(redis_url, judge, rubrics, batch_size, clock)
         )
         self._sink_mode = sink is not None
+        self._throttle = (None if redis_url is None
+                          else _throttle(redis_url, max_queue_depth, batch_size, clock))
         try:
             self._assembler = TraceAssembler(assembly_timeout_s, max_buffered_spans,
                                              max_buffered_bytes, clock)
@@ -154,6 +177,8 @@ class EvaluatorSpanExporter(SpanExporter):
         with self._deliver_lock:
             items, dead = self._prepare(ready)
             delivered = self._deliver_items(items)
+            if self._throttle is not None:
+                self._throttle.delivered(len(items) if delivered else 0)
             kept = self._deliver_dead_letters(dead)
         return SpanExportResult.SUCCESS if delivered and kept else SpanExportResult.FAILURE
 
@@ -161,7 +186,7 @@ class EvaluatorSpanExporter(SpanExporter):
         """Normalize, sample, then mask only what was sampled."""
         items: list[WorkItem] = []
         dead: list[DeadLetter] = []
-        ignored = mask_failed = 0
+        ignored = mask_failed = held_back = 0
         for spans in ready:
             if not any(is_genai_span(span) for span in spans):
                 ignored += 1
@@ -174,7 +199,11 @@ class EvaluatorSpanExporter(SpanExporter):
                 dead.append(DeadLetter.from_error(DEAD_LETTER_SOURCE, spans_payload(spans, values=False),
                                                   error))
                 continue
-            decision = decide(trace, self.policy)
+            if self._throttle is None:
+                decision = decide(trace, self.policy)
+            else:
+                decision = self._throttle.decide(trace, self.policy)
+                held_back += decision.reason == HELD_BACK
             if not decision.sampled:
                 continue
             try:
@@ -183,7 +212,8 @@ class EvaluatorSpanExporter(SpanExporter):
                 mask_failed += 1
                 self._log.warning("mask", "evaluator exporter dropped a trace it could not mask: %r", exc)
         self._count(traces_completed=len(ready), traces_ignored=ignored, invalid=len(dead),
-                    traces_sampled=len(items) + mask_failed, dropped_mask_failed=mask_failed)
+                    traces_sampled=len(items) + mask_failed, dropped_mask_failed=mask_failed,
+                    dropped_backpressure=held_back)
         return items, dead
 
     def _masker(self) -> Mask:

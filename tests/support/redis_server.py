@@ -1,7 +1,7 @@
-"""A throwaway, persistent Redis for crash tests: its own port and data directory, every write
-fsynced to the append-only file, so it can be SIGKILLed and started again with its data.
-
-The machine's shared Redis (6379) runs without persistence; restarting it would lose the queue.
+"""A throwaway Redis of the test's own: its own port and data directory. Persistent by default,
+every write fsynced to the append-only file, so it can be SIGKILLed and started again with its
+data (the machine's shared Redis on 6379 runs without persistence: restarting it loses the
+queue). Its own server also keeps a test apart from other test runs sharing that Redis.
 
     with RedisServer(tmp_path / "redis") as server:
         server.url        # "redis://127.0.0.1:PORT/0"
@@ -40,8 +40,9 @@ def require_redis_server() -> str:
 
 
 class RedisServer:
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, persistent: bool = True) -> None:
         self.directory = Path(directory)
+        self.persistent = persistent
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.process: subprocess.Popen | None = None
@@ -56,8 +57,9 @@ class RedisServer:
             raise RuntimeError("this Redis is already running")
         command = [
             require_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
-            "--save", "", "--logfile", str(self.directory / "redis.log"),
+            "--dir", str(self.directory), "--save", "", "--logfile", str(self.directory / "redis.log"),
+            *(["--appendonly", "yes", "--appendfsync", "always"] if self.persistent
+              else ["--appendonly", "no"]),
         ]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
@@ -104,6 +106,13 @@ class RedisServer:
 
 @pytest.fixture
 def persistent_redis(tmp_path):
-    """A RedisServer of this test's own, started; killed at the end."""
+    """A persistent RedisServer of this test's own, started; killed at the end."""
     with RedisServer(tmp_path / "redis") as server:
         yield server
+
+
+@pytest.fixture
+def private_redis_url(tmp_path):
+    """The URL of a Redis no other test run shares (no persistence)."""
+    with RedisServer(tmp_path / "redis", persistent=False) as server:
+        yield server.url
