@@ -177,8 +177,10 @@ class DeadLetter(BaseModel):
 
 
 def _truncate_text(text: str, limit: int) -> str:
-    dropped = len(text) - limit
-    return text[:limit] + TRUNCATION_MARK.format(dropped=dropped)
+    """At most `limit` characters, the mark included, so a truncated trace validated again (by
+    the worker) is left as it is and keeps its mark's count."""
+    kept = limit - len(TRUNCATION_MARK.format(dropped=len(text)))  # the mark's longest form
+    return text[:kept] + TRUNCATION_MARK.format(dropped=len(text) - kept)
 
 
 def _truncate_oversized(payload: dict[str, Any]) -> list[str]:

@@ -59,8 +59,9 @@ def test_oversized_output_is_truncated_and_marked():
     trace = parse_trace({"trace_id": "t", "output": "x" * (MAX_TEXT_CHARS + 5000),
                          "context": ["y" * (MAX_TEXT_CHARS + 1)]})
     assert trace.truncated == ["context", "output"]
-    assert "truncated by evaluator: 5000 characters removed" in trace.output
-    assert len(trace.output) < MAX_TEXT_CHARS + 100
+    assert trace.output.endswith("[... truncated by evaluator: 5060 characters removed ...]")
+    assert MAX_TEXT_CHARS - 10 < len(trace.output) <= MAX_TEXT_CHARS, "the mark fits inside"
+    assert parse_trace(trace.model_dump(mode="json")) == trace, "validating again changes nothing"
 
 
 def test_evaluation_id_is_deterministic_and_sensitive_to_each_part():
