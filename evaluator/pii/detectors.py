@@ -94,7 +94,7 @@ def _unexplained_digits(scan: TextScan, explained: list[PiiMatch]) -> Iterator[t
     addresses is one long digit run, entirely explained)."""
     covered = scan.windows(((m.start, m.end) for m in explained), 0, 0)
     ends = [end for _, end in covered]
-    for start, end, _ in scan.digit_runs:
+    for start, end in scan.digit_runs:
         index = bisect.bisect_right(ends, start)
         piece_start = start
         while index < len(covered) and covered[index][0] < end:
@@ -169,9 +169,7 @@ def _card_grouping_ok(groups: list[str]) -> bool:
 def find_cards(scan: TextScan) -> Iterator[PiiMatch]:
     """Luhn-valid 13-19 digit numbers; a longer run is tried group by group from its start,
     so `4111 1111 1111 1111 12/26` still yields the card."""
-    if scan.max_digits < 13:
-        return
-    spans = [(start, end) for start, end, digits in scan.digit_runs if digits >= 13]
+    spans = scan.runs_with_digits(13)
     found_in_windows = (
         found for start, end in scan.windows(spans, 0, 2) for found in _CARD.finditer(scan.text, start, end)
     )
@@ -223,7 +221,7 @@ def find_ibans(scan: TextScan) -> Iterator[PiiMatch]:
     The regex may run into the next word (`... 3000 IBAN`), so each candidate is cut at its
     country's length before checking."""
     text = scan.text
-    for run_start, _, _ in scan.digit_runs:
+    for run_start, _ in scan.digit_runs:
         start = run_start - 2
         if start < 0 or not text[start:run_start].isalpha() or not (found := _IBAN.match(text, start)):
             continue
@@ -284,7 +282,7 @@ def find_ips(scan: TextScan) -> Iterator[PiiMatch]:
     if not scan.digit_runs:
         return  # IPv6 addresses without a digit are not counted (see below)
     text = scan.text
-    spans = [(start, end) for start, end, digits in scan.digit_runs if digits >= 4 and "." in text[start:end]]
+    spans = [(start, end) for start, end in scan.runs_with_digits(4) if "." in text[start:end]]
     for start, end in scan.windows(spans, 0, 2):
         for found in _IPV4.finditer(text, start, end):
             if match := _ip_match(found):
@@ -322,10 +320,10 @@ def ssn_valid(area: str, group: str, serial: str) -> bool:
 
 
 def find_ssns(scan: TextScan) -> Iterator[PiiMatch]:
-    if scan.max_digits < 9:
+    windows = scan.windows(scan.runs_with_digits(9), 0, 2)
+    if not windows:
         return
     text = scan.text
-    windows = scan.windows(((start, end) for start, end, digits in scan.digit_runs if digits >= 9), 0, 2)
     for start, end in windows:
         for found in _SSN_DASHED.finditer(text, start, end):
             if ssn_valid(*found.groups()):

@@ -26,20 +26,25 @@ def count_digits(text: str) -> int:
 class TextScan:
     """A text plus the candidate positions detectors start from, computed once and shared."""
 
-    __slots__ = ("assignments", "digit_runs", "long_tokens", "lower", "max_digits", "text")
+    __slots__ = ("assignments", "digit_runs", "long_tokens", "lower", "text")
 
     def __init__(self, text: str):
         self.text = text
         self.lower = text.lower()
         """For `in` checks only: its indices may differ from `text`'s for non-ASCII text."""
-        self.digit_runs: list[tuple[int, int, int]] = []
-        """(start, end, number of digits) of every digit run."""
-        for found in _DIGIT_RUN.finditer(text):
-            self.digit_runs.append((found.start(), found.end(), count_digits(found.group())))
-        self.max_digits = max((digits for _, _, digits in self.digit_runs), default=0)
+        self.digit_runs = [found.span() for found in _DIGIT_RUN.finditer(text)]
         self.long_tokens = [found.span() for found in _LONG_TOKEN.finditer(text)]
         self.assignments = [found.start() for found in _ASSIGNMENT.finditer(text)]
         """Positions of `:` and `=` (where `api_key=...` or `token: ...` would put a value)."""
+
+    def runs_with_digits(self, minimum: int) -> list[tuple[int, int]]:
+        """Digit runs holding at least `minimum` digits (most runs are too short to count)."""
+        text = self.text
+        return [
+            (start, end)
+            for start, end in self.digit_runs
+            if end - start >= minimum and count_digits(text[start:end]) >= minimum
+        ]
 
     @property
     def empty(self) -> bool:
