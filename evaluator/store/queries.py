@@ -12,7 +12,14 @@ from evaluator.records import TERMINAL_STATUSES, Evaluation, Trace
 from evaluator.store.arrow_batches import EVALUATION_SCHEMA
 from evaluator.store.models import RubricSummary, RunRecord, StoredTrace
 
-_SUMMARY_SQL = """
+PRODUCTION_OR_RUN = """(
+    CASE WHEN $run_id IS NULL
+         THEN run_id IS NULL OR run_id NOT IN (SELECT run_id FROM runs WHERE kind = 'replay')
+         ELSE run_id = $run_id END)"""
+"""Without a run id, summaries cover production traffic: replay runs are judged datasets, not
+traffic, and are reported by `evaluator report --run RUN` or the gate."""
+
+_SUMMARY_SQL = f"""
 SELECT
     rubric, rubric_version, judge,
     count(*) AS evaluated,
@@ -25,15 +32,15 @@ SELECT
     count(*) FILTER (WHERE status = 'error') AS errors,
     count(*) FILTER (WHERE status = 'skipped') AS skipped
 FROM evaluations
-WHERE $run_id IS NULL OR run_id = $run_id
+WHERE {PRODUCTION_OR_RUN}
 GROUP BY rubric, rubric_version, judge
 ORDER BY rubric, rubric_version, judge
 """
 
-_LABELS_SQL = """
+_LABELS_SQL = f"""
 SELECT rubric, rubric_version, judge, label, count(*)
 FROM evaluations
-WHERE status = 'scored' AND label IS NOT NULL AND ($run_id IS NULL OR run_id = $run_id)
+WHERE status = 'scored' AND label IS NOT NULL AND {PRODUCTION_OR_RUN}
 GROUP BY ALL
 ORDER BY ALL
 """
@@ -70,8 +77,7 @@ def status_counts(conn: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[s
     """Every terminal status, zero included, so reports have stable keys."""
     counts = dict.fromkeys(TERMINAL_STATUSES, 0)
     rows = conn.execute(
-        "SELECT status, count(*) FROM evaluations WHERE $run_id IS NULL OR run_id = $run_id"
-        " GROUP BY status",
+        f"SELECT status, count(*) FROM evaluations WHERE {PRODUCTION_OR_RUN} GROUP BY status",
         {"run_id": run_id},
     ).fetchall()
     counts.update(dict(rows))
