@@ -104,7 +104,8 @@ def test_hallucination_rate_fires_on_a_sustained_breach(db):
     assert "hallucination_rate" in sent.text and "CI" in sent.text
     with Store(db, read_only=True) as store:
         [stored] = latest_alerts(store.conn)
-    assert (stored.rule, stored.state, stored.window, stored.n) == ("hallucination_rate", "firing", "15m", 200)
+    assert (stored.rule, stored.state, stored.window, stored.n) == (
+        "hallucination_rate", "firing", "15m", 200)
     assert stored.labels == {"rubric": "hallucination", "judge": "judge-a"}
     assert stored.example_trace_ids == sent.example_trace_ids
 

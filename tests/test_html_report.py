@@ -64,7 +64,7 @@ def report(tmp_path_factory) -> tuple[Path, str]:
 
 
 def section(html: str, section_id: str) -> str:
-    match = re.search(rf'<section class="card[^"]*" id="{section_id}">(.*?)</section>', html, re.S)
+    match = re.search(rf'<section class="card[^"]*" id="{section_id}">(.*?)</section>', html, re.DOTALL)
     assert match, f"no section {section_id}"
     return match.group(1)
 

@@ -175,7 +175,8 @@ def test_worker_and_sink_serve_metrics(redis_url, tmp_path):
                     "evaluator_evaluations_total{" in worker_text:
                 break
             time.sleep(0.5)
-        assert 'evaluator_evaluations_total{label="factual",rubric="hallucination",status="scored"}' in worker_text
+        factual = 'label="factual",rubric="hallucination",status="scored"'
+        assert f"evaluator_evaluations_total{{{factual}}}" in worker_text
         assert 'evaluator_queue_depth{queue="work"}' in worker_text
         assert "evaluator_judge_latency_seconds_bucket" in worker_text
         assert 'evaluator_queue_depth{queue="results"}' in sink_text

@@ -26,6 +26,7 @@ from evaluator.alerts.rules import (
 from evaluator.alerts.sinks import AlertSink, Notification, build_sinks, deliver
 from evaluator.alerts.state import AlertBook
 from evaluator.errors import StoreError
+from evaluator.metrics import metrics
 from evaluator.records import utcnow
 from evaluator.store import Store
 
@@ -134,7 +135,5 @@ def check_alerts(db_path: str | Path, config: AlertConfig, now: datetime | None 
 
 
 def _count_notifications(notifications: Sequence[Notification]) -> None:
-    from evaluator.metrics import metrics
-
     for notification in notifications:
         metrics().alert_notifications.labels(notification.rule, notification.kind).inc()

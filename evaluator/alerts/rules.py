@@ -17,7 +17,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -160,8 +160,7 @@ class CostRatioRule(RuleBase):
 
 
 Rule = Annotated[
-    Union[LabelRateRule, StatusRateRule, MeanScoreRule, ScoreDropRule, SilentFailureRule,
-          CostRatioRule],
+    LabelRateRule | StatusRateRule | MeanScoreRule | ScoreDropRule | SilentFailureRule | CostRatioRule,
     Field(discriminator="kind"),
 ]
 

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, Union
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from evaluator.errors import ConfigError
+from evaluator.errors import ConfigError, EvaluatorError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class FileSink:
             out.write(line + "\n")
 
 
-class WebhookError(Exception):
+class WebhookError(EvaluatorError):
     """A webhook did not accept a notification after all attempts."""
 
 
@@ -149,7 +149,8 @@ class WebhookSink:
                 problem = str(getattr(exc, "reason", exc))
             if attempt < self.attempts:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
-        raise WebhookError(f"webhook {self.url} refused the alert ({problem}) after {attempt} attempt(s)")
+        raise WebhookError(f"webhook {self.url} refused the alert ({problem}) after {attempt} attempt(s):"
+                           " check the URL and that the receiver is up")
 
 
 # -- configuration -----------------------------------------------------------------------------
@@ -198,7 +199,7 @@ class WebhookSinkConfig(BaseModel):
 
 
 SinkConfig = Annotated[
-    Union[LogSinkConfig, StdoutSinkConfig, FileSinkConfig, WebhookSinkConfig],
+    LogSinkConfig | StdoutSinkConfig | FileSinkConfig | WebhookSinkConfig,
     Field(discriminator="kind"),
 ]
 

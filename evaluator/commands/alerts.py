@@ -75,8 +75,9 @@ def _print_results(report) -> None:
         )
     out = console()
     out.print(table)
+    failures = len(report.delivery_failures)
     out.print(f"{len(report.firing)} firing; {len(report.notifications)} notification(s) sent"
-              + (f"; {len(report.delivery_failures)} delivery failure(s)" if report.delivery_failures else ""))
+              + (f"; {failures} delivery failure(s)" if failures else ""))
 
 
 @alerts.command("list")

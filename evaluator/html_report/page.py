@@ -155,18 +155,21 @@ def _agreement(groups: Sequence[dict[str, Any]], note: str | None) -> str:
 
 def _alerts(alerts: Sequence[StoredAlert]) -> str:
     if not alerts:
-        return '<p class="note">No alerts recorded. Run <code>evaluator alerts check</code> (or the sink in service mode).</p>'
+        return ('<p class="note">No alerts recorded. Run <code>evaluator alerts check</code>'
+                " (or the sink in service mode).</p>")
     rows = []
     for a in alerts:
         labels = ", ".join(f"{k}={v}" for k, v in a.labels.items())
         interval = "" if a.interval is None else f" [{a.interval[0]:.3g}, {a.interval[1]:.3g}]"
         observed = "-" if a.observed is None else f"{a.observed:.3g}{interval}"
+        threshold = "-" if a.threshold is None else f"{a.threshold:.3g}"
+        resolved = f"<br>resolved {esc(_when(a.resolved_at))}" if a.resolved_at else ""
         rows.append(
-            f"<tr><td><span class='badge {esc(a.state)}'>{esc(a.state)}</span></td><td>{esc(a.priority)}</td>"
-            f"<td>{esc(a.rule)}<br><span class='note'>{esc(labels)}</span></td><td>{esc(a.window)}</td>"
-            f"<td class='num'>{esc(observed)}</td><td class='num'>{'-' if a.threshold is None else f'{a.threshold:.3g}'}</td>"
-            f"<td class='num'>{a.n if a.n is not None else '-'}</td><td>{esc(_when(a.fired_at))}"
-            f"{'<br>resolved ' + esc(_when(a.resolved_at)) if a.resolved_at else ''}</td></tr>")
+            f"<tr><td><span class='badge {esc(a.state)}'>{esc(a.state)}</span></td>"
+            f"<td>{esc(a.priority)}</td><td>{esc(a.rule)}<br><span class='note'>{esc(labels)}</span>"
+            f"</td><td>{esc(a.window)}</td><td class='num'>{esc(observed)}</td>"
+            f"<td class='num'>{threshold}</td><td class='num'>{a.n if a.n is not None else '-'}</td>"
+            f"<td>{esc(_when(a.fired_at))}{resolved}</td></tr>")
     return ("<table><tr><th>state</th><th>prio</th><th>rule</th><th>window</th><th>observed [CI]</th>"
             "<th>threshold</th><th>n</th><th>fired</th></tr>" + "".join(rows) + "</table>")
 
@@ -213,16 +216,18 @@ def render_page(data: ReportData, alerts: Sequence[StoredAlert], agreement_group
     weighted = "Weighted by sampling weight, so rates estimate all traffic."
     unit = data.over_time.unit
     sections = [
-        _card("pass-rate", "Pass rate over time", f"Per rubric, per {unit} of the trace's start time. {weighted}",
+        _card("pass-rate", "Pass rate over time",
+              f"Per rubric, per {unit} of the trace's start time. {weighted}",
               _over_time(data, "pass_rate")),
         _card("mean-score", "Mean score over time", f"Per rubric, per {unit}; 1 = desired. {weighted}",
               _over_time(data, "mean_score")),
-        _card("label-mix", "Label mix", f"Share of scored evaluations per label, best label first. {weighted}",
+        _card("label-mix", "Label mix",
+              f"Share of scored evaluations per label, best label first. {weighted}",
               _label_mix(data)),
         _card("by-model", "Pass rate by model", f"Model of the evaluated trace. {weighted}",
               _rates_by(data, data.by_model, "Pass rate by model")),
-        _card("by-prompt", "Pass rate by prompt version", f"Prompt version of the evaluated trace. {weighted}",
-              _rates_by(data, data.by_prompt_version, "Pass rate by prompt version")),
+        _card("by-prompt", "Pass rate by prompt version",
+              f"Prompt version of the evaluated trace. {weighted}", _rates_by(data, data.by_prompt_version, "Pass rate by prompt version")),
         _card("cost", "Judge cost per day", "Judge calls made (not from cache), by the day they ran."
               " Hatched: calls of unknown cost (never counted as free).",
               svg.cost_bars(data.cost_per_day, title="Judge cost per day")),
