@@ -48,8 +48,10 @@ def cli(ctx, log_level) -> None:
 @click.option("--rubric", "rubrics", multiple=True, help="Rubric ref (NAME[@vN]); repeatable [default: all].")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "otlp-json"]), default="jsonl",
               show_default=True, help="Trace JSONL, or OTLP/JSON (Collector file exporter).")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD",
+              help="Judge budget of this run; evaluations past it are stored as skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def run(traces, judge, sample_rate, db, rubrics, fmt, as_json) -> None:
+def run(traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json) -> None:
     """Embedded main job: read traces, sample, evaluate, store, print a summary."""
     from evaluator.report import summary_table
     from evaluator.runner import run_embedded
@@ -59,6 +61,7 @@ def run(traces, judge, sample_rate, db, rubrics, fmt, as_json) -> None:
     report = run_embedded(
         traces, db or settings.db_path, judge or settings.judge,
         settings.sample_rate if sample_rate is None else sample_rate, rubrics, settings, fmt=fmt,
+        max_cost_usd=max_cost,
     )
     if as_json:
         _print_json(report.to_dict())
@@ -122,7 +125,7 @@ def ingest(ctx, file, fmt, embedded, judge, sample_rate, rubrics, db) -> None:
     """Send the sampled traces of FILE to the queue for `evaluator worker`."""
     if embedded:
         ctx.invoke(run, traces=file, judge=judge, sample_rate=sample_rate, db=db, rubrics=rubrics,
-                   fmt=fmt, as_json=False)
+                   fmt=fmt, max_cost=None, as_json=False)
         return
     from evaluator.ingest import ingest_to_queue
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluator.budget import RunBudget
 from evaluator.datasets import DatasetItem, hash_lines, read_dataset, read_manifest
 from evaluator.errors import ConfigError, DatasetError, EvaluatorError
 from evaluator.judges.base import JudgeClient
@@ -106,12 +107,14 @@ class _Setup:
 
 
 def _setup(settings: Settings, rubric_refs: Sequence[str], judge_name: str,
-           target_spec: str | None) -> _Setup:
+           target_spec: str | None, budget: RunBudget | None = None) -> _Setup:
     from evaluator.judges.factory import load_judge
 
     registry = RubricRegistry.load(settings.rubrics_dir)
     rubrics = [registry.get(ref) for ref in rubric_refs] or registry.latest()
     judge = load_judge(judge_name, settings.judges_dir)
+    if budget is not None:
+        judge = budget.wrap(judge)
     target = load_target(target_spec) if target_spec else None
     manifest = {
         "git": git_state(),
@@ -125,14 +128,17 @@ def _setup(settings: Settings, rubric_refs: Sequence[str], judge_name: str,
 def start_replay(dataset: Path, db: Path, settings: Settings, rubric_refs: Sequence[str] = (),
                  judge_name: str | None = None, target: str | None = None,
                  concurrency: int = DEFAULT_CONCURRENCY, run_id: str | None = None,
-                 progress: Progress | None = None) -> ReplayReport:
-    """Replay every item of `dataset` as a new run in `db`."""
+                 progress: Progress | None = None,
+                 max_cost_usd: float | None = None) -> ReplayReport:
+    """Replay every item of `dataset` as a new run in `db`. With `max_cost_usd`, items past the
+    run's judge budget are stored as `skipped` (see evaluator.budget)."""
     _check_concurrency(concurrency)
     items = read_dataset(dataset)
     if not items:
         raise DatasetError(f"dataset {dataset} has no items: nothing to replay")
     judge_name = judge_name or settings.judge
-    setup = _setup(settings, rubric_refs, judge_name, target)
+    budget = None if max_cost_usd is None else RunBudget(max_cost_usd)
+    setup = _setup(settings, rubric_refs, judge_name, target, budget)
     built = read_manifest(dataset)
     lines = [item.line() for item in items]
     setup.manifest["dataset"] = {
@@ -142,7 +148,8 @@ def start_replay(dataset: Path, db: Path, settings: Settings, rubric_refs: Seque
     }
     run_id = run_id or new_replay_id()
     params = {"dataset": str(dataset), "rubrics": [r.ref for r in setup.rubrics],
-              "judge": judge_name, "target": target, "concurrency": concurrency}
+              "judge": judge_name, "target": target, "concurrency": concurrency,
+              "max_cost_usd": max_cost_usd}
     pending = [(replay_trace_id(run_id, item.id), item) for item in items]
     with Store(db) as store:
         store.start_run(run_id, REPLAY_KIND, params)
@@ -164,7 +171,12 @@ def resume_replay(run_id: str, db: Path, settings: Settings, concurrency: int | 
             raise ConfigError(f"replay {run_id} is already complete; start a new one with "
                               "`evaluator replay DATASET`")
         params, manifest = run.params, run.manifest or {}
-        setup = _setup(settings, params["rubrics"], params["judge"], params["target"])
+        budget = None
+        if params.get("max_cost_usd") is not None:  # what the run spent before counts too
+            spent = store.conn.execute("SELECT coalesce(sum(cost_usd), 0) FROM evaluations"
+                                       " WHERE run_id = ?", [run_id]).fetchone()[0]
+            budget = RunBudget(params["max_cost_usd"], spent)
+        setup = _setup(settings, params["rubrics"], params["judge"], params["target"], budget)
         for what, now in (("rubrics", setup.manifest["rubrics"]), ("judge", setup.manifest["judge"])):
             if manifest.get(what) != now:
                 raise ConfigError(

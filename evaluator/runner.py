@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import dramatiq
 
+from evaluator.budget import RunBudget
 from evaluator.ingest import collect_work
 from evaluator.judge_config import load_judge_config
 from evaluator.rubrics import RubricRegistry
@@ -39,6 +40,7 @@ class RunReport:
     sample_reasons: Counter = field(default_factory=Counter)
     summaries: list[RubricSummary] = field(default_factory=list)
     elapsed_s: float = 0.0
+    budget: RunBudget | None = None
 
     @property
     def evaluations(self) -> int:
@@ -56,6 +58,9 @@ class RunReport:
             "evaluations": self.evaluations,
             "elapsed_s": round(self.elapsed_s, 3),
             "rubrics": [s.to_dict() for s in self.summaries],
+            **({"budget": {"max_cost_usd": self.budget.max_cost_usd,
+                           "spent_usd": round(self.budget.spent_usd, 6),
+                           "skipped": self.budget.refused}} if self.budget else {}),
         }
 
 
@@ -78,8 +83,12 @@ def run_embedded(
     batch_size: int = 20,
     worker_threads: int = 4,
     fmt: str = "jsonl",
+    max_cost_usd: float | None = None,
 ) -> RunReport:
+    """Evaluate a trace file in this process. With `max_cost_usd`, evaluations past the run's
+    judge budget end as `skipped` (see evaluator.budget)."""
     settings = settings or Settings.from_env()
+    budget = None if max_cost_usd is None else RunBudget(max_cost_usd)
     started = time.perf_counter()
     registry = RubricRegistry.load(settings.rubrics_dir)
     for ref in rubric_refs:  # fail before any work on a typo
@@ -88,16 +97,18 @@ def run_embedded(
     work = collect_work(Path(traces_path), SamplingPolicy(rate=sample_rate), fmt)
     report = RunReport(run_id=new_run_id(), db_path=Path(db_path), judge=judge_name,
                        traces_read=work.traces_read, invalid=len(work.dead_letters),
-                       sampled=len(work.items), sample_reasons=work.sample_reasons)
+                       sampled=len(work.items), sample_reasons=work.sample_reasons,
+                       budget=budget)
 
     params = {"traces": str(traces_path), "judge": judge_name, "sample_rate": sample_rate,
-              "rubrics": list(rubric_refs)}
+              "rubrics": list(rubric_refs), "max_cost_usd": max_cost_usd}
     with Store(db_path) as store:
         store.start_run(report.run_id, "run", params)
 
     broker = build_broker(None)
     channel = InMemoryChannel()
-    actor = register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir))
+    context = WorkerContext(registry, channel, settings.judges_dir, budget)
+    actor = register_evaluate_actor(broker, context)
     sink = Sink(channel, Path(db_path))
     stop = threading.Event()
     sink_thread = threading.Thread(target=sink.run, args=(stop,), name="evaluator-sink")

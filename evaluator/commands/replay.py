@@ -57,10 +57,13 @@ def _progress_bar():
 @click.option("--resume", "resume_run", default=None, metavar="RUN",
               help="Finish an interrupted replay run (its own dataset, rubrics, judge and target).")
 @click.option("--run-id", default=None, help="Name the new run [default: replay-<time>-<random>].")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD",
+              help="Judge budget of the run; items past it are stored as skipped.")
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.pass_context
-def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id, db, as_json) -> None:
+def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id, max_cost, db,
+           as_json) -> None:
     """Evaluate every item of DATASET (a name or a .jsonl path) and store the run. Ctrl-C leaves
     a run that `--resume RUN` finishes."""
     from evaluator.datasets import resolve_dataset
@@ -70,9 +73,10 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
     db = db or settings.db_path
     progress, on_progress = _progress_bar()
     if resume_run:
-        if dataset or rubrics or judge or target or run_id:
-            raise click.UsageError("--resume finishes a run with its own dataset, rubrics, judge "
-                                   "and target: give only --resume RUN (and --concurrency, --db)")
+        if dataset or rubrics or judge or target or run_id or max_cost is not None:
+            raise click.UsageError("--resume finishes a run with its own dataset, rubrics, judge, "
+                                   "target and budget: give only --resume RUN (and --concurrency, "
+                                   "--db)")
         with progress:
             report = resume_replay(resume_run, db, settings, concurrency, on_progress)
     else:
@@ -81,7 +85,8 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
         path = resolve_dataset(dataset, settings.datasets_dir)
         with progress:
             report = start_replay(path, db, settings, rubrics, judge, target,
-                                  concurrency or DEFAULT_CONCURRENCY, run_id, on_progress)
+                                  concurrency or DEFAULT_CONCURRENCY, run_id, on_progress,
+                                  max_cost)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:

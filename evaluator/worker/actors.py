@@ -12,6 +12,7 @@ from typing import Any
 
 import dramatiq
 
+from evaluator.budget import RunBudget
 from evaluator.errors import EvaluatorError
 from evaluator.judges.base import JudgeClient
 from evaluator.masking import storage_masker
@@ -37,13 +38,16 @@ class WorkerContext:
     registry: RubricRegistry
     channel: ResultChannel
     judges_dir: Path
+    budget: RunBudget | None = None
+    """A run's judge budget (`evaluator run --max-cost`): every judge asks it before a call."""
     _judges: dict[str, JudgeClient] = field(default_factory=dict)
 
     def judge(self, name: str) -> JudgeClient:
         if name not in self._judges:
             from evaluator.judges.factory import load_judge
 
-            self._judges[name] = load_judge(name, self.judges_dir)
+            judge = load_judge(name, self.judges_dir)
+            self._judges[name] = self.budget.wrap(judge) if self.budget else judge
         return self._judges[name]
 
     def rubrics(self, refs: Sequence[str] | None) -> list[Rubric]:
