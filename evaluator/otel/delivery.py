@@ -52,7 +52,7 @@ class RedisDelivery:
     """Work items to the dramatiq queue (a producer broker, never dramatiq's global one);
     dead letters to the results stream, where `evaluator sink` stores them."""
 
-    def __init__(self, redis_url: str, judge: str, rubrics: Sequence[str] = (), batch_size: int = 20,
+    def __init__(self, redis_url: str, judge: str, rubrics: Sequence[str] = (), batch_size: int = 5,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._url = redis_url
         self._judge = judge
