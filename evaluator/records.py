@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from evaluator.errors import InvalidTraceError
+from evaluator.errors import ConfigError, InvalidTraceError
 
 MAX_TEXT_CHARS = 100_000
-"""Longest text field (output, input, one context document) kept; longer ones are truncated."""
+"""Longest text field (output, input, one context document) kept by default; longer ones are
+truncated. EVALUATOR_MAX_TEXT_CHARS sets another limit (see `max_text_chars`)."""
+MAX_TEXT_CHARS_ENV = "EVALUATOR_MAX_TEXT_CHARS"
+MIN_TEXT_CHARS = 1_000
 
 MAX_CONTEXT_DOCS = 50
 
@@ -79,7 +83,7 @@ class Trace(BaseModel):
     start_time: datetime | None = None
     end_time: datetime | None = None
     truncated: list[str] = Field(default_factory=list)
-    """Names of fields that were cut to MAX_TEXT_CHARS on the way in."""
+    """Names of fields that were cut to the text limit (`max_text_chars`) on the way in."""
     input_hash: str | None = None
     """sha256 of the raw (unmasked) input, taken before PII masking: dedup without the text."""
     pii_masked: bool = False
@@ -176,6 +180,20 @@ class DeadLetter(BaseModel):
         )
 
 
+def max_text_chars() -> int:
+    """The text field limit in force: $EVALUATOR_MAX_TEXT_CHARS, else MAX_TEXT_CHARS."""
+    raw = os.environ.get(MAX_TEXT_CHARS_ENV)
+    if not raw:
+        return MAX_TEXT_CHARS
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ConfigError(f"{MAX_TEXT_CHARS_ENV}={raw!r} is not a whole number") from None
+    if limit < MIN_TEXT_CHARS:
+        raise ConfigError(f"{MAX_TEXT_CHARS_ENV}={raw!r} must be at least {MIN_TEXT_CHARS}")
+    return limit
+
+
 def _truncate_text(text: str, limit: int) -> str:
     """At most `limit` characters, the mark included, so a truncated trace validated again (by
     the worker) is left as it is and keeps its mark's count."""
@@ -185,24 +203,25 @@ def _truncate_text(text: str, limit: int) -> str:
 
 def _truncate_oversized(payload: dict[str, Any]) -> list[str]:
     """Cut oversized text fields in place; return the names of the fields cut."""
+    limit = max_text_chars()
     cut: list[str] = []
     for name in ("output", "system", "input", "error"):
         value = payload.get(name)
-        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
-            payload[name] = _truncate_text(value, MAX_TEXT_CHARS)
+        if isinstance(value, str) and len(value) > limit:
+            payload[name] = _truncate_text(value, limit)
             cut.append(name)
     if isinstance(payload.get("input"), list):
         for message in payload["input"]:
             content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, str) and len(content) > MAX_TEXT_CHARS:
-                message["content"] = _truncate_text(content, MAX_TEXT_CHARS)
+            if isinstance(content, str) and len(content) > limit:
+                message["content"] = _truncate_text(content, limit)
                 if "input" not in cut:
                     cut.append("input")
     docs = payload.get("context")
     if isinstance(docs, list):
         for index, doc in enumerate(docs):
-            if isinstance(doc, str) and len(doc) > MAX_TEXT_CHARS:
-                docs[index] = _truncate_text(doc, MAX_TEXT_CHARS)
+            if isinstance(doc, str) and len(doc) > limit:
+                docs[index] = _truncate_text(doc, limit)
                 if "context" not in cut:
                     cut.append("context")
     return cut
