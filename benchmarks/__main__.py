@@ -89,6 +89,9 @@ def markdown(rows: list[dict], failures: list[str], command: str, quick: bool) -
         ]) + " |")
     if failures:
         lines += ["", "## Failed benchmarks", ""] + [f"- `{f.splitlines()[0]}`" for f in failures]
+    notes = HERE / "NOTES.md"
+    if notes.is_file():  # the written analysis survives regenerating the table
+        lines += ["", notes.read_text(encoding="utf-8").rstrip()]
     return "\n".join(lines) + "\n"
 
 

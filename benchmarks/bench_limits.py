@@ -26,7 +26,8 @@ LATENCY_MS = 300.0
 IN_FLIGHT = 32
 """The judge config's default `limits.max_in_flight`."""
 CEILING_IN_FLIGHT = 256
-TRACES_PER_MESSAGE = 20
+TRACES_PER_MESSAGE = 5
+"""The span exporter's default batch."""
 RUBRICS = 4
 REDIS_URL = "redis://127.0.0.1:6379/12"
 """A database of its own, flushed before and after."""

@@ -30,6 +30,8 @@ from benchmarks.e2e_support import (
     WORK_QUEUE,
     Stored,
     Timeline,
+    profile_split,
+    profile_worker,
     purge_work_queue,
     read_timings,
     result_batches,
@@ -41,7 +43,11 @@ from benchmarks.procstat import Process, cpu_s, judge_server
 LATENCY_MS = bench_limits.LATENCY_MS
 THREADS = 8
 """`evaluator worker --threads` default."""
+BATCH_SIZE = 5
+"""Sampled traces per queue message: the span exporter's default."""
 PACED_LOAD = 0.7
+PROFILE_S = 8.0
+"""py-spy (when installed) samples one saturated worker this long, for the CPU split."""
 SAMPLE_RATE = 0.10
 RUBRICS = 4
 REDIS_URL = bench_limits.REDIS_URL
@@ -110,7 +116,8 @@ class Service:
 
         broker = build_producer_broker(REDIS_URL)
         try:
-            enqueue(broker, work_items(prefix, traces, self.samples), "bench")
+            enqueue(broker, work_items(prefix, traces, self.samples), "bench",
+                    batch_size=BATCH_SIZE)
         finally:
             broker.close()
 
@@ -125,13 +132,14 @@ class Service:
         self.client.flushdb()
 
 
-def paced(service: Service, count: int, offered_evals: float) -> dict:
+def paced(service: Service, count: int, offered_evals: float, batch_size: int = BATCH_SIZE) -> dict:
     """The producer offers `offered_evals`; measured over the window after a warm-up."""
     traces_per_s = offered_evals / RUBRICS / SAMPLE_RATE
     seconds = service.warm_s + service.window_s
     producer = Process(["benchmarks.e2e_producer", REDIS_URL, "--traces-per-s", f"{traces_per_s:.1f}",
-                        "--seconds", f"{seconds:g}", "--sample-rate", f"{SAMPLE_RATE:g}"],
-                       service.env, service.workdir / f"producer-{count}.log")
+                        "--seconds", f"{seconds:g}", "--sample-rate", f"{SAMPLE_RATE:g}",
+                        "--batch-size", str(batch_size), "--tag", f"paced{count}-{batch_size}"],
+                       service.env, service.workdir / f"producer-{count}-{batch_size}.log")
     time.sleep(service.warm_s)
     t0, cpu0, stages0 = time.time(), service.cpu(), read_timings(service.timings)
     time.sleep(service.window_s)
@@ -150,16 +158,20 @@ def paced(service: Service, count: int, offered_evals: float) -> dict:
 
 
 def saturated(service: Service, count: int, tightest: float) -> dict:
-    backlog = math.ceil(tightest * 1.3 * (service.window_s + 8) / RUBRICS)
+    backlog = math.ceil(tightest * 1.5 * (service.window_s + PROFILE_S + 8) / RUBRICS)
     service.enqueue(f"sat{count}-", backlog)
     time.sleep(3.0)
     t0, cpu0 = time.time(), service.cpu()
     time.sleep(service.window_s)
     t1, cpu1 = time.time(), service.cpu()
+    folded = service.workdir / f"worker-{count}.folded"
+    spy = profile_worker(service.workers[0].pid, PROFILE_S, folded) if count == 1 else None
+    if spy is not None:  # after the throughput window, so sampling never slows what is measured
+        spy.wait(PROFILE_S + 30)
     rss = max((p[3] for p in service.timeline.window(t0 - 30, t1)), default=0.0)
     depth = [p[1] for p in service.timeline.window(t0, t1)]
-    return {"t0": t0, "t1": t1, "backlog": backlog, "rss": rss, "depth": depth,
-            "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0}}
+    return {"t0": t0, "t1": t1, "backlog": math.ceil(backlog / BATCH_SIZE), "rss": rss, "depth": depth,
+            "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0}, "profile": profile_split(folded)}
 
 
 def redis_bytes_per_queued_trace(service: Service, traces: int = 1_000) -> float:

@@ -5,7 +5,7 @@
         with N in flight: calls/s and CPU ms per call, after a warm-up.
     python -m benchmarks.client_probe dramatiq REDIS_URL --messages M
         a no-op async actor behind dramatiq's Redis broker and AsyncIO middleware, fed messages
-        the size of ours (20 traces): messages/s through enqueue + consume + ack.
+        the size of ours (5 traces): messages/s through enqueue + consume + ack.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def _dramatiq(redis_url: str, messages: int) -> dict:
                            priority=0, options={})
     with open(PROJECT_ROOT / "datasets" / "sample_traces.jsonl", encoding="utf-8") as lines:
         items = [{"trace": json.loads(next(lines)), "sample_reason": "random", "sample_weight": 10.0}
-                 for _ in range(20)]
+                 for _ in range(5)]
     payload = {"items": items, "judge": "bench", "rubrics": [], "run_id": None}
     started = time.perf_counter()
     for _ in range(messages):

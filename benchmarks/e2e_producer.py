@@ -35,8 +35,10 @@ def load_traces(limit: int = 2_000) -> list[dict]:
         return [json.loads(line) for _, line in zip(range(limit), lines)]
 
 
-def emit(tracer, trace: dict, index: int) -> None:
+def emit(tracer, trace: dict, index: int, tag: str) -> None:
+    """One trace; `tag` and `index` make its answer unique, so no judge verdict is cached."""
     question = trace["input"] if isinstance(trace["input"], str) else trace["input"][-1]["content"]
+    answer = f"{trace['output']} (ref {tag}-{index})"
     with tracer.start_as_current_span("agent") as root:
         root.set_attributes({"openinference.span.kind": "AGENT", "input.value": question,
                              "session.id": f"s-{index % 50}"})
@@ -51,13 +53,13 @@ def emit(tracer, trace: dict, index: int) -> None:
                 "gen_ai.system_instructions": json.dumps(
                     [{"type": "text", "content": trace.get("system") or "Answer briefly."}]),
                 "gen_ai.input.messages": _parts("user", question),
-                "gen_ai.output.messages": _parts("assistant", trace["output"], finish_reason="stop"),
+                "gen_ai.output.messages": _parts("assistant", answer, finish_reason="stop"),
                 "gen_ai.usage.input_tokens": 120, "gen_ai.usage.output_tokens": 50,
             })
 
 
 def produce(redis_url: str, judge: str, traces_per_s: float, seconds: float, sample_rate: float,
-            batch_size: int) -> dict:
+            batch_size: int, tag: str) -> dict:
     exporter = EvaluatorSpanExporter(redis_url, judge=judge, batch_size=batch_size,
                                      policy=SamplingPolicy(rate=sample_rate),
                                      mask=timed("mask")(default_mask()))
@@ -72,7 +74,7 @@ def produce(redis_url: str, judge: str, traces_per_s: float, seconds: float, sam
         delay = started + index / traces_per_s - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        emit(tracer, samples[index % len(samples)], index)
+        emit(tracer, samples[index % len(samples)], index, tag)
     provider.shutdown()  # flushes the processor and the exporter
     elapsed = time.monotonic() - started
     return {"traces": total, "elapsed_s": elapsed, "cpu_s": time.process_time() - cpu_started,
@@ -86,10 +88,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--judge", default="bench")
     parser.add_argument("--sample-rate", type=float, default=0.10)
-    parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=5)
+    parser.add_argument("--tag", default="run")
     args = parser.parse_args()
     result = produce(args.redis_url, args.judge, args.traces_per_s, args.seconds, args.sample_rate,
-                     args.batch_size)
+                     args.batch_size, args.tag)
     print(json.dumps(result), flush=True)
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,13 +30,18 @@ def purge_work_queue(client) -> None:
 
 
 def work_items(prefix: str, count: int, samples: list[dict]):
-    """Sampled work items with fresh trace ids and end_time = now (as if the spans just ended)."""
+    """Sampled work items with fresh trace ids and end_time = now (as if the spans just ended);
+    each answer is made unique, so no judge verdict comes from the cache."""
     from evaluator.pipeline import WorkItem
 
     now = datetime.now(timezone.utc).isoformat()
-    return [WorkItem(parse_trace({**samples[i % len(samples)], "trace_id": f"{prefix}{i:08d}",
-                                  "feedback": None, "end_time": now}),
-                     SampleDecision(True, "random", 10.0)) for i in range(count)]
+    items = []
+    for i in range(count):
+        sample = samples[i % len(samples)]
+        trace = parse_trace({**sample, "trace_id": f"{prefix}{i:08d}", "feedback": None,
+                             "end_time": now, "output": f"{sample['output']} (ref {prefix}{i})"})
+        items.append(WorkItem(trace, SampleDecision(True, "random", 10.0)))
+    return items
 
 
 def result_batches(prefix: str, traces: int, per_batch: int, samples: list[dict]):
@@ -99,6 +107,8 @@ class Stored:
     """Per evaluation: (created_at, stored_at, trace end_time, judge latency s), epoch seconds."""
 
     rows: list[tuple[float, float, float | None, float]]
+    cached: int = 0
+    """Verdicts served from the judge cache (the benchmark makes every prompt unique: 0)."""
 
     @classmethod
     def load(cls, db: Path) -> Stored:
@@ -107,6 +117,7 @@ class Stored:
                 "SELECT e.trace_id, e.created_at, t.received_at, t.trace_json,"
                 " coalesce(e.latency_ms, 0)"
                 " FROM evaluations e JOIN traces t USING (trace_id)").fetchall()
+            cached = store.conn.execute("SELECT count(*) FROM evaluations WHERE cached").fetchone()[0]
         ends: dict[str, float | None] = {}
         rows = []
         for trace_id, created, stored, trace_json, latency_ms in found:
@@ -115,7 +126,7 @@ class Stored:
                 ends[trace_id] = datetime.fromisoformat(end).timestamp() if end else None
             rows.append((created.timestamp(), stored.timestamp(), ends[trace_id],
                          latency_ms / 1000))
-        return cls(rows)
+        return cls(rows, cached)
 
     def stored_per_s(self, t0: float, t1: float) -> float:
         return sum(t0 <= r[1] <= t1 for r in self.rows) / (t1 - t0)
@@ -157,3 +168,55 @@ def stage_delta(before: dict[int, dict], after: dict[int, dict], pids: list[int]
         for stage, (cpu_ns, _) in end.items():
             total[stage] = total.get(stage, 0.0) + (cpu_ns - start.get(stage, [0, 0])[0]) / 1e9
     return total
+
+
+CLIENT_LIBRARIES = ("openai/", "httpx", "httpcore", "anyio/", "h11/", "litellm/", "aiohttp/")
+IDLE_LEAVES = ("Condition.wait", "Event.wait", "EpollSelector.select", "_worker (concurrent",
+               "SocketBuffer._read_from_socket", "sleep", "brokers/redis.py:370")
+"""py-spy here cannot tell a waiting thread from a running one: these leaves are waits (the
+last is dramatiq's consumer backing off while its prefetch is full)."""
+
+
+def profile_worker(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
+    """py-spy sampling the process for `seconds`, when py-spy is installed (it is optional)."""
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None:
+        return None
+    return subprocess.Popen([spy, "record", "-p", str(pid), "-d", f"{seconds:g}", "-r", "100",
+                             "--nonblocking", "-f", "raw", "-o", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _category(frames: list[str]) -> str:
+    """By the innermost frame that tells: the client libraries, the judge layer (with
+    redis.asyncio, which only its cache and rate limiter use in a worker), our modules, dramatiq
+    (its asyncio module hosts the event loop: what runs there outside any of ours is the loop)."""
+    for frame in reversed(frames):
+        where = frame.partition(" (")[2]
+        if where.startswith(CLIENT_LIBRARIES):
+            return "judge client (openai/litellm, httpx)"
+        if "evaluator/judges/" in where or where.startswith("redis/asyncio"):
+            return "judge layer (cache, ledger, limits, retries)"
+        if "evaluator/" in where:
+            return "ours (decode, render, parse, records, publish, metrics)"
+        if where.startswith("dramatiq/asyncio.py"):
+            break
+        if where.startswith("dramatiq/"):
+            return "dramatiq (consume, ack, thread hand-off)"
+    return "event loop and other"
+
+
+def profile_split(folded: Path) -> dict[str, float]:
+    """Share of the on-CPU samples by category, from py-spy's raw (folded) output."""
+    counts: dict[str, int] = {}
+    if not folded.is_file():
+        return {}
+    for line in folded.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if any(idle in frames[-1] for idle in IDLE_LEAVES) or "_start_writer" in stack:
+            continue
+        category = _category(frames)
+        counts[category] = counts.get(category, 0) + int(count)
+    total = sum(counts.values())
+    return {name: count / total for name, count in sorted(counts.items())} if total else {}
