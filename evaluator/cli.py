@@ -91,7 +91,7 @@ def run(traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json) -> None
 @click.option("--since", default=None, help="HTML report: only data since (7d, 24h, or an ISO date).")
 def report(db, run_id, as_json, html_file, since) -> None:
     """Summarize stored evaluations (works while a sink is writing)."""
-    from evaluator.report import database_report, summary_table
+    from evaluator.report import database_report, judge_tables, summary_table
 
     if html_file is not None:
         from evaluator.html_report import write_html_report
@@ -109,6 +109,8 @@ def report(db, run_id, as_json, html_file, since) -> None:
     console = make_console()
     console.print(summary_table(summaries, title=f"Evaluations in {data['db']}"))
     console.print(f"status counts: {data['status_counts']}; dead letters: {data['dead_letters']}")
+    for table in judge_tables(data):
+        console.print(table)
 
 
 @cli.command()

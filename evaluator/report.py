@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluator.store import RubricSummary, Store
+from evaluator.store.cost_queries import SPEND_KEYS, repeat_agreement, spend_by
 
 
 def _pct(value: float | None) -> str:
@@ -52,5 +53,39 @@ def database_report(db_path: Path, run_id: str | None = None) -> dict[str, Any]:
             "status_counts": store.status_counts(),
             "dead_letters": store.dead_letter_count(),
             "rubrics": [s.to_dict() for s in summaries],
+            "judge_spend": {group: [row.to_dict() for row in spend_by(store.conn, group, run_id)]
+                            for group in SPEND_KEYS},
+            "repeat_agreement": [row.to_dict() for row in repeat_agreement(store.conn, run_id)],
             "_summaries": summaries,
         }
+
+
+def judge_tables(report: dict[str, Any]) -> list:
+    """Judge spend per judge, rubric and day, and repeated verdicts' disagreement per rubric
+    (none when the store has no judge calls)."""
+    from rich.table import Table
+
+    tables = []
+    for group, rows in report["judge_spend"].items():
+        if not rows:
+            continue
+        table = Table(title=f"Judge spend by {group}", title_justify="left")
+        table.add_column(group, no_wrap=True)
+        for column in ("calls", "cached", "errors", "tokens in", "tokens out", "mean latency",
+                       "spend"):
+            table.add_column(column, justify="right", no_wrap=True)
+        for row in rows:
+            latency = row["mean_latency_ms"]
+            table.add_row(row["key"], str(row["calls"]), str(row["cached"]), str(row["errors"]),
+                          f"{row['input_tokens']:,}", f"{row['output_tokens']:,}",
+                          "-" if latency is None else f"{latency:,.0f} ms", row["spend"])
+        tables.append(table)
+    if report["repeat_agreement"]:
+        table = Table(title="Repeated verdicts (panels, samples)", title_justify="left")
+        for column in ("rubric", "repeated", "disagreeing", "disagreement rate", "mean stability"):
+            table.add_column(column, justify="right" if column != "rubric" else "left")
+        for row in report["repeat_agreement"]:
+            table.add_row(row["rubric"], str(row["repeated"]), str(row["disagreeing"]),
+                          _pct(row["disagreement_rate"]), f"{row['mean_stability']:.2f}")
+        tables.append(table)
+    return tables

@@ -109,17 +109,19 @@ class CircuitBreaker:
                 and self._clock() >= self._opened_at + self.settings.cooldown_s):
             self._state = CircuitState.HALF_OPEN
             self._probe_out = False
-            log.info("judge %s: circuit half-open, one probe call may test it", self.judge)
+            log.debug("judge %s: circuit half-open, one probe call may test it", self.judge)
             self._changed()
 
     def _open(self, why: str) -> None:
+        reopened = self._state is CircuitState.HALF_OPEN
         self._state = CircuitState.OPEN
         self._opened_at = self._clock()
         self._consecutive = 0
         self._recent.clear()
         self.times_opened += 1
-        log.warning("judge %s: circuit OPEN after %s; pausing its calls for %gs",
-                    self.judge, why, self.settings.cooldown_s)
+        log.log(logging.INFO if reopened else logging.WARNING,
+                "judge %s: circuit OPEN after %s; pausing its calls for %gs",
+                self.judge, why, self.settings.cooldown_s)
         self._changed()
 
     def _close(self) -> None:

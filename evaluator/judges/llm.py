@@ -188,26 +188,24 @@ class LLMJudge:
                 await asyncio.sleep(min(self.breaker.retry_in_s(), paused_until - now))
                 continue
             paused_until = None
-            if self._limiter is not None:
-                bound = self.config.limits.fallback_after_wait_s if may_defer and not calls else None
-                try:
-                    wait = await self._limiter.reserve(prompt_tokens + max_tokens, bound)
-                    if wait is None:
-                        self.breaker.abandon(probe)
-                        return _Deferred("rate limit wait too long", calls)
-                    if wait > 0:
-                        self._wait_log.add(wait)
-                        await asyncio.sleep(wait)
-                except asyncio.CancelledError:
-                    self.breaker.abandon(probe)
-                    raise
-            call, reply, failure = await self._attempt(request, max_tokens, api_key, probe,
-                                                       sample, len(calls) + 1)
+            bound = self.config.limits.fallback_after_wait_s if may_defer and not calls else None
+            try:
+                attempted = await self._attempt(request, max_tokens, prompt_tokens + max_tokens,
+                                                bound, api_key, probe, sample, len(calls) + 1)
+            except asyncio.CancelledError:
+                self.breaker.abandon(probe)
+                raise
+            if attempted is None:
+                self.breaker.abandon(probe)
+                return _Deferred("rate limit wait too long", calls)
+            call, reply, failure = attempted
             calls.append(call)
             if failure is not None:
                 failures += 1
                 ending = self._failure_ending(failure, failures, len(calls), api_key)
                 if ending is not None:
+                    if may_defer:  # a fallback may still answer
+                        return _Deferred(ending, calls)
                     return _verdict(calls, status="error", reason=ending)
                 await asyncio.sleep(self._backoff.delay_s(failures, retry_after_s(failure)))
                 continue
@@ -224,18 +222,25 @@ class LLMJudge:
                                 raw_reply=reply.text)
             extended, max_tokens = True, max_tokens * 2
 
-    async def _attempt(self, request: dict[str, Any], max_tokens: int, api_key: str | None,
-                       probe: bool, sample: int,
-                       attempt: int) -> tuple[JudgeCall, Reply | None, Exception | None]:
-        """One HTTP request within the in-flight limit; the breaker hears how it went."""
+    async def _attempt(self, request: dict[str, Any], max_tokens: int, tokens: int,
+                       bound: float | None, api_key: str | None, probe: bool, sample: int,
+                       attempt: int) -> tuple[JudgeCall, Reply | None, Exception | None] | None:
+        """One HTTP request: an in-flight slot, then the rate limit, booked right before the
+        send (a booking made earlier would let requests held up by the slots bunch up), then
+        the send; the breaker hears how it went. None when the rate limit would make the
+        request wait longer than `bound`."""
         async with self._slots_for_this_loop():
+            if self._limiter is not None:
+                wait = await self._limiter.reserve(tokens, bound)
+                if wait is None:
+                    return None
+                if wait > 0:
+                    self._wait_log.add(wait)
+                    await asyncio.sleep(wait)
             started = time.perf_counter()
             try:
                 reply = await self.transport.complete({**request, "max_tokens": max_tokens},
                                                       api_key)
-            except asyncio.CancelledError:
-                self.breaker.abandon(probe)
-                raise
             except Exception as exc:  # classified by the caller; the judge never raises
                 latency_ms = (time.perf_counter() - started) * 1000
                 self.breaker.record(counts_against_judge(exc), probe, type(exc).__name__)

@@ -17,13 +17,15 @@ is unreachable the limiter lets calls through and logs it: provider 429s are sti
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from evaluator.judge_config import JudgeLimits
 from evaluator.judges.redis_clients import LoopRedis
@@ -120,21 +122,28 @@ _GCRA_SHA = hashlib.sha1(_GCRA.encode()).hexdigest()
 
 
 class RedisRateLimiter:
-    """GCRA in Redis: one EVALSHA per request, shared by all workers that use the same judge."""
+    """GCRA in Redis, shared by all workers that use the same judge. The reservations of one
+    event loop travel as pipelines (see _Pipelined): one round trip for many calls."""
 
     def __init__(self, redis: LoopRedis, judge: str, rates: tuple[Rate, ...]):
         self.rates = rates
         self._redis = redis
         self._keys = [f"{KEY_PREFIX}{judge}:{rate.name}" for rate in rates]
         self._intervals = [round(rate.interval_s * 1e6, 3) for rate in rates]
+        self._pipelines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pipelined] = (
+            weakref.WeakKeyDictionary())
         self._warned_at = float("-inf")
 
     async def reserve(self, tokens: int, max_wait_s: float | None) -> float | None:
         args: list[float | int] = [-1 if max_wait_s is None else int(max_wait_s * 1e6)]
         for rate, interval, cost in zip(self.rates, self._intervals, _costs(self.rates, tokens)):
             args += [interval, rate.capacity, cost]
+        loop = asyncio.get_running_loop()
+        pipelined = self._pipelines.get(loop)
+        if pipelined is None:
+            pipelined = self._pipelines[loop] = _Pipelined(self._redis.client(), self._keys)
         try:
-            booked, wait_us = await self._evaluate(args)
+            booked, wait_us = await pipelined.run(args)
         except Exception as exc:  # Redis down: judging goes on, 429s are still retried
             now = time.monotonic()
             if now - self._warned_at > LOG_EVERY_S:
@@ -143,15 +152,52 @@ class RedisRateLimiter:
             return 0.0
         return wait_us / 1e6 if booked else None
 
-    async def _evaluate(self, args: list[float | int]) -> list[int]:
+
+class _Pipelined:
+    """Group commit: the first call goes out at once; calls made while a pipeline is out wait
+    for the next one. Fewer round trips and connections, less CPU per call, and replies come
+    back in time for the waits they carry (a connection storm would make them late)."""
+
+    def __init__(self, client: Any, keys: list[str]):
+        self._client = client
+        self._keys = keys
+        self._queue: list[tuple[list[float | int], asyncio.Future[Any]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def run(self, args: list[float | int]) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((args, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                replies = await self._execute([args for args, _ in batch])
+            except Exception as exc:  # every caller hears it
+                replies = [exc] * len(batch)
+            for (_, future), reply in zip(batch, replies):
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+
+    async def _execute(self, batch: list[list[float | int]]) -> list[Any]:
         from redis.exceptions import NoScriptError
 
-        client = self._redis.client()
-        try:
-            return await client.evalsha(_GCRA_SHA, len(self._keys), *self._keys, *args)
-        except NoScriptError:
-            await client.script_load(_GCRA)
-            return await client.evalsha(_GCRA_SHA, len(self._keys), *self._keys, *args)
+        for _ in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            for args in batch:
+                pipe.evalsha(_GCRA_SHA, len(self._keys), *self._keys, *args)
+            try:
+                return await pipe.execute()
+            except NoScriptError:  # a Redis that restarted, or a new one
+                await self._client.script_load(_GCRA)
+        return await pipe.execute()
 
 
 class WaitLog:

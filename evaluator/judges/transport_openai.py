@@ -41,7 +41,9 @@ class OpenAITransport:
         self._lock = threading.Lock()
 
     def structured_output_mode(self) -> str:
-        """From litellm's price map; json_schema for models it does not know (local servers)."""
+        """From litellm's price map; json_schema for models it does not know (local servers).
+        Asked before the first request, so the openai import happens here, not mid-request."""
+        self._parameter_names()
         return self._info.structured_output_mode() if self._info else "json_schema"
 
     async def complete(self, request: dict[str, Any], api_key: str | None) -> Reply:
@@ -61,17 +63,21 @@ class OpenAITransport:
         text, finish_reason = reply_of(response)
         return Reply(text, finish_reason, input_tokens, output_tokens, cost)
 
-    def _arguments(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _parameter_names(self) -> frozenset[str]:
         if self._named is None:
             from openai.resources.chat.completions import AsyncCompletions
 
             self._named = frozenset(inspect.signature(AsyncCompletions.create).parameters)
+        return self._named
+
+    def _arguments(self, request: dict[str, Any]) -> dict[str, Any]:
+        named = self._parameter_names()
         arguments: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for name, value in request.items():
             if name == "max_tokens":
                 name = self._token_param
-            (arguments if name in self._named else extra)[name] = value
+            (arguments if name in named else extra)[name] = value
         if extra:
             arguments["extra_body"] = extra
         return arguments

@@ -1,0 +1,105 @@
+"""Judge spend from the call ledger (per judge, rubric and day) and how often repeated verdicts
+disagree (per rubric). Unknown cost is counted apart, never summed as $0."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import duckdb
+
+SPEND_KEYS = {"judge": "judge", "rubric": "coalesce(rubric, '-')",
+              "day": "strftime(created_at, '%Y-%m-%d')"}
+"""How the ledger can be grouped (day in UTC: the store's session time zone)."""
+
+_SPEND_SQL = """
+SELECT {key} AS key,
+    count(*) AS calls,
+    count(*) FILTER (WHERE cached) AS cached,
+    count(*) FILTER (WHERE status = 'error') AS errors,
+    coalesce(sum(input_tokens) FILTER (WHERE NOT cached), 0) AS input_tokens,
+    coalesce(sum(output_tokens) FILTER (WHERE NOT cached), 0) AS output_tokens,
+    coalesce(sum(cost_usd), 0) AS known_cost_usd,
+    count(*) FILTER (WHERE cost_usd IS NULL) AS unknown_cost_calls,
+    avg(latency_ms) FILTER (WHERE NOT cached) AS mean_latency_ms
+FROM judge_calls
+WHERE $run_id IS NULL OR run_id = $run_id
+GROUP BY ALL
+ORDER BY key
+"""
+
+_REPEATS_SQL = """
+SELECT rubric,
+    count(*) AS repeated,
+    count(*) FILTER (WHERE stability < 1) AS disagreeing,
+    avg(stability) AS mean_stability
+FROM evaluations
+WHERE stability IS NOT NULL AND ($run_id IS NULL OR run_id = $run_id)
+GROUP BY rubric
+ORDER BY rubric
+"""
+
+
+def format_usd(value: float) -> str:
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+
+
+@dataclass(frozen=True)
+class Spend:
+    """Judge calls of one group: HTTP attempts and cache hits, tokens, known and unknown cost."""
+
+    key: str
+    calls: int
+    cached: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    known_cost_usd: float
+    unknown_cost_calls: int
+    mean_latency_ms: float | None
+
+    @property
+    def http_calls(self) -> int:
+        return self.calls - self.cached
+
+    @property
+    def spend(self) -> str:
+        """`$x`; `unknown` when no paid call has a known cost; `≥ $x (n calls unknown)` else."""
+        if not self.unknown_cost_calls:
+            return format_usd(self.known_cost_usd)
+        if self.unknown_cost_calls >= self.http_calls:
+            return "unknown"
+        return f"≥ {format_usd(self.known_cost_usd)} ({self.unknown_cost_calls} calls unknown)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "http_calls": self.http_calls, "spend": self.spend,
+                "cost_usd": None if self.spend == "unknown" else self.known_cost_usd}
+
+
+@dataclass(frozen=True)
+class RepeatAgreement:
+    """Per rubric, evaluations judged more than once and how many of them disagreed."""
+
+    rubric: str
+    repeated: int
+    disagreeing: int
+    mean_stability: float
+
+    @property
+    def disagreement_rate(self) -> float:
+        return self.disagreeing / self.repeated
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "disagreement_rate": self.disagreement_rate}
+
+
+def spend_by(conn: duckdb.DuckDBPyConnection, group: str, run_id: str | None = None) -> list[Spend]:
+    """Ledger totals grouped by `group`: judge, rubric or day."""
+    sql = _SPEND_SQL.format(key=SPEND_KEYS[group])
+    return [Spend(*row) for row in conn.execute(sql, {"run_id": run_id}).fetchall()]
+
+
+def repeat_agreement(conn: duckdb.DuckDBPyConnection,
+                     run_id: str | None = None) -> list[RepeatAgreement]:
+    return [RepeatAgreement(*row)
+            for row in conn.execute(_REPEATS_SQL, {"run_id": run_id}).fetchall()]

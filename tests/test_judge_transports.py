@@ -1,0 +1,116 @@
+"""Both transports (openai client, litellm) under the one LLMJudge: chosen automatically, same
+verdicts, same stored Evaluation, same retries and ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evaluator.judge_config import JudgeConfig
+from evaluator.judges.llm import TRUNCATED_REASON, LLMJudge
+from evaluator.judges.runtime import JudgeRuntime
+from evaluator.judges.transport import build_transport
+from evaluator.judges.transport_openai import OpenAITransport
+from evaluator.pipeline import WorkItem, evaluate_batch
+from evaluator.records import Trace
+from evaluator.rubrics import RubricRegistry
+from evaluator.sampling import SampleDecision
+from tests.support.judging import KEY, KEY_ENV, judge_all, judge_config, prompt
+from tests.support.openai_server import OpenAIServer
+
+REPO = Path(__file__).resolve().parents[1]
+CLIENTS = ("openai", "litellm")
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAIServer]:
+    with OpenAIServer(retry_after_s=0.1, hang_s=10) as running:
+        yield running
+
+
+def make_judge(server: OpenAIServer, client: str, **fields: Any) -> LLMJudge:
+    config = judge_config(server, client=client, **fields)
+    return LLMJudge(config, runtime=JudgeRuntime(), backoff_base_s=0.01)
+
+
+@pytest.mark.parametrize(("model", "client", "expected"), [
+    ("openai/gpt-4o-mini", "auto", "openai"),
+    ("openai/my-vllm-model", "auto", "openai"),
+    ("anthropic/claude-3-5-haiku-latest", "auto", "litellm"),
+    ("ollama/llama3", "auto", "litellm"),
+    ("openai/gpt-4o-mini", "litellm", "litellm"),
+    ("hosted_vllm/llama3", "openai", "openai"),
+])
+def test_the_transport_follows_the_model_string_unless_forced(model: str, client: str,
+                                                              expected: str) -> None:
+    config = JudgeConfig(name="j", model=model, client=client)
+    assert build_transport(config).name == expected
+
+
+def test_reasoning_models_get_max_completion_tokens_and_extensions_go_in_extra_body() -> None:
+    transport = OpenAITransport(JudgeConfig(name="j", model="openai/o3-mini"))
+    arguments = transport._arguments({"max_tokens": 10, "temperature": 0, "top_k": 5})
+    assert arguments == {"max_completion_tokens": 10, "temperature": 0, "extra_body": {"top_k": 5}}
+
+
+def test_same_rubrics_through_both_transports_give_the_same_evaluations(
+        server: OpenAIServer) -> None:
+    rubrics = RubricRegistry.load(REPO / "rubrics").latest()
+    items = [WorkItem(Trace(trace_id=f"t{i}", input=f"What does plan {i} include?",
+                            context=[f"Plan {i} includes {i} GB."], output=f"{i} GB."),
+                      SampleDecision(True, "random", 10.0)) for i in range(3)]
+    results = {}
+    for client in CLIENTS:
+        judge = make_judge(server, client, model="openai/gpt-4o-mini")
+        results[client] = asyncio.run(evaluate_batch(items, rubrics, judge, run_id="run-1"))
+    volatile = {"latency_ms", "created_at"}
+    dumped = {client: [e.model_dump(exclude=volatile) for e in batch.evaluations]
+              for client, batch in results.items()}
+    assert dumped["openai"] == dumped["litellm"]
+    assert all(e["status"] == "scored" and e["cost_usd"] > 0 for e in dumped["openai"])
+    ledgers = {client: [(c.evaluation_id, c.status, c.input_tokens, c.output_tokens, c.cost_usd)
+                        for c in batch.judge_calls] for client, batch in results.items()}
+    assert ledgers["openai"] == ledgers["litellm"] and len(ledgers["openai"]) == 12
+    assert {c.transport for c in results["litellm"].judge_calls} == {"litellm"}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("mode", ["json_schema", "tool", "text"])
+def test_every_structured_output_mode_on_both_transports(server: OpenAIServer, client: str,
+                                                         mode: str) -> None:
+    judge = make_judge(server, client, params={"temperature": 0, "structured_output": mode})
+    verdict = judge_all(judge, [prompt("supported")])[0]
+    assert (judge.mode, verdict.status, verdict.label) == (mode, "scored", "supported")
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_retries_and_the_ledger_are_the_same_on_both_transports(server: OpenAIServer,
+                                                                client: str) -> None:
+    server.set_faults(["429", "500", "hang", "bad_body"])
+    judge = make_judge(server, client, limits={"timeout_s": 0.5, "max_attempts": 5})
+    verdict = judge_all(judge, [prompt("supported")])[0]
+    assert (verdict.status, verdict.label, verdict.attempts) == ("scored", "supported", 5)
+    rows = [(c.attempt, c.status, c.http_status, c.cost_usd is None) for c in verdict.calls]
+    assert rows[:2] == [(1, "error", 429, False), (2, "error", 500, False)]
+    assert rows[2][:2] == (3, "error") and rows[2][3], "a timeout's cost is unknown"
+    assert rows[3][:2] == (4, "error") and rows[4][:3] == (5, "ok", 200)
+    assert verdict.cost_usd is None, "one unknown attempt makes the total unknown"
+    assert server.stats.total == 5
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_truncated_twice_is_unscored_on_both_transports(server: OpenAIServer, client: str) -> None:
+    server.set_faults(["truncated", "truncated"])
+    judge = make_judge(server, client, params={"temperature": 0, "max_tokens": 100})
+    verdict = judge_all(judge, [prompt()])[0]
+    assert (verdict.status, verdict.reason, verdict.attempts) == ("unscored", TRUNCATED_REASON, 2)
+    assert [r.max_tokens for r in server.stats.requests] == [100, 200]
