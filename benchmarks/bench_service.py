@@ -188,7 +188,7 @@ def sink_drain(service: Service, traces: int) -> dict:
 
     service.sink.stop()
     channel = RedisStreamChannel(service.client)
-    batches = result_batches("sink-", traces, 20, service.samples)
+    batches = result_batches("sink-", traces, BATCH_SIZE, service.samples)
     memory = service.client.info("memory")["used_memory"]
     for batch in batches:
         channel.publish(batch)

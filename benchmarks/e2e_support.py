@@ -45,8 +45,9 @@ def work_items(prefix: str, count: int, samples: list[dict]):
 
 
 def result_batches(prefix: str, traces: int, per_batch: int, samples: list[dict]):
-    """ResultBatches shaped like the workers' (per trace: the trace and four scored
-    evaluations with a judge-like reply), for the sink's drain rate."""
+    """ResultBatches shaped like the workers' (per trace: the trace, four scored evaluations
+    with a judge-like reply and their four judge-call ledger rows), for the sink's drain rate."""
+    from evaluator.judges.ledger import JudgeCall
     from evaluator.worker.messages import ResultBatch
 
     rubrics = ("hallucination", "faithfulness", "relevance", "refusal")
@@ -65,7 +66,12 @@ def result_batches(prefix: str, traces: int, per_batch: int, samples: list[dict]
                        prompt_hash="p" * 64, sample_reason="random", sample_weight=10.0)
             for item in chunk for r, rubric in enumerate(rubrics)]
         traces_ = [StoredTrace(item.trace, "random", 10.0) for item in chunk]
-        batches.append(ResultBatch(evaluations=evaluations, traces=traces_))
+        calls = [JudgeCall.new(judge="bench", model="openai/bench-judge", transport="openai",
+                               sample=0, attempt=1, status="ok", input_tokens=900,
+                               output_tokens=40, latency_ms=300.0, evaluation_id=e.evaluation_id,
+                               trace_id=e.trace_id, rubric=e.rubric, rubric_version=1)
+                 for e in evaluations]
+        batches.append(ResultBatch(evaluations=evaluations, traces=traces_, judge_calls=calls))
     return batches
 
 
