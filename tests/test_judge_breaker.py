@@ -18,8 +18,15 @@ from evaluator.judges.runtime import JudgeRuntime
 from evaluator.pipeline import WorkItem, evaluate_batch
 from evaluator.records import Trace, evaluation_id_for
 from evaluator.sampling import SampleDecision
-from tests.support.judging import (KEY, KEY_ENV, judge_all, judge_config, prompt,
-                                   published_rubric, write_judge)
+from tests.support.judging import (
+    KEY,
+    KEY_ENV,
+    judge_all,
+    judge_config,
+    prompt,
+    published_rubric,
+    write_judge,
+)
 from tests.support.openai_server import OpenAIServer
 
 FAST_BREAKER = {"consecutive_failures": 3, "cooldown_s": 0.3, "max_wait_s": 0.6}

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,8 +70,9 @@ class CacheBackend(Protocol):
 class SqliteBackend:
     """A SQLite file shared by the processes of one machine (WAL mode: readers never block)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time):
         self.path = Path(path)
+        self._clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False,
                                      isolation_level=None)
@@ -85,12 +86,12 @@ class SqliteBackend:
         with self._lock:
             row = self._conn.execute("SELECT value, expires_at FROM judge_cache WHERE key = ?",
                                      (key,)).fetchone()
-        return row[0] if row and row[1] > time.time() else None
+        return row[0] if row and row[1] > self._clock() else None
 
     async def put(self, key: str, value: str, ttl_s: int) -> None:
         with self._lock:
             self._conn.execute("INSERT OR REPLACE INTO judge_cache VALUES (?, ?, ?)",
-                               (key, value, time.time() + ttl_s))
+                               (key, value, self._clock() + ttl_s))
 
 
 class RedisBackend:

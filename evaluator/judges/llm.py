@@ -244,11 +244,12 @@ class LLMJudge:
             except Exception as exc:  # classified by the caller; the judge never raises
                 latency_ms = (time.perf_counter() - started) * 1000
                 self.breaker.record(counts_against_judge(exc), probe, type(exc).__name__)
-                status = getattr(exc, "status_code", None)
+                timed_out = is_timeout(exc)  # litellm gives its client-side timeouts a 408
+                status = None if timed_out else getattr(exc, "status_code", None)
                 return self._ledger_row(
                     sample, attempt, ERROR, latency_ms, error_class=type(exc).__name__,
                     http_status=status if isinstance(status, int) else None,
-                    cost_usd=None if is_timeout(exc) else 0.0), None, exc
+                    cost_usd=None if timed_out else 0.0), None, exc
             latency_ms = (time.perf_counter() - started) * 1000
         self.breaker.record(False, probe)
         row = self._ledger_row(sample, attempt, OK, latency_ms, http_status=200,

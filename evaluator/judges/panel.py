@@ -6,8 +6,8 @@ Only scored samples vote; the others are kept, like every sample, in the verdict
   strict reading: a panel split on "is this a hallucination" does not pass it).
 - `mean`: the mean of the samples' scores is the score, and the label is the rubric's label
   whose score is nearest to it (a tie again goes to the lower score).
-Stability is the share of voting samples that chose the final label (1.0 = unanimous), so the
-report can show how often repeated verdicts disagree.
+Stability is the share of voting samples that chose the final label (1.0 = unanimous; None
+when a rubric was judged once), so the report can show how often repeated verdicts disagree.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class PanelJudge:
 
     async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt) -> JudgeVerdict:
         k = self._samples_for(rubric.criterion)
+        if k == 1 and len(self.members) == 1:  # judged once: the member's verdict as it is
+            return await self.members[0].judge(rubric, trace, prompt)
         slots = [(member, sample) for member in self.members for sample in range(k)]
         results = await asyncio.gather(
             *(self._sample(member, sample, k, rubric, trace, prompt) for member, sample in slots),
@@ -98,7 +100,8 @@ class PanelJudge:
         chosen = agreeing[0].reasoning if agreeing else voting[0].reasoning
         return JudgeVerdict(status="scored", label=label, score=score,
                             reasoning=f"{summary}\n{chosen or ''}".strip(),
-                            stability=len(agreeing) / len(voting), **common)
+                            stability=len(agreeing) / len(voting) if len(verdicts) > 1 else None,
+                            **common)
 
 
 def _sample_record(name: str, sample: int, verdict: JudgeVerdict) -> dict[str, object]:

@@ -1,0 +1,175 @@
+"""The judge-response cache: deterministic calls only, keyed on everything that shapes the reply,
+shared through SQLite (CLI processes) or Redis (workers), looked up before the rate limiter;
+replaying an unchanged dataset makes zero HTTP calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from evaluator.judges.cache import REDIS_PREFIX, JudgeCache, RedisBackend, SqliteBackend, cache_key
+from evaluator.judges.llm import LLMJudge
+from evaluator.judges.redis_clients import LoopRedis
+from evaluator.judges.runtime import CACHE_ENV, JudgeRuntime
+from evaluator.runner import run_embedded
+from evaluator.settings import Settings
+from evaluator.store import Store
+from tests.support.judging import KEY, KEY_ENV, judge_all, judge_config, prompt, write_judge
+from tests.support.openai_server import OpenAIServer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+def make_judge(server: OpenAIServer, runtime: JudgeRuntime, **fields) -> LLMJudge:
+    return LLMJudge(judge_config(server, **fields), runtime=runtime, backoff_base_s=0.01)
+
+
+def test_the_key_covers_identity_messages_and_sample() -> None:
+    messages = prompt().messages
+    base = cache_key("judge-a", messages, 0)
+    assert base == cache_key("judge-a", [dict(m) for m in messages], 0)
+    assert base != cache_key("judge-b", messages, 0)
+    assert base != cache_key("judge-a", prompt(note="x").messages, 0)
+    assert base != cache_key("judge-a", messages, 1)
+
+
+def test_a_repeated_call_is_a_free_marked_hit_with_a_ledger_row() -> None:
+    with OpenAIServer() as server:
+        judge = make_judge(server, JudgeRuntime(cache=JudgeCache()),
+                           prices={"input_per_mtok": 1, "output_per_mtok": 2})
+        first = judge_all(judge, [prompt("supported")])[0]
+        second = judge_all(judge, [prompt("supported")])[0]
+        assert server.stats.total == 1
+    assert (first.cached, first.attempts) == (False, 1) and first.cost_usd > 0
+    assert (second.status, second.label, second.reasoning) == ("scored", "supported", first.reasoning)
+    assert (second.cached, second.attempts, second.cost_usd) == (True, 0, 0.0)
+    assert second.input_tokens == second.output_tokens == 0
+    [row] = second.calls
+    assert (row.status, row.cached, row.cost_usd, row.attempt) == ("cached", True, 0.0, 0)
+
+
+@pytest.mark.parametrize("params", [{"temperature": 0.7}, {}])
+def test_a_call_that_is_not_deterministic_is_never_cached(params: dict) -> None:
+    with OpenAIServer() as server:
+        judge = make_judge(server, JudgeRuntime(cache=JudgeCache()), params=params)
+        judge_all(judge, [prompt()] * 1)
+        judge_all(judge, [prompt()] * 1)
+        assert server.stats.total == 2
+
+
+def test_a_fixed_seed_makes_a_call_cacheable_and_the_config_can_turn_caching_off() -> None:
+    with OpenAIServer() as server:
+        runtime = JudgeRuntime(cache=JudgeCache())
+        seeded = make_judge(server, runtime, params={"temperature": 1, "seed": 7})
+        judge_all(seeded, [prompt()])
+        assert judge_all(seeded, [prompt()])[0].cached
+        off = make_judge(server, runtime, name="off", cache={"enabled": False})
+        judge_all(off, [prompt()])
+        assert not judge_all(off, [prompt()])[0].cached
+
+
+def test_unusable_replies_and_failures_are_asked_again() -> None:
+    with OpenAIServer(faults=["off_menu", "500", "ok", "ok"]) as server:
+        judge = make_judge(server, JudgeRuntime(cache=JudgeCache()), limits={"max_attempts": 1})
+        verdicts = [judge_all(judge, [prompt()])[0] for _ in range(4)]
+    assert [(v.status, v.cached) for v in verdicts] == [
+        ("unscored", False), ("error", False), ("scored", False), ("scored", True)]
+
+
+def test_the_cache_is_looked_up_before_the_rate_limiter() -> None:
+    with OpenAIServer() as server:
+        judge = make_judge(server, JudgeRuntime(cache=JudgeCache()),
+                           limits={"requests_per_minute": 1})
+        judge_all(judge, [prompt()])
+        verdict = judge_all(judge, [prompt()])[0]  # the next booking would be a minute away
+    assert verdict.cached
+
+
+def test_a_sqlite_file_serves_another_runtime_until_the_entry_expires(tmp_path: Path) -> None:
+    path, now = tmp_path / "judge.sqlite", [1000.0]
+
+    def runtime() -> JudgeRuntime:
+        return JudgeRuntime(cache=JudgeCache(SqliteBackend(path, clock=lambda: now[0])))
+
+    with OpenAIServer() as server:
+        judge_all(make_judge(server, runtime(), cache={"ttl_s": 60}), [prompt()])
+        assert judge_all(make_judge(server, runtime()), [prompt()])[0].cached
+        now[0] += 61
+        assert not judge_all(make_judge(server, runtime()), [prompt()])[0].cached
+        assert server.stats.total == 2
+
+
+@pytest.mark.redis
+def test_redis_serves_every_worker_with_a_ttl(redis_url: str) -> None:
+    with OpenAIServer() as server:
+        def runtime() -> JudgeRuntime:
+            return JudgeRuntime(redis_url, JudgeCache(RedisBackend(LoopRedis(redis_url))))
+
+        judge_all(make_judge(server, runtime(), cache={"ttl_s": 600}), [prompt()])
+        again = judge_all(make_judge(server, runtime()), [prompt()])[0]
+        assert server.stats.total == 1
+    assert again.cached
+    client = redis.Redis.from_url(redis_url)
+    [key] = client.keys(f"{REDIS_PREFIX}*")
+    assert 0 < client.ttl(key) <= 600
+
+
+def test_the_environment_picks_the_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EVALUATOR_REDIS_URL", raising=False)
+    monkeypatch.setenv("EVALUATOR_DB", str(tmp_path / "db" / "e.duckdb"))
+    monkeypatch.delenv(CACHE_ENV)
+    cache = JudgeRuntime.from_env().cache
+    assert isinstance(cache.backend, SqliteBackend)
+    assert cache.backend.path == tmp_path / "db" / ".evaluator-cache" / "judge.sqlite"
+    monkeypatch.setenv(CACHE_ENV, "off")
+    assert JudgeRuntime.from_env().cache is None
+    monkeypatch.setenv(CACHE_ENV, "memory")
+    assert JudgeRuntime.from_env().cache.backend is None
+
+
+def write_traces(path: Path, n: int) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(n):
+            out.write(json.dumps({"trace_id": f"c-{i:03d}", "input": f"What does plan {i} include?",
+                                  "context": [f"Plan {i} includes {i} GB."],
+                                  "output": f"Plan {i} includes {i} GB."}) + "\n")
+
+
+def test_a_second_run_in_another_process_makes_zero_judge_calls(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache_file = tmp_path / "cache" / "judge.sqlite"
+    monkeypatch.setenv(CACHE_ENV, str(cache_file))
+    traces = tmp_path / "traces.jsonl"
+    write_traces(traces, 10)
+    with OpenAIServer() as server:
+        write_judge(tmp_path / "judges", judge_config(server, name="local-test"))
+        monkeypatch.setenv("EVALUATOR_JUDGES_DIR", str(tmp_path / "judges"))
+        first = run_embedded(traces, tmp_path / "first.duckdb", "local-test", 1.0,
+                             settings=Settings.from_env())
+        calls = server.stats.total
+        assert calls == first.evaluations == 40
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        done = subprocess.run(
+            [sys.executable, "-m", "evaluator", "run", "--traces", str(traces), "--judge",
+             "local-test", "--sample-rate", "1", "--db", str(tmp_path / "second.duckdb"), "--json"],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        assert server.stats.total == calls, "not one new HTTP request"
+    with Store(tmp_path / "second.duckdb", read_only=True) as store:
+        evaluations = store.evaluations()
+        ledger = store.conn.execute("SELECT count(*), count(*) FILTER (WHERE cached),"
+                                    " sum(cost_usd) FROM judge_calls").fetchone()
+    assert len(evaluations) == 40 and all(e.cached and e.status == "scored" for e in evaluations)
+    assert all(e.cost_usd == 0.0 and e.attempts == 0 for e in evaluations)
+    assert ledger == (40, 40, 0.0)
