@@ -141,6 +141,10 @@ class Stored:
         """Mean judge calls in flight (Little's law over the calls that finished in the window)."""
         return sum(r[3] for r in self.rows if t0 <= r[0] <= t1) / (t1 - t0)
 
+    def sink_lag(self, t0: float, t1: float) -> list[float]:
+        """Stored minus judged, for the traces whose spans ended in the window."""
+        return [r[1] - r[0] for r in self.rows if r[2] is not None and t0 <= r[2] <= t1]
+
     def latencies(self, t0: float, t1: float) -> tuple[list[float], list[float]]:
         """(span end -> stored, span end -> judged) of the traces whose spans ended in the window."""
         chosen = [r for r in self.rows if r[2] is not None and t0 <= r[2] <= t1]
@@ -148,6 +152,7 @@ class Stored:
 
 
 def percentile(values: list[float], q: int) -> float:
+    """The q-th percentile (inclusive method), NaN for no values."""
     if len(values) < 2:
         return values[0] if values else float("nan")
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]

@@ -73,8 +73,14 @@ def paced_rows(count: int, phase: dict, stored: Stored, timeline: Timeline,
         rows.append(_row(f"span end -> stored score, p{q}, {where} ({len(to_store)} evaluations)",
                          value, "s", "judge latency", judge_s,
                          goal="< judge + 2 s" if q == 95 else None))
+    waited = made.get("span_end_to_enqueue_s", {})
+    rows.append(_row(f"span end -> enqueued (the app's BatchSpanProcessor, default settings), p95, "
+                     f"{where}", waited.get("95", float("nan")), "s"))
     rows.append(_row(f"span end -> judged (before the sink), p95, {where}",
                      percentile(to_judged, 95), "s", "judge latency", judge_s))
+    lag = stored.sink_lag(t0, t1)
+    rows.append(_row(f"judged -> stored (the sink's batching and write), p95, {where}",
+                     percentile(lag, 95), "s"))
     window = timeline.window(t0, t1)
     rows.append(_row(f"queue depth, {where}: work messages every 5 s: "
                      f"{_series([p[1] for p in window])}; result entries: "
