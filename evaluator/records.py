@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -27,6 +28,8 @@ MAX_CONTEXT_DOCS = 50
 
 MAX_DEAD_LETTER_CHARS = 1_000_000
 """Longest payload kept in the dead-letter table (the rest is cut, the reason is kept)."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 TRUNCATION_MARK = "\n[... truncated by evaluator: {dropped} characters removed ...]"
 
@@ -227,6 +230,25 @@ def _truncate_oversized(payload: dict[str, Any]) -> list[str]:
     return cut
 
 
+def _lone_surrogate(value: Any, path: str) -> str | None:
+    """Where a string holds a lone surrogate (JSON can spell one, "\\ud800"; UTF-8 cannot carry
+    it, so such a trace could never be hashed, sent or stored), or None."""
+    if isinstance(value, str):
+        return path if not value.isascii() and _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        found = _lone_surrogate(key, where) or _lone_surrogate(item, where)
+        if found is not None:
+            return found
+    return None
+
+
 def _describe_validation_error(error: ValidationError) -> tuple[str, str]:
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "<root>"
@@ -255,9 +277,15 @@ def parse_trace(payload: Any) -> Trace:
     if isinstance(payload.get("context"), list):
         payload["context"] = list(payload["context"])
     cut = _truncate_oversized(payload)
-    if cut:
-        payload["truncated"] = sorted(set(list(payload.get("truncated") or []) + cut))
+    given = payload.get("truncated")
+    if cut and (given is None or isinstance(given, list) and all(isinstance(n, str) for n in given)):
+        payload["truncated"] = sorted({*(given or []), *cut})
     try:
+        where = _lone_surrogate(payload, "")
+        if where is not None:
+            raise InvalidTraceError(
+                f"invalid trace: field '{where or '<root>'}': text holds a lone surrogate "
+                "(\\ud800-\\udfff), which is not valid Unicode", field=where or "<root>")
         return Trace.model_validate(payload)
     except ValidationError as exc:
         field, message = _describe_validation_error(exc)
