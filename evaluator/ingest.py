@@ -38,17 +38,28 @@ class CollectedWork:
 
 
 def read_jsonl_traces(path: Path) -> Iterator[Trace | DeadLetter]:
-    """Each line becomes a Trace, or a DeadLetter naming the file, line and field."""
+    """Each line becomes a Trace, or a DeadLetter naming the file, line and field (a line that is
+    not valid UTF-8 too: its text is never silently altered)."""
     if not path.is_file():
         raise ConfigError(f"trace file {path} not found")
-    with open(path, encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
+    with open(path, "rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
                 continue
             try:
-                yield parse_trace(line)
+                record: Trace | DeadLetter = parse_trace(_utf8(raw))
             except InvalidTraceError as exc:
-                yield DeadLetter.from_error(f"{path}:{number}", line.rstrip("\n"), exc)
+                text = raw.decode("utf-8", "replace").rstrip("\r\n")
+                record = DeadLetter.from_error(f"{path}:{number}", text, exc)
+            yield record
+
+
+def _utf8(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidTraceError(f"invalid trace: the line is not valid UTF-8 ({exc.reason} at byte "
+                                f"{exc.start})", field="<root>") from None
 
 
 def collect_work(path: Path, policy: SamplingPolicy, fmt: str = "jsonl") -> CollectedWork:
