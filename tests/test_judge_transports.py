@@ -14,7 +14,6 @@ from evaluator.judge_config import JudgeConfig
 from evaluator.judges.llm import TRUNCATED_REASON, LLMJudge
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.judges.transport import build_transport
-from evaluator.judges.transport_openai import OpenAITransport
 from evaluator.pipeline import WorkItem, evaluate_batch
 from evaluator.records import Trace
 from evaluator.rubrics import RubricRegistry
@@ -56,10 +55,28 @@ def test_the_transport_follows_the_model_string_unless_forced(model: str, client
     assert build_transport(config).name == expected
 
 
-def test_reasoning_models_get_max_completion_tokens_and_extensions_go_in_extra_body() -> None:
-    transport = OpenAITransport(JudgeConfig(name="j", model="openai/o3-mini"))
-    arguments = transport._arguments({"max_tokens": 10, "temperature": 0, "top_k": 5})
-    assert arguments == {"max_completion_tokens": 10, "temperature": 0, "extra_body": {"top_k": 5}}
+class RecordingServer(OpenAIServer):
+    """Keeps the request bodies it answered."""
+
+    bodies: list[dict[str, Any]]
+
+    def _completion(self, body: dict[str, Any], fault: str, max_tokens: int | None) -> dict:
+        self.bodies = [*getattr(self, "bodies", []), body]
+        return super()._completion(body, fault, max_tokens)
+
+
+@pytest.mark.parametrize(("model", "token_key"), [("openai/o3-mini", "max_completion_tokens"),
+                                                  ("openai/gpt-4o-mini", "max_tokens")])
+def test_the_openai_body_carries_server_parameters_and_the_right_token_limit(
+        model: str, token_key: str) -> None:
+    with RecordingServer() as server:
+        judge = make_judge(server, "openai", model=model,
+                           params={"temperature": 0, "top_k": 5, "max_tokens": 64})
+        assert judge_all(judge, [prompt()])[0].status == "scored"
+    [body] = server.bodies
+    assert body["model"] == model.removeprefix("openai/") and body["top_k"] == 5
+    assert body[token_key] == 64
+    assert set(body) == {"model", "messages", "temperature", "top_k", "response_format", token_key}
 
 
 def test_same_rubrics_through_both_transports_give_the_same_evaluations(
