@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from evaluator.errors import RubricError
 from evaluator.records import canonical_json, sha256_hex
+from evaluator.rubrics.limits import LimitedSandbox, bound_template, step_budget
 from evaluator.rubrics.model import MAX_PROMPT_CHARS, RenderedPrompt, Rubric
 from evaluator.rubrics.neutralize import data_block, neutralize
 from evaluator.stage_timing import timed
@@ -23,24 +23,9 @@ if TYPE_CHECKING:
     from evaluator.records import Trace
 
 
-class _RubricSandbox(ImmutableSandboxedEnvironment):
-    """The sandbox rubric templates run in; `*` and `**` cannot build huge values either."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int) and right > 256:
-            raise SecurityError("exponents above 256 are not allowed in rubric templates")
-        sized, times = (left, right) if isinstance(right, int) else (right, left)
-        if operator == "*" and isinstance(sized, (str, list, tuple)) and isinstance(times, int):
-            if len(sized) * times > MAX_PROMPT_CHARS:
-                raise SecurityError(f"repeating a value past {MAX_PROMPT_CHARS:,} is not allowed")
-        return super().call_binop(context, operator, left, right)
-
-
 @functools.cache
-def _environment() -> _RubricSandbox:
-    env = _RubricSandbox(
+def _environment() -> LimitedSandbox:
+    env = LimitedSandbox(
         undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
     )
     env.globals["data_block"] = data_block
@@ -70,7 +55,7 @@ def _compile(rubric: Rubric) -> _Compiled:
     source = "\n" * (rubric.body_line - 1) + rubric.template_source
     try:
         tree = env.parse(source, name=rubric.ref, filename=where)
-        code = env.compile(tree, name=rubric.ref, filename=where)
+        code = env.compile(bound_template(tree), name=rubric.ref, filename=where)
     except TemplateSyntaxError as exc:
         message = f"{where}, line {exc.lineno}: template syntax error: {exc.message}"
         raise RubricError(message) from None
@@ -123,14 +108,15 @@ def _reply_instructions(rubric: Rubric) -> str:
 def _render_block(rubric: Rubric, template: Template, block: str, values: dict[str, Any]) -> str:
     try:
         pieces, size = [], 0
-        for piece in template.blocks[block](template.new_context(values)):
-            size += len(piece)
-            if size > MAX_PROMPT_CHARS:
-                raise RubricError(
-                    f"rubric {rubric.ref}: the {block} block renders past {MAX_PROMPT_CHARS:,} "
-                    "characters; shorten the template or what it repeats"
-                )
-            pieces.append(piece)
+        with step_budget():
+            for piece in template.blocks[block](template.new_context(values)):
+                size += len(piece)
+                if size > MAX_PROMPT_CHARS:
+                    raise RubricError(
+                        f"rubric {rubric.ref}: the {block} block renders past "
+                        f"{MAX_PROMPT_CHARS:,} characters; shorten the template or what it repeats"
+                    )
+                pieces.append(piece)
         return "".join(pieces).strip()
     except RubricError:
         raise
@@ -150,6 +136,8 @@ def _describe_render_error(rubric: Rubric, template: Template, block: str, exc: 
         hint = " (the system block sees only criterion and labels; trace data goes in block user)"
     elif isinstance(exc, SecurityError):
         hint = " (the rubric sandbox does not allow this)"
+    elif "no loader" in str(exc):
+        hint = " (rubric templates cannot import, include or extend other files)"
     at = f", line {lines[-1]}" if lines else ""
     detail = f"{type(exc).__name__}: {exc}"[:500]
     return f"rubric {rubric.ref} ({where}{at}): the {block} block failed to render: {detail}{hint}"
