@@ -1,0 +1,101 @@
+"""Rubric templates that try to escape the sandbox, or to burn CPU and memory, fail with a clear
+RubricError, quickly and in little memory; the worker keeps going.
+
+The corpus is tests/data/escape_templates/: attribute walks to __class__/__subclasses__ and
+__globals__, os/subprocess/open by name, imports, includes and extends of files, unbounded and
+quadratic loops, runaway and exponential recursion, and values built to be huge.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from evaluator.errors import RubricError
+from evaluator.records import Trace
+from evaluator.rubrics import load_rubric, render
+from tests.support.figures import record
+
+CORPUS = sorted((Path(__file__).parent / "data" / "escape_templates").glob("*.jinja"))
+FRONT_MATTER = """---
+criterion: escape
+version: 1
+description: A rubric file written to escape the sandbox.
+labels: {good: 1.0, bad: 0.0}
+pass_threshold: 0.5
+required_inputs: [output]
+---
+"""
+TRACE = Trace(trace_id="t", input="What is the refund window?", context=["Refunds: 30 days."],
+              output="Refunds are accepted within 30 days. " * 300)
+"""An ordinary trace with an 11,100-character answer for the templates to loop and pad over."""
+SECONDS = 10.0
+MEMORY_BYTES = 64 * 2**20
+OUTCOMES: dict[str, str] = {}
+
+
+def _attempt(template: Path, directory: Path) -> tuple[str, float, int]:
+    """Load and render one template in a watched thread: (error message, seconds, peak bytes)."""
+    rubric_file = directory / "escape" / "v1.jinja"
+    rubric_file.parent.mkdir(parents=True)
+    rubric_file.write_text(FRONT_MATTER + template.read_text(encoding="utf-8"), encoding="utf-8")
+    outcome: dict[str, object] = {}
+
+    def load_and_render() -> None:
+        try:
+            outcome["prompt"] = render(load_rubric(rubric_file), TRACE)
+        except RubricError as exc:
+            outcome["error"] = str(exc)
+        except BaseException as exc:  # anything but a RubricError is a failure of the sandbox
+            outcome["crash"] = exc
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    worker = threading.Thread(target=load_and_render, daemon=True)
+    worker.start()
+    worker.join(SECONDS)
+    elapsed = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert not worker.is_alive(), f"{template.name}: still running after {SECONDS:g} s"
+    assert "crash" not in outcome, f"{template.name}: raised {outcome.get('crash')!r}"
+    assert "prompt" not in outcome, f"{template.name}: rendered without an error"
+    return str(outcome["error"]), elapsed, peak
+
+
+def test_the_corpus_is_large_enough():
+    assert len(CORPUS) >= 30
+
+
+@pytest.mark.parametrize("template", CORPUS, ids=[path.stem for path in CORPUS])
+def test_escape_attempt_fails_with_a_clear_rubric_error(template, tmp_path):
+    error, elapsed, peak = _attempt(template, tmp_path)
+    OUTCOMES[template.stem] = error
+    assert error.startswith(("rubric escape@v1", str(tmp_path))), error
+    assert "escape" in error and len(error) < 700, error
+    assert "Traceback" not in error
+    assert elapsed < SECONDS and peak < MEMORY_BYTES, f"{elapsed:.1f} s, {peak:,} bytes"
+
+
+def test_zz_record_figures():
+    """After the corpus (test order): how many templates were stopped, and by which guard."""
+    if len(OUTCOMES) < len(CORPUS):
+        pytest.skip("run together with the whole corpus")
+    record("template_safety", templates=len(CORPUS), failed_with_rubric_error=len(OUTCOMES),
+           escaped=0, by_guard=_by_guard(OUTCOMES.values()))
+
+
+def _by_guard(errors) -> dict[str, int]:
+    guards = {"sandbox (unsafe attribute or call)": "unsafe", "undefined name": "is undefined",
+              "no loader (import/include/extends)": "no loader",
+              "size limit": "characters", "step limit": "steps", "outside the blocks": "outside"}
+    counts = dict.fromkeys(guards, 0)
+    counts["other"] = 0
+    for error in errors:
+        found = next((name for name, marker in guards.items() if marker in error), "other")
+        counts[found] += 1
+    return counts
