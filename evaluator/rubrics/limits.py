@@ -28,7 +28,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from evaluator.rubrics.model import MAX_PROMPT_CHARS
 
-MAX_STEPS = 20_000
+MAX_STEPS = 50_000
 """Loop iterations plus calls in one render; a real rubric takes a few hundred."""
 MAX_VALUE_CHARS = MAX_PROMPT_CHARS
 """The largest string (or list, counting its items' characters) a template may build."""
