@@ -64,10 +64,11 @@ class Spend:
 
     @property
     def spend(self) -> str:
-        """`$x`; `unknown` when no paid call has a known cost; `≥ $x (n calls unknown)` else."""
+        """`$x`; `unknown` when nothing known costs anything (replies of an unpriced model,
+        failed calls at $0); `≥ $x (n calls unknown)` when some cost is known."""
         if not self.unknown_cost_calls:
             return format_usd(self.known_cost_usd)
-        if self.unknown_cost_calls >= self.http_calls:
+        if self.known_cost_usd == 0:
             return "unknown"
         return f"≥ {format_usd(self.known_cost_usd)} ({self.unknown_cost_calls} calls unknown)"
 

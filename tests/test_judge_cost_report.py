@@ -1,0 +1,65 @@
+"""`evaluator report`'s judge spend: sums per judge, rubric and day from the call ledger, with
+unknown cost shown as unknown, never as $0."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from evaluator.cli import cli
+from evaluator.judges.ledger import JudgeCall
+from evaluator.store import Store
+from evaluator.store.cost_queries import Spend
+
+DAY1 = datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc)
+DAY2 = datetime(2026, 3, 2, 0, 30, tzinfo=timezone.utc)
+
+
+def call(judge: str, rubric: str, cost: float | None, when: datetime, status: str = "ok",
+         cached: bool = False) -> JudgeCall:
+    row = JudgeCall.new(judge=judge, model="m", transport="openai", sample=0, attempt=1,
+                        status=status, input_tokens=100, output_tokens=10, cost_usd=cost,
+                        latency_ms=50.0, cached=cached)
+    row.created_at, row.rubric, row.run_id = when, rubric, "run-1"
+    return row
+
+
+def spend(calls: int, cached: int, known: float, unknown: int) -> str:
+    return Spend("k", calls, cached, 0, 0, 0, known, unknown, None).spend
+
+
+def test_spend_is_known_a_lower_bound_or_unknown() -> None:
+    assert spend(3, 0, 0.012, 0) == "$0.0120"
+    assert spend(3, 0, 2.5, 0) == "$2.50"
+    assert spend(4, 1, 0.0, 0) == "$0.0000", "cache hits are free, and known to be"
+    assert spend(3, 0, 0.012, 1) == "≥ $0.0120 (1 calls unknown)"
+    assert spend(3, 0, 0.0, 2) == "unknown"
+
+
+def test_the_report_sums_the_ledger_per_judge_rubric_and_day(tmp_path: Path) -> None:
+    db = tmp_path / "cost.duckdb"
+    rows = [call("gpt", "hallucination", 0.01, DAY1), call("gpt", "relevance", 0.02, DAY2),
+            call("gpt", "relevance", 0.0, DAY2, status="error"),
+            call("gpt", "relevance", 0.0, DAY2, cached=True),
+            call("local", "hallucination", None, DAY2), call("local", "hallucination", 0.0, DAY2,
+                                                            status="error")]
+    with Store(db) as store:
+        assert store.write_batch(judge_calls=rows + rows[:1]).judge_calls == len(rows)
+    done = CliRunner().invoke(cli, ["report", "--db", str(db), "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output)["judge_spend"]
+    by_judge = {row["key"]: row for row in report["judge"]}
+    assert (by_judge["gpt"]["spend"], by_judge["gpt"]["cost_usd"]) == ("$0.0300", 0.03)
+    assert (by_judge["gpt"]["calls"], by_judge["gpt"]["cached"], by_judge["gpt"]["errors"]) == (
+        4, 1, 1)
+    assert by_judge["gpt"]["input_tokens"] == 300, "a cache hit spent no tokens"
+    assert (by_judge["local"]["spend"], by_judge["local"]["cost_usd"]) == ("unknown", None)
+    by_rubric = {row["key"]: row["spend"] for row in report["rubric"]}
+    assert by_rubric == {"hallucination": "≥ $0.0100 (1 calls unknown)", "relevance": "$0.0200"}
+    assert [(row["key"], row["calls"]) for row in report["day"]] == [
+        ("2026-03-01", 1), ("2026-03-02", 5)]
+    text = CliRunner().invoke(cli, ["report", "--db", str(db)]).output
+    assert "Judge spend by judge" in text and "unknown" in text
