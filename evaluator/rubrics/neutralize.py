@@ -7,8 +7,11 @@ import re
 
 _ASCII_INVISIBLE = str.maketrans("", "", "".join(map(chr, [*range(9), *range(11, 32), 127])))
 _INVISIBLE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
 )
+"""Control and invisible formatting characters; U+E0000-E007F are the tag characters that spell
+ASCII no reader sees (a known way to smuggle instructions to a model)."""
 _LOOKALIKE_OPENERS = "\uff1c\ufe64\u2329\u3008\u27e8"
 _LOOKALIKE_ANGLES = _LOOKALIKE_OPENERS + "\uff1e\ufe65\u232a\u3009\u27e9"
 _ANGLE_RUN = re.compile(f"[<>{_LOOKALIKE_ANGLES}]{{3,}}")
