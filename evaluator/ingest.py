@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluator.errors import ConfigError, InvalidTraceError
-from evaluator.masking import Masker, ingest_masker
+from evaluator.masking import Masker, ingest_masker, payload_masker
 from evaluator.pipeline import WorkItem
 from evaluator.records import DeadLetter, Trace, parse_trace
 from evaluator.sampling import SamplingPolicy, decide
@@ -66,9 +66,11 @@ def collect_work(path: Path, policy: SamplingPolicy, fmt: str = "jsonl") -> Coll
     """Read, validate and sample a trace file (`jsonl` or `otlp-json`)."""
     from evaluator.otel.otlp_json import read_traces
 
-    mask = ingest_masker()
+    mask, mask_payload = ingest_masker(), payload_masker()
     work = CollectedWork()
     for record in read_traces(Path(path), fmt):
+        if mask_payload and isinstance(record, DeadLetter):
+            record = record.model_copy(update={"payload": mask_payload(record.payload)})
         work.add(record, policy, mask)
     return work
 
