@@ -18,8 +18,10 @@ import duckdb
 import pytest
 import yaml
 
-from evaluator.errors import ConfigError
+from evaluator.alerts import load_alert_config
+from evaluator.errors import ConfigError, RubricError
 from evaluator.judge_config import load_judge_config
+from evaluator.rubrics import load_rubric
 from tests.support.figures import record
 from tests.support.openai_server import OpenAIServer
 
@@ -65,7 +67,8 @@ def database_text(db: Path) -> dict[str, str]:
             "SELECT table_name, column_name FROM information_schema.columns").fetchall()
         tables: dict[str, list[str]] = {}
         for table, column in columns:
-            values = connection.execute(f'SELECT CAST("{column}" AS VARCHAR) FROM "{table}"').fetchall()
+            query = f'SELECT CAST("{column}" AS VARCHAR) FROM "{table}"'
+            values = connection.execute(query).fetchall()
             tables.setdefault(table, []).extend(str(value) for (value,) in values if value)
         return {table: "\n".join(values) for table, values in tables.items()}
     finally:
@@ -116,17 +119,31 @@ def test_no_artifact_of_a_run_holds_the_key_or_raw_pii(client, tmp_path):
     assert not found, found
 
 
-def test_judge_configs_are_read_as_data_not_code(tmp_path):
-    """YAML tags that would build Python objects or run code are refused, not executed."""
+YAML_ATTACKS = {
+    "python_object": "!!python/object/apply:os.system ['touch {marker}']",
+    "python_name": "!!python/name:os.system",
+    "python_module": "!!python/module:os",
+}
+
+
+@pytest.mark.parametrize("attack", sorted(YAML_ATTACKS))
+def test_config_files_are_read_as_data_not_code(attack, tmp_path):
+    """YAML tags that would build Python objects or run code are refused, never executed: in
+    judge configs, alert rules and rubric front matter."""
     marker = tmp_path / "pwned"
-    attempts = {
-        "python_object": f"!!python/object/apply:os.system ['touch {marker}']",
-        "python_name": "!!python/name:os.system",
-        "python_module": "!!python/module:os",
-    }
-    for name, payload in attempts.items():
-        (tmp_path / f"{name}.yaml").write_text(
-            f"name: {name}\nkind: offline\ndescription: {payload}\n", encoding="utf-8")
-        with pytest.raises(ConfigError, match="not valid YAML"):
-            load_judge_config(str(tmp_path / f"{name}.yaml"))
+    payload = YAML_ATTACKS[attack].format(marker=marker)
+    judge = tmp_path / "judge.yaml"
+    judge.write_text(f"name: judge\nkind: offline\ndescription: {payload}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_judge_config(str(judge))
+    alerts = tmp_path / "alerts.yaml"
+    alerts.write_text(f"rules:\n  - name: {payload}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="cannot read the alert rules"):
+        load_alert_config(alerts)
+    rubric = tmp_path / "tagged" / "v1.jinja"
+    rubric.parent.mkdir()
+    rubric.write_text(f"---\ncriterion: tagged\nversion: 1\ndescription: {payload}\n---\n",
+                      encoding="utf-8")
+    with pytest.raises(RubricError, match="front matter is not valid YAML"):
+        load_rubric(rubric)
     assert not marker.exists()
