@@ -26,6 +26,11 @@ from evaluator.worker.sink import Sink
 
 log = logging.getLogger(__name__)
 
+IDLE_POLL_MS = 100
+"""An idle dramatiq consumer backs off up to this long between polls of Redis (dramatiq's
+default, 1 s, held a message arriving after a quiet spell up to 1 s: p50 span end -> stored
+1.99 -> 1.50 s at 70 evals/s). Polling an empty queue 10 times a second costs next to nothing."""
+
 
 def require_redis(settings: Settings) -> str:
     if not settings.redis_url:
@@ -75,7 +80,7 @@ def run_worker_process(settings: Settings, threads: int, stop: threading.Event |
     registry = RubricRegistry.load(settings.rubrics_dir)
     register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir))
     stop = stop or _stop_event_on_signals()
-    worker = dramatiq.Worker(broker, worker_threads=threads)
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=IDLE_POLL_MS)
     worker.start()
     log.info("worker pid %s: %s threads consuming queue %r", os.getpid(), threads, QUEUE_NAME)
     try:
