@@ -231,3 +231,51 @@ def test_sink_recreates_its_consumer_group_when_redis_lost_it(tmp_path):
             sink_side.read(max_entries=10, block_ms=10)
         RedisStreamChannel(client).publish(ResultBatch())
         assert len(sink_side.read(max_entries=10, block_ms=10)) == 1
+
+
+WRITER = """
+import os, sys
+from evaluator.records import Evaluation
+from evaluator.store import Store
+
+db, mode, batch = sys.argv[1], sys.argv[2], 0
+row = Evaluation(evaluation_id="", trace_id="t", rubric="r", rubric_version=1, rubric_hash="h",
+                 judge="j", judge_hash="jh", status="skipped", reason="crash test")
+store = Store(db) if mode == "held-open" else None
+print("writing", flush=True)
+while True:
+    batch += 1
+    rows = [row.model_copy(update={"evaluation_id": f"{os.getpid()}-{batch}-{i}"})
+            for i in range(10_000)]
+    if store is None:
+        Store.write_once(db, evaluations=rows)
+    else:
+        store.write_batch(evaluations=rows)
+"""
+
+
+def test_duckdb_opens_cleanly_after_each_kill_of_its_writer(tmp_path):
+    """A writer committing 10,000-row batches in a loop is SIGKILLed 16 times at random moments,
+    alternately the sink's way (open, write one batch, close) and holding the file open (its
+    write-ahead log then outlives each commit, so most kills leave one to replay). Each time the
+    file opens read-write and read-only and holds whole batches only."""
+    import random
+
+    db, rng, counts, wal_left = tmp_path / "killed.duckdb", random.Random(8), [], 0
+    for kill in range(16):
+        mode = "held-open" if kill % 2 else "write-once"
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db), mode], cwd=ROOT,
+                                  stdout=subprocess.PIPE, text=True)
+        assert writer.stdout.readline() == "writing\n"
+        time.sleep(rng.uniform(0.3, 1.2))
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        wal_left += (tmp_path / "killed.duckdb.wal").exists()
+        for read_only in (False, True):
+            with Store(db, read_only=read_only) as store:
+                rows = store.conn.execute("SELECT count(*) FROM evaluations").fetchone()[0]
+        counts.append(rows)
+        assert rows % 10_000 == 0, f"a partial batch survived the kill: {rows} rows"
+    record("duckdb_writer_kills", kills=len(counts), kills_leaving_a_wal=wal_left,
+           clean_opens=len(counts) * 2, rows_after_last_kill=counts[-1], partial_batches=0)
+    assert counts == sorted(counts) and counts[-1] > 0 and wal_left > 0
