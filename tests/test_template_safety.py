@@ -90,12 +90,18 @@ def test_zz_record_figures():
 
 
 def _by_guard(errors) -> dict[str, int]:
-    guards = {"sandbox (unsafe attribute or call)": "unsafe", "undefined name": "is undefined",
-              "no loader (import/include/extends)": "no loader",
-              "size limit": "characters", "step limit": "steps", "outside the blocks": "outside"}
-    counts = dict.fromkeys(guards, 0)
-    counts["other"] = 0
+    guards = {  # the first marker found in the message names the guard that stopped it
+        "sandbox: unsafe attribute or call": ("unsafe",),
+        "undefined name": ("is undefined",),
+        "no loader: import/include/extends": ("no loader", "outside the blocks"),
+        "size limit": ("characters", "exponent", "width", "format spec"),
+        "step limit": ("steps",),
+        "range limit": ("Range too big",),
+        "recursion limit": ("RecursionError",),
+    }
+    counts = dict.fromkeys([*guards, "other"], 0)
     for error in errors:
-        found = next((name for name, marker in guards.items() if marker in error), "other")
+        found = next((name for name, markers in guards.items()
+                      if any(marker in error for marker in markers)), "other")
         counts[found] += 1
     return counts
