@@ -86,8 +86,8 @@ class LLMJudge:
         params = dict(config.params)
         self._forced_mode = params.pop(STRUCTURED_OUTPUT_KEY, None)
         if self._forced_mode is not None and self._forced_mode not in MODES:
-            raise ConfigError(f"judge '{config.name}': params.{STRUCTURED_OUTPUT_KEY} must be one of "
-                              f"{', '.join(MODES)}, not {self._forced_mode!r}")
+            raise ConfigError(f"judge '{config.name}': params.{STRUCTURED_OUTPUT_KEY} must be one "
+                              f"of {', '.join(MODES)}, not {self._forced_mode!r}")
         reserved = sorted(RESERVED_PARAMS & params.keys())
         if reserved:
             raise ConfigError(f"judge '{config.name}': params may not set {', '.join(reserved)}; "

@@ -68,8 +68,9 @@ class PanelJudge:
         calls = [call for verdict in verdicts for call in verdict.calls]
         summed = totals(calls)
         common = {
-            "raw_reply": json.dumps([_sample_record(name, sample, verdict) for (name, sample), verdict
-                                     in zip(who, verdicts)], ensure_ascii=False),
+            "raw_reply": json.dumps([_sample_record(name, sample, verdict)
+                                     for (name, sample), verdict in zip(who, verdicts)],
+                                    ensure_ascii=False),
             "input_tokens": summed.input_tokens, "output_tokens": summed.output_tokens,
             "cost_usd": summed.cost_usd if calls else None,
             "latency_ms": max((v.latency_ms or 0.0 for v in verdicts), default=None),

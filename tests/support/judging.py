@@ -51,7 +51,8 @@ def write_judge(directory: Path, config: JudgeConfig) -> Path:
 
 
 def prompt(expect: str = "unsupported", note: str = "") -> RenderedPrompt:
-    """Messages asking the server for `expect`; `note` makes the prompt (and its cache key) unique."""
+    """Messages asking the server for `expect`; `note` makes the prompt (and its cache key)
+    unique."""
     user = f"Question and answer go here. {note}\nEXPECT_LABEL={expect}"
     messages = ({"role": "system", "content": "You are a strict judge."},
                 {"role": "user", "content": user})
