@@ -25,6 +25,7 @@ from typing import Any
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 from evaluator.rubrics.model import MAX_PROMPT_CHARS
 
@@ -217,24 +218,21 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return wrapper
 
 
+class _Bounded(NodeTransformer):
+    """Loops iterate through the step counter; `~` concatenations become size-checked calls."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        node = self.generic_visit(node)
+        node.iter = nodes.Call(nodes.Name(_LOOP, "load"), [node.iter], [], None, None,
+                               lineno=node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        node = self.generic_visit(node)
+        return nodes.Call(nodes.Name(_CONCAT, "load"), [nodes.List(node.nodes)], [], None, None,
+                          lineno=node.lineno)
+
+
 def bound_template(tree: nodes.Template) -> nodes.Template:
-    """Rewrite a parsed template in place: loops count their steps, `~` checks its size."""
-    for loop in tree.find_all(nodes.For):
-        loop.iter = nodes.Call(nodes.Name(_LOOP, "load"), [loop.iter], [], None, None,
-                               lineno=loop.lineno)
-    for concat in list(tree.find_all(nodes.Concat)):
-        call = nodes.Call(nodes.Name(_CONCAT, "load"), [nodes.List(concat.nodes)], [], None, None,
-                          lineno=concat.lineno)
-        _replace_node(tree, concat, call)
-    return tree
-
-
-def _replace_node(tree: nodes.Node, old: nodes.Node, new: nodes.Node) -> None:
-    for parent in tree.find_all(nodes.Node):
-        for field, value in parent.iter_fields():
-            if value is old:
-                setattr(parent, field, new)
-                return
-            if isinstance(value, list) and any(item is old for item in value):
-                setattr(parent, field, [new if item is old else item for item in value])
-                return
+    """Rewrite a parsed template so loops count their steps and `~` checks its size."""
+    return _Bounded().visit(tree)
