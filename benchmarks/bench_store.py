@@ -67,13 +67,17 @@ def _executemany_rows_per_s(path: Path, evaluations: list[Evaluation]) -> float:
 def _preload(path: Path, count: int) -> None:
     """Fill the table in SQL: building millions of records in Python would dominate the bench."""
     with Store(path) as store:
+        columns = [row[0] for row in store.conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'evaluations'"
+            " ORDER BY ordinal_position").fetchall()]
+        first_schema = ", ".join(columns[:26])  # migration 1's columns; later ones stay NULL
         store.conn.execute(
-            """
-            INSERT INTO evaluations
+            f"""
+            INSERT INTO evaluations ({first_schema})
             SELECT md5(i::VARCHAR), 'trace-' || (i // 4), 'faithfulness', 1, repeat('r', 64),
                    'openai/gpt-4o-mini', repeat('j', 64), 'faithful', 1.0, true,
                    repeat('The answer is supported by the second document. ', 4), 'scored', NULL,
-                   '{"label": "faithful"}', 850, 120, 0.00021, 840.0, 1, false, repeat('p', 64),
+                   '{{"label": "faithful"}}', 850, 120, 0.00021, 840.0, 1, false, repeat('p', 64),
                    'random', 10.0, false, 'preload', now()
             FROM range(?) AS t(i)
             """,
