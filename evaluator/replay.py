@@ -23,7 +23,8 @@ from evaluator.budget import RunBudget
 from evaluator.datasets import DatasetItem, hash_lines, read_dataset, read_manifest
 from evaluator.errors import ConfigError, DatasetError, EvaluatorError
 from evaluator.judges.base import JudgeClient
-from evaluator.pipeline import WorkItem, evaluate_items
+from evaluator.judges.ledger import JudgeCall
+from evaluator.pipeline import WorkItem, evaluate_batch
 from evaluator.records import Evaluation, evaluation_id_for, parse_trace
 from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.sampling import SampleDecision
@@ -204,6 +205,7 @@ def _short(exc: BaseException) -> str:
 class _ItemResult:
     done: queries.ItemDone
     evaluations: list[Evaluation]
+    judge_calls: list[JudgeCall] = field(default_factory=list)
 
 
 class _Session:
@@ -259,9 +261,10 @@ class _Session:
             error = f"cannot judge the output: {exc}"
             return _ItemResult(queries.ItemDone(item.id, output, error, latency_ms),
                                [self._error(trace_id, rubric, error) for rubric in setup.rubrics])
-        evaluations = await evaluate_items([WorkItem(trace, REPLAY_DECISION)], setup.rubrics,
-                                           setup.judge, self.run_id)
-        return _ItemResult(queries.ItemDone(item.id, output, None, latency_ms), evaluations)
+        judged = await evaluate_batch([WorkItem(trace, REPLAY_DECISION)], setup.rubrics,
+                                      setup.judge, self.run_id)
+        return _ItemResult(queries.ItemDone(item.id, output, None, latency_ms), judged.evaluations,
+                           judged.judge_calls)
 
     def _error(self, trace_id: str, rubric: Rubric, reason: str) -> Evaluation:
         """The row an item gets per rubric when there is no output to judge."""
@@ -279,8 +282,9 @@ class _Session:
         if not self.buffer:
             return
         evaluations = [e for result in self.buffer for e in result.evaluations]
+        judge_calls = [c for result in self.buffer for c in result.judge_calls]
         with Store(self.db) as store:
-            store.write_batch(evaluations=evaluations)
+            store.write_batch(evaluations=evaluations, judge_calls=judge_calls)
             queries.mark_done(store.conn, self.run_id, [result.done for result in self.buffer])
         self.judge_calls += sum(e.attempts for e in evaluations if not e.cached)
         self.cached += sum(e.cached for e in evaluations)

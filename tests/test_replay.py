@@ -284,6 +284,10 @@ def test_unchanged_replay_makes_zero_judge_calls(dataset: Path, tmp_path: Path, 
         labels = {run: sorted((e.trace_id.split("/")[1], e.rubric, e.label)
                               for e in store.evaluations(run_id=run)) for run in ("first", "second")}
     assert labels["first"] == labels["second"]
+    with Store(db, read_only=True) as store:
+        ledger = dict(store.conn.execute(
+            "SELECT run_id, count(*) FROM judge_calls GROUP BY run_id").fetchall())
+    assert ledger["first"] == calls  # every HTTP call of a replay is in the cost ledger
 
 
 def test_concurrency_must_be_positive(dataset: Path, tmp_path: Path, settings: Settings):
