@@ -21,27 +21,11 @@ from evaluator.judges.factory import build_judge, load_judge
 from evaluator.judges.llm import TRUNCATED_REASON, LLMJudge
 from evaluator.judges.retry import Backoff, is_retryable
 from evaluator.judges.runtime import JudgeRuntime
-from evaluator.records import Trace
-from evaluator.rubrics import RenderedPrompt, Rubric
+from evaluator.rubrics import RenderedPrompt
+from tests.support.judging import KEY, KEY_ENV, RUBRIC, TRACE, prompt
 from tests.support.openai_server import OpenAIServer
 
 REPO = Path(__file__).resolve().parents[1]
-KEY_ENV = "EVALUATOR_TEST_JUDGE_KEY"
-KEY = "sk-test-not-a-real-key-4242"
-RUBRIC = Rubric(
-    criterion="hallucination", version=1, description="test rubric",
-    labels={"supported": 1.0, "unsupported": 0.0}, pass_threshold=0.5,
-    template_source="", content_hash="0" * 64,
-)
-TRACE = Trace(trace_id="trace-1", output="Paris.", context=["Paris is the capital of France."])
-
-
-def prompt(expect: str = "unsupported") -> RenderedPrompt:
-    user = f"Question and answer go here.\nEXPECT_LABEL={expect}"
-    messages = ({"role": "system", "content": "You are a strict judge."}, {"role": "user", "content": user})
-    return RenderedPrompt(messages=messages, prompt_hash="test")
-
-
 def make_judge(server: OpenAIServer, params: dict[str, Any] | None = None, **fields: Any) -> LLMJudge:
     limits = {"timeout_s": 5, "max_attempts": 4, "max_in_flight": 32, **fields.pop("limits", {})}
     config = JudgeConfig(
