@@ -12,6 +12,7 @@ from evaluator.masking import Masker, ingest_masker, payload_masker
 from evaluator.pipeline import WorkItem
 from evaluator.records import DeadLetter, Trace, parse_trace
 from evaluator.sampling import SamplingPolicy, decide
+from evaluator.sampling_config import sampling_policy
 from evaluator.settings import Settings
 
 
@@ -90,7 +91,7 @@ def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: flo
     from evaluator.worker.service import enqueue, require_redis
 
     url = require_redis(settings)
-    work = collect_work(path, SamplingPolicy(rate=sample_rate), fmt)
+    work = collect_work(path, sampling_policy(sample_rate), fmt)
     broker = build_producer_broker(url)
     try:
         if work.dead_letters:

@@ -17,7 +17,7 @@ from evaluator.budget import RunBudget
 from evaluator.ingest import collect_work
 from evaluator.judge_config import load_judge_config
 from evaluator.rubrics import RubricRegistry
-from evaluator.sampling import SamplingPolicy
+from evaluator.sampling_config import sampling_policy
 from evaluator.settings import Settings
 from evaluator.store import RubricSummary, Store
 from evaluator.worker.actors import WorkerContext, register_evaluate_actor, work_message
@@ -94,7 +94,7 @@ def run_embedded(
     for ref in rubric_refs:  # fail before any work on a typo
         registry.get(ref)
     load_judge_config(judge_name, settings.judges_dir)
-    work = collect_work(Path(traces_path), SamplingPolicy(rate=sample_rate), fmt)
+    work = collect_work(Path(traces_path), sampling_policy(sample_rate), fmt)
     report = RunReport(run_id=new_run_id(), db_path=Path(db_path), judge=judge_name,
                        traces_read=work.traces_read, invalid=len(work.dead_letters),
                        sampled=len(work.items), sample_reasons=work.sample_reasons,
