@@ -17,7 +17,7 @@ import pytest
 from evaluator.datasets import DatasetItem, content_hash, write_dataset
 from evaluator.errors import ConfigError
 from evaluator.replay import replay_trace_id, resume_replay, start_replay
-from evaluator.settings import PROJECT_ROOT, Settings
+from evaluator.settings import Settings
 from evaluator.store import Store
 from evaluator.store.replay_queries import item_counts
 from tests.support.openai_server import OpenAIServer
