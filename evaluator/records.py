@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from evaluator.errors import ConfigError, InvalidTraceError
+from evaluator.errors import InvalidTraceError
+from evaluator.settings import int_env
 
 MAX_TEXT_CHARS = 100_000
 """Longest text field (output, input, one context document) kept by default; longer ones are
@@ -185,16 +185,7 @@ class DeadLetter(BaseModel):
 
 def max_text_chars() -> int:
     """The text field limit in force: $EVALUATOR_MAX_TEXT_CHARS, else MAX_TEXT_CHARS."""
-    raw = os.environ.get(MAX_TEXT_CHARS_ENV)
-    if not raw:
-        return MAX_TEXT_CHARS
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ConfigError(f"{MAX_TEXT_CHARS_ENV}={raw!r} is not a whole number") from None
-    if limit < MIN_TEXT_CHARS:
-        raise ConfigError(f"{MAX_TEXT_CHARS_ENV}={raw!r} must be at least {MIN_TEXT_CHARS}")
-    return limit
+    return int_env(MAX_TEXT_CHARS_ENV, MAX_TEXT_CHARS, minimum=MIN_TEXT_CHARS)
 
 
 def _truncate_text(text: str, limit: int) -> str:

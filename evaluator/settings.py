@@ -21,7 +21,8 @@ def _float_env(name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
-def _int_env(name: str, default: int, minimum: int = 1) -> int:
+def int_env(name: str, default: int, minimum: int = 1) -> int:
+    """A whole-number setting from the environment, at least `minimum`, with a clear error."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -65,7 +66,7 @@ class Settings:
             judge=env.get("EVALUATOR_JUDGE", "offline"),
             sample_rate=_float_env("EVALUATOR_SAMPLE_RATE", 0.10),
             worker_heartbeat_timeout_s=_float_env("EVALUATOR_WORKER_HEARTBEAT_TIMEOUT_S", 60.0),
-            broker_maintenance_chance=_int_env("EVALUATOR_BROKER_MAINTENANCE_CHANCE", 1000),
-            max_queue_depth=_int_env("EVALUATOR_MAX_QUEUE_DEPTH", 10_000),
+            broker_maintenance_chance=int_env("EVALUATOR_BROKER_MAINTENANCE_CHANCE", 1000),
+            max_queue_depth=int_env("EVALUATOR_MAX_QUEUE_DEPTH", 10_000),
             queue_wait_s=_float_env("EVALUATOR_QUEUE_WAIT_S", 600.0),
         )
