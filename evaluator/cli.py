@@ -76,6 +76,8 @@ def run(traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json) -> None
         f"{report.evaluations} evaluations with judge [bold]{report.judge}[/] "
         f"in {report.elapsed_s:.2f}s -> {report.db_path}"
     )
+    if report.daily_budget is not None:
+        console.print(report.daily_budget.describe())
     if report.judge == "offline":
         console.print("[yellow]note:[/] the offline judge is a heuristic baseline, not an LLM "
                       "judge; use --judge for model-graded scores.")
@@ -140,6 +142,8 @@ def ingest(ctx, file, fmt, embedded, judge, sample_rate, rubrics, db) -> None:
         f"read {work.traces_read} traces ({len(work.dead_letters)} invalid, sent to the dead-letter "
         f"table), sampled {len(work.items)}, enqueued {messages} messages"
     )
+    if work.pacer is not None:
+        click.echo(work.pacer.describe())
 
 
 @cli.group()

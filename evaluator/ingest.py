@@ -12,8 +12,10 @@ from evaluator.masking import Masker, ingest_masker, payload_masker
 from evaluator.pipeline import WorkItem
 from evaluator.records import DeadLetter, Trace, parse_trace
 from evaluator.sampling import SamplingPolicy, decide
-from evaluator.sampling_config import sampling_policy
+from evaluator.rubrics import RubricRegistry
+from evaluator.sampling_config import check_rubric_names, sampling_policy
 from evaluator.settings import Settings
+from evaluator.spend import BudgetPacer, SpendMeter, pacer_for
 
 
 @dataclass
@@ -24,6 +26,8 @@ class CollectedWork:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     traces_read: int = 0
     sample_reasons: Counter = field(default_factory=Counter)
+    pacer: BudgetPacer | None = None
+    """The daily budget's pacing of the random rate, when the policy has a budget."""
 
     def add(self, record: Trace | DeadLetter, policy: SamplingPolicy,
             mask: Masker | None = None) -> None:
@@ -32,7 +36,7 @@ class CollectedWork:
         if isinstance(record, DeadLetter):
             self.dead_letters.append(record)
             return
-        decision = decide(record, policy)
+        decision = decide(record, self.pacer.policy(policy) if self.pacer else policy)
         if decision.sampled:
             self.items.append(WorkItem(mask(record) if mask else record, decision))
             self.sample_reasons[decision.reason] += 1
@@ -63,12 +67,14 @@ def _utf8(raw: bytes) -> str:
                                 f"{exc.start})", field="<root>") from None
 
 
-def collect_work(path: Path, policy: SamplingPolicy, fmt: str = "jsonl") -> CollectedWork:
-    """Read, validate and sample a trace file (`jsonl` or `otlp-json`)."""
+def collect_work(path: Path, policy: SamplingPolicy, fmt: str = "jsonl",
+                 spend: SpendMeter | None = None) -> CollectedWork:
+    """Read, validate and sample a trace file (`jsonl` or `otlp-json`). With a daily budget in
+    the policy, `spend` says how much of it is gone today (see evaluator.spend)."""
     from evaluator.otel.otlp_json import read_traces
 
     mask, mask_payload = ingest_masker(), payload_masker()
-    work = CollectedWork()
+    work = CollectedWork(pacer=pacer_for(policy, spend))
     for record in read_traces(Path(path), fmt):
         if mask_payload and isinstance(record, DeadLetter):
             record = record.model_copy(update={"payload": mask_payload(record.payload)})
@@ -90,8 +96,13 @@ def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: flo
     from evaluator.worker.messages import ResultBatch
     from evaluator.worker.service import enqueue, require_redis
 
+    from evaluator.spend import RedisSpend
+
     url = require_redis(settings)
-    work = collect_work(path, sampling_policy(sample_rate), fmt)
+    policy = sampling_policy(sample_rate)
+    if policy.named_rubrics:
+        check_rubric_names(policy, RubricRegistry.load(settings.rubrics_dir).criteria())
+    work = collect_work(path, policy, fmt, RedisSpend.from_url(url))
     broker = build_producer_broker(url)
     try:
         if work.dead_letters:

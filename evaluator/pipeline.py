@@ -38,6 +38,7 @@ def _evaluation(
     run_id: str | None,
     verdict: JudgeVerdict,
     prompt_hash: str | None,
+    decision: SampleDecision,
 ) -> Evaluation:
     score = verdict.score
     passed = None
@@ -70,8 +71,8 @@ def _evaluation(
         attempts=verdict.attempts,
         cached=verdict.cached,
         prompt_hash=prompt_hash,
-        sample_reason=item.decision.reason,
-        sample_weight=item.decision.weight,
+        sample_reason=decision.reason,
+        sample_weight=decision.weight,
         truncated=bool(item.trace.truncated),
         run_id=run_id,
         stability=verdict.stability if verdict.status == "scored" else None,
@@ -101,6 +102,12 @@ async def _judged(item: WorkItem, rubric: Rubric, judge: JudgeClient,
 async def _evaluate_rubric(
     item: WorkItem, rubric: Rubric, judge: JudgeClient, run_id: str | None
 ) -> tuple[Evaluation, list[JudgeCall]]:
+    decision = item.decision.for_rubric(rubric.criterion, item.trace.trace_id)
+    if not decision.sampled:
+        verdict = JudgeVerdict(status="skipped", attempts=0, reason=(
+            f"not sampled for {rubric.criterion} at its rate {decision.rate:g} (another "
+            f"rubric's rate {item.decision.weight ** -1:g} picked the trace)"))
+        return _evaluation(item, rubric, judge, run_id, verdict, None, decision), []
     missing = missing_inputs(rubric, item.trace)
     if missing:
         verdict = JudgeVerdict(
@@ -108,12 +115,12 @@ async def _evaluate_rubric(
             reason=f"not applicable: the trace has no {' and no '.join(missing)}",
             attempts=0,
         )
-        return _evaluation(item, rubric, judge, run_id, verdict, None), []
+        return _evaluation(item, rubric, judge, run_id, verdict, None, decision), []
     try:
         prompt = render(rubric, item.trace)
     except EvaluatorError as exc:
         verdict = JudgeVerdict(status="error", reason=str(exc), attempts=0)
-        return _evaluation(item, rubric, judge, run_id, verdict, None), []
+        return _evaluation(item, rubric, judge, run_id, verdict, None, decision), []
     try:
         verdict = await judge.judge(rubric, item.trace, prompt)
     except Exception as exc:  # a judge must not raise; if one does, keep the row with the reason
@@ -121,7 +128,8 @@ async def _evaluate_rubric(
     if verdict.status == "scored" and verdict.label not in rubric.labels:
         verdict = replace(verdict, status="unscored", label=None, score=None, reasoning=None,
                           stability=None, reason=f"judge returned off-menu label {verdict.label!r}")
-    return _evaluation(item, rubric, judge, run_id, verdict, prompt.prompt_hash), verdict.calls
+    return (_evaluation(item, rubric, judge, run_id, verdict, prompt.prompt_hash, decision),
+            verdict.calls)
 
 
 async def evaluate_batch(

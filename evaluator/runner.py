@@ -17,8 +17,9 @@ from evaluator.budget import RunBudget
 from evaluator.ingest import collect_work
 from evaluator.judge_config import load_judge_config
 from evaluator.rubrics import RubricRegistry
-from evaluator.sampling_config import sampling_policy
+from evaluator.sampling_config import check_rubric_names, sampling_policy
 from evaluator.settings import Settings
+from evaluator.spend import BudgetPacer, LedgerSpend
 from evaluator.store import RubricSummary, Store
 from evaluator.worker.actors import WorkerContext, register_evaluate_actor, work_message
 from evaluator.worker.broker import build_broker
@@ -41,6 +42,8 @@ class RunReport:
     summaries: list[RubricSummary] = field(default_factory=list)
     elapsed_s: float = 0.0
     budget: RunBudget | None = None
+    daily_budget: BudgetPacer | None = None
+    """The daily budget's pacing when the sampling config sets one: spend before this run."""
 
     @property
     def evaluations(self) -> int:
@@ -61,6 +64,7 @@ class RunReport:
             **({"budget": {"max_cost_usd": self.budget.max_cost_usd,
                            "spent_usd": round(self.budget.spent_usd, 6),
                            "skipped": self.budget.refused}} if self.budget else {}),
+            **({"daily_budget": self.daily_budget.to_dict()} if self.daily_budget else {}),
         }
 
 
@@ -94,11 +98,13 @@ def run_embedded(
     for ref in rubric_refs:  # fail before any work on a typo
         registry.get(ref)
     load_judge_config(judge_name, settings.judges_dir)
-    work = collect_work(Path(traces_path), sampling_policy(sample_rate), fmt)
+    policy = sampling_policy(sample_rate)
+    check_rubric_names(policy, registry.criteria())
+    work = collect_work(Path(traces_path), policy, fmt, LedgerSpend(Path(db_path)))
     report = RunReport(run_id=new_run_id(), db_path=Path(db_path), judge=judge_name,
                        traces_read=work.traces_read, invalid=len(work.dead_letters),
                        sampled=len(work.items), sample_reasons=work.sample_reasons,
-                       budget=budget)
+                       budget=budget, daily_budget=work.pacer)
 
     params = {"traces": str(traces_path), "judge": judge_name, "sample_rate": sample_rate,
               "rubrics": list(rubric_refs), "max_cost_usd": max_cost_usd}

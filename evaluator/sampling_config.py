@@ -3,26 +3,37 @@
     segments:                      # first match sets the random rate of a trace
       - {field: model, value: gpt-4o, rate: 0.05}
       - {field: route, value: /checkout, rate: 0.15}   # route = metadata["route"]
-    always_when:                   # evaluated whatever the rate
+      - {field: prompt_version, value: v7, rate: 0.5, rubric: hallucination}
+    rubrics:                       # a rubric's own rate, when no segment sets one
+      hallucination: 0.15
+      refusal: 0.05
+    always_when:                   # evaluated whatever the rate, by every rubric
       - {key: customer_tier, value: enterprise}
       - {key: tag, value: canary}
+    daily_budget_usd: 25           # pace random sampling to this judge spend per UTC day
 
-The base rate stays `--sample-rate` / EVALUATOR_SAMPLE_RATE.
+The base rate stays `--sample-rate` / EVALUATOR_SAMPLE_RATE; EVALUATOR_DAILY_BUDGET_USD, when
+set, wins over daily_budget_usd.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evaluator.errors import ConfigError
 from evaluator.sampling import AttributeRule, SamplingPolicy, SegmentRate
+from evaluator.settings import float_env
 
 CONFIG_ENV = "EVALUATOR_SAMPLING_CONFIG"
+BUDGET_ENV = "EVALUATOR_DAILY_BUDGET_USD"
+
+Rate = Annotated[float, Field(ge=0, le=1)]
 
 
 class _Segment(BaseModel):
@@ -30,7 +41,8 @@ class _Segment(BaseModel):
 
     field: Literal["model", "provider", "prompt_version", "route"]
     value: str
-    rate: float = Field(ge=0, le=1)
+    rate: Rate
+    rubric: str | None = Field(default=None, min_length=1)
 
 
 class _Attribute(BaseModel):
@@ -45,6 +57,8 @@ class _SamplingFile(BaseModel):
 
     segments: list[_Segment] = Field(default_factory=list)
     always_when: list[_Attribute] = Field(default_factory=list)
+    rubrics: dict[str, Rate] = Field(default_factory=dict)
+    daily_budget_usd: float | None = Field(default=None, ge=0)
 
 
 def load_sampling_rules(path: Path) -> _SamplingFile:
@@ -63,13 +77,26 @@ def load_sampling_rules(path: Path) -> _SamplingFile:
 
 
 def sampling_policy(rate: float, path: Path | None = None) -> SamplingPolicy:
-    """The policy at `rate`, with the segments and attribute rules of the config file if any."""
+    """The policy at `rate`, with the rules of the config file if any."""
     path = path or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    if path is None:
-        return SamplingPolicy(rate=rate)
-    rules = load_sampling_rules(path)
+    rules = load_sampling_rules(path) if path is not None else _SamplingFile()
+    budget = float_env(BUDGET_ENV, rules.daily_budget_usd)
+    if budget is not None and budget < 0:
+        raise ConfigError(f"{BUDGET_ENV}={budget:g}: a daily judge budget is 0 or more USD")
     return SamplingPolicy(
         rate=rate,
-        segment_rates=tuple(SegmentRate(s.field, s.value, s.rate) for s in rules.segments),
+        segment_rates=tuple(SegmentRate(s.field, s.value, s.rate, s.rubric) for s in rules.segments),
         always_when=tuple(AttributeRule(a.key, a.value) for a in rules.always_when),
+        rubric_rates=dict(rules.rubrics),
+        daily_budget_usd=budget,
     )
+
+
+def check_rubric_names(policy: SamplingPolicy, criteria: Iterable[str]) -> None:
+    """A rate for a rubric that does not exist (a typo) would silently never apply: refuse it."""
+    known = set(criteria)
+    unknown = sorted(policy.named_rubrics - known)
+    if unknown:
+        raise ConfigError(
+            f"sampling config names rubric(s) {', '.join(unknown)}, which are not loaded; "
+            f"rubric rates are keyed by criterion: one of {', '.join(sorted(known))}")

@@ -11,7 +11,8 @@ from evaluator.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _float_env(name: str, default: float) -> float:
+def float_env(name: str, default: float | None) -> float | None:
+    """A number setting from the environment, `default` when unset, with a clear error."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -64,9 +65,9 @@ class Settings:
             judges_dir=Path(env.get("EVALUATOR_JUDGES_DIR", PROJECT_ROOT / "judges")),
             datasets_dir=Path(env.get("EVALUATOR_DATASETS_DIR", PROJECT_ROOT / "datasets")),
             judge=env.get("EVALUATOR_JUDGE", "offline"),
-            sample_rate=_float_env("EVALUATOR_SAMPLE_RATE", 0.10),
-            worker_heartbeat_timeout_s=_float_env("EVALUATOR_WORKER_HEARTBEAT_TIMEOUT_S", 60.0),
+            sample_rate=float_env("EVALUATOR_SAMPLE_RATE", 0.10),
+            worker_heartbeat_timeout_s=float_env("EVALUATOR_WORKER_HEARTBEAT_TIMEOUT_S", 60.0),
             broker_maintenance_chance=int_env("EVALUATOR_BROKER_MAINTENANCE_CHANCE", 1000),
             max_queue_depth=int_env("EVALUATOR_MAX_QUEUE_DEPTH", 10_000),
-            queue_wait_s=_float_env("EVALUATOR_QUEUE_WAIT_S", 600.0),
+            queue_wait_s=float_env("EVALUATOR_QUEUE_WAIT_S", 600.0),
         )

@@ -27,6 +27,7 @@ from evaluator.otel.spans import SpanRecord, from_readable_span, spans_payload
 from evaluator.pipeline import WorkItem
 from evaluator.records import DeadLetter, Trace
 from evaluator.sampling import SamplingPolicy, decide
+from evaluator.spend import SpendMeter, pacer_for
 from evaluator.worker.backpressure import HELD_BACK, QueueGauge, SamplingThrottle
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,10 @@ class EvaluatorSpanExporter(SpanExporter):
     are counted as `dropped_backpressure`; always-evaluate traces still go (see
     evaluator.worker.backpressure).
 
+    With a daily judge budget in the policy (`daily_budget_usd`), the random rates are paced
+    to it from today's spend: the Redis counter the workers keep in service mode, `spend` in
+    sink mode (evaluator.spend). The always-evaluate rules are never paced.
+
     `batch_size` sampled traces travel in one queue message. A message's results reach the
     sink when its last judge call ends, so small messages keep span end -> stored score short
     (5 instead of 20: p95 0.5 s lower at 70 % load, BENCHMARKS.md); a worker still keeps up
@@ -94,6 +99,7 @@ class EvaluatorSpanExporter(SpanExporter):
         max_buffered_bytes: int = 64 * 2**20,
         batch_size: int = 5,
         max_queue_depth: int | None = None,
+        spend: SpendMeter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if (redis_url is None) == (sink is None):
@@ -109,6 +115,11 @@ class EvaluatorSpanExporter(SpanExporter):
         self._sink_mode = sink is not None
         self._throttle = (None if redis_url is None
                           else _throttle(redis_url, max_queue_depth, batch_size, clock))
+        if spend is None and redis_url is not None and self.policy.daily_budget_usd is not None:
+            from evaluator.spend import RedisSpend
+
+            spend = RedisSpend.from_url(redis_url)
+        self._pacer = pacer_for(self.policy, spend)
         try:
             self._assembler = TraceAssembler(assembly_timeout_s, max_buffered_spans,
                                              max_buffered_bytes, clock)
@@ -192,6 +203,7 @@ class EvaluatorSpanExporter(SpanExporter):
         items: list[WorkItem] = []
         dead: list[DeadLetter] = []
         ignored = mask_failed = held_back = 0
+        policy = self._pacer.policy(self.policy) if self._pacer else self.policy
         for spans in ready:
             if not any(is_genai_span(span) for span in spans):
                 ignored += 1
@@ -205,9 +217,9 @@ class EvaluatorSpanExporter(SpanExporter):
                                                   error))
                 continue
             if self._throttle is None:
-                decision = decide(trace, self.policy)
+                decision = decide(trace, policy)
             else:
-                decision = self._throttle.decide(trace, self.policy)
+                decision = self._throttle.decide(trace, policy)
                 held_back += decision.reason == HELD_BACK
             if not decision.sampled:
                 continue

@@ -181,6 +181,9 @@ class RubricRegistry:
         """The latest version of each criterion, sorted by criterion."""
         return [versions[max(versions)] for _, versions in sorted(self._versions.items())]
 
+    def criteria(self) -> list[str]:
+        return sorted(self._versions)
+
     def all(self) -> list[Rubric]:
         return [found[n] for _, found in sorted(self._versions.items()) for n in sorted(found)]
 

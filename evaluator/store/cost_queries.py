@@ -4,6 +4,7 @@ disagree (per rubric). Unknown cost is counted apart, never summed as $0."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 
 import duckdb
@@ -104,3 +105,11 @@ def repeat_agreement(conn: duckdb.DuckDBPyConnection,
                      run_id: str | None = None) -> list[RepeatAgreement]:
     return [RepeatAgreement(*row)
             for row in conn.execute(_REPEATS_SQL, {"run_id": run_id}).fetchall()]
+
+
+def known_spend_on(conn: duckdb.DuckDBPyConnection, day: date) -> float:
+    """Known judge spend of one UTC day, replays included (all of it was paid)."""
+    row = conn.execute("SELECT coalesce(sum(cost_usd), 0) FROM judge_calls"
+                       " WHERE strftime(created_at, '%Y-%m-%d') = $day",
+                       {"day": day.isoformat()}).fetchone()
+    return float(row[0])

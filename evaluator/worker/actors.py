@@ -15,11 +15,13 @@ import dramatiq
 from evaluator.budget import RunBudget
 from evaluator.errors import EvaluatorError
 from evaluator.judges.base import JudgeClient
+from evaluator.judges.ledger import JudgeCall
 from evaluator.masking import storage_masker
 from evaluator.metrics import metrics
 from evaluator.pipeline import evaluate_batch
 from evaluator.records import DeadLetter, Trace
 from evaluator.rubrics import Rubric, RubricRegistry
+from evaluator.spend import SpendRecorder
 from evaluator.store import StoredTrace
 from evaluator.worker.channel import ResultChannel
 from evaluator.worker.messages import QUEUE_NAME, ResultBatch, decode_items
@@ -40,6 +42,8 @@ class WorkerContext:
     judges_dir: Path
     budget: RunBudget | None = None
     """A run's judge budget (`evaluator run --max-cost`): every judge asks it before a call."""
+    spend: SpendRecorder | None = None
+    """Where the cost of judge calls is added up per day (the daily budget, evaluator.spend)."""
     _judges: dict[str, JudgeClient] = field(default_factory=dict)
 
     def judge(self, name: str) -> JudgeClient:
@@ -75,9 +79,20 @@ async def process_message(context: WorkerContext, message: dict[str, Any]) -> Re
         return ResultBatch(dead_letters=dead)
     judged = await evaluate_batch(items, rubrics, judge, message.get("run_id"))
     metrics().record_evaluations(judged.evaluations)
+    _record_spend(context.spend, judged.judge_calls)
     traces = [StoredTrace(_for_storage(i.trace), i.decision.reason, i.decision.weight) for i in items]
     return ResultBatch(evaluations=judged.evaluations, traces=traces, dead_letters=dead,
                        judge_calls=judged.judge_calls)
+
+
+def _record_spend(spend: SpendRecorder | None, calls: list[JudgeCall]) -> None:
+    """Count the money spent; a failure here costs the daily budget's accuracy, not results."""
+    if spend is None or not calls:
+        return
+    try:
+        spend.record(calls)
+    except Exception as exc:
+        log.warning("adding %d judge calls to today's spend failed: %r", len(calls), exc)
 
 
 def _for_storage(trace: Trace) -> Trace:

@@ -17,11 +17,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 from evaluator.errors import BrokerError
 from evaluator.records import Trace
-from evaluator.sampling import SampleDecision, SamplingPolicy, decide
+from evaluator.sampling import SampleDecision, SamplingPolicy, ScaledPolicies, decide
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +120,7 @@ class SamplingThrottle:
         self._adjusted_at: float | None = None
         self._found_full = False
         """A random sample found no room since the last adjustment."""
+        self._scaled = ScaledPolicies()
 
     def decide(self, trace: Trace, policy: SamplingPolicy) -> SampleDecision:
         """The policy's decision, or HELD_BACK for a random sample the queue has no room for."""
@@ -128,7 +128,7 @@ class SamplingThrottle:
         if decision.reason == "random":
             self._adjust()
             if self.scale < 1.0:
-                decision = decide(trace, replace(policy, rate=policy.rate * self.scale))
+                decision = decide(trace, self._scaled.get(policy, self.scale))
                 if not decision.sampled:
                     return SampleDecision(False, HELD_BACK, 0.0)
             if not self._room_for_one_more():

@@ -20,14 +20,32 @@ QUEUE_NAME = "evaluator"
 
 
 def encode_items(items: Sequence[WorkItem]) -> list[dict[str, Any]]:
-    return [
-        {
-            "trace": item.trace.model_dump(mode="json", exclude_defaults=True),
-            "sample_reason": item.decision.reason,
-            "sample_weight": item.decision.weight,
-        }
-        for item in items
-    ]
+    return [_encode_item(item) for item in items]
+
+
+def _encode_item(item: WorkItem) -> dict[str, Any]:
+    entry = {
+        "trace": item.trace.model_dump(mode="json", exclude_defaults=True),
+        "sample_reason": item.decision.reason,
+        "sample_weight": item.decision.weight,
+    }
+    if item.decision.rubric_rates:  # only when rubrics sample at different rates
+        entry["sample_rate"] = item.decision.rate
+        entry["rubric_rates"] = dict(item.decision.rubric_rates)
+    return entry
+
+
+def _decision(entry: dict[str, Any]) -> SampleDecision:
+    rubric_rates = entry.get("rubric_rates") or {}
+    if not isinstance(rubric_rates, dict):
+        raise InvalidTraceError("invalid work item: rubric_rates must be an object",
+                                field="rubric_rates")
+    rate = entry.get("sample_rate")
+    return SampleDecision(
+        True, str(entry.get("sample_reason", "unknown")), float(entry.get("sample_weight", 1.0)),
+        None if rate is None else float(rate),
+        {str(criterion): float(value) for criterion, value in rubric_rates.items()},
+    )
 
 
 def decode_items(payload: Sequence[Any], source: str) -> tuple[list[WorkItem], list[DeadLetter]]:
@@ -39,9 +57,7 @@ def decode_items(payload: Sequence[Any], source: str) -> tuple[list[WorkItem], l
             if not isinstance(entry, dict):
                 raise InvalidTraceError("invalid work item: expected an object", field="<root>")
             trace = parse_trace(entry.get("trace"))
-            decision = SampleDecision(
-                True, str(entry.get("sample_reason", "unknown")), float(entry.get("sample_weight", 1.0))
-            )
+            decision = _decision(entry)
         except (InvalidTraceError, TypeError, ValueError) as exc:
             dead.append(DeadLetter.from_error(source, entry, exc))
             continue

@@ -18,6 +18,7 @@ from evaluator.metrics import metrics, start_metrics_server
 from evaluator.pipeline import WorkItem
 from evaluator.rubrics import RubricRegistry
 from evaluator.settings import Settings
+from evaluator.spend import RedisSpend
 from evaluator.worker.actors import ACTOR_NAME, WorkerContext, register_evaluate_actor, work_message
 from evaluator.worker.broker import build_broker, redis_client
 from evaluator.worker.channel import RedisStreamChannel
@@ -78,7 +79,8 @@ def run_worker_process(settings: Settings, threads: int, stop: threading.Event |
     metrics().watch_queue_depth("work", lambda: broker.do_qsize(QUEUE_NAME))
     channel = RedisStreamChannel(redis_client(url))
     registry = RubricRegistry.load(settings.rubrics_dir)
-    register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir))
+    register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir,
+                                                  spend=RedisSpend(redis_client(url))))
     stop = stop or _stop_event_on_signals()
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=IDLE_POLL_MS)
     worker.start()
