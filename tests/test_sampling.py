@@ -112,3 +112,144 @@ def test_evaluator_run_applies_the_sampling_config(tmp_path, monkeypatch):
                                 for i in range(10)) + "\n", encoding="utf-8")
     report = run_embedded(traces, tmp_path / "s.duckdb", "offline", sample_rate=0.0)
     assert report.sampled == 5 and report.sample_reasons == {"attribute:tag=canary": 5}
+
+
+# --- per-rubric rates ---------------------------------------------------------------------------
+
+RUBRICS = ("faithfulness", "hallucination", "refusal", "relevance")
+
+
+def test_each_rubric_samples_at_its_own_rate_and_the_trace_at_the_highest():
+    policy = SamplingPolicy(rate=0.10, rubric_rates={"hallucination": 0.30, "refusal": 0.02})
+    traces = [_trace(trace_id=f"{i:032x}") for i in range(20_000)]
+    decisions = [decide(t, policy) for t in traces]
+    sent = [(t, d) for t, d in zip(traces, decisions) if d.sampled]
+    assert 0.29 <= len(sent) / len(traces) <= 0.31
+    assert all(d.weight == pytest.approx(1 / 0.30) for _, d in sent)
+    shares = {}
+    for rubric in RUBRICS:
+        chosen = [d.for_rubric(rubric, t.trace_id) for t, d in sent]
+        picked = [c for c in chosen if c.sampled]
+        shares[rubric] = len(picked) / len(traces)
+        expected = policy.rubric_rates.get(rubric, 0.10)
+        assert all(c.weight == pytest.approx(1 / expected) for c in picked)
+        assert sum(c.weight for c in picked) == pytest.approx(len(traces), rel=0.12), \
+            "inverse-probability weights estimate the whole traffic"
+    print("per-rubric sampled shares over 20,000 traces: "
+          + ", ".join(f"{r} {s:.4f}" for r, s in shares.items()))
+    assert 0.29 <= shares["hallucination"] <= 0.31
+    assert 0.09 <= shares["relevance"] == shares["faithfulness"] <= 0.11
+    assert 0.016 <= shares["refusal"] <= 0.024
+    nested = {r: {t.trace_id for t, d in sent if d.for_rubric(r, t.trace_id).sampled} for r in RUBRICS}
+    assert nested["refusal"] <= nested["relevance"] <= nested["hallucination"], \
+        "one trace_fraction decides every rubric: lower rates pick subsets"
+
+
+def test_always_evaluate_traces_go_to_every_rubric_with_weight_one():
+    policy = SamplingPolicy(rate=0.0, rubric_rates={"refusal": 0.0, "hallucination": 0.5})
+    decision = decide(_trace(status="error"), policy)
+    assert all(decision.for_rubric(r, "x") is decision for r in RUBRICS)
+    assert decision.weight == 1.0 and decision.reason == "error"
+
+
+def test_rubric_segments_and_rubric_rates_resolve_in_order():
+    from evaluator.sampling import SegmentRate
+
+    policy = SamplingPolicy(
+        rate=0.10, rubric_rates={"hallucination": 0.30},
+        segment_rates=(SegmentRate("prompt_version", "v7", 1.0, rubric="hallucination"),
+                       SegmentRate("model", "mini", 0.05)))
+    v7, mini, plain = _trace(prompt_version="v7"), _trace(model="mini"), _trace()
+    assert policy.rate_for(v7, "hallucination") == 1.0, "a rubric's segment first"
+    assert policy.rate_for(v7, "refusal") == 0.10 and policy.rate_for(v7) == 0.10
+    assert policy.rate_for(mini, "hallucination") == 0.05, "a segment beats the rubric's rate"
+    assert policy.rate_for(plain, "hallucination") == 0.30
+    assert policy.named_rubrics == {"hallucination"}
+    scaled = policy.scaled(0.5)
+    assert (scaled.rate, scaled.rubric_rates["hallucination"]) == (0.05, 0.15)
+    assert [s.rate for s in scaled.segment_rates] == [0.5, 0.025]
+    assert scaled.segment_rates[0].rubric == "hallucination"
+
+
+def test_equal_rates_need_no_per_rubric_decision():
+    policy = SamplingPolicy(rate=0.5, rubric_rates={"refusal": 0.5})
+    decision = next(d for d in (decide(_trace(), policy) for _ in range(100)) if d.sampled)
+    assert decision.rubric_rates == {}
+    assert decision.for_rubric("refusal", "any") is decision
+
+
+def test_rubric_rates_survive_the_work_message():
+    from evaluator.pipeline import WorkItem
+    from evaluator.worker.messages import decode_items, encode_items
+
+    policy = SamplingPolicy(rate=0.10, rubric_rates={"hallucination": 1.0})
+    trace = _trace()
+    decision = decide(trace, policy)
+    assert decision.rubric_rates == {"hallucination": 1.0} and decision.rate == 0.10
+    items, dead = decode_items(encode_items([WorkItem(trace, decision)]), "test")
+    assert not dead and items[0].decision == decision
+    bad = encode_items([WorkItem(trace, decision)])
+    bad[0]["rubric_rates"] = ["hallucination"]
+    items, dead = decode_items(bad, "test")
+    assert not items and "rubric_rates must be an object" in dead[0].error
+
+
+def test_pipeline_stores_a_skipped_row_for_rubrics_that_did_not_sample_the_trace():
+    import asyncio
+
+    from evaluator.judges.factory import load_judge
+    from evaluator.pipeline import WorkItem, evaluate_items
+    from evaluator.rubrics import RubricRegistry
+    from evaluator.settings import Settings
+
+    rubrics = RubricRegistry.load(Settings.from_env().rubrics_dir).latest()
+    policy = SamplingPolicy(rate=0.05, rubric_rates={"hallucination": 1.0})
+    items = []
+    for i in range(400):
+        trace = parse_trace({"trace_id": f"p-{i}", "input": "Capital of France?",
+                             "output": "Paris.", "context": ["Paris is the capital of France."]})
+        decision = decide(trace, policy)
+        assert decision.sampled
+        items.append(WorkItem(trace, decision))
+    evaluations = asyncio.run(evaluate_items(items, rubrics, load_judge("offline")))
+    assert len(evaluations) == 400 * len(rubrics), "one terminal row per trace and rubric"
+    by_rubric = {r.criterion: [e for e in evaluations if e.rubric == r.criterion] for r in rubrics}
+    assert all(e.status == "scored" and e.sample_weight == 1.0 for e in by_rubric["hallucination"])
+    relevance = by_rubric["relevance"]
+    scored = [e for e in relevance if e.status == "scored"]
+    skipped = [e for e in relevance if e.status == "skipped"]
+    assert 5 <= len(scored) <= 40 and len(scored) + len(skipped) == 400
+    assert all(e.sample_weight == pytest.approx(20.0) and e.sample_reason == "random" for e in scored)
+    assert all(e.sample_weight == 0.0 and e.sample_reason == "not_sampled" and e.attempts == 0
+               for e in skipped)
+    assert skipped[0].reason == ("not sampled for relevance at its rate 0.05 (another rubric's "
+                                 "rate 1 picked the trace)")
+
+
+def test_evaluator_run_with_rubric_rates_and_a_typo(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from evaluator.cli import cli
+    from evaluator.store import Store
+
+    config = tmp_path / "sampling.yaml"
+    config.write_text("rubrics: {hallucination: 0.5, refusal: 0.0}\n", encoding="utf-8")
+    monkeypatch.setenv("EVALUATOR_SAMPLING_CONFIG", str(config))
+    db = tmp_path / "r.duckdb"
+    result = CliRunner().invoke(cli, ["run", "--db", str(db), "--sample-rate", "0.1", "--json"])
+    assert result.exit_code == 0, result.output
+    with Store(db, read_only=True) as store:
+        rows = store.conn.execute(
+            "SELECT rubric, sample_reason, count(*) FROM evaluations GROUP BY ALL").fetchall()
+    counts = {(rubric, reason): n for rubric, reason, n in rows}
+    randoms = {r: counts.get((r, "random"), 0) for r in RUBRICS}
+    assert randoms["refusal"] == 0 and randoms["hallucination"] > 3 * randoms["relevance"] > 0
+    assert counts[("refusal", "error")] == counts[("hallucination", "error")] > 0
+    assert counts[("refusal", "not_sampled")] == randoms["hallucination"]
+
+    config.write_text("rubrics: {halucination: 0.5}\n", encoding="utf-8")
+    typo = subprocess.run([sys.executable, "-m", "evaluator", "run", "--db", str(db)],
+                          capture_output=True, text=True)
+    assert typo.returncode == 2
+    assert "error: sampling config names rubric(s) halucination" in typo.stderr
+    assert "one of faithfulness, hallucination, refusal, relevance" in typo.stderr
