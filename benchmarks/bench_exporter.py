@@ -170,7 +170,30 @@ def _throughput_rows(quick: bool, mask, mask_name: str) -> list[dict]:
     elapsed = best_seconds(export_all)
     rows.append(_row("spans/s through exporter.export() (convert+assemble+normalize+sample+mask, "
                      "rate 0.1), one core", len(readable) / elapsed, "spans/s"))
+    rows.append(_sampling_row(normalize_all(SamplingPolicy(rate=0.0)), best_seconds))
     return rows
+
+
+def _sampling_row(traces: list[Trace], best_seconds) -> dict:
+    """What per-rubric rates and the daily budget's pacing add to one sampling decision."""
+    from evaluator.spend import BudgetPacer, InMemorySpend
+
+    plain = SamplingPolicy(rate=0.10)
+    rich = SamplingPolicy(rate=0.10, rubric_rates={"hallucination": 0.30, "refusal": 0.02},
+                          daily_budget_usd=10.0)
+    pacer = BudgetPacer(10.0, InMemorySpend())
+    repeats = max(1, 20_000 // len(traces))
+
+    def decide_all(policy_now) -> None:
+        for _ in range(repeats):
+            for trace in traces:
+                decide(trace, policy_now())
+
+    decisions = repeats * len(traces)
+    base = best_seconds(lambda: decide_all(lambda: plain)) / decisions
+    paced = best_seconds(lambda: decide_all(lambda: pacer.policy(rich))) / decisions
+    return _row("us per sampling decision, 2 rubric rates + daily budget pacer", paced * 1e6, "us",
+                "plain policy (one rate), us", base * 1e6, ratio=paced / base)
 
 
 def _row(metric, value, unit, baseline=None, baseline_value=None, goal=None, ratio=None):

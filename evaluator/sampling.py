@@ -19,6 +19,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import MappingProxyType
 from typing import Literal
 
 from evaluator.errors import ConfigError
@@ -31,6 +32,7 @@ MIN_RATE = 0.0
 MAX_RATE = 1.0
 _SCALE = float(2**64)
 NOT_SAMPLED = "not_sampled"
+NO_RUBRIC_RATES: Mapping[str, float] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class SampleDecision:
     """Inverse-probability weight of a sampled trace (0 when not sampled)."""
     rate: float | None = None
     """A random sample's rate for rubrics without a rate of their own."""
-    rubric_rates: Mapping[str, float] = field(default_factory=dict)
+    rubric_rates: Mapping[str, float] = field(default_factory=lambda: NO_RUBRIC_RATES)
     """A random sample's rates of the rubrics that sample at another rate than `rate`."""
 
     def for_rubric(self, criterion: str, trace_id: str) -> SampleDecision:
@@ -190,12 +192,14 @@ def decide(trace: Trace, policy: SamplingPolicy) -> SampleDecision:
     if reason is not None:
         return SampleDecision(True, reason, 1.0)
     rate = policy.rate_for(trace)
-    own = {}
-    for criterion in policy.named_rubrics:
-        rubric_rate = policy.rate_for(trace, criterion)
-        if rubric_rate != rate:
-            own[criterion] = rubric_rate
+    own = _rubric_rates(trace, policy, rate) if policy.named_rubrics else NO_RUBRIC_RATES
     highest = max(rate, *own.values()) if own else rate
     if highest > 0 and trace_fraction(trace.trace_id) < highest:
         return SampleDecision(True, "random", 1.0 / highest, rate, own)
     return SampleDecision(False, NOT_SAMPLED, 0.0)
+
+
+def _rubric_rates(trace: Trace, policy: SamplingPolicy, rate: float) -> dict[str, float]:
+    """The rubrics whose rate for this trace differs from `rate`."""
+    rates = {criterion: policy.rate_for(trace, criterion) for criterion in policy.named_rubrics}
+    return {criterion: value for criterion, value in rates.items() if value != rate}

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 SPEND_KEY_PREFIX = "evaluator:spend:"
 SPEND_KEY_TTL_S = 3 * 86_400
 SECONDS_PER_DAY = 86_400.0
+MAX_READ_BACKOFF_S = 60.0
 
 
 def utc_now() -> datetime:
@@ -138,7 +139,7 @@ def _cost_by_day(calls: Iterable[JudgeCall]) -> dict[date, float]:
 class BudgetPacer:
     """The policy to sample with now: the configured one, its random rates scaled down while
     today's spend runs ahead of the daily budget. Spend is read at most once per `refresh_s`;
-    when it cannot be read, the last scale stays (and the failure is logged)."""
+    when it cannot be read, the last scale stays, the failure is logged and reads back off."""
 
     def __init__(self, budget_usd: float, meter: SpendMeter, refresh_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic,
@@ -148,30 +149,37 @@ class BudgetPacer:
         self._refresh_s = refresh_s
         self._clock = clock
         self._now = now
-        self._read_at: float | None = None
+        self._next_read_at = float("-inf")
+        self._wait_s = 0.0
+        """After a failed read, the wait before the next one: doubling up to a minute, so a dead
+        Redis costs the exporter's thread one short timeout now and then, not every second."""
         self.scale = 1.0
         self.spent_usd = 0.0
         self._scaled = ScaledPolicies()
 
     def current_scale(self) -> float:
         clock = self._clock()
-        if self._read_at is None or clock - self._read_at >= self._refresh_s:
-            self._read_at = clock
-            now = self._now().astimezone(timezone.utc)
-            try:
-                self.spent_usd = self._meter.spent_on(now.date())
-            except Exception as exc:
-                log.warning("reading today's judge spend failed (%r); random sampling stays at "
-                            "%.3g of its rate", exc, self.scale)
-                return self.scale
-            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            day_fraction = (now - midnight).total_seconds() / SECONDS_PER_DAY
-            scale = pace_factor(self.budget_usd, self.spent_usd, day_fraction)
-            if scale != self.scale:
-                log.info("daily judge budget: $%.4f of $%.2f spent %.0f%% into the UTC day; "
-                         "random sampling at %.3g of its rate", self.spent_usd, self.budget_usd,
-                         100 * day_fraction, scale)
-            self.scale = scale
+        if clock < self._next_read_at:
+            return self.scale
+        now = self._now().astimezone(timezone.utc)
+        try:
+            self.spent_usd = self._meter.spent_on(now.date())
+        except Exception as exc:
+            self._wait_s = min(MAX_READ_BACKOFF_S, max(self._refresh_s, self._wait_s * 2))
+            self._next_read_at = clock + self._wait_s
+            log.warning("reading today's judge spend failed (%r); random sampling stays at %.3g "
+                        "of its rate; next attempt in %.0f s", exc, self.scale, self._wait_s)
+            return self.scale
+        self._wait_s = 0.0
+        self._next_read_at = clock + self._refresh_s
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        day_fraction = (now - midnight).total_seconds() / SECONDS_PER_DAY
+        scale = pace_factor(self.budget_usd, self.spent_usd, day_fraction)
+        if scale != self.scale:
+            log.info("daily judge budget: $%.4f of $%.2f spent %.0f%% into the UTC day; random "
+                     "sampling at %.3g of its rate", self.spent_usd, self.budget_usd,
+                     100 * day_fraction, scale)
+        self.scale = scale
         return self.scale
 
     def to_dict(self) -> dict[str, float]:

@@ -94,21 +94,27 @@ def test_pacer_reads_spend_once_a_second_and_scales_every_random_rate():
     assert "random sampling at 20% of its rate" in pacer.describe()
 
 
-def test_pacer_keeps_its_last_scale_when_spend_cannot_be_read(caplog):
+def test_pacer_keeps_its_last_scale_and_backs_off_when_spend_cannot_be_read(caplog):
     clock = Clock()
-    readings = iter([10.0])
+    readings = iter([10.0, ConnectionError("redis down"), ConnectionError("redis down"), 0.0, 0.0, 0.0,
+                     0.0])
+    attempts = []
 
     class Flaky:
         def spent_on(self, day: date) -> float:
-            value = next(readings, None)
-            if value is None:
-                raise ConnectionError("redis down")
+            attempts.append(clock.now)
+            value = next(readings)
+            if isinstance(value, Exception):
+                raise value
             return value
 
     pacer = BudgetPacer(10.0, Flaky(), clock=clock, now=lambda: NOON)
     assert pacer.current_scale() == 0.0
-    clock.now = 5.0
-    assert pacer.current_scale() == 0.0
+    for second in range(1, 8):
+        clock.now = float(second)
+        assert pacer.current_scale() == (0.0 if second < 4 else 1.0)
+    assert attempts == [0.0, 1.0, 2.0, 4.0, 5.0, 6.0, 7.0], \
+        "after failures, reads wait 1 s, then 2 s; once back, every second again"
     assert "reading today's judge spend failed" in caplog.text
 
 
