@@ -73,7 +73,8 @@ def run(traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json) -> None
     console.print(
         f"run [bold]{report.run_id}[/]: read {report.traces_read} traces "
         f"({report.invalid} invalid, kept as dead letters), sampled {report.sampled} ({reasons}), "
-        f"{report.evaluations} evaluations with judge [bold]{report.judge}[/] "
+        f"{report.evaluations} evaluations ({sum(s.skipped for s in report.summaries)} of them "
+        f"skipped) with judge [bold]{report.judge}[/] "
         f"in {report.elapsed_s:.2f}s -> {report.db_path}"
     )
     if report.daily_budget is not None:
