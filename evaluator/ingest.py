@@ -15,7 +15,7 @@ from evaluator.sampling import SamplingPolicy, decide
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling_config import check_rubric_names, sampling_policy
 from evaluator.settings import Settings
-from evaluator.spend import BudgetPacer, SpendMeter, pacer_for
+from evaluator.spend import BudgetPacer, RedisSpend, SpendMeter, pacer_for
 
 
 @dataclass
@@ -95,8 +95,6 @@ def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: flo
     from evaluator.worker.channel import RedisStreamChannel
     from evaluator.worker.messages import ResultBatch
     from evaluator.worker.service import enqueue, require_redis
-
-    from evaluator.spend import RedisSpend
 
     url = require_redis(settings)
     policy = sampling_policy(sample_rate)

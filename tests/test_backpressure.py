@@ -157,6 +157,25 @@ def test_throttle_halves_the_random_rate_each_second_over_the_bound_and_recovers
     assert throttle.scale == 1.0
 
 
+def test_throttle_scales_segment_and_rubric_rates_too():
+    from evaluator.sampling import SegmentRate
+
+    client, clock = FakeRedis(depth=10), Clock()
+    throttle = SamplingThrottle(QueueGauge(client, max_depth=10, clock=clock), batch_size=5000,
+                                clock=clock)
+    policy = SamplingPolicy(rate=0.0, segment_rates=(SegmentRate("model", "m", 1.0, "hallucination"),),
+                            rubric_rates={"refusal": 0.5})
+    sample = [Trace(trace_id=f"s-{i}", output="answer", model="m") for i in range(2000)]
+    throttle.decide(sample[0], policy)  # full: halve, and hold this sample back
+    client.depth = 6  # below the bound, above half: the next adjustment halves once more
+    clock.now += 1.0
+    kept = [d for d in (throttle.decide(t, policy) for t in sample) if d.sampled]
+    assert throttle.scale == 0.25
+    assert 400 <= len(kept) <= 600, "the segment's rate 1.0 is scaled too"
+    assert all(d.weight == 4.0 and d.rate == 0.0
+               and d.rubric_rates == {"hallucination": 0.25, "refusal": 0.125} for d in kept)
+
+
 # -- against Redis, with a real worker whose judge is slow or down ------------------------------
 
 
