@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from evaluator.judges.ledger import JudgeCall
+from evaluator.records import utcnow
 from evaluator.sampling import SamplingPolicy, ScaledPolicies
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,6 @@ SPEND_KEY_PREFIX = "evaluator:spend:"
 SPEND_KEY_TTL_S = 3 * 86_400
 SECONDS_PER_DAY = 86_400.0
 MAX_READ_BACKOFF_S = 60.0
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def pace_factor(budget_usd: float, spent_usd: float, day_fraction: float) -> float:
@@ -131,7 +128,7 @@ def _cost_by_day(calls: Iterable[JudgeCall]) -> dict[date, float]:
     costs: dict[date, float] = defaultdict(float)
     for call in calls:
         if call.cost_usd:
-            when = call.created_at or utc_now()
+            when = call.created_at or utcnow()
             costs[when.astimezone(timezone.utc).date()] += call.cost_usd
     return dict(costs)
 
@@ -143,7 +140,7 @@ class BudgetPacer:
 
     def __init__(self, budget_usd: float, meter: SpendMeter, refresh_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = utc_now) -> None:
+                 now: Callable[[], datetime] = utcnow) -> None:
         self.budget_usd = budget_usd
         self._meter = meter
         self._refresh_s = refresh_s
