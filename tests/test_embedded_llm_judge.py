@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from evaluator.runner import run_embedded
 from evaluator.settings import Settings
 from evaluator.store import Store
+from tests.support.judging import local_judge_settings
 from tests.support.openai_server import OpenAIServer
 
 EXPECTED = {"hallucination": "hallucinated", "relevance": "mostly_relevant",
@@ -29,19 +29,11 @@ def _write_traces(path, n):
 
 @pytest.fixture
 def judge_settings(tmp_path, monkeypatch):
-    def make(server: OpenAIServer, label: str | None = None) -> Settings:
-        judges = tmp_path / "judges"
-        judges.mkdir(exist_ok=True)
-        (judges / "local-test.yaml").write_text(
-            "kind: litellm\nmodel: openai/judge-test\n"
-            f"api_base: {server.base_url}\napi_key_env: EVALUATOR_TEST_JUDGE_KEY\n"
-            "params: {temperature: 0}\n"
-            "prices: {input_per_mtok: 0.15, output_per_mtok: 0.60}\n"
-            "limits: {max_in_flight: 8, timeout_s: 2, max_attempts: 3}\n",
-            encoding="utf-8",
-        )
-        monkeypatch.setenv("EVALUATOR_TEST_JUDGE_KEY", "sk-test-not-a-real-key")
-        return dataclasses.replace(Settings.from_env(), judges_dir=judges)
+    def make(server: OpenAIServer) -> Settings:
+        return local_judge_settings(
+            tmp_path / "judges", server, monkeypatch, "local-test",
+            model="openai/judge-test", prices={"input_per_mtok": 0.15, "output_per_mtok": 0.60},
+            limits={"max_in_flight": 8, "timeout_s": 2, "max_attempts": 3})
     return make
 
 

@@ -4,7 +4,6 @@ producers that lower their random rate when spend runs ahead, never the always-r
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from datetime import date, datetime, timedelta, timezone
 
@@ -25,6 +24,7 @@ from evaluator.spend import (
     pace_factor,
     spend_key,
 )
+from tests.support.judging import local_judge_settings
 from tests.support.openai_server import OpenAIServer
 
 NOON = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
@@ -162,15 +162,9 @@ def test_redis_counter_adds_up_per_day_and_expires(redis_url):
 def priced_judge(tmp_path, monkeypatch):
     """Settings whose judge `priced` answers from the local server at a known price."""
     def make(server: OpenAIServer) -> Settings:
-        judges = tmp_path / "judges"
-        judges.mkdir(exist_ok=True)
-        (judges / "priced.yaml").write_text(
-            "kind: litellm\nmodel: openai/judge-test\n"
-            f"api_base: {server.base_url}\napi_key_env: EVALUATOR_TEST_JUDGE_KEY\n"
-            "params: {temperature: 0}\nprices: {input_per_mtok: 150, output_per_mtok: 600}\n"
-            "limits: {max_in_flight: 8, timeout_s: 5, max_attempts: 3}\n", encoding="utf-8")
-        monkeypatch.setenv("EVALUATOR_TEST_JUDGE_KEY", "sk-test-not-a-real-key")
-        return dataclasses.replace(Settings.from_env(), judges_dir=judges)
+        return local_judge_settings(tmp_path / "judges", server, monkeypatch, "priced",
+                                    prices={"input_per_mtok": 150, "output_per_mtok": 600},
+                                    limits={"max_in_flight": 8})
     return make
 
 

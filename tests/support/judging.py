@@ -4,6 +4,7 @@ prompts carrying the label the server should answer, and judging many prompts at
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from evaluator.judge_config import JudgeConfig
 from evaluator.judges.base import JudgeClient, JudgeVerdict
 from evaluator.records import Trace
 from evaluator.rubrics import RenderedPrompt, Rubric, RubricRegistry
-from evaluator.settings import PROJECT_ROOT
+from evaluator.settings import PROJECT_ROOT, Settings
 from tests.support.openai_server import OpenAIServer
 
 KEY_ENV = "EVALUATOR_TEST_JUDGE_KEY"
@@ -48,6 +49,14 @@ def write_judge(directory: Path, config: JudgeConfig) -> Path:
     path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)),
                     encoding="utf-8")
     return path
+
+
+def local_judge_settings(directory: Path, server: OpenAIServer, monkeypatch, name: str,
+                         **fields: Any) -> Settings:
+    """Settings whose judges directory holds the judge `name` of `server` (and its key)."""
+    write_judge(directory, judge_config(server, name, **fields))
+    monkeypatch.setenv(KEY_ENV, KEY)
+    return dataclasses.replace(Settings.from_env(), judges_dir=directory)
 
 
 def prompt(expect: str = "unsupported", note: str = "") -> RenderedPrompt:
