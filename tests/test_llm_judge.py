@@ -184,7 +184,12 @@ def test_every_verdict_is_terminal_under_mixed_faults(server: OpenAIServer) -> N
     assert all(v.reason for v in verdicts if v.status != "scored")
     assert all(v.label is None and v.score is None for v in verdicts if v.status != "scored")
     assert sum(v.status == "scored" for v in verdicts) > 150
-    assert sum(v.attempts for v in verdicts) == server.stats.total
+    attempts = sum(v.attempts for v in verdicts)
+    timed_out = sum(c.http_status is None and "Timeout" in (c.error_class or "")
+                    for v in verdicts for c in v.calls)
+    # every attempt is one request the server saw, except that on a loaded machine a connection
+    # can time out (0.5 s here) before the server accepts it
+    assert 0 <= attempts - server.stats.total <= timed_out
 
 
 def test_factory_builds_each_kind(server: OpenAIServer) -> None:
