@@ -124,7 +124,8 @@ class SamplingPolicy:
         for criterion, rate in self.rubric_rates.items():
             _check_rate(rate, f"sample rate of rubric {criterion}")
         if self.daily_budget_usd is not None and self.daily_budget_usd < 0:
-            raise ConfigError(f"daily judge budget must be 0 or more USD, got {self.daily_budget_usd}")
+            raise ConfigError(f"the daily judge budget (daily_budget_usd, EVALUATOR_DAILY_BUDGET_USD) "
+                              f"must be 0 or more USD, got {self.daily_budget_usd:g}")
 
     @cached_property
     def named_rubrics(self) -> frozenset[str]:

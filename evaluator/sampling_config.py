@@ -80,15 +80,12 @@ def sampling_policy(rate: float, path: Path | None = None) -> SamplingPolicy:
     """The policy at `rate`, with the rules of the config file if any."""
     path = path or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
     rules = load_sampling_rules(path) if path is not None else _SamplingFile()
-    budget = float_env(BUDGET_ENV, rules.daily_budget_usd)
-    if budget is not None and budget < 0:
-        raise ConfigError(f"{BUDGET_ENV}={budget:g}: a daily judge budget is 0 or more USD")
     return SamplingPolicy(
         rate=rate,
         segment_rates=tuple(SegmentRate(s.field, s.value, s.rate, s.rubric) for s in rules.segments),
         always_when=tuple(AttributeRule(a.key, a.value) for a in rules.always_when),
         rubric_rates=dict(rules.rubrics),
-        daily_budget_usd=budget,
+        daily_budget_usd=float_env(BUDGET_ENV, rules.daily_budget_usd),
     )
 
 

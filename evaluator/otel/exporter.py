@@ -27,7 +27,7 @@ from evaluator.otel.spans import SpanRecord, from_readable_span, spans_payload
 from evaluator.pipeline import WorkItem
 from evaluator.records import DeadLetter, Trace
 from evaluator.sampling import SamplingPolicy, decide
-from evaluator.spend import SpendMeter, pacer_for
+from evaluator.spend import RedisSpend, SpendMeter, pacer_for
 from evaluator.worker.backpressure import HELD_BACK, QueueGauge, SamplingThrottle
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,8 @@ class EvaluatorSpanExporter(SpanExporter):
         self._sink_mode = sink is not None
         self._throttle = (None if redis_url is None
                           else _throttle(redis_url, max_queue_depth, batch_size, clock))
-        if spend is None and redis_url is not None and self.policy.daily_budget_usd is not None:
-            from evaluator.spend import RedisSpend
-
-            spend = RedisSpend.from_url(redis_url)
+        if spend is None and redis_url is not None:
+            spend = RedisSpend.from_url(redis_url)  # a client only: nothing connects until read
         self._pacer = pacer_for(self.policy, spend)
         try:
             self._assembler = TraceAssembler(assembly_timeout_s, max_buffered_spans,
