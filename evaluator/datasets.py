@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from evaluator.errors import DatasetError, RubricError
+from evaluator.errors import DatasetError, FieldProblem, RubricError, first_problem
 from evaluator.records import Message, canonical_json, sha256_hex, utcnow
 
 if TYPE_CHECKING:
@@ -187,11 +187,9 @@ def check_name(name: str) -> str:
     return name
 
 
-def _field_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "<item>"
-    more = error.error_count() - 1
-    return f"field '{where}': {first['msg']}" + (f" (and {more} more)" if more else "")
+def _field_error(problem: FieldProblem) -> str:
+    more = problem.count - 1
+    return f"field '{problem.where}': {problem.message}" + (f" (and {more} more)" if more else "")
 
 
 def _label_errors(item: DatasetItem, registry: RubricRegistry) -> list[str]:
@@ -225,8 +223,9 @@ def check_dataset(path: Path, registry: RubricRegistry | None = None) -> Dataset
             try:
                 item = DatasetItem.model_validate_json(line)
             except ValidationError as exc:
-                json_error = exc.errors()[0]["type"] == "json_invalid"
-                message = "not valid JSON" if json_error else _field_error(exc)
+                problem = first_problem(exc, root="<item>")
+                json_error = problem.kind == "json_invalid"
+                message = "not valid JSON" if json_error else _field_error(problem)
                 check.errors.append(LineError(number, message))
                 continue
             if item.id in first_line_of:
@@ -271,7 +270,8 @@ def read_manifest(path: Path) -> DatasetManifest | None:
     try:
         return DatasetManifest.model_validate_json(where.read_text(encoding="utf-8"))
     except ValidationError as exc:
-        raise DatasetError(f"{where}: invalid manifest ({_field_error(exc)}); delete it and "
+        problem = _field_error(first_problem(exc, root="<item>"))
+        raise DatasetError(f"{where}: invalid manifest ({problem}); delete it and "
                            "rebuild the dataset with `evaluator datasets build`") from None
 
 

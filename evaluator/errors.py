@@ -1,5 +1,12 @@
 """The one error tree of Evaluator. Every message says what to do next."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class EvaluatorError(Exception):
     """Base class for every error Evaluator raises on purpose."""
@@ -47,3 +54,22 @@ class DatasetError(EvaluatorError):
 
 class VerdictParseError(JudgeError):
     """A judge reply held no usable verdict (unparseable or off-menu label)."""
+
+
+class FieldProblem(NamedTuple):
+    """The first problem of a pydantic ValidationError, for messages naming the field to fix."""
+
+    where: str
+    """Dotted path of the field at fault (the caller's `root` when the whole value is)."""
+    message: str
+    kind: str
+    """pydantic's error type, e.g. `missing`, `extra_forbidden`, `json_invalid`."""
+    count: int
+    """Problems in the error, this one included."""
+
+
+def first_problem(error: ValidationError, root: str = "<root>") -> FieldProblem:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or root
+    return FieldProblem(where, first["msg"], first["type"], error.error_count())
+

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evaluator.errors import ConfigError
+from evaluator.errors import ConfigError, first_problem
 from evaluator.records import canonical_json, sha256_hex
 
 
@@ -135,6 +135,5 @@ def load_judge_config(name_or_path: str, judges_dir: Path | None = None) -> Judg
     try:
         return JudgeConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: field '{where}': {first['msg']}") from None
+        problem = first_problem(exc)
+        raise ConfigError(f"{path}: field '{problem.where}': {problem.message}") from None

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from evaluator.errors import InvalidTraceError
+from evaluator.errors import InvalidTraceError, first_problem
 from evaluator.settings import int_env
 
 MAX_TEXT_CHARS = 100_000
@@ -241,11 +241,10 @@ def _lone_surrogate(value: Any, path: str) -> str | None:
 
 
 def _describe_validation_error(error: ValidationError) -> tuple[str, str]:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "<root>"
-    count = error.error_count()
+    problem = first_problem(error)
+    count = problem.count
     more = f" (and {count - 1} more problem{'s' if count > 2 else ''})" if count > 1 else ""
-    return field, f"invalid trace: field '{field}': {first['msg']}{more}"
+    return problem.where, f"invalid trace: field '{problem.where}': {problem.message}{more}"
 
 
 def parse_trace(payload: Any) -> Trace:

@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evaluator.errors import ConfigError
+from evaluator.errors import ConfigError, first_problem
 from evaluator.sampling import AttributeRule, SamplingPolicy, SegmentRate
 from evaluator.settings import float_env
 
@@ -71,9 +71,9 @@ def load_sampling_rules(path: Path) -> _SamplingFile:
     try:
         return _SamplingFile.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"sampling config {path}: field '{where}': {first['msg']}") from None
+        problem = first_problem(exc)
+        raise ConfigError(f"sampling config {path}: field '{problem.where}': {problem.message}"
+                          ) from None
 
 
 def sampling_policy(rate: float, path: Path | None = None) -> SamplingPolicy:
@@ -82,7 +82,8 @@ def sampling_policy(rate: float, path: Path | None = None) -> SamplingPolicy:
     rules = load_sampling_rules(path) if path is not None else _SamplingFile()
     return SamplingPolicy(
         rate=rate,
-        segment_rates=tuple(SegmentRate(s.field, s.value, s.rate, s.rubric) for s in rules.segments),
+        segment_rates=tuple(SegmentRate(s.field, s.value, s.rate, s.rubric)
+                            for s in rules.segments),
         always_when=tuple(AttributeRule(a.key, a.value) for a in rules.always_when),
         rubric_rates=dict(rules.rubrics),
         daily_budget_usd=float_env(BUDGET_ENV, rules.daily_budget_usd),

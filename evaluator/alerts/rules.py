@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from evaluator.alerts.sinks import LogSinkConfig, SinkConfig
-from evaluator.errors import ConfigError
+from evaluator.errors import ConfigError, first_problem
 from evaluator.settings import PROJECT_ROOT
 
 CONFIG_ENV = "EVALUATOR_ALERTS_CONFIG"
@@ -205,9 +205,8 @@ def load_alert_config(path: str | Path | None = None) -> AlertConfig:
     try:
         return AlertConfig.model_validate(data or {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "<root>"
+        problem = first_problem(exc)
         raise ConfigError(
-            f"invalid alert rules {path}: {where}: {first['msg']} ({exc.error_count()} problem(s));"
-            " fix the file (see the Monitoring section of the README)"
+            f"invalid alert rules {path}: {problem.where}: {problem.message} ({problem.count}"
+            " problem(s)); fix the file (see the Monitoring section of the README)"
         ) from None

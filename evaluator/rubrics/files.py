@@ -11,7 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from evaluator.errors import RubricError
+from evaluator.errors import RubricError, first_problem
 from evaluator.records import sha256_hex
 from evaluator.rubrics.model import Rubric
 from evaluator.rubrics.render import _compiled
@@ -46,18 +46,17 @@ class _FrontMatter(BaseModel):
 
 
 def _front_matter_error(path: Path, error: ValidationError) -> RubricError:
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "<front matter>"
-    if first["type"] == "extra_forbidden":
+    key, message, kind, _ = first_problem(error, root="<front matter>")
+    if kind == "extra_forbidden":
         allowed = list(_FrontMatter.model_fields)
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return RubricError(
             f"{path}: unknown front matter key '{key}' ({hint}allowed: {', '.join(allowed)})"
         )
-    if first["type"] == "missing":
+    if kind == "missing":
         return RubricError(f"{path}: front matter is missing the required key '{key}'")
-    return RubricError(f"{path}: front matter key '{key}': {first['msg']}")
+    return RubricError(f"{path}: front matter key '{key}': {message}")
 
 
 def _split_front_matter(path: Path, text: str) -> tuple[Any, str, int]:
