@@ -60,7 +60,7 @@ class SpendRecorder(Protocol):
 
 
 class InMemorySpend:
-    """Spend kept in this process: the test double, and what a lone producer can use."""
+    """Spend kept in this process: the in-memory double of RedisSpend (tests, benchmarks)."""
 
     def __init__(self) -> None:
         self._spent: dict[date, float] = defaultdict(float)
