@@ -339,8 +339,9 @@ def _describe(exc: Exception, api_key: str | None) -> str:
     message = str(exc)
     for prefix in (f"litellm.{name}: ", f"{name}: "):
         message = message.removeprefix(prefix)
-    if api_key:
-        message = message.replace(api_key, "[redacted]")
+    from evaluator.pii.redact import redact_secret  # loads the PII package: failures only
+
+    message = redact_secret(message, api_key)  # as sent, re-cased, URL-encoded or in base64
     if len(message) > MAX_ERROR_CHARS:
         message = message[:MAX_ERROR_CHARS] + "..."
     return f"{name}: {message}"
