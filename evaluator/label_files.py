@@ -47,7 +47,8 @@ def read_rows(path: Path, fmt: str | None = None
               ) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """(line, row) for each record of a CSV or JSONL file; an unreadable row comes as a RowError.
 
-    CSV cells are stripped strings, an empty cell is None; JSONL values stay as parsed.
+    CSV cells are stripped strings (without the formula escape `write_csv` adds), an empty
+    cell is None; JSONL values stay as parsed.
     """
     path = Path(path)
     kind = detect_format(path, fmt)
@@ -75,7 +76,7 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
                 yield line, RowError(line, f"{len(cells)} cells but the header names "
                                            f"{len(names)} columns: quote cells holding commas")
                 continue
-            values = [cell.strip() or None for cell in cells]
+            values = [csv_unescape(cell.strip()) or None for cell in cells]
             yield line, dict(zip(names, values + [None] * (len(names) - len(values))))
 
 
@@ -96,15 +97,26 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
 
 
 def csv_safe(text: str) -> str:
-    """Text a spreadsheet shows as text: a leading formula character gets a ' in front."""
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    """Text a spreadsheet shows as text: a leading formula character gets a ' in front.
+
+    A leading ' gets one more, so `csv_unescape` can tell our mark from the text's own.
+    """
+    return "'" + text if text.startswith((*_FORMULA_STARTS, "'")) else text
+
+
+def csv_unescape(text: str) -> str:
+    """The text `csv_safe` was given: the ' it put in front is taken off again."""
+    return text[1:] if text.startswith("'") and text[1:].startswith((*_FORMULA_STARTS, "'")) \
+        else text
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    """Every text cell formula-escaped (`csv_safe`): ids and labels as much as trace text."""
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({name: csv_safe(value) if isinstance(value, str) else value
+                          for name, value in row.items()} for row in rows)
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:

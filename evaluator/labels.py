@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from evaluator.errors import DatasetError, RubricError
-from evaluator.label_files import RowError, csv_safe, read_rows, write_csv, write_jsonl
+from evaluator.label_files import RowError, read_rows, write_csv, write_jsonl
 from evaluator.records import Trace, sha256_hex, utcnow
 from evaluator.rubrics import Rubric, RubricRegistry, parse_ref
 from evaluator.store import Store
@@ -257,8 +257,7 @@ def _batch_row(trace: Trace, rubric_ref: str, rubric: Rubric) -> dict[str, Any]:
 
 def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
     flat = dict(row, context=CONTEXT_SEPARATOR.join(row["context"]))
-    return {name: "" if value is None else csv_safe(value) if name in BATCH_TEXT_COLUMNS
-            else value for name, value in flat.items()}
+    return {name: "" if value is None else value for name, value in flat.items()}
 
 
 def export_batch(store: Store, registry: RubricRegistry, rubric_ref: str, n: int,

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from evaluator.cli import cli
 from evaluator.errors import DatasetError
+from evaluator.label_files import csv_safe, csv_unescape
 from evaluator.labels import EXPORT_COLUMNS, export_batch, import_labels, label_id_for
 from evaluator.records import Evaluation, Trace
 from evaluator.rubrics import RubricRegistry
@@ -298,3 +301,44 @@ def test_export_needs_evaluations(db: Path, tmp_path: Path):
     with Store(db) as store:
         with pytest.raises(DatasetError, match="evaluator run --rubric refusal"):
             export_batch(store, REGISTRY, "refusal", 5, tmp_path / "x")
+
+
+# -- CSV formula escaping (issue 13, low) ----------------------------------------------------------
+
+FORMULA_IDS = ["=HYPERLINK(\"http://x\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "'quoted"]
+
+
+def test_every_exported_csv_cell_is_formula_escaped_and_imports_back(db: Path, tmp_path: Path):
+    evaluations = [evaluation(trace_id, "hallucinated" if i % 2 else "factual")
+                   for i, trace_id in enumerate(FORMULA_IDS)]
+    traces = [stored_trace(trace_id, output="\tanswer") for trace_id in FORMULA_IDS]
+    with Store(db) as store:
+        store.write_batch(evaluations=evaluations, traces=traces)
+    prefix = tmp_path / "batch"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["labels", "export", "--rubric", "hallucination", "--n", "10",
+                                 "--out", str(prefix), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    with open(prefix.with_name("batch.csv"), newline="", encoding="utf-8") as handle:
+        cells = [cell for row in csv.reader(handle) for cell in row]
+    assert cells and not [cell for cell in cells if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    rows, _ = read_batch(prefix)
+    for row in rows:
+        row.update(label="factual", annotator="=ann", note="-1 for this")
+    path = prefix.with_name("filled.csv")
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = runner.invoke(cli, ["labels", "import", str(path), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    stored = stored_labels(db)
+    assert {row[0] for row in stored} == set(FORMULA_IDS)
+    assert {(row[5], row[6]) for row in stored} == {("=ann", "-1 for this")}
+
+
+@given(st.text(max_size=20))
+def test_csv_escaping_round_trips(text: str):
+    escaped = csv_safe(text)
+    assert not escaped.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert csv_unescape(escaped) == text
