@@ -406,3 +406,95 @@ def test_cli_check_and_list(db, tmp_path):
     assert runner.invoke(cli, [*args, "--fail-on-firing"]).exit_code == 1
     listed = runner.invoke(cli, ["alerts", "list", "--db", str(db), "--json"])
     assert json.loads(listed.output)[0]["state"] == "firing"
+
+
+# -- hostile rules files (issue 13) ------------------------------------------------------------
+
+
+def rules_file(tmp_path, *rules):
+    path = tmp_path / "rules.yaml"
+    path.write_text(json.dumps({"rules": list(rules), "sinks": [{"kind": "log"}]}))
+    return path
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("window", 0.5, "at least 1s"),
+    ("window", "0.5s", "at least 1s"),
+    ("window", "99999999999d", "at most"),
+    ("window", "9" * 400 + "d", "at most"),
+    ("cooldown", "99999999999d", "at most"),
+    ("sustained_for", "99999999999d", "at most"),
+    ("sustained_for", "365d", "at most 100 windows"),
+])
+def test_a_window_that_cannot_be_checked_is_refused_at_load(tmp_path, field, value, problem):
+    path = rules_file(tmp_path, {**REFUSAL, "window": "1s", field: value})
+    with pytest.raises(ConfigError, match=rf"rules\.0\.label_rate.*{problem}"):
+        load_alert_config(path)
+
+
+def test_a_rule_reading_more_than_a_year_back_is_refused(tmp_path):
+    path = rules_file(tmp_path, {**DROP, "window": "300d"})
+    with pytest.raises(ConfigError, match="366d"):
+        load_alert_config(path)
+
+
+def test_parse_duration_never_overflows():
+    for text in ("99999999999d", "9" * 400 + "s", "1e308"):
+        with pytest.raises(ValueError):
+            parse_duration(text)
+    with pytest.raises(ValueError):
+        parse_duration(float("nan"))
+    assert parse_duration("1.5m") == timedelta(seconds=90)
+
+
+def test_report_since_a_huge_duration_is_a_clear_error(tmp_path):
+    db = tmp_path / "r.duckdb"
+    write(db, [])
+    result = CliRunner().invoke(cli, ["report", "--db", str(db), "--html", str(tmp_path / "r.html"),
+                                      "--since", "99999999999d"])
+    assert isinstance(result.exception, ConfigError), result.exception
+    assert "--since" in str(result.exception)
+
+
+def broken_for(monkeypatch, rubric):
+    """Make every window query of one rubric fail, as a corrupt table or a bug would."""
+    from evaluator.alerts import windows
+
+    real = windows.measure_window
+
+    def measure(conn, measure, start, end, judge, rubric_=None, *args, **kwargs):
+        if rubric_ == rubric:
+            raise RuntimeError(f"cannot read {rubric}")
+        return real(conn, measure, start, end, judge, rubric_, *args, **kwargs)
+
+    monkeypatch.setattr(windows, "measure_window", measure)
+
+
+def test_one_failing_rule_does_not_disable_the_others(db, monkeypatch, caplog):
+    write(db, hallucinations("h", NOW - 15 * MINUTE, NOW, 200, 12)
+          + faithfulness("f", NOW - 15 * MINUTE, NOW, [0.9] * 40))
+    broken_for(monkeypatch, "faithfulness")
+    sink = RecordingSink()
+    with caplog.at_level("ERROR", logger="evaluator.alerts"):
+        report = check_alerts(db, config(LOW_SCORE, HALLUCINATION), now=NOW, sinks=[sink])
+    assert [(r.rule, r.state) for r in report.results] == [("hallucination_rate", "firing")]
+    assert [n.rule for n in sink.sent] == ["hallucination_rate"]
+    [failure] = report.rule_failures
+    assert failure.rule == "quality_score_low" and "cannot read faithfulness" in failure.error
+    assert report.to_dict()["rule_failures"][0]["rule"] == "quality_score_low"
+    assert "quality_score_low" in caplog.text and "cannot read faithfulness" in caplog.text
+
+
+def test_cli_check_exits_2_when_a_rule_failed(db, tmp_path, monkeypatch):
+    write(db, hallucinations("h", NOW - 15 * MINUTE, NOW, 200, 12)
+          + faithfulness("f", NOW - 15 * MINUTE, NOW, [0.9] * 40))
+    broken_for(monkeypatch, "faithfulness")
+    rules = rules_file(tmp_path, LOW_SCORE, HALLUCINATION)
+    args = ["alerts", "check", "--db", str(db), "--config", str(rules), "--at", NOW.isoformat()]
+    as_json = CliRunner().invoke(cli, [*args, "--json"])
+    assert as_json.exit_code == 2, as_json.output
+    report = json.loads(as_json.stdout)
+    assert report["firing"] == 1 and report["rule_failures"][0]["rule"] == "quality_score_low"
+    table = CliRunner().invoke(cli, args)
+    assert table.exit_code == 2 and "quality_score_low" in table.output
+    assert "could not be checked" in table.output

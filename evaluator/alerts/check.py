@@ -2,11 +2,14 @@
 
 `check_alerts` is what `evaluator alerts check` and the sink's schedule call. The store is
 held only while reading and recording; notifications go out after it is closed, so a slow
-webhook never blocks the sink's writes.
+webhook never blocks the sink's writes. A rule that fails to evaluate is logged at ERROR and
+listed in the report's `rule_failures` (`alerts check` then exits 2); the other rules still run
+and notify, and the failed rule's open alerts stay open.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +23,7 @@ from evaluator.alerts.evaluation import (
     RuleResult, cost_result, drop_result, silent_failure_result, threshold_result,
 )
 from evaluator.alerts.rules import (
-    AlertConfig, CostRatioRule, LabelRateRule, MeanScoreRule, ScoreDropRule, SilentFailureRule,
+    AlertConfig, LabelRateRule, MeanScoreRule, ScoreDropRule, SilentFailureRule,
     StatusRateRule,
 )
 from evaluator.alerts.sinks import AlertSink, Notification, build_sinks, deliver
@@ -30,6 +33,20 @@ from evaluator.metrics import metrics
 from evaluator.records import utcnow
 from evaluator.store import Store
 
+log = logging.getLogger("evaluator.alerts")
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """A rule that could not be evaluated in this check."""
+
+    rule: str
+    priority: str
+    error: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "priority": self.priority, "error": self.error}
+
 
 @dataclass
 class CheckReport:
@@ -37,6 +54,7 @@ class CheckReport:
     results: list[RuleResult] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
     delivery_failures: list[str] = field(default_factory=list)
+    rule_failures: list[RuleFailure] = field(default_factory=list)
 
     @property
     def firing(self) -> list[RuleResult]:
@@ -49,6 +67,7 @@ class CheckReport:
             "results": [r.to_dict() for r in self.results],
             "notifications": [n.to_dict() for n in self.notifications],
             "delivery_failures": self.delivery_failures,
+            "rule_failures": [f.to_dict() for f in self.rule_failures],
         }
 
 
@@ -101,20 +120,31 @@ def _drop_results(conn: duckdb.DuckDBPyConnection, rule: ScoreDropRule,
     return results
 
 
+def _rule_results(conn: duckdb.DuckDBPyConnection, rule: Any, now: datetime) -> list[RuleResult]:
+    if isinstance(rule, (LabelRateRule, StatusRateRule, MeanScoreRule)):
+        return _rate_results(conn, rule, now)
+    if isinstance(rule, ScoreDropRule):
+        return _drop_results(conn, rule, now)
+    current, previous = w.window_bounds(now, rule.window, 2)
+    return [cost_result(rule, w.cost_window(conn, *current), w.cost_window(conn, *previous))]
+
+
 def evaluate_rules(conn: duckdb.DuckDBPyConnection, config: AlertConfig,
-                   now: datetime) -> list[RuleResult]:
-    """Every enabled rule's verdicts at `now` (one per rubric and judge where it applies)."""
+                   now: datetime) -> tuple[list[RuleResult], list[RuleFailure]]:
+    """Every enabled rule's verdicts at `now` (one per rubric and judge where it applies), and
+    the rules that failed: one failing rule never takes the others down with it."""
     results: list[RuleResult] = []
+    failures: list[RuleFailure] = []
     for rule in config.enabled_rules:
-        if isinstance(rule, (LabelRateRule, StatusRateRule, MeanScoreRule)):
-            results.extend(_rate_results(conn, rule, now))
-        elif isinstance(rule, ScoreDropRule):
-            results.extend(_drop_results(conn, rule, now))
-        elif isinstance(rule, CostRatioRule):
-            current, previous = w.window_bounds(now, rule.window, 2)
-            results.append(cost_result(rule, w.cost_window(conn, *current),
-                                       w.cost_window(conn, *previous)))
-    return results
+        try:
+            results.extend(_rule_results(conn, rule, now))
+        except Exception as exc:  # isolate it: a P1 rule must still run when a P3 one breaks
+            failure = RuleFailure(rule.name, rule.priority, f"{type(exc).__name__}: {exc}")
+            log.error("alert rule %s (%s) could not be checked, the other rules ran: %s",
+                      rule.name, rule.priority, failure.error,
+                      extra={"rule": rule.name, "priority": rule.priority})
+            failures.append(failure)
+    return results, failures
 
 
 def check_alerts(db_path: str | Path, config: AlertConfig, now: datetime | None = None,
@@ -126,7 +156,7 @@ def check_alerts(db_path: str | Path, config: AlertConfig, now: datetime | None 
     sinks = build_sinks(config.sinks) if sinks is None else sinks
     report = CheckReport(checked_at=now)
     with Store(db_path) as store:
-        report.results = evaluate_rules(store.conn, config, now)
+        report.results, report.rule_failures = evaluate_rules(store.conn, config, now)
         cooldowns = {rule.name: rule.cooldown for rule in config.rules}
         report.notifications = AlertBook(store.conn, now).apply(report.results, cooldowns)
     report.delivery_failures = deliver(sinks, report.notifications)

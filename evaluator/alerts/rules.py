@@ -33,10 +33,17 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "alerts.yaml"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_DAYS = 36500
+"""Longer durations (100 years) would overflow date arithmetic: refused with a clear error."""
+MAX_WINDOWS = 100
+"""A rule reads at most this many consecutive windows (`sustained_for` / `window`)."""
+MAX_RULE_SPAN_DAYS = 366
+"""A rule reads at most this far back (all the windows it needs, end to end)."""
 
 
 def parse_duration(value: Any) -> timedelta:
-    """'90s', '5m', '15m', '1h', '1d' (a bare number is seconds)."""
+    """'90s', '5m', '15m', '1h', '1d' (a bare number is seconds): whole seconds, at least 1s
+    and at most MAX_DURATION_DAYS; anything else is a ValueError saying so."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -46,9 +53,11 @@ def parse_duration(value: Any) -> timedelta:
         if not match:
             raise ValueError(f"{value!r} is not a duration: write e.g. 90s, 5m, 15m, 1h or 1d")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError(f"a duration must be positive, got {value!r}")
-    return timedelta(seconds=seconds)
+    if seconds > MAX_DURATION_DAYS * _UNIT_SECONDS["d"]:
+        raise ValueError(f"{value!r} is too long: a duration is at most {MAX_DURATION_DAYS}d")
+    if not (seconds >= 1 and seconds.is_integer()):  # NaN fails both
+        raise ValueError(f"a duration is a whole number of seconds, at least 1s, got {value!r}")
+    return timedelta(seconds=int(seconds))
 
 
 def format_duration(value: timedelta) -> str:
@@ -80,6 +89,18 @@ class RuleBase(BaseModel):
     def windows_needed(self) -> int:
         """Consecutive windows the rule reads, newest first."""
         return 1
+
+    @model_validator(mode="after")
+    def _checkable(self) -> RuleBase:
+        """Refuse at load what no check could read (instead of failing every check)."""
+        if self.windows_needed() > MAX_WINDOWS:
+            raise ValueError(f"sustained_for spans {self.windows_needed()} windows of"
+                             f" {format_duration(self.window)}; at most {MAX_WINDOWS} windows:"
+                             " use a longer window or a shorter sustained_for")
+        if self.window * self.windows_needed() > timedelta(days=MAX_RULE_SPAN_DAYS):
+            raise ValueError(f"the rule reads {self.window_text()} back; at most"
+                             f" {MAX_RULE_SPAN_DAYS}d: use a shorter window")
+        return self
 
     def window_text(self) -> str:
         return format_duration(self.window)

@@ -43,7 +43,9 @@ def alerts() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print every rule's verdict as JSON.")
 @click.option("--fail-on-firing", is_flag=True, help="Exit with 1 when any rule fires (CI).")
 def check(db, config_file, at, as_json, fail_on_firing) -> None:
-    """Evaluate every rule once, record and notify what fired or resolved."""
+    """Evaluate every rule once, record and notify what fired or resolved.
+
+    Exits with 2 when a rule could not be checked (the other rules still ran and notified)."""
     from evaluator.alerts import check_alerts, load_alert_config
 
     report = check_alerts(_db(db), load_alert_config(config_file), now=_parse_time(at))
@@ -51,11 +53,14 @@ def check(db, config_file, at, as_json, fail_on_firing) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         _print_results(report)
+    if report.rule_failures:
+        click.get_current_context().exit(2)
     if fail_on_firing and report.firing:
         click.get_current_context().exit(1)
 
 
 def _print_results(report) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from evaluator.report import console
@@ -78,6 +83,9 @@ def _print_results(report) -> None:
     failures = len(report.delivery_failures)
     out.print(f"{len(report.firing)} firing; {len(report.notifications)} notification(s) sent"
               + (f"; {failures} delivery failure(s)" if failures else ""))
+    for failure in report.rule_failures:
+        out.print(f"[bold red]rule {escape(failure.rule)} ({failure.priority}) could not be"
+                  f" checked:[/] {escape(failure.error)}")
 
 
 @alerts.command("list")
