@@ -94,6 +94,7 @@ def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: flo
     from evaluator.worker.broker import build_producer_broker, redis_client
     from evaluator.worker.channel import RedisStreamChannel
     from evaluator.worker.messages import ResultBatch
+    from evaluator.worker.persistence import warn_if_not_persistent
     from evaluator.worker.service import enqueue, require_redis
 
     url = require_redis(settings)
@@ -102,6 +103,7 @@ def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: flo
         check_rubric_names(policy, RubricRegistry.load(settings.rubrics_dir).criteria())
     work = collect_work(path, policy, fmt, RedisSpend.from_url(url))
     broker = build_producer_broker(url)
+    warn_if_not_persistent(broker.client, "ingest")
     try:
         if work.dead_letters:
             RedisStreamChannel(redis_client(url)).publish(ResultBatch(dead_letters=work.dead_letters))

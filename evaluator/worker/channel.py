@@ -7,6 +7,7 @@ re-delivers (at-least-once) and the store's idempotent evaluation_id removes dup
 
 from __future__ import annotations
 
+import logging
 import queue
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from evaluator.worker.messages import ResultBatch
 
 Entry = tuple[str, bytes | str]
 """A channel entry: (id to acknowledge, encoded ResultBatch)."""
+
+log = logging.getLogger(__name__)
 
 
 class ResultChannel(Protocol):
@@ -69,6 +72,9 @@ class RedisStreamChannel:
         self.consumer = consumer
         self._pending_from: str | None = "0"
         """Where re-reading delivered-but-unacknowledged entries resumes; None once all are read."""
+        self.last_depth = 0
+        """The stream's length after the last read: entries unread or unacknowledged then, which
+        a Redis restarted without persistence takes with it."""
 
     def ensure_group(self) -> None:
         import redis
@@ -91,8 +97,11 @@ class RedisStreamChannel:
                 entries, last_id = self._xread(self._pending_from, max_entries, None)
                 self._pending_from = last_id
                 if entries:
-                    return entries
-            return self._xread(">", max_entries, block_ms)[0]
+                    break
+            else:
+                entries = self._xread(">", max_entries, block_ms)[0]
+            self.last_depth = int(self._client.xlen(self.stream))
+            return entries
 
     def _xread(self, start: str, count: int, block_ms: int | None) -> tuple[list[Entry], str | None]:
         """The entries read, and the id of the last one (None when there was none)."""
@@ -133,6 +142,11 @@ class RedisStreamChannel:
             if "NOGROUP" in str(exc):
                 self._pending_from = "0"
                 self.ensure_group()
+                log.error("the consumer group %r of %s was gone (Redis restarted without "
+                          "persistence, or was flushed) and was created again: up to %d result "
+                          "entries may be lost (the stream's length when last read). Run Redis "
+                          "with appendonly yes.", self.group, self.stream, self.last_depth)
+                self.last_depth = 0
             raise
 
     def depth(self) -> int:

@@ -23,6 +23,7 @@ from evaluator.worker.actors import ACTOR_NAME, WorkerContext, register_evaluate
 from evaluator.worker.broker import build_broker, redis_client
 from evaluator.worker.channel import RedisStreamChannel
 from evaluator.worker.messages import QUEUE_NAME, encode_items
+from evaluator.worker.persistence import warn_if_not_persistent
 from evaluator.worker.sink import Sink
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def run_worker_process(settings: Settings, threads: int, stop: threading.Event |
     _serve_metrics(metrics_port)
     metrics().watch_queue_depth("work", lambda: broker.do_qsize(QUEUE_NAME))
     channel = RedisStreamChannel(redis_client(url))
+    warn_if_not_persistent(broker.client, "worker")
     registry = RubricRegistry.load(settings.rubrics_dir)
     register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir,
                                                   spend=RedisSpend(redis_client(url))))
@@ -122,7 +124,9 @@ def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = N
              alerts_config: Path | None = None) -> None:
     """The sink loop; with alerts_every_s > 0 it also checks the alert rules on that period."""
     url = require_redis(settings)
-    channel = RedisStreamChannel(redis_client(url))
+    client = redis_client(url)
+    warn_if_not_persistent(client, "sink")
+    channel = RedisStreamChannel(client)
     channel.ensure_group()
     stop = stop or _stop_event_on_signals()
     _serve_metrics(metrics_port)

@@ -54,7 +54,16 @@ class Sink:
         entry_ids: list[str] = []
         deadline = time.monotonic() + self.max_wait_s
         while len(pending) < self.max_rows and time.monotonic() < deadline:
-            entries = self.channel.read(max_entries=100, block_ms=block_ms)
+            try:
+                entries = self.channel.read(max_entries=100, block_ms=block_ms)
+            except Exception as exc:
+                if not entry_ids:
+                    raise
+                # Write what was read: a Redis restarted without persistence cannot deliver it
+                # again. The failure comes back at the next read.
+                log.warning("sink: reading results failed (%r); writing the %d entries read "
+                            "so far", exc, len(entry_ids))
+                break
             if not entries:
                 break
             for entry_id, encoded in entries:

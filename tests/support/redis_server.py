@@ -40,9 +40,11 @@ def require_redis_server() -> str:
 
 
 class RedisServer:
-    def __init__(self, directory: Path, port: int | None = None, persistent: bool = True) -> None:
+    def __init__(self, directory: Path, port: int | None = None, persistent: bool = True,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.directory = Path(directory)
         self.persistent = persistent
+        self.extra_args = extra_args
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.process: subprocess.Popen | None = None
@@ -60,6 +62,7 @@ class RedisServer:
             "--dir", str(self.directory), "--save", "", "--logfile", str(self.directory / "redis.log"),
             *(["--appendonly", "yes", "--appendfsync", "always"] if self.persistent
               else ["--appendonly", "no"]),
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
