@@ -2,7 +2,8 @@
 
 A Trace is validated once, on the way in (`parse_trace`); everything after that trusts it.
 Oversized text fields are truncated here, and the truncation is recorded on the Trace so the
-judge prompt and the stored Evaluation can say so.
+judge prompt and the stored Evaluation can say so. Everything else has hard limits
+(evaluator.trace_limits): past them the trace is rejected, as one dead letter.
 """
 
 from __future__ import annotations
@@ -11,12 +12,19 @@ import hashlib
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evaluator.errors import InvalidTraceError, first_problem
 from evaluator.settings import int_env
+from evaluator.trace_limits import (
+    MAX_LABEL_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    identifier_problem,
+    metadata_problem,
+)
 
 MAX_TEXT_CHARS = 100_000
 """Longest text field (output, input, one context document) kept by default; longer ones are
@@ -26,8 +34,10 @@ MIN_TEXT_CHARS = 1_000
 
 MAX_CONTEXT_DOCS = 50
 
-MAX_DEAD_LETTER_CHARS = 1_000_000
-"""Longest payload kept in the dead-letter table (the rest is cut, the reason is kept)."""
+MAX_DEAD_LETTER_CHARS = 64_000
+"""Longest payload kept in the dead-letter table (the rest is cut, the reason is kept): enough
+to see what was wrong, and a million bad lines stay a bounded amount of memory per batch."""
+MAX_DEAD_LETTER_ERROR_CHARS = 2_000
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -54,7 +64,7 @@ def utcnow() -> datetime:
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    role: str
+    role: str = Field(max_length=MAX_LABEL_CHARS)
     content: str = ""
 
 
@@ -63,40 +73,42 @@ class Trace(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    trace_id: str = Field(min_length=1, max_length=200)
+    trace_id: str
     span_id: str | None = None
     input: str | list[Message] = ""
     system: str | None = None
     context: list[str] = Field(default_factory=list)
     output: str = ""
-    model: str | None = None
-    provider: str | None = None
+    model: str | None = Field(default=None, max_length=MAX_LABEL_CHARS)
+    provider: str | None = Field(default=None, max_length=MAX_LABEL_CHARS)
     input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0)
     latency_ms: float | None = Field(default=None, ge=0)
     status: Literal["ok", "error"] = "ok"
     error: str | None = None
-    finish_reason: str | None = None
+    finish_reason: str | None = Field(default=None, max_length=MAX_LABEL_CHARS)
     feedback: Literal["positive", "negative", "neutral"] | None = None
     session_id: str | None = None
-    user_id: str | None = None
-    prompt_version: str | None = None
-    tags: list[str] = Field(default_factory=list)
+    user_id: str | None = Field(default=None, max_length=MAX_LABEL_CHARS)
+    prompt_version: str | None = Field(default=None, max_length=MAX_LABEL_CHARS)
+    tags: list[Annotated[str, Field(max_length=MAX_TAG_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_TAGS)
     metadata: dict[str, Any] = Field(default_factory=dict)
     start_time: datetime | None = None
     end_time: datetime | None = None
     truncated: list[str] = Field(default_factory=list)
     """Names of fields that were cut to the text limit (`max_text_chars`) on the way in."""
     input_hash: str | None = None
-    """sha256 of the raw (unmasked) input, taken before PII masking: dedup without the text."""
+    """sha256 of the input as stored (masked), set by PII masking: a dedup key that reveals
+    nothing the stored trace does not (a hash of the raw input could be brute-forced back)."""
     pii_masked: bool = False
 
-    @field_validator("trace_id")
+    @field_validator("trace_id", "span_id", "session_id")
     @classmethod
-    def _trace_id_is_printable(cls, value: str) -> str:
-        value = value.strip()
-        if not value or not value.isprintable():
-            raise ValueError("must be a non-empty printable string")
+    def _safe_identifier(cls, value: str | None) -> str | None:
+        problem = None if value is None else identifier_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("context")
@@ -171,15 +183,22 @@ class DeadLetter(BaseModel):
 
     @classmethod
     def from_error(cls, source: str, payload: Any, error: Exception) -> DeadLetter:
-        text = payload if isinstance(payload, str) else canonical_json(payload)
-        text = text.encode("utf-8", "replace").decode("utf-8")
+        if isinstance(payload, str):
+            text = payload
+        else:
+            try:
+                text = canonical_json(payload)
+            except (RecursionError, ValueError, TypeError) as exc:
+                text = f"<the payload cannot be written as JSON: {exc}>"
+        identity = f"{source}\x1f{text}".encode("utf-8", "surrogatepass")
+        text = text[:MAX_DEAD_LETTER_CHARS].encode("utf-8", "replace").decode("utf-8")
         field = getattr(error, "field", None)
         return cls(
-            dead_letter_id=sha256_hex(f"{source}\x1f{text}")[:32],
+            dead_letter_id=sha256_hex(identity)[:32],
             source=source,
-            error=str(error),
-            field=field,
-            payload=text[:MAX_DEAD_LETTER_CHARS],
+            error=str(error)[:MAX_DEAD_LETTER_ERROR_CHARS],
+            field=field[:MAX_DEAD_LETTER_ERROR_CHARS] if isinstance(field, str) else None,
+            payload=text,
         )
 
 
@@ -266,6 +285,11 @@ def parse_trace(payload: Any) -> Trace:
         payload["input"] = [dict(m) if isinstance(m, dict) else m for m in payload["input"]]
     if isinstance(payload.get("context"), list):
         payload["context"] = list(payload["context"])
+    metadata = payload.get("metadata")
+    problem = metadata_problem(metadata) if isinstance(metadata, dict) else None
+    if problem is not None:
+        where, why = problem
+        raise InvalidTraceError(f"invalid trace: field '{where}': {why}", field=where)
     cut = _truncate_oversized(payload)
     given = payload.get("truncated")
     if cut and (given is None or isinstance(given, list) and all(isinstance(n, str) for n in given)):

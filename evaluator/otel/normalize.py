@@ -31,6 +31,7 @@ from evaluator.otel.conventions import (
 from evaluator.otel.spans import SpanRecord
 from evaluator.records import Trace, parse_trace
 from evaluator.stage_timing import timed
+from evaluator.trace_limits import metadata_problem
 
 FEEDBACK_KEYS = ("user.feedback", "feedback.score", "feedback", "feedback.label", "evaluator.feedback",
                  "gen_ai.feedback", "user_feedback")
@@ -118,7 +119,11 @@ def _app_metadata(spans: Iterable[SpanRecord]) -> tuple[dict[str, Any], list[str
     metadata: dict[str, Any] = {}
     tags: list[str] = []
     for span in spans:
-        value = loads_json(span.attributes.get("metadata"))
+        try:
+            value = loads_json(span.attributes.get("metadata"))
+        except RecursionError:
+            raise InvalidTraceError(f"invalid trace: field 'metadata' of span {span.name!r}: "
+                                    "nested too deeply to read", field="metadata") from None
         if isinstance(value, Mapping):
             for key, item in value.items():
                 metadata.setdefault(str(key), item)
@@ -189,6 +194,10 @@ def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
         "tools": [tool_name(span) for span in by_role.get("tool", [])],
         **({"service": root.service} if root.service else {}),
     }
+    problem = metadata_problem(metadata)
+    if problem is not None:  # before writing it as JSON: that recurses as deep as it is nested
+        where, why = problem
+        raise InvalidTraceError(f"invalid trace: field '{where}': {why}", field=where)
     payload = {
         "trace_id": root.trace_id,
         "span_id": (final.span if final else calls[-1].span if calls else root).span_id,
