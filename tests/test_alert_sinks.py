@@ -3,6 +3,7 @@ file, log and stdout sinks, and one end-to-end check that posts to the webhook."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -11,12 +12,14 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from click.testing import CliRunner
 
-from evaluator.alerts import AlertConfig, check_alerts
+from evaluator.alerts import AlertConfig, check_alerts, load_alert_config
 from evaluator.alerts.sinks import (
     FileSink, LogSink, Notification, StdoutSink, WebhookError, WebhookSink, WebhookSinkConfig,
-    build_sinks, deliver,
+    build_sinks, deliver, redact_url,
 )
+from evaluator.cli import cli
 from evaluator.errors import ConfigError
 from tests.support.alert_streams import MINUTE, NOW, label_stream, write
 
@@ -36,8 +39,10 @@ def notification(kind: str = "firing") -> Notification:
 class WebhookServer:
     """Records POSTed JSON bodies; answers with the scripted statuses, then 200."""
 
-    def __init__(self, statuses: list[int] | None = None, delay_s: float = 0.0) -> None:
+    def __init__(self, statuses: list[int] | None = None, delay_s: float = 0.0,
+                 location: str | None = None) -> None:
         self.bodies: list[dict] = []
+        self.gets: list[str] = []
         self.statuses = list(statuses or [])
         self.delay_s = delay_s
         server = self
@@ -49,6 +54,14 @@ class WebhookServer:
                 time.sleep(server.delay_s)
                 status = server.statuses.pop(0) if server.statuses else 200
                 self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def do_GET(self) -> None:
+                server.gets.append(self.path)
+                self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"ok")
 
@@ -149,3 +162,88 @@ def test_check_posts_fired_alerts_to_the_webhook(tmp_path):
     assert report.delivery_failures == []
     [body] = server.bodies
     assert body["alert"]["rule"] == "hallucination_rate" and body["alert"]["n"] == 200
+
+
+# -- hostile webhooks (issue 13) ---------------------------------------------------------------
+
+SECRET_PATH = "/services/T0SECRET/B0SECRET/xoxSECRETtoken"
+
+
+def hook_config(url: str, **sink) -> AlertConfig:
+    return AlertConfig.model_validate({
+        "rules": [{"name": "hallucination_rate", "kind": "label_rate", "rubrics": ["hallucination"],
+                   "labels": ["hallucinated"], "above": 0.005, "min_samples": 100}],
+        "sinks": [{"kind": "webhook", "url": url, **sink}],
+    })
+
+
+def test_redact_url_keeps_scheme_and_host_only():
+    assert redact_url("https://user:pw@hooks.slack.com" + SECRET_PATH + "?token=x#y") == (
+        "https://hooks.slack.com/…")
+    assert redact_url("http://127.0.0.1:8080/x") == "http://127.0.0.1:8080/…"
+    assert redact_url("http://[::1]:9/x") == "http://[::1]:9/…"
+    assert "SECRET" not in redact_url("hooks.slack.com" + SECRET_PATH)
+
+
+@pytest.mark.parametrize("status", [None, 404, 500])
+def test_a_failing_webhook_never_shows_its_url(tmp_path, monkeypatch, caplog, status):
+    db = tmp_path / "e.duckdb"
+    write(db, label_stream("h", "hallucination", NOW - 15 * MINUTE, NOW, 200, 12,
+                           "hallucinated", "factual"))
+    with WebhookServer(statuses=[status] * 3 if status else []) as server:
+        url = server.url.removesuffix("/hook") + SECRET_PATH
+        if status is None:
+            server.httpd.server_close()  # nothing listens: connection refused
+        monkeypatch.setenv("TEST_SECRET_HOOK", url)
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(json.dumps({**hook_config("http://x").model_dump(mode="json"),
+                                     "sinks": [{"kind": "webhook", "url_env": "TEST_SECRET_HOOK",
+                                                "attempts": 1}]}))
+        with caplog.at_level(logging.DEBUG):
+            result = CliRunner().invoke(cli, ["alerts", "check", "--db", str(db), "--config",
+                                              str(rules), "--at", NOW.isoformat(), "--json"])
+    report = json.loads(result.stdout)
+    [failure] = report["delivery_failures"]
+    assert server.url.removesuffix("/hook") + "/…" in failure
+    for text in (result.output, caplog.text):
+        assert "SECRET" not in text
+
+
+@pytest.mark.parametrize("url", [
+    "file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1/x", "javascript:alert(1)",
+    "hooks.slack.com" + SECRET_PATH, "http:///no-host", "http://127.0.0.1:notaport/x",
+])
+def test_only_http_webhooks_are_accepted(tmp_path, monkeypatch, url):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(json.dumps({"sinks": [{"kind": "webhook", "url": url}]}))
+    with pytest.raises(ConfigError, match=r"sinks\.0\.webhook\.url.*(http:// or https://|invalid port)") as caught:
+        load_alert_config(rules)
+    assert "SECRET" not in str(caught.value) and "passwd" not in str(caught.value)
+    monkeypatch.setenv("TEST_ALERT_HOOK", url)
+    with pytest.raises(ConfigError, match=r"\$TEST_ALERT_HOOK.*(http:// or https://|invalid port)") as caught:
+        build_sinks([WebhookSinkConfig(kind="webhook", url_env="TEST_ALERT_HOOK")])
+    assert "SECRET" not in str(caught.value) and "passwd" not in str(caught.value)
+    with pytest.raises(ConfigError):
+        WebhookSink(url)
+
+
+def test_a_redirecting_webhook_is_a_failure_not_a_silent_get(tmp_path):
+    with WebhookServer(statuses=[302], location="/elsewhere") as server:
+        with pytest.raises(WebhookError, match="HTTP 302"):
+            WebhookSink(server.url, attempts=3, backoff_s=0.01).send(notification())
+    assert len(server.bodies) == 1 and server.gets == []
+
+
+def test_webhook_text_is_escaped_for_slack_mrkdwn():
+    hostile = dataclasses.replace(
+        notification(), example_trace_ids=("<!channel>", "a&b", "<@U123>"),
+        message="rate up, see <https://evil.example|https://sso.example.com/login>",
+    )
+    with WebhookServer() as server:
+        WebhookSink(server.url).send(hostile)
+    [body] = server.bodies
+    text = body["text"]
+    assert "<" not in text and ">" not in text
+    assert "&lt;!channel&gt;" in text and "a&amp;b" in text and "&lt;@U123&gt;" in text
+    assert "&lt;https://evil.example|https://sso.example.com/login&gt;" in text
+    assert body["alert"]["example_trace_ids"][0] == "<!channel>"  # structured data stays exact

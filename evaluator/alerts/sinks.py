@@ -1,12 +1,18 @@
 """Where alert notifications go: the log, stdout, a JSON-lines file, a webhook.
 
-A webhook gets a JSON body with a top-level "text" (what Slack-style incoming webhooks show)
+A webhook gets a JSON body with a top-level "text" (what Slack-style incoming webhooks show,
+escaped for Slack's mrkdwn: trace ids and messages are data, never a ping or a disguised link)
 plus the structured alert under "alert". A sink that fails is logged and skipped: one dead
 webhook must not stop the others, nor the alert check itself.
+
+A webhook URL is a secret (its path is the credential): only http(s) URLs are accepted, and
+logs, errors and reports show it as `redact_url` does, scheme and host only. Redirects are not
+followed (urllib would turn the POST into a body-less GET elsewhere and call it sent).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -19,8 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evaluator.errors import ConfigError, EvaluatorError
 
@@ -76,8 +83,38 @@ class Notification:
         }
 
 
+def mrkdwn_escape(text: str) -> str:
+    """Slack's escaping of message text: `&`, `<` and `>` become `&amp;`, `&lt;` and `&gt;`."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def webhook_payload(notification: Notification) -> dict[str, Any]:
-    return {"text": notification.text, "alert": notification.to_dict()}
+    return {"text": mrkdwn_escape(notification.text), "alert": notification.to_dict()}
+
+
+def redact_url(url: str) -> str:
+    """What may be shown of a webhook URL: `https://hooks.slack.com/…` (scheme, host, port)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    netloc = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{netloc}{f':{port}' if port else ''}/…"
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a webhook (None when it can); never quotes the URL's secret part."""
+    parts = urlsplit(url)
+    try:
+        parts.port
+    except ValueError:
+        return f"the webhook URL {redact_url(url)} has an invalid port"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return (f"a webhook URL must start with http:// or https:// and name a host (got a"
+                f" {parts.scheme or 'missing'} scheme{'' if parts.hostname else ' and no host'})")
+    return None
 
 
 class AlertSink(Protocol):
@@ -120,12 +157,22 @@ class WebhookError(EvaluatorError):
     """A webhook did not accept a notification after all attempts."""
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx becomes an HTTPError: a webhook that moved must be reconfigured
+
+
 class WebhookSink:
     """POSTs the JSON payload; retries timeouts, connection errors, 429 and 5xx with backoff."""
 
     def __init__(self, url: str, timeout_s: float = 5.0, attempts: int = 3,
                  backoff_s: float = 0.5, headers: dict[str, str] | None = None) -> None:
+        problem = webhook_url_problem(url)
+        if problem:
+            raise ConfigError(problem)
         self.url = url
+        self.shown = redact_url(url)
+        self._opener = urllib.request.build_opener(_NoRedirects)
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff_s = backoff_s
@@ -138,19 +185,27 @@ class WebhookSink:
         for attempt in range(1, self.attempts + 1):
             request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                with self._opener.open(request, timeout=self.timeout_s) as response:
                     response.read()
                 return
             except urllib.error.HTTPError as exc:
                 problem = f"HTTP {exc.code}"
                 if exc.code != 429 and exc.code < 500:
                     break  # the request itself is wrong: retrying will not help
-            except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                problem = str(getattr(exc, "reason", exc))
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+                problem = self._scrub(str(getattr(exc, "reason", exc)))
             if attempt < self.attempts:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
-        raise WebhookError(f"webhook {self.url} refused the alert ({problem}) after {attempt} attempt(s):"
-                           " check the URL and that the receiver is up")
+        raise WebhookError(f"webhook {self.shown} refused the alert ({problem}) after {attempt}"
+                           " attempt(s): check the URL and that the receiver is up")
+
+    def _scrub(self, text: str) -> str:
+        """An error text without the URL or its path, in case a library quoted them."""
+        parts = urlsplit(self.url)
+        for secret in (self.url, parts.path, parts.query):
+            if len(secret) > 1:
+                text = text.replace(secret, "…")
+        return text
 
 
 # -- configuration -----------------------------------------------------------------------------
@@ -188,6 +243,14 @@ class WebhookSinkConfig(BaseModel):
             raise ValueError("a webhook sink needs exactly one of url or url_env")
         return self
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        problem = None if url is None else webhook_url_problem(url)
+        if problem:
+            raise ValueError(problem)
+        return url
+
     def resolve_url(self) -> str:
         if self.url is not None:
             return self.url
@@ -195,6 +258,9 @@ class WebhookSinkConfig(BaseModel):
         if not url:
             raise ConfigError(f"the alert webhook reads its URL from ${self.url_env}, which is not"
                               " set: export it, or remove the webhook sink from the alert rules")
+        problem = webhook_url_problem(url)
+        if problem:
+            raise ConfigError(f"${self.url_env}: {problem}")
         return url
 
 
