@@ -1,11 +1,15 @@
 """`evaluator gate`: did quality regress from a baseline to a replay run?
 
-Per rubric (criterion; versions may differ, that is what a rubric change is tested with), on the
-items both sides scored: McNemar's exact test on the pass/fail pairs, a seeded percentile
-bootstrap of the mean paired score change, and optional absolute floors. Only a change for the
-worse fails the gate; items failing on both sides are known failures, not regressions. The
-baseline is another replay run (paired by dataset item id) or a dataset file, whose `expected`
-labels are scored with the run's rubric versions.
+One rule decides, per rubric (criterion; versions may differ, that is what a rubric change is
+tested with), on the items both sides scored (GATE_RULE): a regression is significantly more
+items going from pass to fail than from fail to pass, by McNemar's exact one-sided test (the
+binomial test of the discordant pairs against 1/2) at level alpha, or an absolute floor the
+user set (--min-pass-rate, --max-regression). Items failing on both sides are known failures,
+not regressions. The mean paired score change and its bootstrap interval are shown, and do not
+decide. The baseline is another replay run (paired by dataset item id) or a dataset file, whose
+`expected` labels are scored with the run's rubric versions; a run that re-judged the dataset's
+own outputs (no --target) against those labels measures the judge, not the application
+(JUDGE_AGREEMENT).
 """
 
 from __future__ import annotations
@@ -33,6 +37,21 @@ DEFAULT_MIN_ITEMS = 10
 DEFAULT_N_BOOT = 2000
 
 Decision = Literal["pass", "regression", "undecided", "not_compared"]
+
+GATE_RULE = ("regression when more items go from pass to fail than from fail to pass beyond "
+             "chance: exact one-sided McNemar test (binomial test of the discordant pairs "
+             "against 1/2) with p < alpha; or when a floor set with --min-pass-rate or "
+             "--max-regression is broken. The score change is shown, and does not decide.")
+JUDGE_AGREEMENT = "judge agreement with expected labels"
+NEW_OUTPUTS = "new outputs vs expected labels"
+RUN_VS_RUN = "run vs baseline run"
+
+
+def change_names(comparison: str) -> tuple[str, str, str]:
+    """What the pass->fail, fail->pass and fail-on-both-sides items are called in this comparison."""
+    if comparison == JUDGE_AGREEMENT:
+        return "judge fail, expected pass", "judge pass, expected fail", "both fail"
+    return "pass→fail", "fail→pass", "known failures"
 
 
 class GateUndecidedError(EvaluatorError):
@@ -104,6 +123,10 @@ class RubricGate:
     fixed: list[str] = field(default_factory=list)
     known_failures: list[str] = field(default_factory=list)
     mcnemar_p: float | None = None
+    """Exact one-sided McNemar p-value: P(at least this many pass->fail | discordant pairs)."""
+    decided_by: str | None = None
+    """The statistic and threshold that decided, e.g. 'pass→fail 5, fail→pass 0: exact
+    one-sided McNemar p=0.0312 < alpha 0.05'."""
     score_change: float | None = None
     score_interval: tuple[float, float] | None = None
 
@@ -114,6 +137,8 @@ class GateResult:
     baseline: str
     options: GateOptions
     rubrics: list[RubricGate]
+    comparison: str = RUN_VS_RUN
+    """RUN_VS_RUN, NEW_OUTPUTS or JUDGE_AGREEMENT (the run re-judged the dataset's outputs)."""
     notes: list[str] = field(default_factory=list)
     previews: dict[str, str] = field(default_factory=dict)
     """item id -> a short view of its input, for the regressed items."""
@@ -133,19 +158,19 @@ class GateResult:
                 EXIT_UNDECIDED: "could not decide"}[self.exit_code]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "exit_code": self.exit_code, **asdict(self)}
+        return {"verdict": self.verdict, "exit_code": self.exit_code, "rule": GATE_RULE,
+                **asdict(self)}
 
 
-def mcnemar_exact_p(worse: int, better: int) -> float:
-    """Two-sided exact McNemar p-value: Binomial(worse + better, 1/2) on the discordant pairs."""
+def mcnemar_one_sided_p(worse: int, better: int) -> float:
+    """Exact one-sided McNemar p-value: P(X >= worse), X ~ Binomial(worse + better, 1/2)."""
     n = worse + better
     if n == 0:
         return 1.0
-    k = min(worse, better)
     log_half_n = n * math.log(0.5)
     tail = sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-                        + log_half_n) for i in range(k + 1))
-    return min(1.0, 2.0 * tail)
+                        + log_half_n) for i in range(worse, n + 1))
+    return min(1.0, tail)
 
 
 def score_change_interval(changes: Sequence[float], confidence: float, n_boot: int,
@@ -163,7 +188,8 @@ def _rate(passes: Sequence[bool]) -> float | None:
     return sum(passes) / len(passes) if passes else None
 
 
-def compare_rubric(rubric: str, run: Side, baseline: Side, options: GateOptions) -> RubricGate:
+def compare_rubric(rubric: str, run: Side, baseline: Side, options: GateOptions,
+                   comparison: str = RUN_VS_RUN) -> RubricGate:
     ran = run.outcomes.get(rubric, {})
     base = baseline.outcomes.get(rubric)
     gate = RubricGate(rubric, sorted(run.versions.get(rubric, ())),
@@ -174,6 +200,7 @@ def compare_rubric(rubric: str, run: Side, baseline: Side, options: GateOptions)
     if not base:
         gate.decision = "not_compared"
         gate.reasons.append(f"the baseline has no verdicts for {rubric}")
+        gate.decided_by = gate.reasons[0]
         return gate
     pairs = [(item, o, base[item]) for item, o in ran.items()
              if o.passed is not None and item in base and base[item].passed is not None]
@@ -190,28 +217,29 @@ def compare_rubric(rubric: str, run: Side, baseline: Side, options: GateOptions)
         gate.reasons.append(f"only {gate.shared} items were scored on both sides (need "
                             f"{options.min_items}): add items, fix the unscored ones, or lower "
                             "--min-items")
+        gate.decided_by = gate.reasons[0]
         return gate
     gate.baseline_shared_pass_rate = _rate([bool(b.passed) for _, _, b in pairs])
     gate.run_shared_pass_rate = _rate([bool(o.passed) for _, o, _ in pairs])
-    _judge(gate, pairs, options)
+    _judge(gate, pairs, options, comparison)
     return gate
 
 
 def _judge(gate: RubricGate, pairs: list[tuple[str, Outcome, Outcome]],
-           options: GateOptions) -> None:
+           options: GateOptions, comparison: str) -> None:
     worse, better = len(gate.regressed), len(gate.fixed)
-    gate.mcnemar_p = mcnemar_exact_p(worse, better)
-    if gate.mcnemar_p < options.alpha and worse > better:
-        gate.reasons.append(f"{worse} items went from pass to fail and {better} from fail to "
-                            f"pass (McNemar exact p={gate.mcnemar_p:.3g} < {options.alpha:g})")
+    gate.mcnemar_p = mcnemar_one_sided_p(worse, better)
+    significant = gate.mcnemar_p < options.alpha
+    worse_name, better_name, _ = change_names(comparison)
+    mcnemar = (f"{worse_name} {worse}, {better_name} {better}: exact one-sided McNemar "
+               f"p={gate.mcnemar_p:.3g} {'<' if significant else '>='} alpha {options.alpha:g}")
+    if significant:
+        gate.reasons.append(mcnemar)
     changes = [o.score - b.score for _, o, b in pairs if o.score is not None and b.score is not None]
     if changes:
         mean, low, high = score_change_interval(changes, 1.0 - options.alpha, options.n_boot,
                                                 options.seed)
         gate.score_change, gate.score_interval = mean, (low, high)
-        if high < 0:
-            gate.reasons.append(f"the mean score fell by {-mean:.3f} ({1 - options.alpha:.0%} "
-                                f"bootstrap interval {low:.3f} to {high:.3f})")
     if options.min_pass_rate is not None and gate.run_pass_rate < options.min_pass_rate:
         gate.reasons.append(f"pass rate {gate.run_pass_rate:.1%} is below the floor "
                             f"{options.min_pass_rate:.1%}")
@@ -220,6 +248,7 @@ def _judge(gate: RubricGate, pairs: list[tuple[str, Outcome, Outcome]],
         gate.reasons.append(f"pass rate on the shared items dropped by {drop:.1%} (more than "
                             f"{options.max_regression:.1%})")
     gate.decision = "regression" if gate.reasons else "pass"
+    gate.decided_by = "; ".join(gate.reasons) or mcnemar
 
 
 def dataset_side(path: Path, items: Sequence[DatasetItem], registry: RubricRegistry,
@@ -287,19 +316,22 @@ def evaluate_gate(db: Path, run_id: str, baseline: str | None, registry: RubricR
         if Path(baseline).is_file():
             reference = dataset_side(Path(baseline), read_dataset(Path(baseline)), registry,
                                      candidate.versions)
+            comparison = NEW_OUTPUTS if run.params.get("target") else JUDGE_AGREEMENT
         elif store.run(baseline) is not None:
             _completed_replay(store, baseline, "baseline")
             reference = run_side(store.conn, baseline, registry)
+            comparison = RUN_VS_RUN
         else:
             raise GateUndecidedError(f"baseline {baseline!r} is neither a dataset file nor a run "
                                      f"in {db}")
-        rubrics = [compare_rubric(name, candidate, reference, options)
+        rubrics = [compare_rubric(name, candidate, reference, options, comparison)
                    for name in sorted(candidate.outcomes)]
         regressed = sorted({item for r in rubrics for item in r.regressed})
         inputs = item_inputs(store.conn, run_id, regressed)
     previews = {item: _preview(DatasetItem.model_validate_json(text).question)
                 for item, text in inputs.items()}
-    return GateResult(run_id, reference.description, options, rubrics, reference.notes, previews)
+    return GateResult(run_id, reference.description, options, rubrics, comparison,
+                      reference.notes, previews)
 
 
 def _preview(text: str, width: int = 80) -> str:

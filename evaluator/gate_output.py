@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from evaluator.gate import GateResult, RubricGate
+from evaluator.gate import GATE_RULE, GateResult, RubricGate, change_names
 
 MAX_LISTED_ITEMS = 20
 _MARKS = {"pass": "✅ pass", "regression": "❌ regression", "undecided": "⚠️ could not decide",
@@ -40,22 +40,29 @@ def _row(gate: RubricGate) -> list[str]:
     ]
 
 
-COLUMNS = ("rubric", "versions", "shared", "pass rate (shared)", "pass→fail", "fail→pass",
-           "known failures", "unscored", "McNemar p", "score change [CI]")
+def columns(result: GateResult) -> tuple[str, ...]:
+    """The table's column names; the change columns are named for the kind of comparison."""
+    worse, better, both_fail = change_names(result.comparison)
+    return ("rubric", "versions", "shared", "pass rate (shared)", worse, better, both_fail,
+            "unscored", "McNemar p (one-sided)", "score change [CI]")
+
+
+def _title(result: GateResult) -> str:
+    return f"run {result.run_id} vs {result.baseline}: {result.comparison}"
 
 
 def gate_table(result: GateResult):
-    """The comparison table, then why each failing or undecided rubric got its decision."""
+    """The comparison table, then the statistic that decided each rubric."""
     from rich.console import Group
     from rich.table import Table
 
-    table = Table(title=f"Gate: run {result.run_id} vs {result.baseline}", title_justify="left")
-    for column in (*COLUMNS, "decision"):
+    table = Table(title=f"Gate: {_title(result)}", title_justify="left")
+    for column in (*columns(result), "decision"):
         table.add_column(column, no_wrap=True)
     for gate in result.rubrics:
         table.add_row(*_row(gate), _MARKS[gate.decision])
-    reasons = [f"{gate.rubric}: {reason}" for gate in result.rubrics for reason in gate.reasons]
-    return Group(table, *reasons)
+    decided = [f"{gate.rubric}: {gate.decided_by}" for gate in result.rubrics if gate.decided_by]
+    return Group(table, *decided, f"rule: {GATE_RULE}")
 
 
 def _listed(items: list[str], previews: dict[str, str]) -> list[str]:
@@ -70,24 +77,25 @@ def gate_markdown(result: GateResult) -> str:
     lines = [
         f"## Evaluator gate: {result.verdict}",
         "",
-        f"Run `{result.run_id}` against {result.baseline}; alpha {result.options.alpha:g}, "
-        f"at least {result.options.min_items} shared items per rubric.",
+        f"Run `{result.run_id}` against {result.baseline}: {result.comparison}; alpha "
+        f"{result.options.alpha:g}, at least {result.options.min_items} shared items per rubric.",
         "",
-        "| " + " | ".join((*COLUMNS, "decision")) + " |",
-        "|" + "---|" * (len(COLUMNS) + 1),
+        f"Rule: {GATE_RULE}",
+        "",
+        "| " + " | ".join((*columns(result), "decision")) + " |",
+        "|" + "---|" * (len(columns(result)) + 1),
     ]
+    worse, _, both_fail = change_names(result.comparison)
     for gate in result.rubrics:
         lines.append("| " + " | ".join((*_row(gate), _MARKS[gate.decision])) + " |")
     for gate in result.rubrics:
-        if gate.reasons:
-            lines += ["", f"**{gate.rubric}** ({_MARKS[gate.decision]}):"]
-            lines += [f"- {reason}" for reason in gate.reasons]
+        lines += ["", f"**{gate.rubric}** ({_MARKS[gate.decision]}): {gate.decided_by}"]
         if gate.regressed:
-            what = "Regressed items" if gate.decision == "regression" else "Pass → fail (within noise)"
+            what = worse if gate.decision == "regression" else f"{worse} (within noise)"
             lines += ["", f"<details><summary>{what}: {gate.rubric} ({len(gate.regressed)})</summary>",
                       "", *_listed(gate.regressed, result.previews), "", "</details>"]
         if gate.known_failures:
-            lines += ["", f"<details><summary>Known failures (fail on both sides): {gate.rubric} "
+            lines += ["", f"<details><summary>{both_fail.capitalize()}: {gate.rubric} "
                       f"({len(gate.known_failures)})</summary>", "",
                       *_listed(gate.known_failures, {}), "", "</details>"]
     if result.notes:
@@ -114,9 +122,8 @@ def gate_junit(result: GateResult) -> str:
             ET.SubElement(element, "system-out").text = detail
 
     for gate in result.rubrics:
-        summary = "; ".join(gate.reasons) or (
-            f"{gate.shared} shared items, pass rate {_pct(gate.baseline_shared_pass_rate)} -> "
-            f"{_pct(gate.run_shared_pass_rate)}, McNemar p={_p(gate)}")
+        summary = (f"{gate.decided_by}; {gate.shared} shared items, pass rate "
+                   f"{_pct(gate.baseline_shared_pass_rate)} -> {_pct(gate.run_shared_pass_rate)}")
         known = f"\nknown failures: {', '.join(gate.known_failures)}" if gate.known_failures else ""
         if gate.decision == "regression":
             case(gate.rubric, "evaluator.gate.rubric", failure=summary, detail=summary + known)
@@ -125,7 +132,7 @@ def gate_junit(result: GateResult) -> str:
         else:
             case(gate.rubric, "evaluator.gate.rubric", detail=summary + known)
         for item in gate.regressed:
-            message = f"{gate.rubric}: item {item} went from pass to fail"
+            message = f"{gate.rubric}: item {item}: {change_names(result.comparison)[0]}"
             name = f"{gate.rubric}/{item}"
             if gate.decision == "regression":
                 case(name, "evaluator.gate.item", failure=message, detail=result.previews.get(item, ""))

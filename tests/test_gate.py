@@ -15,9 +15,10 @@ from scipy.stats import binomtest
 
 from evaluator.datasets import DatasetItem, write_dataset
 from evaluator.gate import (
-    GateOptions, GateUndecidedError, evaluate_gate, mcnemar_exact_p, score_change_interval,
+    GATE_RULE, JUDGE_AGREEMENT, GateOptions, GateUndecidedError, Outcome, Side, compare_rubric,
+    evaluate_gate, mcnemar_one_sided_p, score_change_interval,
 )
-from evaluator.gate_output import gate_junit, gate_markdown
+from evaluator.gate_output import gate_junit, gate_markdown, gate_table
 from evaluator.records import Evaluation, evaluation_id_for
 from evaluator.replay import REPLAY_KIND, replay_trace_id
 from evaluator.rubrics import RubricRegistry
@@ -30,7 +31,8 @@ PASS, FAIL = "factual", "hallucinated"
 
 
 def store_run(db: Path, run_id: str, labels: dict[str, str], rubric: str = "hallucination",
-              status: str = "completed", dataset: str = "unused.jsonl") -> None:
+              status: str = "completed", dataset: str = "unused.jsonl",
+              target: str | None = None) -> None:
     """A replay run whose items got these labels (None: the judge call failed)."""
     found = REGISTRY.get(rubric)
     evaluations = []
@@ -48,7 +50,7 @@ def store_run(db: Path, run_id: str, labels: dict[str, str], rubric: str = "hall
                                           passed=found.passes(score), **common))
     item = DatasetItem(id="x", input="Q?", label_source="judge").line()
     with Store(db) as store:
-        store.start_run(run_id, REPLAY_KIND, {"dataset": dataset})
+        store.start_run(run_id, REPLAY_KIND, {"dataset": dataset, "target": target})
         queries.add_items(store.conn, run_id, [(i, replay_trace_id(run_id, i), item) for i in labels])
         store.write_batch(evaluations=evaluations)
         queries.mark_done(store.conn, run_id, [queries.ItemDone(i, None, None, None) for i in labels])
@@ -81,11 +83,12 @@ def gate(db: Path, run: str = "new", baseline: str | None = "old", **options):
 BASE = {item: (FAIL if i % 8 == 0 else PASS) for i, item in enumerate(items(80))}  # 70 pass
 
 
-@pytest.mark.parametrize(("worse", "better"), [(0, 0), (1, 0), (3, 2), (5, 0), (6, 1), (10, 10),
-                                               (18, 1), (0, 25), (40, 17), (400, 350)])
-def test_mcnemar_exact_matches_scipy_binomtest(worse: int, better: int):
-    expected = binomtest(min(worse, better), worse + better, 0.5).pvalue if worse + better else 1.0
-    assert mcnemar_exact_p(worse, better) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+@pytest.mark.parametrize(("worse", "better"), [(0, 0), (1, 0), (3, 2), (4, 0), (5, 0), (6, 1),
+                                               (10, 10), (18, 1), (0, 25), (40, 17), (400, 350)])
+def test_mcnemar_one_sided_matches_scipy_binomtest(worse: int, better: int):
+    expected = (binomtest(worse, worse + better, 0.5, alternative="greater").pvalue
+                if worse + better else 1.0)
+    assert mcnemar_one_sided_p(worse, better) == pytest.approx(expected, rel=1e-9, abs=1e-15)
 
 
 def test_a_true_regression_fails(db: Path):
@@ -94,7 +97,8 @@ def test_a_true_regression_fails(db: Path):
     result = gate(db)
     (hallucination,) = result.rubrics
     assert result.exit_code == 1 and hallucination.decision == "regression"
-    assert hallucination.mcnemar_p == pytest.approx(binomtest(1, 19, 0.5).pvalue)
+    assert hallucination.mcnemar_p == pytest.approx(
+        binomtest(18, 19, 0.5, alternative="greater").pvalue)
     assert len(hallucination.regressed) == 18 and len(hallucination.fixed) == 1
     assert len(hallucination.known_failures) == 9  # failing in both runs: not regressions
     assert hallucination.shared == 80 and hallucination.score_interval[1] < 0
@@ -107,7 +111,7 @@ def test_noise_within_the_tests_power_passes(db: Path):
     result = gate(db)
     (hallucination,) = result.rubrics
     assert result.exit_code == 0 and hallucination.decision == "pass"
-    assert hallucination.mcnemar_p == pytest.approx(1.0)
+    assert hallucination.mcnemar_p == pytest.approx(0.5)  # P(X >= 3), X ~ Binomial(5, 1/2)
     low, high = hallucination.score_interval
     assert low < 0 < high and len(hallucination.regressed) == 3
 
@@ -131,15 +135,17 @@ def test_items_failing_in_both_runs_are_known_failures_not_regressions(db: Path)
     assert len(result.rubrics[0].known_failures) == 10 and not result.rubrics[0].regressed
 
 
-def test_score_drop_without_pass_fail_flips_is_a_regression(db: Path):
+def test_a_score_drop_without_pass_fail_flips_is_shown_but_does_not_decide(db: Path):
     base = {item: "relevant" for item in items(40)}
     run = {item: ("mostly_relevant" if i < 30 else "relevant") for i, item in enumerate(items(40))}
     store_run(db, "old", base, rubric="relevance")
     store_run(db, "new", run, rubric="relevance")
     (relevance,) = gate(db).rubrics
     assert relevance.mcnemar_p == 1.0 and not relevance.regressed  # 0.75 still passes
-    assert relevance.decision == "regression"
+    assert relevance.decision == "pass", "one rule decides: McNemar on pass/fail, and the floors"
     assert relevance.score_change == pytest.approx(-0.25 * 30 / 40)
+    assert relevance.score_interval[1] < 0
+    assert gate(db, max_regression=0.0).exit_code == 0  # no item crossed the pass threshold
 
 
 def test_absolute_floors(db: Path):
@@ -230,7 +236,8 @@ def test_gate_cli_exit_codes_and_files(db: Path, tmp_path: Path):
     failed = run_gate_cli(db, "--run", "bad", "--baseline", "old", "--junit", str(junit),
                           "--markdown", str(markdown))
     assert failed.returncode == 1, failed.stderr
-    assert "gate: regression (exit 1)" in failed.stdout and "McNemar exact p=" in failed.stdout
+    assert "gate: regression (exit 1)" in failed.stdout
+    assert "exact one-sided McNemar p=" in failed.stdout
     assert ET.parse(junit).getroot().get("failures") == "19"
     assert markdown.read_text().startswith("## Evaluator gate: regression")
     passed = run_gate_cli(db, "--run", "noisy", "--baseline", "old", "--json")
@@ -254,3 +261,90 @@ def test_the_bundled_example_dataset_passes_its_own_gate(tmp_path: Path):
     assert {r.rubric for r in result.rubrics if r.decision == "pass"} == {
         "faithfulness", "hallucination", "refusal", "relevance"}
     assert all(not r.regressed and not r.fixed for r in result.rubrics)
+
+
+# -- one rule decides (issue 14.4) -----------------------------------------------------------------
+
+def test_four_regressions_and_no_fix_in_100_items_is_within_noise(db: Path):
+    """The issue's case: the verdict said regression next to McNemar p = 0.125 (two-sided)."""
+    base = {item: PASS for item in items(100)}
+    store_run(db, "old", base)
+    store_run(db, "new", flipped(base, to_fail=4, to_pass=0))
+    result = gate(db)
+    (hallucination,) = result.rubrics
+    assert hallucination.mcnemar_p == pytest.approx(0.0625)  # 1/2^4, one-sided
+    assert result.exit_code == 0 and hallucination.decision == "pass"
+    assert hallucination.decided_by == ("pass→fail 4, fail→pass 0: exact one-sided McNemar "
+                                        "p=0.0625 >= alpha 0.05")
+    store_run(db, "five", flipped(base, to_fail=5, to_pass=0))  # p = 1/32 < 0.05
+    (five,) = gate(db, run="five").rubrics
+    assert five.decision == "regression" and five.mcnemar_p == pytest.approx(1 / 32)
+    assert five.decided_by == ("pass→fail 5, fail→pass 0: exact one-sided McNemar p=0.0312 "
+                               "< alpha 0.05")
+
+
+def test_the_deciding_statistic_is_in_every_output(db: Path):
+    base = {item: PASS for item in items(100)}
+    store_run(db, "old", base)
+    store_run(db, "new", flipped(base, to_fail=5, to_pass=0))
+    result = gate(db)
+    decided_by = result.rubrics[0].decided_by
+    assert decided_by in gate_markdown(result)
+    assert GATE_RULE in gate_markdown(result)
+    assert decided_by in ET.fromstring(gate_junit(result)).find("testcase/failure").get("message")
+    from rich.console import Console
+    console = Console(width=250, record=True)
+    console.print(gate_table(result))
+    assert decided_by in console.export_text()
+    assert result.to_dict()["rule"] == GATE_RULE
+
+
+def test_false_alarm_rate_is_at_most_alpha_when_items_flip_equally_both_ways():
+    """2,000 simulated comparisons where each item flips either way with the same probability:
+    the share judged a regression must not exceed alpha (it does not, up to Monte Carlo error)."""
+    import numpy as np
+
+    rng = np.random.default_rng(14)
+    options = GateOptions(n_boot=50)
+    worlds, n_items, alpha = 2000, 100, options.alpha
+    discordant = rng.uniform(size=(worlds, n_items)) < rng.uniform(0.01, 0.2, size=(worlds, 1))
+    worse = rng.uniform(size=(worlds, n_items)) < 0.5  # a discordant item flips either way
+    concordant_pass = rng.uniform(size=(worlds, n_items)) < 0.8
+    base_passes = np.where(discordant, worse, concordant_pass)
+    run_passes = np.where(discordant, ~worse, concordant_pass)
+    regressions = 0
+    for w in range(worlds):
+        baseline, run = Side("baseline"), Side("run")
+        for i in range(n_items):
+            baseline.add("r", 1, str(i), Outcome(bool(base_passes[w, i]), float(base_passes[w, i])))
+            run.add("r", 1, str(i), Outcome(bool(run_passes[w, i]), float(run_passes[w, i])))
+        regressions += compare_rubric("r", run, baseline, options).decision == "regression"
+    assert regressions / worlds <= alpha + 2 * (alpha * (1 - alpha) / worlds) ** 0.5
+
+
+def test_rejudged_outputs_against_expected_labels_measure_the_judge(db: Path, tmp_path: Path):
+    """Without --target the outputs are the dataset's own: fail->pass is the judge disagreeing
+    with the expected label, not the application getting better."""
+    from rich.console import Console
+
+    path = tmp_path / "regressions.jsonl"
+    write_dataset(path, [DatasetItem(id=item, input=f"Q {item}?", label_source="judge",
+                                     expected={"hallucination": label})
+                         for item, label in BASE.items()])
+    store_run(db, "rejudged", flipped(BASE, to_fail=0, to_pass=6), dataset=str(path))
+    result = gate(db, run="rejudged", baseline=None)
+    assert result.comparison == JUDGE_AGREEMENT == "judge agreement with expected labels"
+    markdown = gate_markdown(result)
+    console = Console(width=250, record=True)
+    console.print(gate_table(result))
+    for text in (markdown, console.export_text()):
+        assert JUDGE_AGREEMENT in text
+        assert "fail→pass" not in text and "judge pass, expected fail" in text
+    assert result.to_dict()["comparison"] == JUDGE_AGREEMENT
+    store_run(db, "regenerated", flipped(BASE, to_fail=0, to_pass=6), dataset=str(path),
+              target="app:answer")
+    regenerated = gate(db, run="regenerated", baseline=None)
+    assert regenerated.comparison == "new outputs vs expected labels"
+    assert "fail→pass" in gate_markdown(regenerated)
+    store_run(db, "old", BASE)
+    assert gate(db, run="regenerated", baseline="old").comparison == "run vs baseline run"

@@ -114,7 +114,7 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
 @click.option("--max-regression", type=click.FloatRange(0, 1), default=None,
               help="Fail a rubric whose pass rate on the shared items dropped by more than D.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
-              show_default=True, help="Significance level of the paired tests.")
+              show_default=True, help="Level of the exact one-sided McNemar test that decides.")
 @click.option("--min-items", type=click.IntRange(min=1), default=10, show_default=True,
               help="Fewer items scored on both sides than this: could not decide (exit 2).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
@@ -127,8 +127,9 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
 @click.pass_context
 def gate(ctx, run_id, baseline, min_pass_rate, max_regression, alpha, min_items, seed, junit_file,
          markdown_file, db, as_json) -> None:
-    """Compare a replay run with a baseline, per rubric. Exit 0 pass, 1 regression, 2 could not
-    decide (too few items, unfinished run, or an error)."""
+    """Compare a replay run with a baseline, per rubric: a regression is more pass->fail than
+    fail->pass items by the exact one-sided McNemar test at --alpha, or a broken floor. Exit 0
+    pass, 1 regression, 2 could not decide (too few items, unfinished run, or an error)."""
     from evaluator.errors import EvaluatorError
     from evaluator.gate import GateOptions, GateUndecidedError, evaluate_gate
     from evaluator.gate_output import gate_junit, gate_markdown, gate_table, write_text
