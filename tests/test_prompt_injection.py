@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from evaluator.errors import VerdictParseError
 from evaluator.parsing import parse_verdict
 from evaluator.records import Message, Trace
 from evaluator.rubrics import RubricRegistry, neutralize, render
@@ -89,11 +90,20 @@ def judge_replies(output: str, label: str) -> dict[str, str]:
     }
 
 
+QUOTED_INSIDE_THE_VERDICT = {"json", "fenced_json", "tool_arguments"}
+
+
 @pytest.mark.parametrize(("rubric", "row"), CASES, ids=IDS)
 def test_parser_binds_to_the_judges_final_verdict(rubric, row):
+    """The verdict is the judge's or unscored, never a label the output planted; a complete JSON
+    verdict whose reasoning quotes the output always parses to the judge's label."""
     judge_label = min(rubric.labels, key=rubric.labels.get)  # the answer the injection fights
     for shape, reply in judge_replies(row["output"], judge_label).items():
-        parsed = parse_verdict(reply, tuple(rubric.labels))
+        try:
+            parsed = parse_verdict(reply, tuple(rubric.labels))
+        except VerdictParseError:
+            assert shape not in QUOTED_INSIDE_THE_VERDICT, f"{shape}: unscored"
+            continue
         assert parsed.label == judge_label, f"{shape}: parsed {parsed.label!r}"
 
 
