@@ -24,12 +24,13 @@ from evaluator.datasets import DatasetItem, hash_lines, read_dataset, read_manif
 from evaluator.errors import ConfigError, DatasetError, EvaluatorError
 from evaluator.judges.base import JudgeClient
 from evaluator.judges.ledger import JudgeCall
+from evaluator.masking import ingest_masker, payload_masker, storage_masker
 from evaluator.pipeline import WorkItem, evaluate_batch
-from evaluator.records import Evaluation, evaluation_id_for, parse_trace
+from evaluator.records import Evaluation, Trace, evaluation_id_for, parse_trace
 from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.sampling import SampleDecision
 from evaluator.settings import Settings
-from evaluator.store import RubricSummary, Store
+from evaluator.store import RubricSummary, Scope, Store
 from evaluator.store import replay_queries as queries
 from evaluator.targets import Target, load_target
 
@@ -221,6 +222,8 @@ class _Session:
         self.last_flush = time.monotonic()
         self.judge_calls = 0
         self.cached = 0
+        self.mask_for_judge, self.mask_for_store = ingest_masker(), storage_masker()
+        self.mask_text = payload_masker()
 
     async def run(self, pending: Sequence[tuple[str, DatasetItem]]) -> None:
         if self.progress is not None:
@@ -259,12 +262,29 @@ class _Session:
             trace = parse_trace(item.trace_payload(trace_id, output, context))
         except EvaluatorError as exc:
             error = f"cannot judge the output: {exc}"
-            return _ItemResult(queries.ItemDone(item.id, output, error, latency_ms),
-                               [self._error(trace_id, rubric, error) for rubric in setup.rubrics])
+            done = queries.ItemDone(item.id, self._storable(output), error, latency_ms)
+            return _ItemResult(done, [self._error(trace_id, rubric, error)
+                                      for rubric in setup.rubrics])
+        trace, stored = self._masked(trace)
         judged = await evaluate_batch([WorkItem(trace, REPLAY_DECISION)], setup.rubrics,
                                       setup.judge, self.run_id)
-        return _ItemResult(queries.ItemDone(item.id, output, None, latency_ms), judged.evaluations,
-                           judged.judge_calls)
+        return _ItemResult(queries.ItemDone(item.id, stored if output is not None else None, None,
+                                            latency_ms), judged.evaluations, judged.judge_calls)
+
+    def _storable(self, output: str | None) -> str | None:
+        """An output that could not become a trace, masked, lone surrogates escaped (`\\ud800`)."""
+        if output is None:
+            return None
+        output = output.encode("utf-8", "backslashreplace").decode("utf-8")
+        return self.mask_text(output) if self.mask_text else output
+
+    def _masked(self, trace: Trace) -> tuple[Trace, str]:
+        """Like any trace at ingest: the judge gets it masked (unless EVALUATOR_PII_JUDGE_SEES=raw);
+        the output stored in replay_items is always masked (unless EVALUATOR_PII_MODE=off)."""
+        if self.mask_for_judge is not None:  # the storage masker itself
+            trace = self.mask_for_judge(trace)
+            return trace, trace.output
+        return trace, (self.mask_for_store(trace) if self.mask_for_store else trace).output
 
     def _error(self, trace_id: str, rubric: Rubric, reason: str) -> Evaluation:
         """The row an item gets per rubric when there is no output to judge."""
@@ -318,7 +338,7 @@ def _finish(run_id: str, db: Path, status: str, session: _Session, elapsed_s: fl
             done_this_session=counts.done - session.done_before,
             target_errors=counts.target_errors, judge_calls=session.judge_calls,
             cached=session.cached, elapsed_s=elapsed_s,
-            summaries=store.rubric_summary(run_id=run_id),
+            summaries=store.rubric_summary(Scope.run(run_id)),
         )
         store.finish_run(run_id, status, summary=report.to_dict())
     return report

@@ -294,3 +294,60 @@ def test_concurrency_must_be_positive(dataset: Path, tmp_path: Path, settings: S
     with pytest.raises(ConfigError, match="concurrency"):
         start_replay(dataset, tmp_path / "x.duckdb", settings, concurrency=0)
     assert not os.path.exists(tmp_path / "x.duckdb")
+
+
+PII_APP = """
+def answer(question):
+    return {"output": "Sure: write to jane.doe@example.com, SSN 123-45-6789.",
+            "context": ["Customer card 4111 1111 1111 1111 on file."]}
+"""
+RAW_PII = ("jane.doe@example.com", "123-45-6789", "4111 1111 1111 1111")
+
+
+@pytest.mark.parametrize("judge_sees", ["masked", "raw"])
+def test_target_outputs_are_masked_like_any_trace(dataset: Path, tmp_path: Path, monkeypatch,
+                                                  settings: Settings, judge_sees: str):
+    import evaluator.replay as replay
+
+    monkeypatch.setenv("EVALUATOR_PII_JUDGE_SEES", judge_sees)
+    judged: list[str] = []
+    real_evaluate = replay.evaluate_batch
+
+    async def spy(items, *args, **kwargs):  # what the judge is given
+        judged.extend(item.trace.model_dump_json() for item in items)
+        return await real_evaluate(items, *args, **kwargs)
+
+    monkeypatch.setattr(replay, "evaluate_batch", spy)
+    module = app_module(tmp_path, monkeypatch, PII_APP)
+    db = tmp_path / "replay.duckdb"
+    report = start_replay(dataset, db, settings, ["faithfulness"], "offline",
+                          target=f"{module}:answer", run_id="r1")
+    assert report.status == "completed" and len(judged) == 12
+    stored = [o for (o,) in rows(db, "SELECT output FROM replay_items WHERE run_id = 'r1'")]
+    assert len(stored) == 12 and all("<EMAIL_1>" in o for o in stored)
+    with Store(db, read_only=True) as store:
+        text = " ".join(str(row) for table in ("replay_items", "evaluations")
+                        for row in store.conn.execute(f"SELECT * FROM {table}").fetchall())
+    assert not [value for value in RAW_PII if value in text]
+    sent = " ".join(judged)
+    if judge_sees == "masked":
+        assert not [value for value in RAW_PII if value in sent]
+    else:
+        assert all(value in sent for value in RAW_PII)
+
+
+def test_an_unjudgeable_target_output_is_stored_masked(dataset: Path, tmp_path: Path, monkeypatch,
+                                                       settings: Settings):
+    module = app_module(tmp_path, monkeypatch,
+                        'def answer(question):\n    return "mail jane.doe@example.com \\ud800"\n')
+    db = tmp_path / "replay.duckdb"
+    start_replay(dataset, db, settings, ["refusal"], "offline", target=f"{module}:answer",
+                 run_id="r1")
+    stored = rows(db, "SELECT output, target_error FROM replay_items WHERE run_id = 'r1'")
+    assert len(stored) == 12
+    for output, error in stored:
+        assert "jane.doe@example.com" not in output and "<EMAIL_1>" in output, output
+        assert error.startswith("cannot judge the output") and "jane.doe" not in error
+    reasons = rows(db, "SELECT DISTINCT status, reason FROM evaluations WHERE run_id = 'r1'")
+    assert [status for status, _ in reasons] == ["error"]
+    assert "jane.doe@example.com" not in reasons[0][1]
