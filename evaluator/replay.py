@@ -254,7 +254,7 @@ class _Session:
             try:
                 generated = await setup.target.generate(item)
             except Exception as exc:  # the app under test failed on this item: record why
-                error = f"target {setup.target.spec} failed: {_short(exc)}"
+                error = f"target {setup.target.spec} failed: {self._storable(_short(exc))}"
                 return _ItemResult(queries.ItemDone(item.id, None, error, None),
                                    [self._error(trace_id, rubric, error) for rubric in setup.rubrics])
             output, context, latency_ms = generated.output, generated.context, generated.latency_ms
@@ -272,7 +272,8 @@ class _Session:
                                             latency_ms), judged.evaluations, judged.judge_calls)
 
     def _storable(self, output: str | None) -> str | None:
-        """An output that could not become a trace, masked, lone surrogates escaped (`\\ud800`)."""
+        """App text that is not a trace (an output that could not become one, an error message),
+        masked, lone surrogates escaped (`\\ud800`)."""
         if output is None:
             return None
         output = output.encode("utf-8", "backslashreplace").decode("utf-8")

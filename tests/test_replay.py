@@ -351,3 +351,16 @@ def test_an_unjudgeable_target_output_is_stored_masked(dataset: Path, tmp_path: 
     reasons = rows(db, "SELECT DISTINCT status, reason FROM evaluations WHERE run_id = 'r1'")
     assert [status for status, _ in reasons] == ["error"]
     assert "jane.doe@example.com" not in reasons[0][1]
+
+
+def test_a_target_error_is_stored_masked(dataset: Path, tmp_path: Path, monkeypatch,
+                                         settings: Settings):
+    module = app_module(tmp_path, monkeypatch, 'def answer(question):\n'
+                        '    raise RuntimeError("no account for jane.doe@example.com")\n')
+    db = tmp_path / "replay.duckdb"
+    report = start_replay(dataset, db, settings, ["refusal"], "offline", target=f"{module}:answer",
+                          run_id="r1")
+    assert report.target_errors == 12
+    stored = rows(db, "SELECT target_error FROM replay_items UNION ALL SELECT reason FROM evaluations")
+    assert len(stored) == 24
+    assert all("no account for <EMAIL_1>" in text for (text,) in stored), stored[0]
