@@ -7,11 +7,12 @@ import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 
 from evaluator.errors import RubricError
 from evaluator.records import canonical_json, sha256_hex
+from evaluator.rubrics.fit import cut_fields, fit, latest_messages
 from evaluator.rubrics.limits import LimitedSandbox, bound_template, step_budget
 from evaluator.rubrics.model import MAX_PROMPT_CHARS, RenderedPrompt, Rubric
 from evaluator.rubrics.neutralize import data_block, neutralize
@@ -36,6 +37,8 @@ def _environment() -> LimitedSandbox:
 class _Compiled:
     template: Template
     system_message: str
+    fields: frozenset[str]
+    """The trace values the template names: only their text counts against the budget."""
 
 
 _COMPILED: dict[str, _Compiled] = {}
@@ -67,7 +70,8 @@ def _compile(rubric: Rubric) -> _Compiled:
     system = _render_block(rubric, template, "system", static)
     if not system:
         raise RubricError(f"{where}: the system block is empty; write the judge instructions there")
-    return _Compiled(template, f"{system}\n\n{_reply_instructions(rubric)}")
+    fields = frozenset(meta.find_undeclared_variables(tree))
+    return _Compiled(template, f"{system}\n\n{_reply_instructions(rubric)}", fields)
 
 
 def _check_layout(where: str, tree: nodes.Template) -> None:
@@ -105,6 +109,10 @@ def _reply_instructions(rubric: Rubric) -> str:
     )
 
 
+class _TooLong(RubricError):
+    """A block rendered past the prompt limit (render cuts the trace text and tries again)."""
+
+
 def _render_block(rubric: Rubric, template: Template, block: str, values: dict[str, Any]) -> str:
     try:
         pieces, size = [], 0
@@ -112,7 +120,7 @@ def _render_block(rubric: Rubric, template: Template, block: str, values: dict[s
             for piece in template.blocks[block](template.new_context(values)):
                 size += len(piece)
                 if size > MAX_PROMPT_CHARS:
-                    raise RubricError(
+                    raise _TooLong(
                         f"rubric {rubric.ref}: the {block} block renders past "
                         f"{MAX_PROMPT_CHARS:,} characters; shorten the template or what it repeats"
                     )
@@ -149,30 +157,61 @@ def _trace_values(rubric: Rubric, trace: Trace) -> dict[str, Any]:
         "criterion": rubric.criterion,
         "labels": list(rubric.labels),
         "question": neutralize(trace.question),
-        "messages": [
+        "messages": latest_messages([
             {"role": neutralize(m.role), "content": neutralize(m.content)} for m in messages
-        ],
+        ]),
         "system": neutralize(trace.system or ""),
         "context": [neutralize(doc) for doc in trace.context],
         "output": neutralize(trace.output),
-        "truncated": [neutralize(name) for name in trace.truncated],
     }
+
+
+_NOTE_ROOM = 300
+"""Characters kept free for the note naming the cut fields."""
+_MIN_BUDGET = 1_000
+"""Trace text below this cannot be what overflows a prompt: the template itself does."""
+_FIT_ATTEMPTS = 6
+
+
+def _user_message(rubric: Rubric, compiled: _Compiled, values: dict[str, Any]) -> tuple[str, bool]:
+    """The user message with the trace text cut to what fits the prompt; whether anything was
+    cut. A template that repeats the data gets shorter cuts, attempt by attempt."""
+    room = MAX_PROMPT_CHARS - len(compiled.system_message) - _NOTE_ROOM
+    budget = room
+    for _ in range(_FIT_ATTEMPTS):
+        fitted, chars = fit(values, compiled.fields, budget)
+        cut = cut_fields(fitted, compiled.fields)
+        try:
+            user = _render_block(rubric, compiled.template, "user", {**fitted, "truncated": cut})
+        except _TooLong:
+            if chars // 2 < _MIN_BUDGET:
+                raise
+            budget = chars // 2
+            continue
+        if len(user) <= room:
+            return _with_cut_note(user, cut), bool(cut)
+        budget = int(chars * room / len(user) * 0.95)
+        if budget < _MIN_BUDGET:
+            break
+    raise RubricError(f"rubric {rubric.ref}: the prompt exceeds {MAX_PROMPT_CHARS:,} characters "
+                      "even with the trace text cut; shorten the template or what it repeats")
+
+
+def _with_cut_note(user: str, cut: list[str]) -> str:
+    """Our note naming the cut fields (names from fit.NOTED_FIELDS, never trace text)."""
+    if not cut:
+        return user
+    return (f"Note: these fields were too long and were truncated before evaluation: "
+            f"{', '.join(cut)}. Judge only the text shown; the cut itself is not a flaw of the "
+            f"response.\n\n{user}")
 
 
 @timed("render")
 def render(rubric: Rubric, trace: Trace) -> RenderedPrompt:
-    """The judge messages for one rubric and trace: static system text, then the trace data."""
+    """The judge messages for one rubric and trace: static system text, then the trace data,
+    cut to the prompt budget when it holds more."""
     compiled = _compiled(rubric)
-    values = _trace_values(rubric, trace)
-    user = _render_block(rubric, compiled.template, "user", values)
-    if values["truncated"]:
-        user = (
-            f"Note: these fields were too long and were truncated before evaluation: "
-            f"{', '.join(values['truncated'])}. Judge only the text shown; the cut itself is not "
-            f"a flaw of the response.\n\n{user}"
-        )
-    if len(compiled.system_message) + len(user) > MAX_PROMPT_CHARS:
-        raise RubricError(f"rubric {rubric.ref}: prompt exceeds {MAX_PROMPT_CHARS:,} characters")
+    user, truncated = _user_message(rubric, compiled, _trace_values(rubric, trace))
     messages = (
         {"role": "system", "content": compiled.system_message},
         {"role": "user", "content": user},
@@ -180,7 +219,7 @@ def render(rubric: Rubric, trace: Trace) -> RenderedPrompt:
     return RenderedPrompt(
         messages=messages,
         prompt_hash=sha256_hex(canonical_json(messages)),
-        truncated=bool(trace.truncated),
+        truncated=truncated,
     )
 
 
