@@ -87,22 +87,27 @@ def run(traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json) -> None
 
 @cli.command()
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
-@click.option("--run", "run_id", default=None, help="Only this run.")
+@click.option("--run", "run_id", default=None,
+              help="Only this run (a replay or an `evaluator run`) [default: production traffic].")
+@click.option("--all-runs", is_flag=True, help="Production traffic and every replay run together.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a self-contained HTML report with charts to this file.")
 @click.option("--since", default=None, help="HTML report: only data since (7d, 24h, or an ISO date).")
-def report(db, run_id, as_json, html_file, since) -> None:
-    """Summarize stored evaluations (works while a sink is writing)."""
+def report(db, run_id, all_runs, as_json, html_file, since) -> None:
+    """Summarize stored evaluations of production traffic, or of --run RUN, or --all-runs
+    (works while a sink is writing)."""
     from evaluator.report import database_report, judge_tables, summary_table
+    from evaluator.store.scope import Scope
 
+    scope = Scope.from_options(run_id, all_runs)
     if html_file is not None:
         from evaluator.html_report import write_html_report
 
-        written = write_html_report(db or _settings().db_path, html_file, since=since, run_id=run_id)
+        written = write_html_report(db or _settings().db_path, html_file, since=since, scope=scope)
         click.echo(f"wrote {written}")
         return
-    data = database_report(db or _settings().db_path, run_id)
+    data = database_report(db or _settings().db_path, scope)
     summaries = data.pop("_summaries")
     if as_json:
         _print_json(data)
@@ -110,7 +115,8 @@ def report(db, run_id, as_json, html_file, since) -> None:
     from evaluator.report import console as make_console
 
     console = make_console()
-    console.print(summary_table(summaries, title=f"Evaluations in {data['db']}"))
+    title = f"Evaluations in {data['db']}: {scope.describe()}"
+    console.print(summary_table(summaries, title=title))
     console.print(f"status counts: {data['status_counts']}; dead letters: {data['dead_letters']}")
     for table in judge_tables(data):
         console.print(table)

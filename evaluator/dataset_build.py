@@ -3,6 +3,7 @@
 A trace qualifies when its latest verdict on a rubric fails: the judge's, or a human's, which
 overrides the judge's for that rubric (`--label-source both`), so a judge failure that people
 marked as a pass is left out and a failure people confirmed is marked `label_source: human`.
+Verdicts come from production traffic unless the build names a run (`--run`, `--all-runs`).
 Rebuilding appends inputs the dataset does not have yet and keeps every earlier item.
 """
 
@@ -13,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from evaluator.datasets import (
     ITEM_ID_CHARS, DatasetItem, DatasetManifest, check_name, read_dataset, read_manifest,
@@ -23,6 +24,10 @@ from evaluator.errors import DatasetError
 from evaluator.pii import PiiConfig, PiiMasker
 from evaluator.records import Trace, utcnow
 from evaluator.rubrics import RubricRegistry, parse_ref
+from evaluator.store.scope import PRODUCTION, REPLAY_KIND, Scope
+
+if TYPE_CHECKING:
+    from evaluator.store import Store
 
 LabelSourceOption = Literal["judge", "human", "both"]
 LABEL_SOURCES: tuple[LabelSourceOption, ...] = ("judge", "human", "both")
@@ -53,10 +58,12 @@ class BuildOptions:
     label_source: LabelSourceOption = "both"
     limit: int | None = None
     """Most new items added by this build; the rest are left for the next one."""
+    scope: Scope = PRODUCTION
 
     def describe(self) -> dict[str, Any]:
         return {"db": str(self.db), "rubric": self.rubric, "since": self.since,
-                "label_source": self.label_source, "limit": self.limit}
+                "label_source": self.label_source, "limit": self.limit,
+                "scope": self.scope.to_dict()}
 
 
 @dataclass
@@ -140,6 +147,16 @@ def _judge_verdicts(rows) -> dict[str, dict[str, _Verdict]]:
     return verdicts
 
 
+def _check_scope(store: Store, scope: Scope) -> None:
+    """A named run must exist and judge stored traces (a replay judges dataset items)."""
+    store.check_scope(scope)
+    run = store.run(scope.run_id) if scope.run_id else None
+    if run is not None and run.kind == REPLAY_KIND:
+        raise DatasetError(f"run {run.run_id!r} is a replay: it judged dataset items, not stored"
+                           " traces, so no item can be built from it; name an `evaluator run`"
+                           " or leave out --run for production traffic")
+
+
 def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[DatasetItem]:
     """Qualifying traces as items, oldest failure first."""
     from evaluator.store import Store
@@ -151,14 +168,17 @@ def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[Dataset
     if options.rubric:
         registry.get(options.rubric)  # an unknown rubric is a typo: say so before reading
     since = parse_since(options.since) if options.since else None
-    source = options.label_source
+    source, scope = options.label_source, options.scope
     with Store(options.db, read_only=True) as store:
-        judged = (_judge_verdicts(failing_judge_verdicts(store.conn, criterion, version, since))
+        _check_scope(store, scope)
+        judged = (_judge_verdicts(failing_judge_verdicts(store.conn, scope, criterion, version,
+                                                         since))
                   if source != "human" else {})
-        humans = _human_verdicts(human_labels(store.conn), registry) if source != "judge" else {}
+        humans = (_human_verdicts(human_labels(store.conn, scope), registry)
+                  if source != "judge" else {})
         if source == "both":  # the judge's verdicts on the rubrics people did not label
             unjudged = sorted(humans.keys() - judged.keys())
-            judged.update(_judge_verdicts(latest_judge_verdicts(store.conn, unjudged)))
+            judged.update(_judge_verdicts(latest_judge_verdicts(store.conn, scope, unjudged)))
         chosen: list[tuple[datetime, str, dict[str, _Verdict], list[str]]] = []
         for trace_id in judged.keys() | humans.keys():
             verdicts = {**judged.get(trace_id, {}), **humans.get(trace_id, {})}

@@ -8,6 +8,7 @@ from typing import Any
 
 from evaluator.store import RubricSummary, Store
 from evaluator.store.cost_queries import SPEND_KEYS, repeat_agreement, spend_by
+from evaluator.store.scope import PRODUCTION, Scope
 
 
 def _pct(value: float | None) -> str:
@@ -43,19 +44,22 @@ def console():
     return Console(width=max(probe.width, 160)) if not probe.is_terminal else probe
 
 
-def database_report(db_path: Path, run_id: str | None = None) -> dict[str, Any]:
-    """Everything `evaluator report` shows, read from a store another process may be writing."""
+def database_report(db_path: Path, scope: Scope = PRODUCTION) -> dict[str, Any]:
+    """Everything `evaluator report` shows of one scope (production traffic unless told), read
+    from a store another process may be writing. Dead letters are never part of a run."""
     with Store(db_path, read_only=True) as store:
-        summaries = store.rubric_summary(run_id=run_id)
+        store.check_scope(scope)
+        summaries = store.rubric_summary(scope)
         return {
             "db": str(db_path),
-            "run_id": run_id,
-            "status_counts": store.status_counts(),
+            "scope": scope.to_dict(),
+            "run_id": scope.run_id,
+            "status_counts": store.status_counts(scope),
             "dead_letters": store.dead_letter_count(),
             "rubrics": [s.to_dict() for s in summaries],
-            "judge_spend": {group: [row.to_dict() for row in spend_by(store.conn, group, run_id)]
+            "judge_spend": {group: [row.to_dict() for row in spend_by(store.conn, group, scope)]
                             for group in SPEND_KEYS},
-            "repeat_agreement": [row.to_dict() for row in repeat_agreement(store.conn, run_id)],
+            "repeat_agreement": [row.to_dict() for row in repeat_agreement(store.conn, scope)],
             "_summaries": summaries,
         }
 

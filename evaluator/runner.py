@@ -20,7 +20,7 @@ from evaluator.rubrics import RubricRegistry
 from evaluator.sampling_config import check_rubric_names, sampling_policy
 from evaluator.settings import Settings
 from evaluator.spend import BudgetPacer, LedgerSpend
-from evaluator.store import RubricSummary, Store
+from evaluator.store import RubricSummary, Scope, Store
 from evaluator.worker.actors import WorkerContext, register_evaluate_actor, work_message
 from evaluator.worker.broker import build_broker
 from evaluator.worker.channel import InMemoryChannel
@@ -133,7 +133,7 @@ def run_embedded(
         broker.close()
 
     with Store(db_path) as store:
-        report.summaries = store.rubric_summary(run_id=report.run_id)
+        report.summaries = store.rubric_summary(Scope.run(report.run_id))
         report.elapsed_s = time.perf_counter() - started
         store.finish_run(report.run_id, "completed", summary=report.to_dict())
     return report

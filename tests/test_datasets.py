@@ -87,7 +87,8 @@ def test_manifest_hash_is_the_file_hash_and_records_the_build(db: Path, tmp_path
     assert manifest.content_hash == content_hash(read_dataset(result.path))
     assert manifest.version == 1 and manifest.item_count == 1 and manifest.name == "regressions"
     assert manifest.built_from == {"db": str(db), "rubric": "hallucination", "since": None,
-                                   "label_source": "judge", "limit": None}
+                                   "label_source": "judge", "limit": None,
+                                   "scope": {"kind": "production", "run_id": None}}
     again = build_dataset(options(db, rubric="hallucination", label_source="judge"), tmp_path,
                           REGISTRY)
     assert again.added == 0 and again.manifest.version == 1  # nothing new: same version

@@ -15,7 +15,7 @@ import pytest
 
 from evaluator.errors import StoreError
 from evaluator.records import DeadLetter, Evaluation, Trace
-from evaluator.store import LATEST_VERSION, MIGRATIONS, Migration, Store, StoredTrace
+from evaluator.store import LATEST_VERSION, MIGRATIONS, Migration, Scope, Store, StoredTrace
 from evaluator.store.arrow_batches import DEAD_LETTER_SCHEMA, EVALUATION_SCHEMA, TRACE_SCHEMA
 from evaluator.store.migrations import applied_numbers, apply_migrations
 
@@ -214,9 +214,10 @@ def test_rubric_summary_numbers(db):
     Store.write_once(db, rows)
     with Store(db, read_only=True) as store:
         v1, v2 = store.rubric_summary()
-        only_run_2 = store.rubric_summary(run_id="run-2")
+        only_run_2 = store.rubric_summary(Scope.run("run-2"))
         assert store.status_counts() == {"scored": 3, "unscored": 1, "error": 2, "skipped": 1}
-        assert store.status_counts(run_id="run-2") == {"scored": 0, "unscored": 0, "error": 1, "skipped": 0}
+        assert store.status_counts(Scope.run("run-2")) == {
+            "scored": 0, "unscored": 0, "error": 1, "skipped": 0}
     assert (v1.rubric, v1.rubric_version, v1.judge) == ("faithfulness", 1, "offline")
     assert (v1.evaluated, v1.scored, v1.passed) == (6, 3, 2)
     assert v1.pass_rate == pytest.approx(2 / 3)

@@ -1,8 +1,9 @@
 """Aggregate the store into time windows, the only input the rule functions need.
 
 Windows run over `evaluations.created_at`, the time a score became known, and end at `now`:
-(now - window, now], then the window before it, and so on. The SQL fragments below are fixed
-strings chosen by measure; every value from the config travels as a bound parameter.
+(now - window, now], then the window before it, and so on. Alerts watch production traffic:
+replay runs judge datasets, so their rows never count (store.scope). The SQL fragments below are
+fixed strings chosen by measure; every value from the config travels as a bound parameter.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import duckdb
+
+from evaluator.store.scope import PRODUCTION
 
 MAX_EXAMPLES = 10
 
@@ -66,7 +69,7 @@ _MEASURES: dict[str, tuple[str, str, str, str]] = {
     ),
 }
 
-_IN_WINDOW = "created_at > $start AND created_at <= $end"
+_IN_WINDOW = f"created_at > $start AND created_at <= $end AND {PRODUCTION.sql()}"
 
 
 def window_bounds(now: datetime, length: timedelta, count: int) -> list[tuple[datetime, datetime]]:

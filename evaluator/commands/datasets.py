@@ -35,16 +35,21 @@ def datasets() -> None:
               show_default=True, help="Whose failing verdicts count; human labels override the judge's.")
 @click.option("--limit", type=click.IntRange(min=0), default=None,
               help="Add at most N new items (the rest are left for the next build).")
+@click.option("--run", "run_id", default=None,
+              help="Only this `evaluator run` [default: production traffic].")
+@click.option("--all-runs", is_flag=True, help="Production traffic and every run.")
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-def datasets_build(name, rubric, since, label_source, limit, db, as_json) -> None:
-    """Turn failed evaluations into dataset items (PII-masked, one per distinct input).
-    Rebuilding appends new items and keeps every earlier one."""
+def datasets_build(name, rubric, since, label_source, limit, run_id, all_runs, db, as_json) -> None:
+    """Turn failed evaluations of production traffic into dataset items (PII-masked, one per
+    distinct input). Rebuilding appends new items and keeps every earlier one."""
     from evaluator.dataset_build import BuildOptions, build_dataset
     from evaluator.rubrics import RubricRegistry
+    from evaluator.store.scope import Scope
 
     settings = _settings()
-    options = BuildOptions(name, db or settings.db_path, rubric, since, label_source, limit)
+    options = BuildOptions(name, db or settings.db_path, rubric, since, label_source, limit,
+                           Scope.from_options(run_id, all_runs))
     result = build_dataset(options, settings.datasets_dir, RubricRegistry.load(settings.rubrics_dir))
     manifest = result.manifest
     if as_json:

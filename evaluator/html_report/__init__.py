@@ -13,6 +13,7 @@ from typing import Any
 from evaluator.errors import ConfigError, EvaluatorError
 from evaluator.records import utcnow
 from evaluator.store import Store
+from evaluator.store.scope import PRODUCTION, Scope
 
 LATEST_ALERTS = 10
 AGREEMENT_BOOTSTRAP = 500
@@ -58,9 +59,10 @@ def agreement_groups(store: Store, rubrics_dir: Path) -> tuple[list[dict[str, An
 
 
 def write_html_report(db_path: str | Path, out_path: str | Path, since: str | None = None,
-                      run_id: str | None = None, now: datetime | None = None,
+                      scope: Scope = PRODUCTION, now: datetime | None = None,
                       rubrics_dir: Path | None = None) -> Path:
-    """Read the store (also while a sink writes) and write the report; returns its path."""
+    """Read the store (also while a sink writes) and write the report of one scope (production
+    traffic unless told; agreement and alerts are always production's); returns its path."""
     from evaluator.alerts.state import latest_alerts
     from evaluator.html_report.data import collect
     from evaluator.html_report.page import render_page
@@ -69,7 +71,8 @@ def write_html_report(db_path: str | Path, out_path: str | Path, since: str | No
     now = now or utcnow()
     rubrics_dir = rubrics_dir or Settings.from_env().rubrics_dir
     with Store(db_path, read_only=True) as store:
-        data = collect(store.conn, str(db_path), parse_since(since, now), run_id, now)
+        data = collect(store.conn, str(db_path), parse_since(since, now), store.check_scope(scope),
+                       now)
         alerts = latest_alerts(store.conn, LATEST_ALERTS)
         groups, note = agreement_groups(store, rubrics_dir)
     out = Path(out_path)

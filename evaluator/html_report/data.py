@@ -15,16 +15,31 @@ from typing import Any
 import duckdb
 
 from evaluator.records import Trace
+from evaluator.store.scope import Scope
 
 WORST_EXAMPLES = 12
 
-_FROM = """
-FROM evaluations e LEFT JOIN traces t USING (trace_id)
-WHERE ($run_id IS NULL OR e.run_id = $run_id)
-  AND ($since IS NULL OR coalesce(t.start_time, e.created_at) >= $since)
-"""
 _WHEN = "coalesce(t.start_time, e.created_at)"
 _SCORED = "e.status = 'scored'"
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The evaluations the report reads: a scope, and a start time when given."""
+
+    scope: Scope
+    since: datetime | None
+
+    @property
+    def sql(self) -> str:
+        """FROM and WHERE clauses over `e` (evaluations) and `t` (their traces)."""
+        return (" FROM evaluations e LEFT JOIN traces t USING (trace_id)"
+                f" WHERE {self.scope.sql('e.run_id')}"
+                f" AND ($since IS NULL OR {_WHEN} >= $since)")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {**self.scope.params(), "since": self.since}
 
 
 @dataclass
@@ -43,7 +58,7 @@ class ReportData:
     generated_at: datetime
     db: str
     since: datetime | None
-    run_id: str | None
+    scope: Scope
     totals: dict[str, Any]
     rubrics: list[str]
     over_time: Bucketed
@@ -55,19 +70,15 @@ class ReportData:
     worst: list[dict[str, Any]]
 
 
-def _params(run_id: str | None, since: datetime | None) -> dict[str, Any]:
-    return {"run_id": run_id, "since": since}
-
-
-def totals(conn: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> dict[str, Any]:
+def totals(conn: duckdb.DuckDBPyConnection, selected: Rows) -> dict[str, Any]:
     row = conn.execute(
         "SELECT count(*), count(DISTINCT e.trace_id), count(*) FILTER (WHERE e.status = 'scored'),"
         " count(*) FILTER (WHERE e.status = 'unscored'), count(*) FILTER (WHERE e.status = 'error'),"
         " count(*) FILTER (WHERE e.status = 'skipped'), min(" + _WHEN + "), max(" + _WHEN + "),"
         " string_agg(DISTINCT e.judge, ', ' ORDER BY e.judge),"
         " sum(e.sample_weight * CAST(e.passed AS DOUBLE)) FILTER (WHERE " + _SCORED + ")"
-        " / sum(e.sample_weight) FILTER (WHERE " + _SCORED + ")" + _FROM,
-        params,
+        " / sum(e.sample_weight) FILTER (WHERE " + _SCORED + ")" + selected.sql,
+        selected.params,
     ).fetchone()
     keys = ("evaluations", "traces", "scored", "unscored", "errors", "skipped", "first", "last",
             "judges", "pass_rate")
@@ -94,7 +105,7 @@ def bucket_size(first: datetime, last: datetime, scored_per_rubric: float) -> tu
     return several[-1] if several else fitting[0]
 
 
-def over_time(conn: duckdb.DuckDBPyConnection, params: dict[str, Any], first: datetime | None,
+def over_time(conn: duckdb.DuckDBPyConnection, selected: Rows, first: datetime | None,
               last: datetime | None, scored_per_rubric: float) -> Bucketed:
     if first is None or last is None:
         return Bucketed("hour")
@@ -106,8 +117,8 @@ def over_time(conn: duckdb.DuckDBPyConnection, params: dict[str, Any], first: da
         f"SELECT e.rubric, CAST(floor((epoch({_WHEN}) - $origin) / $seconds) AS BIGINT), count(*),"
         " sum(e.sample_weight * CAST(e.passed AS DOUBLE)) / sum(e.sample_weight),"
         " sum(e.sample_weight * e.score) / sum(e.sample_weight)"
-        + _FROM + f" AND {_SCORED} GROUP BY ALL ORDER BY ALL",
-        {**params, "origin": origin, "seconds": seconds},
+        + selected.sql + f" AND {_SCORED} GROUP BY ALL ORDER BY ALL",
+        {**selected.params, "origin": origin, "seconds": seconds},
     ).fetchall()
     result = Bucketed(unit, [datetime.fromtimestamp(origin + k * seconds, timezone.utc)
                              for k in range(count)])
@@ -120,12 +131,12 @@ def over_time(conn: duckdb.DuckDBPyConnection, params: dict[str, Any], first: da
     return result
 
 
-def label_mix(conn: duckdb.DuckDBPyConnection, params: dict[str, Any]
+def label_mix(conn: duckdb.DuckDBPyConnection, selected: Rows
               ) -> dict[str, list[tuple[str, float, int, float]]]:
     rows = conn.execute(
-        "SELECT e.rubric, e.label, count(*), sum(e.sample_weight), avg(e.score)" + _FROM
+        "SELECT e.rubric, e.label, count(*), sum(e.sample_weight), avg(e.score)" + selected.sql
         + f" AND {_SCORED} AND e.label IS NOT NULL GROUP BY ALL ORDER BY e.rubric, avg(e.score) DESC",
-        params,
+        selected.params,
     ).fetchall()
     mix: dict[str, list[tuple[str, float, int, float]]] = {}
     weights: dict[str, float] = {}
@@ -136,15 +147,15 @@ def label_mix(conn: duckdb.DuckDBPyConnection, params: dict[str, Any]
     return mix
 
 
-def pass_rate_by(conn: duckdb.DuckDBPyConnection, params: dict[str, Any], column: str
+def pass_rate_by(conn: duckdb.DuckDBPyConnection, selected: Rows, column: str
                  ) -> dict[str, dict[str, tuple[float | None, int]]]:
     """{group value: {rubric: (weighted pass rate, n)}} by trace model or prompt version."""
     assert column in ("model", "prompt_version")  # a column name, never user input
     rows = conn.execute(
         f"SELECT coalesce(t.{column}, '(unknown)'), e.rubric, count(*),"
         " sum(e.sample_weight * CAST(e.passed AS DOUBLE)) / sum(e.sample_weight)"
-        + _FROM + f" AND {_SCORED} GROUP BY ALL ORDER BY ALL",
-        params,
+        + selected.sql + f" AND {_SCORED} GROUP BY ALL ORDER BY ALL",
+        selected.params,
     ).fetchall()
     grouped: dict[str, dict[str, tuple[float | None, int]]] = {}
     for group, rubric, n, rate in rows:
@@ -152,27 +163,27 @@ def pass_rate_by(conn: duckdb.DuckDBPyConnection, params: dict[str, Any], column
     return grouped
 
 
-def cost_per_day(conn: duckdb.DuckDBPyConnection, params: dict[str, Any]
+def cost_per_day(conn: duckdb.DuckDBPyConnection, selected: Rows
                  ) -> list[tuple[str, float, int, int]]:
     """(day, known cost, judge calls, calls of unknown cost); calls = attempts > 0, not cached."""
     rows = conn.execute(
         "SELECT strftime(date_trunc('day', e.created_at), '%Y-%m-%d'), coalesce(sum(e.cost_usd), 0),"
-        " count(*), count(*) FILTER (WHERE e.cost_usd IS NULL)" + _FROM
+        " count(*), count(*) FILTER (WHERE e.cost_usd IS NULL)" + selected.sql
         + " AND e.attempts > 0 AND NOT e.cached GROUP BY ALL ORDER BY 1",
-        params,
+        selected.params,
     ).fetchall()
     return [(day, float(cost), calls, unknown) for day, cost, calls, unknown in rows]
 
 
-def worst_examples(conn: duckdb.DuckDBPyConnection, params: dict[str, Any],
+def worst_examples(conn: duckdb.DuckDBPyConnection, selected: Rows,
                    limit: int = WORST_EXAMPLES) -> list[dict[str, Any]]:
     """The lowest-scored evaluations (one per trace), with the judge's reasoning and the trace."""
     rows = conn.execute(
         "SELECT e.trace_id, e.rubric, e.rubric_version, e.judge, e.label, e.score, e.reasoning,"
-        f" {_WHEN}, t.model, t.prompt_version, t.trace_json" + _FROM + f" AND {_SCORED}"
+        f" {_WHEN}, t.model, t.prompt_version, t.trace_json" + selected.sql + f" AND {_SCORED}"
         " QUALIFY row_number() OVER (PARTITION BY e.trace_id ORDER BY e.score, e.rubric) = 1"
         " ORDER BY e.score, e.sample_weight DESC, e.trace_id LIMIT $limit",
-        {**params, "limit": limit},
+        {**selected.params, "limit": limit},
     ).fetchall()
     examples = []
     for (trace_id, rubric, version, judge, label, score, reasoning, when, model, prompt_version,
@@ -188,15 +199,15 @@ def worst_examples(conn: duckdb.DuckDBPyConnection, params: dict[str, Any],
 
 
 def collect(conn: duckdb.DuckDBPyConnection, db: str, since: datetime | None,
-            run_id: str | None, now: datetime) -> ReportData:
-    params = _params(run_id, since)
-    summary = totals(conn, params)
-    mix = label_mix(conn, params)
+            scope: Scope, now: datetime) -> ReportData:
+    selected = Rows(scope, since)
+    summary = totals(conn, selected)
+    mix = label_mix(conn, selected)
     per_rubric = summary["scored"] / max(1, len(mix))
     return ReportData(
-        generated_at=now, db=db, since=since, run_id=run_id, totals=summary, rubrics=sorted(mix),
-        over_time=over_time(conn, params, summary["first"], summary["last"], per_rubric),
-        label_mix=mix, by_model=pass_rate_by(conn, params, "model"),
-        by_prompt_version=pass_rate_by(conn, params, "prompt_version"),
-        cost_per_day=cost_per_day(conn, params), worst=worst_examples(conn, params),
+        generated_at=now, db=db, since=since, scope=scope, totals=summary, rubrics=sorted(mix),
+        over_time=over_time(conn, selected, summary["first"], summary["last"], per_rubric),
+        label_mix=mix, by_model=pass_rate_by(conn, selected, "model"),
+        by_prompt_version=pass_rate_by(conn, selected, "prompt_version"),
+        cost_per_day=cost_per_day(conn, selected), worst=worst_examples(conn, selected),
     )

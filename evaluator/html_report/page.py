@@ -205,13 +205,11 @@ def _kpis(data: ReportData, alerts: Sequence[StoredAlert]) -> str:
 def render_page(data: ReportData, alerts: Sequence[StoredAlert], agreement_groups: Sequence[dict],
                 agreement_note: str | None) -> str:
     t = data.totals
-    scope = []
+    scope = [data.scope.describe()]
     if data.since:
         scope.append(f"since {_when(data.since)}")
-    if data.run_id:
-        scope.append(f"run {data.run_id}")
     meta = (f"{data.db} · traces from {_when(t['first'])} to {_when(t['last'])} · judges:"
-            f" {t['judges'] or '-'}{' · ' + ', '.join(scope) if scope else ''}"
+            f" {t['judges'] or '-'} · {', '.join(scope)}"
             f" · generated {_when(data.generated_at)}")
     weighted = "Weighted by sampling weight, so rates estimate all traffic."
     unit = data.over_time.unit

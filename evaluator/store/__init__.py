@@ -3,13 +3,16 @@
 from evaluator.store.duckdb_store import Store
 from evaluator.store.migrations import LATEST_VERSION, MIGRATIONS, Migration
 from evaluator.store.models import RubricSummary, RunRecord, StoredTrace, WriteResult
+from evaluator.store.scope import PRODUCTION, Scope
 
 __all__ = [
     "LATEST_VERSION",
     "MIGRATIONS",
     "Migration",
+    "PRODUCTION",
     "RubricSummary",
     "RunRecord",
+    "Scope",
     "Store",
     "StoredTrace",
     "WriteResult",

@@ -9,6 +9,8 @@ from typing import Any
 
 import duckdb
 
+from evaluator.store.scope import PRODUCTION, Scope
+
 SPEND_KEYS = {"judge": "judge", "rubric": "coalesce(rubric, '-')",
               "day": "strftime(created_at, '%Y-%m-%d')"}
 """How the ledger can be grouped (day in UTC: the store's session time zone)."""
@@ -24,7 +26,7 @@ SELECT {key} AS key,
     count(*) FILTER (WHERE cost_usd IS NULL) AS unknown_cost_calls,
     avg(latency_ms) FILTER (WHERE NOT cached) AS mean_latency_ms
 FROM judge_calls
-WHERE $run_id IS NULL OR run_id = $run_id
+WHERE {scope}
 GROUP BY ALL
 ORDER BY key
 """
@@ -35,7 +37,7 @@ SELECT rubric,
     count(*) FILTER (WHERE stability < 1) AS disagreeing,
     avg(stability) AS mean_stability
 FROM evaluations
-WHERE stability IS NOT NULL AND ($run_id IS NULL OR run_id = $run_id)
+WHERE stability IS NOT NULL AND {scope}
 GROUP BY rubric
 ORDER BY rubric
 """
@@ -95,16 +97,17 @@ class RepeatAgreement:
         return {**asdict(self), "disagreement_rate": self.disagreement_rate}
 
 
-def spend_by(conn: duckdb.DuckDBPyConnection, group: str, run_id: str | None = None) -> list[Spend]:
+def spend_by(conn: duckdb.DuckDBPyConnection, group: str,
+             scope: Scope = PRODUCTION) -> list[Spend]:
     """Ledger totals grouped by `group`: judge, rubric or day."""
-    sql = _SPEND_SQL.format(key=SPEND_KEYS[group])
-    return [Spend(*row) for row in conn.execute(sql, {"run_id": run_id}).fetchall()]
+    sql = _SPEND_SQL.format(key=SPEND_KEYS[group], scope=scope.sql())
+    return [Spend(*row) for row in conn.execute(sql, scope.params()).fetchall()]
 
 
 def repeat_agreement(conn: duckdb.DuckDBPyConnection,
-                     run_id: str | None = None) -> list[RepeatAgreement]:
-    return [RepeatAgreement(*row)
-            for row in conn.execute(_REPEATS_SQL, {"run_id": run_id}).fetchall()]
+                     scope: Scope = PRODUCTION) -> list[RepeatAgreement]:
+    sql = _REPEATS_SQL.format(scope=scope.sql())
+    return [RepeatAgreement(*row) for row in conn.execute(sql, scope.params()).fetchall()]
 
 
 def known_spend_on(conn: duckdb.DuckDBPyConnection, day: date) -> float:

@@ -30,6 +30,7 @@ from evaluator.store.arrow_batches import (
 )
 from evaluator.store.migrations import apply_migrations, require_current
 from evaluator.store.models import RubricSummary, RunRecord, StoredTrace, WriteResult
+from evaluator.store.scope import PRODUCTION, Scope
 
 _LOCK_MESSAGES = (
     "could not set lock",
@@ -183,19 +184,24 @@ class Store:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def rubric_summary(self, run_id: str | None = None) -> list[RubricSummary]:
-        return queries.rubric_summary(self.conn, run_id)
+    def check_scope(self, scope: Scope) -> Scope:
+        """The scope, once a run it names is known to exist here (else a StoreError)."""
+        return scope.check(self.conn, str(self.path))
 
-    def status_counts(self, run_id: str | None = None) -> dict[str, int]:
-        return queries.status_counts(self.conn, run_id)
+    def rubric_summary(self, scope: Scope = PRODUCTION) -> list[RubricSummary]:
+        return queries.rubric_summary(self.conn, scope)
+
+    def status_counts(self, scope: Scope = PRODUCTION) -> dict[str, int]:
+        return queries.status_counts(self.conn, scope)
 
     def dead_letter_count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
 
     def evaluations(self, run_id: str | None = None, trace_id: str | None = None,
                     rubric: str | None = None, limit: int | None = None) -> list[Evaluation]:
-        """Oldest first (created_at, then evaluation_id)."""
-        return queries.evaluations(self.conn, run_id, trace_id, rubric, limit)
+        """Stored rows (of every run, or of one), oldest first (created_at, then evaluation_id)."""
+        scope = Scope.everything() if run_id is None else Scope.run(run_id)
+        return queries.evaluations(self.conn, scope, trace_id, rubric, limit)
 
     def traces(self, trace_ids: Sequence[str] | None = None) -> list[StoredTrace]:
         """Stored traces (all, or those with the given ids), oldest first."""

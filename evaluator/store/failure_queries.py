@@ -1,7 +1,8 @@
 """Read-side SQL for regression datasets: failing verdicts on stored traces, judge and human.
 
-Only traces in the `traces` table count: replayed items (trace ids `<run_id>/<item_id>`) are
-never stored there, so a dataset is not rebuilt from its own replays.
+Only evaluations in the build's scope (production traffic unless told, store.scope) on traces in
+the `traces` table count: an item needs its trace, and replayed items (trace ids
+`<run_id>/<item_id>`) are never stored there, so a dataset is not rebuilt from its own replays.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from datetime import datetime
 
 import duckdb
 
+from evaluator.store.scope import Scope
+
 _LATEST_VERDICTS = """
 SELECT trace_id, rubric, rubric_version, judge, label, passed, created_at
 FROM evaluations
-WHERE status = 'scored' AND trace_id IN (SELECT trace_id FROM traces) AND {where}
+WHERE status = 'scored' AND trace_id IN (SELECT trace_id FROM traces) AND {scope} AND {where}
 QUALIFY row_number() OVER (PARTITION BY trace_id, rubric ORDER BY created_at DESC, evaluation_id) = 1
 """
 
-_FAILING_JUDGE_VERDICTS = f"""
-WITH latest AS ({_LATEST_VERDICTS.format(where="true")}),
+_FAILING_JUDGE_VERDICTS = """
+WITH latest AS ({latest}),
 failing AS (
     SELECT trace_id, min(created_at) AS failed_at
     FROM latest
@@ -37,6 +40,7 @@ _HUMAN_LABELS = """
 SELECT trace_id, rubric, rubric_version, label, score, imported_at
 FROM human_labels
 WHERE label IS NOT NULL AND trace_id IN (SELECT trace_id FROM traces)
+  AND trace_id IN (SELECT trace_id FROM evaluations WHERE {scope})
 ORDER BY imported_at, label_id
 """
 
@@ -64,22 +68,29 @@ class HumanLabelRow:
     imported_at: datetime
 
 
-def failing_judge_verdicts(conn: duckdb.DuckDBPyConnection, rubric: str | None,
+def _latest(scope: Scope, where: str) -> str:
+    return _LATEST_VERDICTS.format(scope=scope.sql(), where=where)
+
+
+def failing_judge_verdicts(conn: duckdb.DuckDBPyConnection, scope: Scope, rubric: str | None,
                            version: int | None, since: datetime | None) -> list[JudgeVerdictRow]:
     """The latest verdict of each rubric on the traces whose latest verdict on `rubric` (any
     when None), given at or after `since`, failed; ordered by when the trace first failed."""
-    rows = conn.execute(_FAILING_JUDGE_VERDICTS,
-                        {"rubric": rubric, "version": version, "since": since}).fetchall()
+    sql = _FAILING_JUDGE_VERDICTS.format(latest=_latest(scope, "true"))
+    rows = conn.execute(sql, {**scope.params(), "rubric": rubric, "version": version,
+                              "since": since}).fetchall()
     return [JudgeVerdictRow(*row) for row in rows]
 
 
-def latest_judge_verdicts(conn: duckdb.DuckDBPyConnection,
+def latest_judge_verdicts(conn: duckdb.DuckDBPyConnection, scope: Scope,
                           trace_ids: list[str]) -> list[JudgeVerdictRow]:
     """The latest verdict of each rubric on these traces."""
-    sql = _LATEST_VERDICTS.format(where="list_contains($ids, trace_id)")
-    return [JudgeVerdictRow(*row) for row in conn.execute(sql, {"ids": trace_ids}).fetchall()]
+    sql = _latest(scope, "list_contains($ids, trace_id)")
+    return [JudgeVerdictRow(*row)
+            for row in conn.execute(sql, {**scope.params(), "ids": trace_ids}).fetchall()]
 
 
-def human_labels(conn: duckdb.DuckDBPyConnection) -> list[HumanLabelRow]:
-    """Every human label on a stored trace, oldest import first."""
-    return [HumanLabelRow(*row) for row in conn.execute(_HUMAN_LABELS).fetchall()]
+def human_labels(conn: duckdb.DuckDBPyConnection, scope: Scope) -> list[HumanLabelRow]:
+    """Every human label on a stored trace judged in the scope, oldest import first."""
+    sql = _HUMAN_LABELS.format(scope=scope.sql())
+    return [HumanLabelRow(*row) for row in conn.execute(sql, scope.params()).fetchall()]

@@ -2,6 +2,8 @@
 
 Judge rows are "the latest scored evaluation per trace" within each (rubric, rubric_version,
 judge): one trace judged twice by the same judge name (a changed judge config, say) counts once.
+Only production traffic counts (store.scope): people label production traces, and the failure
+rate that agreement corrects is production's, so replay runs stay out of both.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from evaluator.store.arrow_batches import TIMESTAMP
+from evaluator.store.scope import PRODUCTION
 
 HUMAN_LABEL_SCHEMA = pa.schema([
     ("label_id", pa.string()),
@@ -81,9 +84,9 @@ def count_without_evaluations(conn: duckdb.DuckDBPyConnection, batch: pa.Table) 
         conn.unregister(_BATCH)
 
 
-_LATEST_SCORED = """
+_LATEST_SCORED = f"""
 SELECT * FROM evaluations
-WHERE status = 'scored' AND label IS NOT NULL AND rubric = $rubric
+WHERE status = 'scored' AND label IS NOT NULL AND rubric = $rubric AND {PRODUCTION.sql()}
   AND ($version IS NULL OR rubric_version = $version) AND ($judge IS NULL OR judge = $judge)
 QUALIFY row_number() OVER (PARTITION BY rubric, rubric_version, judge, trace_id
                            ORDER BY created_at DESC, evaluation_id DESC) = 1
@@ -112,9 +115,10 @@ def export_candidates(conn: duckdb.DuckDBPyConnection, rubric: str, version: int
 
 def rubrics_with_evaluations(conn: duckdb.DuckDBPyConnection, rubric: str | None,
                              judge: str | None) -> list[tuple[str, int, str]]:
-    """(rubric, rubric_version, judge) groups that have scored evaluations."""
+    """(rubric, rubric_version, judge) groups that have scored production evaluations."""
     return conn.execute(
         "SELECT DISTINCT rubric, rubric_version, judge FROM evaluations WHERE status = 'scored'"
+        f" AND {PRODUCTION.sql()}"
         " AND ($rubric IS NULL OR rubric = $rubric) AND ($judge IS NULL OR judge = $judge)"
         " ORDER BY ALL", {"rubric": rubric, "judge": judge}).fetchall()
 

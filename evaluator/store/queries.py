@@ -11,15 +11,9 @@ import duckdb
 from evaluator.records import TERMINAL_STATUSES, Evaluation, Trace
 from evaluator.store.arrow_batches import EVALUATION_SCHEMA
 from evaluator.store.models import RubricSummary, RunRecord, StoredTrace
+from evaluator.store.scope import Scope
 
-PRODUCTION_OR_RUN = """(
-    CASE WHEN $run_id IS NULL
-         THEN run_id IS NULL OR run_id NOT IN (SELECT run_id FROM runs WHERE kind = 'replay')
-         ELSE run_id = $run_id END)"""
-"""Without a run id, summaries cover production traffic: replay runs are judged datasets, not
-traffic, and are reported by `evaluator report --run RUN` or the gate."""
-
-_SUMMARY_SQL = f"""
+_SUMMARY_SQL = """
 SELECT
     rubric, rubric_version, judge,
     count(*) AS evaluated,
@@ -32,27 +26,28 @@ SELECT
     count(*) FILTER (WHERE status = 'error') AS errors,
     count(*) FILTER (WHERE status = 'skipped') AS skipped
 FROM evaluations
-WHERE {PRODUCTION_OR_RUN}
+WHERE {scope}
 GROUP BY rubric, rubric_version, judge
 ORDER BY rubric, rubric_version, judge
 """
 
-_LABELS_SQL = f"""
+_LABELS_SQL = """
 SELECT rubric, rubric_version, judge, label, count(*)
 FROM evaluations
-WHERE status = 'scored' AND label IS NOT NULL AND {PRODUCTION_OR_RUN}
+WHERE status = 'scored' AND label IS NOT NULL AND {scope}
 GROUP BY ALL
 ORDER BY ALL
 """
 
 
-def rubric_summary(conn: duckdb.DuckDBPyConnection, run_id: str | None) -> list[RubricSummary]:
-    params = {"run_id": run_id}
+def rubric_summary(conn: duckdb.DuckDBPyConnection, scope: Scope) -> list[RubricSummary]:
+    where, params = scope.sql(), scope.params()
     labels: dict[tuple[str, int, str], dict[str, int]] = {}
-    for rubric, version, judge, label, count in conn.execute(_LABELS_SQL, params).fetchall():
+    for rubric, version, judge, label, count in conn.execute(
+            _LABELS_SQL.format(scope=where), params).fetchall():
         labels.setdefault((rubric, version, judge), {})[label] = count
     summaries = []
-    for row in conn.execute(_SUMMARY_SQL, params).fetchall():
+    for row in conn.execute(_SUMMARY_SQL.format(scope=where), params).fetchall():
         (rubric, version, judge, evaluated, scored, passed, weight_passed, weight_scored,
          mean_score, unscored, errors, skipped) = row
         summaries.append(RubricSummary(
@@ -73,12 +68,12 @@ def rubric_summary(conn: duckdb.DuckDBPyConnection, run_id: str | None) -> list[
     return summaries
 
 
-def status_counts(conn: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, int]:
+def status_counts(conn: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, int]:
     """Every terminal status, zero included, so reports have stable keys."""
     counts = dict.fromkeys(TERMINAL_STATUSES, 0)
     rows = conn.execute(
-        f"SELECT status, count(*) FROM evaluations WHERE {PRODUCTION_OR_RUN} GROUP BY status",
-        {"run_id": run_id},
+        f"SELECT status, count(*) FROM evaluations WHERE {scope.sql()} GROUP BY status",
+        scope.params(),
     ).fetchall()
     counts.update(dict(rows))
     return counts
@@ -93,19 +88,19 @@ _EVALUATION_COLUMNS = ", ".join(EVALUATION_SCHEMA.names)
 
 def evaluations(
     conn: duckdb.DuckDBPyConnection,
-    run_id: str | None,
+    scope: Scope,
     trace_id: str | None,
     rubric: str | None,
     limit: int | None,
 ) -> list[Evaluation]:
     sql = (
         f"SELECT {_EVALUATION_COLUMNS} FROM evaluations"
-        " WHERE ($run_id IS NULL OR run_id = $run_id)"
+        f" WHERE {scope.sql()}"
         " AND ($trace_id IS NULL OR trace_id = $trace_id)"
         " AND ($rubric IS NULL OR rubric = $rubric)"
         " ORDER BY created_at, evaluation_id"
     )
-    params: dict[str, Any] = {"run_id": run_id, "trace_id": trace_id, "rubric": rubric}
+    params: dict[str, Any] = {**scope.params(), "trace_id": trace_id, "rubric": rubric}
     if limit is not None:
         sql += " LIMIT $limit"
         params["limit"] = limit

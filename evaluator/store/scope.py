@@ -1,0 +1,95 @@
+"""Which evaluations a reader counts: production traffic, one named run, or every row.
+
+Production traffic is every evaluation not made by a replay run: the worker's (no run id) and
+`evaluator run`'s (runs of kind `run`). A replay judges a dataset, not traffic, so its rows
+never count in production numbers: reports, alerts, agreement and its corrected rate, dataset
+builds and the cost report all read through `Scope.sql`, the one place that says so.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import duckdb
+
+from evaluator.errors import ConfigError, StoreError
+
+ScopeKind = Literal["production", "run", "all"]
+REPLAY_KIND = "replay"
+"""runs.kind of `evaluator replay` runs (the only kind that is not production traffic)."""
+
+_COLUMN = re.compile(r"(?:[a-z_]+\.)?run_id")
+_PARAM = "scope_run_id"
+
+
+@dataclass(frozen=True)
+class Scope:
+    kind: ScopeKind = "production"
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.kind == "run") != (self.run_id is not None):
+            verb = "needs" if self.kind == "run" else "takes no"
+            raise ValueError(f"a {self.kind!r} scope {verb} run id")
+
+    @classmethod
+    def production(cls) -> Scope:
+        return cls("production")
+
+    @classmethod
+    def run(cls, run_id: str) -> Scope:
+        return cls("run", run_id)
+
+    @classmethod
+    def everything(cls) -> Scope:
+        return cls("all")
+
+    @classmethod
+    def from_options(cls, run_id: str | None, all_runs: bool) -> Scope:
+        """What a command's `--run RUN` / `--all-runs` options ask for (neither: production)."""
+        if run_id is not None and all_runs:
+            raise ConfigError("--run and --all-runs exclude each other: give one of them")
+        if run_id is not None:
+            return cls.run(run_id)
+        return cls.everything() if all_runs else cls.production()
+
+    def sql(self, column: str = "run_id") -> str:
+        """A predicate over `column` (a run id column, e.g. `e.run_id`); bind `params()` with it."""
+        if not _COLUMN.fullmatch(column):
+            raise ValueError(f"not a run id column: {column!r}")
+        if self.kind == "run":
+            return f"({column} = ${_PARAM})"
+        if self.kind == "all":
+            return "(TRUE)"
+        # The column stays outside the subquery: inside it, `run_id` would be runs.run_id.
+        return (f"({column} IS NULL OR {column} NOT IN"
+                f" (SELECT run_id FROM runs WHERE kind = '{REPLAY_KIND}'))")
+
+    def params(self) -> dict[str, Any]:
+        """The named parameters `sql()` uses (none unless one run is named)."""
+        return {_PARAM: self.run_id} if self.kind == "run" else {}
+
+    def describe(self) -> str:
+        """For people: 'production traffic', 'run RUN' or 'all runs'."""
+        return {"production": "production traffic", "all": "all runs"}.get(
+            self.kind, f"run {self.run_id}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "run_id": self.run_id}
+
+    def check(self, conn: duckdb.DuckDBPyConnection, where: str) -> Scope:
+        """Itself, once a named run is known to exist in the store (else a StoreError naming
+        the newest runs there)."""
+        if self.kind != "run":
+            return self
+        if conn.execute("SELECT count(*) FROM runs WHERE run_id = ?", [self.run_id]).fetchone()[0]:
+            return self
+        newest = [row[0] for row in conn.execute(
+            "SELECT run_id FROM runs ORDER BY started_at DESC, run_id LIMIT 5").fetchall()]
+        known = f"the newest are {', '.join(newest)}" if newest else "it has no runs"
+        raise StoreError(f"no run {self.run_id!r} in {where} ({known}): check the --run name")
+
+
+PRODUCTION = Scope.production()
