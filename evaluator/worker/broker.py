@@ -9,12 +9,13 @@ from dramatiq.middleware.asyncio import AsyncIO
 from evaluator.errors import BrokerError
 
 
-def redis_client(url: str):
-    """A Redis client that has answered PING, or BrokerError saying what to do."""
+def redis_client(url: str, timeout_s: float = 30.0):
+    """A Redis client that has answered PING, or BrokerError saying what to do. No command
+    waits longer than `timeout_s` for a reply (nor 3 s for a connection)."""
     import redis
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=30,
-                                  health_check_interval=30)
+    client = redis.Redis.from_url(url, socket_connect_timeout=min(3.0, timeout_s),
+                                  socket_timeout=timeout_s, health_check_interval=30)
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
@@ -25,12 +26,15 @@ def redis_client(url: str):
     return client
 
 
-def build_producer_broker(redis_url: str) -> dramatiq.Broker:
-    """A Redis broker for enqueueing only (exporters, `evaluator ingest`). It is NOT installed
-    as dramatiq's global broker, so it never clobbers a broker the host app uses."""
+def build_producer_broker(redis_url: str, timeout_s: float = 30.0,
+                          heartbeat_timeout_s: float = 60.0) -> dramatiq.Broker:
+    """A Redis broker that consumes nothing (exporters and `evaluator ingest` enqueue; the sink
+    sweeps for dead workers with it). It is NOT installed as dramatiq's global broker, so it
+    never clobbers a broker the host app uses."""
     from dramatiq.brokers.redis import RedisBroker
 
-    return RedisBroker(client=redis_client(redis_url))
+    return RedisBroker(client=redis_client(redis_url, timeout_s),
+                       heartbeat_timeout=int(heartbeat_timeout_s * 1000))
 
 
 def build_broker(redis_url: str | None, heartbeat_timeout_s: float = 60.0,
@@ -38,8 +42,9 @@ def build_broker(redis_url: str | None, heartbeat_timeout_s: float = 60.0,
     """Redis broker for service mode, dramatiq's in-process StubBroker for embedded mode.
 
     With Redis, a worker whose heartbeat is older than `heartbeat_timeout_s` is dead: the
-    messages it fetched and never acknowledged go back to the queue. `maintenance_chance` (per
-    million broker commands) is how often a command also looks for dead workers.
+    messages it fetched and never acknowledged go back to the queue, found by the sweep every
+    worker runs every heartbeat_timeout_s / 4 (evaluator.worker.heartbeat), and by chance:
+    `maintenance_chance` per million broker commands also look for dead workers.
 
     The broker is also installed as dramatiq's global broker, because dramatiq's worker and
     message APIs look it up there.
@@ -53,7 +58,7 @@ def build_broker(redis_url: str | None, heartbeat_timeout_s: float = 60.0,
         broker: dramatiq.Broker = RedisBroker(
             client=redis_client(redis_url), heartbeat_timeout=int(heartbeat_timeout_s * 1000),
             maintenance_chance=maintenance_chance)
-        broker.add_middleware(Heartbeat(QUEUE_NAME, interval_s=heartbeat_timeout_s / 4))
+        broker.add_middleware(Heartbeat(QUEUE_NAME))
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")

@@ -20,8 +20,9 @@ from evaluator.rubrics import RubricRegistry
 from evaluator.settings import Settings
 from evaluator.spend import RedisSpend
 from evaluator.worker.actors import ACTOR_NAME, WorkerContext, register_evaluate_actor, work_message
-from evaluator.worker.broker import build_broker, redis_client
+from evaluator.worker.broker import build_broker, build_producer_broker, redis_client
 from evaluator.worker.channel import RedisStreamChannel
+from evaluator.worker.heartbeat import Sweeper
 from evaluator.worker.messages import QUEUE_NAME, encode_items
 from evaluator.worker.persistence import warn_if_not_persistent
 from evaluator.worker.sink import Sink
@@ -129,6 +130,8 @@ def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = N
     channel = RedisStreamChannel(client)
     channel.ensure_group()
     stop = stop or _stop_event_on_signals()
+    sweeper = build_producer_broker(url, heartbeat_timeout_s=settings.worker_heartbeat_timeout_s)
+    Sweeper(sweeper, [QUEUE_NAME]).start(stop)  # gives dead workers' messages back
     _serve_metrics(metrics_port)
     metrics().watch_queue_depth("results", channel.depth)
     if alerts_every_s > 0:
