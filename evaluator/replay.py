@@ -32,9 +32,9 @@ from evaluator.sampling import SampleDecision
 from evaluator.settings import Settings
 from evaluator.store import RubricSummary, Scope, Store
 from evaluator.store import replay_queries as queries
+from evaluator.store.scope import REPLAY_KIND
 from evaluator.targets import Target, load_target
 
-REPLAY_KIND = "replay"
 REPLAY_DECISION = SampleDecision(True, "replay", 1.0)
 DEFAULT_CONCURRENCY = 16
 BATCH_ITEMS = 2000
