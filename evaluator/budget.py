@@ -11,6 +11,7 @@ the calls in flight turn out to be. A call of unknown cost counts as free.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 
 from evaluator.errors import ConfigError
@@ -25,8 +26,9 @@ class RunBudget:
     """The money one run may spend on judge calls; thread-safe."""
 
     def __init__(self, max_cost_usd: float, spent_usd: float = 0.0) -> None:
-        if max_cost_usd < 0:
-            raise ConfigError(f"--max-cost must be 0 or more USD, got {max_cost_usd:g}")
+        if not (math.isfinite(max_cost_usd) and max_cost_usd >= 0):
+            raise ConfigError(f"--max-cost must be a finite number of USD, 0 or more, got"
+                              f" {max_cost_usd:g}")
         self.max_cost_usd = max_cost_usd
         self.spent_usd = spent_usd
         """Spent so far (a resumed run starts from what its stored evaluations cost)."""

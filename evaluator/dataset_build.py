@@ -39,7 +39,11 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     """`7d`, `12h`, `30m`, `2w` before now, or an ISO date/time (UTC when it has no zone)."""
     match = _DURATION.fullmatch(text.strip())
     if match:
-        return (now or utcnow()) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            return (now or utcnow()) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:
+            raise DatasetError(f"--since {text!r} reaches before year 1: use a shorter duration"
+                               " or an ISO date") from None
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:

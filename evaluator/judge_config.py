@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evaluator.errors import ConfigError, first_problem
 from evaluator.records import canonical_json, sha256_hex
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class JudgePrices(BaseModel):
@@ -64,7 +68,8 @@ class JudgeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: str
+    """Letters, digits, `.`, `_`, `-` (it is shown in terminals, reports and metric labels)."""
     kind: Literal["offline", "litellm", "panel"] = "litellm"
     """`litellm`: one model (called through litellm or the openai client, see `client`);
     `panel`: several judges named in `panel`, aggregated; `offline`: heuristics, no model."""
@@ -94,6 +99,14 @@ class JudgeConfig(BaseModel):
     """Per rubric criterion, overrides `samples`, e.g. {hallucination: 3}."""
     description: str = ""
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not _NAME.fullmatch(name):
+            raise ValueError("a judge name is 1 to 64 letters, digits, '.', '_' or '-', starting"
+                             " with a letter or digit, e.g. gpt-4o-mini")
+        return name
+
     @property
     def config_hash(self) -> str:
         """Hash of everything that can change a verdict (not limits, prices or descriptions).
@@ -107,6 +120,28 @@ class JudgeConfig(BaseModel):
 
     def samples_for(self, criterion: str) -> int:
         return self.samples_by_rubric.get(criterion, self.samples)
+
+
+MAX_CONFIG_NODES = 10_000
+MAX_CONFIG_DEPTH = 32
+
+
+def _check_size(data: Any, path: Path) -> None:
+    """Refuse a config that is huge once YAML aliases are expanded ("billion laughs": a few
+    lines of anchors stand for 10^9 values, which hashing the params would walk for hours)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    nodes = 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_CONFIG_NODES or depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{path}: too large once YAML aliases are expanded (more than"
+                              f" {MAX_CONFIG_NODES:,} values or {MAX_CONFIG_DEPTH} levels deep):"
+                              " write the values out")
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
 
 
 def judges_dir_default() -> Path:
@@ -129,8 +164,11 @@ def load_judge_config(name_or_path: str, judges_dir: Path | None = None) -> Judg
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a judge config") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    _check_size(data, path)
     data.setdefault("name", path.stem)
     try:
         return JudgeConfig.model_validate(data)

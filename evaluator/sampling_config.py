@@ -18,6 +18,7 @@ set, wins over daily_budget_usd.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -80,13 +81,17 @@ def sampling_policy(rate: float, path: Path | None = None) -> SamplingPolicy:
     """The policy at `rate`, with the rules of the config file if any."""
     path = path or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
     rules = load_sampling_rules(path) if path is not None else _SamplingFile()
+    budget = float_env(BUDGET_ENV, rules.daily_budget_usd)
+    if budget is not None and not math.isfinite(budget):
+        raise ConfigError(f"the daily judge budget (daily_budget_usd, {BUDGET_ENV}) must be a"
+                          f" finite number of USD, e.g. 25, got {budget}; unset it for no budget")
     return SamplingPolicy(
         rate=rate,
         segment_rates=tuple(SegmentRate(s.field, s.value, s.rate, s.rubric)
                             for s in rules.segments),
         always_when=tuple(AttributeRule(a.key, a.value) for a in rules.always_when),
         rubric_rates=dict(rules.rubrics),
-        daily_budget_usd=float_env(BUDGET_ENV, rules.daily_budget_usd),
+        daily_budget_usd=budget,
     )
 
 
