@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from evaluator.errors import EvaluatorError
@@ -132,14 +132,26 @@ async def _evaluate_rubric(
             verdict.calls)
 
 
+OnJudged = Callable[[Evaluation, list[JudgeCall]], None]
+
+
 async def evaluate_batch(
     items: Sequence[WorkItem],
     rubrics: Sequence[Rubric],
     judge: JudgeClient,
     run_id: str | None = None,
+    on_judged: OnJudged | None = None,
 ) -> JudgedBatch:
-    """Judge every trace x rubric of a batch concurrently (the judge bounds its own in-flight)."""
-    tasks = [_judged(item, rubric, judge, run_id) for item in items for rubric in rubrics]
+    """Judge every trace x rubric of a batch concurrently (the judge bounds its own in-flight).
+    `on_judged` sees each evaluation and its judge calls as soon as they are done."""
+
+    async def judged(item: WorkItem, rubric: Rubric) -> tuple[Evaluation, list[JudgeCall]]:
+        evaluation, calls = await _judged(item, rubric, judge, run_id)
+        if on_judged is not None:
+            on_judged(evaluation, calls)
+        return evaluation, calls
+
+    tasks = [judged(item, rubric) for item in items for rubric in rubrics]
     batch = JudgedBatch()
     for evaluation, calls in await asyncio.gather(*tasks):
         batch.evaluations.append(evaluation)

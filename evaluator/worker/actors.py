@@ -15,7 +15,6 @@ import dramatiq
 from evaluator.budget import RunBudget
 from evaluator.errors import EvaluatorError
 from evaluator.judges.base import JudgeClient
-from evaluator.judges.ledger import JudgeCall
 from evaluator.masking import storage_masker
 from evaluator.metrics import metrics
 from evaluator.pipeline import evaluate_batch
@@ -23,6 +22,7 @@ from evaluator.records import DeadLetter, Trace
 from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.spend import SpendRecorder
 from evaluator.store import StoredTrace
+from evaluator.worker.call_log import CallLog
 from evaluator.worker.channel import ResultChannel
 from evaluator.worker.messages import QUEUE_NAME, ResultBatch, decode_items
 
@@ -67,7 +67,8 @@ def work_message(items: list[dict[str, Any]], judge: str, rubrics: Sequence[str]
 
 async def process_message(context: WorkerContext, message: dict[str, Any]) -> ResultBatch:
     """Evaluate one work message into a ResultBatch. Bad traces and bad config become dead
-    letters with the reason; nothing in the message is dropped."""
+    letters with the reason; nothing in the message is dropped. The judge calls are published
+    (and counted as spend) as they complete, ahead of the batch (evaluator.worker.call_log)."""
     source = f"queue:{message.get('run_id') or 'service'}"
     items, dead = decode_items(message.get("items") or [], source)
     try:
@@ -77,22 +78,12 @@ async def process_message(context: WorkerContext, message: dict[str, Any]) -> Re
         dead.extend(DeadLetter.from_error(source, {"trace": i.trace.model_dump(mode="json")}, exc)
                     for i in items)
         return ResultBatch(dead_letters=dead)
-    judged = await evaluate_batch(items, rubrics, judge, message.get("run_id"))
+    calls = CallLog(context.channel, context.spend)
+    judged = await evaluate_batch(items, rubrics, judge, message.get("run_id"), calls.add)
     metrics().record_evaluations(judged.evaluations)
-    _record_spend(context.spend, judged.judge_calls)
     traces = [StoredTrace(_for_storage(i.trace), i.decision.reason, i.decision.weight) for i in items]
     return ResultBatch(evaluations=judged.evaluations, traces=traces, dead_letters=dead,
-                       judge_calls=judged.judge_calls)
-
-
-def _record_spend(spend: SpendRecorder | None, calls: list[JudgeCall]) -> None:
-    """Count the money spent; a failure here costs the daily budget's accuracy, not results."""
-    if spend is None or not calls:
-        return
-    try:
-        spend.record(calls)
-    except Exception as exc:
-        log.warning("adding %d judge calls to today's spend failed: %r", len(calls), exc)
+                       judge_calls=calls.unsent())
 
 
 def _for_storage(trace: Trace) -> Trace:
