@@ -49,9 +49,13 @@ class JudgeBreaker(BaseModel):
     window: int = Field(default=20, ge=2)
     """The failure rate is taken over this many most recent calls (once there are that many)."""
     cooldown_s: float = Field(default=30.0, gt=0)
-    """How long the circuit stays open before one probe call may test the judge again."""
+    """How long the circuit stays open before probe calls may test the judge again."""
+    half_open_probes: int = Field(default=3, ge=1)
+    """Half-open: calls let through at first; each success lets one more in (slow start) until
+    `limits.max_in_flight` are, when the circuit closes."""
     max_wait_s: float = Field(default=120.0, ge=0)
-    """Without a fallback, how long a call waits for an open circuit before it is an error."""
+    """Service mode (`evaluator worker`), without a fallback: how long a call waits for an open
+    circuit before it is an error. `run` and `replay` do not wait: they fail the call at once."""
 
 
 class JudgeCache(BaseModel):

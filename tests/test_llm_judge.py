@@ -178,7 +178,8 @@ def test_every_verdict_is_terminal_under_mixed_faults(server: OpenAIServer) -> N
             "invalid_json": 0.03, "truncated": 0.04, "off_menu": 0.03, "garbage": 0.03}
     server.set_faults(odds, seed=7)
     server.retry_after_s = 0.05
-    judge = make_judge(server, limits={"timeout_s": 0.5, "max_attempts": 3, "max_in_flight": 50})
+    judge = make_judge(server, limits={"timeout_s": 0.5, "max_attempts": 3, "max_in_flight": 50},
+                       breaker={"consecutive_failures": 1000, "failure_rate": 1.0})  # retries only
     verdicts = judge_many(judge, [prompt() for _ in range(200)])
     assert {v.status for v in verdicts} <= {"scored", "unscored", "error"}
     assert all(v.reason for v in verdicts if v.status != "scored")

@@ -1,9 +1,20 @@
 """A circuit breaker per judge per worker process: a judge that keeps failing is paused.
 
 closed -> open after `consecutive_failures` failures in a row, or when the failure rate over
-the last `window` calls reaches `failure_rate`. open -> half-open after `cooldown_s`: one
-probe call may go; its success closes the circuit, its failure opens it again. Outcomes of
-calls that started before the circuit opened are ignored while it is open.
+the last `window` calls reaches `failure_rate`. open -> half-open after `cooldown_s`.
+Half-open lets `half_open_probes` calls through; each success lets one more in (a slow start
+that doubles the calls in flight per round trip), and the circuit closes once `ramp_to` calls
+(the judge's in-flight limit) could be in flight. Half-open opens again when, after at least
+`half_open_probes` outcomes, the share of failures reaches `failure_rate`; so one slow or failed
+probe among good ones does not send the whole judge back to a cooldown.
+
+Every admitted call carries a ticket naming the circuit period it was admitted in; an outcome
+from an earlier period (a call that started before the circuit opened, or a probe that ends
+after it closed) is ignored: a burst of stale timeouts must not reopen a circuit that just closed.
+Callers that were refused ask `retry_in_s()` when to try again; the answer is jittered: calls
+waiting on an open circuit come back spread uniformly over one more cooldown after it ends.
+Released all at once they would also time out all at once a timeout later, a burst of failures
+that opened the circuit again (26 times in one run of a judge with 10% 30 s calls).
 
 Only failures that say the judge itself is in trouble count (rate limits, server errors,
 timeouts, refused connections, a rejected key or unknown model); a request the provider
@@ -13,6 +24,7 @@ rejects on its own merits (say, one prompt too long) counts as a working judge.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -22,6 +34,10 @@ from enum import Enum
 from evaluator.judge_config import JudgeBreaker
 
 log = logging.getLogger(__name__)
+
+HALF_OPEN_POLL_S = 0.05
+"""Mean wait of a refused call while half-open (jittered by +-50%)."""
+NO_TICKET = 0
 
 
 class CircuitState(str, Enum):
@@ -35,17 +51,24 @@ class CircuitBreaker:
 
     def __init__(self, judge: str, settings: JudgeBreaker,
                  clock: Callable[[], float] = time.monotonic,
-                 on_change: Callable[[str, CircuitState], None] | None = None):
+                 on_change: Callable[[str, CircuitState], None] | None = None,
+                 ramp_to: int = 32, rng: random.Random | None = None):
         self.judge = judge
         self.settings = settings
+        self.ramp_to = max(ramp_to, settings.half_open_probes + 1)
         self._clock = clock
         self._on_change = on_change
+        self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._state = CircuitState.CLOSED
+        self._period = 1
+        """Bumped on every state change; a ticket is the period its call was admitted in."""
         self._consecutive = 0
         self._recent: deque[bool] = deque(maxlen=settings.window)
         self._opened_at = 0.0
-        self._probe_out = False
+        self._probes_in_flight = 0
+        self._probe_ok = 0
+        self._probe_failed = 0
         self.last_failure: str | None = None
         self.times_opened = 0
 
@@ -55,38 +78,36 @@ class CircuitBreaker:
             self._half_open_if_cooled()
             return self._state
 
-    def try_acquire(self) -> tuple[bool, bool]:
-        """(may call now, this call is the half-open probe)."""
+    def try_acquire(self) -> tuple[bool, int]:
+        """(may call now, the ticket to hand to record() or abandon())."""
         with self._lock:
             self._half_open_if_cooled()
             if self._state is CircuitState.CLOSED:
-                return True, False
-            if self._state is CircuitState.HALF_OPEN and not self._probe_out:
-                self._probe_out = True
-                return True, True
-            return False, False
+                return True, self._period
+            if (self._state is CircuitState.HALF_OPEN
+                    and self._probes_in_flight < self.settings.half_open_probes + self._probe_ok):
+                self._probes_in_flight += 1
+                return True, self._period
+            return False, NO_TICKET
 
     def retry_in_s(self) -> float:
-        """Seconds until an open circuit lets a probe through (a short poll when half-open)."""
+        """How long a refused call should wait before asking again (jittered)."""
         with self._lock:
             if self._state is CircuitState.OPEN:
-                return max(0.0, self._opened_at + self.settings.cooldown_s - self._clock())
-            return min(0.05, self.settings.cooldown_s)
+                left = max(0.0, self._opened_at + self.settings.cooldown_s - self._clock())
+                return left + self._rng.uniform(0, self.settings.cooldown_s)
+            poll = min(HALF_OPEN_POLL_S, self.settings.cooldown_s)
+            return poll * self._rng.uniform(0.5, 1.5)
 
-    def record(self, failed: bool, probe: bool, detail: str | None = None) -> None:
+    def record(self, failed: bool, ticket: int, detail: str | None = None) -> None:
         """The outcome of a call admitted by try_acquire()."""
         with self._lock:
             if failed:
                 self.last_failure = detail
+            if ticket != self._period:
+                return  # admitted under an earlier state of the circuit: says nothing about now
             if self._state is CircuitState.HALF_OPEN:
-                if probe:
-                    self._probe_out = False
-                    if failed:
-                        self._open(f"the probe call failed ({detail})")
-                    else:
-                        self._close()
-                return
-            if self._state is CircuitState.OPEN:
+                self._probe_outcome(failed, detail)
                 return
             self._recent.append(failed)
             self._consecutive = self._consecutive + 1 if failed else 0
@@ -98,26 +119,38 @@ class CircuitBreaker:
                     self._open(f"{rate:.0%} of the last {len(self._recent)} calls failed "
                                f"(last: {detail})")
 
-    def abandon(self, probe: bool) -> None:
-        """An admitted call ended without an outcome (cancelled): free the probe slot."""
-        if probe:
-            with self._lock:
-                self._probe_out = False
+    def abandon(self, ticket: int) -> None:
+        """An admitted call ended without an outcome (cancelled, or deferred): free its slot."""
+        with self._lock:
+            if ticket == self._period and self._state is CircuitState.HALF_OPEN:
+                self._probes_in_flight -= 1
+
+    def _probe_outcome(self, failed: bool, detail: str | None) -> None:
+        self._probes_in_flight -= 1
+        if failed:
+            self._probe_failed += 1
+        else:
+            self._probe_ok += 1
+        outcomes = self._probe_ok + self._probe_failed
+        if (failed and outcomes >= self.settings.half_open_probes
+                and self._probe_failed / outcomes >= self.settings.failure_rate):
+            self._open(f"{self._probe_failed} of {outcomes} probe calls failed (last: {detail})")
+        elif self.settings.half_open_probes + self._probe_ok >= self.ramp_to:
+            self._close()
 
     def _half_open_if_cooled(self) -> None:
         if (self._state is CircuitState.OPEN
                 and self._clock() >= self._opened_at + self.settings.cooldown_s):
-            self._state = CircuitState.HALF_OPEN
-            self._probe_out = False
-            log.debug("judge %s: circuit half-open, one probe call may test it", self.judge)
+            self._enter(CircuitState.HALF_OPEN)
+            self._probes_in_flight = self._probe_ok = self._probe_failed = 0
+            log.debug("judge %s: circuit half-open, %d probe calls may test it", self.judge,
+                      self.settings.half_open_probes)
             self._changed()
 
     def _open(self, why: str) -> None:
         reopened = self._state is CircuitState.HALF_OPEN
-        self._state = CircuitState.OPEN
+        self._enter(CircuitState.OPEN)
         self._opened_at = self._clock()
-        self._consecutive = 0
-        self._recent.clear()
         self.times_opened += 1
         log.log(logging.INFO if reopened else logging.WARNING,
                 "judge %s: circuit OPEN after %s; pausing its calls for %gs",
@@ -125,11 +158,15 @@ class CircuitBreaker:
         self._changed()
 
     def _close(self) -> None:
-        self._state = CircuitState.CLOSED
+        self._enter(CircuitState.CLOSED)
+        log.info("judge %s: circuit closed, %d probe calls succeeded", self.judge, self._probe_ok)
+        self._changed()
+
+    def _enter(self, state: CircuitState) -> None:
+        self._state = state
+        self._period += 1
         self._consecutive = 0
         self._recent.clear()
-        log.info("judge %s: circuit closed, the probe call succeeded", self.judge)
-        self._changed()
 
     def _changed(self) -> None:
         if self._on_change is not None:

@@ -47,12 +47,23 @@ STRUCTURED_OUTPUT_KEY = "structured_output"
 """Judge param that forces how the verdict is asked for; read here, never sent to the provider."""
 DEFAULT_MAX_TOKENS = 1024
 TRUNCATED_REASON = "judge reply truncated (finish_reason=length)"
+CIRCUIT_OPEN_REASON = "judge unavailable (circuit open)"
+"""Every call refused by an open circuit ends with exactly this reason, so summaries group them."""
 MAX_ERROR_CHARS = 400
 RESERVED_PARAMS = frozenset(
     {"model", "messages", "api_key", "api_base", "base_url", "timeout", "num_retries",
      "max_retries", "response_format", "tools", "tool_choice", "stream"}
 )
 """Set by the judge itself; a judge config may not override them (keys never live in configs)."""
+
+
+class _Refused:
+    """The circuit breaker did not admit the call."""
+
+
+_REFUSED = _Refused()
+_Attempt = tuple[JudgeCall, Reply | None, Exception | None]
+"""One HTTP request's ledger row, and its reply or the exception it raised."""
 
 
 @dataclass(slots=True)
@@ -177,10 +188,14 @@ class LLMJudge:
         max_tokens, extended, failures = self._max_tokens, False, 0
         paused_until: float | None = None
         while True:
-            admitted, probe = self.breaker.try_acquire()
-            if not admitted:
+            bound = self.config.limits.fallback_after_wait_s if may_defer and not calls else None
+            attempted = await self._attempt(request, max_tokens, prompt_tokens + max_tokens,
+                                            bound, api_key, sample, len(calls) + 1)
+            if attempted is _REFUSED:
                 if may_defer:
                     return _Deferred("circuit open", calls)
+                if not self.runtime.wait_for_open_circuit and self._circuit_is_open():
+                    return _verdict(calls, status="error", reason=CIRCUIT_OPEN_REASON)
                 now = time.monotonic()
                 paused_until = paused_until or now + self.config.breaker.max_wait_s
                 if now >= paused_until:
@@ -188,21 +203,17 @@ class LLMJudge:
                 await asyncio.sleep(min(self.breaker.retry_in_s(), paused_until - now))
                 continue
             paused_until = None
-            bound = self.config.limits.fallback_after_wait_s if may_defer and not calls else None
-            try:
-                attempted = await self._attempt(request, max_tokens, prompt_tokens + max_tokens,
-                                                bound, api_key, probe, sample, len(calls) + 1)
-            except asyncio.CancelledError:
-                self.breaker.abandon(probe)
-                raise
             if attempted is None:
-                self.breaker.abandon(probe)
                 return _Deferred("rate limit wait too long", calls)
             call, reply, failure = attempted
             calls.append(call)
             if failure is not None:
                 failures += 1
                 ending = self._failure_ending(failure, failures, len(calls), api_key)
+                if (ending is None and not may_defer and not self.runtime.wait_for_open_circuit
+                        and self._circuit_is_open()):  # no waiting out the retries
+                    ending = (f"{CIRCUIT_OPEN_REASON} after {len(calls)} attempt(s): "
+                              f"{_describe(failure, api_key)}")
                 if ending is not None:
                     if may_defer:  # a fallback may still answer
                         return _Deferred(ending, calls)
@@ -223,35 +234,50 @@ class LLMJudge:
             extended, max_tokens = True, max_tokens * 2
 
     async def _attempt(self, request: dict[str, Any], max_tokens: int, tokens: int,
-                       bound: float | None, api_key: str | None, probe: bool, sample: int,
-                       attempt: int) -> tuple[JudgeCall, Reply | None, Exception | None] | None:
-        """One HTTP request: an in-flight slot, then the rate limit, booked right before the
-        send (a booking made earlier would let requests held up by the slots bunch up), then
-        the send; the breaker hears how it went. None when the rate limit would make the
+                       bound: float | None, api_key: str | None, sample: int, attempt: int,
+                       ) -> _Attempt | _Refused | None:
+        """One HTTP request: an in-flight slot, then the breaker's admission (asked with the
+        slot held, so calls queued for a slot while the circuit opened do not go out), then the
+        rate limit, booked right before the send (a booking made earlier would let requests
+        held up by the slots bunch up), then the send; the breaker hears how it went.
+        _REFUSED when the circuit refused the call, None when the rate limit would make the
         request wait longer than `bound`."""
         async with self._slots_for_this_loop():
-            if self._limiter is not None:
-                wait = await self._limiter.reserve(tokens, bound)
-                if wait is None:
-                    return None
-                if wait > 0:
-                    self._wait_log.add(wait)
-                    await asyncio.sleep(wait)
-            started = time.perf_counter()
+            admitted, ticket = self.breaker.try_acquire()
+            if not admitted:
+                return _REFUSED
             try:
-                reply = await self.transport.complete({**request, "max_tokens": max_tokens},
-                                                      api_key)
-            except Exception as exc:  # classified by the caller; the judge never raises
-                latency_ms = (time.perf_counter() - started) * 1000
-                self.breaker.record(counts_against_judge(exc), probe, type(exc).__name__)
-                timed_out = is_timeout(exc)  # litellm gives its client-side timeouts a 408
-                status = None if timed_out else getattr(exc, "status_code", None)
-                return self._ledger_row(
-                    sample, attempt, ERROR, latency_ms, error_class=type(exc).__name__,
-                    http_status=status if isinstance(status, int) else None,
-                    cost_usd=None if timed_out else 0.0), None, exc
+                return await self._send(request, max_tokens, tokens, bound, api_key, ticket,
+                                        sample, attempt)
+            except asyncio.CancelledError:
+                self.breaker.abandon(ticket)
+                raise
+
+    async def _send(self, request: dict[str, Any], max_tokens: int, tokens: int,
+                    bound: float | None, api_key: str | None, ticket: int, sample: int,
+                    attempt: int) -> _Attempt | None:
+        if self._limiter is not None:
+            wait = await self._limiter.reserve(tokens, bound)
+            if wait is None:
+                self.breaker.abandon(ticket)
+                return None
+            if wait > 0:
+                self._wait_log.add(wait)
+                await asyncio.sleep(wait)
+        started = time.perf_counter()
+        try:
+            reply = await self.transport.complete({**request, "max_tokens": max_tokens}, api_key)
+        except Exception as exc:  # classified by the caller; the judge never raises
             latency_ms = (time.perf_counter() - started) * 1000
-        self.breaker.record(False, probe)
+            self.breaker.record(counts_against_judge(exc), ticket, type(exc).__name__)
+            timed_out = is_timeout(exc)  # litellm gives its client-side timeouts a 408
+            status = None if timed_out else getattr(exc, "status_code", None)
+            return self._ledger_row(
+                sample, attempt, ERROR, latency_ms, error_class=type(exc).__name__,
+                http_status=status if isinstance(status, int) else None,
+                cost_usd=None if timed_out else 0.0), None, exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.breaker.record(False, ticket)
         row = self._ledger_row(sample, attempt, OK, latency_ms, http_status=200,
                                input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
                                cost_usd=self._price(reply))
@@ -307,10 +333,12 @@ class LLMJudge:
             return f"judge call failed after {attempts} attempts: {described}"
         return None
 
+    def _circuit_is_open(self) -> bool:
+        return self.breaker.state is CircuitState.OPEN
+
     def _circuit_open_reason(self) -> str:
-        return (f"judge '{self.name}' is paused: its circuit is open after repeated failures "
-                f"(last: {self.breaker.last_failure}); waited "
-                f"{self.config.breaker.max_wait_s:g}s for it to recover")
+        return (f"{CIRCUIT_OPEN_REASON}: waited {self.config.breaker.max_wait_s:g}s for judge "
+                f"'{self.name}' to recover (last failure: {self.breaker.last_failure})")
 
     def _price(self, reply: Reply) -> float | None:
         """USD from the config's prices, else litellm's price map; None when unknown."""

@@ -6,6 +6,11 @@ Built from the environment on first use (`default_runtime()`), or explicitly (te
   (`.evaluator-cache/judge.sqlite`), so a second CLI process gets the first one's answers;
 - EVALUATOR_JUDGE_CACHE overrides the cache: `off`, `memory`, `redis` or a SQLite file path.
 Breakers are always per process: each worker judges its own view of a failing provider.
+
+A call refused by an open circuit fails at once ("judge unavailable (circuit open)"): `run` and
+`replay` end quickly and say why. Service workers call `wait_out_open_circuits()` at start: there
+a call waits for the circuit (up to `breaker.max_wait_s`), so a judge outage delays evaluations
+instead of failing them.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ CACHE_DIR = ".evaluator-cache"
 
 
 class JudgeRuntime:
-    def __init__(self, redis_url: str | None = None, cache: JudgeCache | None = None):
+    def __init__(self, redis_url: str | None = None, cache: JudgeCache | None = None,
+                 wait_for_open_circuit: bool = False):
         self.redis = LoopRedis(redis_url) if redis_url else None
         self.cache = cache
+        self.wait_for_open_circuit = wait_for_open_circuit
         self._breakers: dict[str, CircuitBreaker] = {}
         self._limiters: dict[str, RateLimiter | None] = {}
         self._wait_logs: dict[str, WaitLog] = {}
@@ -45,7 +52,7 @@ class JudgeRuntime:
         from evaluator.settings import Settings
 
         settings = Settings.from_env()
-        runtime = cls(settings.redis_url)
+        runtime = cls(settings.redis_url, wait_for_open_circuit=_wait_for_open_circuit)
         spec = os.environ.get(CACHE_ENV, "").strip()
         runtime.cache = _cache_from_spec(spec, runtime.redis, settings.db_path)
         return runtime
@@ -54,7 +61,8 @@ class JudgeRuntime:
         with self._lock:
             found = self._breakers.get(config.name)
             if found is None:
-                found = self._breakers[config.name] = CircuitBreaker(config.name, config.breaker)
+                found = self._breakers[config.name] = CircuitBreaker(
+                    config.name, config.breaker, ramp_to=config.limits.max_in_flight)
             return found
 
     def limiter(self, config: JudgeConfig) -> RateLimiter | None:
@@ -89,13 +97,24 @@ def _cache_from_spec(spec: str, redis: LoopRedis | None, db_path: Path) -> Judge
 
 _default: tuple[tuple[str | None, ...], JudgeRuntime] | None = None
 _default_lock = threading.Lock()
+_wait_for_open_circuit = False
+
+
+def wait_out_open_circuits() -> None:
+    """Service mode: this process's judge calls wait for an open circuit instead of failing."""
+    global _wait_for_open_circuit
+    with _default_lock:
+        _wait_for_open_circuit = True
+        if _default is not None:
+            _default[1].wait_for_open_circuit = True
 
 
 def reset_default_runtime() -> None:
-    """Forget the process's runtime (its cache, breakers, limiters): tests start clean."""
-    global _default
+    """Forget the process's runtime (its cache, breakers, limiters, mode): tests start clean."""
+    global _default, _wait_for_open_circuit
     with _default_lock:
         _default = None
+        _wait_for_open_circuit = False
 
 
 def default_runtime() -> JudgeRuntime:

@@ -14,6 +14,7 @@ from pathlib import Path
 import dramatiq
 
 from evaluator.errors import ConfigError
+from evaluator.judges.runtime import wait_out_open_circuits
 from evaluator.metrics import metrics, start_metrics_server
 from evaluator.pipeline import WorkItem
 from evaluator.rubrics import RubricRegistry
@@ -75,6 +76,7 @@ def _serve_metrics(port: int | None) -> None:
 def run_worker_process(settings: Settings, threads: int, stop: threading.Event | None = None,
                        metrics_port: int | None = None) -> None:
     url = require_redis(settings)
+    wait_out_open_circuits()  # a judge outage delays evaluations here instead of failing them
     broker = build_broker(url, settings.worker_heartbeat_timeout_s,
                           settings.broker_maintenance_chance)
     _serve_metrics(metrics_port)
