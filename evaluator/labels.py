@@ -8,7 +8,9 @@ Every row ends up imported, already present, changed, or rejected with its line 
 An annotation batch (`export_batch`) holds, by priority: every judge failure, then traces whose
 repeated judging disagreed (judges gave different labels, or one judge's repeated samples did),
 then passing traces sampled evenly across the passing labels.
-Rows are shuffled and carry no verdict, so annotators are not anchored by the judge.
+Rows are shuffled and carry no verdict, so annotators are not anchored by the judge. How each
+item was drawn (its stratum, and taken / eligible in that stratum) is recorded in the store,
+not in the files: agreement weights the labels by it to correct the failure rate without bias.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from evaluator.label_files import RowError, read_rows, write_csv, write_jsonl
 from evaluator.records import Trace, sha256_hex, utcnow
 from evaluator.rubrics import Rubric, RubricRegistry, parse_ref
 from evaluator.store import Store
+from evaluator.store import label_batch_queries as batch_queries
 from evaluator.store import labels_queries as queries
 
 ID_COLUMNS = ("trace_id", "item_id")
@@ -224,6 +227,9 @@ class ExportResult:
     without_trace: int = 0
     """Judged traces left out because the store holds no trace text for them."""
     seed: int = 0
+    batch_id: str = ""
+    strata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Stratum -> {"eligible", "taken", "selection_probability"}, as recorded in the store."""
 
     @property
     def total(self) -> int:
@@ -260,10 +266,36 @@ def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
     return {name: "" if value is None else value for name, value in flat.items()}
 
 
+def _record_batch(store: Store, result: ExportResult,
+                  drawn: dict[str, tuple[list[str], list[str]]], criterion: str,
+                  version: int | None, judge: str | None) -> None:
+    """Store each chosen item's stratum and selection probability (taken / eligible)."""
+    now = utcnow()
+    items: list[dict[str, Any]] = []
+    for stratum, (eligible, taken) in drawn.items():
+        if not taken:
+            continue
+        probability = len(taken) / len(eligible)
+        result.strata[stratum] = {"eligible": len(eligible), "taken": len(taken),
+                                  "selection_probability": probability}
+        items += [{"trace_id": trace_id, "rubric": criterion, "rubric_version": version,
+                   "judge": judge, "stratum": stratum, "stratum_size": len(eligible),
+                   "stratum_taken": len(taken), "selection_probability": probability,
+                   "exported_at": now} for trace_id in taken]
+    ids = sorted(item["trace_id"] for item in items)
+    result.batch_id = "batch-" + sha256_hex(
+        "\x1f".join([result.rubric, judge or "", now.isoformat(), *ids]))[:16]
+    for item in items:
+        item["batch_id"] = result.batch_id
+    batch_queries.record_batch(store.conn, pa.Table.from_pylist(
+        items, schema=batch_queries.BATCH_ITEM_SCHEMA))
+
+
 def export_batch(store: Store, registry: RubricRegistry, rubric_ref: str, n: int,
                  out_prefix: Path, seed: int = 0, judge: str | None = None,
                  skip_labelled: bool = False) -> ExportResult:
-    """Write `<out_prefix>.csv` and `.jsonl`: up to n judged traces to label, without verdicts."""
+    """Write `<out_prefix>.csv` and `.jsonl`: up to n judged traces to label, without verdicts,
+    and record in the store (opened read-write) how each was drawn."""
     if n < 1:
         raise DatasetError(f"--n must be at least 1, got {n}")
     criterion, version = parse_ref(rubric_ref)
@@ -304,6 +336,10 @@ def export_batch(store: Store, registry: RubricRegistry, rubric_ref: str, n: int
     result.failures = min(len(failures), n)
     result.disagreements = len(chosen) - result.failures - sum(map(len, passes.values()))
     result.passes = {label: len(ids) for label, ids in passes.items()}
+    drawn = {"failures": (failures, failures[:result.failures]),
+             "disagreements": (disagreements, disagreements[:result.disagreements]),
+             **{f"pass:{label}": (strata[label], ids) for label, ids in passes.items()}}
+    _record_batch(store, result, drawn, criterion, version, judge)
     rng.shuffle(chosen)
     rows = [_batch_row(traces[trace_id], rubric_ref, rubric) for trace_id in chosen]
     out_prefix = Path(out_prefix)

@@ -286,7 +286,61 @@ def test_weighted_failure_rate_uses_sample_weights(tmp_path: Path):
         (weights * failed).sum() / weights.sum(), abs=TOLERANCE)
     assert rates["weighted_rate"] < rates["raw_rate"]
     corrected = rates["corrected"]
-    assert corrected["effective_n"] == round(weights.sum() ** 2 / (weights ** 2).sum())
+    human = np.array([row["label"] == "hallucinated" for row in labels])
+    # Every trace is labelled: each label stands for its trace's sample_weight traces.
+    assert corrected["sensitivity"] == pytest.approx(
+        (weights * failed * human).sum() / (weights * human).sum())
     assert corrected["sensitivity"] < 1.0 == corrected["specificity"]
     assert corrected["corrected_rate"] == pytest.approx(rogan_gladen(
         rates["weighted_rate"], corrected["sensitivity"], corrected["specificity"]))
+
+
+def test_corrected_rate_of_a_batch_drawn_by_the_judges_verdict_is_unbiased(tmp_path: Path):
+    """Issue 14.3: `labels export` takes every judge failure and a share of the passes; the
+    labels must be weighted by how they were drawn. 1,000 traces: the judge fails 100 (80 truly
+    fail), passes 900 (45 truly fail), so 12.5% truly fail. Counting the labelled items as a
+    random sample gives sensitivity 80/102.5 and a corrected rate near 7.5%."""
+    from evaluator.labels import export_batch
+    from evaluator.records import Trace
+    from evaluator.store import StoredTrace
+
+    registry = RubricRegistry.load(PROJECT_ROOT / "rubrics")
+    evaluations, traces, truly_fails = [], [], set()
+    for i in range(1000):
+        trace_id = f"t{i:04d}"
+        judge_fails = i < 100
+        if (judge_fails and i < 80) or (not judge_fails and i % 20 == 0):
+            truly_fails.add(trace_id)
+        label = "hallucinated" if judge_fails else "factual"
+        evaluations.append(Evaluation(
+            evaluation_id=f"e{i}", trace_id=trace_id, rubric="hallucination", rubric_version=1,
+            rubric_hash="rh", judge="offline", judge_hash="jh", label=label,
+            score=0.0 if judge_fails else 1.0, passed=not judge_fails, status="scored",
+            sample_reason="random", sample_weight=1.0))
+        traces.append(StoredTrace(Trace(trace_id=trace_id, input="q?", output="a."), "random", 1.0))
+    db = tmp_path / "evaluator.duckdb"
+    with Store(db) as store:
+        store.write_batch(evaluations=evaluations, traces=traces)
+        batch = export_batch(store, registry, "hallucination", 550, tmp_path / "batch")
+    assert (batch.failures, batch.passes) == (100, {"factual": 450})
+    rows = [json.loads(line) for line in (tmp_path / "batch.jsonl").read_text().splitlines()]
+    passes_seen = 0
+    labels = []
+    for row in rows:  # annotators label every judge failure and skip a third of the passes
+        if int(row["trace_id"][1:]) >= 100:
+            passes_seen += 1
+            if passes_seen % 3 == 0:
+                continue
+        labels.append({"trace_id": row["trace_id"], "rubric": "hallucination", "annotator": "a",
+                       "label": "hallucinated" if row["trace_id"] in truly_fails else "factual"})
+    with Store(db) as store:
+        import_labels(write_labels(tmp_path / "l.jsonl", labels), store, registry)
+        data = store_agreement(store, registry, "hallucination", n_boot=500)
+    corrected = data["groups"][0]["failure_rate"]["corrected"]
+    assert corrected["corrected_rate"] == pytest.approx(0.125, abs=0.02)
+    assert corrected["ci"]["low"] <= 0.125 <= corrected["ci"]["high"]
+    assert corrected["sensitivity"] == pytest.approx(80 / 125, abs=0.06)
+    strata = {s["stratum"].split("/")[1]: s for s in corrected["strata"]}
+    assert strata["failures"]["selection_probability"] == 1.0
+    assert strata["pass:factual"]["labelled"] == 300
+    assert strata["pass:factual"]["selection_probability"] == pytest.approx(300 / 900)

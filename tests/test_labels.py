@@ -217,7 +217,7 @@ def read_batch(prefix: Path) -> tuple[list[dict], list[dict]]:
 
 def test_export_has_every_failure_and_no_verdict(judged_db: Path, tmp_path: Path):
     prefix = tmp_path / "out" / "batch"
-    with Store(judged_db, read_only=True) as store:
+    with Store(judged_db) as store:
         result = export_batch(store, REGISTRY, "hallucination", 12, prefix, judge="offline")
     csv_rows, jsonl_rows = read_batch(prefix)
     ids = [row["trace_id"] for row in csv_rows]
@@ -239,7 +239,7 @@ def test_export_has_every_failure_and_no_verdict(judged_db: Path, tmp_path: Path
 
 
 def test_export_priorities_disagreements_and_stratified_passes(judged_db: Path, tmp_path: Path):
-    with Store(judged_db, read_only=True) as store:
+    with Store(judged_db) as store:
         everything = export_batch(store, REGISTRY, "hallucination", 100, tmp_path / "all")
         small = export_batch(store, REGISTRY, "hallucination", 8, tmp_path / "small")
         export_batch(store, REGISTRY, "hallucination", 8, tmp_path / "again")
@@ -305,13 +305,13 @@ def test_export_needs_evaluations(db: Path, tmp_path: Path):
 
 # -- CSV formula escaping (issue 13, low) ----------------------------------------------------------
 
-FORMULA_IDS = ["=HYPERLINK(\"http://x\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "'quoted"]
+FORMULA_IDS = ["-1", "-A1", "-cmd:calc/x", "plain-1"]  # ids may start with '-' (the id pattern)
 
 
 def test_every_exported_csv_cell_is_formula_escaped_and_imports_back(db: Path, tmp_path: Path):
     evaluations = [evaluation(trace_id, "hallucinated" if i % 2 else "factual")
                    for i, trace_id in enumerate(FORMULA_IDS)]
-    traces = [stored_trace(trace_id, output="\tanswer") for trace_id in FORMULA_IDS]
+    traces = [stored_trace(trace_id, output="@SUM(A1)") for trace_id in FORMULA_IDS]
     with Store(db) as store:
         store.write_batch(evaluations=evaluations, traces=traces)
     prefix = tmp_path / "batch"
@@ -342,3 +342,27 @@ def test_csv_escaping_round_trips(text: str):
     escaped = csv_safe(text)
     assert not escaped.startswith(("=", "+", "-", "@", "\t", "\r"))
     assert csv_unescape(escaped) == text
+
+
+def test_export_records_each_items_stratum_and_selection_probability(judged_db: Path,
+                                                                     tmp_path: Path):
+    with Store(judged_db) as store:
+        result = export_batch(store, REGISTRY, "hallucination", 12, tmp_path / "b",
+                              judge="offline")
+        rows = store.conn.execute(
+            "SELECT batch_id, trace_id, rubric, rubric_version, judge, stratum, stratum_size,"
+            " stratum_taken, selection_probability FROM label_batch_items").fetchall()
+    csv_rows, _ = read_batch(tmp_path / "b")
+    assert sorted(row[1] for row in rows) == sorted(row["trace_id"] for row in csv_rows)
+    assert {row[0] for row in rows} == {result.batch_id}
+    strata = {row[1]: row[5:] for row in rows}
+    assert {t: strata[t] for t in strata if strata[t][0] == "failures"} == {
+        f"t{i:02d}": ("failures", 6, 6, 1.0) for i in range(6)}
+    passes = [s for s in strata.values() if s[0] == "pass:factual"]
+    assert passes == [("pass:factual", 34, 6, pytest.approx(6 / 34))] * 6
+    assert result.strata == {
+        "failures": {"eligible": 6, "taken": 6, "selection_probability": 1.0},
+        "pass:factual": {"eligible": 34, "taken": 6, "selection_probability": 6 / 34}}
+    assert {row[2:5] for row in rows} == {("hallucination", None, "offline")}
+    text = (tmp_path / "b.csv").read_text() + (tmp_path / "b.jsonl").read_text()
+    assert "failures" not in text and "stratum" not in text, "annotators see no verdict"

@@ -19,7 +19,7 @@ from operator import itemgetter
 from typing import Any
 
 from evaluator.agreement.bootstrap import DEFAULT_N_BOOT
-from evaluator.agreement.correction import corrected_prevalence
+from evaluator.agreement.store_correction import corrected_failure_rate
 from evaluator.agreement.report import agreement_report, inter_annotator_report
 from evaluator.agreement.stats import AgreementError
 from evaluator.errors import RubricError
@@ -32,11 +32,10 @@ PAIRING = ("one pair per item: the judge's label against the annotators' majorit
 RATE_BASIS = ("failure rates are over the latest scored evaluation of each trace; the weighted "
               "rate uses sample_weight (inverse sampling probability), so over-sampled errors and "
               "negative feedback count at their share of all traffic. The corrected rate applies "
-              "Rogan-Gladen to the weighted rate; its interval resamples an effective production "
-              "sample of (sum w)^2 / sum w^2 traces (Kish).")
-SELECTION_CAVEAT = ("sensitivity and specificity assume the labelled items are a random sample of "
-                    "the judged ones; a batch picked by judge verdict (all failures first, as "
-                    "`evaluator labels export` does) over-weights failures and biases them")
+              "Rogan-Gladen to the weighted rate, with the judge's sensitivity and specificity "
+              "weighted by each labelled item's sample_weight over its selection probability in "
+              "its annotation batch stratum (labels export draws by the judge's verdict); its "
+              "interval bootstraps the production traces and, per stratum, the labelled items.")
 
 
 def labels_order(rubric: Rubric) -> list[str]:
@@ -136,17 +135,11 @@ def failure_rates(store: Store, rubric: Rubric, judge: str, pairs: LabelledPairs
     if not n or not pairs.judge_labels:
         rates["reason"] = "no human-labelled items to measure the judge's sensitivity with"
         return rates
-    effective_n = max(1, round(weight * weight / counts["weight_squared"]))
-    apparent = rates["weighted_rate"]
     try:
-        corrected = corrected_prevalence(
-            round(apparent * effective_n), effective_n, _human_fails(rubric, pairs.judge_labels),
-            _human_fails(rubric, pairs.human_labels), "fail", n_boot=n_boot, seed=seed)
-        unclipped = (apparent + corrected["specificity"] - 1) / corrected["youden_j"]
-        corrected.update(apparent_rate=apparent, effective_n=effective_n,
-                         corrected_rate=min(max(unclipped, 0.0), 1.0),
-                         clipped=not 0.0 <= unclipped <= 1.0, caveat=SELECTION_CAVEAT)
-        del corrected["n_flagged"], corrected["n_production"]
+        corrected = corrected_failure_rate(
+            store.conn, rubric.criterion, rubric.version, judge, pairs.trace_ids,
+            [label == "fail" for label in _human_fails(rubric, pairs.human_labels)],
+            n_boot=n_boot, seed=seed)
         rates["corrected"] = corrected
     except AgreementError as exc:
         rates["reason"] = str(exc)

@@ -83,7 +83,7 @@ def labels_export(rubric_ref, n, out_prefix, judge, seed, skip_labelled, db, as_
     settings = _settings()
     registry = RubricRegistry.load(settings.rubrics_dir)
     out_prefix = out_prefix or Path(f"labels-{rubric_ref.replace('@', '-')}")
-    with Store(db or settings.db_path, read_only=True) as store:
+    with Store(db or settings.db_path) as store:
         result = export_batch(store, registry, rubric_ref, n, out_prefix, seed=seed, judge=judge,
                               skip_labelled=skip_labelled)
     if as_json:
@@ -93,6 +93,10 @@ def labels_export(rubric_ref, n, out_prefix, judge, seed, skip_labelled, db, as_
     click.echo(f"wrote {result.total} items to {' and '.join(result.paths)}: "
                f"{result.failures} judge failures, {result.disagreements} judge disagreements, "
                f"passes: {passes}")
+    click.echo(f"  batch {result.batch_id}: "
+               + ", ".join(f"{name} {s['taken']} of {s['eligible']}"
+                           for name, s in result.strata.items())
+               + " (recorded in the store: agreement weights the labels by it)")
     if result.without_trace:
         click.echo(f"  {result.without_trace} judged traces left out: no trace text in the store")
     click.echo("  annotators fill in label (one of allowed_labels), annotator and optionally "

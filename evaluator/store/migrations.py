@@ -186,6 +186,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE evaluations ADD COLUMN stability DOUBLE;
         """,
     ),
+    Migration(
+        6,
+        "annotation batches: each exported item's stratum and selection probability",
+        """
+        -- One row per item of a batch written by `evaluator labels export`. The batch is drawn
+        -- per stratum (judge failures, judge disagreements, passes per label): stratum_taken of
+        -- stratum_size eligible traces, so each item's selection probability is their ratio.
+        -- The corrected failure rate weights human labels by 1 / selection_probability.
+        CREATE TABLE label_batch_items (
+            batch_id VARCHAR NOT NULL,
+            trace_id VARCHAR NOT NULL,
+            rubric VARCHAR NOT NULL,
+            rubric_version INTEGER,
+            judge VARCHAR,
+            stratum VARCHAR NOT NULL,
+            stratum_size BIGINT NOT NULL,
+            stratum_taken BIGINT NOT NULL,
+            selection_probability DOUBLE NOT NULL,
+            exported_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (batch_id, trace_id)
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].number

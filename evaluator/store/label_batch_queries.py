@@ -1,0 +1,87 @@
+"""SQL for annotation batches: how each exported item was drawn, and what the correction reads.
+
+An item's design is the latest batch that holds it for the rubric (`label_batch_items`,
+migration 6). The judged traces are the group's latest scored evaluation of each trace, as in
+labels_queries (production traffic only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from evaluator.store.arrow_batches import TIMESTAMP
+from evaluator.store.labels_queries import _LATEST_SCORED
+
+BATCH_ITEM_SCHEMA = pa.schema([
+    ("batch_id", pa.string()),
+    ("trace_id", pa.string()),
+    ("rubric", pa.string()),
+    ("rubric_version", pa.int32()),
+    ("judge", pa.string()),
+    ("stratum", pa.string()),
+    ("stratum_size", pa.int64()),
+    ("stratum_taken", pa.int64()),
+    ("selection_probability", pa.float64()),
+    ("exported_at", TIMESTAMP),
+])
+
+_TABLE = "_batch_label_batch_items"
+
+
+def record_batch(conn: duckdb.DuckDBPyConnection, items: pa.Table) -> None:
+    """Store the items of one exported batch (BATCH_ITEM_SCHEMA) in one statement."""
+    columns = ", ".join(BATCH_ITEM_SCHEMA.names)
+    conn.register(_TABLE, items)
+    try:
+        conn.execute(f"INSERT OR IGNORE INTO label_batch_items ({columns})"
+                     f" SELECT {columns} FROM {_TABLE}")
+    finally:
+        conn.unregister(_TABLE)
+
+
+@dataclass(frozen=True)
+class DesignRow:
+    """A judged trace of the group that was exported to annotate or carries a human label."""
+
+    trace_id: str
+    sample_weight: float
+    judge_failed: bool
+    batch_id: str | None
+    """None: labelled without a recorded batch (a file from elsewhere, or an older export)."""
+    stratum: str | None
+    selection_probability: float | None
+
+
+def design_rows(conn: duckdb.DuckDBPyConnection, rubric: str, version: int, judge: str
+                ) -> list[DesignRow]:
+    """Every judged trace of the group that is in a batch or has a human label of the rubric."""
+    sql = f"""
+    WITH judged AS ({_LATEST_SCORED}),
+    latest_batch AS (
+        SELECT * FROM label_batch_items
+        WHERE rubric = $rubric AND (rubric_version IS NULL OR rubric_version = $version)
+        QUALIFY row_number() OVER (PARTITION BY trace_id
+                                   ORDER BY exported_at DESC, batch_id DESC) = 1
+    )
+    SELECT j.trace_id, j.sample_weight, NOT j.passed, b.batch_id, b.stratum,
+           b.selection_probability
+    FROM judged j LEFT JOIN latest_batch b USING (trace_id)
+    WHERE b.batch_id IS NOT NULL OR j.trace_id IN (
+        SELECT trace_id FROM human_labels WHERE rubric = $rubric AND label IS NOT NULL)
+    ORDER BY j.trace_id
+    """
+    rows = conn.execute(sql, {"rubric": rubric, "version": version, "judge": judge}).fetchall()
+    return [DesignRow(*row) for row in rows]
+
+
+def production_verdicts(conn: duckdb.DuckDBPyConnection, rubric: str, version: int, judge: str
+                        ) -> list[tuple[float, bool, int]]:
+    """(sample_weight, the judge failed it, how many traces) over the group's judged traces."""
+    sql = f"""
+    WITH judged AS ({_LATEST_SCORED})
+    SELECT sample_weight, NOT passed, count(*) FROM judged GROUP BY ALL ORDER BY ALL
+    """
+    return conn.execute(sql, {"rubric": rubric, "version": version, "judge": judge}).fetchall()
