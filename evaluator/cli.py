@@ -107,7 +107,10 @@ def report(db, run_id, all_runs, as_json, html_file, since) -> None:
         written = write_html_report(db or _settings().db_path, html_file, since=since, scope=scope)
         click.echo(f"wrote {written}")
         return
-    data = database_report(db or _settings().db_path, scope)
+    from evaluator.spend_check import counted_spend
+
+    settings = _settings()
+    data = database_report(db or settings.db_path, scope, counted_spend(settings.redis_url))
     summaries = data.pop("_summaries")
     if as_json:
         _print_json(data)

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from evaluator.store import RubricSummary, Store
-from evaluator.store.cost_queries import SPEND_KEYS, repeat_agreement, spend_by
+from evaluator.spend_check import spend_checks
+from evaluator.store.cost_queries import (
+    SPEND_KEYS,
+    format_usd,
+    repeat_agreement,
+    service_spend_by_day,
+    spend_by,
+)
 from evaluator.store.scope import PRODUCTION, Scope
 
 
@@ -44,9 +52,12 @@ def console():
     return Console(width=max(probe.width, 160)) if not probe.is_terminal else probe
 
 
-def database_report(db_path: Path, scope: Scope = PRODUCTION) -> dict[str, Any]:
+def database_report(db_path: Path, scope: Scope = PRODUCTION,
+                    counted: dict[date, float] | None = None) -> dict[str, Any]:
     """Everything `evaluator report` shows of one scope (production traffic unless told), read
-    from a store another process may be writing. Dead letters are never part of a run."""
+    from a store another process may be writing. Dead letters are never part of a run.
+    `counted`: the workers' spend counters per day, reconciled with the ledger
+    (evaluator.spend_check)."""
     with Store(db_path, read_only=True) as store:
         store.check_scope(scope)
         summaries = store.rubric_summary(scope)
@@ -60,6 +71,9 @@ def database_report(db_path: Path, scope: Scope = PRODUCTION) -> dict[str, Any]:
             "judge_spend": {group: [row.to_dict() for row in spend_by(store.conn, group, scope)]
                             for group in SPEND_KEYS},
             "repeat_agreement": [row.to_dict() for row in repeat_agreement(store.conn, scope)],
+            "spend_reconciliation": None if counted is None else [
+                check.to_dict()
+                for check in spend_checks(counted, service_spend_by_day(store.conn))],
             "_summaries": summaries,
         }
 
@@ -91,5 +105,14 @@ def judge_tables(report: dict[str, Any]) -> list:
         for row in report["repeat_agreement"]:
             table.add_row(row["rubric"], str(row["repeated"]), str(row["disagreeing"]),
                           _pct(row["disagreement_rate"]), f"{row['mean_stability']:.2f}")
+        tables.append(table)
+    if report.get("spend_reconciliation"):
+        table = Table(title="Judge spend counted by the workers (Redis) vs recorded in the ledger",
+                      title_justify="left")
+        for column in ("day", "counted", "recorded", "not recorded"):
+            table.add_column(column, justify="right" if column != "day" else "left")
+        for row in report["spend_reconciliation"]:
+            table.add_row(row["day"], format_usd(row["counted_usd"]),
+                          format_usd(row["recorded_usd"]), format_usd(row["unrecorded_usd"]))
         tables.append(table)
     return tables

@@ -103,6 +103,13 @@ class RedisSpend:
         value = self._client.get(spend_key(day))
         return float(value) if value is not None else 0.0
 
+    def by_day(self) -> dict[date, float]:
+        """Every day the counter still holds (three at most)."""
+        keys = sorted(self._client.scan_iter(match=SPEND_KEY_PREFIX + "*"))
+        values = self._client.mget(keys) if keys else []
+        return {date.fromisoformat(_text(key)[len(SPEND_KEY_PREFIX):]): float(value)
+                for key, value in zip(keys, values, strict=True) if value is not None}
+
 
 class LedgerSpend:
     """Today's spend from the DuckDB ledger (embedded mode); 0 before the file exists."""
@@ -122,6 +129,10 @@ class LedgerSpend:
 
 def spend_key(day: date) -> str:
     return SPEND_KEY_PREFIX + day.isoformat()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _cost_by_day(calls: Iterable[JudgeCall]) -> dict[date, float]:

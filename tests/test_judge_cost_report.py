@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from evaluator.cli import cli
@@ -63,3 +64,40 @@ def test_the_report_sums_the_ledger_per_judge_rubric_and_day(tmp_path: Path) -> 
         ("2026-03-01", 1), ("2026-03-02", 5)]
     text = CliRunner().invoke(cli, ["report", "--db", str(db)]).output
     assert "Judge spend by judge" in text and "unknown" in text
+
+
+@pytest.mark.redis
+def test_the_report_reconciles_the_workers_spend_counter_with_the_ledger(
+        tmp_path: Path, redis_url: str, monkeypatch) -> None:
+    """Workers count every call in Redis when it completes; the ledger has the rows the sink
+    stored. A call whose row never arrived shows as spend not recorded."""
+    import redis
+
+    from evaluator.spend import RedisSpend
+
+    db = tmp_path / "cost.duckdb"
+    stored = [call("gpt", "relevance", 0.02, DAY2), call("gpt", "hallucination", 0.01, DAY2)]
+    lost = call("gpt", "refusal", 0.005, DAY2)
+    for row in [*stored, lost]:
+        row.run_id = None  # service mode
+    replayed = call("gpt", "relevance", 0.5, DAY2)  # a replay: paid outside the counter
+    with Store(db) as store:
+        store.write_batch(judge_calls=[*stored, replayed])
+    RedisSpend(redis.Redis.from_url(redis_url)).record([*stored, lost])
+    monkeypatch.setenv("EVALUATOR_REDIS_URL", redis_url)
+
+    done = CliRunner().invoke(cli, ["report", "--db", str(db), "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["spend_reconciliation"] == [
+        {"day": "2026-03-02", "counted_usd": 0.035, "recorded_usd": 0.03, "unrecorded_usd": 0.005}]
+    text = CliRunner().invoke(cli, ["report", "--db", str(db)]).output
+    assert "counted by the workers" in text and "$0.0050" in text
+
+
+def test_without_redis_the_report_shows_the_ledger_alone(tmp_path: Path, monkeypatch) -> None:
+    db = tmp_path / "cost.duckdb"
+    with Store(db) as store:
+        store.write_batch(judge_calls=[call("gpt", "relevance", 0.02, DAY2)])
+    monkeypatch.delenv("EVALUATOR_REDIS_URL", raising=False)
+    done = CliRunner().invoke(cli, ["report", "--db", str(db), "--json"])
+    assert json.loads(done.output)["spend_reconciliation"] is None

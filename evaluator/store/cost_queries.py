@@ -116,3 +116,11 @@ def known_spend_on(conn: duckdb.DuckDBPyConnection, day: date) -> float:
                        " WHERE strftime(created_at, '%Y-%m-%d') = $day",
                        {"day": day.isoformat()}).fetchone()
     return float(row[0])
+
+
+def service_spend_by_day(conn: duckdb.DuckDBPyConnection) -> dict[date, float]:
+    """Known spend per UTC day of the calls service-mode workers made (no run id), the ones
+    they also count in Redis (evaluator.spend_check)."""
+    rows = conn.execute("SELECT strftime(created_at, '%Y-%m-%d'), coalesce(sum(cost_usd), 0)"
+                        " FROM judge_calls WHERE run_id IS NULL GROUP BY ALL").fetchall()
+    return {date.fromisoformat(day): float(cost) for day, cost in rows}
