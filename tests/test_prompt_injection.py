@@ -21,6 +21,7 @@ from evaluator.parsing import parse_verdict
 from evaluator.records import Message, Trace
 from evaluator.rubrics import RubricRegistry, neutralize, render
 from tests.support.figures import record
+from tests.support.lookalikes import looks_like
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_FILE = ROOT / "tests" / "data" / "injection_outputs.jsonl"
@@ -31,7 +32,7 @@ MARKER = re.compile(r"<<<(?:BEGIN|END) [A-Z0-9 _-]+>>>")
 OUTPUT_BLOCK = re.compile(r"<<<BEGIN OUTPUT>>>\n(.*)\n<<<END OUTPUT>>>", re.DOTALL)
 TAG_LIKE = re.compile(r"<\s*/?\s*(?:data|output|context|question|input|system|user|assistant|"
                       r"instructions?)\b|<\|", re.IGNORECASE)
-ANGLE_RUN = re.compile("[<>\uff1c\uff1e\ufe64\ufe65\u2329\u232a\u3008\u3009\u27e8\u27e9]{3,}")
+ANGLE_RUN = re.compile("[<>]{3,}")
 INVISIBLE_CATEGORIES = {"Cc", "Cf"}
 
 
@@ -44,6 +45,8 @@ def trace_with(output: str) -> Trace:
                  output=output)
 
 
+INERT_PROMPTS: set[tuple[str, str]] = set()
+BOUND_PARSES: set[tuple[str, str]] = set()
 BENIGN = {rubric.ref: render(rubric, trace_with("Paris.")) for rubric in RUBRICS}
 CASES = [(rubric, row) for rubric in RUBRICS for row in CORPUS]
 IDS = [f"{rubric.criterion}-{row['id']}" for rubric, row in CASES]
@@ -70,10 +73,11 @@ def test_rendered_prompt_keeps_the_output_inert(rubric, row):
     assert after == benign_user[OUTPUT_BLOCK.search(benign_user).end():]
     inert = block.group(1)
     assert not TAG_LIKE.search(inert), "a role or data tag survived"
-    assert not ANGLE_RUN.search(inert), "a run of angle brackets survived"
-    assert not re.search(r"\b(?:BEGIN|END)\b", inert), "an uppercase marker word survived"
+    assert not ANGLE_RUN.search(looks_like(inert)), "a run of angle brackets survived"
+    assert not re.search(r"\b(?:BEGIN|END)\b", looks_like(inert)), "a marker word survived"
     hidden = {char for char in inert if unicodedata.category(char) in INVISIBLE_CATEGORIES}
     assert hidden <= {"\n", "\t"}, f"invisible characters survived: {sorted(map(hex, map(ord, hidden)))}"
+    INERT_PROMPTS.add((rubric.ref, row["id"]))
 
 
 def judge_replies(output: str, label: str) -> dict[str, str]:
@@ -105,9 +109,17 @@ def test_parser_binds_to_the_judges_final_verdict(rubric, row):
             assert shape not in QUOTED_INSIDE_THE_VERDICT, f"{shape}: unscored"
             continue
         assert parsed.label == judge_label, f"{shape}: parsed {parsed.label!r}"
+    BOUND_PARSES.add((rubric.ref, row["id"]))
 
 
 def test_zz_record_figures():
+    """After the cases (test order): the figures claim every prompt stayed inert and every parse
+    bound to the judge's verdict, so each case must have passed both checks."""
+    if not INERT_PROMPTS and not BOUND_PARSES:
+        pytest.skip("run together with the whole corpus")
+    everything = {(rubric.ref, row["id"]) for rubric, row in CASES}
+    assert INERT_PROMPTS == everything, f"not inert: {sorted(everything - INERT_PROMPTS)[:5]}"
+    assert BOUND_PARSES == everything, f"misparsed: {sorted(everything - BOUND_PARSES)[:5]}"
     record("prompt_injection", outputs=len(CORPUS), rubrics=len(RUBRICS),
-           prompts_checked=len(CASES), parses_checked=len(CASES) * 6,
+           prompts_checked=len(CASES), parses_checked=len(CASES) * 6, failures=0,
            attacks=sorted({row["attack"] for row in CORPUS}))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from evaluator.rubrics.lookalikes import LESS_THAN_LOOKALIKES, fold
+
 
 _ASCII_INVISIBLE = str.maketrans("", "", "".join(map(chr, [*range(9), *range(11, 32), 127])))
 _INVISIBLE = re.compile(
@@ -12,15 +14,14 @@ _INVISIBLE = re.compile(
 )
 """Control and invisible formatting characters; U+E0000-E007F are the tag characters that spell
 ASCII no reader sees (a known way to smuggle instructions to a model)."""
-_LOOKALIKE_OPENERS = "\uff1c\ufe64\u2329\u3008\u27e8"
-_LOOKALIKE_ANGLES = _LOOKALIKE_OPENERS + "\uff1e\ufe65\u232a\u3009\u27e9"
-_ANGLE_RUN = re.compile(f"[<>{_LOOKALIKE_ANGLES}]{{3,}}")
+_LOOKALIKE_OPENERS = "\uff1c\ufe64\u2329" + LESS_THAN_LOOKALIKES.replace("\u2039", "")
+_ANGLE_RUN = re.compile("[<>]{3,}")
 _TAG_WORDS = "data|output|context|question|input|system|user|assistant|instructions?"
 _TAG = rf"(?=\s*/?\s*(?i:{_TAG_WORDS})\b|\|)"
 _TAG_OPENER = re.compile("<" + _TAG)
 _LOOKALIKE_TAG_OPENER = re.compile(f"[{_LOOKALIKE_OPENERS}]{_TAG}")
 _SAFE_OPENER = "\u2039"
-"""'‹' replaces the opener of a tag-like sequence; it is deliberately outside the angle set."""
+"""'‹' replaces the opener of a tag-like sequence; it opens no tag (nor a run: runs are spaced)."""
 _MARKER_WORDS = tuple(
     (word, re.compile(f"{word}(?<![A-Za-z]{word})(?![A-Za-z])"), word.capitalize())
     for word in ("BEGIN", "END")
@@ -36,8 +37,9 @@ def _space_out(match: re.Match[str]) -> str:
 def neutralize(text: str) -> str:
     """Make trace text inert inside a prompt; idempotent, and cheap on ordinary text.
 
-    Strips control and invisible formatting characters (keeps \\n and \\t), spaces out runs of
-    three or more angle brackets or look-alikes (`<<<` becomes `< < <`), turns the opener of
+    Strips control and invisible formatting characters (keeps \\n and \\t), writes look-alikes
+    that spell a marker-like sequence in ASCII (`lookalikes.fold`: `⋘ЕΝD` is `<<<END`), spaces
+    out runs of three or more angle brackets (`<<<` becomes `< < <`), turns the opener of
     data/role-like tags and `<|special|>` tokens into `‹`, and writes the uppercase marker words
     BEGIN/END as Begin/End, so the text can neither close nor open a `data_block`. Each regex
     runs only when a cheap substring test says it could match.
@@ -46,9 +48,9 @@ def neutralize(text: str) -> str:
         text = text.translate(_ASCII_INVISIBLE)
         lookalikes = False
     else:
-        text = _INVISIBLE.sub("", text)
-        lookalikes = any(char in text for char in _LOOKALIKE_ANGLES)
-    if lookalikes or "<<<" in text or ">>>" in text:
+        text = fold(_INVISIBLE.sub("", text))
+        lookalikes = any(char in text for char in _LOOKALIKE_OPENERS)
+    if "<<" in text or ">>" in text or "<>" in text or "><" in text:
         text = _ANGLE_RUN.sub(_space_out, text)
     if "<" in text:
         text = _TAG_OPENER.sub(_SAFE_OPENER, text)
@@ -70,8 +72,5 @@ def data_block(name: str, text: str) -> str:
             "join lists first, e.g. context|join('\\n\\n')"
         )
     return f"<<<BEGIN {name.upper()}>>>\n{neutralize(text)}\n<<<END {name.upper()}>>>"
-
-
-# --- Loading --------------------------------------------------------------------------------
 
 
