@@ -70,3 +70,70 @@ def test_ingest_worker_sink_end_to_end(redis_url, tmp_path):
     assert len({e.evaluation_id for e in evaluations}) == len(evaluations)
     assert all(e.status in {"scored", "unscored", "error", "skipped"} for e in evaluations)
     assert all(e.reason for e in evaluations if e.status != "scored")
+
+
+def test_a_killed_workers_judge_calls_reach_the_ledger(tmp_path, monkeypatch):
+    """SIGKILL a worker in the middle of its messages: every judge call it got an answer for is
+    on the ledger (only the calls in flight at the kill may be missing), and the spend the
+    workers counted in Redis matches the ledger in `evaluator report`."""
+    from evaluator.worker.broker import build_producer_broker
+    from evaluator.worker.service import enqueue
+    from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
+    from tests.support.openai_server import OpenAIServer
+    from tests.support.redis_server import RedisServer
+
+    in_flight = 16
+    items = collect_work(SAMPLE, SamplingPolicy(rate=1.0)).items[:40]
+    db = tmp_path / "service.duckdb"
+    with OpenAIServer(latency_ms=200, jitter_ms=50) as server, \
+            RedisServer(tmp_path / "redis", persistent=True) as redis_server:
+        write_judge(tmp_path / "judges", judge_config(
+            server, "priced", client="openai", prices={"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+            limits={"max_in_flight": in_flight}))
+        env = {**os.environ, KEY_ENV: KEY, "EVALUATOR_REDIS_URL": redis_server.url,
+               "EVALUATOR_DB": str(db), "EVALUATOR_JUDGES_DIR": str(tmp_path / "judges"),
+               "EVALUATOR_WORKER_HEARTBEAT_TIMEOUT_S": "2"}
+        producer = build_producer_broker(redis_server.url)
+        enqueue(producer, items, "priced", batch_size=20)
+        producer.close()
+        sink = _evaluator("sink", env=env, stderr=subprocess.DEVNULL)
+        worker = _evaluator("worker", "--processes", "1", "--threads", "2", env=env,
+                            stderr=subprocess.DEVNULL)
+        started = [sink, worker]
+        try:
+            _wait(lambda: server.stats.total >= 60, "60 judge calls")
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=30)
+            answered_before_kill = server.stats.total
+            started.append(_evaluator("worker", "--processes", "1", "--threads", "2", env=env,
+                                      stderr=subprocess.DEVNULL))
+            _wait(lambda: _count_evaluations(db) >= len(items) * 4, "every evaluation stored")
+            _wait(lambda: _ledger_calls(db) + in_flight >= server.stats.total,
+                  "the ledger rows", timeout_s=10)
+            report = subprocess.run([sys.executable, "-m", "evaluator", "report", "--json"],
+                                    env=env, capture_output=True, text=True, timeout=60)
+        finally:
+            for process in started:
+                process.send_signal(signal.SIGTERM)
+            for process in started:
+                process.wait(timeout=60)
+        requests = server.stats.total
+    recorded = _ledger_calls(db)
+    print(f"judge requests {requests} (killed worker: {answered_before_kill}), ledger {recorded}")
+    assert _count_evaluations(db) == len(items) * 4
+    assert requests - in_flight <= recorded <= requests
+    (day,) = json.loads(report.stdout)["spend_reconciliation"]
+    assert day["counted_usd"] > 0
+    assert day["unrecorded_usd"] == pytest.approx(0, abs=1e-9)
+
+
+def _ledger_calls(db: Path) -> int:
+    with Store(db, read_only=True) as store:
+        return store.conn.execute("SELECT count(*) FROM judge_calls WHERE NOT cached").fetchone()[0]
+
+
+def _wait(condition, what: str, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
