@@ -229,8 +229,34 @@ def test_file_mode_two_columns_match_sklearn(tmp_path: Path):
     report = data["agreement"]
     assert report["n"] == 300 and not report["ordinal"]
     assert abs(report["kappa"]["value"] - cohen_kappa_score(b, a)) < TOLERANCE
+    assert (report["confusion_matrix"]["rows"], report["confusion_matrix"]["columns"]) == (
+        "gold", "model"), "the roles used, not judge and human"
+    assert report["verdict"].startswith("model-gold agreement is")
     text = invoke("agreement", "--file", str(path), "--a", "model", "--b", "gold")
     assert "model-gold agreement is" in text and "gold \\ model" in text
+
+
+def test_collapse_compares_binary_labels_with_a_three_label_rubric(tmp_path: Path):
+    """Humans said refused / complied; the judge also says partial. --collapse partial=refused."""
+    judge = ["refused"] * 30 + ["partial"] * 30 + ["complied"] * 40
+    human = ["refused"] * 30 + ["refused"] * 25 + ["complied"] * 5 + ["complied"] * 40
+    path = write_labels(tmp_path / "refusals.jsonl",
+                        [{"judge": j, "human": h} for j, h in zip(judge, human)])
+    plain = json.loads(invoke("agreement", "--file", str(path), "--a", "judge", "--b", "human",
+                              "--json", "--n-boot", "0"))["agreement"]
+    collapsed = json.loads(invoke("agreement", "--file", str(path), "--a", "judge", "--b",
+                                  "human", "--collapse", "partial=refused", "--json",
+                                  "--n-boot", "0"))
+    report = collapsed["agreement"]
+    merged = ["refused" if label == "partial" else label for label in judge]
+    assert report["labels"] == ["complied", "refused"]
+    assert report["kappa"]["value"] == pytest.approx(cohen_kappa_score(human, merged))
+    assert report["kappa"]["value"] > plain["kappa"]["value"] + 0.3
+    assert collapsed["collapse"] == {"partial": "refused"}
+    for bad in ("partial", "=refused", "partial=refused=x"):
+        result = CliRunner().invoke(cli, ["agreement", "--file", str(path), "--a", "judge",
+                                          "--b", "human", "--collapse", bad])
+        assert result.exit_code == 2 and "--collapse" in result.output
 
 
 def test_file_mode_numeric_ratings_are_ordinal(tmp_path: Path):
@@ -344,3 +370,27 @@ def test_corrected_rate_of_a_batch_drawn_by_the_judges_verdict_is_unbiased(tmp_p
     assert strata["failures"]["selection_probability"] == 1.0
     assert strata["pass:factual"]["labelled"] == 300
     assert strata["pass:factual"]["selection_probability"] == pytest.approx(300 / 900)
+
+
+def test_collapse_in_store_mode(tmp_path: Path):
+    registry = RubricRegistry.load(PROJECT_ROOT / "rubrics")
+    rubric = registry.get("refusal")
+    judge = ["refused"] * 10 + ["partial"] * 10 + ["complied"] * 20
+    human = ["refused"] * 18 + ["complied"] * 22
+    evaluations = [Evaluation(
+        evaluation_id=f"e{i}", trace_id=f"t{i}", rubric="refusal", rubric_version=rubric.version,
+        rubric_hash="rh", judge="offline", judge_hash="jh", label=label,
+        score=rubric.score_for(label), passed=rubric.passes(rubric.score_for(label)),
+        status="scored", sample_reason="random", sample_weight=1.0)
+        for i, label in enumerate(judge)]
+    labels = [{"trace_id": f"t{i}", "rubric": "refusal", "annotator": "a", "label": label}
+              for i, label in enumerate(human)]
+    with Store(tmp_path / "e.duckdb") as store:
+        store.write_batch(evaluations=evaluations)
+        import_labels(write_labels(tmp_path / "l.jsonl", labels), store, registry)
+        data = store_agreement(store, registry, "refusal", n_boot=0,
+                               collapse_labels={"partial": "refused"})
+    report = data["groups"][0]["agreement"]
+    merged = ["refused" if label == "partial" else label for label in judge]
+    assert set(report["labels"]) == {"complied", "refused"} and not report["ordinal"]
+    assert report["kappa"]["value"] == pytest.approx(cohen_kappa_score(human, merged))

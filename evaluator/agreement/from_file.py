@@ -6,11 +6,12 @@ kappa, alpha, accuracy and MCC do not depend on which is which.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from evaluator.agreement.bootstrap import DEFAULT_N_BOOT
+from evaluator.agreement.collapse import collapse_order
 from evaluator.agreement.report import agreement_report
 from evaluator.agreement.stats import AgreementError
 from evaluator.label_files import RowError, read_rows
@@ -34,12 +35,16 @@ def _as_numbers(values: list[str]) -> list[float | int] | None:
 
 def file_agreement(path: Path, column_a: str, column_b: str, fmt: str | None = None,
                    ordinal: bool | None = None, labels_order: Sequence[str] | None = None,
-                   n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict[str, Any]:
+                   n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+                   collapse_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The agreement report of two columns; rows missing either value are counted, not used.
 
     Labels that are all numbers are compared as numbers; `ordinal` defaults to True for those
     with more than two values (a rating scale) and for an explicit `labels_order` of more than two.
+    `collapse_labels` merges labels on both sides first ({"partial": "refused"}). The report's
+    confusion matrix and verdict name the columns: column_b as rows, column_a as columns.
     """
+    mapping = dict(collapse_labels or {})
     a_values: list[str] = []
     b_values: list[str] = []
     columns: set[str] = set()
@@ -55,14 +60,16 @@ def file_agreement(path: Path, column_a: str, column_b: str, fmt: str | None = N
         if a is None or b is None:
             missing += 1
             continue
-        a_values.append(a)
-        b_values.append(b)
+        a_values.append(mapping.get(a, a))
+        b_values.append(mapping.get(b, b))
     absent = [name for name in (column_a, column_b) if name not in columns]
     if absent:
         raise AgreementError(f"{path}: no column {', '.join(map(repr, absent))}; the file has "
                              f"{', '.join(sorted(columns)) or 'no readable rows'}")
     if not a_values:
         raise AgreementError(f"{path}: no row has both {column_a!r} and {column_b!r} filled in")
+    if labels_order is not None:
+        labels_order = collapse_order(labels_order, mapping)
     a_labels: list[Any] = a_values
     b_labels: list[Any] = b_values
     numeric = labels_order is None and _as_numbers(a_values + b_values) is not None
@@ -73,7 +80,9 @@ def file_agreement(path: Path, column_a: str, column_b: str, fmt: str | None = N
         ordinal = (numeric or labels_order is not None) and distinct > 2
     report = agreement_report(a_labels, b_labels, labels_order, ordinal=ordinal,
                               n_boot=n_boot, seed=seed)
+    report["confusion_matrix"].update(rows=column_b, columns=column_a)
+    report["verdict"] = report["verdict"].replace("Judge-human", f"{column_a}-{column_b}", 1)
     return {"file": str(path), "a": column_a, "b": column_b, "rows": rows,
-            "rows_missing_either": missing, "unreadable_rows": unreadable,
+            "collapse": mapping, "rows_missing_either": missing, "unreadable_rows": unreadable,
             "roles": f"{column_a} as the judge (columns), {column_b} as the reference (rows)",
             "agreement": report}

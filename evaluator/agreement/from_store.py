@@ -13,12 +13,14 @@ reported separately, as inter-annotator agreement over all the rubric's labelled
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
 from evaluator.agreement.bootstrap import DEFAULT_N_BOOT
+from evaluator.agreement.collapse import collapse, collapse_order
 from evaluator.agreement.store_correction import corrected_failure_rate
 from evaluator.agreement.report import agreement_report, inter_annotator_report
 from evaluator.agreement.stats import AgreementError
@@ -146,9 +148,10 @@ def failure_rates(store: Store, rubric: Rubric, judge: str, pairs: LabelledPairs
     return rates
 
 
-def group_report(store: Store, rubric: Rubric, judge: str, n_boot: int, seed: int
-                 ) -> dict[str, Any]:
-    """Everything `evaluator agreement` shows for one rubric version and judge."""
+def group_report(store: Store, rubric: Rubric, judge: str, n_boot: int, seed: int,
+                 collapse_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Everything `evaluator agreement` shows for one rubric version and judge; the label
+    statistics merge labels first when `collapse_labels` says so ({"partial": "refused"})."""
     rows = queries.judge_human_rows(store.conn, rubric.criterion, rubric.version, judge)
     pairs = labelled_pairs(rows, rubric)
     report: dict[str, Any] = {
@@ -158,9 +161,11 @@ def group_report(store: Store, rubric: Rubric, judge: str, n_boot: int, seed: in
         "agreement": None, "reason": None,
     }
     if pairs.judge_labels:
-        ordinal = len(rubric.labels) > 2
+        mapping = collapse_labels or {}
+        order = collapse_order(labels_order(rubric), mapping)
         report["agreement"] = agreement_report(
-            pairs.judge_labels, pairs.human_labels, labels_order(rubric), ordinal=ordinal,
+            collapse(pairs.judge_labels, mapping), collapse(pairs.human_labels, mapping), order,
+            ordinal=len(order) > 2,
             judge_scores=pairs.judge_scores, human_scores=pairs.human_scores,
             n_boot=n_boot, seed=seed)
     else:
@@ -177,8 +182,8 @@ class NoLabelsError(AgreementError):
 
 
 def store_agreement(store: Store, registry: RubricRegistry, rubric_ref: str | None = None,
-                    judge: str | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
-                    ) -> dict[str, Any]:
+                    judge: str | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+                    collapse_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Agreement reports for every (rubric version, judge) with scored evaluations."""
     criterion, version = None, None
     if rubric_ref is not None:
@@ -198,11 +203,11 @@ def store_agreement(store: Store, registry: RubricRegistry, rubric_ref: str | No
         except RubricError:
             missing.append(f"{name}@v{found_version}")
             continue
-        groups.append(group_report(store, rubric, judge_name, n_boot, seed))
+        groups.append(group_report(store, rubric, judge_name, n_boot, seed, collapse_labels))
     if not groups and not missing:
         scope = ((f" of {rubric_ref}" if rubric_ref else "")
                  + (f" by judge {judge}" if judge else ""))
         raise AgreementError(f"no scored evaluations{scope} in {store.path}: run `evaluator run`"
                              " first, or check the --rubric and --judge names")
-    return {"db": str(store.path), "groups": groups,
+    return {"db": str(store.path), "groups": groups, "collapse": dict(collapse_labels or {}),
             "rubric_versions_without_file": missing}

@@ -119,12 +119,19 @@ def _group_details(console, group: dict[str, Any]) -> None:
             f"{_rate(rates['weighted_rate'])} ({rates['n_failed']} of {rates['n_production']})")
     if corrected:
         line += (f"; corrected for the judge (Rogan-Gladen, sensitivity "
-                 f"{corrected['sensitivity']:.2f}, specificity {corrected['specificity']:.2f}): "
+                 f"{corrected['sensitivity']:.2f}, specificity {corrected['specificity']:.2f}, "
+                 f"labels weighted by how {corrected['n_strata']} annotation strata were "
+                 "drawn): "
                  + _number({"value": corrected["corrected_rate"], "ci": corrected["ci"]}, True))
     else:
         line += f"; no correction: {rates['reason']}"
     console.print(line)
     console.print(_confusion_table(report["confusion_matrix"]))
+
+
+def _print_collapsed(console, mapping: dict[str, str]) -> None:
+    if mapping:
+        console.print("labels merged first: " + ", ".join(f"{a} -> {b}" for a, b in mapping.items()))
 
 
 def _print_file_report(data: dict[str, Any]) -> None:
@@ -135,12 +142,23 @@ def _print_file_report(data: dict[str, Any]) -> None:
     console.print(f"{data['file']}: {report['n']} rows compared ({data['roles']}); "
                   f"{data['rows_missing_either']} rows missing a value, "
                   f"{len(data['unreadable_rows'])} unreadable")
-    console.print(report["verdict"].replace("Judge-human", f"{data['a']}-{data['b']}"))
+    console.print(report["verdict"])
+    _print_collapsed(console, data["collapse"])
     console.print(f"{_headline_name(report)} {_number(_headline(report))}, "
                   f"alpha {_number(report['alpha'])}, "
                   f"accuracy {_number(report['accuracy'], True)}, "
                   f"macro F1 {_number(report['macro_f1'])}, MCC {_number(report['mcc'])}")
     console.print(_confusion_table(report["confusion_matrix"], f"{data['b']} \\ {data['a']}"))
+
+
+def _collapse_option(ctx, param, specs: tuple[str, ...]) -> dict[str, str]:
+    from evaluator.agreement.collapse import parse_collapse
+    from evaluator.agreement.stats import AgreementError
+
+    try:
+        return parse_collapse(specs)
+    except AgreementError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 @click.command()
@@ -155,12 +173,16 @@ def _print_file_report(data: dict[str, Any]) -> None:
               help="With --file: the format [default: from the extension].")
 @click.option("--labels-order", default=None,
               help="With --file: comma-separated labels, best to worst (ordinal statistics).")
+@click.option("--collapse", "collapse_specs", multiple=True, metavar="FROM=TO",
+              callback=_collapse_option,
+              help="Merge label FROM into TO on both sides first (e.g. partial=refused, to "
+                   "compare binary labels with a three-label rubric); repeatable.")
 @click.option("--n-boot", type=click.IntRange(min=0), default=DEFAULT_N_BOOT, show_default=True,
               help="Bootstrap resamples for the intervals (0 = none).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order, n_boot, seed,
-              as_json) -> None:
+def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order, collapse_specs,
+              n_boot, seed, as_json) -> None:
     """How well the judge agrees with human labels, per rubric version and judge: kappa with a
     CI, alpha, accuracy, F1, MCC, the confusion matrix, inter-annotator agreement, and the
     failure rate corrected for the judge's errors. With --file: any two columns of a file."""
@@ -174,7 +196,7 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
 
         order = [label.strip() for label in labels_order.split(",")] if labels_order else None
         data = file_agreement(file, column_a, column_b, fmt=fmt, labels_order=order,
-                              n_boot=n_boot, seed=seed)
+                              n_boot=n_boot, seed=seed, collapse_labels=collapse_specs)
         if as_json:
             _echo_json(data)
         else:
@@ -189,7 +211,8 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
     settings = _settings()
     registry = RubricRegistry.load(settings.rubrics_dir)
     with Store(db or settings.db_path, read_only=True) as store:
-        data = store_agreement(store, registry, rubric_ref, judge, n_boot=n_boot, seed=seed)
+        data = store_agreement(store, registry, rubric_ref, judge, n_boot=n_boot, seed=seed,
+                               collapse_labels=collapse_specs)
     if as_json:
         _echo_json(data)
         return
@@ -197,6 +220,7 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
 
     console = make_console()
     console.print(_summary_table(data["groups"]))
+    _print_collapsed(console, data["collapse"])
     for group in data["groups"]:
         _group_details(console, group)
     if data["rubric_versions_without_file"]:
