@@ -11,6 +11,7 @@ Three families are understood, tried in this order for each field:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,6 +109,34 @@ def text_of(content: Any) -> str:
     return str(content)
 
 
+def _is_content_parts(value: Any) -> bool:
+    return (isinstance(value, (list, tuple)) and bool(value)
+            and all(isinstance(part, Mapping) and "type" in part for part in value))
+
+
+def content_text(content: Any) -> str:
+    """Message content where the convention says it is text (indexed `gen_ai.prompt.N.content`,
+    event bodies): a string stays whole, even when it looks like JSON (an answer may be a JSON
+    object). Only a JSON array of typed content parts, which OpenLLMetry writes for a
+    multi-part message, is read as structure."""
+    if isinstance(content, str):
+        if content.startswith("["):
+            parsed = loads_json(content)
+            if _is_content_parts(parsed):
+                return text_of(parsed)
+        return content
+    return text_of(content)
+
+
+def finish_reason_of(value: Any) -> str | None:
+    """The first finish reason: a list, a JSON list in a string (logfire), or a plain string."""
+    if isinstance(value, str) and value.startswith("["):
+        value = loads_json(value)
+    if isinstance(value, (list, tuple)):
+        return first_str(*value)
+    return first_str(value)
+
+
 def as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
@@ -179,14 +208,14 @@ def _read_indexed_genai(call: LlmCall, attrs: Mapping[str, Any]) -> None:
         prompts = indexed(attrs, "gen_ai.prompt")
         if prompts:
             messages = [{"role": str(p.get("role") or "user"),
-                         "content": text_of(loads_json(p.get("content")))} for p in prompts]
+                         "content": content_text(p.get("content"))} for p in prompts]
             call.messages, system = _split_system(messages)
             call.system = call.system or system
             call.conventions.add("gen_ai_legacy")
     if not call.output:
         completions = indexed(attrs, "gen_ai.completion")
         if completions:
-            call.output = text_of(loads_json(completions[0].get("content")))
+            call.output = content_text(completions[0].get("content"))
             call.finish_reason = call.finish_reason or first_str(completions[0].get("finish_reason"))
             call.conventions.add("gen_ai_legacy")
 
@@ -205,12 +234,12 @@ def _read_events(call: LlmCall, span: SpanRecord) -> None:
         if event.name in _EVENT_ROLES:
             body = _event_body(event.attributes)
             role = str(body.get("role") or _EVENT_ROLES[event.name])
-            messages.append({"role": role, "content": text_of(loads_json(body.get("content")))})
+            messages.append({"role": role, "content": content_text(body.get("content"))})
         elif event.name == "gen_ai.choice" and not call.output:
             body = _event_body(event.attributes)
             message = loads_json(body.get("message"))
             content = message.get("content") if isinstance(message, Mapping) else body.get("content")
-            call.output = text_of(loads_json(content))
+            call.output = content_text(content)
             call.finish_reason = call.finish_reason or first_str(body.get("finish_reason"))
             call.conventions.add("gen_ai_events")
         elif event.name == "gen_ai.content.prompt" and not messages and not call.messages:
@@ -259,7 +288,7 @@ def read_llm_call(span: SpanRecord) -> LlmCall:
     _read_events(call, span)
     _read_openinference(call, attrs)
     call.model = first_str(attrs.get("gen_ai.response.model"), attrs.get("gen_ai.request.model"),
-                           attrs.get("llm.model_name"))
+                           attrs.get("llm.model_name"), _invocation_model(attrs))
     call.provider = first_str(attrs.get("gen_ai.provider.name"), attrs.get("gen_ai.system"),
                               attrs.get("llm.provider"), attrs.get("llm.system"))
     call.input_tokens = as_int(_first_present(
@@ -267,12 +296,16 @@ def read_llm_call(span: SpanRecord) -> LlmCall:
     call.output_tokens = as_int(_first_present(
         attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
         "llm.token_count.completion"))
-    reasons = attrs.get("gen_ai.response.finish_reasons")
-    if isinstance(reasons, (list, tuple)) and reasons:
-        call.finish_reason = first_str(*reasons) or call.finish_reason
-    elif isinstance(reasons, str):
-        call.finish_reason = reasons or call.finish_reason
+    call.finish_reason = (finish_reason_of(attrs.get("gen_ai.response.finish_reasons"))
+                          or first_str(attrs.get("llm.finish_reason")) or call.finish_reason)
     return call
+
+
+def _invocation_model(attrs: Mapping[str, Any]) -> str | None:
+    """OpenInference records the requested model only in `llm.invocation_parameters` (JSON), so
+    a call that failed before any response names its model only there."""
+    parameters = loads_json(attrs.get("llm.invocation_parameters"))
+    return first_str(parameters.get("model")) if isinstance(parameters, Mapping) else None
 
 
 def _first_present(attrs: Mapping[str, Any], *keys: str) -> Any:
@@ -296,3 +329,32 @@ def read_documents(span: SpanRecord) -> list[str]:
 def tool_name(span: SpanRecord) -> str:
     attrs = span.attributes
     return first_str(attrs.get("gen_ai.tool.name"), attrs.get("tool.name")) or span.name
+
+
+_CLASS_REPR = re.compile(r"<class '([\w.]+)'>")
+
+
+def error_type_of(value: Any) -> str | None:
+    """`error.type` as a name: opentelemetry-instrumentation-openai-v2 2.4b0 wrote the class repr
+    (`<class 'openai.NotFoundError'>`), which becomes the qualified name inside it."""
+    if value is None or isinstance(value, bool) or str(value) == "":
+        return None
+    text = str(value).strip()
+    match = _CLASS_REPR.fullmatch(text)
+    return match.group(1) if match else text
+
+
+def error_of(span: SpanRecord) -> str | None:
+    """What went wrong in a failed span, each piece of text once: instrumentations often put
+    "Type: message" in the status description and the same message in the exception event."""
+    error_type = error_type_of(span.attributes.get("error.type"))
+    if span.status != "error" and not error_type:
+        return None
+    exception = next((e.attributes for e in span.events if e.name == "exception"), {})
+    parts = [part for part in (error_type, span.status_message,
+                               first_str(exception.get("exception.message"))) if part]
+    kept: list[str] = []
+    for part in parts:
+        if part not in kept and not any(part in other for other in parts if len(other) > len(part)):
+            kept.append(part)
+    return ": ".join(kept) or f"span {span.name!r} has status ERROR"

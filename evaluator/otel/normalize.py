@@ -21,6 +21,7 @@ from evaluator.errors import InvalidTraceError
 from evaluator.otel.conventions import (
     OUTPUT_KEYS_LOOKED_FOR,
     LlmCall,
+    error_of,
     first_str,
     loads_json,
     read_documents,
@@ -36,8 +37,8 @@ from evaluator.trace_limits import metadata_problem
 FEEDBACK_KEYS = ("user.feedback", "feedback.score", "feedback", "feedback.label", "evaluator.feedback",
                  "gen_ai.feedback", "user_feedback")
 PROMPT_VERSION_KEYS = ("prompt.version", "gen_ai.prompt.version", "llm.prompt_template.version")
-SESSION_KEYS = ("session.id", "gen_ai.conversation.id")
-USER_KEYS = ("user.id", "enduser.id")
+SESSION_KEYS = ("session.id", "gen_ai.conversation.id", "traceloop.association.properties.session_id")
+USER_KEYS = ("user.id", "enduser.id", "traceloop.association.properties.user_id")
 
 _NEGATIVE = {"negative", "thumbs_down", "thumbs-down", "thumbsdown", "down", "bad", "dislike", "👎",
              "incorrect", "unhelpful"}
@@ -101,20 +102,6 @@ def _feedback(spans: Iterable[SpanRecord]) -> str | None:
     return None
 
 
-def _error_of(span: SpanRecord) -> str | None:
-    error_type = span.attributes.get("error.type")
-    if span.status != "error" and not error_type:
-        return None
-    exception = next((e.attributes for e in span.events if e.name == "exception"), {})
-    parts = [str(error_type) if error_type else None, span.status_message,
-             first_str(exception.get("exception.message"))]
-    seen: list[str] = []
-    for part in parts:
-        if part and part not in seen:
-            seen.append(part)
-    return ": ".join(seen) or f"span {span.name!r} has status ERROR"
-
-
 def _app_metadata(spans: Iterable[SpanRecord]) -> tuple[dict[str, Any], list[str]]:
     metadata: dict[str, Any] = {}
     tags: list[str] = []
@@ -171,7 +158,7 @@ def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
     final = max(answered, key=lambda c: c.span.end_ns or c.span.start_ns) if answered else None
     ordered = [root] + [span for span in spans if span is not root]
 
-    errors = [error for error in map(_error_of, [root] + [c.span for c in calls]) if error]
+    errors = [error for error in map(error_of, [root] + [c.span for c in calls]) if error]
     if final is None:  # no LLM call answered: an agent or chain span may still carry the answer
         final = next((call for call in map(read_llm_call, ordered) if call.output), None)
     if final is None and not errors:

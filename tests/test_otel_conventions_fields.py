@@ -1,0 +1,162 @@
+"""Fields as the real instrumentations write them (issue 22, items 3 and 5).
+
+Spans come from the real SDK, under the scope names and attribute shapes that the official
+OpenAI instrumentation, OpenLLMetry, OpenInference and logfire use.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from opentelemetry.trace import Status, StatusCode
+
+from evaluator.otel.normalize import normalize_spans
+from tests.support.otel_capture import Capture
+
+ANSWER_JSON = '{"result": "42", "explanation": "six times seven"}'
+
+
+@pytest.fixture
+def capture():
+    capture = Capture()
+    yield capture
+    capture.shutdown()
+
+
+# item 3: message content is text; JSON-looking text stays whole
+
+
+@pytest.mark.parametrize("answer", [ANSWER_JSON, '{"a": 1}', "[1, 2, 3]", '"quoted"', "[]"])
+def test_indexed_completion_that_looks_like_json_is_kept_verbatim(capture, answer):
+    with capture.tracer("opentelemetry.instrumentation.openai.v1").start_as_current_span(
+            "openai.chat") as span:
+        span.set_attributes({
+            "llm.request.type": "chat", "gen_ai.system": "openai",
+            "gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": '{"q": "answer as JSON"}',
+            "gen_ai.completion.0.role": "assistant", "gen_ai.completion.0.content": answer,
+        })
+    trace = normalize_spans(capture.records())
+    assert trace.output == answer
+    assert trace.question == '{"q": "answer as JSON"}'
+
+
+def test_indexed_content_parts_list_is_read_as_parts(capture):
+    """OpenLLMetry writes a multi-part user message as the JSON of OpenAI's content parts."""
+    parts = [{"type": "text", "text": "Describe this"},
+             {"type": "image_url", "image_url": {"url": "https://example.invalid/a.png"}}]
+    with capture.tracer("opentelemetry.instrumentation.openai.v1").start_as_current_span(
+            "openai.chat") as span:
+        span.set_attributes({
+            "llm.request.type": "chat",
+            "gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": json.dumps(parts),
+            "gen_ai.completion.0.content": "A cat.",
+        })
+    assert normalize_spans(capture.records()).question == "Describe this"
+
+
+def test_event_content_that_looks_like_json_is_kept_verbatim(capture):
+    with capture.tracer().start_as_current_span("chat gpt-4o") as span:
+        span.set_attributes({"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o"})
+        span.add_event("gen_ai.user.message", {"content": '{"task": "sum"}'})
+        span.add_event("gen_ai.choice", {"body": json.dumps({
+            "index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": ANSWER_JSON}})})
+    trace = normalize_spans(capture.records())
+    assert trace.output == ANSWER_JSON and trace.question == '{"task": "sum"}'
+
+
+def test_event_choice_with_direct_json_content_is_kept_verbatim(capture):
+    with capture.tracer().start_as_current_span("chat") as span:
+        span.set_attributes({"gen_ai.system": "openai"})
+        span.add_event("gen_ai.user.message", {"content": "Give JSON"})
+        span.add_event("gen_ai.choice", {"content": '{"only": "field"}', "finish_reason": "stop"})
+    assert normalize_spans(capture.records()).output == '{"only": "field"}'
+
+
+# item 5: session and user ids, finish reasons, model, error text
+
+
+def test_traceloop_association_properties_give_session_and_user(capture):
+    tracer = capture.tracer("opentelemetry.instrumentation.openai.v1")
+    with tracer.start_as_current_span("openai.chat") as span:
+        span.set_attributes({
+            "llm.request.type": "chat", "gen_ai.completion.0.content": "Hi",
+            "traceloop.association.properties.session_id": "sess-42",
+            "traceloop.association.properties.user_id": "user-7",
+        })
+    trace = normalize_spans(capture.records())
+    assert (trace.session_id, trace.user_id) == ("sess-42", "user-7")
+
+
+def test_openinference_finish_reason_is_read(capture):
+    with capture.tracer("openinference.instrumentation.openai").start_as_current_span(
+            "ChatCompletion") as span:
+        span.set_attributes({
+            "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini",
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.content": "I cannot help with that.",
+            "llm.finish_reason": "content_filter",
+        })
+    assert normalize_spans(capture.records()).finish_reason == "content_filter"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ('["content_filter"]', "content_filter"), ("[\"stop\", \"length\"]", "stop"),
+    (("length",), "length"), ("stop", "stop"),
+])
+def test_finish_reasons_as_json_string_or_list(capture, value, expected):
+    with capture.tracer("logfire.openai").start_as_current_span("Chat Completion") as span:
+        span.set_attributes({
+            "gen_ai.operation.name": "chat",
+            "gen_ai.output.messages": json.dumps([{"role": "assistant",
+                                                   "parts": [{"type": "text", "content": "ok"}]}]),
+            "gen_ai.response.finish_reasons": value,
+        })
+    assert normalize_spans(capture.records()).finish_reason == expected
+
+
+def test_openinference_failed_call_keeps_the_model_from_invocation_parameters(capture):
+    with capture.tracer("openinference.instrumentation.openai").start_as_current_span(
+            "ChatCompletion") as span:
+        span.set_attributes({
+            "openinference.span.kind": "LLM",
+            "llm.invocation_parameters": json.dumps({"model": "gpt-4o-mini", "temperature": 0}),
+            "llm.input_messages.0.message.role": "user",
+            "llm.input_messages.0.message.content": "Hello?",
+        })
+        span.set_status(Status(StatusCode.ERROR, "APIConnectionError: Connection error."))
+    trace = normalize_spans(capture.records())
+    assert (trace.status, trace.model) == ("error", "gpt-4o-mini")
+
+
+def test_error_text_is_not_repeated(capture):
+    with capture.tracer("openinference.instrumentation.openai").start_as_current_span(
+            "ChatCompletion") as span:
+        span.set_attributes({"openinference.span.kind": "LLM", "error.type": "APIConnectionError"})
+        span.set_status(Status(StatusCode.ERROR, "APIConnectionError: Connection error."))
+        span.add_event("exception", {"exception.type": "openai.APIConnectionError",
+                                     "exception.message": "Connection error."})
+    assert normalize_spans(capture.records()).error == "APIConnectionError: Connection error."
+
+
+def test_error_type_and_description_still_both_appear(capture):
+    with capture.tracer().start_as_current_span("chat") as span:
+        span.set_attributes({"gen_ai.operation.name": "chat", "error.type": "RateLimitError"})
+        span.set_status(Status(StatusCode.ERROR, "429 Too Many Requests"))
+    assert normalize_spans(capture.records()).error == "RateLimitError: 429 Too Many Requests"
+
+
+@pytest.mark.parametrize(("error_type", "expected"), [
+    ("<class 'openai.NotFoundError'>", "openai.NotFoundError"),
+    ("openai.NotFoundError", "openai.NotFoundError"),
+    ("NotFoundError", "NotFoundError"),
+    ("<class 'TimeoutError'>", "TimeoutError"),
+    ("500", "500"),
+])
+def test_error_type_class_repr_is_normalized(capture, error_type, expected):
+    """2.4b0 wrote `str(type(exc))`; the name inside is what util-genai now writes itself."""
+    with capture.tracer("opentelemetry.util.genai.handler").start_as_current_span("chat m") as span:
+        span.set_attributes({"gen_ai.operation.name": "chat", "error.type": error_type})
+        span.set_status(Status(StatusCode.ERROR, "Error code: 404 - model not found"))
+    assert normalize_spans(capture.records()).error == f"{expected}: Error code: 404 - model not found"
