@@ -72,7 +72,8 @@ def run(traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json) -> None
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(report.sample_reasons.items()))
     console.print(
         f"run [bold]{report.run_id}[/]: read {report.traces_read} traces "
-        f"({report.invalid} invalid, kept as dead letters), sampled {report.sampled} ({reasons}), "
+        f"({report.invalid} invalid, kept as dead letters, {report.reused_ids} of them reusing an "
+        f"earlier trace's id), sampled {report.sampled} ({reasons}), "
         f"{report.evaluations} evaluations ({sum(s.skipped for s in report.summaries)} of them "
         f"skipped) with judge [bold]{report.judge}[/] "
         f"in {report.elapsed_s:.2f}s -> {report.db_path}"
@@ -149,8 +150,8 @@ def ingest(ctx, file, fmt, embedded, judge, sample_rate, rubrics, db) -> None:
         settings.sample_rate if sample_rate is None else sample_rate, rubrics, fmt=fmt,
     )
     click.echo(
-        f"read {work.traces_read} traces ({len(work.dead_letters)} invalid, sent to the dead-letter "
-        f"table), sampled {len(work.items)}, enqueued {messages} messages"
+        f"read {work.traces_read} traces ({work.invalid} invalid, sent to the dead-letter "
+        f"table), sampled {work.sampled}, enqueued {messages} messages"
     )
     if work.pacer is not None:
         click.echo(work.pacer.describe())

@@ -5,6 +5,10 @@ record is one JSON object a line. On a terminal it is a rich (or plain) line. Co
 one evaluation runs inside `evaluation_context(trace_id, evaluation_id)`; every record logged
 meanwhile, by us or by a library, carries both ids. The context lives in contextvars, so each
 asyncio task and thread keeps its own.
+
+Log records never carry a trace's payload: a queue message logged by dramatiq (at DEBUG when a
+worker receives it, at ERROR when it fails) is shown as its actor and id, and every DEBUG
+record, whoever logs it (LiteLLM logs whole prompts), is PII-masked before it is written.
 """
 
 from __future__ import annotations
@@ -53,6 +57,34 @@ class EvaluationContextFilter(logging.Filter):
         for name, var in (("trace_id", _trace_id), ("evaluation_id", _evaluation_id)):
             if getattr(record, name, None) is None:
                 setattr(record, name, var.get())
+        return True
+
+
+def _without_payload(value: Any, levels: int = 3) -> Any:
+    """A queue message or a work message (the dict an actor gets) as a short description;
+    arguments (tuples, as dramatiq logs `args=%r`) with those replaced; anything else as is."""
+    if hasattr(value, "message_id") and hasattr(value, "actor_name"):
+        return f"<{value.actor_name} message {value.message_id}>"
+    if isinstance(value, dict) and isinstance(value.get("items"), list):
+        return f"<work message: {len(value['items'])} traces>"
+    if levels and isinstance(value, tuple):
+        return tuple(_without_payload(item, levels - 1) for item in value)
+    return value
+
+
+class PayloadFilter(logging.Filter):
+    """Keeps trace payloads out of log lines (see the module docstring). The masking of DEBUG
+    records costs a PII scan per record, paid only when a process logs at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = _without_payload(record.args)
+        if record.levelno <= logging.DEBUG:
+            from evaluator.masking import payload_masker
+
+            mask = payload_masker()
+            if mask is not None:
+                record.msg, record.args = mask(record.getMessage()), None
         return True
 
 
@@ -118,6 +150,7 @@ def build_handler(stream: TextIO, json_lines: bool | None = None) -> logging.Han
             handler = logging.StreamHandler(stream)
             handler.setFormatter(PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(EvaluationContextFilter())
+    handler.addFilter(PayloadFilter())
     handler.set_name("evaluator")
     return handler
 

@@ -3,7 +3,8 @@
 By default traces are masked at ingest, before they are enqueued or stored, so the judge sees
 masked text too (`EVALUATOR_PII_JUDGE_SEES=masked`). With `raw`, ingest leaves the text alone
 for the judge and the worker masks each trace before it is stored; note that a judge's reply
-may then quote raw text in its reasoning. The raw payload a dead letter keeps is masked too.
+may then quote raw text in its reasoning. Either way a trace whose id looks like PII is a dead
+letter (ids are never masked), and what a dead letter keeps is masked too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from evaluator.errors import ConfigError
-from evaluator.records import Trace
+from evaluator.records import DeadLetter, Trace
 
 if TYPE_CHECKING:
     from evaluator.pii import PiiMasker
@@ -48,6 +49,28 @@ def payload_masker() -> Callable[[str], str] | None:
     like a stored trace (None when EVALUATOR_PII_MODE=off)."""
     masker = _configured()
     return masker.mask_text if masker else None
+
+
+def identifier_check() -> Masker | None:
+    """Rejects (InvalidTraceError) a trace whose trace, span or session id looks like PII: ids
+    are never masked, so one that is not opaque cannot be stored (None when masking is off)."""
+    masker = _configured()
+    return masker.check_identifiers if masker else None
+
+
+def dead_letter_masker() -> Callable[[DeadLetter], DeadLetter] | None:
+    """Masks what a dead letter keeps: its payload, and its error and field, which can quote a
+    metadata key or a field name taken from the payload (None when EVALUATOR_PII_MODE=off)."""
+    masker = _configured()
+    if masker is None:
+        return None
+
+    def mask(dead: DeadLetter) -> DeadLetter:
+        return dead.model_copy(update={
+            "payload": masker.mask_text(dead.payload), "error": masker.mask_text(dead.error),
+            "field": masker.mask_text(dead.field) if dead.field else dead.field})
+
+    return mask
 
 
 def judge_sees_raw() -> bool:

@@ -6,17 +6,19 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import dramatiq
 
 from evaluator.budget import RunBudget
-from evaluator.ingest import collect_work
+from evaluator.ingest import WorkCounts, stream_work
 from evaluator.judge_config import load_judge_config
+from evaluator.pipeline import WorkItem
+from evaluator.records import DeadLetter
 from evaluator.rubrics import RubricRegistry
+from evaluator.sampling import SamplingPolicy
 from evaluator.sampling_config import check_rubric_names, sampling_policy
 from evaluator.settings import Settings
 from evaluator.spend import BudgetPacer, LedgerSpend
@@ -27,7 +29,10 @@ from evaluator.worker.channel import InMemoryChannel
 from evaluator.worker.messages import QUEUE_NAME, ResultBatch, encode_items
 from evaluator.worker.sink import Sink
 
-T = TypeVar("T")
+MAX_WAITING_MESSAGES = 4
+"""Work messages queued per worker thread before the reader waits."""
+MAX_WAITING_RESULTS = 16
+"""Results-channel entries waiting for the sink before the reader waits."""
 
 
 @dataclass
@@ -37,6 +42,8 @@ class RunReport:
     judge: str
     traces_read: int = 0
     invalid: int = 0
+    reused_ids: int = 0
+    """Dead letters (counted in `invalid` too) that reused an earlier trace's id."""
     sampled: int = 0
     sample_reasons: Counter = field(default_factory=Counter)
     summaries: list[RubricSummary] = field(default_factory=list)
@@ -56,6 +63,7 @@ class RunReport:
             "judge": self.judge,
             "traces_read": self.traces_read,
             "invalid": self.invalid,
+            "reused_ids": self.reused_ids,
             "sampled": self.sampled,
             "sample_reasons": dict(self.sample_reasons),
             "evaluations": self.evaluations,
@@ -66,11 +74,6 @@ class RunReport:
                            "skipped": self.budget.refused}} if self.budget else {}),
             **({"daily_budget": self.daily_budget.to_dict()} if self.daily_budget else {}),
         }
-
-
-def chunked(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def new_run_id() -> str:
@@ -100,40 +103,70 @@ def run_embedded(
     load_judge_config(judge_name, settings.judges_dir)
     policy = sampling_policy(sample_rate)
     check_rubric_names(policy, registry.criteria())
-    work = collect_work(Path(traces_path), policy, fmt, LedgerSpend(Path(db_path)))
-    report = RunReport(run_id=new_run_id(), db_path=Path(db_path), judge=judge_name,
-                       traces_read=work.traces_read, invalid=len(work.dead_letters),
-                       sampled=len(work.items), sample_reasons=work.sample_reasons,
-                       budget=budget, daily_budget=work.pacer)
-
+    report = RunReport(run_id=new_run_id(), db_path=Path(db_path), judge=judge_name, budget=budget)
     params = {"traces": str(traces_path), "judge": judge_name, "sample_rate": sample_rate,
               "rubrics": list(rubric_refs), "max_cost_usd": max_cost_usd}
     with Store(db_path) as store:
         store.start_run(report.run_id, "run", params)
+    try:
+        counts = _evaluate(traces_path, db_path, judge_name, policy, rubric_refs, registry,
+                           settings, budget, batch_size, worker_threads, fmt, report.run_id)
+    except BaseException:
+        with Store(db_path) as store:  # never leave the run 'running'
+            store.finish_run(report.run_id, "failed")
+        raise
+    report.traces_read, report.invalid, report.reused_ids = (
+        counts.traces_read, counts.invalid, counts.reused_ids)
+    report.sampled, report.sample_reasons = counts.sampled, counts.sample_reasons
+    report.daily_budget = counts.pacer
+    with Store(db_path) as store:
+        report.summaries = store.rubric_summary(Scope.run(report.run_id))
+        report.elapsed_s = time.perf_counter() - started
+        store.finish_run(report.run_id, "completed", summary=report.to_dict())
+    return report
 
+
+def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: SamplingPolicy,
+              rubric_refs: Sequence[str], registry: RubricRegistry, settings: Settings,
+              budget: RunBudget | None, batch_size: int, worker_threads: int, fmt: str,
+              run_id: str) -> WorkCounts:
+    """Stream the file through an in-process broker, workers and sink that run meanwhile. The
+    reader waits while the work queue or the results channel is full: memory follows the batch
+    size, not the file."""
     broker = build_broker(None)
     channel = InMemoryChannel()
-    context = WorkerContext(registry, channel, settings.judges_dir, budget)
-    actor = register_evaluate_actor(broker, context)
+    actor = register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir,
+                                                          budget))
     sink = Sink(channel, Path(db_path))
     stop = threading.Event()
     sink_thread = threading.Thread(target=sink.run, args=(stop,), name="evaluator-sink")
     sink_thread.start()
     worker = dramatiq.Worker(broker, worker_threads=worker_threads)
+    work_queue = broker.queues[QUEUE_NAME]
+
+    def send(items: list[WorkItem]) -> None:
+        _wait_below(work_queue.qsize, MAX_WAITING_MESSAGES * worker_threads, sink_thread)
+        actor.send(work_message(encode_items(items), judge_name, rubric_refs, run_id))
+
+    def keep(dead: list[DeadLetter]) -> None:
+        _wait_below(channel.depth, MAX_WAITING_RESULTS, sink_thread)
+        channel.publish(ResultBatch(dead_letters=dead))
+
     try:
-        channel.publish(ResultBatch(dead_letters=work.dead_letters))
-        for chunk in chunked(work.items, batch_size):
-            actor.send(work_message(encode_items(chunk), judge_name, rubric_refs, report.run_id))
         worker.start()
+        counts = stream_work(Path(traces_path), policy, send, keep, fmt,
+                             LedgerSpend(Path(db_path)), batch_size)
         broker.join(QUEUE_NAME, fail_fast=True)
     finally:
         worker.stop()
         stop.set()
         sink_thread.join()
         broker.close()
+    return counts
 
-    with Store(db_path) as store:
-        report.summaries = store.rubric_summary(Scope.run(report.run_id))
-        report.elapsed_s = time.perf_counter() - started
-        store.finish_run(report.run_id, "completed", summary=report.to_dict())
-    return report
+
+def _wait_below(depth: Callable[[], int], limit: int, sink_thread: threading.Thread) -> None:
+    """Back-pressure for the reader: wait while `depth()` is at `limit` (the workers and the sink
+    drain it), unless the sink has stopped."""
+    while depth() >= limit and sink_thread.is_alive():
+        time.sleep(0.005)

@@ -241,17 +241,17 @@ def test_mask_trace_masks_every_field_with_one_map(masker):
     assert masked.error == "upstream <IP_1> refused"
     assert masked.user_id == "<EMAIL_1>"
     assert masked.tags == ["vip", "owner:<EMAIL_2>"]
-    assert masked.metadata == {"ip": "<IP_2>", "count": 3, "nested": {"email": "jane@x.com"}}  # shallow
+    assert masked.metadata == {"ip": "<IP_2>", "count": 3, "nested": {"email": "<EMAIL_1>"}}
     assert masked.pii_masked is True
     assert trace.output == "Sure jane@x.com, I will call (415) 555-0134." and trace.pii_masked is False
 
 
-def test_mask_trace_hashes_the_raw_input(masker):
+def test_mask_trace_hashes_the_masked_input(masker):
     chat = _trace()
-    raw = canonical_json([{"role": "user", "content": "I am jane@x.com, call 415-555-0134"}])
-    assert masker.mask_trace(chat).input_hash == sha256_hex(raw)
+    masked = canonical_json([{"role": "user", "content": "I am <EMAIL_1>, call <PHONE_1>"}])
+    assert masker.mask_trace(chat).input_hash == sha256_hex(masked)
     plain = _trace(input="Is jane@x.com subscribed?")
-    assert masker.mask_trace(plain).input_hash == sha256_hex(canonical_json("Is jane@x.com subscribed?"))
+    assert masker.mask_trace(plain).input_hash == sha256_hex(canonical_json("Is <EMAIL_1> subscribed?"))
 
 
 def test_mask_trace_twice_changes_nothing_and_keeps_the_raw_hash(masker):

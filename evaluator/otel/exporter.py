@@ -24,6 +24,7 @@ from evaluator.otel.conventions import is_genai_span
 from evaluator.otel.delivery import Delivery, RateLimitedLog, RedisDelivery, Sink, SinkDelivery
 from evaluator.otel.normalize import normalize_spans
 from evaluator.otel.spans import SpanRecord, from_readable_span, spans_payload
+from evaluator.masking import dead_letter_masker
 from evaluator.pipeline import WorkItem
 from evaluator.records import DeadLetter, Trace
 from evaluator.sampling import SamplingPolicy, decide
@@ -37,16 +38,21 @@ Mask = Callable[[Trace], Trace]
 STAT_NAMES = (
     "spans_received", "spans_late", "traces_completed", "traces_ignored", "traces_sampled",
     "traces_enqueued", "invalid", "dead_letters_published", "dropped_buffer_full",
-    "dropped_enqueue_failed", "dropped_mask_failed", "dropped_backpressure",
+    "dropped_enqueue_failed", "dropped_mask_failed", "dropped_backpressure", "traces_incomplete",
 )
+"""`traces_incomplete`: traces handed on with spans missing (their root or a parent never
+arrived: dropped before the exporter, e.g. by a full BatchSpanProcessor queue, or still open
+at the assembly timeout or at shutdown). They are still sampled and evaluated."""
 DEAD_LETTER_SOURCE = "otel-exporter"
 
 
 def default_mask() -> Mask:
-    """The project's PII masker with its default configuration, imported on first use."""
+    """The project's PII masker with its default configuration, imported on first use. A trace
+    whose session id looks like PII raises InvalidTraceError: it becomes a dead letter."""
     from evaluator.pii import PiiConfig, PiiMasker
 
-    return PiiMasker(PiiConfig()).mask_trace
+    masker = PiiMasker(PiiConfig())
+    return lambda trace: masker.mask_trace(masker.check_identifiers(trace))
 
 
 def _throttle(redis_url: str, max_queue_depth: int | None, batch_size: int,
@@ -100,6 +106,7 @@ class EvaluatorSpanExporter(SpanExporter):
         batch_size: int = 5,
         max_queue_depth: int | None = None,
         spend: SpendMeter | None = None,
+        timeout_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if (redis_url is None) == (sink is None):
@@ -107,10 +114,11 @@ class EvaluatorSpanExporter(SpanExporter):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.policy = policy or SamplingPolicy()
+        self.timeout_s = timeout_s
         self._mask = mask
         self._delivery: Delivery = (
             SinkDelivery(sink) if sink is not None
-            else RedisDelivery(redis_url, judge, rubrics, batch_size, clock)
+            else RedisDelivery(redis_url, judge, rubrics, batch_size, clock, timeout_s)
         )
         self._sink_mode = sink is not None
         self._throttle = (None if redis_url is None
@@ -170,11 +178,27 @@ class EvaluatorSpanExporter(SpanExporter):
             self._log.warning("flush", "evaluator exporter flush failed: %r", exc)
             return False
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        """Flush and close, in at most `timeout_s` (or the processor's `timeout_millis`, if
+        shorter): a Redis that accepts connections and never answers must not hold up the app's
+        exit. What is still unsent then is given up, and the last flush attempt runs out in a
+        daemon thread."""
         if self._closed:
             return
-        self.force_flush()
+        limit_s = self.timeout_s if timeout_millis is None else min(self.timeout_s,
+                                                                    timeout_millis / 1000)
+        closing = threading.Thread(target=self._flush_and_close, daemon=True,
+                                   name="evaluator-exporter-shutdown")
+        closing.start()
+        closing.join(limit_s)
         self._closed = True
+        if closing.is_alive():
+            log.warning("evaluator exporter: Redis did not answer within %.1f s; shutting down "
+                        "without the traces still being sent (counted as dropped_enqueue_failed "
+                        "if their send fails)", limit_s)
+
+    def _flush_and_close(self) -> None:
+        self.force_flush()
         try:
             self._delivery.close()
         except Exception as exc:
@@ -188,6 +212,7 @@ class EvaluatorSpanExporter(SpanExporter):
     def _process(self, ready: list[list[SpanRecord]]) -> SpanExportResult:
         if not ready:
             return SpanExportResult.SUCCESS
+        self._count(traces_incomplete=sum(map(_incomplete, ready)))
         with self._deliver_lock:
             items, dead = self._prepare(ready)
             delivered = self._deliver_items(items)
@@ -223,6 +248,9 @@ class EvaluatorSpanExporter(SpanExporter):
                 continue
             try:
                 items.append(WorkItem(self._masker()(trace), decision))
+            except InvalidTraceError as exc:  # an id that is not opaque
+                dead.append(DeadLetter.from_error(DEAD_LETTER_SOURCE, spans_payload(spans, values=False),
+                                                  exc))
             except Exception as exc:  # never send a trace that could not be masked
                 mask_failed += 1
                 self._log.warning("mask", "evaluator exporter dropped a trace it could not mask: %r", exc)
@@ -252,6 +280,8 @@ class EvaluatorSpanExporter(SpanExporter):
     def _deliver_dead_letters(self, dead: list[DeadLetter]) -> bool:
         if not dead:
             return True
+        mask = dead_letter_masker()  # span names and attribute keys can hold PII too
+        dead = [mask(d) for d in dead] if mask else dead
         first = dead[0].error
         try:
             published = self._delivery.send_dead_letters(dead)
@@ -266,3 +296,10 @@ class EvaluatorSpanExporter(SpanExporter):
         self._log.warning("invalid", "evaluator exporter: %d trace(s) could not be normalized%s; "
                           "first reason: %s", len(dead), where, first)
         return True
+
+
+def _incomplete(spans: list[SpanRecord]) -> bool:
+    """No local root, or a span whose parent (in this process) never arrived."""
+    ids = {span.span_id for span in spans}
+    return not any(span.is_local_root for span in spans) or any(
+        not span.is_local_root and span.parent_id not in ids for span in spans)

@@ -14,12 +14,12 @@ from evaluator.pii.masker import (
     PiiConfig,
     PiiMasker,
     Placeholders,
-    raw_input_hash,
+    input_hash,
     resolve_overlaps,
 )
 from evaluator.pii.match import ALL_KINDS, KIND_TAGS, PiiMatch
 
 __all__ = [
     "ALL_KINDS", "KIND_TAGS", "MODES", "PiiConfig", "PiiMasker", "PiiMatch", "Placeholders",
-    "raw_input_hash", "resolve_overlaps",
+    "input_hash", "resolve_overlaps",
 ]

@@ -1,8 +1,12 @@
 """PiiMasker: find PII in text and replace it with placeholders the judge can still reason about.
 
-Runs at the start of the pipeline, before a trace is stored or enqueued. Within one trace the
-same value always gets the same placeholder (`<EMAIL_1>` twice means the same address), across
-all its fields. Masking is idempotent: placeholders are never detected as PII themselves.
+Runs at the start of the pipeline, before a trace is stored or enqueued. Every string of a trace
+is masked: text fields, labels (model, provider, prompt version, finish reason, roles), tags,
+and metadata keys and values at any depth. Identifiers (trace, span and session ids) are keys,
+not text: `check_identifiers` rejects one that looks like PII (ingest makes it a dead letter),
+and masking leaves them as they are. Within one trace the same value always gets the same
+placeholder (`<EMAIL_1>` twice means the same address), across all its fields. Masking is
+idempotent: placeholders are never detected as PII themselves.
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ from __future__ import annotations
 import bisect
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import phonenumbers
 
-from evaluator.errors import ConfigError
+from evaluator.errors import ConfigError, InvalidTraceError
 from evaluator.pii.credentials import find_secrets
 from evaluator.pii.detectors import (
     find_cards,
@@ -43,6 +48,11 @@ two values of one kind in a trace share a placeholder about once in 16 million p
 keeps placeholders below the seven digits that would make them look like a phone number."""
 
 Detector = Callable[[TextScan], Iterator[PiiMatch]]
+
+IDENTIFIERS = ("trace_id", "span_id", "session_id")
+_RANDOM_ID = {"trace_id": re.compile("[0-9a-f]{32}"), "span_id": re.compile("[0-9a-f]{16}")}
+"""OpenTelemetry ids, random by construction: never checked (a 16-digit span id can pass the
+Luhn check of a card number about once in 20,000 spans)."""
 
 
 @dataclass(frozen=True)
@@ -153,15 +163,28 @@ class PiiMasker:
             placeholder = seen[match.canonical] = f"<{KIND_TAGS[match.kind]}_{suffix}>"
         return placeholder
 
-    def mask_trace(self, trace: Trace) -> Trace:
-        """A masked copy of `trace` with one placeholder map across all its text fields.
-
-        Sets `input_hash` from the raw input first (dedup without keeping the text), unless the
-        trace says it was masked already: then its input is no longer raw and the hash is kept.
-        """
-        input_hash = trace.input_hash if trace.pii_masked and trace.input_hash else raw_input_hash(trace)
+    def check_identifiers(self, trace: Trace) -> Trace:
+        """`trace` unchanged, or InvalidTraceError when one of its ids holds what looks like PII
+        (an id is never masked: it is the key that joins a trace to its evaluations)."""
         if self.config.mode == "off":
-            return trace.model_copy(update={"input_hash": input_hash})
+            return trace
+        for name in IDENTIFIERS:
+            value = getattr(trace, name)
+            random_id = _RANDOM_ID.get(name)
+            if not value or random_id is not None and random_id.fullmatch(value):
+                continue
+            kinds = sorted({match.kind for match in self.find(value)})
+            if kinds:
+                raise InvalidTraceError(
+                    f"invalid trace: field '{name}' holds what looks like personal data "
+                    f"({', '.join(kinds)}): use an opaque id (a UUID, a counter)", field=name)
+        return trace
+
+    def mask_trace(self, trace: Trace) -> Trace:
+        """A masked copy of `trace` with one placeholder map across all its strings, and its
+        `input_hash` (see `input_hash`). Ids are left as they are: see `check_identifiers`."""
+        if self.config.mode == "off":
+            return trace.model_copy(update={"input_hash": input_hash(trace)})
         seen: Placeholders = {}
 
         def mask(text: str | None) -> str | None:
@@ -170,23 +193,43 @@ class PiiMasker:
         if isinstance(trace.input, str):
             masked_input: str | list[Message] = mask(trace.input) or ""
         else:
-            masked_input = [m.model_copy(update={"content": mask(m.content)}) for m in trace.input]
+            masked_input = [m.model_copy(update={"role": mask(m.role), "content": mask(m.content)})
+                            for m in trace.input]
         update: dict[str, Any] = {
             "input": masked_input,
             "system": mask(trace.system),
             "context": [mask(doc) for doc in trace.context],
             "output": mask(trace.output),
             "error": mask(trace.error),
-            "user_id": mask(trace.user_id),
+            **{name: mask(getattr(trace, name)) for name in
+               ("user_id", "model", "provider", "prompt_version", "finish_reason")},
             "tags": [mask(tag) for tag in trace.tags],
-            "metadata": {k: mask(v) if isinstance(v, str) else v for k, v in trace.metadata.items()},
-            "input_hash": input_hash,
+            "metadata": self._mask_json(trace.metadata, seen),
             "pii_masked": True,
         }
-        return trace.model_copy(update=update)
+        masked = trace.model_copy(update=update)
+        return masked.model_copy(update={"input_hash": input_hash(masked)})
+
+    def _mask_json(self, value: Any, seen: Placeholders) -> Any:
+        """A JSON value with every string masked, object keys included. Depth is bounded by the
+        trace limits (evaluator.trace_limits), so recursion is safe here."""
+        if isinstance(value, str):
+            return self.mask_text(value, seen)
+        if isinstance(value, list):
+            return [self._mask_json(item, seen) for item in value]
+        if isinstance(value, dict):
+            masked: dict[str, Any] = {}
+            for key, item in value.items():
+                # two keys spelling one value two ways ("415-555-0134", "(415) 555-0134") mask
+                # to one placeholder: the first one's value is kept
+                masked.setdefault(self.mask_text(key, seen), self._mask_json(item, seen))
+            return masked
+        return value
 
 
-def raw_input_hash(trace: Trace) -> str:
-    """sha256 of the canonical JSON of the input as it is now (a string or a list of messages)."""
-    raw = trace.input if isinstance(trace.input, str) else [m.model_dump() for m in trace.input]
-    return sha256_hex(canonical_json(raw))
+def input_hash(trace: Trace) -> str:
+    """sha256 of the canonical JSON of the input as it is now: taken after masking, so the dedup
+    key holds nothing the stored (masked) trace does not. A hash of the raw input could be
+    reversed by hashing every candidate value (an SSN took 43 s)."""
+    text = trace.input if isinstance(trace.input, str) else [m.model_dump() for m in trace.input]
+    return sha256_hex(canonical_json(text))
