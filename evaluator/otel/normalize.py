@@ -29,6 +29,7 @@ from evaluator.otel.conventions import (
     span_role,
     tool_name,
 )
+from evaluator.otel.hints import missing_content_hint
 from evaluator.otel.spans import SpanRecord
 from evaluator.records import Trace, parse_trace
 from evaluator.stage_timing import timed
@@ -124,9 +125,8 @@ def _missing_output(spans: Sequence[SpanRecord], calls: list[LlmCall]) -> Invali
     looked_for = ", ".join(OUTPUT_KEYS_LOOKED_FOR)
     if calls:
         names = ", ".join(repr(c.span.name) for c in calls[:5])
-        message = (f"LLM span(s) {names} carry no output text (looked for {looked_for}); if the "
-                   "instrumentation records no message content, turn it on (for OTel GenAI "
-                   "instrumentations: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)")
+        message = (f"LLM span(s) {names} carry no output text (looked for {looked_for}); "
+                   f"{missing_content_hint([c.span for c in calls])}")
     else:
         names = ", ".join(repr(s.name) for s in spans[:5]) + (", ..." if len(spans) > 5 else "")
         message = (f"no span carries an LLM output (looked for {looked_for}) and none is an LLM span; "

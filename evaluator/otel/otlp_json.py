@@ -74,7 +74,7 @@ def parse_request_line(line: str) -> list[SpanRecord]:
             for span in scope_spans.spans:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8:
                     raise ValueError(f"span {span.name!r} has no valid traceId/spanId")
-                records.append(from_otlp_span(span, service or None))
+                records.append(from_otlp_span(span, service or None, scope_spans.scope.name or None))
     return records
 
 

@@ -60,6 +60,8 @@ class SpanRecord:
     events: tuple[SpanEvent, ...] = ()
     service: str | None = None
     parent_is_remote: bool = False
+    scope: str | None = None
+    """The instrumentation scope name (which instrumentation package made the span)."""
     size_bytes: int = field(default=0, compare=False)
     """Approximate memory held by this record (see `approx_size`)."""
 
@@ -102,6 +104,7 @@ def from_readable_span(span: ReadableSpan) -> SpanRecord:
     )
     status = span.status
     service = span.resource.attributes.get("service.name") if span.resource is not None else None
+    scope = span.instrumentation_scope.name if span.instrumentation_scope is not None else None
     return SpanRecord(
         trace_id=f"{context.trace_id:032x}",
         span_id=f"{context.span_id:016x}",
@@ -116,6 +119,7 @@ def from_readable_span(span: ReadableSpan) -> SpanRecord:
         events=events,
         service=service if isinstance(service, str) else None,
         parent_is_remote=bool(parent is not None and parent.is_remote),
+        scope=scope or None,
         size_bytes=approx_size(attributes, events),
     )
 
@@ -138,7 +142,7 @@ def key_values(items) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in items}
 
 
-def from_otlp_span(span: OtlpSpan, service: str | None = None) -> SpanRecord:
+def from_otlp_span(span: OtlpSpan, service: str | None = None, scope: str | None = None) -> SpanRecord:
     """Convert one OTLP protobuf span (ids are raw bytes there)."""
     attributes = key_values(span.attributes)
     events = tuple(SpanEvent(e.name, e.time_unix_nano, key_values(e.attributes)) for e in span.events)
@@ -156,6 +160,7 @@ def from_otlp_span(span: OtlpSpan, service: str | None = None) -> SpanRecord:
         events=events,
         service=service,
         parent_is_remote=bool(span.flags & SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK),
+        scope=scope or None,
         size_bytes=approx_size(attributes, events),
     )
 

@@ -7,8 +7,11 @@ instrumentation package registers with) and hand the finished objects to the eva
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
+from google.protobuf.json_format import MessageToDict
 from opentelemetry._logs import LogRecord
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogExporter, SimpleLogRecordProcessor
@@ -45,6 +48,38 @@ class Capture:
     def finished_logs(self) -> list:
         return list(self.logs.get_finished_logs())
 
+    def otlp_json_lines(self, spans: bool = True, logs: bool = True) -> list[str]:
+        """What the Collector's file exporter writes for these spans and log records: one
+        ExportTraceServiceRequest and one ExportLogsServiceRequest line (OTLP/JSON, hex ids),
+        encoded by the SDK's own OTLP encoders."""
+        from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        lines = []
+        if spans and self.spans.get_finished_spans():
+            lines.append(_otlp_json(encode_spans(self.spans.get_finished_spans())))
+        if logs and self.finished_logs():
+            lines.append(_otlp_json(encode_logs(self.finished_logs())))
+        return lines
+
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
         self.logger_provider.shutdown()
+
+
+def _hex_ids(node: Any) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
+                node[key] = base64.b64decode(value).hex()
+            else:
+                _hex_ids(value)
+    elif isinstance(node, list):
+        for item in node:
+            _hex_ids(item)
+
+
+def _otlp_json(request) -> str:
+    document = MessageToDict(request, use_integers_for_enums=True)
+    _hex_ids(document)
+    return json.dumps(document)
