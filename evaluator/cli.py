@@ -9,6 +9,11 @@ from pathlib import Path
 
 import click
 
+from evaluator.commands.judge_checks import (
+    exit_on_judge_errors,
+    judge_check_options,
+    preflight_unless,
+)
 from evaluator.errors import EvaluatorError
 
 DEFAULT_TRACES = "datasets/sample_traces.jsonl"
@@ -51,20 +56,29 @@ def cli(ctx, log_level) -> None:
 @click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD",
               help="Judge budget of this run; evaluations past it are stored as skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def run(traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json) -> None:
-    """Embedded main job: read traces, sample, evaluate, store, print a summary."""
+@judge_check_options
+@click.pass_context
+def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no_preflight,
+        max_error_share) -> None:
+    """Embedded main job: read traces, sample, evaluate, store, print a summary. Exit 3 when
+    too many evaluations errored (see --max-error-share)."""
     from evaluator.report import summary_table
+    from evaluator.run_errors import run_errors
     from evaluator.runner import run_embedded
 
     settings = _settings()
     traces = traces or settings.datasets_dir / "sample_traces.jsonl"
+    judge = judge or settings.judge
+    preflight_unless(no_preflight, judge, settings)
     report = run_embedded(
-        traces, db or settings.db_path, judge or settings.judge,
+        traces, db or settings.db_path, judge,
         settings.sample_rate if sample_rate is None else sample_rate, rubrics, settings, fmt=fmt,
         max_cost_usd=max_cost,
     )
+    errors = run_errors(report.db_path, report.run_id, report.summaries)
     if as_json:
-        _print_json(report.to_dict())
+        _print_json({**report.to_dict(), "errors": errors.to_dict()})
+        exit_on_judge_errors(ctx, errors, max_error_share)
         return
     from evaluator.report import console as make_console
 
@@ -84,6 +98,9 @@ def run(traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json) -> None
         console.print("[yellow]note:[/] the offline judge is a heuristic baseline, not an LLM "
                       "judge; use --judge for model-graded scores.")
     console.print(summary_table(report.summaries))
+    for line in errors.lines():
+        console.print(line, markup=False, highlight=False)
+    exit_on_judge_errors(ctx, errors, max_error_share)
 
 
 @cli.command()
@@ -135,12 +152,15 @@ def report(db, run_id, all_runs, as_json, html_file, since) -> None:
 @click.option("--sample-rate", type=float, default=None, help="Random sampling rate [default: 0.10].")
 @click.option("--rubric", "rubrics", multiple=True, help="Rubric ref; repeatable [default: all].")
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file (--embedded).")
+@judge_check_options
 @click.pass_context
-def ingest(ctx, file, fmt, embedded, judge, sample_rate, rubrics, db) -> None:
+def ingest(ctx, file, fmt, embedded, judge, sample_rate, rubrics, db, no_preflight,
+           max_error_share) -> None:
     """Send the sampled traces of FILE to the queue for `evaluator worker`."""
     if embedded:
         ctx.invoke(run, traces=file, judge=judge, sample_rate=sample_rate, db=db, rubrics=rubrics,
-                   fmt=fmt, max_cost=None, as_json=False)
+                   fmt=fmt, max_cost=None, as_json=False, no_preflight=no_preflight,
+                   max_error_share=max_error_share)
         return
     from evaluator.ingest import ingest_to_queue
 
@@ -226,11 +246,15 @@ def rubrics_render(ref, trace_file, line) -> None:
 @click.option("--threads", type=int, default=8, show_default=True, help="Worker threads per process.")
 @click.option("--metrics-port", type=int, default=None, envvar="EVALUATOR_METRICS_PORT",
               help="Serve Prometheus metrics on this port (with --processes N: ports P..P+N-1).")
-def worker(processes, threads, metrics_port) -> None:
+@click.option("--no-preflight", is_flag=True,
+              help="Skip checking that the default judge ($EVALUATOR_JUDGE) answers.")
+def worker(processes, threads, metrics_port, no_preflight) -> None:
     """Service mode: consume trace batches from Redis and judge them."""
     from evaluator.worker.service import run_workers
 
-    run_workers(_settings(), processes=processes, threads=threads, metrics_port=metrics_port)
+    settings = _settings()
+    preflight_unless(no_preflight, settings.judge, settings)
+    run_workers(settings, processes=processes, threads=threads, metrics_port=metrics_port)
 
 
 @cli.command()

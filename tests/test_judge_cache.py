@@ -163,7 +163,8 @@ def test_a_second_run_in_another_process_makes_zero_judge_calls(
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         done = subprocess.run(
             [sys.executable, "-m", "evaluator", "run", "--traces", str(traces), "--judge",
-             "local-test", "--sample-rate", "1", "--db", str(tmp_path / "second.duckdb"), "--json"],
+             "local-test", "--sample-rate", "1", "--db", str(tmp_path / "second.duckdb"), "--json",
+             "--no-preflight"],
             env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr
         assert server.stats.total == calls, "not one new HTTP request"

@@ -158,7 +158,8 @@ def test_run_with_max_cost_skips_the_rest_with_a_reason(tmp_path):
                "EVALUATOR_JUDGE_CACHE": "off"}
         result = subprocess.run(
             [sys.executable, "-m", "evaluator", "run", "--traces", str(traces), "--judge", "priced",
-             "--sample-rate", "1.0", "--db", str(db), "--max-cost", str(max_cost), "--json"],
+             "--sample-rate", "1.0", "--db", str(db), "--max-cost", str(max_cost), "--json",
+             "--no-preflight"],
             env=env, capture_output=True, text=True, timeout=180)
         requests = server.stats.total
     assert result.returncode == 0, result.stderr

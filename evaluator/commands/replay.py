@@ -7,6 +7,12 @@ from pathlib import Path
 
 import click
 
+from evaluator.commands.judge_checks import (
+    exit_on_judge_errors,
+    judge_check_options,
+    preflight_unless,
+)
+
 INTERRUPTED_EXIT = 130
 
 
@@ -61,13 +67,15 @@ def _progress_bar():
               help="Judge budget of the run; items past it are stored as skipped.")
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@judge_check_options
 @click.pass_context
 def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id, max_cost, db,
-           as_json) -> None:
+           as_json, no_preflight, max_error_share) -> None:
     """Evaluate every item of DATASET (a name or a .jsonl path) and store the run. Ctrl-C leaves
-    a run that `--resume RUN` finishes."""
+    a run that `--resume RUN` finishes. Exit 3 when too many evaluations errored."""
     from evaluator.datasets import resolve_dataset
     from evaluator.replay import DEFAULT_CONCURRENCY, resume_replay, start_replay
+    from evaluator.run_errors import run_errors
 
     settings = _settings()
     db = db or settings.db_path
@@ -77,18 +85,23 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
             raise click.UsageError("--resume finishes a run with its own dataset, rubrics, judge, "
                                    "target and budget: give only --resume RUN (and --concurrency, "
                                    "--db)")
+        if not no_preflight:
+            preflight_unless(False, _judge_of_run(db, resume_run, settings.judge), settings)
         with progress:
             report = resume_replay(resume_run, db, settings, concurrency, on_progress)
     else:
         if not dataset:
             raise click.UsageError("give a DATASET to replay, or --resume RUN")
         path = resolve_dataset(dataset, settings.datasets_dir)
+        preflight_unless(no_preflight, judge or settings.judge, settings)
         with progress:
             report = start_replay(path, db, settings, rubrics, judge, target,
                                   concurrency or DEFAULT_CONCURRENCY, run_id, on_progress,
                                   max_cost)
+    errors = run_errors(report.db, report.run_id, report.summaries)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        click.echo(json.dumps({**report.to_dict(), "errors": errors.to_dict()}, indent=2,
+                              default=str))
     else:
         from evaluator.report import console, summary_table
 
@@ -98,10 +111,22 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
                   f"{report.target_errors} target errors, {report.judge_calls} judge calls "
                   f"({report.cached} cached replies) -> {report.db}")
         out.print(summary_table(report.summaries, title=f"Replay {report.run_id}"))
+        for line in errors.lines():
+            out.print(line, markup=False, highlight=False)
     if report.status != "completed":
         click.echo(f"interrupted: {report.done} of {report.total} items done; finish with "
                    f"`evaluator replay --resume {report.run_id} --db {report.db}`", err=True)
         ctx.exit(INTERRUPTED_EXIT)
+    exit_on_judge_errors(ctx, errors, max_error_share)
+
+
+def _judge_of_run(db: Path, run_id: str, default: str) -> str:
+    """The judge a replay run was started with (the preflight of --resume checks that one)."""
+    from evaluator.store import Store
+
+    with Store(db, read_only=True) as store:
+        found = store.run(run_id)
+    return (found.params.get("judge") if found else None) or default
 
 
 @click.command()

@@ -34,6 +34,7 @@ from evaluator.judges.retry import (
     is_timeout,
     retry_after_s,
 )
+from evaluator.judges.preflight import needs_key
 from evaluator.judges.runtime import JudgeRuntime, default_runtime
 from evaluator.judges.structured import MODES, structured_output_kwargs
 from evaluator.judges.transport import Reply, Transport, build_transport
@@ -161,7 +162,7 @@ class LLMJudge:
                           may_defer: bool) -> JudgeVerdict | _Deferred:
         env = self.config.api_key_env
         api_key = os.environ.get(env) if env else None
-        if env and not api_key:
+        if needs_key(self.config):  # with an api_base, no key is sent: local servers want none
             return JudgeVerdict(status="error", attempts=0, reason=(
                 f"judge '{self.name}' needs an API key: set the environment variable {env}"))
         labels = tuple(rubric.labels)
@@ -212,8 +213,9 @@ class LLMJudge:
                 ending = self._failure_ending(failure, failures, len(calls), api_key)
                 if (ending is None and not may_defer and not self.runtime.wait_for_open_circuit
                         and self._circuit_is_open()):  # no waiting out the retries
-                    ending = (f"{CIRCUIT_OPEN_REASON} after {len(calls)} attempt(s): "
-                              f"{_describe(failure, api_key)}")
+                    tries = f"{len(calls)} attempt{'s' if len(calls) > 1 else ''}"
+                    ending = (f"{CIRCUIT_OPEN_REASON} after {tries}: "
+                              f"{describe_failure(failure, api_key)}")
                 if ending is not None:
                     if may_defer:  # a fallback may still answer
                         return _Deferred(ending, calls)
@@ -320,7 +322,7 @@ class LLMJudge:
     def _failure_ending(self, exc: Exception, failures: int, attempts: int,
                         api_key: str | None) -> str | None:
         """The reason that ends the call in an error, or None when another attempt is due."""
-        described = _describe(exc, api_key)
+        described = describe_failure(exc, api_key)
         if not is_retryable(exc):
             status = getattr(exc, "status_code", None)
             if isinstance(status, int) and 400 <= status < 500:
@@ -361,7 +363,7 @@ class LLMJudge:
         return slots
 
 
-def _describe(exc: Exception, api_key: str | None) -> str:
+def describe_failure(exc: Exception, api_key: str | None) -> str:
     """`ClassName: message`, without litellm's repeated prefixes, short, never the API key."""
     name = type(exc).__name__
     message = str(exc)

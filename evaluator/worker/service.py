@@ -105,7 +105,8 @@ def run_workers(settings: Settings, processes: int, threads: int,
     if processes <= 1:
         run_worker_process(settings, threads, metrics_port=metrics_port)
         return
-    command = [sys.executable, "-m", "evaluator", "worker", "--processes", "1", "--threads", str(threads)]
+    command = [sys.executable, "-m", "evaluator", "worker", "--processes", "1", "--threads", str(threads),
+               "--no-preflight"]  # the parent checked the judge
     children = [subprocess.Popen(command if metrics_port is None
                                  else [*command, "--metrics-port", str(metrics_port + i)])
                 for i in range(processes)]
