@@ -160,3 +160,46 @@ def test_error_type_class_repr_is_normalized(capture, error_type, expected):
         span.set_attributes({"gen_ai.operation.name": "chat", "error.type": error_type})
         span.set_status(Status(StatusCode.ERROR, "Error code: 404 - model not found"))
     assert normalize_spans(capture.records()).error == f"{expected}: Error code: 404 - model not found"
+
+
+def _logfire_stream(capture: Capture, duration_s: float = 1.25) -> None:
+    """What logfire 5.x records for a streamed chat call made outside any span: the request span
+    (no answer) ends when the stream is returned; the answer comes later in a zero-length log
+    span in a trace of its own."""
+    tracer = capture.tracer("logfire.openai")
+    request = json.dumps({"model": "gpt-4o", "stream": True,
+                          "messages": [{"role": "user", "content": "Count to 3"}]})
+    messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "Count to 3"}]}])
+    with tracer.start_as_current_span("Chat Completion with 'gpt-4o'") as span:
+        span.set_attributes({"request_data": request, "gen_ai.operation.name": "chat",
+                             "gen_ai.request.model": "gpt-4o", "gen_ai.input.messages": messages})
+    log_span = tracer.start_span("streaming response from 'gpt-4o' took 1.25s")
+    log_span.set_attributes({
+        "request_data": request, "gen_ai.operation.name": "chat", "duration": duration_s,
+        "gen_ai.input.messages": messages, "gen_ai.response.finish_reasons": '["stop"]',
+        "gen_ai.output.messages": json.dumps([{"role": "assistant", "finish_reason": "stop",
+                                               "parts": [{"type": "text", "content": "1 2 3"}]}]),
+    })
+    log_span.end(end_time=log_span.start_time)
+
+
+def test_logfire_streamed_answer_has_the_stream_duration_as_latency(capture):
+    _logfire_stream(capture)
+    log_span = [s for s in capture.records() if s.name.startswith("streaming")]
+    trace = normalize_spans(log_span)
+    assert (trace.output, trace.question, trace.finish_reason) == ("1 2 3", "Count to 3", "stop")
+    assert trace.latency_ms == pytest.approx(1250.0)
+
+
+def test_logfire_stream_request_span_alone_is_not_a_dead_letter(capture, tmp_path):
+    """Its answer is in the log span's trace: the exporter ignores it, the file reader skips it."""
+    from evaluator.otel.conventions import is_genai_span
+    from evaluator.otel.otlp_json import read_otlp_json_traces
+
+    _logfire_stream(capture)
+    request_span = next(s for s in capture.records() if s.name.startswith("Chat Completion"))
+    assert not is_genai_span(request_span)
+    path = tmp_path / "logfire.jsonl"
+    path.write_text("\n".join(capture.otlp_json_lines()) + "\n")
+    [trace] = list(read_otlp_json_traces(path))
+    assert trace.output == "1 2 3"

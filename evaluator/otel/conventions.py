@@ -77,10 +77,35 @@ def span_role(span: SpanRecord) -> str:
 
 
 def is_genai_span(span: SpanRecord) -> bool:
-    """Whether a span belongs to LLM work at all (as opposed to, say, an HTTP or DB span)."""
-    return span_role(span) != "other" or any(
+    """Whether a span belongs to LLM work at all (as opposed to, say, an HTTP or DB span). A
+    request span whose answer is recorded in another span (see `streamed_elsewhere`) is not."""
+    return not streamed_elsewhere(span) and (span_role(span) != "other" or any(
         key.startswith(("gen_ai.", "llm.", "input.value", "output.value")) for key in span.attributes
-    )
+    ))
+
+
+def _is_logfire(span: SpanRecord) -> bool:
+    return span.scope is not None and (span.scope == "logfire" or span.scope.startswith("logfire."))
+
+
+def streamed_elsewhere(span: SpanRecord) -> bool:
+    """logfire's request span of a streamed call: it ends when the stream is returned, without
+    the answer, which a separate "streaming response from ..." log span records later (in a
+    trace of its own when the call was made outside any span)."""
+    if not _is_logfire(span) or "gen_ai.output.messages" in span.attributes:
+        return False
+    request = loads_json(span.attributes.get("request_data"))
+    return isinstance(request, Mapping) and request.get("stream") is True
+
+
+def stream_duration_ms(span: SpanRecord) -> float | None:
+    """logfire's streamed answer is a zero-length log span that gives the stream's `duration`
+    in seconds: that, not 0, is the call's latency."""
+    duration = span.attributes.get("duration")
+    if (not _is_logfire(span) or span.end_ns != span.start_ns or isinstance(duration, bool)
+            or not isinstance(duration, (int, float)) or not 0 <= duration < 1e7):
+        return None
+    return duration * 1000.0
 
 
 def loads_json(value: Any) -> Any:

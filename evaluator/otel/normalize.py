@@ -27,6 +27,7 @@ from evaluator.otel.conventions import (
     read_documents,
     read_llm_call,
     span_role,
+    stream_duration_ms,
     tool_name,
 )
 from evaluator.otel.hints import missing_content_hint
@@ -196,7 +197,8 @@ def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
         "provider": next((call.provider for call in described if call.provider), None),
         "input_tokens": _sum_known(call.input_tokens for call in calls),
         "output_tokens": _sum_known(call.output_tokens for call in calls),
-        "latency_ms": (end_ns - root.start_ns) / 1e6 if end_ns and end_ns >= root.start_ns else None,
+        "latency_ms": stream_duration_ms(root) or (
+            (end_ns - root.start_ns) / 1e6 if end_ns and end_ns >= root.start_ns else None),
         "status": "error" if errors else "ok",
         "error": errors[0] if errors else None,
         "finish_reason": final.finish_reason if final else None,

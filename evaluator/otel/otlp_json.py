@@ -19,6 +19,7 @@ from google.protobuf.json_format import ParseDict, ParseError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from evaluator.errors import ConfigError, InvalidTraceError
+from evaluator.otel.conventions import is_genai_span, streamed_elsewhere
 from evaluator.otel.normalize import normalize_spans
 from evaluator.otel.spans import SpanRecord, from_otlp_span, spans_payload
 from evaluator.records import DeadLetter, Trace
@@ -101,6 +102,8 @@ def read_otlp_json_traces(path: Path) -> Iterator[Trace | DeadLetter]:
                 traces.setdefault(span.trace_id, []).append(span)
                 first_line.setdefault(span.trace_id, number)
     for trace_id, spans in traces.items():
+        if any(map(streamed_elsewhere, spans)) and not any(map(is_genai_span, spans)):
+            continue  # the answer of this streamed call is in another trace
         try:
             yield normalize_spans(spans)
         except InvalidTraceError as exc:
