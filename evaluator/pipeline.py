@@ -99,6 +99,13 @@ async def _judged(item: WorkItem, rubric: Rubric, judge: JudgeClient,
         return await _evaluate_rubric(item, rubric, judge, run_id)
 
 
+def _context_note(trace: Trace) -> str:
+    """Why a trace that retrieved has no context, as the OTel normalizer recorded it."""
+    otel = trace.metadata.get("otel")
+    note = otel.get("context_missing") if isinstance(otel, dict) else None
+    return f" ({note})" if isinstance(note, str) and note else ""
+
+
 async def _evaluate_rubric(
     item: WorkItem, rubric: Rubric, judge: JudgeClient, run_id: str | None
 ) -> tuple[Evaluation, list[JudgeCall]]:
@@ -112,7 +119,8 @@ async def _evaluate_rubric(
     if missing:
         verdict = JudgeVerdict(
             status="skipped",
-            reason=f"not applicable: the trace has no {' and no '.join(missing)}",
+            reason=f"not applicable: the trace has no {' and no '.join(missing)}"
+                   f"{_context_note(item.trace) if 'context' in missing else ''}",
             attempts=0,
         )
         return _evaluation(item, rubric, judge, run_id, verdict, None, decision), []

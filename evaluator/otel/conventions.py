@@ -34,6 +34,8 @@ _GENAI_OPERATIONS = {
 _TRACELOOP_KINDS = {"tool": "tool", "agent": "agent", "workflow": "chain", "task": "chain"}
 _LLM_MARKERS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.prompt.", "gen_ai.completion.",
                 "llm.input_messages.", "llm.output_messages.", "llm.model_name", "llm.request.type")
+RESULT_EVENTS = ("db.query.result", "db.search.result")
+"""Span events with one vector-store hit each (OpenLLMetry's Chroma, Qdrant, ... instrumentations)."""
 _EVENT_ROLES = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                 "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}
 
@@ -66,6 +68,8 @@ def span_role(span: SpanRecord) -> str:
         return _GENAI_OPERATIONS[operation]
     traceloop = attrs.get("traceloop.span.kind")
     if isinstance(traceloop, str) and traceloop in _TRACELOOP_KINDS:
+        if traceloop == "task" and _names_retrieval(span):
+            return "retriever"
         return _TRACELOOP_KINDS[traceloop]
     if any(key.startswith(_LLM_MARKERS) for key in attrs):
         return "llm"
@@ -73,7 +77,15 @@ def span_role(span: SpanRecord) -> str:
         return "llm"
     if any(key.startswith(("retrieval.documents.", "gen_ai.retrieval.documents")) for key in attrs):
         return "retriever"
+    if any(event.name in RESULT_EVENTS for event in span.events):
+        return "retriever"
     return "other"
+
+
+def _names_retrieval(span: SpanRecord) -> bool:
+    """An OpenLLMetry task that retrieves: a `@task` or LangChain retriever named for it."""
+    name = first_str(span.attributes.get("traceloop.entity.name")) or span.name
+    return "retriev" in name.lower()
 
 
 def is_genai_span(span: SpanRecord) -> bool:
@@ -338,17 +350,6 @@ def _first_present(attrs: Mapping[str, Any], *keys: str) -> Any:
         if key in attrs:
             return attrs[key]
     return None
-
-
-def read_documents(span: SpanRecord) -> list[str]:
-    """Retrieved document texts (OpenInference `retrieval.documents.N.document.content`, or the
-    GenAI `gen_ai.retrieval.documents` JSON when it carries content)."""
-    attrs = span.attributes
-    docs = [text_of(d.get("document.content")) for d in indexed(attrs, "retrieval.documents")]
-    semconv = loads_json(attrs.get("gen_ai.retrieval.documents"))
-    if isinstance(semconv, (list, tuple)):
-        docs.extend(text_of(d.get("content")) for d in semconv if isinstance(d, Mapping))
-    return [doc for doc in docs if doc]
 
 
 def tool_name(span: SpanRecord) -> str:

@@ -24,13 +24,13 @@ from evaluator.otel.conventions import (
     error_of,
     first_str,
     loads_json,
-    read_documents,
     read_llm_call,
     span_role,
     stream_duration_ms,
     tool_name,
 )
 from evaluator.otel.hints import missing_content_hint
+from evaluator.otel.retrieval import missing_text_note, read_documents
 from evaluator.otel.spans import SpanRecord
 from evaluator.records import Trace, parse_trace
 from evaluator.stage_timing import timed
@@ -174,6 +174,8 @@ def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
     ended = [span.end_ns for span in spans if span.end_ns]
     end_ns = root.end_ns or (max(ended) if ended else None)
     metadata, tags = _app_metadata(ordered)
+    context = [doc for span in by_role.get("retriever", []) for doc in read_documents(span)]
+    context_note = None if context else missing_text_note(by_role.get("retriever", []))
     metadata["otel"] = {
         "spans": len(spans),
         "root": root.name,
@@ -181,6 +183,7 @@ def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
         "conventions": sorted({name for call in calls for name in call.conventions}),
         "tools": [tool_name(span) for span in by_role.get("tool", [])],
         **({"service": root.service} if root.service else {}),
+        **({"context_missing": context_note} if context_note else {}),
     }
     problem = metadata_problem(metadata)
     if problem is not None:  # before writing it as JSON: that recurses as deep as it is nested
@@ -191,7 +194,7 @@ def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
         "span_id": (final.span if final else calls[-1].span if calls else root).span_id,
         "input": question,
         "system": first_asked.system if first_asked else None,
-        "context": [doc for span in by_role.get("retriever", []) for doc in read_documents(span)],
+        "context": context,
         "output": final.output if final else "",
         "model": next((call.model for call in described if call.model), None),
         "provider": next((call.provider for call in described if call.provider), None),
