@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +16,12 @@ import dramatiq
 import pytest
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Status, StatusCode
 
@@ -388,3 +394,106 @@ def test_span_with_a_remote_parent_is_the_local_root():
     assert sink.outputs == ["served"] and exporter.stats["buffered_traces"] == 0
     assert sink.items[0].trace.trace_id == f"{0xABC:032x}"
     provider.shutdown()
+
+
+class Recorded(SpanExporter):
+    """Keeps the ended spans, to hand some of them to the exporter as if the rest were lost."""
+
+    def __init__(self) -> None:
+        self.spans = []
+
+    def export(self, spans):
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
+def test_traces_whose_spans_never_arrived_are_counted_incomplete():
+    """Spans dropped before the exporter (a full BatchSpanProcessor queue) leave traces without
+    their root or with a missing parent: handed on at the timeout, and counted."""
+    recorded = Recorded()
+    provider, tracer = tracer_for(recorded)
+    agent(tracer)  # trace A: its root will be lost
+    agent(tracer)
+    with tracer.start_as_current_span("agent"):  # trace B: its "step" span will be lost
+        with tracer.start_as_current_span("step"):
+            chat(tracer, answer="B")
+    chat(tracer, answer="whole")
+    provider.shutdown()
+    a, b = recorded.spans[3].context.trace_id, recorded.spans[-2].context.trace_id
+    lost = {recorded.spans[3].context.span_id,  # A's root
+            next(s for s in recorded.spans if s.name == "step").context.span_id}
+    clock, sink = Clock(), Collect()
+    exporter = EvaluatorSpanExporter(sink=sink, policy=EVERYTHING, mask=keep, clock=clock,
+                                     assembly_timeout_s=30)
+    exporter.export([s for s in recorded.spans if s.context.span_id not in lost])
+    assert exporter.stats["traces_incomplete"] == 1, "B's root arrived: handed on at once"
+    clock.now += 31
+    exporter.export([])
+    assert exporter.stats["traces_incomplete"] == 2
+    assert exporter.stats["traces_completed"] == 4
+    assert {a, b} <= {int(item.trace.trace_id, 16) for item in sink.items}
+
+
+def test_the_recommended_processor_delivers_a_burst_whole():
+    """The SDK's defaults drop spans once 2,048 wait ("Queue full"); with the settings of
+    evaluator_span_processor a 6,000-span burst reaches the exporter whole."""
+    from evaluator.otel import evaluator_span_processor
+
+    exporter = EvaluatorSpanExporter(sink=Collect(), policy=SamplingPolicy(rate=0.1), mask=keep)
+    provider = TracerProvider()
+    provider.add_span_processor(evaluator_span_processor(exporter))
+    tracer = provider.get_tracer("app")
+    for index in range(6_000):
+        chat(tracer, answer=f"answer {index}")
+    provider.shutdown()
+    stats = exporter.stats
+    assert (stats["spans_received"], stats["traces_completed"]) == (6_000, 6_000)
+    assert stats["traces_incomplete"] == 0
+
+
+@pytest.fixture
+def hung_redis_url():
+    """A TCP server that accepts connections and never answers (a Redis under SIGSTOP)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+@pytest.mark.parametrize("processor", ["sdk default", "recommended"])
+def test_shutdown_takes_at_most_the_timeout_when_redis_hangs(hung_redis_url, processor):
+    """App exit with a Redis that never answers: one command timeout (2 s by default), not one
+    per command or per Redis client (was 15-30 s)."""
+    from evaluator.otel import evaluator_span_processor
+
+    exporter = EvaluatorSpanExporter(hung_redis_url, policy=EVERYTHING, mask=keep)
+    provider = TracerProvider()
+    provider.add_span_processor(evaluator_span_processor(exporter) if processor == "recommended"
+                                else BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("app")
+    for index in range(200):
+        chat(tracer, answer=f"answer {index}")
+    started = time.perf_counter()
+    provider.shutdown()
+    elapsed = time.perf_counter() - started
+    print(f"{processor}: shutdown {elapsed:.2f} s with a hung Redis")
+    assert exporter.stats["dropped_enqueue_failed"] == 200
+    assert elapsed < exporter.timeout_s + 1.0

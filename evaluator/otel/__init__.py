@@ -1,5 +1,6 @@
 """OpenTelemetry in: the app's span exporter, span normalizers and OTLP/JSON file reading."""
 
 from evaluator.otel.exporter import EvaluatorSpanExporter
+from evaluator.otel.processor import evaluator_span_processor
 
-__all__ = ["EvaluatorSpanExporter"]
+__all__ = ["EvaluatorSpanExporter", "evaluator_span_processor"]

@@ -29,6 +29,9 @@ class Delivery(Protocol):
     def send_dead_letters(self, dead: list[DeadLetter]) -> bool:
         """Keep dead letters where operators look; False when they can only be counted."""
 
+    def reachable(self) -> bool:
+        """Whether a send can succeed now (False fails fast: no Redis command is tried)."""
+
     def close(self) -> None: ...
 
 
@@ -44,6 +47,9 @@ class SinkDelivery:
     def send_dead_letters(self, dead: list[DeadLetter]) -> bool:
         return False
 
+    def reachable(self) -> bool:
+        return True
+
     def close(self) -> None:
         """Nothing held."""
 
@@ -53,8 +59,10 @@ class RedisDelivery:
     dead letters to the results stream, where `evaluator sink` stores them."""
 
     def __init__(self, redis_url: str, judge: str, rubrics: Sequence[str] = (), batch_size: int = 5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, timeout_s: float = 2.0) -> None:
         self._url = redis_url
+        self._timeout_s = timeout_s
+        """The longest any Redis command waits for its reply (a hung Redis, SIGSTOPped)."""
         self._judge = judge
         self._rubrics = tuple(rubrics)
         self._batch_size = batch_size
@@ -74,8 +82,8 @@ class RedisDelivery:
         from evaluator.worker.channel import RedisStreamChannel
 
         try:
-            broker = build_producer_broker(self._url)
-            channel = RedisStreamChannel(redis_client(self._url))
+            broker = build_producer_broker(self._url, self._timeout_s)
+            channel = RedisStreamChannel(redis_client(self._url, self._timeout_s))
         except Exception:
             self._failed()
             raise
@@ -83,8 +91,20 @@ class RedisDelivery:
         return broker, channel
 
     def _failed(self) -> None:
+        """Back off, and drop the connection: the next attempt connects again, and its PING
+        finds out within one timeout whether Redis answers (a hung Redis costs one timeout per
+        attempt, not one per command)."""
         self._backoff_s = min(MAX_BACKOFF_S, max(MIN_BACKOFF_S, self._backoff_s * 2))
         self._retry_at = self._clock() + self._backoff_s
+        self.close()
+
+    def reachable(self) -> bool:
+        """False while backing off after a failure; else connected (PING answered)."""
+        try:
+            self._connect()
+        except Exception:
+            return False
+        return True
 
     def _guarded(self, action: Callable[[], None]) -> None:
         try:

@@ -214,19 +214,21 @@ class EvaluatorSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         self._count(traces_incomplete=sum(map(_incomplete, ready)))
         with self._deliver_lock:
-            items, dead = self._prepare(ready)
+            items, dead = self._prepare(ready, self._delivery.reachable())
             delivered = self._deliver_items(items)
             if self._throttle is not None:
                 self._throttle.delivered(len(items) if delivered else 0)
             kept = self._deliver_dead_letters(dead)
         return SpanExportResult.SUCCESS if delivered and kept else SpanExportResult.FAILURE
 
-    def _prepare(self, ready: list[list[SpanRecord]]) -> tuple[list[WorkItem], list[DeadLetter]]:
-        """Normalize, sample, then mask only what was sampled."""
+    def _prepare(self, ready: list[list[SpanRecord]],
+                 reachable: bool = True) -> tuple[list[WorkItem], list[DeadLetter]]:
+        """Normalize, sample, then mask only what was sampled. While Redis is unreachable the
+        budget and the queue depth are not read: what is sampled cannot be sent anyway."""
         items: list[WorkItem] = []
         dead: list[DeadLetter] = []
         ignored = mask_failed = held_back = 0
-        policy = self._pacer.policy(self.policy) if self._pacer else self.policy
+        policy = self._pacer.policy(self.policy) if self._pacer and reachable else self.policy
         for spans in ready:
             if not any(is_genai_span(span) for span in spans):
                 ignored += 1
@@ -239,7 +241,7 @@ class EvaluatorSpanExporter(SpanExporter):
                 dead.append(DeadLetter.from_error(DEAD_LETTER_SOURCE, spans_payload(spans, values=False),
                                                   error))
                 continue
-            if self._throttle is None:
+            if self._throttle is None or not reachable:
                 decision = decide(trace, policy)
             else:
                 decision = self._throttle.decide(trace, policy)
