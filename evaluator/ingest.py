@@ -30,6 +30,9 @@ DEAD_LETTER_CHUNK = 500
 DEAD_LETTER_CHUNK_CHARS = 2_000_000
 """Payload characters of one chunk of dead letters: a chunk closes at whichever bound comes first."""
 REUSED_ID = "same trace_id, different content"
+MAX_REASON_KEYS = 1_000
+"""Distinct dead-letter reasons a source counts; past that, new ones count as UNCOUNTED_REASONS."""
+UNCOUNTED_REASONS = "(reasons past the first 1,000 distinct ones)"
 
 ItemsOut = Callable[[list[WorkItem]], None]
 DeadLettersOut = Callable[[list[DeadLetter]], None]
@@ -48,6 +51,12 @@ class WorkCounts:
     sample_reasons: Counter = field(default_factory=Counter)
     pacer: BudgetPacer | None = None
     """The daily budget's pacing of the random rate, when the policy has a budget."""
+    dead_letter_reasons: Counter = field(default_factory=Counter)
+    """Dead letters per reason (masked, as stored)."""
+
+    @property
+    def valid(self) -> int:
+        return self.traces_read - self.invalid
 
 
 class WorkStream:
@@ -105,7 +114,11 @@ class WorkStream:
 
     def _dead_letter(self, dead: DeadLetter) -> None:
         self.counts.invalid += 1
-        self._dead.append(self._mask_dead(dead) if self._mask_dead else dead)
+        dead = self._mask_dead(dead) if self._mask_dead else dead
+        reasons = self.counts.dead_letter_reasons
+        reasons[dead.error if dead.error in reasons or len(reasons) < MAX_REASON_KEYS
+                else UNCOUNTED_REASONS] += 1
+        self._dead.append(dead)
         self._dead_chars += len(dead.payload)
         if len(self._dead) >= DEAD_LETTER_CHUNK or self._dead_chars >= DEAD_LETTER_CHUNK_CHARS:
             self._flush_dead_letters()

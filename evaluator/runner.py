@@ -46,6 +46,7 @@ class RunReport:
     """Dead letters (counted in `invalid` too) that reused an earlier trace's id."""
     sampled: int = 0
     sample_reasons: Counter = field(default_factory=Counter)
+    dead_letter_reasons: Counter = field(default_factory=Counter)
     summaries: list[RubricSummary] = field(default_factory=list)
     elapsed_s: float = 0.0
     budget: RunBudget | None = None
@@ -66,6 +67,7 @@ class RunReport:
             "reused_ids": self.reused_ids,
             "sampled": self.sampled,
             "sample_reasons": dict(self.sample_reasons),
+            "dead_letter_reasons": dict(self.dead_letter_reasons.most_common(10)),
             "evaluations": self.evaluations,
             "elapsed_s": round(self.elapsed_s, 3),
             "rubrics": [s.to_dict() for s in self.summaries],
@@ -119,6 +121,7 @@ def run_embedded(
         counts.traces_read, counts.invalid, counts.reused_ids)
     report.sampled, report.sample_reasons = counts.sampled, counts.sample_reasons
     report.daily_budget = counts.pacer
+    report.dead_letter_reasons = counts.dead_letter_reasons
     with Store(db_path) as store:
         report.summaries = store.rubric_summary(Scope.run(report.run_id))
         report.elapsed_s = time.perf_counter() - started

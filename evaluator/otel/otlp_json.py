@@ -94,7 +94,7 @@ def read_otlp_json_traces(path: Path) -> Iterator[Trace | DeadLetter]:
             try:
                 spans = parse_request_line(line)
             except (ValueError, TypeError, ParseError, RecursionError) as exc:
-                error = InvalidTraceError(f"line {number} is not an OTLP/JSON trace request: {exc}",
+                error = InvalidTraceError(f"the line is not an OTLP/JSON trace request: {exc}",
                                           field="<root>")
                 yield DeadLetter.from_error(f"{path}:{number}", line.rstrip("\n"), error)
                 continue
