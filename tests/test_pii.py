@@ -18,7 +18,7 @@ from evaluator.records import Message, Trace, canonical_json, sha256_hex
 DATA = Path(__file__).parent / "data"
 MIN_RECALL = 0.99
 MAX_FALSE_POSITIVE_RATE = 0.02
-PLACEHOLDER = re.compile(r"<(EMAIL|PHONE|CARD|IBAN|IP|SECRET|SSN)_[0-9a-f]+>")
+PLACEHOLDER = re.compile(r"<(EMAIL|PHONE|CARD|IBAN|IP|SECRET|SSN|NATIONAL_ID|DOB|PASSPORT)_[0-9a-f]+>")
 
 
 def _jsonl(name: str) -> list[dict]:
@@ -28,6 +28,14 @@ def _jsonl(name: str) -> list[dict]:
 
 POSITIVES = _jsonl("pii_positive.jsonl")
 LOOKALIKES = _jsonl("pii_lookalikes.jsonl")
+HARD = _jsonl("pii_recall.jsonl")
+"""Planted values in the forms the textbook regexes miss (tests/data/make_pii_recall.py)."""
+HARD_CLEAN = _jsonl("pii_recall_clean.jsonl")
+MIN_RECALL_PER_KIND = {
+    "email": 0.95, "phone": 0.95, "card": 0.95, "iban": 0.95, "ssn": 0.95, "ip": 0.95, "secret": 0.95,
+    "national_id": 0.9, "dob": 0.9, "passport": 0.9,
+}
+MAX_HARD_FALSE_POSITIVES = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +46,40 @@ def masker() -> PiiMasker:
 # ------------------------------------------------------------------ the acceptance bar
 
 
-def test_test_set_is_large_and_covers_every_kind():
+def test_test_sets_are_large_and_cover_every_kind():
     assert len(POSITIVES) >= 200 and len(LOOKALIKES) >= 200
-    assert {row["kind"] for row in POSITIVES} == ALL_KINDS
-    assert all(row["value"] in row["text"] for row in POSITIVES)
+    assert {row["kind"] for row in POSITIVES} <= ALL_KINDS
+    assert all(row["value"] in row["text"] for row in POSITIVES + HARD)
+    assert len(HARD) >= 300 and {row["kind"] for row in HARD} == ALL_KINDS == set(MIN_RECALL_PER_KIND)
+
+
+def _found(masker: PiiMasker, row: dict) -> bool:
+    """Masked away, and by a detector of the planted kind."""
+    return row["value"] not in masker.mask_text(row["text"]) and any(
+        match.kind == row["kind"] for match in masker.find(row["text"])
+    )
+
+
+def test_recall_per_kind_on_obfuscated_and_unusual_forms(masker):
+    missed = [row for row in HARD if not _found(masker, row)]
+    for row in missed:
+        print(f"  missed {row['kind']} ({row['variant']}): {row['value']!r} in {row['text']!r}")
+    recall = {}
+    for kind in sorted(MIN_RECALL_PER_KIND):
+        rows = [row for row in HARD if row["kind"] == kind]
+        recall[kind] = 1 - sum(row in missed for row in rows) / len(rows)
+        print(f"PII recall {kind}: {recall[kind]:.3f} of {len(rows)}")
+    assert all(recall[kind] >= floor for kind, floor in MIN_RECALL_PER_KIND.items()), recall
+
+
+def test_false_positives_on_pii_free_look_alikes_of_the_unusual_forms(masker):
+    changed = [(row["text"], masker.mask_text(row["text"])) for row in HARD_CLEAN]
+    changed = [(text, masked) for text, masked in changed if masked != text]
+    for text, masked in changed:
+        print(f"  false positive: {text!r} -> {masked!r}")
+    rate = len(changed) / len(HARD_CLEAN)
+    print(f"false positives {len(changed)}/{len(HARD_CLEAN)}")
+    assert len(HARD_CLEAN) >= 140 and rate <= MAX_HARD_FALSE_POSITIVES
 
 
 def test_recall_and_false_positive_rate_on_the_test_set(masker):
@@ -61,7 +99,7 @@ def test_recall_and_false_positive_rate_on_the_test_set(masker):
     assert recall >= MIN_RECALL and fp_rate <= MAX_FALSE_POSITIVE_RATE, summary
 
 
-@pytest.mark.parametrize("kind", sorted(ALL_KINDS))
+@pytest.mark.parametrize("kind", sorted({row["kind"] for row in POSITIVES}))
 def test_each_kind_is_found_as_that_kind(masker, kind):
     rows = [row for row in POSITIVES if row["kind"] == kind]
     labelled = sum(
@@ -151,7 +189,7 @@ def test_kinds_limit_what_is_masked():
 
 @pytest.mark.parametrize(
     "config",
-    [{"mode": "redact"}, {"kinds": frozenset({"email", "passport"})}, {"phone_region": "XX"}],
+    [{"mode": "redact"}, {"kinds": frozenset({"email", "driving_licence"})}, {"phone_region": "XX"}],
 )
 def test_bad_config_is_a_config_error(config):
     with pytest.raises(ConfigError):

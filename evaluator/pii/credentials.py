@@ -24,10 +24,31 @@ _PREFIXED_TOKEN = re.compile(
     r"|AIza[0-9A-Za-z_-]{35}"  # Google API key
     r"|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"  # Stripe secret / restricted
     r"|hf_[A-Za-z0-9]{30,}"  # Hugging Face
+    r"|ya29\.[A-Za-z0-9_-]{20,}"  # Google OAuth access token
+    r"|npm_[A-Za-z0-9]{36}"  # npm
+    r"|glpat-[A-Za-z0-9_-]{20,}"  # GitLab personal access token
+    r"|pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{20,}"  # PyPI upload token
+    r"|SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}"  # SendGrid
     r"|eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"  # JWT
     r")(?![\w-])"
 )
-_AUTH_SCHEME = re.compile(r"(?i)\b(?:bearer|basic)\s+([A-Za-z0-9._~+/-]+=*)")
+_AUTH_SCHEME = re.compile(r"(?i)\b(?:bearer|basic|token)\s+([A-Za-z0-9._~+/-]+=*)")
+_MIN_BEARER_CHARS = 10
+_WEBHOOK = re.compile(
+    r"https://(?:hooks\.slack\.com/(?:services|workflows|triggers)"
+    r"|(?:\w+\.)?discord(?:app)?\.com/api/webhooks)/([A-Za-z0-9_/-]{16,})"
+)
+"""Slack and Discord incoming webhooks: the path is the credential (anyone can post with it)."""
+_BARE_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_MIN_AWS_SECRET_ENTROPY = 4.0
+"""A random 40-character base64 string scores ~4.9 bits a character; 40 hex digits (a commit)
+can score at most 4 and are excluded anyway."""
+_PROSE_PASSWORD = re.compile(
+    r"(?i)\b(?:password|passwd|passcode|passphrase|pwd|pin)\s+(?:is|was)\s*:?\s*"
+    r"[\"'\u201c]?([^\s\"'\u201d<>]{4,64}?)[\"'\u201d]?[.,;!?)]*(?=\s|$)"
+)
+"""`my password is Hunter2!`: a password said in a sentence (`password = ...` is an assignment,
+judged by `_assigned_secret`)."""
 _KEY_WORDS = ("key", "secret", "token", "pass", "pwd", "auth", "credential")
 _KEY_BEFORE = re.compile(
     r"(?i)(api[_-]?key|apikey|secret|token|passw(?:or)?d|pwd|access[_-]?key|auth|credential)"
@@ -95,6 +116,32 @@ def looks_like_password(value: str) -> bool:
     return (digit or symbol) and letters + digit + symbol >= 2
 
 
+def _mixed(value: str) -> bool:
+    return any(c.isdigit() for c in value) and any(c.isupper() for c in value) and any(c.islower() for c in value)
+
+
+def looks_like_bearer(value: str) -> bool:
+    """After `Bearer`/`Basic`/`Token` a credential is expected, so a shorter or digit-less
+    value counts too, unless it reads as words or a placeholder (`Bearer token required`,
+    `Bearer YOUR_ACCESS_TOKEN`, `Bearer in mind`)."""
+    if looks_random(value):
+        return True
+    words = _CODE_WORD.findall(value)
+    if len(value) < _MIN_BEARER_CHARS or not words or sum(map(len, words)) >= 4 * len(words):
+        return False  # words of four letters and more on average: an identifier or a placeholder
+    return _shannon_entropy(value) >= _MIN_ENTROPY_BITS and (
+        any(c.isdigit() for c in value) or sum(c.isupper() for c in value) >= 3
+    )
+
+
+def looks_like_spoken_password(value: str) -> bool:
+    """`Hunter2!`, `qwerty123`, `739214` but not `required`, `incorrect`, `********`, `<SECRET_1>`:
+    a digit or a symbol, and not one character repeated."""
+    if len(set(value)) < 3 or value.startswith(("<", "$", "{")) or "(" in value:
+        return False  # a mask, a placeholder or a call
+    return any(c.isdigit() for c in value) or any(not c.isalnum() and c not in "-_." for c in value)
+
+
 def _secret(start: int, end: int, value: str) -> PiiMatch:
     return PiiMatch("secret", start, end, value, value)
 
@@ -107,8 +154,22 @@ def find_secrets(scan: TextScan) -> Iterator[PiiMatch]:
             if value.startswith("sk-") and not any(c.isdigit() for c in value):
                 continue  # a long hyphenated slug such as sk-this-is-not-a-key
             yield _secret(found.start(), found.end(), value)
-        for found in _AUTH_SCHEME.finditer(text, start, end):
-            if looks_random(found.group(1)):
+    if any(scheme in scan.lower for scheme in ("bearer", "basic", "token")):
+        for found in _AUTH_SCHEME.finditer(text):
+            if looks_like_bearer(found.group(1)):
+                yield _secret(found.start(1), found.end(1), found.group(1))
+    for start, end in scan.windows(scan.long_tokens, 0, 0):
+        for found in _BARE_AWS_SECRET.finditer(text, start, end):
+            value = found.group()
+            parts = re.split(r"[/+]", value)
+            if _mixed(value) and _shannon_entropy(value) >= _MIN_AWS_SECRET_ENTROPY and not all(map(_wordy, parts)):
+                yield _secret(found.start(), found.end(), value)
+    if "https://" in text:
+        for found in _WEBHOOK.finditer(text):
+            yield _secret(found.start(1), found.end(1), found.group(1))
+    if any(word in scan.lower for word in ("pass", "pwd", "pin")):
+        for found in _PROSE_PASSWORD.finditer(text):
+            if looks_like_spoken_password(found.group(1)):
                 yield _secret(found.start(1), found.end(1), found.group(1))
     if scan.assignments and any(word in scan.lower for word in _KEY_WORDS):
         for at in scan.assignments:

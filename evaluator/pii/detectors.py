@@ -1,4 +1,5 @@
-"""Detectors for structured PII: e-mail, phone, payment card, IBAN, IP address, US SSN.
+"""Detectors for structured PII: payment card, IBAN, IP address, US SSN (e-mail and phone
+detectors live in emails.py and phones.py and are re-exported here).
 
 Each detector is a cheap regex that proposes candidates and a validator that keeps only the
 real ones (Luhn, mod-97, the ipaddress module, libphonenumber, SSN range rules): validation is
@@ -8,133 +9,49 @@ looks only around the candidates it lists; overlaps between detectors are resolv
 
 from __future__ import annotations
 
-import bisect
 import ipaddress
 import re
 from collections.abc import Iterator
 
-import phonenumbers
-
+from evaluator.pii.emails import find_emails
 from evaluator.pii.match import PiiMatch
+from evaluator.pii.phones import find_phones, national_min_digits
 from evaluator.pii.scan import TextScan, count_digits
 
-# ------------------------------------------------------------------ e-mail
+__all__ = [
+    "find_cards", "find_emails", "find_ibans", "find_ips", "find_phones", "find_ssns", "national_min_digits",
+]
 
-_EMAIL = re.compile(
-    r"(?<![\w.%+'-])[\w%+-](?:[\w.%+-]|'(?=\w))*"
-    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,24}))(?![\w-])"
+_JOINERS = "_\u00a0\u202f"
+"""Separators TextScan's digit runs stop at but numbers are written with: `4111_1111_...`
+(identifiers), no-break spaces (word processors, HTML `&nbsp;`)."""
+_NUMBERING_BEFORE = re.compile(
+    r"(?i)(?:version|release|build|section|chapter|clause|paragraph|step|rule|§)[\s_=:'\"\[]{0,6}\Z"
 )
-_FILE_EXTENSIONS = frozenset(
-    {"png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "bmp", "ico", "tif", "tiff", "heic"}
-)
-"""`icon@2x.png` is a retina asset, not an address: these are not top-level domains."""
+"""`__version__ = "3.5.0.1"`, `RFC 6749 section 4.1.2.1`, `release 123.45.6789`: numbering that
+happens to look like an address or an SSN."""
 
 
-_EMAIL_LOCAL_MAX, _EMAIL_DOMAIN_MAX = 64, 255
-
-
-def find_emails(scan: TextScan) -> Iterator[PiiMatch]:
-    if "@" not in scan.text:
-        return
-    text = scan.text
-    ats = [(at, at + 1) for at in scan.positions_of("@")]
-    for start, end in scan.windows(ats, _EMAIL_LOCAL_MAX, _EMAIL_DOMAIN_MAX):
-        for found in _EMAIL.finditer(text, start, end):
-            if found.group(2).lower() in _FILE_EXTENSIONS or text.endswith("://", 0, found.start()):
-                continue  # a retina asset name, or the userinfo of a URL (often a token)
-            value = found.group()
-            yield PiiMatch("email", found.start(), found.end(), value, value.lower())
-
-
-# ------------------------------------------------------------------ phone
-
-MIN_PHONE_DIGITS = 7
-"""Text without a run of this many digits never pays for libphonenumber."""
-
-_PHONE_CONTEXT = (8, 16)
-"""Characters kept before/after a digit run when it is handed to the matcher: enough for a
-leading `+` or `(`, an `ext. 123`, and the neighbours libphonenumber looks at to reject
-`abc4155550134` or timestamps."""
-
-
-_ID_CONTEXT = frozenset("-#/_.")
-"""A bare digit string right after one of these is an id (`#issuecomment-2727603845`,
-`/orders/4155550134`), a negative number or decimals, not a phone number someone wrote down."""
-_DECIMAL = re.compile(r"[\[(]?[-+]?\d+\.\d+")
-
-
-_PHONE_WORDS = re.compile(
-    r"(?i)(?<!<)\b(?:call|phone|tel|mobile|cell|fax|whatsapp|sms|text|dial|ring|number|contact|reach)"
-)
-_PHONE_WORDS_REACH = 40
-
-
-def _not_a_phone_number(text: str, start: int, value: str) -> bool:
-    """What libphonenumber accepts but people mean as numbers: `126.09110641`, `-2096165693`,
-    and digits with no formatting at all (`2147483647`, a seed) unless a phone word is near."""
-    if value[0] in "-[" or _DECIMAL.fullmatch(value):
-        return True
-    if not value.isdigit():
-        return False
-    if text[start - 1 : start] in _ID_CONTEXT:
-        return True
-    around = text[max(0, start - _PHONE_WORDS_REACH) : start + len(value) + _PHONE_WORDS_REACH]
-    return not _PHONE_WORDS.search(around)
-
-
-def national_min_digits(region: str) -> int:
-    """Fewest digits a number written without `+` can have in `region` (10 in the US), so
-    8-digit order numbers and dates never reach the matcher there."""
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
-    return max(MIN_PHONE_DIGITS, min(metadata.general_desc.possible_length))
-
-
-def _unexplained_digits(scan: TextScan, explained: list[PiiMatch]) -> Iterator[tuple[int, int]]:
-    """The parts of each digit run that no other detector's match covers (a list of IP
-    addresses is one long digit run, entirely explained)."""
-    covered = scan.windows(((m.start, m.end) for m in explained), 0, 0)
-    ends = [end for _, end in covered]
+def joined_runs(scan: TextScan, minimum_digits: int) -> list[tuple[int, int]]:
+    """Digit runs, with runs that one joiner character separates merged, holding at least
+    `minimum_digits` digits."""
+    text, merged = scan.text, []
     for start, end in scan.digit_runs:
-        index = bisect.bisect_right(ends, start)
-        piece_start = start
-        while index < len(covered) and covered[index][0] < end:
-            if covered[index][0] > piece_start:
-                yield piece_start, covered[index][0]
-            piece_start = covered[index][1]
-            index += 1
-        if piece_start < end:
-            yield piece_start, end
-
-
-def find_phones(
-    scan: TextScan, region: str, national_digits: int, explained: list[PiiMatch]
-) -> Iterator[PiiMatch]:
-    """Valid phone numbers (libphonenumber's VALID leniency), numbers without `+` read in `region`.
-
-    Digits inside another detector's match (a card, an IBAN, an IP) are not looked at again:
-    the matcher is by far the most expensive step.
-    """
-    text = scan.text
-    hints = []
-    for start, end in _unexplained_digits(scan, explained):
-        needed = MIN_PHONE_DIGITS if text.endswith("+", 0, start) else national_digits
-        if count_digits(text[start:end]) >= needed:
-            hints.append((start, end))
-    for start, end in scan.windows(hints, *_PHONE_CONTEXT):
-        for found in phonenumbers.PhoneNumberMatcher(text[start:end], region):
-            canonical = phonenumbers.format_number(found.number, phonenumbers.PhoneNumberFormat.E164)
-            value, offset = found.raw_string, start + found.start
-            if value.startswith("(") and value.count("(") > value.count(")"):
-                value, offset = value[1:], offset + 1  # "(+65 6123 4567)": keep the parenthesis
-            if _not_a_phone_number(text, offset, value):
-                continue
-            yield PiiMatch("phone", offset, offset + len(value), value, canonical)
+        if merged and start == merged[-1][1] + 1 and text[start - 1] in _JOINERS:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return [(start, end) for start, end in merged if count_digits(text[start:end]) >= minimum_digits]
 
 
 # ------------------------------------------------------------------ payment card
 
-_CARD = re.compile(r"\d(?<![\w.,-]\d)(?<!\d[ -]\d)(?:[ -]?\d){12,}(?![\w-]|[.,]\d)")
-_CARD_SEPARATOR = re.compile(r"[ -]")
+_CARD = re.compile(
+    r"\d(?<![\w.,/-]\d)(?<!\d[ ./\u00a0\u202f-]\d)(?:[ ._/\u00a0\u202f-]?\d){12,}(?![\w/-]|[.,]\d)"
+)
+_CARD_SEPARATOR = re.compile(r"[ ._/\u00a0\u202f-]")
+_HUMAN_MIX = frozenset({" ", "-"})
+"""The one mix of separators people type within a card number (`4111-1111 1111-1111`)."""
 _CARD_MAX_DIGITS = 19
 _CARD_BRANDS = re.compile(
     r"4(?:\d{12}|\d{15}|\d{18})"  # Visa
@@ -166,25 +83,39 @@ def _card_grouping_ok(groups: list[str]) -> bool:
     return all(size == 4 for size in sizes[:-1]) and 1 <= sizes[-1] <= 4
 
 
+def _odd_grouping_ok(groups: list[str]) -> bool:
+    """Any other grouping of a whole run (`4111 111111 111111`, `41 11 1111 ...`), as long as
+    no group is a lone digit: `3.14159265358979` and `1_000_000_000_000_000` are numbers."""
+    return len(groups) <= 8 and all(len(group) >= 2 for group in groups)
+
+
+def _consistent_groups(run: str) -> list[str]:
+    """The digit groups of `run` up to where its separator changes (`4111 1111 1111 1111 12/26`
+    stops before `/26`); spaces and dashes count as one."""
+    groups = _CARD_SEPARATOR.split(run)
+    separators = _CARD_SEPARATOR.findall(run)
+    if not separators:
+        return groups
+    allowed = _HUMAN_MIX if separators[0] in _HUMAN_MIX else {separators[0]}
+    kept = next((index for index, separator in enumerate(separators) if separator not in allowed), len(separators))
+    return groups[: kept + 1]
+
+
 def find_cards(scan: TextScan) -> Iterator[PiiMatch]:
     """Luhn-valid 13-19 digit numbers; a longer run is tried group by group from its start,
     so `4111 1111 1111 1111 12/26` still yields the card."""
-    spans = scan.runs_with_digits(13)
+    spans = joined_runs(scan, 13)
     found_in_windows = (
         found for start, end in scan.windows(spans, 0, 2) for found in _CARD.finditer(scan.text, start, end)
     )
     for found in found_in_windows:
         run = found.group()
-        if len(set(_CARD_SEPARATOR.findall(run))) > 1:
-            continue
-        groups = _CARD_SEPARATOR.split(run)
+        groups = _consistent_groups(run)
         for count in range(min(len(groups), _CARD_MAX_DIGITS), 0, -1):
             digits = "".join(groups[:count])
-            if (
-                _CARD_BRANDS.fullmatch(digits)
-                and _card_grouping_ok(groups[:count])
-                and luhn_valid(digits)
-            ):
+            whole = count == len(groups)
+            grouping_ok = _card_grouping_ok(groups[:count]) or (whole and _odd_grouping_ok(groups))
+            if _CARD_BRANDS.fullmatch(digits) and grouping_ok and luhn_valid(digits):
                 length = len(digits) + count - 1
                 yield PiiMatch("card", found.start(), found.start() + length, run[:length], digits)
                 break
@@ -205,7 +136,9 @@ IBAN_LENGTHS: dict[str, int] = {
 }
 """Total IBAN length per country (SWIFT IBAN registry)."""
 
-_IBAN = re.compile(r"(?<!\w)[A-Za-z]{2}[0-9]{2}(?: ?[A-Za-z0-9]){10,30}")
+_IBAN = re.compile(r"(?<!\w)[A-Za-z]{2}[0-9]{2}(?:[ \u00a0\u202f-]?[A-Za-z0-9]){10,30}")
+_IBAN_SEPARATORS = " \u00a0\u202f-"
+"""Spaces (also no-break ones, as word processors and web pages write them) and dashes."""
 
 
 def iban_valid(compact: str) -> bool:
@@ -230,7 +163,7 @@ def find_ibans(scan: TextScan) -> Iterator[PiiMatch]:
             continue
         kept = 0
         for end, char in enumerate(found.group(), start=start):
-            if char != " ":
+            if char not in _IBAN_SEPARATORS:
                 kept += 1
                 if kept == length:
                     break
@@ -240,7 +173,7 @@ def find_ibans(scan: TextScan) -> Iterator[PiiMatch]:
         if end < len(text) and text[end].isalnum():
             continue
         value = text[start:end]
-        compact = value.replace(" ", "").upper()
+        compact = "".join(char for char in value if char not in _IBAN_SEPARATORS).upper()
         if iban_valid(compact):
             yield PiiMatch("iban", start, end, value, compact)
 
@@ -256,17 +189,12 @@ _IPV6_MAX_CHARS = 45
 """`ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`: how far an address reaches from its hint."""
 
 
-_NUMBERING_BEFORE = re.compile(r"(?i)(?:version|section|chapter|clause|step|§)[\s_=:'\"\[]{0,6}\Z")
-"""`__version__ = "3.5.0.1"`, `RFC 6749 section 4.1.2.1`: four-part numbering that happens to
-be a valid address."""
-
-
 def _ip_match(found: re.Match[str]) -> PiiMatch | None:
     """Keep real addresses. Loopback, unspecified, multicast and reserved ones (`127.0.0.1`,
     `0.0.0.0`, `224.0.0.1`, `255.255.255.255`) identify nobody."""
     value = found.group()
     try:
-        address = ipaddress.ip_address(value)
+        address = ipaddress.ip_address(_without_leading_zeros(value))
     except ValueError:
         return None
     if address.is_loopback or address.is_unspecified or address.is_multicast:
@@ -276,6 +204,14 @@ def _ip_match(found: re.Match[str]) -> PiiMatch | None:
     if _NUMBERING_BEFORE.search(found.string, max(0, found.start() - 16), found.start()):
         return None
     return PiiMatch("ip", found.start(), found.end(), value, str(address))
+
+
+def _without_leading_zeros(value: str) -> str:
+    """`010.001.002.003` as `10.1.2.3`: the ipaddress module refuses leading zeros (octal in
+    some parsers), but people pad octets to line them up."""
+    if "." in value and ":" not in value:
+        return ".".join(str(int(part)) for part in value.split("."))
+    return value
 
 
 def find_ips(scan: TextScan) -> Iterator[PiiMatch]:
@@ -306,11 +242,16 @@ def _address_like(candidate: str) -> bool:
 # ------------------------------------------------------------------ US SSN
 
 _SSN_DASHED = re.compile(r"(\d(?<![\w-]\d)\d\d)-(\d{2})-(\d{4})(?![\w-]|[.,]\d)")
-_SSN_LOOSE = re.compile(r"(\d(?<![\w-]\d)(?<!\d \d)\d\d)( ?)(\d{2})\2(\d{4})(?![\w-]|[.,]\d| \d)")
+_SSN_DOTTED = re.compile(r"(\d(?<![\w.-]\d)\d\d)\.(\d{2})\.(\d{4})(?![\w-]|[.,]\d)")
+"""3.2.4 digits with dots is an SSN's shape, not a version's (those are short) or a date's."""
+_SSN_LOOSE = re.compile(
+    r"(\d(?<![\w-]\d)(?<!\d[ /\u00a0\u202f]\d)\d\d)([ /\u00a0\u202f]?)(\d{2})\2(\d{4})"
+    r"(?![\w-]|[.,]\d|[ /\u00a0\u202f]\d)"
+)
 _SSN_CONTEXT = re.compile(r"(?i)(?<!<)\bssn|social[ -]security|\bss#")
 """Not `<SSN_1>`: a placeholder must not make the next 9-digit number look like an SSN."""
 _SSN_CONTEXT_CHARS = 40
-"""Space-separated or bare 9-digit numbers count only after an SSN keyword this close."""
+"""Space-, slash-separated or bare 9-digit numbers count only after an SSN keyword this close."""
 _SSN_KEYWORDS = ("ssn", "social", "ss#")
 
 
@@ -320,14 +261,17 @@ def ssn_valid(area: str, group: str, serial: str) -> bool:
 
 
 def find_ssns(scan: TextScan) -> Iterator[PiiMatch]:
-    windows = scan.windows(scan.runs_with_digits(9), 0, 2)
+    windows = scan.windows(joined_runs(scan, 9), 0, 2)
     if not windows:
         return
     text = scan.text
     for start, end in windows:
-        for found in _SSN_DASHED.finditer(text, start, end):
-            if ssn_valid(*found.groups()):
-                yield PiiMatch("ssn", found.start(), found.end(), found.group(), "".join(found.groups()))
+        for pattern in (_SSN_DASHED, _SSN_DOTTED):
+            for found in pattern.finditer(text, start, end):
+                if ssn_valid(*found.groups()) and not (
+                    pattern is _SSN_DOTTED and _NUMBERING_BEFORE.search(text, max(0, found.start() - 16), found.start())
+                ):
+                    yield PiiMatch("ssn", found.start(), found.end(), found.group(), "".join(found.groups()))
     if not any(keyword in scan.lower for keyword in _SSN_KEYWORDS):
         return
     for start, end in windows:

@@ -32,6 +32,7 @@ from evaluator.pii.detectors import (
     find_ssns,
     national_min_digits,
 )
+from evaluator.pii.identifiers import find_dates_of_birth, find_national_ids, find_passports
 from evaluator.pii.match import ALL_KINDS, KIND_PRIORITY, KIND_TAGS, PiiMatch
 from evaluator.pii.scan import TextScan
 from evaluator.records import Message, Trace, canonical_json, sha256_hex
@@ -87,6 +88,9 @@ _CHEAP_DETECTORS: dict[str, Detector] = {
     "iban": find_ibans,
     "ssn": find_ssns,
     "ip": find_ips,
+    "national_id": find_national_ids,
+    "dob": find_dates_of_birth,
+    "passport": find_passports,
 }
 """Everything but phones, which run last so they can skip digits these already explained."""
 

@@ -12,13 +12,16 @@ KIND_TAGS: dict[str, str] = {
     "ip": "IP",
     "secret": "SECRET",
     "ssn": "SSN",
+    "national_id": "NATIONAL_ID",
+    "dob": "DOB",
+    "passport": "PASSPORT",
 }
 """Kind name (as configured) -> placeholder tag (as the judge sees it: `<EMAIL_1>`)."""
 
 ALL_KINDS: frozenset[str] = frozenset(KIND_TAGS)
 
 KIND_PRIORITY: dict[str, int] = {kind: rank for rank, kind in enumerate(
-    ("secret", "card", "iban", "ssn", "email", "phone", "ip")
+    ("secret", "card", "iban", "ssn", "national_id", "passport", "email", "phone", "dob", "ip")
 )}
 """Which kind names a span two detectors found with the same extent (lower wins)."""
 

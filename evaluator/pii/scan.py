@@ -17,6 +17,8 @@ _LONG_TOKEN = re.compile(r"\S{15,}")
 """Credentials are long unbroken tokens; prose words are short."""
 _ASSIGNMENT = re.compile(r"[:=]")
 _DIGITS = str.maketrans("", "", "0123456789")
+OBFUSCATION_HINT = re.compile(r"(?i)[\[({<]\s*(?:at|@|dot|\.)\s*[\])}>]|\sdot\s|[\uff20\ufe6b]")
+"""What an address written against scrapers needs (`[at]`, ` dot `, a full-width `＠`)."""
 
 
 def count_digits(text: str) -> int:
@@ -48,8 +50,12 @@ class TextScan:
 
     @property
     def empty(self) -> bool:
-        """Nothing any detector could start from: no digits, `@`, `:`/`=` or long token."""
-        return not (self.digit_runs or self.long_tokens or self.assignments or "@" in self.text)
+        """Nothing any detector could start from: no digits, `@`, `:`/`=`, long token or
+        obfuscated address."""
+        return not (
+            self.digit_runs or self.long_tokens or self.assignments or "@" in self.text
+            or OBFUSCATION_HINT.search(self.text)
+        )
 
     def positions_of(self, needle: str) -> list[int]:
         positions = []

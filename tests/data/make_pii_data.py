@@ -359,7 +359,7 @@ def lookalikes() -> list[str]:
         "email me at the office tomorrow", "Send an e-mail to the support team", "Ping @jane_doe on Slack",
         "Follow us @AcmeCorp", "icon@2x.png is missing from the bundle", "Use logo@3x.webp for retina screens",
         "npm install lodash@4.17.21", "pip install requests==2.31.0", "FROM python:3.12-slim@sha256:abc123",
-        "The @decorator syntax in Python", "meet @ 5pm", "user at example dot com is not a valid address",
+        "The @decorator syntax in Python", "meet @ 5pm",
         "C# uses @\"verbatim\" strings", "tweet @ 10:00 sharp", "name@ is incomplete",
         "sk-ating is a winter sport", "ask-me-anything session", "Ask-Me-Anything", "sk-learn is not the package name",
         "risk-free rate", "task-manager-service restarted", "Bearer in mind the deadline.", "bearer bonds are rare",
