@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import shutil
 
 import pytest
 from hypothesis import given, settings
@@ -123,15 +125,41 @@ def test_mostly_unsupported_answer_is_hallucinated_even_without_numbers():
     assert judge("hallucination", trace(output)).label == "hallucinated"
 
 
-def test_without_context_hallucination_is_conservative_and_says_so():
+def test_without_context_hallucination_is_unscored_not_assumed_factual():
+    """Issue 14.5: it was stored scored/factual, "no context ... assumed factual"."""
     plain = judge("hallucination", trace("Keep a shared agenda and end with clear owners.", context=[]))
-    assert plain.label == "factual"
-    assert "evidence is weak" in plain.reasoning
+    assert plain.status == "unscored" and plain.label is None and plain.score is None
+    assert "no context" in plain.reason and "no evidence" in plain.reason
     invented = judge("hallucination", trace(
         "Keep a shared agenda. According to a 2019 study by Gartner, 73% of teams meet weekly.", context=[],
     ))
-    assert invented.label == "hallucinated"
-    assert "evidence is weak" in invented.reasoning
+    assert invented.status == "unscored"
+    assert "73" in invented.reason, "what it noticed is kept in the reason"
+
+
+def test_rubrics_check_with_the_offline_judge_warns_it_does_not_read_rubric_text(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from evaluator.cli import cli
+    from evaluator.settings import PROJECT_ROOT
+
+    rubrics = tmp_path / "rubrics"
+    shutil.copytree(PROJECT_ROOT / "rubrics", rubrics)
+    v1 = (rubrics / "hallucination" / "v1.jinja").read_text(encoding="utf-8")
+    reworded = v1.replace("version: 1\n", "version: 2\n", 1).replace(
+        "description: >-\n", "description: >-\n  Reworded.\n", 1)
+    (rubrics / "hallucination" / "v2.jinja").write_text(reworded, encoding="utf-8")
+    monkeypatch.setenv("EVALUATOR_RUBRICS_DIR", str(rubrics))
+    item = {"id": "g1", "input": QUESTION, "context": CONTEXT, "output": GROUNDED,
+            "expected": {"hallucination": "factual"}, "label_source": "human"}
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text(json.dumps(item) + "\n", encoding="utf-8")
+    args = ["rubrics", "check", "hallucination@v2", "--golden", str(golden), "--judge", "offline",
+            "--min-items", "1", "--n-boot", "0"]
+    text = CliRunner().invoke(cli, args)
+    assert "warning: the offline judge does not read rubric text" in text.stderr
+    as_json = CliRunner().invoke(cli, [*args, "--json"])
+    assert "does not read rubric text" in json.loads(as_json.stdout)["warnings"][0]
 
 
 def test_faithfulness_without_context_is_unscored_not_guessed():

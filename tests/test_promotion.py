@@ -58,8 +58,8 @@ def golden(tmp_path: Path) -> Path:
     for line in (PROJECT_ROOT / "datasets/sample_traces.jsonl").read_text().splitlines():
         trace = json.loads(line)
         expected = trace["metadata"]["synthetic_truth"].get("expected")
-        if not expected or "hallucination" not in expected:
-            continue
+        if not expected or "hallucination" not in expected or not trace["context"]:
+            continue  # the offline judge leaves hallucination without context unscored
         items.append({"id": trace["trace_id"], "input": trace["input"],
                       "context": trace["context"], "output": trace["output"],
                       "expected": expected, "label_source": "human",

@@ -259,13 +259,20 @@ def rubrics_check(ctx, ref, golden, against, judge, max_kappa_drop, max_flip_rat
     registry = RubricRegistry.load(settings.rubrics_dir)
     candidate = registry.get(ref)
     current = registry.get(against) if against else current_version(registry, candidate)
-    result = check_promotion(candidate, current, golden, load_judge(judge or settings.judge,
-                                                                    settings.judges_dir),
+    judge_client = load_judge(judge or settings.judge, settings.judges_dir)
+    warnings = []
+    if not getattr(judge_client, "reads_rubric_text", True):
+        from evaluator.judges.offline import RUBRIC_TEXT_NOTE
+
+        warnings.append(RUBRIC_TEXT_NOTE)
+    result = check_promotion(candidate, current, golden, judge_client,
                              max_kappa_drop=max_kappa_drop, max_flip_rate=max_flip_rate,
                              min_items=min_items, n_boot=n_boot)
     if as_json:
-        _echo_json(result.to_dict())
+        _echo_json({**result.to_dict(), "warnings": warnings})
     else:
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
         left_out = ", ".join(f"{count} {why.replace('_', ' ')}"
                              for why, count in result.left_out.items() if count)
         click.echo(f"{result.candidate} (candidate) vs {result.current} (current), judge "

@@ -2,7 +2,9 @@
 
 A transparent baseline and a cheap pre-screen, not a substitute for an LLM judge: it sees words,
 numbers and capitalized names, never meaning. Every reasoning says so and names its evidence.
-It reads the trace directly; the rendered prompt is accepted for the JudgeClient contract only.
+It reads the trace directly; the rendered prompt is accepted for the JudgeClient contract only,
+so it never reads rubric text (RUBRIC_TEXT_NOTE). Without evidence (hallucination or
+faithfulness without context) its verdict is `unscored` with that reason, never an assumption.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from evaluator.text_stats import (
 )
 
 REASONING_PREFIX = "[offline heuristic baseline] "
+RUBRIC_TEXT_NOTE = ("the offline judge does not read rubric text: its fixed heuristic per "
+                    "criterion gives two versions of a rubric the same verdicts unless their "
+                    "labels or scores differ; compare versions with an LLM judge (--judge)")
 
 CLAIM_SUPPORT_MIN = 0.6
 """Share of a sentence's content words that must appear in the context for it to count as supported."""
@@ -128,6 +133,8 @@ def _is_known_name(name: str, evidence: Evidence) -> bool:
 class OfflineJudge:
     """JudgeClient that scores with lexical heuristics; free, deterministic, never raises."""
 
+    reads_rubric_text = False
+
     def __init__(self, config: JudgeConfig):
         self.config = config
         self.name = config.name
@@ -210,13 +217,11 @@ class OfflineJudge:
             claim for claim in claims
             if claim.invented_numbers and (claim.invented_names or _ATTRIBUTION_RE.search(claim.text))
         ]
-        caveat = "no context, so evidence is weak"
+        reason = "no context: the offline judge has no evidence to check the answer against"
         if invented:
-            return _labelled(
-                rubric, 0.0, f"{caveat}; {_quote(invented[0].text)} states specifics "
-                f"({', '.join(invented[0].invented[:3])}) found neither in the question nor elsewhere.",
-            )
-        return _labelled(rubric, 1.0, f"{caveat}; no invented figure with a named source, so assumed factual.")
+            reason += (f" (it noticed specifics the question does not hold: "
+                       f"{', '.join(invented[0].invented[:3])} in {_quote(invented[0].text)})")
+        return _unscored(reason)
 
     def _hallucination_with_context(self, rubric: Rubric, trace: Trace, question: Evidence) -> JudgeVerdict:
         claims = _check_claims(trace.output, evidence_from(tuple(trace.context)), question)
