@@ -1,0 +1,96 @@
+"""`evaluator show TRACE_ID`: one trace, its evaluations and the prompt each judge saw."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+FIELDS = ("model", "provider", "status", "error", "finish_reason", "feedback", "prompt_version",
+          "session_id", "user_id", "start_time", "latency_ms", "input_tokens", "output_tokens",
+          "tags", "metadata", "truncated", "pii_masked")
+
+
+@click.command("show")
+@click.argument("trace_id")
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
+@click.option("--rubric", default=None, help="Only this rubric's evaluations.")
+@click.option("--no-prompt", is_flag=True, help="Leave out the judge prompts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show(trace_id, db, rubric, no_prompt, as_json) -> None:
+    """TRACE_ID (or a unique start of it) as stored, masked: the trace, each evaluation with
+    label, score, reasoning, rubric version, judge and cost, and the exact prompt the judge
+    saw (rendered again and checked against the stored prompt hash)."""
+    from evaluator.rubrics import RubricRegistry
+    from evaluator.settings import Settings
+    from evaluator.trace_view import view_trace
+
+    settings = Settings.from_env()
+    view = view_trace(db or settings.db_path, trace_id, RubricRegistry.load(settings.rubrics_dir),
+                      rubric)
+    if as_json:
+        data = view.to_dict()
+        if no_prompt:
+            for evaluation in data["evaluations"]:
+                evaluation["prompt"]["messages"] = []
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    for line in _lines(view, not no_prompt):
+        click.echo(line)
+
+
+def _lines(view, with_prompts: bool) -> list[str]:
+    lines = [f"trace {view.trace_id}: {view.origin}"]
+    trace = view.trace
+    if trace is not None:
+        values = trace.model_dump(mode="json", include=set(FIELDS))
+        lines += [f"  {name}: {_value(values[name])}" for name in FIELDS
+                  if values.get(name) not in (None, [], {}, False)]
+        if trace.system:
+            lines += _block("system", trace.system)
+        if isinstance(trace.input, str):
+            lines += _block("input", trace.input)
+        else:
+            for message in trace.input:
+                lines += _block(f"input ({message.role})", message.content)
+        for number, document in enumerate(trace.context, start=1):
+            lines += _block(f"context [{number}]", document)
+        lines += _block("output", trace.output)
+    if not view.evaluations:
+        lines.append("no evaluations")
+    for evaluation, check in view.evaluations:
+        lines += _evaluation(evaluation)
+        lines.append(f"  prompt ({check.verdict}): {check.note}")
+        if with_prompts:
+            for message in check.messages:
+                lines += _block(f"judge prompt, {message['role']}", message["content"], "    ")
+    return lines
+
+
+def _evaluation(e) -> list[str]:
+    score = "-" if e.score is None else f"{e.score:g}"
+    passed = {True: "pass", False: "fail", None: "-"}[e.passed]
+    cost = ("unknown" if e.cost_usd is None else f"${e.cost_usd:.6f}") if e.attempts else "none"
+    lines = [
+        "",
+        f"evaluation {e.rubric}@v{e.rubric_version} by judge {e.judge} "
+        f"({e.created_at:%Y-%m-%d %H:%M:%S} UTC{', run ' + e.run_id if e.run_id else ''})",
+        f"  {e.status}: label {e.label or '-'}, score {score}, {passed}; cost {cost}, "
+        f"{e.attempts} call(s){', cached' if e.cached else ''}",
+        f"  rubric hash {e.rubric_hash[:12]}, judge hash {e.judge_hash[:12]}, "
+        f"evaluation {e.evaluation_id}",
+    ]
+    if e.reason:
+        lines.append(f"  reason: {e.reason}")
+    if e.reasoning:
+        lines += _block("reasoning", e.reasoning)
+    return lines
+
+
+def _block(title: str, text: str, indent: str = "  ") -> list[str]:
+    return [f"{indent}{title}:", *(f"{indent}  {line}" for line in text.splitlines() or [""])]
+
+
+def _value(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
