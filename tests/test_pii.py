@@ -168,7 +168,11 @@ def test_assigned_secrets_are_values_not_code(masker, text, masked):
 
 @pytest.mark.parametrize(
     "text",
-    ["token=" * 16_000, "10.0.0.1 " * 10_000, "4111 " * 20_000, "-----BEGIN PRIVATE KEY-----\nAAAA" * 3000],
+    [
+        "token=" * 16_000, "10.0.0.1 " * 10_000, "4111 " * 20_000, "-----BEGIN PRIVATE KEY-----\nAAAA" * 3000,
+        "a dot " * 16_000 + "at b dot com", "x [at] " * 14_000, "password is " * 8_000, "Bearer " * 14_000,
+        "DOB " * 25_000, "BSN " * 25_000, "passport no " * 8_000, "4111_" * 20_000, "1-800-" * 16_000,
+    ],
 )
 def test_adversarial_text_costs_linear_time(masker, text):
     started = time.process_time()

@@ -31,6 +31,7 @@ from stdnum.pl import pesel
 from stdnum.se import personnummer
 from stdnum.us import itin
 
+from evaluator.pii.detectors import joined_runs
 from evaluator.pii.match import PiiMatch
 from evaluator.pii.scan import TextScan
 
@@ -42,6 +43,8 @@ _NATIONAL_ID_FORMATS: tuple[ModuleType, ...] = (
 
 _REACH = 24
 """Characters after a cue where its value may start (`Steueridentifikationsnummer: `)."""
+_CUE_REACH = 40
+"""Characters before a value's digits where its cue may start (`numéro de sécurité sociale 2 95 ...`)."""
 
 _ID_CUE = re.compile(
     r"(?i)\b(?:bsn|burgerservicenummer|sin|social insurance(?: number)?|steuer-?id(?:-?nr\.?)?"
@@ -52,6 +55,7 @@ _ID_CUE = re.compile(
 )
 _ID_VALUE = re.compile(r"[\s:#=.]*(?:(?:is|es|é|è|ist|är|er)\s+)?(?::\s*)?([0-9A-Z][0-9A-Z .\-/]{6,22}[0-9A-Z])")
 _ID_SEPARATORS = re.compile(r"[ .\-/]")
+_CODICE_FISCALE = re.compile(r"(?<![\w-])[A-Z]{6}\d\d[A-EHLMPR-T]\d\d[A-Z]\d{3}[A-Z](?![\w-])")
 
 _MONTHS = (
     "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
@@ -79,8 +83,17 @@ _PASSPORT_VALUE = re.compile(r"[\s:#=]*(?:(?:is|was)\s+)?#?([A-Z0-9]{6,9})(?![\w
 
 
 def find_national_ids(scan: TextScan) -> Iterator[PiiMatch]:
+    """Cues are looked for only shortly before six or more digits: most text never pays for
+    the regex. Italian tax codes have their own unmistakable shape and need no cue."""
     text = scan.text
-    for cue in _ID_CUE.finditer(text):
+    letters_then_digits = [(start, end) for start, end in scan.digit_runs if text[start - 1 : start].isupper()]
+    for start, end in scan.windows(letters_then_digits, 6, 10):
+        for found in _CODICE_FISCALE.finditer(text, start, end):
+            if not codicefiscale.is_valid(found.group()):
+                continue
+            yield PiiMatch("national_id", found.start(), found.end(), found.group(), found.group())
+    windows = scan.windows(joined_runs(scan, 6), _CUE_REACH, 0)
+    for cue in (cue for start, end in windows for cue in _ID_CUE.finditer(text, start, end)):
         found = _ID_VALUE.match(text, cue.end(), cue.end() + _REACH + 24)
         if found is None:
             continue
