@@ -34,6 +34,7 @@ _GENAI_OPERATIONS = {
 _TRACELOOP_KINDS = {"tool": "tool", "agent": "agent", "workflow": "chain", "task": "chain"}
 _LLM_MARKERS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.prompt.", "gen_ai.completion.",
                 "llm.input_messages.", "llm.output_messages.", "llm.model_name", "llm.request.type")
+OPERATION_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 RESULT_EVENTS = ("db.query.result", "db.search.result")
 """Span events with one vector-store hit each (OpenLLMetry's Chroma, Qdrant, ... instrumentations)."""
 _EVENT_ROLES = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
@@ -73,7 +74,8 @@ def span_role(span: SpanRecord) -> str:
         return _TRACELOOP_KINDS[traceloop]
     if any(key.startswith(_LLM_MARKERS) for key in attrs):
         return "llm"
-    if any(event.name in _EVENT_ROLES or event.name == "gen_ai.choice" for event in span.events):
+    if any(event.name in _EVENT_ROLES or event.name in ("gen_ai.choice", OPERATION_DETAILS_EVENT)
+           for event in span.events):
         return "llm"
     if any(key.startswith(("retrieval.documents.", "gen_ai.retrieval.documents")) for key in attrs):
         return "retriever"
@@ -279,6 +281,8 @@ def _read_events(call: LlmCall, span: SpanRecord) -> None:
             call.output = content_text(content)
             call.finish_reason = call.finish_reason or first_str(body.get("finish_reason"))
             call.conventions.add("gen_ai_events")
+        elif event.name == OPERATION_DETAILS_EVENT:
+            _read_operation_details(call, event.attributes)
         elif event.name == "gen_ai.content.prompt" and not messages and not call.messages:
             messages = _semconv_messages(event.attributes.get("gen_ai.prompt"))
         elif event.name == "gen_ai.content.completion" and not call.output:
@@ -287,6 +291,20 @@ def _read_events(call: LlmCall, span: SpanRecord) -> None:
     if messages and not call.messages:
         call.messages, system = _split_system(messages)
         call.system = call.system or system
+        call.conventions.add("gen_ai_events")
+
+
+def _read_operation_details(call: LlmCall, attrs: Mapping[str, Any]) -> None:
+    """util-genai's `event_only` content: the semconv message attributes, on a log record
+    (as structured values, not JSON strings). Content on the span itself wins."""
+    details = LlmCall(call.span)
+    _read_semconv(details, attrs)
+    call.messages = call.messages or details.messages
+    call.system = call.system or details.system
+    if not call.output and details.output:
+        call.output = details.output
+        call.finish_reason = call.finish_reason or details.finish_reason
+    if details.conventions:
         call.conventions.add("gen_ai_events")
 
 

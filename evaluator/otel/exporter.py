@@ -22,6 +22,7 @@ from evaluator.errors import ConfigError, InvalidTraceError
 from evaluator.otel.assembly import TraceAssembler
 from evaluator.otel.conventions import is_genai_span
 from evaluator.otel.delivery import Delivery, RateLimitedLog, RedisDelivery, Sink, SinkDelivery
+from evaluator.otel.logs import LogBuffer
 from evaluator.otel.normalize import normalize_spans
 from evaluator.otel.spans import SpanRecord, from_readable_span, spans_payload
 from evaluator.masking import dead_letter_masker
@@ -138,6 +139,12 @@ class EvaluatorSpanExporter(SpanExporter):
         self._counts = dict.fromkeys(STAT_NAMES, 0)
         self._log = RateLimitedLog(log, clock=clock)
         self._closed = False
+        self._logs: LogBuffer | None = None
+        """GenAI log records waiting for their spans (see join_logs)."""
+
+    def join_logs(self, logs: LogBuffer) -> None:
+        """Join the log records an EvaluatorLogExporter buffers to their spans before normalizing."""
+        self._logs = logs
 
     @property
     def stats(self) -> dict[str, int]:
@@ -230,6 +237,8 @@ class EvaluatorSpanExporter(SpanExporter):
         ignored = mask_failed = held_back = 0
         policy = self._pacer.policy(self.policy) if self._pacer and reachable else self.policy
         for spans in ready:
+            if self._logs is not None:
+                spans = self._logs.attach(spans)
             if not any(is_genai_span(span) for span in spans):
                 ignored += 1
                 continue
