@@ -1,7 +1,8 @@
 """PII masking at the start of the pipeline, before anything is stored or enqueued.
 
-Kinds: e-mail, phone (libphonenumber), payment card (Luhn), IBAN (mod 97), IPv4/IPv6
-(ipaddress), credentials (API keys, bearer tokens, JWTs, assigned secrets), US SSN.
+Kinds: e-mail (also obfuscated), phone (libphonenumber), payment card (Luhn), IBAN (mod 97),
+IPv4/IPv6 (ipaddress), credentials (API keys, bearer tokens, JWTs, webhooks, assigned secrets),
+US SSN; after a cue word, national identifiers (python-stdnum), dates of birth, passport numbers.
 Modes: `off`; `mask` (`<EMAIL_1>`, numbered per trace); `hash` (`<EMAIL_3fa2c1>`, an HMAC of
 the normalized value, stable across traces).
 
