@@ -125,13 +125,16 @@ def test_client_errors_are_not_retried_and_never_leak_the_key(server: OpenAIServ
     assert KEY not in repr(verdict)
 
 
-def test_missing_api_key_env_var_is_an_error_naming_it(
+def test_missing_api_key_env_var_is_an_error_naming_it_unless_the_judge_has_an_api_base(
     server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(KEY_ENV)
-    verdict = judge_one(make_judge(server))
+    hosted = make_judge(server).config.model_copy(update={"api_base": None})
+    verdict = judge_one(LLMJudge(hosted, runtime=JudgeRuntime()))
     assert (verdict.status, verdict.attempts, server.stats.total) == ("error", 0, 0)
     assert f"set the environment variable {KEY_ENV}" in verdict.reason
+    local = judge_one(make_judge(server))  # a local server: no key is sent
+    assert (local.status, server.stats.total) == ("scored", 1)
 
 
 @pytest.mark.parametrize("fault", ["invalid_json", "off_menu", "garbage"])
