@@ -125,6 +125,7 @@ def test_faithfulness_skip_reason_names_the_retrieval_span(capture):
     trace = normalize_spans(capture.records())
     rubric = load_rubric(Path(__file__).parents[1] / "rubrics" / "faithfulness" / "v1.jinja")
     item = WorkItem(trace, decide(trace, SamplingPolicy(rate=1.0)))
-    evaluation = asyncio.run(evaluate_rubric(item, rubric, OfflineJudge(JudgeConfig(name="offline", kind="offline", params={}))))
+    judge = OfflineJudge(JudgeConfig(name="offline", kind="offline", params={}))
+    evaluation = asyncio.run(evaluate_rubric(item, rubric, judge))
     assert evaluation.status == "skipped"
     assert "no context (retrieval span 'retrieval_kb' without document text" in evaluation.reason
