@@ -76,8 +76,13 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
         max_cost_usd=max_cost,
     )
     errors = run_errors(report.db_path, report.run_id, report.summaries)
+    from evaluator.commands.input_checks import exit_on_no_valid_trace, top_reason_lines
+
+    no_valid_trace = (ctx, traces, fmt, report.traces_read, report.invalid,
+                      report.dead_letter_reasons)
     if as_json:
         _print_json({**report.to_dict(), "errors": errors.to_dict()})
+        exit_on_no_valid_trace(*no_valid_trace)
         exit_on_judge_errors(ctx, errors, max_error_share)
         return
     from evaluator.report import console as make_console
@@ -92,6 +97,8 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
         f"skipped) with judge [bold]{report.judge}[/] "
         f"in {report.elapsed_s:.2f}s -> {report.db_path}"
     )
+    for line in top_reason_lines(report.dead_letter_reasons):
+        console.print(line, markup=False, highlight=False)
     if report.daily_budget is not None:
         console.print(report.daily_budget.describe())
     if report.judge == "offline":
@@ -100,6 +107,7 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
     console.print(summary_table(report.summaries))
     for line in errors.lines():
         console.print(line, markup=False, highlight=False)
+    exit_on_no_valid_trace(*no_valid_trace)
     exit_on_judge_errors(ctx, errors, max_error_share)
 
 
@@ -173,8 +181,13 @@ def ingest(ctx, file, fmt, embedded, judge, sample_rate, rubrics, db, no_preflig
         f"read {work.traces_read} traces ({work.invalid} invalid, sent to the dead-letter "
         f"table), sampled {work.sampled}, enqueued {messages} messages"
     )
+    from evaluator.commands.input_checks import echo_dead_letter_reasons, exit_on_no_valid_trace
+
+    echo_dead_letter_reasons(work.dead_letter_reasons)
     if work.pacer is not None:
         click.echo(work.pacer.describe())
+    exit_on_no_valid_trace(ctx, file, fmt, work.traces_read, work.invalid,
+                           work.dead_letter_reasons)
 
 
 @cli.group()
@@ -291,6 +304,15 @@ def _register_command_modules() -> None:
     cli.add_command(labels)
     cli.add_command(agreement)
     rubrics.add_command(rubrics_check)
+    from evaluator.commands.dead_letters import dead_letters
+
+    cli.add_command(dead_letters)
+    from evaluator.commands.show import show
+
+    cli.add_command(show)
+    from evaluator.commands.schema import schema
+
+    cli.add_command(schema)
 
 
 _register_command_modules()
