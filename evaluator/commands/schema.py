@@ -1,0 +1,27 @@
+"""`evaluator schema NAME`: the JSON Schema of a trace, a dataset item or a label row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from evaluator.schemas import SCHEMAS
+
+
+@click.command("schema")
+@click.argument("name", type=click.Choice(list(SCHEMAS)))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write it to this file instead of printing it.")
+def schema(name, out) -> None:
+    """Print the JSON Schema of NAME: `trace` (a line of a trace JSONL file), `dataset-item`
+    (a line of a regression dataset) or `labels` (a row of a label file). docs/schemas/ holds
+    all three."""
+    from evaluator.schemas import schema_text
+
+    text = schema_text(name)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out}")
