@@ -237,11 +237,16 @@ def rubrics_lock(check) -> None:
 @click.option("--line", type=int, default=1, show_default=True, help="Which line of a JSONL file.")
 def rubrics_render(ref, trace_file, line) -> None:
     """Show the exact prompt a judge would get for REF (NAME[@vN]) on one trace."""
+    from evaluator.errors import ConfigError
     from evaluator.records import parse_trace
     from evaluator.rubrics import RubricRegistry, render
 
     rubric = RubricRegistry.load(_settings().rubrics_dir).get(ref)
-    text = trace_file.read_text(encoding="utf-8")
+    try:
+        text = trace_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--trace {trace_file} is not UTF-8 text (bad byte at offset "
+                          f"{exc.start}): save it as UTF-8") from None
     if trace_file.suffix == ".jsonl":
         lines = [row for row in text.splitlines() if row.strip()]
         if not 1 <= line <= len(lines):
@@ -329,5 +334,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except EvaluatorError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:  # a path the user gave cannot be written or created
+        from evaluator.commands.user_errors import os_error_line
+
+        click.echo(f"error: {os_error_line(exc)}", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
