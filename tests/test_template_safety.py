@@ -85,18 +85,23 @@ def test_zz_record_figures():
     """After the corpus (test order): how many templates were stopped, and by which guard."""
     if len(OUTCOMES) < len(CORPUS):
         pytest.skip("run together with the whole corpus")
+    by_guard = _by_guard(OUTCOMES.values())
+    assert set(OUTCOMES) == {path.stem for path in CORPUS}
+    assert by_guard["other"] == 0, "a template was stopped by no guard the figures name"
     record("template_safety", templates=len(CORPUS), failed_with_rubric_error=len(OUTCOMES),
-           escaped=0, by_guard=_by_guard(OUTCOMES.values()))
+           escaped=0, by_guard=by_guard)
 
 
 def _by_guard(errors) -> dict[str, int]:
     guards = {  # the first marker found in the message names the guard that stopped it
-        "sandbox: unsafe attribute or call": ("unsafe",),
+        "sandbox: unsafe attribute or call": ("unsafe", "cannot make bytes"),
         "undefined name": ("is undefined",),
         "no loader: import/include/extends": ("no loader", "outside the blocks"),
-        "size limit": ("characters", "exponent", "width", "format spec"),
+        "size limit": ("would build", "exponent", "printf width", "format spec"),
+        "integer argument cap": ("may pass",),
+        "characters-handled budget": ("handled more than",),
         "step limit": ("steps",),
-        "range limit": ("Range too big",),
+        "prompt length": ("renders past",),
         "recursion limit": ("RecursionError",),
     }
     counts = dict.fromkeys([*guards, "other"], 0)
@@ -105,3 +110,21 @@ def _by_guard(errors) -> dict[str, int]:
                       if any(marker in error for marker in markers)), "other")
         counts[found] += 1
     return counts
+
+
+def test_loading_a_rubric_evaluates_none_of_its_expressions(tmp_path):
+    """Jinja folds constant expressions while it compiles a template; a rubric's are not folded,
+    so everything they cost is paid inside the render's budget, where it is refused."""
+    rubric_file = tmp_path / "escape" / "v1.jinja"
+    rubric_file.parent.mkdir()
+    rubric_file.write_text(FRONT_MATTER + "{% block system %}Judge.{% endblock %}{% block user %}"
+                           "{{ [1]|batch(900000, 'x')|list|length }}"
+                           "{{ 'ab'|center(999999)|sort|join|sort|join|length }}{% endblock %}",
+                           encoding="utf-8")
+    tracemalloc.start()
+    rubric = load_rubric(rubric_file)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2 * 2**20, f"loading allocated {peak:,} bytes"
+    with pytest.raises(RubricError, match="would build|handled more than"):
+        render(rubric, TRACE)

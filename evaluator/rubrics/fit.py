@@ -57,9 +57,12 @@ def common_length(lengths: list[int], budget: int) -> int | None:
     return None  # not reached: the total exceeds the budget, so some piece exceeds its share
 
 
-def _texts(values: dict[str, Any], field: str) -> list[str]:
+def _texts(values: dict[str, Any], fields: frozenset[str], field: str) -> list[str]:
+    """The pieces of text a field shows (the question and the messages the template uses)."""
     if field == "input":
-        return [values["question"], *(message["content"] for message in values["messages"])]
+        question = [values["question"]] if "question" in fields else []
+        shown = values["messages"] if "messages" in fields else []
+        return [*question, *(message["content"] for message in shown)]
     if field == "context":
         return list(values["context"])
     return [values[field]]
@@ -74,7 +77,7 @@ def fit(values: dict[str, Any], fields: frozenset[str], budget: int) -> tuple[di
     returns them and the characters of used text they hold."""
     used = [field for field in NOTED_FIELDS if _uses(fields, field)]
     fixed = sum(len(message["role"]) for message in values["messages"]) if "messages" in fields else 0
-    limit = common_length([len(text) for field in used for text in _texts(values, field)],
+    limit = common_length([len(text) for field in used for text in _texts(values, fields, field)],
                           max(0, budget - fixed))
     if limit is not None:
         values = {
@@ -86,7 +89,7 @@ def fit(values: dict[str, Any], fields: frozenset[str], budget: int) -> tuple[di
             "messages": [{"role": m["role"], "content": cut(m["content"], limit)}
                          for m in values["messages"]],
         }
-    chars = fixed + sum(len(text) for field in used for text in _texts(values, field))
+    chars = fixed + sum(len(text) for field in used for text in _texts(values, fields, field))
     return values, chars
 
 
@@ -98,6 +101,6 @@ def cut_fields(values: dict[str, Any], fields: frozenset[str]) -> list[str]:
             continue
         dropped = field == "input" and "messages" in fields and bool(values["messages"]) and (
             values["messages"][0]["role"] == _DROPPED_ROLE)
-        if dropped or any(_CUT.search(text) for text in _texts(values, field)):
+        if dropped or any(_CUT.search(text) for text in _texts(values, fields, field)):
             found.append(field)
     return found

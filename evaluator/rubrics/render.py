@@ -13,7 +13,7 @@ from jinja2.exceptions import SecurityError
 from evaluator.errors import RubricError
 from evaluator.records import canonical_json, sha256_hex
 from evaluator.rubrics.fit import cut_fields, fit, latest_messages
-from evaluator.rubrics.limits import LimitedSandbox, bound_template, step_budget
+from evaluator.rubrics.limits import LimitedSandbox, bound_template, render_budget
 from evaluator.rubrics.model import MAX_PROMPT_CHARS, RenderedPrompt, Rubric
 from evaluator.rubrics.neutralize import data_block, neutralize
 from evaluator.stage_timing import timed
@@ -116,7 +116,7 @@ class _TooLong(RubricError):
 def _render_block(rubric: Rubric, template: Template, block: str, values: dict[str, Any]) -> str:
     try:
         pieces, size = [], 0
-        with step_budget():
+        with render_budget():
             for piece in template.blocks[block](template.new_context(values)):
                 size += len(piece)
                 if size > MAX_PROMPT_CHARS:
@@ -168,6 +168,9 @@ def _trace_values(rubric: Rubric, trace: Trace) -> dict[str, Any]:
 
 _NOTE_ROOM = 300
 """Characters kept free for the note naming the cut fields."""
+_TEMPLATE_ROOM = 20_000
+"""Characters first left for the template's own text around the data (markers, per-message
+prefixes, instructions); a template that writes more gets a second, measured fit."""
 _MIN_BUDGET = 1_000
 """Trace text below this cannot be what overflows a prompt: the template itself does."""
 _FIT_ATTEMPTS = 6
@@ -177,7 +180,7 @@ def _user_message(rubric: Rubric, compiled: _Compiled, values: dict[str, Any]) -
     """The user message with the trace text cut to what fits the prompt; whether anything was
     cut. A template that repeats the data gets shorter cuts, attempt by attempt."""
     room = MAX_PROMPT_CHARS - len(compiled.system_message) - _NOTE_ROOM
-    budget = room
+    budget = room - _TEMPLATE_ROOM
     for _ in range(_FIT_ATTEMPTS):
         fitted, chars = fit(values, compiled.fields, budget)
         cut = cut_fields(fitted, compiled.fields)
