@@ -9,8 +9,10 @@ then a Jinja template made of two blocks:
 - `{% block user %}`: presents one trace, data blocks last.
 
 Trace text is data, not instructions: every trace-derived string is `neutralize`d before it
-reaches the template, and `data_block` wraps it between `<<<BEGIN NAME>>>` / `<<<END NAME>>>`
-markers that neutralized text cannot reproduce.
+reaches the template (look-alike characters included), and `data_block` wraps it between
+`<<<BEGIN NAME>>>` / `<<<END NAME>>>` markers that neutralized text cannot reproduce. Text too
+long for the prompt is cut to fit, with a mark (`fit`), and the note naming the cut fields is
+ours. Templates run under a step and size budget (`limits`, `budget`, `filters`).
 """
 
 

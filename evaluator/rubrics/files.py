@@ -185,8 +185,3 @@ class RubricRegistry:
 
     def all(self) -> list[Rubric]:
         return [found[n] for _, found in sorted(self._versions.items()) for n in sorted(found)]
-
-
-# --- The lock of published versions ---------------------------------------------------------
-
-

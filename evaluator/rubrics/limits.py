@@ -29,8 +29,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from evaluator.rubrics.budget import (
-    MAX_STEPS,
-    MAX_VALUE_CHARS,
     charge,
     charge_value,
     check,
@@ -47,7 +45,7 @@ from evaluator.rubrics.filters import (
     replaced_size,
 )
 
-__all__ = ["MAX_STEPS", "MAX_VALUE_CHARS", "LimitedSandbox", "bound_template", "render_budget"]
+__all__ = ["LimitedSandbox", "bound_template", "render_budget"]
 
 _LOOP = "_rubric_loop"
 _CONCAT = "_rubric_concat"

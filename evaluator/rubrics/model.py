@@ -49,7 +49,3 @@ class RenderedPrompt:
     prompt_hash: str
     """sha256 of the canonical JSON of `messages`: the cache and provenance key."""
     truncated: bool = False
-
-
-# --- Neutralizing trace text ----------------------------------------------------------------
-
