@@ -123,7 +123,7 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
 def report(db, run_id, all_runs, as_json, html_file, since) -> None:
     """Summarize stored evaluations of production traffic, or of --run RUN, or --all-runs
     (works while a sink is writing)."""
-    from evaluator.report import database_report, judge_tables, summary_table
+    from evaluator.report import database_report, judge_tables, status_table, summary_table
     from evaluator.store.scope import Scope
 
     scope = Scope.from_options(run_id, all_runs)
@@ -146,7 +146,7 @@ def report(db, run_id, all_runs, as_json, html_file, since) -> None:
     console = make_console()
     title = f"Evaluations in {data['db']}: {scope.describe()}"
     console.print(summary_table(summaries, title=title))
-    console.print(f"status counts: {data['status_counts']}; dead letters: {data['dead_letters']}")
+    console.print(status_table(data["status_counts"], data["dead_letters"]))
     for table in judge_tables(data):
         console.print(table)
 
@@ -198,16 +198,15 @@ def rubrics() -> None:
 @rubrics.command("list")
 def rubrics_list() -> None:
     """Every rubric version, with labels, threshold and content hash."""
-    from rich.table import Table
-
     from evaluator.report import console as make_console
+    from evaluator.rich_tables import compact_table
     from evaluator.rubrics import RubricRegistry
 
-    table = Table(title="Rubrics", title_justify="left")
+    table = compact_table("Rubrics")
     for column in ("rubric", "labels (score)", "pass at", "needs", "hash"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for rubric in RubricRegistry.load(_settings().rubrics_dir).all():
-        labels = ", ".join(f"{k} ({v:g})" for k, v in rubric.labels.items())
+        labels = "\n".join(f"{k} ({v:g})" for k, v in rubric.labels.items())
         table.add_row(rubric.ref, labels, f"{rubric.pass_threshold:g}",
                       ", ".join(rubric.required_inputs), rubric.content_hash[:12])
     make_console().print(table)
@@ -261,7 +260,9 @@ def rubrics_render(ref, trace_file, line) -> None:
 
 @cli.command()
 @click.option("--processes", type=int, default=1, show_default=True, help="Worker processes.")
-@click.option("--threads", type=int, default=8, show_default=True, help="Worker threads per process.")
+@click.option("--threads", type=int, default=32, show_default=True,
+              help="Messages judged at once per process; at least the judge's max_in_flight, so "
+                   "slow calls cannot leave its slots idle.")
 @click.option("--metrics-port", type=int, default=None, envvar="EVALUATOR_METRICS_PORT",
               help="Serve Prometheus metrics on this port (with --processes N: ports P..P+N-1).")
 @click.option("--no-preflight", is_flag=True,

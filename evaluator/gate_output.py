@@ -54,15 +54,20 @@ def _title(result: GateResult) -> str:
 def gate_table(result: GateResult):
     """The comparison table, then the statistic that decided each rubric."""
     from rich.console import Group
-    from rich.table import Table
 
-    table = Table(title=f"Gate: {_title(result)}", title_justify="left")
-    for column in (*columns(result), "decision"):
+    from evaluator.rich_tables import Fitted, compact_table
+
+    names = (*columns(result), "decision")
+    table = compact_table(f"Gate: {_title(result)}")
+    for column in names:
         table.add_column(column, no_wrap=True)
+    records = []
     for gate in result.rubrics:
-        table.add_row(*_row(gate), _MARKS[gate.decision])
+        cells = (*_row(gate), _MARKS[gate.decision])
+        table.add_row(*cells)
+        records.append((cells[0], list(zip(names[1:], cells[1:]))))
     decided = [f"{gate.rubric}: {gate.decided_by}" for gate in result.rubrics if gate.decided_by]
-    return Group(table, *decided, f"rule: {GATE_RULE}")
+    return Group(Fitted(table, records), *decided, f"rule: {GATE_RULE}")
 
 
 def _listed(items: list[str], previews: dict[str, str]) -> list[str]:

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from evaluator.rich_tables import compact_table
 from evaluator.store import RubricSummary, Store
 from evaluator.spend_check import spend_checks
 from evaluator.store.cost_queries import (
@@ -24,32 +25,56 @@ def _pct(value: float | None) -> str:
 
 
 def summary_table(summaries: Sequence[RubricSummary], title: str = "Evaluation summary"):
-    """Per rubric version and judge: counts, pass rates and one line per label."""
-    from rich.table import Table
+    """Per rubric version and judge: counts, pass rates and one line per label; fits 80
+    columns (one judge is named in the title, several under each rubric)."""
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left", show_lines=True)
-    table.add_column("rubric", no_wrap=True)
-    table.add_column("judge", no_wrap=True)
-    for column in ("evaluated", "pass rate", "weighted", "mean score", "unscored", "errors", "skipped"):
+    judges = sorted({s.judge for s in summaries})
+    if len(judges) == 1:
+        title = f"{title} (judge {judges[0]})"
+    table = compact_table(title, caption="n: evaluations; pass: share of scored ones passing; "
+                                         "weighted: by sampling weight (estimates all traffic); "
+                                         "mean: mean score (0-1)")
+    table.add_column("rubric" if len(judges) == 1 else "rubric / judge", overflow="fold")
+    for column in ("n", "pass", "weighted", "mean"):
         table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("labels (scored)", no_wrap=True)
+    table.add_column("not scored", overflow="fold")
+    table.add_column("labels (scored)", overflow="fold")
     for s in summaries:
         labels = "\n".join(f"{label} {count}" for label, count in
                            sorted(s.label_counts.items(), key=lambda item: -item[1]))
+        not_scored = "\n".join(f"{count} {what}" for count, what in (
+            (s.unscored, "unscored"), (s.errors, "errored"), (s.skipped, "skipped")) if count)
+        name = f"{s.rubric}@v{s.rubric_version}" + (f"\n{s.judge}" if len(judges) > 1 else "")
         table.add_row(
-            f"{s.rubric}@v{s.rubric_version}", s.judge, str(s.evaluated), _pct(s.pass_rate),
-            _pct(s.weighted_pass_rate), "-" if s.mean_score is None else f"{s.mean_score:.2f}",
-            str(s.unscored), str(s.errors), str(s.skipped), labels or "-",
+            Text(name), str(s.evaluated), _pct(s.pass_rate), _pct(s.weighted_pass_rate),
+            "-" if s.mean_score is None else f"{s.mean_score:.2f}", not_scored or "-",
+            Text(labels or "-"),
         )
     return table
 
 
+def status_table(status_counts: dict[str, int], dead_letters: int):
+    """Evaluations per status, and the dead letters (traces rejected on the way in)."""
+    table = compact_table()
+    table.add_column("status")
+    table.add_column("count", justify="right")
+    for status, count in status_counts.items():
+        table.add_row(status, f"{count:,}")
+    table.add_row("dead letters", f"{dead_letters:,}")
+    return table
+
+
 def console():
-    """A console at least 160 columns wide, so tables stay readable when piped."""
+    """The terminal's console; when piped, at least 160 columns wide unless $COLUMNS says."""
+    import os
+
     from rich.console import Console
 
     probe = Console()
-    return Console(width=max(probe.width, 160)) if not probe.is_terminal else probe
+    if probe.is_terminal or os.environ.get("COLUMNS"):
+        return probe
+    return Console(width=max(probe.width, 160))
 
 
 def database_report(db_path: Path, scope: Scope = PRODUCTION,
@@ -81,15 +106,13 @@ def database_report(db_path: Path, scope: Scope = PRODUCTION,
 def judge_tables(report: dict[str, Any]) -> list:
     """Judge spend per judge, rubric and day, and repeated verdicts' disagreement per rubric
     (none when the store has no judge calls)."""
-    from rich.table import Table
-
     tables = []
     for group, rows in report["judge_spend"].items():
         if not rows:
             continue
-        table = Table(title=f"Judge spend by {group}", title_justify="left")
-        table.add_column(group, no_wrap=True)
-        for column in ("calls", "cached", "errors", "tokens in", "tokens out", "mean latency",
+        table = compact_table(f"Judge spend by {group}")
+        table.add_column(group, overflow="fold")
+        for column in ("calls", "cached", "errors", "tokens\nin", "tokens\nout", "mean\nlatency",
                        "spend"):
             table.add_column(column, justify="right", no_wrap=True)
         for row in rows:
@@ -99,7 +122,7 @@ def judge_tables(report: dict[str, Any]) -> list:
                           "-" if latency is None else f"{latency:,.0f} ms", row["spend"])
         tables.append(table)
     if report["repeat_agreement"]:
-        table = Table(title="Repeated verdicts (panels, samples)", title_justify="left")
+        table = compact_table("Repeated verdicts (panels, samples)")
         for column in ("rubric", "repeated", "disagreeing", "disagreement rate", "mean stability"):
             table.add_column(column, justify="right" if column != "rubric" else "left")
         for row in report["repeat_agreement"]:
@@ -107,8 +130,7 @@ def judge_tables(report: dict[str, Any]) -> list:
                           _pct(row["disagreement_rate"]), f"{row['mean_stability']:.2f}")
         tables.append(table)
     if report.get("spend_reconciliation"):
-        table = Table(title="Judge spend counted by the workers (Redis) vs recorded in the ledger",
-                      title_justify="left")
+        table = compact_table("Judge spend counted by the workers (Redis) vs recorded in the ledger")
         for column in ("day", "counted", "recorded", "not recorded"):
             table.add_column(column, justify="right" if column != "day" else "left")
         for row in report["spend_reconciliation"]:

@@ -74,19 +74,19 @@ def datasets_build(name, rubric, since, label_source, limit, run_id, all_runs, d
 @datasets.command("list")
 def datasets_list() -> None:
     """The datasets with a manifest in the datasets directory."""
-    from rich.table import Table
-
     from evaluator.datasets import list_datasets
+    from evaluator.rich_tables import compact_table
 
     directory = _settings().datasets_dir
-    table = Table(title=f"Datasets in {directory}", title_justify="left")
-    for column in ("name", "version", "items", "content hash", "built at", "built from"):
-        table.add_column(column)
+    table = compact_table(f"Datasets in {directory}")
+    for column in ("name", "version", "items", "hash", "built at"):
+        table.add_column(column, no_wrap=column != "name", overflow="fold")
+    table.add_column("built from", overflow="fold")
     for _, manifest in list_datasets(directory):
         built_from = manifest.built_from or {}
-        source = ", ".join(f"{k}={v}" for k, v in built_from.items() if v is not None) or "-"
+        source = "\n".join(f"{k}={v}" for k, v in built_from.items() if v is not None) or "-"
         table.add_row(manifest.name, str(manifest.version), str(manifest.item_count),
-                      manifest.content_hash[:16], f"{manifest.built_at:%Y-%m-%d %H:%M}", source)
+                      manifest.content_hash[:12], f"{manifest.built_at:%Y-%m-%d}", source)
     _console().print(table)
 
 
