@@ -50,6 +50,8 @@ __all__ = ["LimitedSandbox", "bound_template", "render_budget"]
 _LOOP = "_rubric_loop"
 _CONCAT = "_rubric_concat"
 _READ = "_rubric_read"
+_SHORT_LITERAL = 1_000
+"""Compared literals up to this size are not counted (a comparison reads at most that much)."""
 
 
 def _counted(iterable: Iterable[Any], body_chars: int) -> Iterator[Any]:
@@ -92,9 +94,6 @@ def _check_str_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     return args
 
 
-_REWRITES = (_counted, _concat, _read)
-
-
 class LimitedSandbox(ImmutableSandboxedEnvironment):
     """The sandbox rubric templates run in (see the module docstring)."""
 
@@ -105,7 +104,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         self.filters = guard_filters(self.filters)
         self.tests = guard_tests(self.tests)
         self.globals.pop("lipsum", None)  # it writes as much text as it is asked for
-        self.globals.update({_LOOP: _counted, _CONCAT: _concat, _READ: _read})
+        self.filters.update({_LOOP: _counted, _CONCAT: _concat, _READ: _read})
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         step()
@@ -127,13 +126,16 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return result if isinstance(result, (int, float)) else charge_value(result, f"'{operator}'")
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        if __obj in _REWRITES:  # calls bound_template added: they count for themselves
-            return __context.call(__obj, *args, **kwargs)
         step()
-        passed = {key: value for key, value in kwargs.items() if key != "_block_vars"}  # Jinja's
+        passed = kwargs
+        if "_block_vars" in kwargs:  # Jinja's own, not an argument
+            passed = {key: value for key, value in kwargs.items() if key != "_block_vars"}
         check_ints(args, passed, "a call")
         receiver = getattr(__obj, "__self__", None)
-        charge(size_of(receiver) + size_of([*args, *passed.values()]), "a call's arguments")
+        read = size_of(receiver) + len(args) + sum(map(size_of, args))
+        if passed:
+            read += size_of(list(passed.values()))
+        charge(read, "a call's arguments")
         if isinstance(__obj, types.BuiltinMethodType) and isinstance(receiver, str):
             args = _check_str_method(__obj, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
@@ -161,29 +163,35 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
 
 
 class _Bounded(NodeTransformer):
-    """Loops count their steps and template text; `~` checks its size; comparisons count reads."""
+    """Loops count their steps and template text; `~` checks its size; comparisons count reads.
+    The counting functions are applied as filters (direct calls, not sandboxed calls)."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         node = self.generic_visit(node)
         body_chars = sum(len(data.data) for child in node.body
                          for data in child.find_all(nodes.TemplateData))
-        node.iter = self._call(_LOOP, node.iter, nodes.Const(body_chars), lineno=node.lineno)
+        node.iter = self._apply(_LOOP, node.iter, nodes.Const(body_chars))
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         node = self.generic_visit(node)
-        return self._call(_CONCAT, nodes.List(node.nodes), lineno=node.lineno)
+        return self._apply(_CONCAT, nodes.List(node.nodes, lineno=node.lineno))
 
     def visit_Compare(self, node: nodes.Compare) -> nodes.Node:
         node = self.generic_visit(node)
-        node.expr = self._call(_READ, node.expr, lineno=node.lineno)
+        node.expr = self._read(node.expr)
         for operand in node.ops:
-            operand.expr = self._call(_READ, operand.expr, lineno=node.lineno)
+            operand.expr = self._read(operand.expr)
         return node
 
+    def _read(self, node: nodes.Expr) -> nodes.Expr:
+        if isinstance(node, nodes.Const) and size_of(node.value) <= _SHORT_LITERAL:
+            return node
+        return self._apply(_READ, node)
+
     @staticmethod
-    def _call(name: str, *args: nodes.Expr, lineno: int) -> nodes.Call:
-        return nodes.Call(nodes.Name(name, "load"), list(args), [], None, None, lineno=lineno)
+    def _apply(name: str, node: nodes.Expr, *args: nodes.Expr) -> nodes.Filter:
+        return nodes.Filter(node, name, list(args), [], None, None, lineno=node.lineno)
 
 
 def bound_template(tree: nodes.Template) -> nodes.Template:
