@@ -69,7 +69,24 @@ class FieldProblem(NamedTuple):
 
 
 def first_problem(error: ValidationError, root: str = "<root>") -> FieldProblem:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or root
-    return FieldProblem(where, first["msg"], first["type"], error.error_count())
+    """The first field at fault. For a field that may take several shapes (`str | list[...]`),
+    pydantic reports one error per shape under a tag (`input.str`, `input.list[Message]`): the
+    shape that got furthest is the one meant, and the tag is no field, so it is left out."""
+    errors = error.errors()
+    first = errors[0]
+    loc = tuple(first["loc"])
+    branches = [e for e in errors if len(e["loc"]) > 1 and tuple(e["loc"][:1]) == loc[:1]]
+    if len({e["loc"][1] for e in branches}) > 1:  # a union: position 1 names the shape
+        deepest = max(branches, key=lambda e: len(e["loc"]))
+        if len(deepest["loc"]) > 2:
+            first, loc = deepest, (loc[0], *deepest["loc"][2:])
+        else:
+            loc = loc[:1]
+            wanted = [e["msg"].removeprefix("Input should be ") for e in branches]
+            first = {**first, "msg": "Input should be " + " or ".join(wanted)}
+        count = error.error_count() - len(branches) + 1
+    else:
+        count = error.error_count()
+    where = ".".join(str(part) for part in loc) or root
+    return FieldProblem(where, first["msg"], first["type"], count)
 

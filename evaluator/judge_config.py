@@ -175,7 +175,11 @@ def load_judge_config(name_or_path: str, judges_dir: Path | None = None) -> Judg
     _check_size(data, path)
     data.setdefault("name", path.stem)
     try:
-        return JudgeConfig.model_validate(data)
+        config = JudgeConfig.model_validate(data)
     except ValidationError as exc:
         problem = first_problem(exc)
         raise ConfigError(f"{path}: field '{problem.where}': {problem.message}") from None
+    if config.name != path.stem:  # --judge NAME would store evaluations under another name
+        raise ConfigError(f"{path}: name {config.name!r} differs from the file name: rename the "
+                          f"file {config.name}.yaml, or set name: {path.stem}")
+    return config

@@ -28,7 +28,7 @@ def verify_lock(registry: RubricRegistry, lock_path: Path) -> None:
     lock = _read_lock(lock_path)
     current = {rubric.ref: rubric for rubric in registry.all()}
     problems = [
-        f"{ref} is missing from the lock: record it with update_lock"
+        f"{ref} is missing from the lock: record it with `evaluator rubrics lock`"
         if ref not in lock
         else f"{ref} ({rubric.path}) changed after it was published: revert it and publish "
         "a new version file instead"
