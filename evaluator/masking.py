@@ -64,11 +64,14 @@ def dead_letter_masker() -> Callable[[DeadLetter], DeadLetter] | None:
     masker = _configured()
     if masker is None:
         return None
+    # A million bad lines often share a few errors: mask each distinct one once (they are short,
+    # records.MAX_DEAD_LETTER_ERROR_CHARS, so the cache stays small).
+    mask_short = lru_cache(maxsize=4096)(masker.mask_text)
 
     def mask(dead: DeadLetter) -> DeadLetter:
         return dead.model_copy(update={
-            "payload": masker.mask_text(dead.payload), "error": masker.mask_text(dead.error),
-            "field": masker.mask_text(dead.field) if dead.field else dead.field})
+            "payload": masker.mask_text(dead.payload), "error": mask_short(dead.error),
+            "field": mask_short(dead.field) if dead.field else dead.field})
 
     return mask
 
