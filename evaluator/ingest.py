@@ -77,7 +77,8 @@ class WorkStream:
         self._dead_chars = 0
 
     def add(self, record: Trace | DeadLetter, source: str) -> None:
-        """Sample first, then mask: only sampled traces pay for masking."""
+        """Sample first, then mask: only sampled traces pay for masking. `source` names the
+        record in the dead letter a valid trace can still become (a reused or unsafe id)."""
         self.counts.traces_read += 1
         if isinstance(record, Trace):
             try:
@@ -173,8 +174,8 @@ def stream_work(path: Path, policy: SamplingPolicy, items_out: ItemsOut,
     from evaluator.otel.otlp_json import read_traces
 
     stream = WorkStream(policy, items_out, dead_letters_out, batch_size, pacer_for(policy, spend))
-    for record in read_traces(Path(path), fmt):
-        stream.add(record, str(path))
+    for number, record in enumerate(read_traces(Path(path), fmt), start=1):
+        stream.add(record, f"{path} (record {number})")
     return stream.finish()
 
 

@@ -1,8 +1,10 @@
 """Fuzzing trace payloads with hypothesis: wrong types, missing and unknown fields, huge strings,
-invalid UTF-8, deeply nested JSON and 10 MB outputs, through `parse_trace`, the JSONL reader of
-`evaluator ingest`, the worker (decode, judge, results), and `evaluator ingest --embedded` end
-to end. Nothing may crash: each payload is a Trace (cut fields marked, on the Evaluation and in
-the prompt the judge sees) or a dead letter with the reason.
+invalid UTF-8, deeply nested JSON and 10 MB outputs, metadata deep and wide (inside and past the
+trace limits), non-string and unsafe ids, and reused ids, through `parse_trace`, the JSONL reader
+of `evaluator ingest`, its streaming of work and dead letters, the worker (decode, judge,
+results), and `evaluator ingest --embedded` end to end. Nothing may crash: each payload is a
+Trace (cut fields marked, on the Evaluation and in the prompt the judge sees) or a dead letter
+with the reason.
 
 Each property counts the cases it ran; together they run more than 10,000 per CI run.
 """
@@ -22,13 +24,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evaluator.errors import InvalidTraceError
-from evaluator.ingest import read_jsonl_traces
+from evaluator.ingest import REUSED_ID, read_jsonl_traces, stream_work
 from evaluator.records import (
     MAX_CONTEXT_DOCS, MAX_DEAD_LETTER_CHARS, TERMINAL_STATUSES, DeadLetter, Trace, max_text_chars,
     parse_trace,
 )
 from evaluator.rubrics import RubricRegistry, render
+from evaluator.sampling import SamplingPolicy
 from evaluator.store import Store
+from evaluator.trace_limits import MAX_METADATA_DEPTH, SAFE_ID, metadata_problem
 from evaluator.worker.actors import WorkerContext, process_message
 from evaluator.worker.channel import InMemoryChannel
 from evaluator.worker.messages import ResultBatch
@@ -57,11 +61,37 @@ wrong = st.one_of(scalars, st.lists(scalars, max_size=3),
                   st.dictionaries(st.text(max_size=5), scalars, max_size=3))
 message = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"]),
                                  "content": text})
-printable_id = st.text(st.characters(categories=["L", "N", "P", "S"]), min_size=1, max_size=40)
+printable_id = st.text(st.sampled_from("abcXYZ019._:/-"), min_size=1, max_size=40)
+"""An id in the safe alphabet (evaluator.trace_limits.SAFE_ID)."""
+unsafe_id = st.one_of(st.sampled_from(["dup-1 ", " dup-1", "a b", "<!channel>", "jane@x.com", "é",
+                                       "x" * 129, "", "tab\tid"]),
+                      st.text(st.characters(categories=["L", "N", "P", "S", "Z"]), min_size=1,
+                              max_size=20).filter(lambda t: not SAFE_ID.fullmatch(t)))
+non_string_id = st.one_of(st.integers(), st.floats(), st.booleans(), st.none(),
+                          st.lists(printable_id, max_size=2),
+                          st.dictionaries(printable_id, printable_id, max_size=2))
+
+
+def _nest(depth: int, leaf: Any, kind: str) -> Any:
+    for level in range(depth):
+        leaf = [leaf] if kind == "list" or (kind == "mixed" and level % 2) else {"k": leaf}
+    return leaf
+
+
+def deep_metadata(low: int, high: int) -> st.SearchStrategy:
+    """Metadata nested `low`..`high` levels (the metadata object itself is one)."""
+    return st.builds(lambda depth, kind, leaf: {"m": _nest(depth - 2, leaf, kind)},
+                     st.integers(low, high), st.sampled_from(["list", "dict", "mixed"]),
+                     st.one_of(scalars, st.just([])))
+
+
+def wide_metadata(low: int, high: int) -> st.SearchStrategy:
+    return st.builds(lambda count, value: {f"key-{i}": value for i in range(count)},
+                     st.integers(low, high), st.one_of(scalars, st.text(max_size=30)))
 
 GOOD: dict[str, st.SearchStrategy] = {
     "trace_id": printable_id,
-    "span_id": st.text(max_size=16),
+    "span_id": printable_id,
     "input": st.one_of(text, st.lists(message, max_size=4)),
     "system": text,
     "context": st.lists(text, max_size=8),
@@ -73,11 +103,17 @@ GOOD: dict[str, st.SearchStrategy] = {
     "error": text,
     "feedback": st.sampled_from(["positive", "negative", "neutral"]),
     "tags": st.lists(st.text(max_size=10), max_size=5),
-    "metadata": st.dictionaries(st.text(max_size=10), json_values, max_size=4),
+    "session_id": printable_id,
+    "metadata": st.one_of(st.dictionaries(st.text(max_size=10), json_values, max_size=4),
+                          deep_metadata(2, MAX_METADATA_DEPTH), wide_metadata(1, 1_500)),
     "start_time": st.just("2026-01-02T03:04:05Z"),
 }
 BAD: dict[str, st.SearchStrategy] = {
-    "trace_id": st.one_of(st.just("  "), st.just("a\nb"), st.just(""), wrong),
+    "trace_id": st.one_of(st.just("  "), st.just("a\nb"), unsafe_id, non_string_id, wrong),
+    "span_id": st.one_of(unsafe_id, non_string_id),
+    "session_id": st.one_of(unsafe_id, non_string_id),
+    "metadata": st.one_of(deep_metadata(MAX_METADATA_DEPTH + 1, 400), wide_metadata(4_000, 20_000),
+                          st.builds(lambda n: {"blob": "y" * n}, st.integers(64_001, 200_000))),
     "input": st.one_of(wrong, st.lists(wrong, min_size=1, max_size=3)),
     "context": st.one_of(wrong, st.lists(st.text(max_size=5), min_size=51, max_size=60)),
     "input_tokens": st.integers(max_value=-1),
@@ -138,7 +174,9 @@ def _as_line(payload: str | bytes) -> bytes:
 
 def check_trace(trace: Trace, limit: int) -> None:
     """What every accepted trace guarantees to the rest of the pipeline."""
-    assert trace.trace_id == trace.trace_id.strip() and trace.trace_id.isprintable()
+    for identifier in (trace.trace_id, trace.span_id, trace.session_id):
+        assert identifier is None or SAFE_ID.fullmatch(identifier)
+    assert metadata_problem(trace.metadata) is None, "metadata within the depth and size limits"
     messages = [trace.input] if isinstance(trace.input, str) else [m.content for m in trace.input]
     texts = {"output": [trace.output], "system": [trace.system or ""], "error": [trace.error or ""],
              "context": trace.context, "input": messages}
@@ -207,6 +245,47 @@ def test_ingest_reader_turns_every_line_into_a_trace_or_a_dead_letter(tmp_path):
     check()
     record("fuzz", path="ingest_reader", **seen)
     assert seen["examples"] >= 600 and seen["dead_letters"] and seen["traces"]
+
+
+def test_streaming_keeps_the_first_of_each_reused_id(tmp_path):
+    """Traces drawn from a pool of three ids: the first of each id is sampled, a later one with
+    other content is a dead letter saying so, an exact repeat passes; every line is counted."""
+    seen: Counter = Counter()
+    file = tmp_path / "reused.jsonl"
+
+    @settings(FUZZ, max_examples=300)
+    @given(st.lists(st.tuples(st.sampled_from(["dup-1", "dup-2", "dup-3"]), trace_dicts()),
+                    min_size=1, max_size=8))
+    def check(rows):
+        seen["examples"] += 1
+        seen["cases"] += len(rows)
+        lines = [_dumps({**payload, "trace_id": trace_id}) for trace_id, payload in rows]
+        file.write_bytes(b"\n".join(_as_line(line) for line in lines) + b"\n")
+        items: list = []
+        dead: list[DeadLetter] = []
+        counts = stream_work(file, SamplingPolicy(rate=1.0), items.extend, dead.extend,
+                             batch_size=3)
+        first: dict[str, str] = {}
+        expected_items = expected_reused = 0
+        for record in read_jsonl_traces(file):
+            if isinstance(record, DeadLetter):
+                continue
+            content = record.model_dump_json()
+            if first.setdefault(record.trace_id, content) == content:
+                expected_items += 1
+            else:
+                expected_reused += 1
+        assert counts.traces_read == len(rows) == len(items) + len(dead)
+        assert len(items) == expected_items and counts.reused_ids == expected_reused
+        assert sum(REUSED_ID in d.error for d in dead) == expected_reused
+        kept = {item.trace.trace_id: item.trace.output for item in items}
+        assert all(kept[i.trace.trace_id] == i.trace.output for i in items), "one content per id"
+        seen["reused"] += expected_reused
+        seen["dead_letters"] += len(dead)
+
+    check()
+    record("fuzz", path="stream_work reused ids", **seen)
+    assert seen["examples"] >= 300 and seen["reused"]
 
 
 def _accepts(payload: dict[str, Any]) -> bool:
@@ -279,6 +358,21 @@ def _ten_mb_lines() -> list[bytes]:
     ]
 
 
+def _read_in_a_fresh_process(file: Path) -> tuple[set[str], list[tuple[str, str]]]:
+    """The trace ids and dead letters (source, error) `collect_work` gives for `file`, read in a
+    new interpreter like the CLI's: how deep json.loads gets depends on the caller's stack."""
+    script = ("import json, sys; from evaluator.ingest import collect_work; "
+              "from evaluator.sampling import SamplingPolicy; "
+              "w = collect_work(sys.argv[1], SamplingPolicy(rate=1.0)); "
+              "print(json.dumps([[i.trace.trace_id for i in w.items], "
+              "[[d.source, d.error] for d in w.dead_letters]]))")
+    result = subprocess.run([sys.executable, "-c", script, str(file)], capture_output=True,
+                            text=True, timeout=240, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ids, dead = json.loads(result.stdout)
+    return set(ids), sorted((source, error) for source, error in dead)
+
+
 def test_evaluator_ingest_embedded_end_to_end(tmp_path):
     """One `evaluator ingest --embedded` run over 400 generated lines and the 10 MB cases:
     exit 0, every line a stored dead letter or a trace with one terminal row per rubric."""
@@ -298,14 +392,12 @@ def test_evaluator_ingest_embedded_end_to_end(tmp_path):
                              "--sample-rate", "1.0", "--db", str(db)], env=env,
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
-    expected = list(read_jsonl_traces(file))
-    accepted = {r.trace_id for r in expected if isinstance(r, Trace)}
-    rejected = {f"{file}:{number}": found.error for number, found in enumerate(expected, 1)
-                if isinstance(found, DeadLetter)}
+    accepted, rejected = _read_in_a_fresh_process(file)
     rubrics = len(REGISTRY.latest())
     with Store(db, read_only=True) as store:
         traces = {row[0] for row in store.conn.execute("SELECT trace_id FROM traces").fetchall()}
-        dead = dict(store.conn.execute("SELECT source, error FROM dead_letters").fetchall())
+        stored_dead = sorted(store.conn.execute("SELECT source, error FROM dead_letters").fetchall())
+        dead = dict(stored_dead)
         complete = {row[0] for row in store.conn.execute(
             "SELECT trace_id FROM evaluations GROUP BY trace_id HAVING count(*) = ?"
             " AND bool_and(status IN ('scored', 'unscored', 'error', 'skipped'))"
@@ -316,7 +408,7 @@ def test_evaluator_ingest_embedded_end_to_end(tmp_path):
     record("fuzz", path="evaluator ingest --embedded", cases=len(encoded), traces=len(traces),
            dead_letters=len(dead), ten_mb_cases=6)
     assert traces == accepted == complete, "every valid trace: one terminal row per rubric"
-    assert dead == rejected, "every invalid line: a dead letter with its reason"
+    assert stored_dead == rejected, "every invalid line and reused id: a dead letter with its reason"
     assert truncated == {"ten-mb-output": True, "ten-mb-context": True, "ten-mb-messages": True}
     wrong_type, bad_utf8, too_deep = (dead.get(f"{file}:{len(encoded) - back}", "")
                                       for back in (2, 1, 0))
