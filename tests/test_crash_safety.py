@@ -146,7 +146,7 @@ def test_no_evaluation_lost_or_duplicated_through_worker_sink_and_redis_kills(
             KEY_ENV: "sk-crash-test-key",
         }
         service = Service(env, tmp_path)
-        worker = ("worker", "--processes", "1", "--threads", "4")
+        worker = ("worker", "--processes", "1", "--threads", "4", "--no-preflight")
         service.start("sink", "sink")
         service.start("worker-a", *worker)
         service.start("worker-b", *worker)

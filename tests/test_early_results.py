@@ -1,10 +1,11 @@
-"""Judge calls are recorded as they complete: a worker killed in the middle of a message has
-already published (and counted as spend) every call that came back, not only the ones of
-messages it finished."""
+"""A message's results leave the worker as they complete: a worker killed in the middle of a
+message has already published (and counted as spend) every judge call that came back, and a
+slow call holds back only its own trace's results, not the message's."""
 
 from __future__ import annotations
 
 import asyncio
+
 import pytest
 
 from evaluator.pipeline import WorkItem
@@ -14,6 +15,7 @@ from evaluator.sampling import SampleDecision
 from evaluator.settings import PROJECT_ROOT
 from evaluator.spend import InMemorySpend
 from evaluator.worker.actors import WorkerContext, process_message, work_message
+from evaluator.worker.early_results import EarlyResults
 from evaluator.worker.messages import ResultBatch, encode_items
 from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer
@@ -40,6 +42,9 @@ class RecordingChannel:
     def calls(self) -> list:
         return [call for batch in self.batches for call in batch.judge_calls]
 
+    def traces(self) -> list[str]:
+        return [stored.trace.trace_id for batch in self.batches for stored in batch.traces]
+
 
 def _context(directory, server: OpenAIServer) -> WorkerContext:
     write_judge(directory, judge_config(server, "priced", prices=PRICES, client="openai",
@@ -65,18 +70,62 @@ def test_calls_of_a_message_killed_midway_are_published_and_counted(tmp_path, mo
     calls = context.channel.calls()
     assert len(calls) == 3 and all(call.status == "ok" for call in calls)
     assert all(call.evaluation_id and call.trace_id == "t0" for call in calls)
+    assert context.channel.traces() == [], "the trace's results wait for its last rubric"
     spent = sum(call.cost_usd for call in calls)
     assert spent > 0
     assert context.spend.spent_on(calls[0].created_at.date()) == pytest.approx(spent)
 
 
-def test_a_finished_message_records_each_call_once(tmp_path, monkeypatch):
+def test_a_straggler_holds_back_only_its_own_trace(tmp_path, monkeypatch):
+    """3 traces x 4 rubrics; the first call hangs (5 s): the other two traces' results are
+    published while it is still out."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+    async def until_two_traces_published(context: WorkerContext) -> None:
+        task = asyncio.create_task(process_message(context, _message(3)))
+        while len(context.channel.traces()) < 2:
+            assert not task.done(), "the straggler ended before the other traces were published"
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    with OpenAIServer(faults=["hang"], hang_s=5) as server:
+        context = _context(tmp_path, server)
+        asyncio.run(asyncio.wait_for(until_two_traces_published(context), timeout=20))
+    published = [e for batch in context.channel.batches for e in batch.evaluations]
+    assert sorted(context.channel.traces()) == ["t1", "t2"]
+    assert sorted(e.trace_id for e in published) == ["t1"] * 4 + ["t2"] * 4
+
+
+def test_each_record_of_a_finished_message_is_published_once(tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
     with OpenAIServer() as server:
         context = _context(tmp_path, server)
-        batch = asyncio.run(asyncio.wait_for(process_message(context, _message(2)), timeout=60))
-    recorded = context.channel.calls() + batch.judge_calls
-    assert len(batch.evaluations) == 8
-    assert len({call.call_id for call in recorded}) == len(recorded) == 8
-    assert context.spend.spent_on(recorded[0].created_at.date()) == pytest.approx(
-        sum(call.cost_usd for call in recorded))
+        early = EarlyResults(context.channel, context.spend)
+        batch = asyncio.run(asyncio.wait_for(process_message(context, _message(2), early), 60))
+    rest = early.rest(batch)
+    assert len(batch.evaluations) == 8 and len(batch.judge_calls) == 8
+    assert len(rest) == 0, "everything went out as it completed"
+    published = context.channel.batches
+    assert sorted(e.evaluation_id for b in published for e in b.evaluations) == sorted(
+        e.evaluation_id for e in batch.evaluations)
+    assert sorted(c.call_id for c in context.channel.calls()) == sorted(
+        c.call_id for c in batch.judge_calls)
+    assert sorted(context.channel.traces()) == ["t0", "t1"]
+    assert context.spend.spent_on(batch.judge_calls[0].created_at.date()) == pytest.approx(
+        sum(call.cost_usd for call in batch.judge_calls))
+
+
+class FailingChannel(RecordingChannel):
+    def publish(self, batch: ResultBatch) -> None:
+        raise ConnectionError("Redis restarting")
+
+
+def test_what_could_not_be_published_early_goes_with_the_rest(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with OpenAIServer() as server:
+        context = _context(tmp_path, server)
+        context.channel = FailingChannel()
+        early = EarlyResults(context.channel, context.spend)
+        batch = asyncio.run(asyncio.wait_for(process_message(context, _message(2), early), 60))
+    rest = early.rest(batch)
+    assert (len(rest.evaluations), len(rest.traces), len(rest.judge_calls)) == (8, 2, 8)

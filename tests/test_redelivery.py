@@ -114,7 +114,7 @@ def test_a_killed_workers_messages_are_back_within_2x_the_timeout(tmp_path, slow
         enqueue(producer, items, "slow", batch_size=5)
         processes = [subprocess.Popen([sys.executable, "-m", "evaluator", *args], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for args in (["sink"], ["worker", "--processes", "1", "--threads", "2"])]
+                     for args in (["sink"], ["worker", "--processes", "1", "--threads", "4", "--no-preflight"])]
         sink, worker = processes
         try:
             _until(lambda: client.llen(QUEUE_KEY) == 0, "the worker to take the 4 messages")

@@ -97,7 +97,7 @@ def test_a_killed_workers_judge_calls_reach_the_ledger(tmp_path, monkeypatch):
         enqueue(producer, items, "priced", batch_size=20)
         producer.close()
         sink = _evaluator("sink", env=env, stderr=subprocess.DEVNULL)
-        worker = _evaluator("worker", "--processes", "1", "--threads", "2", env=env,
+        worker = _evaluator("worker", "--processes", "1", "--threads", "2", "--no-preflight", env=env,
                             stderr=subprocess.DEVNULL)
         started = [sink, worker]
         try:
@@ -105,7 +105,7 @@ def test_a_killed_workers_judge_calls_reach_the_ledger(tmp_path, monkeypatch):
             worker.send_signal(signal.SIGKILL)
             worker.wait(timeout=30)
             answered_before_kill = server.stats.total
-            started.append(_evaluator("worker", "--processes", "1", "--threads", "2", env=env,
+            started.append(_evaluator("worker", "--processes", "1", "--threads", "2", "--no-preflight", env=env,
                                       stderr=subprocess.DEVNULL))
             _wait(lambda: _count_evaluations(db) >= len(items) * 4, "every evaluation stored")
             _wait(lambda: _ledger_calls(db) + in_flight >= server.stats.total,

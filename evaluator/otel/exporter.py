@@ -86,10 +86,15 @@ class EvaluatorSpanExporter(SpanExporter):
     to it from today's spend: the Redis counter the workers keep in service mode, `spend` in
     sink mode (evaluator.spend). The always-evaluate rules are never paced.
 
-    `batch_size` sampled traces travel in one queue message. A message's results reach the
-    sink when its last judge call ends, so small messages keep span end -> stored score short
-    (5 instead of 20: p95 0.5 s lower at 70 % load, BENCHMARKS.md); a worker still keeps up
-    to threads x batch_size x rubrics calls in flight (8 x 5 x 4 = 160, above max_in_flight).
+    `batch_size` sampled traces travel in one queue message. Each trace's results reach the
+    sink when its last rubric is judged (evaluator.worker.early_results); small messages keep
+    span end -> stored score short (5 instead of 20: p95 0.5 s lower at 70 % load,
+    BENCHMARKS.md), and a worker still keeps up to threads x batch_size x rubrics calls in
+    flight (32 x 5 x 4 = 640, above max_in_flight).
+
+    No Redis command waits longer than `timeout_s` (2 s), nor does `shutdown`: an app exits in
+    about that long even when Redis hangs. Put the exporter behind
+    `evaluator_span_processor(exporter)` (evaluator.otel.processor), whose queue holds a burst.
     """
 
     def __init__(

@@ -22,7 +22,7 @@ from evaluator.records import DeadLetter, Trace
 from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.spend import SpendRecorder
 from evaluator.store import StoredTrace
-from evaluator.worker.call_log import CallLog
+from evaluator.worker.early_results import EarlyResults
 from evaluator.worker.channel import ResultChannel
 from evaluator.worker.messages import QUEUE_NAME, ResultBatch, decode_items
 
@@ -65,10 +65,13 @@ def work_message(items: list[dict[str, Any]], judge: str, rubrics: Sequence[str]
     return {"items": items, "judge": judge, "rubrics": list(rubrics or []), "run_id": run_id}
 
 
-async def process_message(context: WorkerContext, message: dict[str, Any]) -> ResultBatch:
-    """Evaluate one work message into a ResultBatch. Bad traces and bad config become dead
-    letters with the reason; nothing in the message is dropped. The judge calls are published
-    (and counted as spend) as they complete, ahead of the batch (evaluator.worker.call_log)."""
+async def process_message(context: WorkerContext, message: dict[str, Any],
+                          early: EarlyResults | None = None) -> ResultBatch:
+    """Evaluate one work message into a ResultBatch of all its results. Bad traces and bad
+    config become dead letters with the reason; nothing in the message is dropped. Meanwhile
+    each judge call is counted as spend and published, and each trace's results too, as soon
+    as they complete (`early`, evaluator.worker.early_results): `early.rest(batch)` is what is
+    left to publish."""
     source = f"queue:{message.get('run_id') or 'service'}"
     items, dead = decode_items(message.get("items") or [], source)
     try:
@@ -78,12 +81,13 @@ async def process_message(context: WorkerContext, message: dict[str, Any]) -> Re
         dead.extend(DeadLetter.from_error(source, {"trace": i.trace.model_dump(mode="json")}, exc)
                     for i in items)
         return ResultBatch(dead_letters=dead)
-    calls = CallLog(context.channel, context.spend)
-    judged = await evaluate_batch(items, rubrics, judge, message.get("run_id"), calls.add)
-    metrics().record_evaluations(judged.evaluations)
     traces = [StoredTrace(_for_storage(i.trace), i.decision.reason, i.decision.weight) for i in items]
+    early = early or EarlyResults(context.channel, context.spend)
+    early.expect(traces, len(rubrics))
+    judged = await evaluate_batch(items, rubrics, judge, message.get("run_id"), early.judged)
+    metrics().record_evaluations(judged.evaluations)
     return ResultBatch(evaluations=judged.evaluations, traces=traces, dead_letters=dead,
-                       judge_calls=calls.unsent())
+                       judge_calls=judged.judge_calls)
 
 
 def _for_storage(trace: Trace) -> Trace:
@@ -121,8 +125,10 @@ def register_evaluate_actor(broker: dramatiq.Broker, context: WorkerContext) -> 
     A worker killed meanwhile leaves the message unacknowledged, so another worker runs it."""
 
     async def evaluate_batch(message: dict[str, Any]) -> None:
-        batch = await process_message(context, message)
-        await publish_patiently(context.channel, batch)
+        early = EarlyResults(context.channel, context.spend)
+        rest = early.rest(await process_message(context, message, early))
+        if len(rest):
+            await publish_patiently(context.channel, rest)
 
     return dramatiq.Actor(
         evaluate_batch,

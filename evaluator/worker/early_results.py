@@ -1,71 +1,100 @@
-"""Judge calls leave the worker as they complete, not with their message's results.
+"""A message's results leave the worker as they complete, not when its slowest call ends.
 
-A message's results are published when its last judge call ends. A worker killed before that
-used to take the ledger rows of every call it had already paid for with it (the redelivered
-message is judged, and paid, again): 19 % of spend went unrecorded in a chaos run. Now the
-calls of each finished evaluation are added to today's spend counter (evaluator.spend) and
-published to the results stream at once, a loop iteration's worth per entry, so a kill loses
-only the calls still in flight. The sink stores them like any other ledger rows (idempotent
-on call_id); the message's own results follow without them.
+A message holds several traces x rubrics. Its results used to be published when its last judge
+call ended, which cost twice:
+- a worker killed before then took the ledger rows of every call it had already paid for with
+  it (the redelivered message is judged, and paid, again): 19 % of spend went unrecorded in a
+  chaos run;
+- one slow call (a straggler) held back the results of every other trace of the message.
+Now each finished evaluation's judge calls are added to today's spend counter
+(evaluator.spend) and published to the results stream at once, and each trace's evaluations
+are published when its last rubric is done; whatever completes in one turn of the event loop
+goes in one stream entry. A kill loses only the calls in flight. The message is still
+acknowledged only after the rest of its results are published (`rest`), so a kill re-delivers
+it: the sink stores what arrives twice once (evaluation_id, call_id).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 
 from evaluator.judges.ledger import JudgeCall
 from evaluator.records import Evaluation
 from evaluator.spend import SpendRecorder
+from evaluator.store import StoredTrace
 from evaluator.worker.channel import ResultChannel
 from evaluator.worker.messages import ResultBatch
 
 log = logging.getLogger(__name__)
 
 
-class CallLog:
-    """The calls of one message. `add` is the pipeline's on_judged hook (on the event loop)."""
+class EarlyResults:
+    """The results of one message, published as they complete. `judged` is the pipeline's
+    on_judged hook (it runs on the event loop)."""
 
     def __init__(self, channel: ResultChannel, spend: SpendRecorder | None) -> None:
         self._channel = channel
         self._spend = spend
-        self._unsent: list[JudgeCall] = []
-        self._fresh: list[JudgeCall] = []
-        """Calls added since the last flush: published and counted by the next one."""
+        self._traces: dict[str, list[StoredTrace]] = defaultdict(list)
+        self._expected: Counter[str] = Counter()
+        """Evaluations still to come per trace id."""
+        self._waiting: dict[str, list[Evaluation]] = defaultdict(list)
+        self._fresh = ResultBatch()
+        """Completed since the last flush: published (and its calls counted) by the next one."""
+        self._published: set[int] = set()
+        """ids of the records already on the stream."""
         self._flush_scheduled = False
 
-    def add(self, evaluation: Evaluation, calls: list[JudgeCall]) -> None:
-        if not calls:
-            return
-        self._fresh.extend(calls)
-        if not self._flush_scheduled:
+    def expect(self, traces: Sequence[StoredTrace], rubrics: int) -> None:
+        for stored in traces:
+            self._traces[stored.trace.trace_id].append(stored)
+            self._expected[stored.trace.trace_id] += rubrics
+
+    def judged(self, evaluation: Evaluation, calls: list[JudgeCall]) -> None:
+        self._fresh.judge_calls.extend(calls)
+        trace_id = evaluation.trace_id
+        self._waiting[trace_id].append(evaluation)
+        self._expected[trace_id] -= 1
+        if self._expected[trace_id] == 0:
+            self._fresh.evaluations.extend(self._waiting.pop(trace_id))
+            self._fresh.traces.extend(self._traces.pop(trace_id))
+        if len(self._fresh) and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        """Count and publish the calls added since the last flush. A publish that fails keeps
-        them: they travel with the message's results instead (`unsent`)."""
+        """Count and publish what completed since the last flush. What fails to publish goes
+        with the rest of the message's results."""
         self._flush_scheduled = False
-        calls, self._fresh = self._fresh, []
-        if not calls:
+        fresh, self._fresh = self._fresh, ResultBatch()
+        if not len(fresh):
             return
-        self._count(calls)
+        self._count(fresh.judge_calls)
         try:
-            self._channel.publish(ResultBatch(judge_calls=calls))
+            self._channel.publish(fresh)
         except Exception as exc:
-            log.warning("publishing %d judge calls failed (%r); they go with the results",
-                        len(calls), exc)
-            self._unsent.extend(calls)
+            log.warning("publishing %d completed results early failed (%r); they go with the "
+                        "rest of the message", len(fresh), exc)
+            return
+        self._published.update(map(id, [*fresh.evaluations, *fresh.traces, *fresh.judge_calls]))
 
-    def unsent(self) -> list[JudgeCall]:
-        """The calls not published yet (after a flush of the fresh ones)."""
+    def rest(self, batch: ResultBatch) -> ResultBatch:
+        """The records of the message's whole `batch` not published yet."""
         self.flush()
-        unsent, self._unsent = self._unsent, []
-        return unsent
+
+        def unpublished(records: list) -> list:
+            return [record for record in records if id(record) not in self._published]
+
+        return ResultBatch(evaluations=unpublished(batch.evaluations),
+                           traces=unpublished(batch.traces), dead_letters=batch.dead_letters,
+                           judge_calls=unpublished(batch.judge_calls))
 
     def _count(self, calls: list[JudgeCall]) -> None:
         """A failure here costs the daily budget's accuracy, not results."""
-        if self._spend is None:
+        if self._spend is None or not calls:
             return
         try:
             self._spend.record(calls)

@@ -88,6 +88,9 @@ def run_worker_process(settings: Settings, threads: int, stop: threading.Event |
                                                   spend=RedisSpend(redis_client(url))))
     stop = stop or _stop_event_on_signals()
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=IDLE_POLL_MS)
+    # One message a thread, none waiting in memory (dramatiq fetches 2 a thread): a message
+    # waits in Redis, where another worker can take it, until a thread is free.
+    worker.queue_prefetch = threads
     worker.start()
     log.info("worker pid %s: %s threads consuming queue %r", os.getpid(), threads, QUEUE_NAME)
     try:

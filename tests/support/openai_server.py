@@ -32,10 +32,11 @@ from typing import Any
 
 from aiohttp import web
 
-FAULTS = ("429", "500", "503", "400", "401", "hang", "bad_body", "invalid_json", "truncated",
-          "off_menu", "garbage")
+FAULTS = ("429", "500", "503", "400", "401", "hang", "slow", "bad_body", "invalid_json",
+          "truncated", "off_menu", "garbage")
 """Injectable faults. 429 carries Retry-After; 401 echoes the API key back, as some providers
-do, so tests can check it is never stored; hang outlasts the client's timeout; bad_body is an
+do, so tests can check it is never stored; hang outlasts the client's timeout; slow is a good
+reply `slow_s` later than the others (a straggler); bad_body is an
 HTTP 200 whose body is not JSON; invalid_json, truncated (finish_reason "length"), off_menu and
 garbage are well-formed responses whose content holds no usable verdict."""
 
@@ -105,12 +106,14 @@ class OpenAIServer:
     def __init__(self, *, latency_ms: float = 0.0, jitter_ms: float = 0.0,
                  faults: Sequence[str] | Mapping[str, float] | None = None, seed: int = 0,
                  default_label: str = "pass", retry_after_s: float = 1.0, hang_s: float = 30.0,
+                 slow_s: float = 3.0,
                  truncate_below_max_tokens: int | None = None, host: str = "127.0.0.1", port: int = 0):
         self.latency_ms = latency_ms
         self.jitter_ms = jitter_ms
         self.default_label = default_label
         self.retry_after_s = retry_after_s
         self.hang_s = hang_s
+        self.slow_s = slow_s
         self.truncate_below_max_tokens = truncate_below_max_tokens
         """Reply truncated (finish_reason "length") when the request allows fewer tokens."""
         self.host = host
@@ -278,6 +281,8 @@ class OpenAIServer:
             except asyncio.TimeoutError:
                 pass
             return _error(504, "hung (injected fault)", "timeout")
+        if fault == "slow":
+            await asyncio.sleep(self.slow_s)
         if fault == "bad_body":
             return web.Response(status=200, text=BROKEN_BODY, content_type="application/json")
         limit = self.truncate_below_max_tokens
@@ -377,13 +382,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fault", action="append", default=[], metavar="KIND=P",
                         help=f"fault probability, repeatable; kinds: {', '.join(FAULTS)}")
     parser.add_argument("--retry-after-s", type=float, default=1.0, help="Retry-After sent with 429")
+    parser.add_argument("--slow-s", type=float, default=3.0, help="extra latency of the slow fault")
     parser.add_argument("--default-label", default="pass")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     odds = {kind: float(p) for kind, _, p in (item.partition("=") for item in args.fault)}
     server = OpenAIServer(latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, faults=odds or None,
                           seed=args.seed, default_label=args.default_label,
-                          retry_after_s=args.retry_after_s, host=args.host, port=args.port)
+                          retry_after_s=args.retry_after_s, slow_s=args.slow_s, host=args.host,
+                          port=args.port)
     try:
         asyncio.run(server.serve(on_ready=_announce))
     except KeyboardInterrupt:
