@@ -9,9 +9,10 @@ second time. The sweep beats on a timer instead, so the timeout only has to cove
 dramatiq moves a dead worker's unacknowledged messages back to the queue only during
 "maintenance", which a broker command triggers by chance (`maintenance_chance` per million
 commands): busy workers issue few commands, and recovery took minutes. Every sweep runs that
-maintenance, so each worker and the sink look for dead workers every heartbeat_timeout / 4:
-a killed worker's messages are back in the queue at most 1.25 x the heartbeat timeout after it
-died (its last beat at most then, one sweep interval after it is overdue).
+maintenance, so each worker and the sink look for dead workers every heartbeat_timeout / 4. A
+killed worker's last beat is at most its time of death, so it is overdue at most one timeout
+later, and the next sweep finds it: its messages are back in the queue at most 1.25 x the
+heartbeat timeout after it died (75 s with the default 60 s).
 """
 
 from __future__ import annotations
