@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evaluator.errors import InvalidTraceError
+from evaluator.otel.delivery import SinkDelivery
 from evaluator.pii import PiiConfig, PiiMasker
 from evaluator.records import canonical_json, parse_trace
 from evaluator.runner import run_embedded
@@ -164,22 +165,17 @@ def test_debug_logs_carry_no_raw_payload(tmp_path, monkeypatch, judge_sees):
     assert "I am <EMAIL_1>" not in logged, "no trace payload at all, even masked"
 
 
-class _KeepDeadLetters:
-    """A delivery that keeps what the exporter hands it (the Redis one would publish it)."""
+class _KeepDeadLetters(SinkDelivery):
+    """The embedded delivery, keeping the dead letters it is handed (Redis would publish them)."""
 
     def __init__(self) -> None:
         self.items: list = []
         self.dead: list = []
-
-    def send(self, items) -> None:
-        self.items.extend(items)
+        super().__init__(self.items.extend)
 
     def send_dead_letters(self, dead) -> bool:
         self.dead.extend(dead)
         return True
-
-    def close(self) -> None:
-        """Nothing held."""
 
 
 def test_span_exporter_dead_letters_a_pii_session_id_and_masks_what_it_keeps():
