@@ -75,7 +75,8 @@ class Service:
         judges.mkdir()
         (judges / "bench.yaml").write_text(JUDGE_YAML.format(url=url, in_flight=bench_limits.IN_FLIGHT))
         self.env = {**os.environ, "EVALUATOR_REDIS_URL": REDIS_URL, "EVALUATOR_DB": str(self.db),
-                    "EVALUATOR_JUDGES_DIR": str(judges), "BENCH_JUDGE_KEY": "bench",
+                    "EVALUATOR_JUDGES_DIR": str(judges), "EVALUATOR_JUDGE": "bench",
+                    "BENCH_JUDGE_KEY": "bench",
                     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                     "EVALUATOR_STAGE_TIMINGS": str(self.timings)}
         self.client = redis.Redis.from_url(REDIS_URL)
