@@ -15,6 +15,11 @@ import pytest
 from evaluator.ingest import collect_work
 from evaluator.sampling import SamplingPolicy
 from evaluator.store import Store
+from evaluator.worker.broker import build_producer_broker
+from evaluator.worker.service import enqueue
+from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
+from tests.support.openai_server import OpenAIServer
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "datasets" / "sample_traces.jsonl"
@@ -76,12 +81,6 @@ def test_a_killed_workers_judge_calls_reach_the_ledger(tmp_path, monkeypatch):
     """SIGKILL a worker in the middle of its messages: every judge call it got an answer for is
     on the ledger (only the calls in flight at the kill may be missing), and the spend the
     workers counted in Redis matches the ledger in `evaluator report`."""
-    from evaluator.worker.broker import build_producer_broker
-    from evaluator.worker.service import enqueue
-    from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
-    from tests.support.openai_server import OpenAIServer
-    from tests.support.redis_server import RedisServer
-
     in_flight = 16
     items = collect_work(SAMPLE, SamplingPolicy(rate=1.0)).items[:40]
     db = tmp_path / "service.duckdb"
@@ -93,9 +92,7 @@ def test_a_killed_workers_judge_calls_reach_the_ledger(tmp_path, monkeypatch):
         env = {**os.environ, KEY_ENV: KEY, "EVALUATOR_REDIS_URL": redis_server.url,
                "EVALUATOR_DB": str(db), "EVALUATOR_JUDGES_DIR": str(tmp_path / "judges"),
                "EVALUATOR_WORKER_HEARTBEAT_TIMEOUT_S": "2"}
-        producer = build_producer_broker(redis_server.url)
-        enqueue(producer, items, "priced", batch_size=20)
-        producer.close()
+        _send(redis_server.url, items, "priced", batch_size=20)
         sink = _evaluator("sink", env=env, stderr=subprocess.DEVNULL)
         worker = _evaluator("worker", "--processes", "1", "--threads", "2", "--no-preflight", env=env,
                             stderr=subprocess.DEVNULL)
@@ -137,3 +134,44 @@ def _wait(condition, what: str, timeout_s: float = 90.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def test_a_redis_restart_without_persistence_is_reported_and_survived(tmp_path):
+    """Redis restarted without persistence: the sink and the worker said at start what such a
+    restart loses, the sink says at ERROR that its consumer group was gone, and the service
+    goes on: work sent after the restart is judged and stored."""
+    items = collect_work(SAMPLE, SamplingPolicy(rate=1.0)).items[:20]
+    db = tmp_path / "service.duckdb"
+    with RedisServer(tmp_path / "redis", persistent=False) as redis_server:
+        env = {**os.environ, "EVALUATOR_REDIS_URL": redis_server.url, "EVALUATOR_DB": str(db)}
+        logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("sink", "worker")}
+        sink = _evaluator("sink", env=env, stderr=logs["sink"])
+        worker = _evaluator("worker", "--processes", "1", "--threads", "4", env=env,
+                            stderr=logs["worker"])
+        try:
+            _send(redis_server.url, items[:10])
+            _wait(lambda: _count_evaluations(db) >= 40, "the first 10 traces stored")
+            redis_server.restart()
+            _send(redis_server.url, items[10:])
+            _wait(lambda: _count_evaluations(db) >= 80, "the traces sent after the restart")
+        finally:
+            for process in (worker, sink):
+                process.send_signal(signal.SIGTERM)
+            for process in (worker, sink):
+                process.wait(timeout=60)
+            for log in logs.values():
+                log.close()
+    sink_log = (tmp_path / "sink.log").read_text()
+    worker_log = (tmp_path / "worker.log").read_text()
+    assert "REDIS HAS NO PERSISTENCE" in sink_log and "REDIS HAS NO PERSISTENCE" in worker_log
+    errors = [json.loads(line) for line in sink_log.splitlines()
+              if line.startswith("{") and '"ERROR"' in line]
+    assert any("was gone" in e["message"] and "may be lost" in e["message"] for e in errors)
+
+
+def _send(url: str, items, judge: str = "offline", batch_size: int = 5) -> None:
+    producer = build_producer_broker(url)
+    try:
+        enqueue(producer, items, judge, batch_size=batch_size)
+    finally:
+        producer.close()
