@@ -137,6 +137,17 @@ def test_the_sink_writes_what_it_read_when_a_redis_read_fails(tmp_path):
     assert channel.acked == ["0", "1", "2"]
 
 
+def test_rows_written_before_a_failed_ack_are_counted(tmp_path):
+    """Redis still down when the sink acknowledges: the rows are in DuckDB (the entries come
+    again and are stored once), and the sink's count says so."""
+    channel = _FailingAfter([("0", _batch("t0").to_json())])
+    channel.ack = lambda entry_ids: (_ for _ in ()).throw(redis.ConnectionError("down"))
+    sink = Sink(channel, tmp_path / "sink.duckdb", max_wait_s=5.0)
+    with pytest.raises(redis.ConnectionError):
+        sink.drain_once(block_ms=10)
+    assert sink.rows_written == 1
+
+
 def test_a_lost_consumer_group_is_logged_at_error_with_what_may_be_lost(tmp_path, caplog):
     with RedisServer(tmp_path / "redis", persistent=False) as server:
         sink_side = RedisStreamChannel(_client(server))

@@ -44,9 +44,9 @@ class Sink:
         Store.write_once(self.db_path, pending.evaluations, pending.traces, pending.dead_letters,
                          judge_calls=pending.judge_calls)
         self._unwritten = None
-        self.channel.ack(entry_ids)
         metrics().record_written(pending.evaluations, len(pending.traces), len(pending.dead_letters))
         self.rows_written += len(pending)
+        self.channel.ack(entry_ids)  # if this fails, the entries come again: stored once
         return len(pending)
 
     def _collect(self, block_ms: int) -> tuple[ResultBatch, list[str]]:
