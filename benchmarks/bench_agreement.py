@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from evaluator.agreement import agreement_report, kappa_with_ci
+from evaluator.humans.agreement import agreement_report, kappa_with_ci
 
 N_PAIRS = 100_000
 N_BOOT = 1000

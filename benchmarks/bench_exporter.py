@@ -16,11 +16,11 @@ import time
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from evaluator.otel import EvaluatorSpanExporter
-from evaluator.otel.normalize import normalize_spans
-from evaluator.otel.spans import from_readable_span
-from evaluator.records import Trace, parse_trace
-from evaluator.sampling import SamplingPolicy, decide
+from evaluator.ingest.otel import EvaluatorSpanExporter
+from evaluator.ingest.otel.normalize import normalize_spans
+from evaluator.ingest.otel.spans import from_readable_span
+from evaluator.core.records import Trace, parse_trace
+from evaluator.sampling.policy import SamplingPolicy, decide
 
 APP_PAUSE_S = 0.0002
 
@@ -33,7 +33,7 @@ class NoopExporter(SpanExporter):
 def _masker():
     """The project's PII masker when it is there; identity (and said so) otherwise."""
     try:
-        from evaluator.otel.exporter import default_mask
+        from evaluator.ingest.otel.exporter import default_mask
 
         return default_mask(), "PII masker"
     except ImportError:
@@ -176,7 +176,7 @@ def _throughput_rows(quick: bool, mask, mask_name: str) -> list[dict]:
 
 def _sampling_row(traces: list[Trace], best_seconds) -> dict:
     """What per-rubric rates and the daily budget's pacing add to one sampling decision."""
-    from evaluator.spend import BudgetPacer, InMemorySpend
+    from evaluator.sampling.spend import BudgetPacer, InMemorySpend
 
     plain = SamplingPolicy(rate=0.10)
     rich = SamplingPolicy(rate=0.10, rubric_rates={"hallucination": 0.30, "refusal": 0.02},
@@ -200,7 +200,7 @@ def _burst_rows(quick: bool, mask) -> list[dict]:
     """A burst of spans as fast as the app can end them, through the SDK's default
     BatchSpanProcessor and through evaluator_span_processor's settings: the share of spans
     that reach the exporter (the rest the SDK drops: "Queue full")."""
-    from evaluator.otel import evaluator_span_processor
+    from evaluator.ingest.otel import evaluator_span_processor
 
     spans = 3_000 if quick else 6_000
 

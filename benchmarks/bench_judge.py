@@ -148,7 +148,7 @@ def _limiter_rate(count: int) -> dict | None:
 
 
 def _judges_dir(url: str, client: str) -> Path:
-    from evaluator.judge_config import JudgeConfig
+    from evaluator.judges.config import JudgeConfig
 
     directory = Path(tempfile.mkdtemp(prefix="bench-judges-"))
     limits = {}
@@ -165,11 +165,11 @@ def _worker(client: str, url: str, count: int) -> dict:
     """Our worker: StubBroker + AsyncIO middleware + the evaluate actor, 8 dramatiq threads."""
     import dramatiq
 
-    from evaluator.pipeline import WorkItem
-    from evaluator.records import parse_trace
+    from evaluator.sampling.policy import WorkItem
+    from evaluator.core.records import parse_trace
     from evaluator.rubrics import RubricRegistry
-    from evaluator.sampling import SampleDecision
-    from evaluator.settings import PROJECT_ROOT
+    from evaluator.sampling.policy import SampleDecision
+    from evaluator.core.settings import PROJECT_ROOT
     from evaluator.worker.actors import WorkerContext, register_evaluate_actor, work_message
     from evaluator.worker.broker import build_broker
     from evaluator.worker.channel import InMemoryChannel
@@ -215,10 +215,10 @@ def _baseline(url: str, count: int) -> dict:
 
     from evaluator.judges.structured import structured_output_kwargs
     from evaluator.judges.transport_litellm import import_litellm
-    from evaluator.parsing import parse_verdict
-    from evaluator.records import parse_trace
+    from evaluator.judges.parsing import parse_verdict
+    from evaluator.core.records import parse_trace
     from evaluator.rubrics import RubricRegistry, render
-    from evaluator.settings import PROJECT_ROOT
+    from evaluator.core.settings import PROJECT_ROOT
 
     litellm = import_litellm()
     rubric = RubricRegistry.load(PROJECT_ROOT / "rubrics").get("hallucination")
@@ -259,9 +259,9 @@ def _baseline(url: str, count: int) -> dict:
 def _alone(client: str, url: str, count: int) -> dict:
     """The HTTP client by itself: the same request shape, IN_FLIGHT at once, nothing else."""
     from evaluator.judges.structured import structured_output_kwargs
-    from evaluator.records import parse_trace
+    from evaluator.core.records import parse_trace
     from evaluator.rubrics import RubricRegistry, render
-    from evaluator.settings import PROJECT_ROOT
+    from evaluator.core.settings import PROJECT_ROOT
 
     rubric = RubricRegistry.load(PROJECT_ROOT / "rubrics").get("hallucination")
     messages = [list(render(rubric, parse_trace(t)).messages) for t in _traces(count)]

@@ -58,7 +58,7 @@ _measured: dict[str, Limits] = {}
 
 def client_in_use() -> str:
     """The client a judge config of an `openai/...` model calls through by default."""
-    from evaluator.judge_config import JudgeConfig
+    from evaluator.judges.config import JudgeConfig
 
     client = JudgeConfig.model_fields.get("client")
     return "openai" if client is not None and client.default in ("auto", "openai") else "litellm"

@@ -30,7 +30,7 @@ def _median_seconds(command: list[str], repeats: int) -> float:
 
 
 def run(quick: bool = False) -> list[dict]:
-    from evaluator.runner import run_embedded
+    from evaluator.worker.embedded import run_embedded
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

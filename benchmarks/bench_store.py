@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from evaluator.records import Evaluation
+from evaluator.core.records import Evaluation
 from evaluator.store import Store
 from evaluator.store.arrow_batches import EVALUATION_SCHEMA
 

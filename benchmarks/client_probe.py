@@ -17,9 +17,9 @@ import os
 import threading
 import time
 
-from evaluator.records import parse_trace
+from evaluator.core.records import parse_trace
 from evaluator.rubrics import RubricRegistry, render
-from evaluator.settings import PROJECT_ROOT
+from evaluator.core.settings import PROJECT_ROOT
 
 MODEL = "bench-judge"
 WARMUP_S = 1.5

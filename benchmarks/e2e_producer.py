@@ -20,11 +20,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from benchmarks.e2e_support import percentile
-from evaluator.otel import EvaluatorSpanExporter
-from evaluator.otel.exporter import default_mask
-from evaluator.sampling import SamplingPolicy
-from evaluator.settings import PROJECT_ROOT
-from evaluator.stage_timing import timed
+from evaluator.ingest.otel import EvaluatorSpanExporter
+from evaluator.ingest.otel.exporter import default_mask
+from evaluator.sampling.policy import SamplingPolicy
+from evaluator.core.settings import PROJECT_ROOT
+from evaluator.core.stage_timing import timed
 
 
 def _parts(role: str, text: str, **extra) -> str:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from evaluator.records import Evaluation, parse_trace
-from evaluator.sampling import SampleDecision
+from evaluator.core.records import Evaluation, parse_trace
+from evaluator.sampling.policy import SampleDecision
 from evaluator.store import StoredTrace
 from evaluator.store.duckdb_store import Store
 
@@ -32,7 +32,7 @@ def purge_work_queue(client) -> None:
 def work_items(prefix: str, count: int, samples: list[dict]):
     """Sampled work items with fresh trace ids and end_time = now (as if the spans just ended);
     each answer is made unique, so no judge verdict comes from the cache."""
-    from evaluator.pipeline import WorkItem
+    from evaluator.sampling.policy import WorkItem
 
     now = datetime.now(timezone.utc).isoformat()
     items = []

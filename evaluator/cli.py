@@ -14,13 +14,13 @@ from evaluator.commands.judge_checks import (
     judge_check_options,
     preflight_unless,
 )
-from evaluator.errors import EvaluatorError
+from evaluator.core.errors import EvaluatorError
 
 DEFAULT_TRACES = "datasets/sample_traces.jsonl"
 
 
 def _settings():
-    from evaluator.settings import Settings
+    from evaluator.core.settings import Settings
 
     return Settings.from_env()
 
@@ -38,7 +38,7 @@ def _print_json(data) -> None:
 def cli(ctx, log_level) -> None:
     """Evaluator: sample LLM traces, score them with versioned rubrics and a judge, store
     every score with provenance in DuckDB."""
-    from evaluator.logging_setup import configure_logging
+    from evaluator.core.logging_setup import configure_logging
 
     service = ctx.invoked_subcommand in ("worker", "sink")
     configure_logging(log_level, default_level="INFO" if service else "WARNING")
@@ -62,9 +62,9 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
         max_error_share) -> None:
     """Embedded main job: read traces, sample, evaluate, store, print a summary. Exit 3 when
     too many evaluations errored (see --max-error-share)."""
-    from evaluator.report import summary_table
-    from evaluator.run_errors import run_errors
-    from evaluator.runner import run_embedded
+    from evaluator.monitoring.report import summary_table
+    from evaluator.monitoring.run_errors import run_errors
+    from evaluator.worker.embedded import run_embedded
 
     settings = _settings()
     traces = traces or settings.datasets_dir / "sample_traces.jsonl"
@@ -85,7 +85,7 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
         exit_on_no_valid_trace(*no_valid_trace)
         exit_on_judge_errors(ctx, errors, max_error_share)
         return
-    from evaluator.report import console as make_console
+    from evaluator.monitoring.report import console as make_console
 
     console = make_console()
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(report.sample_reasons.items()))
@@ -123,17 +123,17 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
 def report(db, run_id, all_runs, as_json, html_file, since) -> None:
     """Summarize stored evaluations of production traffic, or of --run RUN, or --all-runs
     (works while a sink is writing)."""
-    from evaluator.report import database_report, judge_tables, status_table, summary_table
+    from evaluator.monitoring.report import database_report, judge_tables, status_table, summary_table
     from evaluator.store.scope import Scope
 
     scope = Scope.from_options(run_id, all_runs)
     if html_file is not None:
-        from evaluator.html_report import write_html_report
+        from evaluator.monitoring.html import write_html_report
 
         written = write_html_report(db or _settings().db_path, html_file, since=since, scope=scope)
         click.echo(f"wrote {written}")
         return
-    from evaluator.spend_check import counted_spend
+    from evaluator.sampling.spend_check import counted_spend
 
     settings = _settings()
     data = database_report(db or settings.db_path, scope, counted_spend(settings.redis_url))
@@ -141,7 +141,7 @@ def report(db, run_id, all_runs, as_json, html_file, since) -> None:
     if as_json:
         _print_json(data)
         return
-    from evaluator.report import console as make_console
+    from evaluator.monitoring.report import console as make_console
 
     console = make_console()
     title = f"Evaluations in {data['db']}: {scope.describe()}"
@@ -170,7 +170,7 @@ def ingest(ctx, file, fmt, embedded, judge, sample_rate, rubrics, db, no_preflig
                    fmt=fmt, max_cost=None, as_json=False, no_preflight=no_preflight,
                    max_error_share=max_error_share)
         return
-    from evaluator.ingest import ingest_to_queue
+    from evaluator.ingest.files import ingest_to_queue
 
     settings = _settings()
     work, messages = ingest_to_queue(
@@ -198,8 +198,8 @@ def rubrics() -> None:
 @rubrics.command("list")
 def rubrics_list() -> None:
     """Every rubric version, with labels, threshold and content hash."""
-    from evaluator.report import console as make_console
-    from evaluator.rich_tables import compact_table
+    from evaluator.monitoring.report import console as make_console
+    from evaluator.core.tables import compact_table
     from evaluator.rubrics import RubricRegistry
 
     table = compact_table("Rubrics")
@@ -236,8 +236,8 @@ def rubrics_lock(check) -> None:
 @click.option("--line", type=int, default=1, show_default=True, help="Which line of a JSONL file.")
 def rubrics_render(ref, trace_file, line) -> None:
     """Show the exact prompt a judge would get for REF (NAME[@vN]) on one trace."""
-    from evaluator.errors import ConfigError
-    from evaluator.records import parse_trace
+    from evaluator.core.errors import ConfigError
+    from evaluator.core.records import parse_trace
     from evaluator.rubrics import RubricRegistry, render
 
     rubric = RubricRegistry.load(_settings().rubrics_dir).get(ref)

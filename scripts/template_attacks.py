@@ -35,8 +35,8 @@ required_inputs: [output]
 CHILD = """
 import json, sys, time, tracemalloc, resource
 from pathlib import Path
-from evaluator.errors import RubricError
-from evaluator.records import Trace
+from evaluator.core.errors import RubricError
+from evaluator.core.records import Trace
 from evaluator.rubrics import load_rubric, render
 trace = Trace(trace_id="t", input="What is the refund window?", context=["Refunds: 30 days."],
               output="Refunds are accepted within 30 days. " * 300)

@@ -14,13 +14,13 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
-from evaluator.agreement import rogan_gladen
-from evaluator.agreement.from_store import majority, store_agreement
+from evaluator.humans.agreement import rogan_gladen
+from evaluator.humans.agreement.from_store import majority, store_agreement
 from evaluator.cli import cli, main
-from evaluator.labels import import_labels
-from evaluator.records import Evaluation
+from evaluator.humans.labels import import_labels
+from evaluator.core.records import Evaluation
 from evaluator.rubrics import RubricRegistry
-from evaluator.settings import PROJECT_ROOT
+from evaluator.core.settings import PROJECT_ROOT
 from evaluator.store import Store
 
 TOLERANCE = 1e-9
@@ -326,8 +326,8 @@ def test_corrected_rate_of_a_batch_drawn_by_the_judges_verdict_is_unbiased(tmp_p
     labels must be weighted by how they were drawn. 1,000 traces: the judge fails 100 (80 truly
     fail), passes 900 (45 truly fail), so 12.5% truly fail. Counting the labelled items as a
     random sample gives sensitivity 80/102.5 and a corrected rate near 7.5%."""
-    from evaluator.labels import export_batch
-    from evaluator.records import Trace
+    from evaluator.humans.labels import export_batch
+    from evaluator.core.records import Trace
     from evaluator.store import StoredTrace
 
     registry = RubricRegistry.load(PROJECT_ROOT / "rubrics")

@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 from sklearn import metrics
 
-from evaluator.agreement import (
+from evaluator.humans.agreement import (
     AgreementError, agreement_report, cohen_kappa, confusion_matrix, corrected_prevalence,
     f1_average, inter_annotator_report, kappa_band, kappa_with_ci, kendall_tau_b,
     krippendorff_alpha, matthews_corrcoef, per_label_metrics, raw_agreement, rogan_gladen,
     spearman,
 )
-from evaluator.errors import EvaluatorError
+from evaluator.core.errors import EvaluatorError
 
 TOLERANCE = 1e-9
 LABELS = ["fail", "partial", "pass", "skip"]

@@ -14,13 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from click.testing import CliRunner
 
-from evaluator.alerts import AlertConfig, check_alerts, load_alert_config
-from evaluator.alerts.sinks import (
+from evaluator.monitoring.alerts import AlertConfig, check_alerts, load_alert_config
+from evaluator.monitoring.alerts.sinks import (
     FileSink, LogSink, Notification, StdoutSink, WebhookError, WebhookSink, WebhookSinkConfig,
     build_sinks, deliver, redact_url,
 )
 from evaluator.cli import cli
-from evaluator.errors import ConfigError
+from evaluator.core.errors import ConfigError
 from tests.support.alert_streams import MINUTE, NOW, label_stream, write
 
 FIRED = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -126,7 +126,7 @@ def test_a_dead_sink_does_not_silence_the_others(tmp_path, caplog):
 
 
 def test_log_and_stdout_sinks(caplog, capsys):
-    with caplog.at_level(logging.INFO, logger="evaluator.alerts"):
+    with caplog.at_level(logging.INFO, logger="evaluator.monitoring.alerts"):
         LogSink().send(notification())
         LogSink().send(notification("resolved"))
     firing, resolved = caplog.records

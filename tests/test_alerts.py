@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 
-from evaluator.alerts import check_alerts, load_alert_config
-from evaluator.alerts.evidence import drop_lower_bound, weighted_estimate, wilson
-from evaluator.alerts.rules import DEFAULT_CONFIG_PATH, parse_duration
-from evaluator.alerts.state import latest_alerts
+from evaluator.monitoring.alerts import check_alerts, load_alert_config
+from evaluator.monitoring.alerts.evidence import drop_lower_bound, weighted_estimate, wilson
+from evaluator.monitoring.alerts.rules import DEFAULT_CONFIG_PATH, parse_duration
+from evaluator.monitoring.alerts.state import latest_alerts
 from evaluator.cli import cli
-from evaluator.errors import ConfigError
+from evaluator.core.errors import ConfigError
 from evaluator.store import Store
 from tests.support.alert_streams import (
     MINUTE, NOW, RecordingSink, config, evaluation, label_stream, score_stream, spread,
@@ -458,7 +458,7 @@ def test_report_since_a_huge_duration_is_a_clear_error(tmp_path):
 
 def broken_for(monkeypatch, rubric):
     """Make every window query of one rubric fail, as a corrupt table or a bug would."""
-    from evaluator.alerts import windows
+    from evaluator.monitoring.alerts import windows
 
     real = windows.measure_window
 
@@ -475,7 +475,7 @@ def test_one_failing_rule_does_not_disable_the_others(db, monkeypatch, caplog):
           + faithfulness("f", NOW - 15 * MINUTE, NOW, [0.9] * 40))
     broken_for(monkeypatch, "faithfulness")
     sink = RecordingSink()
-    with caplog.at_level("ERROR", logger="evaluator.alerts"):
+    with caplog.at_level("ERROR", logger="evaluator.monitoring.alerts"):
         report = check_alerts(db, config(LOW_SCORE, HALLUCINATION), now=NOW, sinks=[sink])
     assert [(r.rule, r.state) for r in report.results] == [("hallucination_rate", "firing")]
     assert [n.rule for n in sink.sent] == ["hallucination_rate"]

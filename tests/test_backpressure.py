@@ -19,9 +19,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from evaluator.otel import EvaluatorSpanExporter
-from evaluator.records import Trace
-from evaluator.sampling import SamplingPolicy, decide
+from evaluator.ingest.otel import EvaluatorSpanExporter
+from evaluator.core.records import Trace
+from evaluator.sampling.policy import SamplingPolicy, decide
 from evaluator.worker.backpressure import (
     HELD_BACK, MIN_RATE_SCALE, QueueFullError, QueueGauge, SamplingThrottle,
 )
@@ -158,7 +158,7 @@ def test_throttle_halves_the_random_rate_each_second_over_the_bound_and_recovers
 
 
 def test_throttle_scales_segment_and_rubric_rates_too():
-    from evaluator.sampling import SegmentRate
+    from evaluator.sampling.policy import SegmentRate
 
     client, clock = FakeRedis(depth=10), Clock()
     throttle = SamplingThrottle(QueueGauge(client, max_depth=10, clock=clock), batch_size=5000,

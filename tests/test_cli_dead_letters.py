@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from evaluator.cli import cli
 from evaluator.commands.input_checks import NO_VALID_TRACE_EXIT
-from evaluator.settings import PROJECT_ROOT
+from evaluator.core.settings import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT / "datasets" / "sample_traces.jsonl"
 MISSING_ID = "invalid trace: field 'trace_id': Field required"

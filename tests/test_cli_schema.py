@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from evaluator.cli import cli
-from evaluator.datasets import DatasetItem
-from evaluator.errors import InvalidTraceError
-from evaluator.labels import import_labels
-from evaluator.records import parse_trace
+from evaluator.regression.datasets import DatasetItem
+from evaluator.core.errors import InvalidTraceError
+from evaluator.humans.labels import import_labels
+from evaluator.core.records import parse_trace
 from evaluator.rubrics import RubricRegistry
-from evaluator.schemas import SCHEMAS, json_schema, schema_text
-from evaluator.settings import PROJECT_ROOT
+from evaluator.regression.schemas import SCHEMAS, json_schema, schema_text
+from evaluator.core.settings import PROJECT_ROOT
 from evaluator.store import Store
 
 jsonschema = pytest.importorskip("jsonschema")

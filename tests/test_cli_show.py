@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from evaluator.cli import cli, main
-from evaluator.settings import PROJECT_ROOT
+from evaluator.core.settings import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT / "datasets" / "sample_traces.jsonl"
 EMAIL = "jane.doe@example.com"

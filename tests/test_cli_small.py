@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from evaluator.cli import cli, main
-from evaluator.errors import ConfigError
-from evaluator.judge_config import load_judge_config
-from evaluator.settings import PROJECT_ROOT
+from evaluator.core.errors import ConfigError
+from evaluator.judges.config import load_judge_config
+from evaluator.core.settings import PROJECT_ROOT
 
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from evaluator.cli import cli
 from evaluator.judges.ledger import JudgeCall
-from evaluator.settings import PROJECT_ROOT
+from evaluator.core.settings import PROJECT_ROOT
 from evaluator.store import Store
 
 SAMPLE = PROJECT_ROOT / "datasets" / "sample_traces.jsonl"
@@ -94,7 +94,7 @@ def test_tables_fit_a_narrower_terminal_too(store):
 def test_status_table_lists_every_status():
     from rich.console import Console
 
-    from evaluator.report import status_table
+    from evaluator.monitoring.report import status_table
 
     console = Console(width=WIDTH, record=True)
     console.print(status_table({"scored": 1200, "unscored": 3, "error": 0, "skipped": 7}, 2))
@@ -103,7 +103,7 @@ def test_status_table_lists_every_status():
 
 
 def test_console_honours_columns(monkeypatch):
-    from evaluator.report import console
+    from evaluator.monitoring.report import console
 
     monkeypatch.setenv("COLUMNS", "80")
     assert console().width == 80

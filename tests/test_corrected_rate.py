@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import recall_score
 
-from evaluator.agreement import AgreementError, rogan_gladen
-from evaluator.agreement.design_correction import design_corrected_rate
+from evaluator.humans.agreement import AgreementError, rogan_gladen
+from evaluator.humans.agreement.design_correction import design_corrected_rate
 
 WORLDS = 200
 

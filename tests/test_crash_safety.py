@@ -20,10 +20,10 @@ import duckdb
 import pytest
 import redis
 
-from evaluator.ingest import collect_work
-from evaluator.records import TERMINAL_STATUSES
+from evaluator.ingest.files import collect_work
+from evaluator.core.records import TERMINAL_STATUSES
 from evaluator.rubrics import RubricRegistry
-from evaluator.sampling import SamplingPolicy
+from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
 from evaluator.worker.channel import RedisStreamChannel
 from evaluator.worker.messages import QUEUE_NAME, ResultBatch
@@ -235,7 +235,7 @@ def test_sink_recreates_its_consumer_group_when_redis_lost_it(tmp_path):
 
 WRITER = """
 import os, sys
-from evaluator.records import Evaluation
+from evaluator.core.records import Evaluation
 from evaluator.store import Store
 
 db, mode, batch = sys.argv[1], sys.argv[2], 0

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.dataset_build import BuildOptions, build_dataset, parse_since
-from evaluator.datasets import check_dataset, content_hash, read_dataset, read_manifest
-from evaluator.errors import DatasetError
-from evaluator.labels import import_labels
-from evaluator.records import Evaluation, Trace, evaluation_id_for, utcnow
+from evaluator.regression.dataset_build import BuildOptions, build_dataset, parse_since
+from evaluator.regression.datasets import check_dataset, content_hash, read_dataset, read_manifest
+from evaluator.core.errors import DatasetError
+from evaluator.humans.labels import import_labels
+from evaluator.core.records import Evaluation, Trace, evaluation_id_for, utcnow
 from evaluator.rubrics import RubricRegistry
-from evaluator.settings import PROJECT_ROOT
+from evaluator.core.settings import PROJECT_ROOT
 from evaluator.store import Store, StoredTrace
 
 REGISTRY = RubricRegistry.load(PROJECT_ROOT / "rubrics")

@@ -8,12 +8,12 @@ import asyncio
 
 import pytest
 
-from evaluator.pipeline import WorkItem
-from evaluator.records import Trace
+from evaluator.sampling.policy import WorkItem
+from evaluator.core.records import Trace
 from evaluator.rubrics import RubricRegistry
-from evaluator.sampling import SampleDecision
-from evaluator.settings import PROJECT_ROOT
-from evaluator.spend import InMemorySpend
+from evaluator.sampling.policy import SampleDecision
+from evaluator.core.settings import PROJECT_ROOT
+from evaluator.sampling.spend import InMemorySpend
 from evaluator.worker.actors import WorkerContext, process_message, work_message
 from evaluator.worker.early_results import EarlyResults
 from evaluator.worker.messages import ResultBatch, encode_items

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from evaluator.runner import run_embedded
-from evaluator.settings import Settings
+from evaluator.worker.embedded import run_embedded
+from evaluator.core.settings import Settings
 from evaluator.store import Store
 from tests.support.judging import local_judge_settings
 from tests.support.openai_server import OpenAIServer

@@ -23,17 +23,17 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evaluator.errors import InvalidTraceError
-from evaluator.ingest import REUSED_ID, read_jsonl_traces, stream_work
-from evaluator.masking import identifier_check
-from evaluator.records import (
+from evaluator.core.errors import InvalidTraceError
+from evaluator.ingest.files import REUSED_ID, read_jsonl_traces, stream_work
+from evaluator.pii.masking import identifier_check
+from evaluator.core.records import (
     MAX_CONTEXT_DOCS, MAX_DEAD_LETTER_CHARS, TERMINAL_STATUSES, DeadLetter, Trace, max_text_chars,
     parse_trace,
 )
 from evaluator.rubrics import RubricRegistry, render
-from evaluator.sampling import SamplingPolicy
+from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
-from evaluator.trace_limits import MAX_METADATA_DEPTH, SAFE_ID, metadata_problem
+from evaluator.core.trace_limits import MAX_METADATA_DEPTH, SAFE_ID, metadata_problem
 from evaluator.worker.actors import WorkerContext, process_message
 from evaluator.worker.channel import InMemoryChannel
 from evaluator.worker.messages import ResultBatch
@@ -63,7 +63,7 @@ wrong = st.one_of(scalars, st.lists(scalars, max_size=3),
 message = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"]),
                                  "content": text})
 printable_id = st.text(st.sampled_from("abcXYZ019._:/-"), min_size=1, max_size=40)
-"""An id in the safe alphabet (evaluator.trace_limits.SAFE_ID)."""
+"""An id in the safe alphabet (evaluator.core.trace_limits.SAFE_ID)."""
 unsafe_id = st.one_of(st.sampled_from(["dup-1 ", " dup-1", "a b", "<!channel>", "jane@x.com", "é",
                                        "x" * 129, "", "tab\tid"]),
                       st.text(st.characters(categories=["L", "N", "P", "S", "Z"]), min_size=1,
@@ -374,8 +374,8 @@ def _ten_mb_lines() -> list[bytes]:
 def _read_in_a_fresh_process(file: Path) -> tuple[set[str], list[tuple[str, str]]]:
     """The trace ids and dead letters (source, error) `collect_work` gives for `file`, read in a
     new interpreter like the CLI's: how deep json.loads gets depends on the caller's stack."""
-    script = ("import json, sys; from evaluator.ingest import collect_work; "
-              "from evaluator.sampling import SamplingPolicy; "
+    script = ("import json, sys; from evaluator.ingest.files import collect_work; "
+              "from evaluator.sampling.policy import SamplingPolicy; "
               "w = collect_work(sys.argv[1], SamplingPolicy(rate=1.0)); "
               "print(json.dumps([[i.trace.trace_id for i in w.items], "
               "[[d.source, d.error] for d in w.dead_letters]]))")

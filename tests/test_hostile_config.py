@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from evaluator.cli import cli
-from evaluator.errors import ConfigError, EvaluatorError
-from evaluator.judge_config import load_judge_config
-from evaluator.metrics import start_metrics_server
-from evaluator.settings import PROJECT_ROOT
+from evaluator.core.errors import ConfigError, EvaluatorError
+from evaluator.judges.config import load_judge_config
+from evaluator.worker.metrics import start_metrics_server
+from evaluator.core.settings import PROJECT_ROOT
 
 TRACES = PROJECT_ROOT / "datasets" / "sample_traces.jsonl"
 
@@ -126,7 +126,7 @@ def test_a_daily_budget_must_be_a_finite_number(tmp_path, monkeypatch, value):
 
 @pytest.mark.parametrize("value", [".nan", ".inf"])
 def test_a_daily_budget_in_the_sampling_file_must_be_finite(tmp_path, monkeypatch, value):
-    from evaluator.sampling_config import sampling_policy
+    from evaluator.sampling.config import sampling_policy
 
     monkeypatch.delenv("EVALUATOR_DAILY_BUDGET_USD", raising=False)
     config = tmp_path / "sampling.yaml"

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from evaluator.alerts import check_alerts, load_alert_config
+from evaluator.monitoring.alerts import check_alerts, load_alert_config
 from evaluator.cli import cli
-from evaluator.errors import ConfigError
-from evaluator.html_report import parse_since, write_html_report
-from evaluator.html_report.data import bucket_size
-from evaluator.records import Trace
-from evaluator.runner import run_embedded
+from evaluator.core.errors import ConfigError
+from evaluator.monitoring.html import parse_since, write_html_report
+from evaluator.monitoring.html.data import bucket_size
+from evaluator.core.records import Trace
+from evaluator.worker.embedded import run_embedded
 from evaluator.store import Store, StoredTrace
 from tests.support import chromium
 from tests.support.alert_streams import evaluation

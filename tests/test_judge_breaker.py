@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.judge_config import JudgeBreaker
+from evaluator.judges.config import JudgeBreaker
 from evaluator.judges.breaker import CircuitBreaker, CircuitState
 from evaluator.judges.factory import load_judge
 from evaluator.judges.llm import CIRCUIT_OPEN_REASON, LLMJudge
 from evaluator.judges.runtime import JudgeRuntime
-from evaluator.pipeline import WorkItem, evaluate_batch
-from evaluator.records import Trace, evaluation_id_for
-from evaluator.sampling import SampleDecision
+from evaluator.sampling.policy import WorkItem
+from evaluator.worker.pipeline import evaluate_batch
+from evaluator.core.records import Trace, evaluation_id_for
+from evaluator.sampling.policy import SampleDecision
 from tests.support.judging import (
     KEY,
     KEY_ENV,

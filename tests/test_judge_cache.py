@@ -17,8 +17,8 @@ from evaluator.judges.cache import REDIS_PREFIX, JudgeCache, RedisBackend, Sqlit
 from evaluator.judges.llm import LLMJudge
 from evaluator.judges.redis_clients import LoopRedis
 from evaluator.judges.runtime import CACHE_ENV, JudgeRuntime
-from evaluator.runner import run_embedded
-from evaluator.settings import Settings
+from evaluator.worker.embedded import run_embedded
+from evaluator.core.settings import Settings
 from evaluator.store import Store
 from tests.support.judging import KEY, KEY_ENV, judge_all, judge_config, prompt, write_judge
 from tests.support.openai_server import OpenAIServer

@@ -73,7 +73,7 @@ def test_the_report_reconciles_the_workers_spend_counter_with_the_ledger(
     stored. A call whose row never arrived shows as spend not recorded."""
     import redis
 
-    from evaluator.spend import RedisSpend
+    from evaluator.sampling.spend import RedisSpend
 
     db = tmp_path / "cost.duckdb"
     stored = [call("gpt", "relevance", 0.02, DAY2), call("gpt", "hallucination", 0.01, DAY2)]

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from evaluator.cli import cli, main
-from evaluator.run_errors import JUDGE_ERRORS_EXIT, RunErrors
+from evaluator.monitoring.run_errors import JUDGE_ERRORS_EXIT, RunErrors
 from evaluator.store import RubricSummary
 from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from evaluator.judges.llm import TRUNCATED_REASON
-from evaluator.records import evaluation_id_for
+from evaluator.core.records import evaluation_id_for
 from evaluator.rubrics import RubricRegistry
-from evaluator.runner import run_embedded
-from evaluator.settings import PROJECT_ROOT, Settings
+from evaluator.worker.embedded import run_embedded
+from evaluator.core.settings import PROJECT_ROOT, Settings
 from evaluator.store import Store
 from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer

@@ -11,17 +11,18 @@ from typing import Any
 
 import pytest
 
-from evaluator.errors import ConfigError
-from evaluator.judge_config import JudgeConfig
+from evaluator.core.errors import ConfigError
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.cache import JudgeCache
 from evaluator.judges.factory import build_judge, load_judge
 from evaluator.judges.panel import PanelJudge
 from evaluator.judges.runtime import JudgeRuntime
-from evaluator.pipeline import WorkItem, evaluate_batch
-from evaluator.records import Trace
-from evaluator.report import database_report
+from evaluator.sampling.policy import WorkItem
+from evaluator.worker.pipeline import evaluate_batch
+from evaluator.core.records import Trace
+from evaluator.monitoring.report import database_report
 from evaluator.rubrics import RenderedPrompt, Rubric
-from evaluator.sampling import SampleDecision
+from evaluator.sampling.policy import SampleDecision
 from evaluator.store import Store
 from tests.support import openai_server
 from tests.support.judging import (

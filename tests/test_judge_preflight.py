@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evaluator.errors import JudgeUnavailableError
-from evaluator.judge_config import JudgeConfig
+from evaluator.core.errors import JudgeUnavailableError
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.llm import LLMJudge
 from evaluator.judges.preflight import preflight
 from evaluator.judges.runtime import JudgeRuntime

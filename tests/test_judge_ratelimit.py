@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.judge_config import JudgeLimits
+from evaluator.judges.config import JudgeLimits
 from evaluator.judges.llm import LLMJudge
 from evaluator.judges.ratelimit import LocalRateLimiter, Rate, RedisRateLimiter, rates_for
 from evaluator.judges.redis_clients import LoopRedis
@@ -118,7 +118,7 @@ def test_a_judge_waits_for_its_local_limit(monkeypatch: pytest.MonkeyPatch) -> N
 
 WORKER = """
 import asyncio, json, sys
-from evaluator.judge_config import JudgeConfig
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.llm import LLMJudge
 from evaluator.judges.runtime import JudgeRuntime
 from tests.support.judging import RUBRIC, TRACE, prompt

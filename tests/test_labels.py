@@ -13,12 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from evaluator.cli import cli
-from evaluator.errors import DatasetError
-from evaluator.label_files import csv_safe, csv_unescape
-from evaluator.labels import EXPORT_COLUMNS, export_batch, import_labels, label_id_for
-from evaluator.records import Evaluation, Trace
+from evaluator.core.errors import DatasetError
+from evaluator.humans.label_files import csv_safe, csv_unescape
+from evaluator.humans.labels import EXPORT_COLUMNS, export_batch, import_labels, label_id_for
+from evaluator.core.records import Evaluation, Trace
 from evaluator.rubrics import RubricRegistry
-from evaluator.settings import PROJECT_ROOT
+from evaluator.core.settings import PROJECT_ROOT
 from evaluator.store import Store, StoredTrace
 
 REGISTRY = RubricRegistry.load(PROJECT_ROOT / "rubrics")

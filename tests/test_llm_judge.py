@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from evaluator.errors import ConfigError
-from evaluator.judge_config import JudgeConfig
+from evaluator.core.errors import ConfigError
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.factory import build_judge, load_judge
 from evaluator.judges.llm import TRUNCATED_REASON, LLMJudge

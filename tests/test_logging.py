@@ -14,17 +14,18 @@ import sys
 
 import pytest
 
-from evaluator.errors import ConfigError
+from evaluator.core.errors import ConfigError
 from evaluator.judges.base import JudgeVerdict
-from evaluator.logging_setup import (
+from evaluator.core.logging_setup import (
     CHATTY_LIBRARY_LOGGERS, JsonLinesFormatter, build_handler, configure_logging, evaluation_context,
     resolve_level,
 )
-from evaluator.pipeline import WorkItem, evaluate_items
-from evaluator.records import Trace
+from evaluator.sampling.policy import WorkItem
+from evaluator.worker.pipeline import evaluate_items
+from evaluator.core.records import Trace
 from evaluator.rubrics import RubricRegistry
-from evaluator.sampling import SampleDecision
-from evaluator.settings import Settings
+from evaluator.sampling.policy import SampleDecision
+from evaluator.core.settings import Settings
 
 
 class TTYStream(io.StringIO):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from evaluator.runner import run_embedded
+from evaluator.worker.embedded import run_embedded
 from evaluator.store import Store
 
 EMAIL = "jane.doe@example.com"

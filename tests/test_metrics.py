@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from evaluator.metrics import EvaluatorMetrics, ExporterStatsCollector, metrics, start_metrics_server
-from evaluator.records import utcnow
+from evaluator.worker.metrics import EvaluatorMetrics, ExporterStatsCollector, metrics, start_metrics_server
+from evaluator.core.records import utcnow
 from evaluator.rubrics import RubricRegistry
-from evaluator.settings import Settings
+from evaluator.core.settings import Settings
 from evaluator.worker.actors import WorkerContext, process_message, work_message
 from evaluator.worker.channel import InMemoryChannel
 from evaluator.worker.messages import ResultBatch

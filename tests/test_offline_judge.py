@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluator.judge_config import JudgeConfig
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.offline import REASONING_PREFIX, OfflineJudge, nearest_label
-from evaluator.records import Trace, parse_trace
+from evaluator.core.records import Trace, parse_trace
 from evaluator.rubrics import RenderedPrompt, Rubric
 
 LABELS = {
@@ -141,7 +141,7 @@ def test_rubrics_check_with_the_offline_judge_warns_it_does_not_read_rubric_text
     from click.testing import CliRunner
 
     from evaluator.cli import cli
-    from evaluator.settings import PROJECT_ROOT
+    from evaluator.core.settings import PROJECT_ROOT
 
     rubrics = tmp_path / "rubrics"
     shutil.copytree(PROJECT_ROOT / "rubrics", rubrics)

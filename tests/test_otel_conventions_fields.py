@@ -11,7 +11,7 @@ import json
 import pytest
 from opentelemetry.trace import Status, StatusCode
 
-from evaluator.otel.normalize import normalize_spans
+from evaluator.ingest.otel.normalize import normalize_spans
 from tests.support.otel_capture import Capture
 
 ANSWER_JSON = '{"result": "42", "explanation": "six times seven"}'
@@ -193,8 +193,8 @@ def test_logfire_streamed_answer_has_the_stream_duration_as_latency(capture):
 
 def test_logfire_stream_request_span_alone_is_not_a_dead_letter(capture, tmp_path):
     """Its answer is in the log span's trace: the exporter ignores it, the file reader skips it."""
-    from evaluator.otel.conventions import is_genai_span
-    from evaluator.otel.otlp_json import read_otlp_json_traces
+    from evaluator.ingest.otel.conventions import is_genai_span
+    from evaluator.ingest.otel.otlp_json import read_otlp_json_traces
 
     _logfire_stream(capture)
     request_span = next(s for s in capture.records() if s.name.startswith("Chat Completion"))

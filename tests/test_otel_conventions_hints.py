@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from evaluator.errors import InvalidTraceError
-from evaluator.otel.normalize import normalize_spans
-from evaluator.otel.otlp_json import read_otlp_json_traces
-from evaluator.records import DeadLetter
+from evaluator.core.errors import InvalidTraceError
+from evaluator.ingest.otel.normalize import normalize_spans
+from evaluator.ingest.otel.otlp_json import read_otlp_json_traces
+from evaluator.core.records import DeadLetter
 from tests.support.otel_capture import Capture
 
 OFFICIAL = "opentelemetry.instrumentation.openai_v2"

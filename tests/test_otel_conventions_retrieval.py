@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from evaluator.otel.normalize import normalize_spans
-from evaluator.otel.otlp_json import read_otlp_json_traces
+from evaluator.ingest.otel.normalize import normalize_spans
+from evaluator.ingest.otel.otlp_json import read_otlp_json_traces
 from tests.support.otel_capture import Capture
 
 UTIL_GENAI = "opentelemetry.util.genai.handler"
@@ -115,11 +115,12 @@ def test_other_openllmetry_tasks_are_not_context(capture):
 def test_faithfulness_skip_reason_names_the_retrieval_span(capture):
     from pathlib import Path
 
-    from evaluator.judge_config import JudgeConfig
+    from evaluator.judges.config import JudgeConfig
     from evaluator.judges.offline import OfflineJudge
-    from evaluator.pipeline import WorkItem, evaluate_rubric
+    from evaluator.sampling.policy import WorkItem
+    from evaluator.worker.pipeline import evaluate_rubric
     from evaluator.rubrics import load_rubric
-    from evaluator.sampling import SamplingPolicy, decide
+    from evaluator.sampling.policy import SamplingPolicy, decide
 
     _rag(capture, UTIL_GENAI, retrieval_kb)
     trace = normalize_spans(capture.records())

@@ -25,9 +25,9 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Status, StatusCode
 
-from evaluator.otel import EvaluatorSpanExporter
-from evaluator.records import Trace
-from evaluator.sampling import SamplingPolicy, trace_fraction
+from evaluator.ingest.otel import EvaluatorSpanExporter
+from evaluator.core.records import Trace
+from evaluator.sampling.policy import SamplingPolicy, trace_fraction
 
 ROOT = Path(__file__).resolve().parent.parent
 EVERYTHING = SamplingPolicy(rate=1.0)
@@ -180,7 +180,7 @@ def test_invalid_llm_traces_are_counted_and_foreign_traces_ignored(caplog):
     sink = Collect()
     exporter = EvaluatorSpanExporter(sink=sink, policy=EVERYTHING, mask=keep)
     provider, tracer = tracer_for(exporter)
-    with caplog.at_level(logging.WARNING, logger="evaluator.otel.exporter"):
+    with caplog.at_level(logging.WARNING, logger="evaluator.ingest.otel.exporter"):
         with tracer.start_as_current_span("chat") as span:
             span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"})
         with tracer.start_as_current_span("GET /health"):
@@ -250,7 +250,7 @@ def test_dead_redis_costs_the_app_nothing_but_dropped_traces(caplog):
     exporter = EvaluatorSpanExporter("redis://127.0.0.1:1/0", policy=EVERYTHING, mask=keep)
     provider, tracer = tracer_for(exporter)
     started = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="evaluator.otel.exporter"):
+    with caplog.at_level(logging.WARNING, logger="evaluator.ingest.otel.exporter"):
         for _ in range(50):
             chat(tracer)
         with tracer.start_as_current_span("chat") as span:
@@ -320,8 +320,8 @@ _SAMPLING_SCRIPT = """
 import json, sys
 sys.path.insert(0, {tests!r})
 from test_otel_exporter import Collect, SequentialIds, chat, keep, tracer_for
-from evaluator.otel import EvaluatorSpanExporter
-from evaluator.sampling import SamplingPolicy
+from evaluator.ingest.otel import EvaluatorSpanExporter
+from evaluator.sampling.policy import SamplingPolicy
 sink = Collect()
 exporter = EvaluatorSpanExporter(sink=sink, policy=SamplingPolicy(rate=0.1), mask=keep)
 provider, tracer = tracer_for(exporter, batch=True, ids=SequentialIds())
@@ -437,7 +437,7 @@ def test_traces_whose_spans_never_arrived_are_counted_incomplete():
 def test_the_recommended_processor_delivers_a_burst_whole():
     """The SDK's defaults drop spans once 2,048 wait ("Queue full"); with the settings of
     evaluator_span_processor a 6,000-span burst reaches the exporter whole."""
-    from evaluator.otel import evaluator_span_processor
+    from evaluator.ingest.otel import evaluator_span_processor
 
     exporter = EvaluatorSpanExporter(sink=Collect(), policy=SamplingPolicy(rate=0.1), mask=keep)
     provider = TracerProvider()
@@ -482,7 +482,7 @@ def hung_redis_url():
 def test_shutdown_takes_at_most_the_timeout_when_redis_hangs(hung_redis_url, processor):
     """App exit with a Redis that never answers: one command timeout (2 s by default), not one
     per command or per Redis client (was 15-30 s)."""
-    from evaluator.otel import evaluator_span_processor
+    from evaluator.ingest.otel import evaluator_span_processor
 
     exporter = EvaluatorSpanExporter(hung_redis_url, policy=EVERYTHING, mask=keep)
     provider = TracerProvider()

@@ -19,11 +19,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from evaluator.errors import InvalidTraceError
-from evaluator.otel.normalize import feedback_of, normalize_spans
-from evaluator.otel.otlp_json import read_otlp_json_traces, read_traces
-from evaluator.otel.spans import SpanRecord, from_readable_span
-from evaluator.records import DeadLetter, Trace
+from evaluator.core.errors import InvalidTraceError
+from evaluator.ingest.otel.normalize import feedback_of, normalize_spans
+from evaluator.ingest.otel.otlp_json import read_otlp_json_traces, read_traces
+from evaluator.ingest.otel.spans import SpanRecord, from_readable_span
+from evaluator.core.records import DeadLetter, Trace
 
 
 @pytest.fixture

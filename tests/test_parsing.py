@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluator.errors import VerdictParseError
-from evaluator.parsing import ParsedVerdict, canonical_label, parse_verdict
+from evaluator.core.errors import VerdictParseError
+from evaluator.judges.parsing import ParsedVerdict, canonical_label, parse_verdict
 
 HALLUCINATION = ("factual", "hallucinated")
 FAITHFULNESS = ("faithful", "mostly_faithful", "partially_faithful", "unfaithful")

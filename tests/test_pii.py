@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evaluator.errors import ConfigError
+from evaluator.core.errors import ConfigError
 from evaluator.pii import ALL_KINDS, PiiConfig, PiiMasker, PiiMatch, resolve_overlaps
-from evaluator.records import Message, Trace, canonical_json, sha256_hex
+from evaluator.core.records import Message, Trace, canonical_json, sha256_hex
 
 DATA = Path(__file__).parent / "data"
 MIN_RECALL = 0.99

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluator.errors import InvalidTraceError
-from evaluator.records import (
+from evaluator.core.errors import InvalidTraceError
+from evaluator.core.records import (
     MAX_TEXT_CHARS,
     DeadLetter,
     Evaluation,

@@ -21,9 +21,9 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 
-from evaluator.ingest import collect_work
-from evaluator.sampling import SamplingPolicy
-from evaluator.settings import Settings
+from evaluator.ingest.files import collect_work
+from evaluator.sampling.policy import SamplingPolicy
+from evaluator.core.settings import Settings
 from evaluator.worker.broker import build_broker, build_producer_broker
 from evaluator.worker.heartbeat import Sweeper
 from evaluator.worker.messages import QUEUE_NAME

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from evaluator.records import Evaluation
-from evaluator.settings import Settings
+from evaluator.core.records import Evaluation
+from evaluator.core.settings import Settings
 from evaluator.store import Store
 from evaluator.worker.channel import RedisStreamChannel
 from evaluator.worker.messages import ResultBatch

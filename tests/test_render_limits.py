@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from evaluator.records import MAX_TEXT_CHARS, parse_trace
+from evaluator.core.records import MAX_TEXT_CHARS, parse_trace
 from evaluator.rubrics import MAX_PROMPT_CHARS, RubricRegistry, render
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.datasets import DatasetItem, content_hash, write_dataset
-from evaluator.errors import ConfigError
-from evaluator.replay import replay_trace_id, resume_replay, start_replay
-from evaluator.settings import Settings
+from evaluator.regression.datasets import DatasetItem, content_hash, write_dataset
+from evaluator.core.errors import ConfigError
+from evaluator.regression.replay import replay_trace_id, resume_replay, start_replay
+from evaluator.core.settings import Settings
 from evaluator.store import Store
 from evaluator.store.replay_queries import item_counts
 from tests.support.openai_server import OpenAIServer
@@ -307,7 +307,7 @@ RAW_PII = ("jane.doe@example.com", "123-45-6789", "4111 1111 1111 1111")
 @pytest.mark.parametrize("judge_sees", ["masked", "raw"])
 def test_target_outputs_are_masked_like_any_trace(dataset: Path, tmp_path: Path, monkeypatch,
                                                   settings: Settings, judge_sees: str):
-    import evaluator.replay as replay
+    import evaluator.regression.replay as replay
 
     monkeypatch.setenv("EVALUATOR_PII_JUDGE_SEES", judge_sees)
     judged: list[str] = []

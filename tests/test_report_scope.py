@@ -2,8 +2,8 @@
 
 import pytest
 
-from evaluator.errors import ConfigError, StoreError
-from evaluator.records import Evaluation
+from evaluator.core.errors import ConfigError, StoreError
+from evaluator.core.records import Evaluation
 from evaluator.store import Scope, Store
 
 

@@ -18,14 +18,14 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from evaluator.budget import BUDGET_EXHAUSTED, RunBudget
-from evaluator.errors import ConfigError
+from evaluator.judges.budget import BUDGET_EXHAUSTED, RunBudget
+from evaluator.core.errors import ConfigError
 from evaluator.judges.base import JudgeVerdict
-from evaluator.otel import EvaluatorSpanExporter
-from evaluator.pipeline import WorkItem
-from evaluator.records import MAX_TEXT_CHARS, max_text_chars, parse_trace
+from evaluator.ingest.otel import EvaluatorSpanExporter
+from evaluator.sampling.policy import WorkItem
+from evaluator.core.records import MAX_TEXT_CHARS, max_text_chars, parse_trace
 from evaluator.rubrics import RubricRegistry, render
-from evaluator.sampling import SampleDecision, SamplingPolicy
+from evaluator.sampling.policy import SampleDecision, SamplingPolicy
 from evaluator.store import Store
 from evaluator.worker.messages import decode_items, encode_items
 from tests.support.figures import record
@@ -182,8 +182,8 @@ def test_run_with_max_cost_skips_the_rest_with_a_reason(tmp_path):
 
 
 def test_replay_with_max_cost(tmp_path, monkeypatch):
-    from evaluator.replay import start_replay
-    from evaluator.settings import Settings
+    from evaluator.regression.replay import start_replay
+    from evaluator.core.settings import Settings
 
     dataset = tmp_path / "items.jsonl"
     dataset.write_text("".join(json.dumps({"id": f"item-{i}", "input": "What is the refund window?",

@@ -3,7 +3,7 @@
 import pytest
 
 from evaluator.judges.ledger import JudgeCall
-from evaluator.records import DeadLetter, Evaluation, parse_trace
+from evaluator.core.records import DeadLetter, Evaluation, parse_trace
 from evaluator.store import StoredTrace
 from evaluator.worker.messages import ResultBatch
 

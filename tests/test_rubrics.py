@@ -12,8 +12,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluator.errors import RubricError, RubricLockError
-from evaluator.records import MAX_TEXT_CHARS, Trace, parse_trace
+from evaluator.core.errors import RubricError, RubricLockError
+from evaluator.core.records import MAX_TEXT_CHARS, Trace, parse_trace
 from evaluator.rubrics import (
     LOCK_FILE_NAME,
     RubricRegistry,

@@ -4,9 +4,9 @@ import uuid
 
 import pytest
 
-from evaluator.errors import ConfigError
-from evaluator.records import parse_trace
-from evaluator.sampling import SamplingPolicy, decide, trace_fraction
+from evaluator.core.errors import ConfigError
+from evaluator.core.records import parse_trace
+from evaluator.sampling.policy import SamplingPolicy, decide, trace_fraction
 
 
 def _trace(**fields):
@@ -44,7 +44,7 @@ def test_rate_out_of_range_is_a_config_error():
 def test_decisions_agree_across_processes():
     ids = [f"trace-{i}" for i in range(2000)]
     code = (
-        "import sys; from evaluator.sampling import trace_fraction;"
+        "import sys; from evaluator.sampling.policy import trace_fraction;"
         "print(''.join('1' if trace_fraction(l.strip()) < 0.1 else '0' for l in sys.stdin))"
     )
     other = subprocess.run([sys.executable, "-c", code], input="\n".join(ids), text=True,
@@ -54,7 +54,7 @@ def test_decisions_agree_across_processes():
 
 
 def test_segment_rates_override_the_base_rate_first_match_wins():
-    from evaluator.sampling import SegmentRate
+    from evaluator.sampling.policy import SegmentRate
 
     policy = SamplingPolicy(rate=0.10, segment_rates=(
         SegmentRate("model", "gpt-4o", 0.0), SegmentRate("route", "/checkout", 1.0),
@@ -69,7 +69,7 @@ def test_segment_rates_override_the_base_rate_first_match_wins():
 
 
 def test_attribute_rules_always_evaluate_with_a_named_reason():
-    from evaluator.sampling import AttributeRule
+    from evaluator.sampling.policy import AttributeRule
 
     policy = SamplingPolicy(rate=0.0, always_when=(AttributeRule("tier", "enterprise"),
                                                    AttributeRule("tag", "canary"),
@@ -82,7 +82,7 @@ def test_attribute_rules_always_evaluate_with_a_named_reason():
 
 
 def test_sampling_config_file_is_validated_data(tmp_path):
-    from evaluator.sampling_config import sampling_policy
+    from evaluator.sampling.config import sampling_policy
 
     config = tmp_path / "sampling.yaml"
     config.write_text("segments:\n  - {field: model, value: gpt-4o, rate: 0.05}\n"
@@ -101,7 +101,7 @@ def test_sampling_config_file_is_validated_data(tmp_path):
 def test_evaluator_run_applies_the_sampling_config(tmp_path, monkeypatch):
     import json
 
-    from evaluator.runner import run_embedded
+    from evaluator.worker.embedded import run_embedded
 
     config = tmp_path / "sampling.yaml"
     config.write_text("always_when:\n  - {key: tag, value: canary}\n", encoding="utf-8")
@@ -153,7 +153,7 @@ def test_always_evaluate_traces_go_to_every_rubric_with_weight_one():
 
 
 def test_rubric_segments_and_rubric_rates_resolve_in_order():
-    from evaluator.sampling import SegmentRate
+    from evaluator.sampling.policy import SegmentRate
 
     policy = SamplingPolicy(
         rate=0.10, rubric_rates={"hallucination": 0.30},
@@ -179,7 +179,7 @@ def test_equal_rates_need_no_per_rubric_decision():
 
 
 def test_rubric_rates_survive_the_work_message():
-    from evaluator.pipeline import WorkItem
+    from evaluator.sampling.policy import WorkItem
     from evaluator.worker.messages import decode_items, encode_items
 
     policy = SamplingPolicy(rate=0.10, rubric_rates={"hallucination": 1.0})
@@ -198,9 +198,10 @@ def test_pipeline_stores_a_skipped_row_for_rubrics_that_did_not_sample_the_trace
     import asyncio
 
     from evaluator.judges.factory import load_judge
-    from evaluator.pipeline import WorkItem, evaluate_items
+    from evaluator.sampling.policy import WorkItem
+    from evaluator.worker.pipeline import evaluate_items
     from evaluator.rubrics import RubricRegistry
-    from evaluator.settings import Settings
+    from evaluator.core.settings import Settings
 
     rubrics = RubricRegistry.load(Settings.from_env().rubrics_dir).latest()
     policy = SamplingPolicy(rate=0.05, rubric_rates={"hallucination": 1.0})

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from evaluator.agreement.from_store import store_agreement
-from evaluator.alerts import check_alerts
+from evaluator.humans.agreement.from_store import store_agreement
+from evaluator.monitoring.alerts import check_alerts
 from evaluator.cli import cli
 from evaluator.judges.ledger import JudgeCall
-from evaluator.metrics import metrics
-from evaluator.records import utcnow
+from evaluator.worker.metrics import metrics
+from evaluator.core.records import utcnow
 from evaluator.rubrics import RubricRegistry
-from evaluator.settings import PROJECT_ROOT
+from evaluator.core.settings import PROJECT_ROOT
 from evaluator.store import Store
 from tests.support.alert_streams import RecordingSink, config
 

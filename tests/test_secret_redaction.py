@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evaluator.judge_config import JudgeConfig
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.llm import LLMJudge
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.pii.redact import REDACTED, redact_secret

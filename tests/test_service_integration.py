@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.ingest import collect_work
-from evaluator.sampling import SamplingPolicy
+from evaluator.ingest.files import collect_work
+from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
 from evaluator.worker.broker import build_producer_broker
 from evaluator.worker.service import enqueue

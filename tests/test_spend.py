@@ -12,11 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from evaluator.judges.ledger import JudgeCall
-from evaluator.records import parse_trace
+from evaluator.core.records import parse_trace
 from evaluator.rubrics import RubricRegistry
-from evaluator.sampling import SamplingPolicy, decide
-from evaluator.settings import Settings
-from evaluator.spend import (
+from evaluator.sampling.policy import SamplingPolicy, decide
+from evaluator.core.settings import Settings
+from evaluator.sampling.spend import (
     BudgetPacer,
     InMemorySpend,
     LedgerSpend,
@@ -172,7 +172,7 @@ def priced_judge(tmp_path, monkeypatch):
 def test_worker_spend_in_redis_paces_the_span_exporter(redis_url, priced_judge):
     """A worker judges through the real client and adds the cost to Redis; an exporter with a
     daily budget of exactly that spend then sends no random sample, but still every error."""
-    from evaluator.otel import EvaluatorSpanExporter
+    from evaluator.ingest.otel import EvaluatorSpanExporter
     from evaluator.worker.actors import WorkerContext, process_message, work_message
     from evaluator.worker.channel import InMemoryChannel
     from tests.test_otel_exporter import Collect, chat, keep, tracer_for
@@ -209,7 +209,7 @@ def test_service_mode_exporter_reads_the_shared_counter(redis_url):
     """In service mode the exporter finds the workers' counter by itself."""
     import redis
 
-    from evaluator.otel import EvaluatorSpanExporter
+    from evaluator.ingest.otel import EvaluatorSpanExporter
     from tests.test_otel_exporter import chat, keep, tracer_for
 
     RedisSpend.from_url(redis_url).record([_call(2.0, datetime.now(timezone.utc))])
@@ -241,7 +241,7 @@ def test_embedded_runs_pace_to_todays_spend_in_the_ledger(tmp_path, priced_judge
     from click.testing import CliRunner
 
     from evaluator.cli import cli
-    from evaluator.runner import run_embedded
+    from evaluator.worker.embedded import run_embedded
 
     traces, db = tmp_path / "traces.jsonl", tmp_path / "budget.duckdb"
     _write_traces(traces, 30, errors=3)
@@ -270,8 +270,8 @@ def test_embedded_runs_pace_to_todays_spend_in_the_ledger(tmp_path, priced_judge
 
 
 def test_negative_budget_is_refused(monkeypatch):
-    from evaluator.errors import ConfigError
-    from evaluator.sampling_config import sampling_policy
+    from evaluator.core.errors import ConfigError
+    from evaluator.sampling.config import sampling_policy
 
     monkeypatch.setenv("EVALUATOR_DAILY_BUDGET_USD", "-1")
     with pytest.raises(ConfigError, match="0 or more USD"):

@@ -2,8 +2,8 @@
 
 import json
 
-from evaluator import stage_timing
-from evaluator.stage_timing import ENV, timed
+from evaluator.core import stage_timing
+from evaluator.core.stage_timing import ENV, timed
 
 
 def busy(n: int) -> int:

@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from evaluator.errors import StoreError
-from evaluator.records import DeadLetter, Evaluation, Trace
+from evaluator.core.errors import StoreError
+from evaluator.core.records import DeadLetter, Evaluation, Trace
 from evaluator.store import LATEST_VERSION, MIGRATIONS, Migration, Scope, Store, StoredTrace
 from evaluator.store.arrow_batches import DEAD_LETTER_SCHEMA, EVALUATION_SCHEMA, TRACE_SCHEMA
 from evaluator.store.migrations import applied_numbers, apply_migrations
@@ -309,7 +309,7 @@ def test_reports_read_while_a_writer_process_loops(db):
     Store.write_once(db, [make_eval(0)])
     writer = _python(f"""
         import time
-        from evaluator.records import Evaluation
+        from evaluator.core.records import Evaluation
         from evaluator.store import Store
         deadline, n, written = time.monotonic() + 3.0, 1, 1
         while time.monotonic() < deadline:

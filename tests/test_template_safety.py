@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.errors import RubricError
-from evaluator.records import Trace
+from evaluator.core.errors import RubricError
+from evaluator.core.records import Trace
 from evaluator.rubrics import load_rubric, render
 from tests.support.figures import record
 

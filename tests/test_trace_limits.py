@@ -11,14 +11,14 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from evaluator.errors import InvalidTraceError
-from evaluator.ingest import collect_work
-from evaluator.otel import EvaluatorSpanExporter
-from evaluator.records import MAX_DEAD_LETTER_CHARS, DeadLetter, parse_trace
-from evaluator.runner import run_embedded
-from evaluator.sampling import SamplingPolicy
+from evaluator.core.errors import InvalidTraceError
+from evaluator.ingest.files import collect_work
+from evaluator.ingest.otel import EvaluatorSpanExporter
+from evaluator.core.records import MAX_DEAD_LETTER_CHARS, DeadLetter, parse_trace
+from evaluator.worker.embedded import run_embedded
+from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
-from evaluator.trace_limits import (
+from evaluator.core.trace_limits import (
     MAX_LABEL_CHARS, MAX_METADATA_CHARS, MAX_METADATA_DEPTH, MAX_TAG_CHARS, MAX_TAGS,
 )
 from evaluator.worker.messages import ResultBatch, decode_items, encode_items
@@ -132,7 +132,7 @@ def test_the_span_exporter_dead_letters_a_deep_trace_and_delivers_its_neighbours
 
 @pytest.mark.parametrize("depth", [300, 5_000])
 def test_otlp_json_reader_dead_letters_deep_metadata_and_keeps_its_neighbours(tmp_path, depth):
-    from evaluator.otel.otlp_json import read_otlp_json_traces
+    from evaluator.ingest.otel.otlp_json import read_otlp_json_traces
 
     def request(trace_hex: str, metadata: str) -> str:
         attributes = [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},

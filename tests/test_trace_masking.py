@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluator.errors import InvalidTraceError
-from evaluator.otel.delivery import SinkDelivery
+from evaluator.core.errors import InvalidTraceError
+from evaluator.ingest.otel.delivery import SinkDelivery
 from evaluator.pii import PiiConfig, PiiMasker
-from evaluator.records import canonical_json, parse_trace
-from evaluator.runner import run_embedded
+from evaluator.core.records import canonical_json, parse_trace
+from evaluator.worker.embedded import run_embedded
 from evaluator.store import Store
 
 EMAIL, PHONE, SSN, IP = "jane.doe@example.com", "+1 415 555 0134", "078-05-1120", "203.0.113.9"
@@ -148,7 +148,7 @@ def test_run_stores_no_raw_pii_anywhere(tmp_path):
 
 @pytest.mark.parametrize("judge_sees", ["masked", "raw"])
 def test_debug_logs_carry_no_raw_payload(tmp_path, monkeypatch, judge_sees):
-    from evaluator.logging_setup import configure_logging
+    from evaluator.core.logging_setup import configure_logging
 
     monkeypatch.setenv("EVALUATOR_PII_JUDGE_SEES", judge_sees)
 
@@ -182,8 +182,8 @@ def test_span_exporter_dead_letters_a_pii_session_id_and_masks_what_it_keeps():
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    from evaluator.otel import EvaluatorSpanExporter
-    from evaluator.sampling import SamplingPolicy
+    from evaluator.ingest.otel import EvaluatorSpanExporter
+    from evaluator.sampling.policy import SamplingPolicy
 
     exporter = EvaluatorSpanExporter(sink=lambda items: None, policy=SamplingPolicy(rate=1.0))
     kept = exporter._delivery = _KeepDeadLetters()

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evaluator.ingest import DEAD_LETTER_CHUNK, DEAD_LETTER_CHUNK_CHARS, REUSED_ID, stream_work
-from evaluator.records import MAX_DEAD_LETTER_CHARS
-from evaluator.runner import run_embedded
-from evaluator.sampling import SamplingPolicy
+from evaluator.ingest.files import DEAD_LETTER_CHUNK, DEAD_LETTER_CHUNK_CHARS, REUSED_ID, stream_work
+from evaluator.core.records import MAX_DEAD_LETTER_CHARS
+from evaluator.worker.embedded import run_embedded
+from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
 
 
@@ -60,12 +60,12 @@ def test_invalid_lines_leave_in_bounded_chunks_as_they_are_read(tmp_path):
 def test_a_run_that_fails_midway_is_not_left_running(tmp_path, monkeypatch):
     import pytest
 
-    import evaluator.runner
+    import evaluator.worker.embedded
 
     def broken(*args, **kwargs):
         raise RuntimeError("the disk went away")
 
-    monkeypatch.setattr(evaluator.runner, "stream_work", broken)
+    monkeypatch.setattr(evaluator.worker.embedded, "stream_work", broken)
     db = tmp_path / "failed.duckdb"
     with pytest.raises(RuntimeError):
         run_embedded(_write(tmp_path / "t.jsonl", [{"trace_id": "t", "output": "a"}]), db,

@@ -18,8 +18,8 @@ import json
 
 import pytest
 
-from evaluator.errors import VerdictParseError
-from evaluator.parsing import parse_verdict
+from evaluator.core.errors import VerdictParseError
+from evaluator.judges.parsing import parse_verdict
 
 LABELS = ("factual", "hallucinated")
 R = "The answer names a date the context does not give."

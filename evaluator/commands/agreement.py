@@ -12,7 +12,7 @@ DEFAULT_N_BOOT = 1000
 
 
 def _settings():
-    from evaluator.settings import Settings
+    from evaluator.core.settings import Settings
 
     return Settings.from_env()
 
@@ -135,7 +135,7 @@ def _print_collapsed(console, mapping: dict[str, str]) -> None:
 
 
 def _print_file_report(data: dict[str, Any]) -> None:
-    from evaluator.report import console as make_console
+    from evaluator.monitoring.report import console as make_console
 
     console = make_console()
     report = data["agreement"]
@@ -152,8 +152,8 @@ def _print_file_report(data: dict[str, Any]) -> None:
 
 
 def _collapse_option(ctx, param, specs: tuple[str, ...]) -> dict[str, str]:
-    from evaluator.agreement.collapse import parse_collapse
-    from evaluator.agreement.stats import AgreementError
+    from evaluator.humans.agreement.collapse import parse_collapse
+    from evaluator.humans.agreement.stats import AgreementError
 
     try:
         return parse_collapse(specs)
@@ -192,7 +192,7 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
                                    "--judge and --db")
         if not column_a or not column_b:
             raise click.UsageError("--file needs --a COLUMN and --b COLUMN")
-        from evaluator.agreement.from_file import file_agreement
+        from evaluator.humans.agreement.from_file import file_agreement
 
         order = [label.strip() for label in labels_order.split(",")] if labels_order else None
         data = file_agreement(file, column_a, column_b, fmt=fmt, labels_order=order,
@@ -204,7 +204,7 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
         return
     if column_a or column_b or labels_order or fmt:
         raise click.UsageError("--a, --b, --format and --labels-order go with --file")
-    from evaluator.agreement.from_store import store_agreement
+    from evaluator.humans.agreement.from_store import store_agreement
     from evaluator.rubrics import RubricRegistry
     from evaluator.store import Store
 
@@ -216,7 +216,7 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
     if as_json:
         _echo_json(data)
         return
-    from evaluator.report import console as make_console
+    from evaluator.monitoring.report import console as make_console
 
     console = make_console()
     console.print(_summary_table(data["groups"]))
@@ -252,7 +252,7 @@ def rubrics_check(ctx, ref, golden, against, judge, max_kappa_drop, max_flip_rat
     """May REF (NAME@vN) replace the current version? Replays the golden items with both and
     exits 0 (pass), 1 (kappa drops or labels flip past the limits) or 2 (cannot decide)."""
     from evaluator.judges.factory import load_judge
-    from evaluator.promotion import check_promotion, current_version
+    from evaluator.humans.promotion import check_promotion, current_version
     from evaluator.rubrics import RubricRegistry
 
     settings = _settings()

@@ -10,7 +10,7 @@ import click
 
 
 def _db(db: Path | None) -> Path:
-    from evaluator.settings import Settings
+    from evaluator.core.settings import Settings
 
     return db or Settings.from_env().db_path
 
@@ -46,7 +46,7 @@ def check(db, config_file, at, as_json, fail_on_firing) -> None:
     """Evaluate every rule once, record and notify what fired or resolved.
 
     Exits with 2 when a rule could not be checked (the other rules still ran and notified)."""
-    from evaluator.alerts import check_alerts, load_alert_config
+    from evaluator.monitoring.alerts import check_alerts, load_alert_config
 
     report = check_alerts(_db(db), load_alert_config(config_file), now=_parse_time(at))
     if as_json:
@@ -63,7 +63,7 @@ def _print_results(report) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from evaluator.report import console
+    from evaluator.monitoring.report import console
 
     table = Table(title=f"Alert rules at {report.checked_at:%Y-%m-%d %H:%M:%S %Z}",
                   title_justify="left")
@@ -95,7 +95,7 @@ def _print_results(report) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_alerts(db, state, limit, as_json) -> None:
     """Stored alerts, newest first (works while the sink is writing)."""
-    from evaluator.alerts.state import latest_alerts
+    from evaluator.monitoring.alerts.state import latest_alerts
     from evaluator.store import Store
 
     with Store(_db(db), read_only=True) as store:

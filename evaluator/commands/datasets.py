@@ -11,13 +11,13 @@ SHOWN_ITEMS = 5
 
 
 def _settings():
-    from evaluator.settings import Settings
+    from evaluator.core.settings import Settings
 
     return Settings.from_env()
 
 
 def _console():
-    from evaluator.report import console
+    from evaluator.monitoring.report import console
 
     return console()
 
@@ -43,7 +43,7 @@ def datasets() -> None:
 def datasets_build(name, rubric, since, label_source, limit, run_id, all_runs, db, as_json) -> None:
     """Turn failed evaluations of production traffic into dataset items (PII-masked, one per
     distinct input). Rebuilding appends new items and keeps every earlier one."""
-    from evaluator.dataset_build import BuildOptions, build_dataset
+    from evaluator.regression.dataset_build import BuildOptions, build_dataset
     from evaluator.rubrics import RubricRegistry
     from evaluator.store.scope import Scope
 
@@ -74,8 +74,8 @@ def datasets_build(name, rubric, since, label_source, limit, run_id, all_runs, d
 @datasets.command("list")
 def datasets_list() -> None:
     """The datasets with a manifest in the datasets directory."""
-    from evaluator.datasets import list_datasets
-    from evaluator.rich_tables import compact_table
+    from evaluator.regression.datasets import list_datasets
+    from evaluator.core.tables import compact_table
 
     directory = _settings().datasets_dir
     table = compact_table(f"Datasets in {directory}")
@@ -98,7 +98,7 @@ def datasets_show(dataset, shown) -> None:
     """Manifest, label counts and the first items of DATASET (a name or a .jsonl path)."""
     from collections import Counter
 
-    from evaluator.datasets import read_dataset, read_manifest, resolve_dataset
+    from evaluator.regression.datasets import read_dataset, read_manifest, resolve_dataset
 
     path = resolve_dataset(dataset, _settings().datasets_dir)
     items = read_dataset(path)
@@ -126,8 +126,8 @@ def datasets_show(dataset, shown) -> None:
 def datasets_validate(dataset) -> None:
     """Check every line of DATASET (a name or a .jsonl path): JSON, fields, unique ids, expected
     labels on the rubric menus, and the manifest. Lists each problem with its line number."""
-    from evaluator.datasets import check_dataset, resolve_dataset
-    from evaluator.errors import DatasetError
+    from evaluator.regression.datasets import check_dataset, resolve_dataset
+    from evaluator.core.errors import DatasetError
     from evaluator.rubrics import RubricRegistry
 
     settings = _settings()

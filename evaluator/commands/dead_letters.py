@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from evaluator.since import SINCE_HELP
+from evaluator.core.since import SINCE_HELP
 
 
 @click.command("dead-letters")
@@ -22,9 +22,9 @@ from evaluator.since import SINCE_HELP
 def dead_letters(db, since, source, limit, as_json) -> None:
     """Rejected traces (kept, masked, in the store's dead_letters table): how many, the most
     common reasons, and the latest ones with their source line and payload."""
-    from evaluator.dead_letter_report import read_dead_letters
-    from evaluator.settings import Settings
-    from evaluator.since import parse_since
+    from evaluator.monitoring.dead_letters import read_dead_letters
+    from evaluator.core.settings import Settings
+    from evaluator.core.since import parse_since
 
     report = read_dead_letters(db or Settings.from_env().db_path,
                                None if since is None else parse_since(since), source, limit)
@@ -38,8 +38,8 @@ def _print(report) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from evaluator.dead_letter_report import preview
-    from evaluator.report import console as make_console
+    from evaluator.monitoring.dead_letters import preview
+    from evaluator.monitoring.report import console as make_console
 
     console = make_console()
     console.print(report.describe(), markup=False, highlight=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from evaluator.dead_letter_report import preview, top_reason_lines
+from evaluator.monitoring.dead_letters import preview, top_reason_lines
 
 __all__ = ["NO_VALID_TRACE_EXIT", "echo_dead_letter_reasons", "exit_on_no_valid_trace",
            "top_reason_lines"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from evaluator.run_errors import RunErrors
+    from evaluator.monitoring.run_errors import RunErrors
 
 
 def judge_check_options(command):
@@ -32,7 +32,7 @@ def preflight_unless(skip: bool, judge: str, settings) -> None:
 
 def exit_on_judge_errors(ctx: click.Context, errors: RunErrors, max_share: float | None) -> None:
     """Exit JUDGE_ERRORS_EXIT (3), saying why in one line, when too many evaluations errored."""
-    from evaluator.run_errors import JUDGE_ERRORS_EXIT
+    from evaluator.monitoring.run_errors import JUDGE_ERRORS_EXIT
 
     if errors.too_many(max_share):
         click.echo(f"error: {errors.failure(max_share)}", err=True)

@@ -11,7 +11,7 @@ MAX_SHOWN_PROBLEMS = 20
 
 
 def _settings():
-    from evaluator.settings import Settings
+    from evaluator.core.settings import Settings
 
     return Settings.from_env()
 
@@ -33,7 +33,7 @@ def labels_import(file, fmt, replace, db, as_json) -> None:
     """Import FILE (CSV or JSONL): trace_id or item_id, rubric, label and/or score, annotator,
     note. Re-importing a file changes nothing. Every rejected row is listed with its line, and
     exits 1 (the good rows are imported all the same)."""
-    from evaluator.labels import import_labels
+    from evaluator.humans.labels import import_labels
     from evaluator.rubrics import RubricRegistry
     from evaluator.store import Store
 
@@ -76,7 +76,7 @@ def labels_import(file, fmt, replace, db, as_json) -> None:
 def labels_export(rubric_ref, n, out_prefix, judge, seed, skip_labelled, db, as_json) -> None:
     """Write a batch to annotate: every judge failure, traces whose repeated judging disagreed,
     then a sample of passes across their labels; shuffled, without the judge's verdicts."""
-    from evaluator.labels import export_batch
+    from evaluator.humans.labels import export_batch
     from evaluator.rubrics import RubricRegistry
     from evaluator.store import Store
 

@@ -17,7 +17,7 @@ INTERRUPTED_EXIT = 130
 
 
 def _settings():
-    from evaluator.settings import Settings
+    from evaluator.core.settings import Settings
 
     return Settings.from_env()
 
@@ -73,9 +73,9 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
            as_json, no_preflight, max_error_share) -> None:
     """Evaluate every item of DATASET (a name or a .jsonl path) and store the run. Ctrl-C leaves
     a run that `--resume RUN` finishes. Exit 3 when too many evaluations errored."""
-    from evaluator.datasets import resolve_dataset
-    from evaluator.replay import DEFAULT_CONCURRENCY, resume_replay, start_replay
-    from evaluator.run_errors import run_errors
+    from evaluator.regression.datasets import resolve_dataset
+    from evaluator.regression.replay import DEFAULT_CONCURRENCY, resume_replay, start_replay
+    from evaluator.monitoring.run_errors import run_errors
 
     settings = _settings()
     db = db or settings.db_path
@@ -103,7 +103,7 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
         click.echo(json.dumps({**report.to_dict(), "errors": errors.to_dict()}, indent=2,
                               default=str))
     else:
-        from evaluator.report import console, summary_table
+        from evaluator.monitoring.report import console, summary_table
 
         out = console()
         out.print(f"replay [bold]{report.run_id}[/]: {report.done}/{report.total} items "
@@ -155,9 +155,9 @@ def gate(ctx, run_id, baseline, min_pass_rate, max_regression, alpha, min_items,
     """Compare a replay run with a baseline, per rubric: a regression is more pass->fail than
     fail->pass items by the exact one-sided McNemar test at --alpha, or a broken floor. Exit 0
     pass, 1 regression, 2 could not decide (too few items, unfinished run, or an error)."""
-    from evaluator.errors import EvaluatorError
-    from evaluator.gate import GateOptions, GateUndecidedError, evaluate_gate
-    from evaluator.gate_output import gate_junit, gate_markdown, gate_table, write_text
+    from evaluator.core.errors import EvaluatorError
+    from evaluator.regression.gate import GateOptions, GateUndecidedError, evaluate_gate
+    from evaluator.regression.gate_output import gate_junit, gate_markdown, gate_table, write_text
     from evaluator.rubrics import RubricRegistry
 
     settings = _settings()
@@ -177,7 +177,7 @@ def gate(ctx, run_id, baseline, min_pass_rate, max_regression, alpha, min_items,
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:
-        from evaluator.report import console
+        from evaluator.monitoring.report import console
 
         out = console()
         out.print(gate_table(result))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from evaluator.schemas import SCHEMAS
+from evaluator.regression.schemas import SCHEMAS
 
 
 @click.command("schema")
@@ -17,7 +17,7 @@ def schema(name, out) -> None:
     """Print the JSON Schema of NAME: `trace` (a line of a trace JSONL file), `dataset-item`
     (a line of a regression dataset) or `labels` (a row of a label file). docs/schemas/ holds
     all three."""
-    from evaluator.schemas import schema_text
+    from evaluator.regression.schemas import schema_text
 
     text = schema_text(name)
     if out is None:

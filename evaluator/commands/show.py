@@ -23,8 +23,8 @@ def show(trace_id, db, rubric, no_prompt, as_json) -> None:
     label, score, reasoning, rubric version, judge and cost, and the exact prompt the judge
     saw (rendered again and checked against the stored prompt hash)."""
     from evaluator.rubrics import RubricRegistry
-    from evaluator.settings import Settings
-    from evaluator.trace_view import view_trace
+    from evaluator.core.settings import Settings
+    from evaluator.monitoring.trace_view import view_trace
 
     settings = Settings.from_env()
     view = view_trace(db or settings.db_path, trace_id, RubricRegistry.load(settings.rubrics_dir),

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from evaluator.judges.ledger import JudgeCall
-from evaluator.records import Status, Trace
+from evaluator.core.records import Status, Trace
 from evaluator.rubrics import RenderedPrompt, Rubric
 
 

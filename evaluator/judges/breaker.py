@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from enum import Enum
 
-from evaluator.judge_config import JudgeBreaker
+from evaluator.judges.config import JudgeBreaker
 
 log = logging.getLogger(__name__)
 

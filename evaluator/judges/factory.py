@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evaluator.errors import ConfigError
-from evaluator.judge_config import JudgeConfig, load_judge_config
+from evaluator.core.errors import ConfigError
+from evaluator.judges.config import JudgeConfig, load_judge_config
 from evaluator.judges.base import JudgeClient
 from evaluator.judges.runtime import JudgeRuntime
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from evaluator.records import utcnow
+from evaluator.core.records import utcnow
 
 OK, ERROR, CACHED = "ok", "error", "cached"
 """Call statuses: a reply came back (usable or not), the attempt failed, a cache hit."""

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evaluator.errors import ConfigError, VerdictParseError
-from evaluator.judge_config import JudgeConfig
+from evaluator.core.errors import ConfigError, VerdictParseError
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.breaker import CircuitState
 from evaluator.judges.cache import CachedVerdict, cache_key, is_deterministic
@@ -38,8 +38,8 @@ from evaluator.judges.preflight import needs_key
 from evaluator.judges.runtime import JudgeRuntime, default_runtime
 from evaluator.judges.structured import MODES, structured_output_kwargs
 from evaluator.judges.transport import Reply, Transport, build_transport
-from evaluator.parsing import parse_verdict
-from evaluator.records import Trace, canonical_json
+from evaluator.judges.parsing import parse_verdict
+from evaluator.core.records import Trace, canonical_json
 from evaluator.rubrics import RenderedPrompt, Rubric
 
 log = logging.getLogger(__name__)

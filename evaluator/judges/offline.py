@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from evaluator.judge_config import JudgeConfig
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.base import JudgeVerdict
-from evaluator.records import Trace
+from evaluator.core.records import Trace
 from evaluator.rubrics import RenderedPrompt, Rubric
-from evaluator.text_stats import (
+from evaluator.judges.text_stats import (
     Evidence,
     content_stems,
     evidence_from,

@@ -20,7 +20,7 @@ from statistics import fmean
 
 from evaluator.judges.base import JudgeClient, JudgeVerdict
 from evaluator.judges.ledger import totals
-from evaluator.records import Trace, canonical_json, sha256_hex
+from evaluator.core.records import Trace, canonical_json, sha256_hex
 from evaluator.rubrics import RenderedPrompt, Rubric
 
 MAX_REASON_CHARS = 1_000

@@ -17,8 +17,8 @@ import os
 import time
 from pathlib import Path
 
-from evaluator.errors import JudgeUnavailableError
-from evaluator.judge_config import JudgeConfig, load_judge_config
+from evaluator.core.errors import JudgeUnavailableError
+from evaluator.judges.config import JudgeConfig, load_judge_config
 from evaluator.judges.retry import is_retryable, is_timeout
 from evaluator.judges.transport import MalformedReplyError, build_transport
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from evaluator.judge_config import JudgeLimits
+from evaluator.judges.config import JudgeLimits
 from evaluator.judges.redis_clients import LoopRedis
 
 log = logging.getLogger(__name__)

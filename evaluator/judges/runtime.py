@@ -19,8 +19,8 @@ import os
 import threading
 from pathlib import Path
 
-from evaluator.errors import ConfigError
-from evaluator.judge_config import JudgeConfig
+from evaluator.core.errors import ConfigError
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.breaker import CircuitBreaker
 from evaluator.judges.cache import JudgeCache, RedisBackend, SqliteBackend
 from evaluator.judges.ratelimit import (
@@ -49,7 +49,7 @@ class JudgeRuntime:
 
     @classmethod
     def from_env(cls) -> JudgeRuntime:
-        from evaluator.settings import Settings
+        from evaluator.core.settings import Settings
 
         settings = Settings.from_env()
         runtime = cls(settings.redis_url, wait_for_open_circuit=_wait_for_open_circuit)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from evaluator.errors import ConfigError
-from evaluator.judge_config import JudgeConfig
+from evaluator.core.errors import ConfigError
+from evaluator.judges.config import JudgeConfig
 
 
 @dataclass(slots=True)

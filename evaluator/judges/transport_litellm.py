@@ -10,7 +10,7 @@ import os
 from types import ModuleType
 from typing import Any
 
-from evaluator.judge_config import JudgeConfig
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.structured import reply_of
 from evaluator.judges.transport import Reply
 

@@ -18,7 +18,7 @@ import threading
 import weakref
 from typing import Any
 
-from evaluator.judge_config import JudgeConfig
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.model_catalog import openai_model_info
 from evaluator.judges.transport import MalformedReplyError, Reply
 

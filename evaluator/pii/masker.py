@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import phonenumbers
 
-from evaluator.errors import ConfigError, InvalidTraceError
+from evaluator.core.errors import ConfigError, InvalidTraceError
 from evaluator.pii.credentials import find_secrets
 from evaluator.pii.detectors import (
     find_cards,
@@ -35,7 +35,7 @@ from evaluator.pii.detectors import (
 from evaluator.pii.identifiers import find_dates_of_birth, find_national_ids, find_passports
 from evaluator.pii.match import ALL_KINDS, KIND_PRIORITY, KIND_TAGS, PiiMatch
 from evaluator.pii.scan import TextScan
-from evaluator.records import Message, Trace, canonical_json, sha256_hex
+from evaluator.core.records import Message, Trace, canonical_json, sha256_hex
 
 Mode = Literal["off", "mask", "hash"]
 MODES: tuple[Mode, ...] = ("off", "mask", "hash")
@@ -216,7 +216,7 @@ class PiiMasker:
 
     def _mask_json(self, value: Any, seen: Placeholders) -> Any:
         """A JSON value with every string masked, object keys included. Depth is bounded by the
-        trace limits (evaluator.trace_limits), so recursion is safe here."""
+        trace limits (evaluator.core.trace_limits), so recursion is safe here."""
         if isinstance(value, str):
             return self.mask_text(value, seen)
         if isinstance(value, list):

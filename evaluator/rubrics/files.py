@@ -11,8 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from evaluator.errors import RubricError, first_problem
-from evaluator.records import sha256_hex
+from evaluator.core.errors import RubricError, first_problem
+from evaluator.core.records import sha256_hex
 from evaluator.rubrics.model import Rubric
 from evaluator.rubrics.render import _compiled
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from evaluator.records import TRUNCATION_MARK
+from evaluator.core.records import TRUNCATION_MARK
 
 MAX_MESSAGES = 200
 """Messages of a conversation shown to the judge: the latest ones (a template loops over them)."""

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from evaluator.errors import RubricLockError
+from evaluator.core.errors import RubricLockError
 from evaluator.rubrics.files import RubricRegistry
 
 

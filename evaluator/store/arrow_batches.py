@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from evaluator.judges.ledger import JudgeCall
-from evaluator.records import DeadLetter, Evaluation, utcnow
+from evaluator.core.records import DeadLetter, Evaluation, utcnow
 from evaluator.store.models import StoredTrace
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")

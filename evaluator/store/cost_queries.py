@@ -120,7 +120,7 @@ def known_spend_on(conn: duckdb.DuckDBPyConnection, day: date) -> float:
 
 def service_spend_by_day(conn: duckdb.DuckDBPyConnection) -> dict[date, float]:
     """Known spend per UTC day of the calls service-mode workers made (no run id), the ones
-    they also count in Redis (evaluator.spend_check)."""
+    they also count in Redis (evaluator.sampling.spend_check)."""
     rows = conn.execute("SELECT strftime(created_at, '%Y-%m-%d'), coalesce(sum(cost_usd), 0)"
                         " FROM judge_calls WHERE run_id IS NULL GROUP BY ALL").fetchall()
     return {date.fromisoformat(day): float(cost) for day, cost in rows}

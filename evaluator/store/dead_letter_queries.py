@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from evaluator.records import DeadLetter
+from evaluator.core.records import DeadLetter
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from evaluator.errors import StoreError
+from evaluator.core.errors import StoreError
 from evaluator.judges.ledger import JudgeCall
-from evaluator.records import DeadLetter, Evaluation, canonical_json
+from evaluator.core.records import DeadLetter, Evaluation, canonical_json
 from evaluator.store import queries
 from evaluator.store.arrow_batches import (
     dead_letters_table,

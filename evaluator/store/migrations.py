@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import duckdb
 
-from evaluator.errors import StoreError
+from evaluator.core.errors import StoreError
 
 
 class Migration(NamedTuple):

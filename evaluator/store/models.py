@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from evaluator.records import Trace
+from evaluator.core.records import Trace
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 
-from evaluator.records import TERMINAL_STATUSES, Evaluation, Trace
+from evaluator.core.records import TERMINAL_STATUSES, Evaluation, Trace
 from evaluator.store.arrow_batches import EVALUATION_SCHEMA
 from evaluator.store.models import RubricSummary, RunRecord, StoredTrace
 from evaluator.store.scope import Scope

@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from evaluator.records import canonical_json, utcnow
+from evaluator.core.records import canonical_json, utcnow
 from evaluator.store.arrow_batches import TIMESTAMP
 
 PENDING = "pending"

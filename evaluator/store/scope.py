@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import duckdb
 
-from evaluator.errors import ConfigError, StoreError
+from evaluator.core.errors import ConfigError, StoreError
 
 ScopeKind = Literal["production", "run", "all"]
 REPLAY_KIND = "replay"

@@ -12,15 +12,15 @@ from typing import Any
 
 import dramatiq
 
-from evaluator.budget import RunBudget
-from evaluator.errors import EvaluatorError
+from evaluator.judges.budget import RunBudget
+from evaluator.core.errors import EvaluatorError
 from evaluator.judges.base import JudgeClient
-from evaluator.masking import storage_masker
-from evaluator.metrics import metrics
-from evaluator.pipeline import evaluate_batch
-from evaluator.records import DeadLetter, Trace
+from evaluator.pii.masking import storage_masker
+from evaluator.worker.metrics import metrics
+from evaluator.worker.pipeline import evaluate_batch
+from evaluator.core.records import DeadLetter, Trace
 from evaluator.rubrics import Rubric, RubricRegistry
-from evaluator.spend import SpendRecorder
+from evaluator.sampling.spend import SpendRecorder
 from evaluator.store import StoredTrace
 from evaluator.worker.early_results import EarlyResults
 from evaluator.worker.channel import ResultChannel
@@ -43,7 +43,7 @@ class WorkerContext:
     budget: RunBudget | None = None
     """A run's judge budget (`evaluator run --max-cost`): every judge asks it before a call."""
     spend: SpendRecorder | None = None
-    """Where the cost of judge calls is added up per day (the daily budget, evaluator.spend)."""
+    """Where the cost of judge calls is added up per day (the daily budget, evaluator.sampling.spend)."""
     _judges: dict[str, JudgeClient] = field(default_factory=dict)
 
     def judge(self, name: str) -> JudgeClient:

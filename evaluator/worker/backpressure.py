@@ -18,9 +18,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from evaluator.errors import BrokerError
-from evaluator.records import Trace
-from evaluator.sampling import SampleDecision, SamplingPolicy, ScaledPolicies, decide
+from evaluator.core.errors import BrokerError
+from evaluator.core.records import Trace
+from evaluator.sampling.policy import SampleDecision, SamplingPolicy, ScaledPolicies, decide
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware.asyncio import AsyncIO
 
-from evaluator.errors import BrokerError
+from evaluator.core.errors import BrokerError
 
 
 def redis_client(url: str, timeout_s: float = 30.0):

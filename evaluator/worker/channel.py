@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from evaluator.errors import BrokerError
-from evaluator.stage_timing import timed
+from evaluator.core.errors import BrokerError
+from evaluator.core.stage_timing import timed
 from evaluator.worker.messages import ResultBatch
 
 Entry = tuple[str, bytes | str]

@@ -7,7 +7,7 @@ call ended, which cost twice:
   chaos run;
 - one slow call (a straggler) held back the results of every other trace of the message.
 Now each finished evaluation's judge calls are added to today's spend counter
-(evaluator.spend) and published to the results stream at once, and each trace's evaluations
+(evaluator.sampling.spend) and published to the results stream at once, and each trace's evaluations
 are published when its last rubric is done; whatever completes in one turn of the event loop
 goes in one stream entry. A kill loses only the calls in flight. The message is still
 acknowledged only after the rest of its results are published (`rest`), so a kill re-delivers
@@ -22,8 +22,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from evaluator.judges.ledger import JudgeCall
-from evaluator.records import Evaluation
-from evaluator.spend import SpendRecorder
+from evaluator.core.records import Evaluation
+from evaluator.sampling.spend import SpendRecorder
 from evaluator.store import StoredTrace
 from evaluator.worker.channel import ResultChannel
 from evaluator.worker.messages import ResultBatch

@@ -9,11 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evaluator.errors import InvalidTraceError
+from evaluator.core.errors import InvalidTraceError
 from evaluator.judges.ledger import JudgeCall
-from evaluator.pipeline import WorkItem
-from evaluator.records import DeadLetter, Evaluation, Trace, parse_trace
-from evaluator.sampling import SampleDecision
+from evaluator.sampling.policy import WorkItem
+from evaluator.core.records import DeadLetter, Evaluation, Trace, parse_trace
+from evaluator.sampling.policy import SampleDecision
 from evaluator.store import StoredTrace
 
 QUEUE_NAME = "evaluator"

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import dramatiq
 
-from evaluator.errors import ConfigError
+from evaluator.core.errors import ConfigError
 from evaluator.judges.runtime import wait_out_open_circuits
-from evaluator.metrics import metrics, start_metrics_server
-from evaluator.pipeline import WorkItem
+from evaluator.worker.metrics import metrics, start_metrics_server
+from evaluator.sampling.policy import WorkItem
 from evaluator.rubrics import RubricRegistry
-from evaluator.settings import Settings
-from evaluator.spend import RedisSpend
+from evaluator.core.settings import Settings
+from evaluator.sampling.spend import RedisSpend
 from evaluator.worker.actors import ACTOR_NAME, WorkerContext, register_evaluate_actor, work_message
 from evaluator.worker.broker import build_broker, build_producer_broker, redis_client
 from evaluator.worker.channel import RedisStreamChannel
@@ -141,8 +141,8 @@ def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = N
     _serve_metrics(metrics_port)
     metrics().watch_queue_depth("results", channel.depth)
     if alerts_every_s > 0:
-        from evaluator.alerts import load_alert_config
-        from evaluator.alerts.schedule import AlertSchedule
+        from evaluator.monitoring.alerts import load_alert_config
+        from evaluator.monitoring.alerts.schedule import AlertSchedule
 
         AlertSchedule(db_path, load_alert_config(alerts_config), alerts_every_s).start(stop)
     log.info("sink pid %s writing %s", os.getpid(), db_path)

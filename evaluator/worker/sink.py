@@ -7,8 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-from evaluator.metrics import metrics
-from evaluator.records import DeadLetter
+from evaluator.worker.metrics import metrics
+from evaluator.core.records import DeadLetter
 from evaluator.store import Store
 from evaluator.worker.channel import ResultChannel
 from evaluator.worker.messages import ResultBatch

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from evaluator.alerts import AlertConfig
-from evaluator.alerts.sinks import Notification
-from evaluator.records import Evaluation, Trace, sha256_hex
+from evaluator.monitoring.alerts import AlertConfig
+from evaluator.monitoring.alerts.sinks import Notification
+from evaluator.core.records import Evaluation, Trace, sha256_hex
 from evaluator.store import Store, StoredTrace
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)

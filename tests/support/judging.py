@@ -11,11 +11,11 @@ from typing import Any
 
 import yaml
 
-from evaluator.judge_config import JudgeConfig
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.base import JudgeClient, JudgeVerdict
-from evaluator.records import Trace
+from evaluator.core.records import Trace
 from evaluator.rubrics import RenderedPrompt, Rubric, RubricRegistry
-from evaluator.settings import PROJECT_ROOT, Settings
+from evaluator.core.settings import PROJECT_ROOT, Settings
 from tests.support.openai_server import OpenAIServer
 
 KEY_ENV = "EVALUATOR_TEST_JUDGE_KEY"

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from evaluator.otel.spans import SpanRecord, from_readable_span
+from evaluator.ingest.otel.spans import SpanRecord, from_readable_span
 
 
 class Capture:

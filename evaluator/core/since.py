@@ -1,0 +1,29 @@
+"""The one reading of a `--since` option: a duration before now, or an ISO date/time."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from evaluator.core.errors import ConfigError
+
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+SINCE_HELP = "a duration before now (30m, 24h, 7d, 2w) or an ISO date/time in UTC (2026-01-31)"
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """`30m`, `24h`, `7d`, `2w` before `now`, or an ISO date/time (UTC when it names no zone)."""
+    now = now or datetime.now(timezone.utc)
+    match = _DURATION.fullmatch(text.strip())
+    if match:
+        try:
+            return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:
+            raise ConfigError(f"--since {text!r} reaches before year 1: use a shorter duration"
+                              " or an ISO date") from None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: give {SINCE_HELP}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -1,0 +1,213 @@
+"""Judge-vs-human agreement and judge-corrected failure rates, from the store.
+
+Per (rubric version, judge): the latest scored evaluation of each trace is paired with the
+human labels of that trace (labels naming a rubric version meet only that version).
+
+Several annotators on one item: the item counts once, with the annotators' majority label.
+Resampling items (not annotator-item pairs) keeps the bootstrap intervals honest: counting each
+annotator's label as its own pair would treat correlated labels of one item as independent
+evidence. Items whose annotators tie are left out and counted. Disagreement among annotators is
+reported separately, as inter-annotator agreement over all the rubric's labelled items.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
+
+from evaluator.humans.agreement.bootstrap import DEFAULT_N_BOOT
+from evaluator.humans.agreement.collapse import collapse, collapse_order
+from evaluator.humans.agreement.store_correction import corrected_failure_rate
+from evaluator.humans.agreement.report import agreement_report, inter_annotator_report
+from evaluator.humans.agreement.stats import AgreementError
+from evaluator.core.errors import RubricError
+from evaluator.rubrics import Rubric, RubricRegistry, parse_ref
+from evaluator.store import Store
+from evaluator.store import labels_queries as queries
+
+PAIRING = ("one pair per item: the judge's label against the annotators' majority label "
+           "(ties left out)")
+RATE_BASIS = ("failure rates are over the latest scored evaluation of each trace; the weighted "
+              "rate uses sample_weight (inverse sampling probability), so over-sampled errors and "
+              "negative feedback count at their share of all traffic. The corrected rate applies "
+              "Rogan-Gladen to the weighted rate, with the judge's sensitivity and specificity "
+              "weighted by each labelled item's sample_weight over its selection probability in "
+              "its annotation batch stratum (labels export draws by the judge's verdict); its "
+              "interval bootstraps the production traces and, per stratum, the labelled items.")
+
+
+def labels_order(rubric: Rubric) -> list[str]:
+    """Best to worst (score-descending), as the rubric file lists them."""
+    return sorted(rubric.labels, key=lambda label: -rubric.labels[label])
+
+
+@dataclass
+class LabelledPairs:
+    """The judge's label and the humans' consensus for each item of one group."""
+
+    judge_labels: list[str] = field(default_factory=list)
+    human_labels: list[str] = field(default_factory=list)
+    judge_scores: list[float] = field(default_factory=list)
+    human_scores: list[float] = field(default_factory=list)
+    trace_ids: list[str] = field(default_factory=list)
+    human_label_rows: int = 0
+    ties: int = 0
+    off_menu: int = 0
+    """Human labels this rubric version does not offer (given for another version)."""
+
+
+def majority(labels: list[str]) -> str | None:
+    """The most common label, or None when two or more labels tie for the most votes."""
+    if len(labels) == 1:
+        return labels[0]
+    counts = Counter(labels).most_common(2)
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return None
+    return counts[0][0]
+
+
+def labelled_pairs(rows: list[tuple], rubric: Rubric) -> LabelledPairs:
+    """Rows of queries.judge_human_rows (sorted by trace), one consensus pair per item."""
+    pairs = LabelledPairs(human_label_rows=len(rows))
+    menu = rubric.labels
+    for trace_id, group in groupby(rows, key=itemgetter(0)):
+        item_rows = [row for row in group if row[4] in menu]
+        if not item_rows:
+            continue
+        consensus = majority([row[4] for row in item_rows])
+        if consensus is None:
+            pairs.ties += 1
+            continue
+        judge_label, judge_score = item_rows[0][1], item_rows[0][2]
+        human_scores = [menu[row[4]] if row[5] is None else row[5] for row in item_rows]
+        pairs.trace_ids.append(trace_id)
+        pairs.judge_labels.append(judge_label)
+        pairs.human_labels.append(consensus)
+        pairs.judge_scores.append(menu[judge_label] if judge_score is None else judge_score)
+        pairs.human_scores.append(sum(human_scores) / len(human_scores))
+    pairs.off_menu = sum(row[4] not in menu for row in rows)
+    return pairs
+
+
+def _undefined(reason: str) -> dict[str, Any]:
+    return {"value": None, "reason": reason}
+
+
+def inter_annotator(store: Store, rubric: Rubric, n_boot: int, seed: int) -> dict[str, Any]:
+    """Annotators x items agreement over the rubric's labelled items, or a reason it is absent."""
+    rows = [row for row in queries.human_labels_for(store.conn, rubric.criterion, rubric.version)
+            if row[2] in rubric.labels]
+    annotators = sorted({row[1] for row in rows})
+    items = sorted({row[0] for row in rows})
+    if len(annotators) < 2:
+        return _undefined(f"{len(annotators)} annotator(s) labelled {rubric.ref}: inter-annotator "
+                          "agreement needs at least two on the same items")
+    column = {trace_id: i for i, trace_id in enumerate(items)}
+    matrix: list[list[str | None]] = [[None] * len(items) for _ in annotators]
+    for trace_id, annotator, label in rows:
+        matrix[annotators.index(annotator)][column[trace_id]] = label
+    ordinal = len(rubric.labels) > 2
+    try:
+        return inter_annotator_report(matrix, "ordinal" if ordinal else "nominal",
+                                      labels_order(rubric) if ordinal else None, annotators,
+                                      n_boot=n_boot, seed=seed)
+    except AgreementError as exc:
+        return _undefined(str(exc))
+
+
+def _human_fails(rubric: Rubric, labels: list[str]) -> list[str]:
+    return ["fail" if not rubric.passes(rubric.score_for(label)) else "pass" for label in labels]
+
+
+def failure_rates(store: Store, rubric: Rubric, judge: str, pairs: LabelledPairs,
+                  n_boot: int, seed: int) -> dict[str, Any]:
+    """Raw and sample-weighted failure rates in production, and the Rogan-Gladen correction."""
+    counts = queries.production_counts(store.conn, rubric.criterion, rubric.version, judge)
+    n, weight = counts["n"], counts["weight"]
+    rates: dict[str, Any] = {
+        "n_production": n, "n_failed": counts["failed"],
+        "raw_rate": counts["failed"] / n if n else None,
+        "weighted_rate": counts["weight_failed"] / weight if weight else None,
+        "basis": RATE_BASIS, "corrected": None, "reason": None,
+    }
+    if not n or not pairs.judge_labels:
+        rates["reason"] = "no human-labelled items to measure the judge's sensitivity with"
+        return rates
+    try:
+        corrected = corrected_failure_rate(
+            store.conn, rubric.criterion, rubric.version, judge, pairs.trace_ids,
+            [label == "fail" for label in _human_fails(rubric, pairs.human_labels)],
+            n_boot=n_boot, seed=seed)
+        rates["corrected"] = corrected
+    except AgreementError as exc:
+        rates["reason"] = str(exc)
+    return rates
+
+
+def group_report(store: Store, rubric: Rubric, judge: str, n_boot: int, seed: int,
+                 collapse_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Everything `evaluator agreement` shows for one rubric version and judge; the label
+    statistics merge labels first when `collapse_labels` says so ({"partial": "refused"})."""
+    rows = queries.judge_human_rows(store.conn, rubric.criterion, rubric.version, judge)
+    pairs = labelled_pairs(rows, rubric)
+    report: dict[str, Any] = {
+        "rubric": rubric.criterion, "rubric_version": rubric.version, "judge": judge,
+        "n": len(pairs.judge_labels), "human_labels": pairs.human_label_rows,
+        "ties_left_out": pairs.ties, "off_menu_left_out": pairs.off_menu, "pairing": PAIRING,
+        "agreement": None, "reason": None,
+    }
+    if pairs.judge_labels:
+        mapping = collapse_labels or {}
+        order = collapse_order(labels_order(rubric), mapping)
+        report["agreement"] = agreement_report(
+            collapse(pairs.judge_labels, mapping), collapse(pairs.human_labels, mapping), order,
+            ordinal=len(order) > 2,
+            judge_scores=pairs.judge_scores, human_scores=pairs.human_scores,
+            n_boot=n_boot, seed=seed)
+    else:
+        report["reason"] = (f"no human label matches a scored evaluation of {rubric.ref} by "
+                            f"{judge}: label those traces (`evaluator labels export --rubric "
+                            f"{rubric.ref}`), then `evaluator labels import FILE`")
+    report["inter_annotator"] = inter_annotator(store, rubric, n_boot, seed)
+    report["failure_rate"] = failure_rates(store, rubric, judge, pairs, n_boot, seed)
+    return report
+
+
+class NoLabelsError(AgreementError):
+    """The store holds no human labels yet."""
+
+
+def store_agreement(store: Store, registry: RubricRegistry, rubric_ref: str | None = None,
+                    judge: str | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+                    collapse_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Agreement reports for every (rubric version, judge) with scored evaluations."""
+    criterion, version = None, None
+    if rubric_ref is not None:
+        registry.get(rubric_ref)  # an unknown name or version fails here, with the choices
+        criterion, version = parse_ref(rubric_ref)
+    if not queries.human_label_count(store.conn):
+        raise NoLabelsError(f"no human labels in {store.path}: export a batch to annotate with "
+                            "`evaluator labels export --rubric NAME --n 200`, fill in label and "
+                            "annotator, then `evaluator labels import FILE`")
+    groups, missing = [], []
+    for name, found_version, judge_name in queries.rubrics_with_evaluations(
+            store.conn, criterion, judge):
+        if version is not None and found_version != version:
+            continue
+        try:
+            rubric = registry.get(f"{name}@v{found_version}")
+        except RubricError:
+            missing.append(f"{name}@v{found_version}")
+            continue
+        groups.append(group_report(store, rubric, judge_name, n_boot, seed, collapse_labels))
+    if not groups and not missing:
+        scope = ((f" of {rubric_ref}" if rubric_ref else "")
+                 + (f" by judge {judge}" if judge else ""))
+        raise AgreementError(f"no scored evaluations{scope} in {store.path}: run `evaluator run`"
+                             " first, or check the --rubric and --judge names")
+    return {"db": str(store.path), "groups": groups, "collapse": dict(collapse_labels or {}),
+            "rubric_versions_without_file": missing}

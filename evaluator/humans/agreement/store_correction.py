@@ -1,0 +1,63 @@
+"""The corrected failure rate of one (rubric version, judge) group, from the store.
+
+Each labelled item is weighted by its production sampling weight over its selection probability:
+the probability recorded when `evaluator labels export` drew it (taken / eligible in its stratum),
+times the share of its stratum's exported items that came back labelled (annotators skip rows:
+the labelled ones then stand for the skipped ones of their stratum). Labels with no recorded
+batch (a label file from elsewhere, an export older than migration 6) are treated as drawn at
+random within the judge's verdict: m labelled of the N judged traces with that verdict.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from evaluator.humans.agreement.design_correction import design_corrected_rate
+from evaluator.store import label_batch_queries as queries
+
+UNRECORDED = "no recorded batch"
+
+
+def _stratum(row: queries.DesignRow) -> str:
+    if row.batch_id is None:
+        return f"{UNRECORDED}, judge {'fail' if row.judge_failed else 'pass'}"
+    return f"{row.batch_id}/{row.stratum}"
+
+
+def corrected_failure_rate(conn: duckdb.DuckDBPyConnection, rubric: str, version: int,
+                           judge: str, trace_ids: Sequence[str], human_fails: Sequence[bool],
+                           n_boot: int, seed: int) -> dict[str, Any]:
+    """`design_corrected_rate` for the group, the labelled items being `trace_ids` (with the
+    humans' consensus verdict), plus how each stratum was weighted."""
+    design = {row.trace_id: row for row in queries.design_rows(conn, rubric, version, judge)}
+    verdicts = queries.production_verdicts(conn, rubric, version, judge)
+    weights = np.repeat([row[0] for row in verdicts], [row[2] for row in verdicts])
+    fails = np.repeat([row[1] for row in verdicts], [row[2] for row in verdicts])
+    production_by_verdict = {verdict: int((fails == verdict).sum()) for verdict in (False, True)}
+    items = [design[trace_id] for trace_id in trace_ids]
+    strata = [_stratum(row) for row in items]
+    selected = Counter(_stratum(row) for row in design.values() if row.batch_id is not None)
+    labelled = Counter(strata)
+    probability: dict[str, float] = {}
+    for row, stratum in zip(items, strata):
+        if stratum in probability:
+            continue
+        if row.batch_id is None:
+            probability[stratum] = labelled[stratum] / production_by_verdict[row.judge_failed]
+        else:
+            probability[stratum] = (row.selection_probability * labelled[stratum]
+                                    / selected[stratum])
+    result = design_corrected_rate(
+        weights, fails, [row.judge_failed for row in items], list(human_fails),
+        [row.sample_weight / probability[stratum] for row, stratum in zip(items, strata)],
+        strata, n_boot=n_boot, seed=seed)
+    result["strata"] = [
+        {"stratum": stratum, "labelled": labelled[stratum],
+         "exported": selected.get(stratum), "selection_probability": probability[stratum]}
+        for stratum in sorted(labelled)]
+    return result

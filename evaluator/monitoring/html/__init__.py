@@ -1,0 +1,81 @@
+"""`evaluator report --html FILE`: one self-contained HTML file with charts.
+
+Modules: `data` (queries), `svg` (charts drawn in Python), `page` (the document). The file
+needs no network to open (no CDN, no script), and prints on A4.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from evaluator.core.errors import ConfigError, EvaluatorError
+from evaluator.core.records import utcnow
+from evaluator.store import Store
+from evaluator.store.scope import PRODUCTION, Scope
+
+LATEST_ALERTS = 10
+AGREEMENT_BOOTSTRAP = 500
+
+
+def parse_since(value: str | None, now: datetime) -> datetime | None:
+    """'7d', '24h', '90m' before now, or an ISO date/time (UTC when it has no zone)."""
+    if value is None:
+        return None
+    from evaluator.monitoring.alerts.rules import parse_duration
+
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--since {value!r}: give a duration (7d, 24h) or an ISO date"
+                          " (2026-11-20 or 2026-11-20T12:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def agreement_groups(store: Store, rubrics_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """Judge-vs-human agreement per rubric version and judge, or why there is none."""
+    try:
+        from evaluator.humans.agreement.from_store import NoLabelsError, store_agreement
+        from evaluator.rubrics import RubricRegistry
+    except ImportError:
+        return [], "Agreement statistics are not available in this version."
+    try:
+        report = store_agreement(store, RubricRegistry.load(rubrics_dir), n_boot=AGREEMENT_BOOTSTRAP)
+    except NoLabelsError:
+        return [], ("No human labels yet: export a batch with `evaluator labels export`, label it,"
+                    " then `evaluator labels import FILE`.")
+    except EvaluatorError as exc:
+        return [], f"Agreement could not be computed: {exc}"
+    groups = [g for g in report["groups"] if g.get("agreement")]
+    unlabelled = [f"{g['rubric']}@v{g['rubric_version']} ({g['judge']})"
+                  for g in report["groups"] if not g.get("agreement")]
+    note = f"No human labels match: {', '.join(unlabelled)}." if unlabelled else None
+    return groups, note
+
+
+def write_html_report(db_path: str | Path, out_path: str | Path, since: str | None = None,
+                      scope: Scope = PRODUCTION, now: datetime | None = None,
+                      rubrics_dir: Path | None = None) -> Path:
+    """Read the store (also while a sink writes) and write the report of one scope (production
+    traffic unless told; agreement and alerts are always production's); returns its path."""
+    from evaluator.monitoring.alerts.state import latest_alerts
+    from evaluator.monitoring.html.data import collect
+    from evaluator.monitoring.html.page import render_page
+    from evaluator.core.settings import Settings
+
+    now = now or utcnow()
+    rubrics_dir = rubrics_dir or Settings.from_env().rubrics_dir
+    with Store(db_path, read_only=True) as store:
+        data = collect(store.conn, str(db_path), parse_since(since, now), store.check_scope(scope),
+                       now)
+        alerts = latest_alerts(store.conn, LATEST_ALERTS)
+        groups, note = agreement_groups(store, rubrics_dir)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_page(data, alerts, groups, note), encoding="utf-8")
+    return out

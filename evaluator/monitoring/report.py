@@ -1,0 +1,140 @@
+"""Summaries of stored evaluations, as a rich table for people and JSON for scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from evaluator.core.tables import compact_table
+from evaluator.store import RubricSummary, Store
+from evaluator.sampling.spend_check import spend_checks
+from evaluator.store.cost_queries import (
+    SPEND_KEYS,
+    format_usd,
+    repeat_agreement,
+    service_spend_by_day,
+    spend_by,
+)
+from evaluator.store.scope import PRODUCTION, Scope
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def summary_table(summaries: Sequence[RubricSummary], title: str = "Evaluation summary"):
+    """Per rubric version and judge: counts, pass rates and one line per label; fits 80
+    columns (one judge is named in the title, several under each rubric)."""
+    from rich.text import Text
+
+    judges = sorted({s.judge for s in summaries})
+    if len(judges) == 1:
+        title = f"{title} (judge {judges[0]})"
+    table = compact_table(title, caption="n: evaluations; pass: share of scored ones passing; "
+                                         "weighted: by sampling weight (estimates all traffic); "
+                                         "mean: mean score (0-1)")
+    table.add_column("rubric" if len(judges) == 1 else "rubric / judge", overflow="fold")
+    for column in ("n", "pass", "weighted", "mean"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("not scored", overflow="fold")
+    table.add_column("labels (scored)", overflow="fold")
+    for s in summaries:
+        labels = "\n".join(f"{label} {count}" for label, count in
+                           sorted(s.label_counts.items(), key=lambda item: -item[1]))
+        not_scored = "\n".join(f"{count} {what}" for count, what in (
+            (s.unscored, "unscored"), (s.errors, "errored"), (s.skipped, "skipped")) if count)
+        name = f"{s.rubric}@v{s.rubric_version}" + (f"\n{s.judge}" if len(judges) > 1 else "")
+        table.add_row(
+            Text(name), str(s.evaluated), _pct(s.pass_rate), _pct(s.weighted_pass_rate),
+            "-" if s.mean_score is None else f"{s.mean_score:.2f}", not_scored or "-",
+            Text(labels or "-"),
+        )
+    return table
+
+
+def status_table(status_counts: dict[str, int], dead_letters: int):
+    """Evaluations per status, and the dead letters (traces rejected on the way in)."""
+    table = compact_table()
+    table.add_column("status")
+    table.add_column("count", justify="right")
+    for status, count in status_counts.items():
+        table.add_row(status, f"{count:,}")
+    table.add_row("dead letters", f"{dead_letters:,}")
+    return table
+
+
+def console():
+    """The terminal's console; when piped, at least 160 columns wide unless $COLUMNS says."""
+    import os
+
+    from rich.console import Console
+
+    probe = Console()
+    if probe.is_terminal or os.environ.get("COLUMNS"):
+        return probe
+    return Console(width=max(probe.width, 160))
+
+
+def database_report(db_path: Path, scope: Scope = PRODUCTION,
+                    counted: dict[date, float] | None = None) -> dict[str, Any]:
+    """Everything `evaluator report` shows of one scope (production traffic unless told), read
+    from a store another process may be writing. Dead letters are never part of a run.
+    `counted`: the workers' spend counters per day, reconciled with the ledger
+    (evaluator.sampling.spend_check)."""
+    with Store(db_path, read_only=True) as store:
+        store.check_scope(scope)
+        summaries = store.rubric_summary(scope)
+        return {
+            "db": str(db_path),
+            "scope": scope.to_dict(),
+            "run_id": scope.run_id,
+            "status_counts": store.status_counts(scope),
+            "dead_letters": store.dead_letter_count(),
+            "rubrics": [s.to_dict() for s in summaries],
+            "judge_spend": {group: [row.to_dict() for row in spend_by(store.conn, group, scope)]
+                            for group in SPEND_KEYS},
+            "repeat_agreement": [row.to_dict() for row in repeat_agreement(store.conn, scope)],
+            "spend_reconciliation": None if counted is None else [
+                check.to_dict()
+                for check in spend_checks(counted, service_spend_by_day(store.conn))],
+            "_summaries": summaries,
+        }
+
+
+def judge_tables(report: dict[str, Any]) -> list:
+    """Judge spend per judge, rubric and day, and repeated verdicts' disagreement per rubric
+    (none when the store has no judge calls)."""
+    tables = []
+    for group, rows in report["judge_spend"].items():
+        if not rows:
+            continue
+        table = compact_table(f"Judge spend by {group}")
+        table.add_column(group, overflow="fold")
+        for column in ("calls", "cached", "errors", "tokens\nin", "tokens\nout", "mean\nlatency",
+                       "spend"):
+            table.add_column(column, justify="right", no_wrap=True)
+        for row in rows:
+            latency = row["mean_latency_ms"]
+            table.add_row(row["key"], str(row["calls"]), str(row["cached"]), str(row["errors"]),
+                          f"{row['input_tokens']:,}", f"{row['output_tokens']:,}",
+                          "-" if latency is None else f"{latency:,.0f} ms", row["spend"])
+        tables.append(table)
+    if report["repeat_agreement"]:
+        table = compact_table("Repeated verdicts (panels, samples)")
+        for column in ("rubric", "repeated", "disagreeing", "disagreement rate", "mean stability"):
+            table.add_column(column, justify="right" if column != "rubric" else "left")
+        for row in report["repeat_agreement"]:
+            table.add_row(row["rubric"], str(row["repeated"]), str(row["disagreeing"]),
+                          _pct(row["disagreement_rate"]), f"{row['mean_stability']:.2f}")
+        tables.append(table)
+    if report.get("spend_reconciliation"):
+        table = compact_table("Judge spend counted by the workers (Redis) vs recorded in the ledger")
+        for column in ("day", "counted", "recorded", "not recorded"):
+            table.add_column(column, justify="right" if column != "day" else "left")
+        for row in report["spend_reconciliation"]:
+            table.add_row(row["day"], format_usd(row["counted_usd"]),
+                          format_usd(row["recorded_usd"]), format_usd(row["unrecorded_usd"]))
+        tables.append(table)
+    return tables

@@ -1,0 +1,237 @@
+"""`evaluator datasets build`: failing verdicts on stored traces become regression items.
+
+A trace qualifies when its latest verdict on a rubric fails: the judge's, or a human's, which
+overrides the judge's for that rubric (`--label-source both`), so a judge failure that people
+marked as a pass is left out and a failure people confirmed is marked `label_source: human`.
+Verdicts come from production traffic unless the build names a run (`--run`, `--all-runs`).
+Rebuilding appends inputs the dataset does not have yet and keeps every earlier item.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from evaluator.regression.datasets import (
+    ITEM_ID_CHARS, DatasetItem, DatasetManifest, check_name, read_dataset, read_manifest,
+    write_dataset,
+)
+from evaluator.core.errors import DatasetError
+from evaluator.pii import PiiConfig, PiiMasker
+from evaluator.core.records import Trace, utcnow
+from evaluator.rubrics import RubricRegistry, parse_ref
+from evaluator.store.scope import PRODUCTION, REPLAY_KIND, Scope
+
+if TYPE_CHECKING:
+    from evaluator.store import Store
+
+LabelSourceOption = Literal["judge", "human", "both"]
+LABEL_SOURCES: tuple[LabelSourceOption, ...] = ("judge", "human", "both")
+_DURATION = re.compile(r"(\d+)\s*([mhdw])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """`7d`, `12h`, `30m`, `2w` before now, or an ISO date/time (UTC when it has no zone)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match:
+        try:
+            return (now or utcnow()) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:
+            raise DatasetError(f"--since {text!r} reaches before year 1: use a shorter duration"
+                               " or an ISO date") from None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise DatasetError(f"--since {text!r}: use a duration like 7d, 12h, 30m, 2w or an ISO "
+                           "date like 2026-01-31") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=(now or utcnow()).tzinfo)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    name: str
+    db: Path
+    rubric: str | None = None
+    """NAME or NAME@vN: only traces failing this rubric (all rubrics when None)."""
+    since: str | None = None
+    label_source: LabelSourceOption = "both"
+    limit: int | None = None
+    """Most new items added by this build; the rest are left for the next one."""
+    scope: Scope = PRODUCTION
+
+    def describe(self) -> dict[str, Any]:
+        return {"db": str(self.db), "rubric": self.rubric, "since": self.since,
+                "label_source": self.label_source, "limit": self.limit,
+                "scope": self.scope.to_dict()}
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    manifest: DatasetManifest | None
+    """None when nothing qualified and there was no dataset to keep."""
+    candidates: int = 0
+    added: int = 0
+    duplicates: int = 0
+    """Qualifying inputs the dataset already had, or that repeated an earlier one."""
+    left_out: int = 0
+    kept: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    label: str
+    passed: bool
+    source: Literal["judge", "human"]
+    rubric_version: int | None
+    at: datetime
+    judge: str | None = None
+
+
+def _human_verdicts(rows, registry: RubricRegistry) -> dict[str, dict[str, _Verdict]]:
+    """trace -> rubric -> the label most annotators gave (the latest import breaks ties)."""
+    grouped: dict[tuple[str, str], list] = {}
+    for row in rows:
+        grouped.setdefault((row.trace_id, row.rubric), []).append(row)
+    verdicts: dict[str, dict[str, _Verdict]] = {}
+    for (trace_id, rubric_name), labels in grouped.items():
+        counts = Counter(row.label for row in labels)
+        top = max(counts.values())
+        chosen = [row for row in labels if counts[row.label] == top][-1]
+        ref = rubric_name if chosen.rubric_version is None else f"{rubric_name}@v{chosen.rubric_version}"
+        rubric = registry.get(ref)
+        score = chosen.score if chosen.score is not None else rubric.labels.get(chosen.label)
+        if score is None:
+            continue
+        verdicts.setdefault(trace_id, {})[rubric_name] = _Verdict(
+            chosen.label, rubric.passes(score), "human", chosen.rubric_version, chosen.imported_at)
+    return verdicts
+
+
+def _matches(rubric: str, verdict: _Verdict, criterion: str | None, version: int | None,
+             since: datetime | None) -> bool:
+    return (not verdict.passed
+            and (criterion is None or rubric == criterion)
+            and (version is None or verdict.rubric_version == version)
+            and (since is None or verdict.at >= since))
+
+
+def _item(trace: Trace, verdicts: dict[str, _Verdict], failed: list[str]) -> DatasetItem:
+    judges = sorted({v.judge for v in verdicts.values() if v.judge})
+    human = sorted(r for r, v in verdicts.items() if v.source == "human")
+    metadata = {
+        "source_trace_id": trace.trace_id,
+        "failed": failed,
+        "judge": ", ".join(judges) or None,
+        "human_labeled": human or None,
+        "system": trace.system,
+        "model": trace.model,
+        "prompt_version": trace.prompt_version,
+    }
+    draft = DatasetItem(
+        id="draft", input=trace.input, context=trace.context, output=trace.output,
+        expected={rubric: v.label for rubric, v in sorted(verdicts.items())},
+        label_source="human" if all(verdicts[r].source == "human" for r in failed) else "judge",
+        metadata={k: v for k, v in metadata.items() if v is not None},
+    )
+    return draft.model_copy(update={"id": draft.input_hash[:ITEM_ID_CHARS]})
+
+
+def _judge_verdicts(rows) -> dict[str, dict[str, _Verdict]]:
+    verdicts: dict[str, dict[str, _Verdict]] = {}
+    for row in rows:
+        verdicts.setdefault(row.trace_id, {})[row.rubric] = _Verdict(
+            row.label, row.passed, "judge", row.rubric_version, row.created_at, row.judge)
+    return verdicts
+
+
+def _check_scope(store: Store, scope: Scope) -> None:
+    """A named run must exist and judge stored traces (a replay judges dataset items)."""
+    store.check_scope(scope)
+    run = store.run(scope.run_id) if scope.run_id else None
+    if run is not None and run.kind == REPLAY_KIND:
+        raise DatasetError(f"run {run.run_id!r} is a replay: it judged dataset items, not stored"
+                           " traces, so no item can be built from it; name an `evaluator run`"
+                           " or leave out --run for production traffic")
+
+
+def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[DatasetItem]:
+    """Qualifying traces as items, oldest failure first."""
+    from evaluator.store import Store
+    from evaluator.store.failure_queries import (
+        failing_judge_verdicts, human_labels, latest_judge_verdicts,
+    )
+
+    criterion, version = parse_ref(options.rubric) if options.rubric else (None, None)
+    if options.rubric:
+        registry.get(options.rubric)  # an unknown rubric is a typo: say so before reading
+    since = parse_since(options.since) if options.since else None
+    source, scope = options.label_source, options.scope
+    with Store(options.db, read_only=True) as store:
+        _check_scope(store, scope)
+        judged = (_judge_verdicts(failing_judge_verdicts(store.conn, scope, criterion, version,
+                                                         since))
+                  if source != "human" else {})
+        humans = (_human_verdicts(human_labels(store.conn, scope), registry)
+                  if source != "judge" else {})
+        if source == "both":  # the judge's verdicts on the rubrics people did not label
+            unjudged = sorted(humans.keys() - judged.keys())
+            judged.update(_judge_verdicts(latest_judge_verdicts(store.conn, scope, unjudged)))
+        chosen: list[tuple[datetime, str, dict[str, _Verdict], list[str]]] = []
+        for trace_id in judged.keys() | humans.keys():
+            verdicts = {**judged.get(trace_id, {}), **humans.get(trace_id, {})}
+            matching = [v.at for r, v in verdicts.items() if _matches(r, v, criterion, version, since)]
+            if matching:
+                failed = sorted(r for r, v in verdicts.items() if not v.passed)
+                chosen.append((min(matching), trace_id, verdicts, failed))
+        chosen.sort(key=lambda entry: (entry[0], entry[1]))
+        traces = {s.trace.trace_id: s.trace for s in store.traces([entry[1] for entry in chosen])}
+    # Mask here too: a stored trace may predate masking at ingest, or the rules may have grown.
+    masker = PiiMasker(PiiConfig())
+    return [_item(masker.mask_trace(traces[trace_id]), verdicts, failed)
+            for _, trace_id, verdicts, failed in chosen]
+
+
+def build_dataset(options: BuildOptions, datasets_dir: Path,
+                  registry: RubricRegistry) -> BuildResult:
+    """Append the qualifying failures that are new (by input hash) to `<datasets_dir>/<name>`."""
+    check_name(options.name)
+    if options.limit is not None and options.limit < 0:
+        raise DatasetError(f"--limit must be 0 or more, got {options.limit}")
+    path = datasets_dir / f"{options.name}.jsonl"
+    try:
+        existing = read_dataset(path) if path.exists() else []
+    except DatasetError as exc:
+        raise DatasetError(f"{exc}. A build never overwrites a dataset it cannot read: fix it "
+                           "first") from None
+    result = BuildResult(path, read_manifest(path), kept=len(existing))
+    seen = {item.input_hash for item in existing}
+    ids = {item.id for item in existing}
+    new: list[DatasetItem] = []
+    candidates = _candidates(options, registry)
+    result.candidates = len(candidates)
+    for item in candidates:
+        if item.input_hash in seen:
+            result.duplicates += 1
+            continue
+        seen.add(item.input_hash)
+        if options.limit is not None and len(new) >= options.limit:
+            result.left_out += 1
+            continue
+        if item.id in ids:
+            raise DatasetError(f"{path}: item id {item.id} is taken by a different input; rename "
+                               "that item (ids of built items are input-hash prefixes)")
+        ids.add(item.id)
+        new.append(item)
+    result.added = len(new)
+    if not existing and not new:
+        result.notes.append("no failing verdicts matched: nothing to write")
+        return result
+    result.manifest = write_dataset(path, [*existing, *new], options.describe(), result.left_out)
+    return result

@@ -1,0 +1,6 @@
+"""Sampling: which traces are judged and with what weight. The policy (base, segment and rubric
+rates, always-evaluate rules; `policy`), its YAML configuration (`config`), and the daily judge
+budget that paces random sampling to the spend so far (`spend`, `spend_check`).
+
+May import: core.
+"""

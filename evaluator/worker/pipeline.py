@@ -1,0 +1,169 @@
+"""The pure middle of the service: a sampled trace in, one terminal Evaluation per rubric out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from evaluator.core.errors import EvaluatorError
+from evaluator.judges.base import JudgeClient, JudgeVerdict
+from evaluator.judges.ledger import JudgeCall, stamp
+from evaluator.core.logging_setup import evaluation_context
+from evaluator.core.records import Evaluation, Trace, evaluation_id_for
+from evaluator.rubrics import Rubric, missing_inputs, render
+from evaluator.sampling.policy import SampleDecision, WorkItem
+
+
+@dataclass
+class JudgedBatch:
+    """A batch's evaluations and the ledger of judge calls behind them."""
+
+    evaluations: list[Evaluation] = field(default_factory=list)
+    judge_calls: list[JudgeCall] = field(default_factory=list)
+
+
+def _evaluation(
+    item: WorkItem,
+    rubric: Rubric,
+    judge: JudgeClient,
+    run_id: str | None,
+    verdict: JudgeVerdict,
+    prompt_hash: str | None,
+    decision: SampleDecision,
+) -> Evaluation:
+    score = verdict.score
+    passed = None
+    if verdict.status == "scored" and verdict.label is not None:
+        # Pass/fail follows the label (the rubric's menu and threshold), so a label and its
+        # verdict never disagree; `score` keeps a judge's finer-grained value when it has one.
+        passed = rubric.passes(rubric.score_for(verdict.label))
+        if score is None:
+            score = rubric.score_for(verdict.label)
+    evaluation = Evaluation(
+        # keyed on the judge asked for, so a retry is idempotent even if a fallback answered
+        evaluation_id=evaluation_id_for(item.trace.trace_id, rubric.content_hash, judge.config_hash),
+        trace_id=item.trace.trace_id,
+        rubric=rubric.criterion,
+        rubric_version=rubric.version,
+        rubric_hash=rubric.content_hash,
+        judge=verdict.judge or judge.name,
+        judge_hash=verdict.judge_hash or judge.config_hash,
+        label=verdict.label if verdict.status == "scored" else None,
+        score=score if verdict.status == "scored" else None,
+        passed=passed,
+        reasoning=verdict.reasoning,
+        status=verdict.status,
+        reason=verdict.reason,
+        raw_reply=verdict.raw_reply,
+        input_tokens=verdict.input_tokens,
+        output_tokens=verdict.output_tokens,
+        cost_usd=verdict.cost_usd,
+        latency_ms=verdict.latency_ms,
+        attempts=verdict.attempts,
+        cached=verdict.cached,
+        prompt_hash=prompt_hash,
+        sample_reason=decision.reason,
+        sample_weight=decision.weight,
+        truncated=bool(item.trace.truncated),
+        run_id=run_id,
+        stability=verdict.stability if verdict.status == "scored" else None,
+    )
+    stamp(verdict.calls, evaluation.evaluation_id, evaluation.trace_id, rubric.criterion,
+          rubric.version, run_id)
+    return evaluation
+
+
+async def evaluate_rubric(
+    item: WorkItem, rubric: Rubric, judge: JudgeClient, run_id: str | None = None
+) -> Evaluation:
+    """Apply one rubric to one trace. Always returns a terminal Evaluation, never raises."""
+    evaluation, _ = await _judged(item, rubric, judge, run_id)
+    return evaluation
+
+
+async def _judged(item: WorkItem, rubric: Rubric, judge: JudgeClient,
+                  run_id: str | None) -> tuple[Evaluation, list[JudgeCall]]:
+    """The Evaluation and the judge calls behind it. Log lines emitted meanwhile carry its
+    trace_id and evaluation_id."""
+    evaluation_id = evaluation_id_for(item.trace.trace_id, rubric.content_hash, judge.config_hash)
+    with evaluation_context(item.trace.trace_id, evaluation_id):
+        return await _evaluate_rubric(item, rubric, judge, run_id)
+
+
+def _context_note(trace: Trace) -> str:
+    """Why a trace that retrieved has no context, as the OTel normalizer recorded it."""
+    otel = trace.metadata.get("otel")
+    note = otel.get("context_missing") if isinstance(otel, dict) else None
+    return f" ({note})" if isinstance(note, str) and note else ""
+
+
+async def _evaluate_rubric(
+    item: WorkItem, rubric: Rubric, judge: JudgeClient, run_id: str | None
+) -> tuple[Evaluation, list[JudgeCall]]:
+    decision = item.decision.for_rubric(rubric.criterion, item.trace.trace_id)
+    if not decision.sampled:
+        verdict = JudgeVerdict(status="skipped", attempts=0, reason=(
+            f"not sampled for {rubric.criterion} at its rate {decision.rate:g} (another "
+            f"rubric's rate {item.decision.weight ** -1:g} picked the trace)"))
+        return _evaluation(item, rubric, judge, run_id, verdict, None, decision), []
+    missing = missing_inputs(rubric, item.trace)
+    if missing:
+        verdict = JudgeVerdict(
+            status="skipped",
+            reason=f"not applicable: the trace has no {' and no '.join(missing)}"
+                   f"{_context_note(item.trace) if 'context' in missing else ''}",
+            attempts=0,
+        )
+        return _evaluation(item, rubric, judge, run_id, verdict, None, decision), []
+    try:
+        prompt = render(rubric, item.trace)
+    except EvaluatorError as exc:
+        verdict = JudgeVerdict(status="error", reason=str(exc), attempts=0)
+        return _evaluation(item, rubric, judge, run_id, verdict, None, decision), []
+    try:
+        verdict = await judge.judge(rubric, item.trace, prompt)
+    except Exception as exc:  # a judge must not raise; if one does, keep the row with the reason
+        verdict = JudgeVerdict(status="error", reason=f"judge {judge.name} raised {exc!r}")
+    if verdict.status == "scored" and verdict.label not in rubric.labels:
+        verdict = replace(verdict, status="unscored", label=None, score=None, reasoning=None,
+                          stability=None, reason=f"judge returned off-menu label {verdict.label!r}")
+    return (_evaluation(item, rubric, judge, run_id, verdict, prompt.prompt_hash, decision),
+            verdict.calls)
+
+
+OnJudged = Callable[[Evaluation, list[JudgeCall]], None]
+
+
+async def evaluate_batch(
+    items: Sequence[WorkItem],
+    rubrics: Sequence[Rubric],
+    judge: JudgeClient,
+    run_id: str | None = None,
+    on_judged: OnJudged | None = None,
+) -> JudgedBatch:
+    """Judge every trace x rubric of a batch concurrently (the judge bounds its own in-flight).
+    `on_judged` sees each evaluation and its judge calls as soon as they are done."""
+
+    async def judged(item: WorkItem, rubric: Rubric) -> tuple[Evaluation, list[JudgeCall]]:
+        evaluation, calls = await _judged(item, rubric, judge, run_id)
+        if on_judged is not None:
+            on_judged(evaluation, calls)
+        return evaluation, calls
+
+    tasks = [judged(item, rubric) for item in items for rubric in rubrics]
+    batch = JudgedBatch()
+    for evaluation, calls in await asyncio.gather(*tasks):
+        batch.evaluations.append(evaluation)
+        batch.judge_calls.extend(calls)
+    return batch
+
+
+async def evaluate_items(
+    items: Sequence[WorkItem],
+    rubrics: Sequence[Rubric],
+    judge: JudgeClient,
+    run_id: str | None = None,
+) -> list[Evaluation]:
+    """The evaluations of evaluate_batch, for callers that keep no cost ledger."""
+    return (await evaluate_batch(items, rubrics, judge, run_id)).evaluations
