@@ -123,6 +123,9 @@ def test_each_kind_is_found_as_that_kind(masker, kind):
         ("call +44 20 7946 0958 now", "phone", "+44 20 7946 0958"),
         ("Authorization: Bearer abcDEF123456ghiJKL789", "secret", "abcDEF123456ghiJKL789"),
         ("SSN 123 45 6789", "ssn", "123 45 6789"),
+        ("contact 'jane@x.com' now", "email", "jane@x.com"),  # as Python prints a str
+        ("{'email': 'jane.doe@example.org'}", "email", "jane.doe@example.org"),
+        ("mail o'connor@x.com today", "email", "o'connor@x.com"),
     ],
 )
 def test_find_reports_kind_and_exact_span(masker, text, kind, value):

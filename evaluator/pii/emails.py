@@ -22,10 +22,12 @@ _DOTS = ".\uff0e\u3002"
 """`.`, full-width `．` and the ideographic full stop `。` (IME input writes domains with it)."""
 
 _EMAIL = re.compile(
-    r"(?:\"(?:[^\"\\\r\n]|\\.){1,62}\"|(?<![\w.%+'-])[\w%+-](?:[\w.%+-]|'(?=\w))*)"
+    r"(?:\"(?:[^\"\\\r\n]|\\.){1,62}\"|(?<![\w.%+-])[\w%+-](?:[\w.%+-]|'(?=\w))*)"
     rf"[{AT_SIGNS}]((?:[^\W_](?:[\w-]{{0,61}}[^\W_])?[{_DOTS}])+([^\W\d_]{{2,24}}|xn--[a-z0-9-]{{1,59}}))(?![\w-])"
 )
-"""Local part (bare or quoted), any at sign, labels of letters in any script, a letter TLD."""
+"""Local part (bare or quoted), any at sign, labels of letters in any script, a letter TLD. An
+apostrophe may sit inside a local part (`o'connor@x.com`) and before one (`'jane@x.com'`, as
+Python prints a string)."""
 _FILE_EXTENSIONS = frozenset(
     {"png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "bmp", "ico", "tif", "tiff", "heic"}
 )
