@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench gate clean lock
+.PHONY: install run test lint bench gate clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# ruff (pycodestyle, pyflakes, bugbear, import order, pyupgrade) and mypy; settings in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check evaluator tests benchmarks scripts
+	$(BIN)/mypy evaluator
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
