@@ -73,7 +73,7 @@ def markdown(rows: list[dict], failures: list[str], command: str, quick: bool) -
         "",
         f"Command: `{command}`{' (quick mode)' if quick else ''}  ",
         f"Machine: {machine_description()}  ",
-        f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}",
         "",
         "Every figure is measured in the same run as its baseline; ratios are what to compare "
         "across machines (this one is shared and noisy).",

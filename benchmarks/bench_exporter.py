@@ -16,10 +16,10 @@ import time
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from evaluator.core.records import Trace, parse_trace
 from evaluator.ingest.otel import EvaluatorSpanExporter
 from evaluator.ingest.otel.normalize import normalize_spans
 from evaluator.ingest.otel.spans import from_readable_span
-from evaluator.core.records import Trace, parse_trace
 from evaluator.sampling.policy import SamplingPolicy, decide
 
 APP_PAUSE_S = 0.0002
@@ -118,8 +118,8 @@ def _app_thread_rows(quick: bool, mask, mask_name: str) -> list[dict]:
 
 
 def _throughput_rows(quick: bool, mask, mask_name: str) -> list[dict]:
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     traces = 300 if quick else 2_000
     memory = InMemorySpanExporter()
@@ -162,7 +162,7 @@ def _throughput_rows(quick: bool, mask, mask_name: str) -> list[dict]:
     rows = []
     for rate in (0.10, 1.0):
         policy = SamplingPolicy(rate=rate)
-        elapsed = best_seconds(lambda: normalize_all(policy))
+        elapsed = best_seconds(lambda policy=policy: normalize_all(policy))
         rows.append(_row(f"spans/s normalize+sample+mask, one core (4-span agent traces, rate {rate:g}, "
                          f"{mask_name})", len(readable) / elapsed, "spans/s",
                          "parse_trace of the same traces as JSONL (traces/s)", parse_rate,

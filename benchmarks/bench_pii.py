@@ -16,8 +16,8 @@ from functools import partial
 
 import phonenumbers
 
-from evaluator.pii import PiiMasker
 from evaluator.core.records import Message, Trace
+from evaluator.pii import PiiMasker
 
 GOAL_PII_HEAVY = 1_000
 """1 ms a trace at worst: a quarter of the ~4 ms CPU of one judge call (DESIGN.md), and a trace

@@ -24,15 +24,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from evaluator.regression.datasets import DatasetItem, read_dataset, write_dataset
+from evaluator.core.records import parse_trace
+from evaluator.core.settings import Settings
 from evaluator.judges.factory import load_judge
 from evaluator.judges.runtime import CACHE_ENV
-from evaluator.sampling.policy import WorkItem
-from evaluator.worker.pipeline import evaluate_items
-from evaluator.core.records import parse_trace
+from evaluator.regression.datasets import DatasetItem, read_dataset, write_dataset
 from evaluator.regression.replay import REPLAY_DECISION, ReplayReport, start_replay
 from evaluator.rubrics import RubricRegistry
-from evaluator.core.settings import Settings
+from evaluator.sampling.policy import WorkItem
+from evaluator.worker.pipeline import evaluate_items
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "datasets" / "sample_traces.jsonl"

@@ -20,11 +20,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from benchmarks.e2e_support import percentile
+from evaluator.core.settings import PROJECT_ROOT
+from evaluator.core.stage_timing import timed
 from evaluator.ingest.otel import EvaluatorSpanExporter
 from evaluator.ingest.otel.exporter import default_mask
 from evaluator.sampling.policy import SamplingPolicy
-from evaluator.core.settings import PROJECT_ROOT
-from evaluator.core.stage_timing import timed
 
 
 def _parts(role: str, text: str, **extra) -> str:
@@ -33,7 +33,7 @@ def _parts(role: str, text: str, **extra) -> str:
 
 def load_traces(limit: int = 2_000) -> list[dict]:
     with open(PROJECT_ROOT / "datasets" / "sample_traces.jsonl", encoding="utf-8") as lines:
-        return [json.loads(line) for _, line in zip(range(limit), lines)]
+        return [json.loads(line) for _, line in zip(range(limit), lines, strict=False)]
 
 
 def emit(tracer, trace: dict, index: int, tag: str) -> None:

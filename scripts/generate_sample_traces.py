@@ -20,10 +20,10 @@ import json
 import random
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-FIXED_NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+FIXED_NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 KIND_SHARES = {"hallucinated": 0.10, "unfaithful": 0.08, "irrelevant": 0.08, "refusal": 0.07,
                "error": 0.03, "no_context": 0.05}
 """Share of each bad or special kind; the rest (59%) are good grounded answers."""

@@ -77,7 +77,7 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
                                            f"{len(names)} columns: quote cells holding commas")
                 continue
             values = [csv_unescape(cell.strip()) or None for cell in cells]
-            yield line, dict(zip(names, values + [None] * (len(names) - len(values))))
+            yield line, dict(zip(names, values + [None] * (len(names) - len(values)), strict=True))
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:

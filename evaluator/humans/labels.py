@@ -24,8 +24,8 @@ from typing import Any
 import pyarrow as pa
 
 from evaluator.core.errors import DatasetError, RubricError
-from evaluator.humans.label_files import RowError, read_rows, write_csv, write_jsonl
 from evaluator.core.records import Trace, sha256_hex, utcnow
+from evaluator.humans.label_files import RowError, read_rows, write_csv, write_jsonl
 from evaluator.rubrics import Rubric, RubricRegistry, parse_ref
 from evaluator.store import Store
 from evaluator.store import label_batch_queries as batch_queries

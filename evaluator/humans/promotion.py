@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluator.core.errors import ConfigError, DatasetError, InvalidTraceError, RubricError
+from evaluator.core.records import Trace, parse_trace
 from evaluator.humans.agreement.bootstrap import DEFAULT_N_BOOT
 from evaluator.humans.agreement.from_store import labels_order
 from evaluator.humans.agreement.report import kappa_with_ci
-from evaluator.regression.datasets import read_dataset
-from evaluator.core.errors import ConfigError, DatasetError, InvalidTraceError, RubricError
 from evaluator.judges.base import JudgeClient
-from evaluator.core.records import Trace, parse_trace
+from evaluator.regression.datasets import read_dataset
 from evaluator.rubrics import LOCK_FILE_NAME, Rubric, RubricRegistry
 from evaluator.sampling.policy import SampleDecision
 
@@ -182,7 +182,7 @@ def check_promotion(candidate: Rubric, current: Rubric, golden: Path, judge: Jud
                           n_boot=n_boot, seed=seed)
             for rubric in (candidate, current))
         flipped = [i.trace.trace_id for i, a, b in
-                   zip(compared, judged[candidate.version], judged[current.version]) if a != b]
+                   zip(compared, judged[candidate.version], judged[current.version], strict=True) if a != b]
         check.flip_rate = len(flipped) / len(compared)
         check.flipped_items = flipped[:MAX_LISTED_FLIPS]
     _decide(check, min_items)

@@ -161,15 +161,15 @@ def find_ibans(scan: TextScan) -> Iterator[PiiMatch]:
         length = IBAN_LENGTHS.get(found.group()[:2].upper())
         if length is None:
             continue
-        kept = 0
-        for end, char in enumerate(found.group(), start=start):
+        kept, end = 0, start
+        for char in found.group():
+            end += 1
             if char not in _IBAN_SEPARATORS:
                 kept += 1
                 if kept == length:
                     break
         else:
             continue
-        end += 1
         if end < len(text) and text[end].isalnum():
             continue
         value = text[start:end]

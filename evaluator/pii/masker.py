@@ -22,6 +22,7 @@ from typing import Any, Literal
 import phonenumbers
 
 from evaluator.core.errors import ConfigError, InvalidTraceError
+from evaluator.core.records import Message, Trace, canonical_json, sha256_hex
 from evaluator.pii.credentials import find_secrets
 from evaluator.pii.detectors import (
     find_cards,
@@ -35,7 +36,6 @@ from evaluator.pii.detectors import (
 from evaluator.pii.identifiers import find_dates_of_birth, find_national_ids, find_passports
 from evaluator.pii.match import ALL_KINDS, KIND_PRIORITY, KIND_TAGS, PiiMatch
 from evaluator.pii.scan import TextScan
-from evaluator.core.records import Message, Trace, canonical_json, sha256_hex
 
 Mode = Literal["off", "mask", "hash"]
 MODES: tuple[Mode, ...] = ("off", "mask", "hash")

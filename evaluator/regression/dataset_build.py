@@ -16,13 +16,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from evaluator.core.errors import DatasetError
+from evaluator.core.records import Trace, utcnow
+from evaluator.pii import PiiConfig, PiiMasker
 from evaluator.regression.datasets import (
-    ITEM_ID_CHARS, DatasetItem, DatasetManifest, check_name, read_dataset, read_manifest,
+    ITEM_ID_CHARS,
+    DatasetItem,
+    DatasetManifest,
+    check_name,
+    read_dataset,
+    read_manifest,
     write_dataset,
 )
-from evaluator.core.errors import DatasetError
-from evaluator.pii import PiiConfig, PiiMasker
-from evaluator.core.records import Trace, utcnow
 from evaluator.rubrics import RubricRegistry, parse_ref
 from evaluator.store.scope import PRODUCTION, REPLAY_KIND, Scope
 
@@ -165,7 +170,9 @@ def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[Dataset
     """Qualifying traces as items, oldest failure first."""
     from evaluator.store import Store
     from evaluator.store.failure_queries import (
-        failing_judge_verdicts, human_labels, latest_judge_verdicts,
+        failing_judge_verdicts,
+        human_labels,
+        latest_judge_verdicts,
     )
 
     criterion, version = parse_ref(options.rubric) if options.rubric else (None, None)

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from evaluator.regression.datasets import DatasetItem
 from evaluator.core.errors import ConfigError
+from evaluator.regression.datasets import DatasetItem
 
 OPENAI_PREFIX = "openai:"
 API_KEY_ENV = "EVALUATOR_TARGET_API_KEY"

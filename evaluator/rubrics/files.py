@@ -16,7 +16,6 @@ from evaluator.core.records import sha256_hex
 from evaluator.rubrics.model import Rubric
 from evaluator.rubrics.render import _compiled
 
-
 _NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 _REF = re.compile(r"([a-z][a-z0-9_]*)(?:@v?([1-9][0-9]*))?")
 _FRONT_MATTER = re.compile(r"---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?", re.DOTALL | re.MULTILINE)

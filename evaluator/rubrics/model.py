@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 MAX_PROMPT_CHARS = 1_000_000
 LOCK_FILE_NAME = "rubrics.lock"
 

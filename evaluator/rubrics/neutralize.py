@@ -6,7 +6,6 @@ import re
 
 from evaluator.rubrics.lookalikes import LESS_THAN_LOOKALIKES, fold
 
-
 _ASCII_INVISIBLE = str.maketrans("", "", "".join(map(chr, [*range(9), *range(11, 32), 127])))
 _INVISIBLE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"

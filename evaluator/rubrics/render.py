@@ -12,11 +12,11 @@ from jinja2.exceptions import SecurityError
 
 from evaluator.core.errors import RubricError
 from evaluator.core.records import canonical_json, sha256_hex
+from evaluator.core.stage_timing import timed
 from evaluator.rubrics.fit import cut_fields, fit, latest_messages
 from evaluator.rubrics.limits import LimitedSandbox, bound_template, render_budget
 from evaluator.rubrics.model import MAX_PROMPT_CHARS, RenderedPrompt, Rubric
 from evaluator.rubrics.neutralize import data_block, neutralize
-from evaluator.core.stage_timing import timed
 
 if TYPE_CHECKING:
     from jinja2 import Template

@@ -23,12 +23,12 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
 
-from evaluator.judges.ledger import JudgeCall
 from evaluator.core.records import utcnow
+from evaluator.judges.ledger import JudgeCall
 from evaluator.sampling.policy import SamplingPolicy, ScaledPolicies
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def _cost_by_day(calls: Iterable[JudgeCall]) -> dict[date, float]:
     for call in calls:
         if call.cost_usd:
             when = call.created_at or utcnow()
-            costs[when.astimezone(timezone.utc).date()] += call.cost_usd
+            costs[when.astimezone(UTC).date()] += call.cost_usd
     return dict(costs)
 
 
@@ -169,7 +169,7 @@ class BudgetPacer:
         clock = self._clock()
         if clock < self._next_read_at:
             return self.scale
-        now = self._now().astimezone(timezone.utc)
+        now = self._now().astimezone(UTC)
         try:
             self.spent_usd = self._meter.spent_on(now.date())
         except Exception as exc:

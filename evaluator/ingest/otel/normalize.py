@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from evaluator.core.errors import InvalidTraceError
+from evaluator.core.records import Trace, parse_trace
+from evaluator.core.stage_timing import timed
+from evaluator.core.trace_limits import metadata_problem
 from evaluator.ingest.otel.conventions import (
     OUTPUT_KEYS_LOOKED_FOR,
     LlmCall,
@@ -32,9 +35,6 @@ from evaluator.ingest.otel.conventions import (
 from evaluator.ingest.otel.hints import missing_content_hint
 from evaluator.ingest.otel.retrieval import missing_text_note, read_documents
 from evaluator.ingest.otel.spans import SpanRecord
-from evaluator.core.records import Trace, parse_trace
-from evaluator.core.stage_timing import timed
-from evaluator.core.trace_limits import metadata_problem
 
 FEEDBACK_KEYS = ("user.feedback", "feedback.score", "feedback", "feedback.label", "evaluator.feedback",
                  "gen_ai.feedback", "user_feedback")
@@ -75,7 +75,7 @@ def feedback_of(value: Any) -> str | None:
 
 
 def _datetime(ns: int | None) -> datetime | None:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc) if ns else None
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC) if ns else None
 
 
 def _find_root(spans: Sequence[SpanRecord]) -> SpanRecord:

@@ -23,12 +23,12 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from evaluator.core.errors import ConfigError, InvalidTraceError
+from evaluator.core.records import DeadLetter, Trace
 from evaluator.ingest.otel.conventions import is_genai_span, streamed_elsewhere
 from evaluator.ingest.otel.logs import LogEvent, from_otlp_log
 from evaluator.ingest.otel.logs import join as join_logs
 from evaluator.ingest.otel.normalize import normalize_spans
 from evaluator.ingest.otel.spans import SpanRecord, from_otlp_span, spans_payload
-from evaluator.core.records import DeadLetter, Trace
 
 TraceFormat = Literal["jsonl", "otlp-json"]
 _HEX_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
