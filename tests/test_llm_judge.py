@@ -19,7 +19,8 @@ from evaluator.judges.config import JudgeConfig
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.factory import build_judge, load_judge
 from evaluator.judges.llm import TRUNCATED_REASON, LLMJudge
-from evaluator.judges.retry import Backoff, is_retryable
+from evaluator.core.retry import Backoff
+from evaluator.judges.retry import is_retryable
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.rubrics import RenderedPrompt
 from tests.support.judging import KEY, KEY_ENV, RUBRIC, TRACE, prompt

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from evaluator.core.errors import ConfigError, VerdictParseError
+from evaluator.core.retry import Backoff
 from evaluator.judges.config import JudgeConfig
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.breaker import CircuitState
 from evaluator.judges.cache import CachedVerdict, cache_key, is_deterministic
 from evaluator.judges.ledger import CACHED, ERROR, OK, JudgeCall, totals
 from evaluator.judges.retry import (
-    Backoff,
     counts_against_judge,
     is_retryable,
     is_timeout,

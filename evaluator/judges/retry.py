@@ -1,13 +1,12 @@
-"""When a failed judge call is worth another try, and how long to wait before it.
+"""When a failed judge call is worth another try, and how long the server asked us to wait.
 
 Rate limits (429), server errors (5xx), timeouts and dropped connections are transient; any
 other 4xx (bad request, unknown model, bad key) will fail the same way again, so it is final.
+The waiting itself is evaluator.core.retry's `Backoff`.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -80,22 +79,6 @@ def retry_after_s(exc: BaseException) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with full jitter; a server's Retry-After wins, within a cap."""
-
-    base_s: float = 0.5
-    cap_s: float = 20.0
-    retry_after_cap_s: float = 60.0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay_s(self, failures: int, retry_after: float | None = None) -> float:
-        """Wait before the next attempt, after `failures` failed attempts (1, 2, ...)."""
-        if retry_after is not None:
-            return min(retry_after, self.retry_after_cap_s) + self.rng.uniform(0, self.base_s)
-        return self.rng.uniform(0, min(self.cap_s, self.base_s * 2 ** (failures - 1)))
 
 
 def _headers_of(exc: BaseException) -> dict[str, str] | None:
