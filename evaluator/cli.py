@@ -273,7 +273,8 @@ def worker(processes, threads, metrics_port, no_preflight) -> None:
 
     settings = _settings()
     preflight_unless(no_preflight, settings.judge, settings)
-    run_workers(settings, processes=processes, threads=threads, metrics_port=metrics_port)
+    click.get_current_context().exit(run_workers(settings, processes=processes, threads=threads,
+                                                 metrics_port=metrics_port))
 
 
 @cli.command()

@@ -27,6 +27,7 @@ from evaluator.worker.heartbeat import Sweeper
 from evaluator.worker.messages import QUEUE_NAME, encode_items
 from evaluator.worker.persistence import warn_if_not_persistent
 from evaluator.worker.sink import Sink
+from evaluator.worker.supervisor import supervise
 
 log = logging.getLogger(__name__)
 
@@ -101,29 +102,19 @@ def run_worker_process(settings: Settings, threads: int, stop: threading.Event |
 
 
 def run_workers(settings: Settings, processes: int, threads: int,
-                metrics_port: int | None = None) -> None:
-    """One process runs in place; more are started as child processes and supervised
-    (child i serves metrics on metrics_port + i)."""
+                metrics_port: int | None = None) -> int:
+    """One process runs in place; more are started as child processes and supervised (child i
+    serves metrics on metrics_port + i). Returns the exit code: see `supervisor.supervise`."""
     require_redis(settings)
     if processes <= 1:
         run_worker_process(settings, threads, metrics_port=metrics_port)
-        return
+        return 0
     command = [sys.executable, "-m", "evaluator", "worker", "--processes", "1", "--threads", str(threads),
                "--no-preflight"]  # the parent checked the judge
     children = [subprocess.Popen(command if metrics_port is None
                                  else [*command, "--metrics-port", str(metrics_port + i)])
                 for i in range(processes)]
-    stop = _stop_event_on_signals()
-    try:
-        while not stop.wait(1.0):
-            if all(child.poll() is not None for child in children):
-                break
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            child.wait()
+    return supervise(children, _stop_event_on_signals())
 
 
 def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = None,
