@@ -170,10 +170,11 @@ def _worker(client: str, url: str, count: int) -> dict:
     from evaluator.rubrics import RubricRegistry
     from evaluator.sampling.policy import SampleDecision
     from evaluator.core.settings import PROJECT_ROOT
-    from evaluator.worker.actors import WorkerContext, register_evaluate_actor, work_message
-    from evaluator.worker.broker import build_broker
-    from evaluator.worker.channel import InMemoryChannel
-    from evaluator.worker.messages import QUEUE_NAME, ResultBatch, encode_items
+    from evaluator.queue.messages import work_message
+    from evaluator.worker.actors import WorkerContext, register_evaluate_actor
+    from evaluator.queue.broker import build_broker
+    from evaluator.queue.channel import InMemoryChannel
+    from evaluator.queue.messages import QUEUE_NAME, ResultBatch, encode_items
 
     broker = build_broker(None)
     channel = InMemoryChannel()

@@ -113,8 +113,8 @@ class Service:
             time.sleep(0.5)
 
     def enqueue(self, prefix: str, traces: int) -> None:
-        from evaluator.worker.broker import build_producer_broker
-        from evaluator.worker.service import enqueue
+        from evaluator.queue.broker import build_producer_broker
+        from evaluator.queue.producer import enqueue
 
         broker = build_producer_broker(REDIS_URL)
         try:
@@ -186,7 +186,7 @@ def redis_bytes_per_queued_trace(service: Service, traces: int = 1_000) -> float
 
 def sink_drain(service: Service, traces: int) -> dict:
     """Stop the sink, queue `traces` x 4 evaluations of results, time a fresh sink draining them."""
-    from evaluator.worker.channel import RedisStreamChannel
+    from evaluator.queue.channel import RedisStreamChannel
 
     service.sink.stop()
     channel = RedisStreamChannel(service.client)

@@ -55,8 +55,8 @@ def _judge(workdir: Path, slow_share: float) -> tuple[Process, str]:
 
 def _measure(workdir: Path, slow_share: float, quick: bool, threads: int | None = None) -> dict:
     """Evaluations/s stored over a window at saturation."""
-    from evaluator.worker.broker import build_producer_broker
-    from evaluator.worker.service import enqueue
+    from evaluator.queue.broker import build_producer_broker
+    from evaluator.queue.producer import enqueue
 
     warm_s, window_s = (5.0, 10.0) if quick else (8.0, 25.0)
     run_dir = workdir / f"slow-{slow_share:g}-{threads}"

@@ -97,7 +97,7 @@ def _dramatiq(redis_url: str, messages: int) -> dict:
     from dramatiq.brokers.redis import RedisBroker
     from dramatiq.middleware.asyncio import AsyncIO
 
-    from evaluator.worker.messages import QUEUE_NAME
+    from evaluator.queue.messages import QUEUE_NAME
 
     broker = RedisBroker(url=redis_url)
     broker.add_middleware(AsyncIO())

@@ -48,7 +48,7 @@ def result_batches(prefix: str, traces: int, per_batch: int, samples: list[dict]
     """ResultBatches shaped like the workers' (per trace: the trace, four scored evaluations
     with a judge-like reply and their four judge-call ledger rows), for the sink's drain rate."""
     from evaluator.judges.ledger import JudgeCall
-    from evaluator.worker.messages import ResultBatch
+    from evaluator.queue.messages import ResultBatch
 
     rubrics = ("hallucination", "faithfulness", "relevance", "refusal")
     reply = json.dumps({"reasoning": "Checked each claim of the answer against the material "

@@ -14,13 +14,13 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
+from evaluator.cli import cli, main
+from evaluator.core.records import Evaluation
+from evaluator.core.settings import PROJECT_ROOT
 from evaluator.humans.agreement import rogan_gladen
 from evaluator.humans.agreement.from_store import majority, store_agreement
-from evaluator.cli import cli, main
 from evaluator.humans.labels import import_labels
-from evaluator.core.records import Evaluation
 from evaluator.rubrics import RubricRegistry
-from evaluator.core.settings import PROJECT_ROOT
 from evaluator.store import Store
 
 TOLERANCE = 1e-9
@@ -141,8 +141,8 @@ def test_corrected_failure_rate_next_to_the_raw_one(run_db: Path, tmp_path: Path
     assert rates["n_production"] == len(hallucination)
     assert rates["raw_rate"] == pytest.approx(sum(judge_fail) / len(judge_fail), abs=TOLERANCE)
     assert rates["weighted_rate"] == pytest.approx(rates["raw_rate"], abs=TOLERANCE)  # rate 1.0
-    sensitivity = sum(j and h for j, h in zip(judge_fail, human_fail)) / sum(human_fail)
-    specificity = sum(not j and not h for j, h in zip(judge_fail, human_fail)) / (
+    sensitivity = sum(j and h for j, h in zip(judge_fail, human_fail, strict=True)) / sum(human_fail)
+    specificity = sum(not j and not h for j, h in zip(judge_fail, human_fail, strict=True)) / (
         len(human_fail) - sum(human_fail))
     corrected = rates["corrected"]
     assert corrected["sensitivity"] == pytest.approx(sensitivity, abs=TOLERANCE)
@@ -220,7 +220,7 @@ def test_file_mode_two_columns_match_sklearn(tmp_path: Path):
     a = rng.choice(["yes", "no", "maybe"], size=300).tolist()
     b = [x if rng.random() < 0.7 else rng.choice(["yes", "no", "maybe"]) for x in a]
     path = tmp_path / "pairs.csv"
-    lines = ["id,model,gold"] + [f"{i},{x},{y}" for i, (x, y) in enumerate(zip(a, b))]
+    lines = ["id,model,gold"] + [f"{i},{x},{y}" for i, (x, y) in enumerate(zip(a, b, strict=True))]
     lines += ["300,yes,", "301,,no"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     data = json.loads(invoke("agreement", "--file", str(path), "--a", "model", "--b", "gold",
@@ -241,7 +241,7 @@ def test_collapse_compares_binary_labels_with_a_three_label_rubric(tmp_path: Pat
     judge = ["refused"] * 30 + ["partial"] * 30 + ["complied"] * 40
     human = ["refused"] * 30 + ["refused"] * 25 + ["complied"] * 5 + ["complied"] * 40
     path = write_labels(tmp_path / "refusals.jsonl",
-                        [{"judge": j, "human": h} for j, h in zip(judge, human)])
+                        [{"judge": j, "human": h} for j, h in zip(judge, human, strict=True)])
     plain = json.loads(invoke("agreement", "--file", str(path), "--a", "judge", "--b", "human",
                               "--json", "--n-boot", "0"))["agreement"]
     collapsed = json.loads(invoke("agreement", "--file", str(path), "--a", "judge", "--b",
@@ -326,8 +326,8 @@ def test_corrected_rate_of_a_batch_drawn_by_the_judges_verdict_is_unbiased(tmp_p
     labels must be weighted by how they were drawn. 1,000 traces: the judge fails 100 (80 truly
     fail), passes 900 (45 truly fail), so 12.5% truly fail. Counting the labelled items as a
     random sample gives sensitivity 80/102.5 and a corrected rate near 7.5%."""
-    from evaluator.humans.labels import export_batch
     from evaluator.core.records import Trace
+    from evaluator.humans.labels import export_batch
     from evaluator.store import StoredTrace
 
     registry = RubricRegistry.load(PROJECT_ROOT / "rubrics")

@@ -17,13 +17,25 @@ from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 from sklearn import metrics
 
+from evaluator.core.errors import EvaluatorError
 from evaluator.humans.agreement import (
-    AgreementError, agreement_report, cohen_kappa, confusion_matrix, corrected_prevalence,
-    f1_average, inter_annotator_report, kappa_band, kappa_with_ci, kendall_tau_b,
-    krippendorff_alpha, matthews_corrcoef, per_label_metrics, raw_agreement, rogan_gladen,
+    AgreementError,
+    agreement_report,
+    cohen_kappa,
+    confusion_matrix,
+    corrected_prevalence,
+    f1_average,
+    inter_annotator_report,
+    kappa_band,
+    kappa_with_ci,
+    kendall_tau_b,
+    krippendorff_alpha,
+    matthews_corrcoef,
+    per_label_metrics,
+    raw_agreement,
+    rogan_gladen,
     spearman,
 )
-from evaluator.core.errors import EvaluatorError
 
 TOLERANCE = 1e-9
 LABELS = ["fail", "partial", "pass", "skip"]
@@ -63,7 +75,7 @@ def check_label_statistics(judge: list, human: list, order: list) -> None:
                                                         abs=TOLERANCE)
     for weights in (None, "linear", "quadratic"):
         reference = quietly(metrics.cohen_kappa_score, judge, human, labels=order, weights=weights)
-        assert_same(lambda: cohen_kappa(judge, human, order, weights), reference)
+        assert_same(lambda weights=weights: cohen_kappa(judge, human, order, weights), reference)
     if len(set(judge)) > 1 and len(set(human)) > 1:
         assert matthews_corrcoef(judge, human) == pytest.approx(
             metrics.matthews_corrcoef(human, judge), abs=TOLERANCE)
@@ -76,7 +88,7 @@ def check_label_statistics(judge: list, human: list, order: list) -> None:
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
         human, judge, labels=order, average=None, zero_division=np.nan)
     rows = per_label_metrics(judge, human, order)
-    for row, p, r, f, s in zip(rows, precision, recall, f1, support):
+    for row, p, r, f, s in zip(rows, precision, recall, f1, support, strict=True):
         assert row["support"] == s
         for name, reference in (("precision", p), ("recall", r), ("f1", f)):
             if np.isnan(reference):
@@ -133,7 +145,7 @@ def check_alpha(matrix: np.ndarray) -> None:
             reference = quietly(krippendorff.alpha, matrix, level_of_measurement=level)
         except ValueError:  # "more than one value in the domain" / "no pairable unit"
             reference = np.nan
-        assert_same(lambda: krippendorff_alpha(matrix, level), reference)
+        assert_same(lambda level=level: krippendorff_alpha(matrix, level), reference)
 
 
 @pytest.mark.parametrize("seed,annotators,units,values,missing",

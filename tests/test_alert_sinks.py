@@ -8,22 +8,30 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
 
-from evaluator.monitoring.alerts import AlertConfig, check_alerts, load_alert_config
-from evaluator.monitoring.alerts.sinks import (
-    FileSink, LogSink, Notification, StdoutSink, WebhookError, WebhookSink, WebhookSinkConfig,
-    build_sinks, deliver, redact_url,
-)
 from evaluator.cli import cli
 from evaluator.core.errors import ConfigError
+from evaluator.monitoring.alerts import AlertConfig, check_alerts, load_alert_config
+from evaluator.monitoring.alerts.sinks import (
+    FileSink,
+    LogSink,
+    Notification,
+    StdoutSink,
+    WebhookError,
+    WebhookSink,
+    WebhookSinkConfig,
+    build_sinks,
+    deliver,
+    redact_url,
+)
 from tests.support.alert_streams import MINUTE, NOW, label_stream, write
 
-FIRED = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+FIRED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def notification(kind: str = "firing") -> Notification:

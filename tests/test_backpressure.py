@@ -22,7 +22,7 @@ from opentelemetry.trace import Status, StatusCode
 from evaluator.ingest.otel import EvaluatorSpanExporter
 from evaluator.core.records import Trace
 from evaluator.sampling.policy import SamplingPolicy, decide
-from evaluator.worker.backpressure import (
+from evaluator.queue.backpressure import (
     HELD_BACK, MIN_RATE_SCALE, QueueFullError, QueueGauge, SamplingThrottle,
 )
 from tests.support.figures import record

@@ -4,7 +4,7 @@ ingest summaries, and exit 4 when not one line of the input was a valid trace.""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -115,7 +115,7 @@ def test_dead_letters_source_and_since_filter(mixed, tmp_path):
     assert total("--source", f"{mixed}:2") == 1
     assert total("--source", str(tmp_path / "mixed")) == 0  # a prefix of a name is not the file
     assert total("--since", "1h") == 5
-    future = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    future = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
     assert total("--since", future) == 0
 
 

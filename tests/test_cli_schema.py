@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from evaluator.cli import cli
-from evaluator.regression.datasets import DatasetItem
 from evaluator.core.errors import InvalidTraceError
-from evaluator.humans.labels import import_labels
 from evaluator.core.records import parse_trace
-from evaluator.rubrics import RubricRegistry
-from evaluator.regression.schemas import SCHEMAS, json_schema, schema_text
 from evaluator.core.settings import PROJECT_ROOT
+from evaluator.humans.labels import import_labels
+from evaluator.regression.datasets import DatasetItem
+from evaluator.regression.schemas import SCHEMAS, json_schema, schema_text
+from evaluator.rubrics import RubricRegistry
 from evaluator.store import Store
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -105,7 +105,7 @@ def test_readme_label_examples_fit_the_schema_and_import(tmp_path):
     blocks = formats_examples()["labels"]
     files = [tmp_path / f"labels{n}.{fence}" for n, (fence, _) in enumerate(blocks)]
     with Store(tmp_path / "e.duckdb") as store:
-        for path, (_, block) in zip(files, blocks):
+        for path, (_, block) in zip(files, blocks, strict=True):
             path.write_text(block, encoding="utf-8")
             result = import_labels(path, store, registry)
             assert result.rejected == [] and result.ignored_columns == []

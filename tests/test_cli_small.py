@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from evaluator.cli import cli, main
 from evaluator.core.errors import ConfigError
-from evaluator.judges.config import load_judge_config
 from evaluator.core.settings import PROJECT_ROOT
+from evaluator.judges.config import load_judge_config
 
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
 

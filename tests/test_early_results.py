@@ -14,9 +14,10 @@ from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.policy import SampleDecision
 from evaluator.core.settings import PROJECT_ROOT
 from evaluator.sampling.spend import InMemorySpend
-from evaluator.worker.actors import WorkerContext, process_message, work_message
+from evaluator.queue.messages import work_message
+from evaluator.worker.actors import WorkerContext, process_message
 from evaluator.worker.early_results import EarlyResults
-from evaluator.worker.messages import ResultBatch, encode_items
+from evaluator.queue.messages import ResultBatch, encode_items
 from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer
 

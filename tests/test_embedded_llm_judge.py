@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from evaluator.worker.embedded import run_embedded
 from evaluator.core.settings import Settings
 from evaluator.store import Store
+from evaluator.worker.embedded import run_embedded
 from tests.support.judging import local_judge_settings
 from tests.support.openai_server import OpenAIServer
 

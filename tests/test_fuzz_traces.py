@@ -35,8 +35,8 @@ from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
 from evaluator.core.trace_limits import MAX_METADATA_DEPTH, SAFE_ID, metadata_problem
 from evaluator.worker.actors import WorkerContext, process_message
-from evaluator.worker.channel import InMemoryChannel
-from evaluator.worker.messages import ResultBatch
+from evaluator.queue.channel import InMemoryChannel
+from evaluator.queue.messages import ResultBatch
 from tests.support.figures import record
 
 ROOT = Path(__file__).resolve().parent.parent

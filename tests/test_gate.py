@@ -13,16 +13,24 @@ from pathlib import Path
 import pytest
 from scipy.stats import binomtest
 
+from evaluator.core.records import Evaluation, evaluation_id_for
+from evaluator.core.settings import PROJECT_ROOT
 from evaluator.regression.datasets import DatasetItem, write_dataset
 from evaluator.regression.gate import (
-    GATE_RULE, JUDGE_AGREEMENT, GateOptions, GateUndecidedError, Outcome, Side, compare_rubric,
-    evaluate_gate, mcnemar_one_sided_p, score_change_interval,
+    GATE_RULE,
+    JUDGE_AGREEMENT,
+    GateOptions,
+    GateUndecidedError,
+    Outcome,
+    Side,
+    compare_rubric,
+    evaluate_gate,
+    mcnemar_one_sided_p,
+    score_change_interval,
 )
 from evaluator.regression.gate_output import gate_junit, gate_markdown, gate_table
-from evaluator.core.records import Evaluation, evaluation_id_for
 from evaluator.regression.replay import REPLAY_KIND, replay_trace_id
 from evaluator.rubrics import RubricRegistry
-from evaluator.core.settings import PROJECT_ROOT
 from evaluator.store import Store
 from evaluator.store import replay_queries as queries
 
@@ -249,8 +257,8 @@ def test_gate_cli_exit_codes_and_files(db: Path, tmp_path: Path):
 
 def test_the_bundled_example_dataset_passes_its_own_gate(tmp_path: Path):
     """What `make gate` runs: a replay with the offline judge reproduces the expected labels."""
-    from evaluator.regression.replay import start_replay
     from evaluator.core.settings import Settings
+    from evaluator.regression.replay import start_replay
 
     dataset = PROJECT_ROOT / "datasets" / "example_regression.jsonl"
     db = tmp_path / "example.duckdb"

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from evaluator.cli import cli
 from evaluator.core.errors import ConfigError, EvaluatorError
+from evaluator.core.settings import PROJECT_ROOT
 from evaluator.judges.config import load_judge_config
 from evaluator.worker.metrics import start_metrics_server
-from evaluator.core.settings import PROJECT_ROOT
 
 TRACES = PROJECT_ROOT / "datasets" / "sample_traces.jsonl"
 

@@ -4,20 +4,20 @@ printable; and the same file opened in headless Chromium (screenshot, drawn mark
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from evaluator.monitoring.alerts import check_alerts, load_alert_config
 from evaluator.cli import cli
 from evaluator.core.errors import ConfigError
+from evaluator.core.records import Trace
+from evaluator.monitoring.alerts import check_alerts, load_alert_config
 from evaluator.monitoring.html import parse_since, write_html_report
 from evaluator.monitoring.html.data import bucket_size
-from evaluator.core.records import Trace
-from evaluator.worker.embedded import run_embedded
 from evaluator.store import Store, StoredTrace
+from evaluator.worker.embedded import run_embedded
 from tests.support import chromium
 from tests.support.alert_streams import evaluation
 
@@ -29,10 +29,10 @@ CHART_SECTIONS = ("pass-rate", "mean-score", "label-mix", "by-model", "by-prompt
 def _add_hostile_and_unpriced(db: Path) -> None:
     """A trace whose content tries to break out of the page, and a call of unknown cost."""
     trace = Trace(trace_id="hostile-1", input=HOSTILE, output=HOSTILE, model=HOSTILE,
-                  prompt_version="v3", start_time=datetime(2026, 11, 24, 9, tzinfo=timezone.utc))
-    bad = evaluation("hostile-1", "hallucination", datetime.now(timezone.utc), label="hallucinated",
+                  prompt_version="v3", start_time=datetime(2026, 11, 24, 9, tzinfo=UTC))
+    bad = evaluation("hostile-1", "hallucination", datetime.now(UTC), label="hallucinated",
                      score=0.0, judge="offline", weight=1000.0).model_copy(update={"reasoning": HOSTILE})
-    unpriced = evaluation("hostile-1", "refusal", datetime.now(timezone.utc), label="complied",
+    unpriced = evaluation("hostile-1", "refusal", datetime.now(UTC), label="complied",
                           score=1.0, judge="offline", cost=None)
     Store.write_once(db, [bad, unpriced], [StoredTrace(trace, "random", 10.0)])
 
@@ -102,7 +102,7 @@ def test_untrusted_trace_content_is_escaped(report):
 
 def test_without_human_labels_the_section_says_how_to_get_them(tmp_path):
     db = tmp_path / "plain.duckdb"
-    Store.write_once(db, [evaluation("t1", "relevance", datetime.now(timezone.utc),
+    Store.write_once(db, [evaluation("t1", "relevance", datetime.now(UTC),
                                      label="relevant", score=1.0)])
     html = write_html_report(db, tmp_path / "r.html").read_text()
     assert "No human labels yet" in section(html, "agreement")
@@ -114,15 +114,15 @@ def test_since_filters_and_validates(report, tmp_path):
     db = path.parent.parent / "report.duckdb"
     later = write_html_report(db, tmp_path / "later.html", since="2099-01-01").read_text()
     assert "no scored evaluations in this period" in section(later, "pass-rate")
-    now = datetime(2026, 11, 27, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 27, tzinfo=UTC)
     assert parse_since("7d", now) == now - timedelta(days=7)
-    assert parse_since("2026-11-20", now) == datetime(2026, 11, 20, tzinfo=timezone.utc)
+    assert parse_since("2026-11-20", now) == datetime(2026, 11, 20, tzinfo=UTC)
     with pytest.raises(ConfigError, match="--since 'last week'"):
         parse_since("last week", now)
 
 
 def test_bucket_size_keeps_points_meaningful():
-    start = datetime(2026, 11, 23, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 23, tzinfo=UTC)
     assert bucket_size(start, start + timedelta(days=3), 300) == (6 * 3600, "6 hours")
     assert bucket_size(start, start + timedelta(hours=6), 5000) == (900, "15 minutes")
     assert bucket_size(start, start + timedelta(days=60), 100_000)[1] == "day"

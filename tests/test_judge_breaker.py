@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.judges.config import JudgeBreaker
+from evaluator.core.records import Trace, evaluation_id_for
 from evaluator.judges.breaker import CircuitBreaker, CircuitState
+from evaluator.judges.config import JudgeBreaker
 from evaluator.judges.factory import load_judge
 from evaluator.judges.llm import CIRCUIT_OPEN_REASON, LLMJudge
 from evaluator.judges.runtime import JudgeRuntime
-from evaluator.sampling.policy import WorkItem
+from evaluator.sampling.policy import SampleDecision, WorkItem
 from evaluator.worker.pipeline import evaluate_batch
-from evaluator.core.records import Trace, evaluation_id_for
-from evaluator.sampling.policy import SampleDecision
+from tests.support.breaker_sim import FakeClock, simulate
 from tests.support.judging import (
     KEY,
     KEY_ENV,
@@ -31,7 +31,6 @@ from tests.support.judging import (
     published_rubric,
     write_judge,
 )
-from tests.support.breaker_sim import FakeClock, simulate
 from tests.support.openai_server import OpenAIServer
 
 FAST_BREAKER = {"consecutive_failures": 3, "cooldown_s": 0.3, "max_wait_s": 0.6}

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import redis
 
+from evaluator.core.settings import Settings
 from evaluator.judges.cache import REDIS_PREFIX, JudgeCache, RedisBackend, SqliteBackend, cache_key
 from evaluator.judges.llm import LLMJudge
 from evaluator.judges.redis_clients import LoopRedis
 from evaluator.judges.runtime import CACHE_ENV, JudgeRuntime
-from evaluator.worker.embedded import run_embedded
-from evaluator.core.settings import Settings
 from evaluator.store import Store
+from evaluator.worker.embedded import run_embedded
 from tests.support.judging import KEY, KEY_ENV, judge_all, judge_config, prompt, write_judge
 from tests.support.openai_server import OpenAIServer
 

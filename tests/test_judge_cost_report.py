@@ -4,7 +4,7 @@ unknown cost shown as unknown, never as $0."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,8 +15,8 @@ from evaluator.judges.ledger import JudgeCall
 from evaluator.store import Store
 from evaluator.store.cost_queries import Spend
 
-DAY1 = datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc)
-DAY2 = datetime(2026, 3, 2, 0, 30, tzinfo=timezone.utc)
+DAY1 = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
+DAY2 = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
 
 
 def call(judge: str, rubric: str, cost: float | None, when: datetime, status: str = "ok",

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.judges.llm import TRUNCATED_REASON
 from evaluator.core.records import evaluation_id_for
-from evaluator.rubrics import RubricRegistry
-from evaluator.worker.embedded import run_embedded
 from evaluator.core.settings import PROJECT_ROOT, Settings
+from evaluator.judges.llm import TRUNCATED_REASON
+from evaluator.rubrics import RubricRegistry
 from evaluator.store import Store
+from evaluator.worker.embedded import run_embedded
 from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer
 

@@ -12,18 +12,17 @@ from typing import Any
 import pytest
 
 from evaluator.core.errors import ConfigError
-from evaluator.judges.config import JudgeConfig
+from evaluator.core.records import Trace
 from evaluator.judges.cache import JudgeCache
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.factory import build_judge, load_judge
 from evaluator.judges.panel import PanelJudge
 from evaluator.judges.runtime import JudgeRuntime
-from evaluator.sampling.policy import WorkItem
-from evaluator.worker.pipeline import evaluate_batch
-from evaluator.core.records import Trace
 from evaluator.monitoring.report import database_report
 from evaluator.rubrics import RenderedPrompt, Rubric
-from evaluator.sampling.policy import SampleDecision
+from evaluator.sampling.policy import SampleDecision, WorkItem
 from evaluator.store import Store
+from evaluator.worker.pipeline import evaluate_batch
 from tests.support import openai_server
 from tests.support.judging import (
     KEY,
@@ -170,7 +169,7 @@ def test_stability_and_the_ledger_reach_the_store_and_the_report(
     items = [WorkItem(Trace(trace_id=f"t{i}", output="Paris."), SampleDecision(True, "random", 1))
              for i in range(4)]
     rubric = published_rubric()
-    for server, label in zip(three_servers, ["factual", "factual", "hallucinated"]):
+    for server, label in zip(three_servers, ["factual", "factual", "hallucinated"], strict=True):
         server.default_label = label
     batch = asyncio.run(evaluate_batch(items, [rubric], judge, run_id="r"))
     db = tmp_path / "panel.duckdb"

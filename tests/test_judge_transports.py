@@ -10,15 +10,14 @@ from typing import Any
 
 import pytest
 
+from evaluator.core.records import Trace
 from evaluator.judges.config import JudgeConfig
 from evaluator.judges.llm import TRUNCATED_REASON, LLMJudge
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.judges.transport import build_transport
-from evaluator.sampling.policy import WorkItem
-from evaluator.worker.pipeline import evaluate_batch
-from evaluator.core.records import Trace
 from evaluator.rubrics import RubricRegistry
-from evaluator.sampling.policy import SampleDecision
+from evaluator.sampling.policy import SampleDecision, WorkItem
+from evaluator.worker.pipeline import evaluate_batch
 from tests.support.judging import KEY, KEY_ENV, judge_all, judge_config, prompt
 from tests.support.openai_server import OpenAIServer
 

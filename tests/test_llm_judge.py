@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from evaluator.core.errors import ConfigError
-from evaluator.judges.config import JudgeConfig
+from evaluator.core.retry import Backoff
 from evaluator.judges.base import JudgeVerdict
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.factory import build_judge, load_judge
 from evaluator.judges.llm import TRUNCATED_REASON, LLMJudge
-from evaluator.core.retry import Backoff
 from evaluator.judges.retry import is_retryable
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.rubrics import RenderedPrompt

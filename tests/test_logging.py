@@ -15,17 +15,20 @@ import sys
 import pytest
 
 from evaluator.core.errors import ConfigError
-from evaluator.judges.base import JudgeVerdict
 from evaluator.core.logging_setup import (
-    CHATTY_LIBRARY_LOGGERS, JsonLinesFormatter, build_handler, configure_logging, evaluation_context,
+    CHATTY_LIBRARY_LOGGERS,
+    JsonLinesFormatter,
+    build_handler,
+    configure_logging,
+    evaluation_context,
     resolve_level,
 )
-from evaluator.sampling.policy import WorkItem
-from evaluator.worker.pipeline import evaluate_items
 from evaluator.core.records import Trace
-from evaluator.rubrics import RubricRegistry
-from evaluator.sampling.policy import SampleDecision
 from evaluator.core.settings import Settings
+from evaluator.judges.base import JudgeVerdict
+from evaluator.rubrics import RubricRegistry
+from evaluator.sampling.policy import SampleDecision, WorkItem
+from evaluator.worker.pipeline import evaluate_items
 
 
 class TTYStream(io.StringIO):

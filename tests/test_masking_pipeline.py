@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from evaluator.worker.embedded import run_embedded
 from evaluator.store import Store
+from evaluator.worker.embedded import run_embedded
 
 EMAIL = "jane.doe@example.com"
 PHONE = "+1 415 555 0134"

@@ -22,9 +22,10 @@ from evaluator.worker.metrics import EvaluatorMetrics, ExporterStatsCollector, m
 from evaluator.core.records import utcnow
 from evaluator.rubrics import RubricRegistry
 from evaluator.core.settings import Settings
-from evaluator.worker.actors import WorkerContext, process_message, work_message
-from evaluator.worker.channel import InMemoryChannel
-from evaluator.worker.messages import ResultBatch
+from evaluator.queue.messages import work_message
+from evaluator.worker.actors import WorkerContext, process_message
+from evaluator.queue.channel import InMemoryChannel
+from evaluator.queue.messages import ResultBatch
 from evaluator.worker.sink import Sink
 from tests.support.alert_streams import evaluation
 

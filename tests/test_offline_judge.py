@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluator.judges.config import JudgeConfig
-from evaluator.judges.base import JudgeVerdict
-from evaluator.judges.offline import REASONING_PREFIX, OfflineJudge, nearest_label
 from evaluator.core.records import Trace, parse_trace
+from evaluator.judges.base import JudgeVerdict
+from evaluator.judges.config import JudgeConfig
+from evaluator.judges.offline import REASONING_PREFIX, OfflineJudge, nearest_label
 from evaluator.rubrics import RenderedPrompt, Rubric
 
 LABELS = {

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from evaluator.core.errors import InvalidTraceError
+from evaluator.core.records import DeadLetter
 from evaluator.ingest.otel.normalize import normalize_spans
 from evaluator.ingest.otel.otlp_json import read_otlp_json_traces
-from evaluator.core.records import DeadLetter
 from tests.support.otel_capture import Capture
 
 OFFICIAL = "opentelemetry.instrumentation.openai_v2"

@@ -117,10 +117,9 @@ def test_faithfulness_skip_reason_names_the_retrieval_span(capture):
 
     from evaluator.judges.config import JudgeConfig
     from evaluator.judges.offline import OfflineJudge
-    from evaluator.sampling.policy import WorkItem
-    from evaluator.worker.pipeline import evaluate_rubric
     from evaluator.rubrics import load_rubric
-    from evaluator.sampling.policy import SamplingPolicy, decide
+    from evaluator.sampling.policy import SamplingPolicy, WorkItem, decide
+    from evaluator.worker.pipeline import evaluate_rubric
 
     _rag(capture, UTIL_GENAI, retrieval_kb)
     trace = normalize_spans(capture.records())

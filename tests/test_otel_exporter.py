@@ -349,7 +349,7 @@ def test_two_processes_sample_the_same_traces():
 def test_real_redis_receives_batches_and_dead_letters(redis_url):
     import redis
 
-    from evaluator.worker.messages import ResultBatch
+    from evaluator.queue.messages import ResultBatch
 
     app_broker = dramatiq.broker.global_broker
     exporter = EvaluatorSpanExporter(redis_url, judge="offline", policy=EVERYTHING, mask=keep,

@@ -15,11 +15,11 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
+from evaluator.core.records import DeadLetter, Trace
 from evaluator.ingest.otel import EvaluatorLogExporter, EvaluatorSpanExporter
 from evaluator.ingest.otel.logs import LogBuffer, LogEvent
 from evaluator.ingest.otel.otlp_json import read_otlp_json_traces
 from evaluator.ingest.otel.spans import SpanEvent
-from evaluator.core.records import DeadLetter, Trace
 from evaluator.sampling.policy import SamplingPolicy
 from tests.support.otel_capture import Capture
 

@@ -20,10 +20,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from evaluator.core.errors import InvalidTraceError
+from evaluator.core.records import DeadLetter, Trace
 from evaluator.ingest.otel.normalize import feedback_of, normalize_spans
 from evaluator.ingest.otel.otlp_json import read_otlp_json_traces, read_traces
 from evaluator.ingest.otel.spans import SpanRecord, from_readable_span
-from evaluator.core.records import DeadLetter, Trace
 
 
 @pytest.fixture
@@ -328,7 +328,8 @@ def _any_value(value):
 def _encode_by_hand(spans):
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-    from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status as PbStatus
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
 
     def attributes(mapping):
         return [KeyValue(key=key, value=_any_value(value)) for key, value in mapping.items()]

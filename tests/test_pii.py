@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evaluator.core.errors import ConfigError
-from evaluator.pii import ALL_KINDS, PiiConfig, PiiMasker, PiiMatch, resolve_overlaps
 from evaluator.core.records import Message, Trace, canonical_json, sha256_hex
+from evaluator.pii import ALL_KINDS, PiiConfig, PiiMasker, PiiMatch, resolve_overlaps
 
 DATA = Path(__file__).parent / "data"
 MIN_RECALL = 0.99

@@ -24,10 +24,10 @@ from dramatiq.common import current_millis
 from evaluator.ingest.files import collect_work
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.core.settings import Settings
-from evaluator.worker.broker import build_broker, build_producer_broker
-from evaluator.worker.heartbeat import Sweeper
-from evaluator.worker.messages import QUEUE_NAME
-from evaluator.worker.service import enqueue
+from evaluator.queue.broker import build_broker, build_producer_broker
+from evaluator.queue.heartbeat import Sweeper
+from evaluator.queue.messages import QUEUE_NAME
+from evaluator.queue.producer import enqueue
 from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer
 from tests.support.redis_server import RedisServer

@@ -17,9 +17,9 @@ import redis
 from evaluator.core.records import Evaluation
 from evaluator.core.settings import Settings
 from evaluator.store import Store
-from evaluator.worker.channel import RedisStreamChannel
-from evaluator.worker.messages import ResultBatch
-from evaluator.worker.persistence import NONE, PERSISTENT, SNAPSHOTS, UNKNOWN, redis_persistence
+from evaluator.queue.channel import RedisStreamChannel
+from evaluator.queue.messages import ResultBatch
+from evaluator.queue.persistence import NONE, PERSISTENT, SNAPSHOTS, UNKNOWN, redis_persistence
 from evaluator.worker.service import run_sink
 from evaluator.worker.sink import Sink
 from tests.support.redis_server import RedisServer

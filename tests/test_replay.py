@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.regression.datasets import DatasetItem, content_hash, write_dataset
 from evaluator.core.errors import ConfigError
-from evaluator.regression.replay import replay_trace_id, resume_replay, start_replay
 from evaluator.core.settings import Settings
+from evaluator.regression.datasets import DatasetItem, content_hash, write_dataset
+from evaluator.regression.replay import replay_trace_id, resume_replay, start_replay
 from evaluator.store import Store
 from evaluator.store.replay_queries import item_counts
 from tests.support.openai_server import OpenAIServer

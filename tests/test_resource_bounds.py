@@ -27,7 +27,7 @@ from evaluator.core.records import MAX_TEXT_CHARS, max_text_chars, parse_trace
 from evaluator.rubrics import RubricRegistry, render
 from evaluator.sampling.policy import SampleDecision, SamplingPolicy
 from evaluator.store import Store
-from evaluator.worker.messages import decode_items, encode_items
+from evaluator.queue.messages import decode_items, encode_items
 from tests.support.figures import record
 from tests.support.openai_server import OpenAIServer
 

@@ -5,7 +5,7 @@ import pytest
 from evaluator.judges.ledger import JudgeCall
 from evaluator.core.records import DeadLetter, Evaluation, parse_trace
 from evaluator.store import StoredTrace
-from evaluator.worker.messages import ResultBatch
+from evaluator.queue.messages import ResultBatch
 
 
 def test_round_trip_keeps_every_record():

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from evaluator.core.records import Trace, parse_trace
 from evaluator.judges.config import JudgeConfig
 from evaluator.judges.offline import OfflineJudge
-from evaluator.core.records import Trace, parse_trace
 from evaluator.rubrics import RenderedPrompt, Rubric
 
 ROOT = Path(__file__).resolve().parents[1]

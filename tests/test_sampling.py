@@ -180,7 +180,7 @@ def test_equal_rates_need_no_per_rubric_decision():
 
 def test_rubric_rates_survive_the_work_message():
     from evaluator.sampling.policy import WorkItem
-    from evaluator.worker.messages import decode_items, encode_items
+    from evaluator.queue.messages import decode_items, encode_items
 
     policy = SamplingPolicy(rate=0.10, rubric_rates={"hallucination": 1.0})
     trace = _trace()

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from evaluator.humans.agreement.from_store import store_agreement
-from evaluator.monitoring.alerts import check_alerts
 from evaluator.cli import cli
-from evaluator.judges.ledger import JudgeCall
-from evaluator.worker.metrics import metrics
 from evaluator.core.records import utcnow
-from evaluator.rubrics import RubricRegistry
 from evaluator.core.settings import PROJECT_ROOT
+from evaluator.humans.agreement.from_store import store_agreement
+from evaluator.judges.ledger import JudgeCall
+from evaluator.monitoring.alerts import check_alerts
+from evaluator.rubrics import RubricRegistry
 from evaluator.store import Store
+from evaluator.worker.metrics import metrics
 from tests.support.alert_streams import RecordingSink, config
 
 TRACES = 120

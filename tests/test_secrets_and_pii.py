@@ -18,9 +18,9 @@ import duckdb
 import pytest
 import yaml
 
-from evaluator.monitoring.alerts import load_alert_config
 from evaluator.core.errors import ConfigError, RubricError
 from evaluator.judges.config import load_judge_config
+from evaluator.monitoring.alerts import load_alert_config
 from evaluator.rubrics import load_rubric
 from tests.support.figures import record
 from tests.support.openai_server import OpenAIServer

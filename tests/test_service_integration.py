@@ -15,8 +15,8 @@ import pytest
 from evaluator.ingest.files import collect_work
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
-from evaluator.worker.broker import build_producer_broker
-from evaluator.worker.service import enqueue
+from evaluator.queue.broker import build_producer_broker
+from evaluator.queue.producer import enqueue
 from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer
 from tests.support.redis_server import RedisServer

@@ -173,8 +173,9 @@ def test_worker_spend_in_redis_paces_the_span_exporter(redis_url, priced_judge):
     """A worker judges through the real client and adds the cost to Redis; an exporter with a
     daily budget of exactly that spend then sends no random sample, but still every error."""
     from evaluator.ingest.otel import EvaluatorSpanExporter
-    from evaluator.worker.actors import WorkerContext, process_message, work_message
-    from evaluator.worker.channel import InMemoryChannel
+    from evaluator.queue.messages import work_message
+    from evaluator.worker.actors import WorkerContext, process_message
+    from evaluator.queue.channel import InMemoryChannel
     from tests.test_otel_exporter import Collect, chat, keep, tracer_for
 
     spend = RedisSpend.from_url(redis_url)

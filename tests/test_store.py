@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -35,7 +35,7 @@ def make_eval(n: int, **fields) -> Evaluation:
 def make_trace(n: int, weight: float = 1.0) -> StoredTrace:
     trace = Trace(trace_id=f"trace-{n}", input="q?", output="a.", context=["doc"], model="m",
                   provider="p", feedback="negative", finish_reason="stop",
-                  start_time=datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc))
+                  start_time=datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC))
     return StoredTrace(trace, "random", weight)
 
 
@@ -143,7 +143,7 @@ def test_duplicates_inside_one_batch_keep_the_first(db):
 def test_a_failing_batch_writes_nothing(db):
     broken = DeadLetter.model_construct(
         dead_letter_id="d1", source="s", error="e", field=None, payload=None,
-        created_at=datetime.now(timezone.utc),
+        created_at=datetime.now(UTC),
     )
     with Store(db) as store:
         with pytest.raises(StoreError, match="nothing was written"):
@@ -191,7 +191,7 @@ def test_evaluations_round_trip_every_field(db):
 
 
 def test_evaluation_filters(db):
-    base = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    base = datetime(2025, 1, 1, tzinfo=UTC)
     rows = [make_eval(i, rubric="relevance" if i % 2 else "faithfulness", run_id=f"run-{i % 3}",
                       created_at=base + timedelta(seconds=i)) for i in range(6)]
     Store.write_once(db, rows)
@@ -250,7 +250,7 @@ def test_traces_round_trip_with_their_columns(db):
             " FROM traces WHERE trace_id = 'trace-1'"
         ).fetchone()
     assert row[:6] == ("m", "p", "ok", "negative", "stop", "random")
-    assert row[6] == datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    assert row[6] == datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
 
 
 def test_runs_are_started_and_finished(db):

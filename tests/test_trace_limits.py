@@ -21,7 +21,7 @@ from evaluator.store import Store
 from evaluator.core.trace_limits import (
     MAX_LABEL_CHARS, MAX_METADATA_CHARS, MAX_METADATA_DEPTH, MAX_TAG_CHARS, MAX_TAGS,
 )
-from evaluator.worker.messages import ResultBatch, decode_items, encode_items
+from evaluator.queue.messages import ResultBatch, decode_items, encode_items
 
 NEIGHBOURS = [{"trace_id": f"ok-{i}", "input": "What is 2+2?", "output": "4", "context": ["2+2=4"]}
               for i in range(4)]

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evaluator.core.errors import InvalidTraceError
+from evaluator.core.records import canonical_json, parse_trace
 from evaluator.ingest.otel.delivery import SinkDelivery
 from evaluator.pii import PiiConfig, PiiMasker
-from evaluator.core.records import canonical_json, parse_trace
-from evaluator.worker.embedded import run_embedded
 from evaluator.store import Store
+from evaluator.worker.embedded import run_embedded
 
 EMAIL, PHONE, SSN, IP = "jane.doe@example.com", "+1 415 555 0134", "078-05-1120", "203.0.113.9"
 RAW = (EMAIL, "555 0134", SSN, IP)

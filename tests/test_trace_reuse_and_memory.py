@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evaluator.ingest.files import DEAD_LETTER_CHUNK, DEAD_LETTER_CHUNK_CHARS, REUSED_ID, stream_work
 from evaluator.core.records import MAX_DEAD_LETTER_CHARS
-from evaluator.worker.embedded import run_embedded
+from evaluator.ingest.files import DEAD_LETTER_CHUNK, DEAD_LETTER_CHUNK_CHARS, REUSED_ID, stream_work
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
+from evaluator.worker.embedded import run_embedded
 
 
 def _write(path: Path, rows: list) -> Path:

@@ -51,7 +51,7 @@ class Settings:
     broker_maintenance_chance: int = 1000
     """Broker commands per million that also look for dead workers (dramatiq's default: 1000)."""
     max_queue_depth: int = 10_000
-    """Work messages waiting in Redis past which producers hold back (see worker/backpressure.py)."""
+    """Work messages waiting in Redis past which producers hold back (see queue/backpressure.py)."""
     queue_wait_s: float = 600.0
     """How long `evaluator ingest` waits for room in a full queue before it gives up."""
 

@@ -205,12 +205,13 @@ def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: flo
 
     While the work queue is full (settings.max_queue_depth), this waits for the workers, and
     raises QueueFullError after settings.queue_wait_s."""
-    from evaluator.worker.backpressure import QueueGauge
-    from evaluator.worker.broker import build_producer_broker, redis_client
-    from evaluator.worker.channel import RedisStreamChannel
-    from evaluator.worker.messages import ResultBatch
-    from evaluator.worker.persistence import warn_if_not_persistent
-    from evaluator.worker.service import enqueue, require_redis
+    from evaluator.queue.backpressure import QueueGauge
+    from evaluator.queue.broker import build_producer_broker, redis_client
+    from evaluator.queue.channel import RedisStreamChannel
+    from evaluator.queue.messages import ResultBatch
+    from evaluator.queue.persistence import warn_if_not_persistent
+    from evaluator.queue.producer import enqueue
+    from evaluator.worker.service import require_redis
 
     url = require_redis(settings)
     policy = sampling_policy(sample_rate)

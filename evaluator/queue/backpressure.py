@@ -41,7 +41,7 @@ class QueueGauge:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if max_depth < 1:
             raise ValueError(f"max queue depth must be at least 1, got {max_depth}")
-        from evaluator.worker.messages import QUEUE_NAME  # imported here: it pulls in the store
+        from evaluator.queue.messages import QUEUE_NAME  # imported here: it pulls in the store
 
         self._client = client
         self._key = f"dramatiq:{QUEUE_NAME}"

@@ -43,7 +43,7 @@ def build_broker(redis_url: str | None, heartbeat_timeout_s: float = 60.0,
 
     With Redis, a worker whose heartbeat is older than `heartbeat_timeout_s` is dead: the
     messages it fetched and never acknowledged go back to the queue, found by the sweep every
-    worker runs every heartbeat_timeout_s / 4 (evaluator.worker.heartbeat), and by chance:
+    worker runs every heartbeat_timeout_s / 4 (evaluator.queue.heartbeat), and by chance:
     `maintenance_chance` per million broker commands also look for dead workers.
 
     The broker is also installed as dramatiq's global broker, because dramatiq's worker and
@@ -52,8 +52,8 @@ def build_broker(redis_url: str | None, heartbeat_timeout_s: float = 60.0,
     if redis_url:
         from dramatiq.brokers.redis import RedisBroker
 
-        from evaluator.worker.heartbeat import Heartbeat
-        from evaluator.worker.messages import QUEUE_NAME
+        from evaluator.queue.heartbeat import Heartbeat
+        from evaluator.queue.messages import QUEUE_NAME
 
         broker: dramatiq.Broker = RedisBroker(
             client=redis_client(redis_url), heartbeat_timeout=int(heartbeat_timeout_s * 1000),

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from evaluator.core.errors import BrokerError
 from evaluator.core.stage_timing import timed
-from evaluator.worker.messages import ResultBatch
+from evaluator.queue.messages import ResultBatch
 
 Entry = tuple[str, bytes | str]
 """A channel entry: (id to acknowledge, encoded ResultBatch)."""

@@ -17,6 +17,14 @@ from evaluator.sampling.policy import SampleDecision
 from evaluator.store import StoredTrace
 
 QUEUE_NAME = "evaluator"
+ACTOR_NAME = "evaluate_batch"
+"""The actor every work message is sent to (registered by evaluator.worker.actors)."""
+
+
+def work_message(items: list[dict[str, Any]], judge: str, rubrics: Sequence[str] | None,
+                 run_id: str | None) -> dict[str, Any]:
+    """One work message: encoded items (`encode_items`), the judge and rubrics to use."""
+    return {"items": items, "judge": judge, "rubrics": list(rubrics or []), "run_id": run_id}
 
 
 def encode_items(items: Sequence[WorkItem]) -> list[dict[str, Any]]:

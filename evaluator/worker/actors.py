@@ -23,10 +23,9 @@ from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.sampling.spend import SpendRecorder
 from evaluator.store import StoredTrace
 from evaluator.worker.early_results import EarlyResults
-from evaluator.worker.channel import ResultChannel
-from evaluator.worker.messages import QUEUE_NAME, ResultBatch, decode_items
+from evaluator.queue.channel import ResultChannel
+from evaluator.queue.messages import ACTOR_NAME, QUEUE_NAME, ResultBatch, decode_items
 
-ACTOR_NAME = "evaluate_batch"
 PUBLISH_PATIENCE_S = 600.0
 """How long a worker waits for Redis to come back before it gives the message up to a retry."""
 
@@ -58,11 +57,6 @@ class WorkerContext:
         if not refs:
             return self.registry.latest()
         return [self.registry.get(ref) for ref in refs]
-
-
-def work_message(items: list[dict[str, Any]], judge: str, rubrics: Sequence[str] | None,
-                 run_id: str | None) -> dict[str, Any]:
-    return {"items": items, "judge": judge, "rubrics": list(rubrics or []), "run_id": run_id}
 
 
 async def process_message(context: WorkerContext, message: dict[str, Any],

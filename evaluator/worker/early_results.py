@@ -25,8 +25,8 @@ from evaluator.judges.ledger import JudgeCall
 from evaluator.core.records import Evaluation
 from evaluator.sampling.spend import SpendRecorder
 from evaluator.store import StoredTrace
-from evaluator.worker.channel import ResultChannel
-from evaluator.worker.messages import ResultBatch
+from evaluator.queue.channel import ResultChannel
+from evaluator.queue.messages import ResultBatch
 
 log = logging.getLogger(__name__)
 

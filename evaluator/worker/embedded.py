@@ -23,10 +23,10 @@ from evaluator.sampling.config import check_rubric_names, sampling_policy
 from evaluator.core.settings import Settings
 from evaluator.sampling.spend import BudgetPacer, LedgerSpend
 from evaluator.store import RubricSummary, Scope, Store
-from evaluator.worker.actors import WorkerContext, register_evaluate_actor, work_message
-from evaluator.worker.broker import build_broker
-from evaluator.worker.channel import InMemoryChannel
-from evaluator.worker.messages import QUEUE_NAME, ResultBatch, encode_items
+from evaluator.worker.actors import WorkerContext, register_evaluate_actor
+from evaluator.queue.broker import build_broker
+from evaluator.queue.channel import InMemoryChannel
+from evaluator.queue.messages import QUEUE_NAME, ResultBatch, encode_items, work_message
 from evaluator.worker.sink import Sink
 
 MAX_WAITING_MESSAGES = 4

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import dramatiq
@@ -16,16 +15,16 @@ import dramatiq
 from evaluator.core.errors import ConfigError
 from evaluator.judges.runtime import wait_out_open_circuits
 from evaluator.worker.metrics import metrics, start_metrics_server
-from evaluator.sampling.policy import WorkItem
 from evaluator.rubrics import RubricRegistry
 from evaluator.core.settings import Settings
 from evaluator.sampling.spend import RedisSpend
-from evaluator.worker.actors import ACTOR_NAME, WorkerContext, register_evaluate_actor, work_message
-from evaluator.worker.broker import build_broker, build_producer_broker, redis_client
-from evaluator.worker.channel import RedisStreamChannel
-from evaluator.worker.heartbeat import Sweeper
-from evaluator.worker.messages import QUEUE_NAME, encode_items
-from evaluator.worker.persistence import warn_if_not_persistent
+from evaluator.queue.messages import work_message
+from evaluator.worker.actors import ACTOR_NAME, WorkerContext, register_evaluate_actor
+from evaluator.queue.broker import build_broker, build_producer_broker, redis_client
+from evaluator.queue.channel import RedisStreamChannel
+from evaluator.queue.heartbeat import Sweeper
+from evaluator.queue.messages import QUEUE_NAME
+from evaluator.queue.persistence import warn_if_not_persistent
 from evaluator.worker.sink import Sink
 from evaluator.worker.supervisor import supervise
 
@@ -51,22 +50,6 @@ def _stop_event_on_signals() -> threading.Event:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     return stop
-
-
-def enqueue(broker: dramatiq.Broker, items: Sequence[WorkItem], judge: str,
-            rubrics: Sequence[str] = (), run_id: str | None = None, batch_size: int = 20,
-            before_each: Callable[[], None] | None = None) -> int:
-    """Send sampled traces to the workers in batch messages; returns the number of messages.
-    `before_each` runs before every message (back-pressure: it may wait, or raise)."""
-    sent = 0
-    for start in range(0, len(items), batch_size):
-        if before_each is not None:
-            before_each()
-        payload = work_message(encode_items(items[start:start + batch_size]), judge, rubrics, run_id)
-        broker.enqueue(dramatiq.Message(queue_name=QUEUE_NAME, actor_name=ACTOR_NAME,
-                                        args=(payload,), kwargs={}, options={}))
-        sent += 1
-    return sent
 
 
 def _serve_metrics(port: int | None) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 from evaluator.worker.metrics import metrics
 from evaluator.core.records import DeadLetter
 from evaluator.store import Store
-from evaluator.worker.channel import ResultChannel
-from evaluator.worker.messages import ResultBatch
+from evaluator.queue.channel import ResultChannel
+from evaluator.queue.messages import ResultBatch
 
 log = logging.getLogger(__name__)
 

@@ -4,15 +4,15 @@ statuses, weights and costs, written to a real DuckDB store."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from evaluator.core.records import Evaluation, Trace, sha256_hex
 from evaluator.monitoring.alerts import AlertConfig
 from evaluator.monitoring.alerts.sinks import Notification
-from evaluator.core.records import Evaluation, Trace, sha256_hex
 from evaluator.store import Store, StoredTrace
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 
 
@@ -55,7 +55,7 @@ def label_stream(tag: str, rubric: str, start: datetime, end: datetime, count: i
 def score_stream(tag: str, rubric: str, start: datetime, end: datetime,
                  scores: Sequence[float], **fields) -> list[Evaluation]:
     return [evaluation(f"{tag}-{i}", rubric, at, label="x", score=score, **fields)
-            for i, (at, score) in enumerate(zip(spread(len(scores), start, end), scores))]
+            for i, (at, score) in enumerate(zip(spread(len(scores), start, end), scores, strict=True))]
 
 
 def status_stream(tag: str, start: datetime, end: datetime, count: int, errors: int,

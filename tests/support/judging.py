@@ -11,11 +11,11 @@ from typing import Any
 
 import yaml
 
-from evaluator.judges.config import JudgeConfig
-from evaluator.judges.base import JudgeClient, JudgeVerdict
 from evaluator.core.records import Trace
-from evaluator.rubrics import RenderedPrompt, Rubric, RubricRegistry
 from evaluator.core.settings import PROJECT_ROOT, Settings
+from evaluator.judges.base import JudgeClient, JudgeVerdict
+from evaluator.judges.config import JudgeConfig
+from evaluator.rubrics import RenderedPrompt, Rubric, RubricRegistry
 from tests.support.openai_server import OpenAIServer
 
 KEY_ENV = "EVALUATOR_TEST_JUDGE_KEY"

@@ -278,7 +278,7 @@ class OpenAIServer:
             assert self._stopping is not None
             try:
                 await asyncio.wait_for(self._stopping.wait(), self.hang_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             return _error(504, "hung (injected fault)", "timeout")
         if fault == "slow":

@@ -78,8 +78,8 @@ class RedisDelivery:
                               f"{self._retry_at - self._clock():.0f} s")
         if self._broker is not None:
             return self._broker, self._channel
-        from evaluator.worker.broker import build_producer_broker, redis_client
-        from evaluator.worker.channel import RedisStreamChannel
+        from evaluator.queue.broker import build_producer_broker, redis_client
+        from evaluator.queue.channel import RedisStreamChannel
 
         try:
             broker = build_producer_broker(self._url, self._timeout_s)
@@ -116,14 +116,14 @@ class RedisDelivery:
 
     @timed("enqueue")
     def send(self, items: list[WorkItem]) -> None:
-        from evaluator.worker.service import enqueue
+        from evaluator.queue.producer import enqueue
 
         broker, _ = self._connect()
         self._guarded(lambda: enqueue(broker, items, self._judge, self._rubrics,
                                       batch_size=self._batch_size))
 
     def send_dead_letters(self, dead: list[DeadLetter]) -> bool:
-        from evaluator.worker.messages import ResultBatch
+        from evaluator.queue.messages import ResultBatch
 
         _, channel = self._connect()
         self._guarded(lambda: channel.publish(ResultBatch(dead_letters=dead)))

@@ -30,7 +30,7 @@ from evaluator.sampling.policy import WorkItem
 from evaluator.core.records import DeadLetter, Trace
 from evaluator.sampling.policy import SamplingPolicy, decide
 from evaluator.sampling.spend import RedisSpend, SpendMeter, pacer_for
-from evaluator.worker.backpressure import HELD_BACK, QueueGauge, SamplingThrottle
+from evaluator.queue.backpressure import HELD_BACK, QueueGauge, SamplingThrottle
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class EvaluatorSpanExporter(SpanExporter):
     In service mode, while the work queue holds `max_queue_depth` messages or more (default
     $EVALUATOR_MAX_QUEUE_DEPTH) the random sampling rate drops and the random samples held back
     are counted as `dropped_backpressure`; always-evaluate traces still go (see
-    evaluator.worker.backpressure).
+    evaluator.queue.backpressure).
 
     With a daily judge budget in the policy (`daily_budget_usd`), the random rates are paced
     to it from today's spend: the Redis counter the workers keep in service mode, `spend` in
