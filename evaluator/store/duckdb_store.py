@@ -8,9 +8,8 @@ process, with short backoff, up to lock_timeout_s.
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,6 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from evaluator.core.errors import StoreError
+from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.judges.ledger import JudgeCall
 from evaluator.core.records import DeadLetter, Evaluation, canonical_json
 from evaluator.store import queries
@@ -38,34 +38,32 @@ _LOCK_MESSAGES = (
     # Same process, other mode (a read-only report while the sink thread writes): wait it out too.
     "different configuration than existing connections",
 )
-_FIRST_BACKOFF_S = 0.005
-_MAX_BACKOFF_S = 0.05
 
 
-def _is_lock_conflict(exc: duckdb.Error) -> bool:
+def _is_lock_conflict(exc: BaseException) -> bool:
+    """Another process (or a Store of this process in the other mode) holds the file."""
+    if not isinstance(exc, (duckdb.IOException, duckdb.ConnectionException)):
+        return False
     message = str(exc).lower()
     return any(text in message for text in _LOCK_MESSAGES)
 
 
+_LOCK_WAIT = RetryPolicy(Backoff(base_s=0.005, cap_s=0.05, jitter="half"), _is_lock_conflict)
+"""Short waits while the lock is held: 5 ms doubling to 50 ms, each drawn from its upper half."""
+
+
 def _connect(path: Path, read_only: bool, lock_timeout_s: float) -> duckdb.DuckDBPyConnection:
-    deadline = time.monotonic() + lock_timeout_s
-    delay = _FIRST_BACKOFF_S
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only)
-        except (duckdb.IOException, duckdb.ConnectionException) as exc:
-            if not _is_lock_conflict(exc):
-                raise StoreError(f"cannot open the store {path}: {exc}") from exc
-            if time.monotonic() + delay > deadline:
-                raise StoreError(
-                    f"the store {path} is locked: another process holds it (or a Store in this"
-                    f" process opened in the other mode); waited {lock_timeout_s:g}s. DuckDB allows"
-                    f" one writer or several readers at a time: retry when it is done. ({exc})"
-                ) from exc
-        except duckdb.Error as exc:
-            raise StoreError(f"cannot open the store {path}: {exc}") from exc
-        time.sleep(delay * random.uniform(0.5, 1.0))
-        delay = min(delay * 2, _MAX_BACKOFF_S)
+    try:
+        return retry_call(lambda: duckdb.connect(str(path), read_only=read_only),
+                          replace(_LOCK_WAIT, deadline_s=lock_timeout_s))
+    except duckdb.Error as exc:
+        if _is_lock_conflict(exc):
+            raise StoreError(
+                f"the store {path} is locked: another process holds it (or a Store in this"
+                f" process opened in the other mode); waited {lock_timeout_s:g}s. DuckDB allows"
+                f" one writer or several readers at a time: retry when it is done. ({exc})"
+            ) from exc
+        raise StoreError(f"cannot open the store {path}: {exc}") from exc
 
 
 class Store:
