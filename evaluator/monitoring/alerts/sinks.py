@@ -15,9 +15,9 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import math
 import os
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evaluator.core.errors import ConfigError, EvaluatorError
+from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,14 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None  # the 3xx becomes an HTTPError: a webhook that moved must be reconfigured
 
 
+def _transient_webhook_failure(exc: BaseException) -> bool:
+    """Timeouts, connection errors, 429 and 5xx; any other HTTP status means the request itself
+    is wrong (a 3xx too: a webhook that moved must be reconfigured), and retrying will not help."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code == 429 or exc.code >= 500
+    return isinstance(exc, (urllib.error.URLError, http.client.HTTPException, OSError))
+
+
 class WebhookSink:
     """POSTs the JSON payload; retries timeouts, connection errors, 429 and 5xx with backoff."""
 
@@ -174,29 +183,30 @@ class WebhookSink:
         self.shown = redact_url(url)
         self._opener = urllib.request.build_opener(_NoRedirects)
         self.timeout_s = timeout_s
-        self.attempts = attempts
-        self.backoff_s = backoff_s
+        self.retry = RetryPolicy(Backoff(backoff_s, cap_s=math.inf, jitter="none"),
+                                 _transient_webhook_failure, max_attempts=attempts)
         self.headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                         **(headers or {})}
 
     def send(self, notification: Notification) -> None:
         body = json.dumps(webhook_payload(notification)).encode("utf-8")
-        problem = ""
-        for attempt in range(1, self.attempts + 1):
+        attempts = 0
+
+        def post() -> None:
+            nonlocal attempts
+            attempts += 1
             request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
-            try:
-                with self._opener.open(request, timeout=self.timeout_s) as response:
-                    response.read()
-                return
-            except urllib.error.HTTPError as exc:
-                problem = f"HTTP {exc.code}"
-                if exc.code != 429 and exc.code < 500:
-                    break  # the request itself is wrong: retrying will not help
-            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-                problem = self._scrub(str(getattr(exc, "reason", exc)))
-            if attempt < self.attempts:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-        raise WebhookError(f"webhook {self.shown} refused the alert ({problem}) after {attempt}"
+            with self._opener.open(request, timeout=self.timeout_s) as response:
+                response.read()
+
+        try:
+            retry_call(post, self.retry)
+            return
+        except urllib.error.HTTPError as exc:
+            problem = f"HTTP {exc.code}"
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            problem = self._scrub(str(getattr(exc, "reason", exc)))
+        raise WebhookError(f"webhook {self.shown} refused the alert ({problem}) after {attempts}"
                            " attempt(s): check the URL and that the receiver is up")
 
     def _scrub(self, text: str) -> str:
