@@ -74,8 +74,8 @@ def datasets_build(name, rubric, since, label_source, limit, run_id, all_runs, d
 @datasets.command("list")
 def datasets_list() -> None:
     """The datasets with a manifest in the datasets directory."""
-    from evaluator.regression.datasets import list_datasets
     from evaluator.core.tables import compact_table
+    from evaluator.regression.datasets import list_datasets
 
     directory = _settings().datasets_dir
     table = compact_table(f"Datasets in {directory}")
@@ -126,8 +126,8 @@ def datasets_show(dataset, shown) -> None:
 def datasets_validate(dataset) -> None:
     """Check every line of DATASET (a name or a .jsonl path): JSON, fields, unique ids, expected
     labels on the rubric menus, and the manifest. Lists each problem with its line number."""
-    from evaluator.regression.datasets import check_dataset, resolve_dataset
     from evaluator.core.errors import DatasetError
+    from evaluator.regression.datasets import check_dataset, resolve_dataset
     from evaluator.rubrics import RubricRegistry
 
     settings = _settings()

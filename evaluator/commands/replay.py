@@ -26,7 +26,12 @@ def _progress_bar():
     """A rich progress bar on stderr with rate and ETA, and the replay callback that drives it."""
     from rich.console import Console
     from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
     )
     from rich.text import Text
@@ -73,9 +78,9 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
            as_json, no_preflight, max_error_share) -> None:
     """Evaluate every item of DATASET (a name or a .jsonl path) and store the run. Ctrl-C leaves
     a run that `--resume RUN` finishes. Exit 3 when too many evaluations errored."""
+    from evaluator.monitoring.run_errors import run_errors
     from evaluator.regression.datasets import resolve_dataset
     from evaluator.regression.replay import DEFAULT_CONCURRENCY, resume_replay, start_replay
-    from evaluator.monitoring.run_errors import run_errors
 
     settings = _settings()
     db = db or settings.db_path

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from evaluator.core.errors import ConfigError
 
@@ -14,7 +14,7 @@ SINCE_HELP = "a duration before now (30m, 24h, 7d, 2w) or an ISO date/time in UT
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """`30m`, `24h`, `7d`, `2w` before `now`, or an ISO date/time (UTC when it names no zone)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     match = _DURATION.fullmatch(text.strip())
     if match:
         try:
@@ -26,4 +26,4 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ConfigError(f"--since {text!r}: give {SINCE_HELP}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

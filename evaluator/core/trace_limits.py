@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 MAX_ID_CHARS = 128
-SAFE_ID = re.compile(r"[A-Za-z0-9._:/-]{1,%d}" % MAX_ID_CHARS)
+SAFE_ID = re.compile(rf"[A-Za-z0-9._:/-]{{1,{MAX_ID_CHARS}}}")
 """trace_id, span_id and session_id: opaque identifiers, never user text. They end up in file
 names, URLs, log lines, alert bodies and report pages, and they are not masked (an id is a key),
 so they are held to a pattern that cannot carry an address, a sentence or markup."""

@@ -33,7 +33,7 @@ _CAPITALIZED_RE = re.compile(r"\b[A-Z][A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*\b")
 _SENTENCE_BREAK_RE = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*")
 _LIST_MARKER_RE = re.compile(r"^(?:[-*\u2022]\s+|\d{1,2}[.)]\s+)")
 _EMAIL_RE = re.compile(r"[^\s@]{1,64}@[^\s@]{1,255}\.\w+")
-"""Bounded parts (RFC 5321: 64 before the @, 255 after): `\S+@` backtracks quadratically on a
+r"""Bounded parts (RFC 5321: 64 before the @, 255 after): `\S+@` backtracks quadratically on a
 long run of non-space characters, ~15 s for 100,000 of them."""
 
 _SUFFIXES = (

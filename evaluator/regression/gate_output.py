@@ -65,7 +65,7 @@ def gate_table(result: GateResult):
     for gate in result.rubrics:
         cells = (*_row(gate), _MARKS[gate.decision])
         table.add_row(*cells)
-        records.append((cells[0], list(zip(names[1:], cells[1:]))))
+        records.append((cells[0], list(zip(names[1:], cells[1:], strict=True))))
     decided = [f"{gate.rubric}: {gate.decided_by}" for gate in result.rubrics if gate.decided_by]
     return Group(Fitted(table, records), *decided, f"rule: {GATE_RULE}")
 

@@ -18,8 +18,7 @@ from evaluator.worker.metrics import metrics, start_metrics_server
 from evaluator.rubrics import RubricRegistry
 from evaluator.core.settings import Settings
 from evaluator.sampling.spend import RedisSpend
-from evaluator.queue.messages import work_message
-from evaluator.worker.actors import ACTOR_NAME, WorkerContext, register_evaluate_actor
+from evaluator.worker.actors import WorkerContext, register_evaluate_actor
 from evaluator.queue.broker import build_broker, build_producer_broker, redis_client
 from evaluator.queue.channel import RedisStreamChannel
 from evaluator.queue.heartbeat import Sweeper

@@ -12,13 +12,19 @@ distinct unit patterns with multiplicities (which is also what the bootstrap res
 from __future__ import annotations
 
 import numbers
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
 from evaluator.humans.agreement.stats import (
-    AgreementError, as_plain_list, check_choice, is_missing, resolve_order, safe_ratio,
+    AgreementError,
+    as_plain_list,
+    check_choice,
+    is_missing,
+    resolve_order,
+    safe_ratio,
 )
 
 Level = Literal["nominal", "ordinal", "interval"]

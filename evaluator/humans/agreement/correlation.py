@@ -8,9 +8,9 @@ drawing new counts for the same cells). Ties get average ranks, as in scipy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class LevelGrouping:
     sizes: np.ndarray
 
     @classmethod
-    def of(cls, keys: np.ndarray) -> "LevelGrouping":
+    def of(cls, keys: np.ndarray) -> LevelGrouping:
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])

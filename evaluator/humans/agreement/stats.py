@@ -13,8 +13,9 @@ rater used a single label, ...). NaN never leaves this package: scalar functions
 from __future__ import annotations
 
 import numbers
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
