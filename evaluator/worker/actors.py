@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +12,7 @@ import dramatiq
 
 from evaluator.judges.budget import RunBudget
 from evaluator.core.errors import EvaluatorError
+from evaluator.core.retry import Backoff, RetryPolicy, retry_call_async
 from evaluator.judges.base import JudgeClient
 from evaluator.pii.masking import storage_masker
 from evaluator.worker.metrics import metrics
@@ -28,6 +27,8 @@ from evaluator.queue.messages import ACTOR_NAME, QUEUE_NAME, ResultBatch, decode
 
 PUBLISH_PATIENCE_S = 600.0
 """How long a worker waits for Redis to come back before it gives the message up to a retry."""
+PUBLISH_BACKOFF = Backoff(base_s=0.1, cap_s=5.0, jitter="none")
+"""Between tries to publish: 0.1 s doubling to 5 s."""
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +100,17 @@ async def publish_patiently(channel: ResultChannel, batch: ResultBatch,
     enqueue fails as well the message is acknowledged later and its results are lost."""
     import redis
 
-    deadline = time.monotonic() + patience_s
-    delay = 0.1
-    while True:
-        try:
-            channel.publish(batch)
-            return
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("publishing results failed (%r); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    def outage(exc: BaseException) -> bool:
+        return isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
+
+    def warn(exc: BaseException, attempts: int, wait_s: float) -> None:
+        log.warning("publishing results failed (%r); retrying in %.1fs", exc, wait_s)
+
+    async def publish() -> None:
+        channel.publish(batch)
+
+    await retry_call_async(publish, RetryPolicy(PUBLISH_BACKOFF, outage, deadline_s=patience_s),
+                           on_retry=warn)
 
 
 def register_evaluate_actor(broker: dramatiq.Broker, context: WorkerContext) -> dramatiq.Actor:

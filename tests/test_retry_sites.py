@@ -1,0 +1,49 @@
+"""Each retrying site keeps its own policy on the one helper (evaluator.core.retry)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+import redis
+
+from evaluator.queue.messages import ResultBatch
+from evaluator.worker.actors import publish_patiently
+
+
+class FlakyChannel:
+    """A results channel whose publish fails with the given errors first."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.tries = 0
+        self.published: list[ResultBatch] = []
+
+    def publish(self, batch: ResultBatch) -> None:
+        self.tries += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        self.published.append(batch)
+
+
+def test_publishing_waits_out_a_redis_outage(caplog) -> None:
+    channel, batch = FlakyChannel(redis.ConnectionError("down")), ResultBatch()
+    with caplog.at_level(logging.WARNING, logger="evaluator.worker.actors"):
+        asyncio.run(publish_patiently(channel, batch, patience_s=5.0))
+    assert channel.published == [batch]
+    assert "retrying in 0.1s" in caplog.text
+
+
+def test_publishing_gives_up_before_a_wait_past_its_patience() -> None:
+    channel = FlakyChannel(*[redis.TimeoutError("hung") for _ in range(10)])
+    with pytest.raises(redis.TimeoutError):
+        asyncio.run(publish_patiently(channel, ResultBatch(), patience_s=0.55))
+    assert channel.tries == 3  # waits 0.1 s and 0.2 s; the next (0.4 s) would end past 0.55 s
+
+
+def test_publishing_does_not_retry_a_bug() -> None:
+    channel = FlakyChannel(ValueError("not an outage"))
+    with pytest.raises(ValueError):
+        asyncio.run(publish_patiently(channel, ResultBatch(), patience_s=5.0))
+    assert channel.tries == 1
