@@ -8,6 +8,8 @@ import logging
 import pytest
 import redis
 
+from evaluator.core.errors import BrokerError
+from evaluator.ingest.otel.delivery import RedisDelivery
 from evaluator.queue.messages import ResultBatch
 from evaluator.worker.actors import publish_patiently
 
@@ -47,3 +49,22 @@ def test_publishing_does_not_retry_a_bug() -> None:
     with pytest.raises(ValueError):
         asyncio.run(publish_patiently(channel, ResultBatch(), patience_s=5.0))
     assert channel.tries == 1
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_exporter_tries_a_dead_redis_again_after_1_s_doubling_to_60_s() -> None:
+    clock = FakeClock()
+    delivery = RedisDelivery("redis://127.0.0.1:1/0", judge="offline", clock=clock, timeout_s=0.5)
+    assert not delivery.reachable()
+    for wait in (1, 2, 4, 8, 16, 32, 60, 60):
+        with pytest.raises(BrokerError, match=f"next attempt in {wait} s"):
+            delivery.send([])  # fails at once: no connection is tried while backing off
+        clock.now += wait
+        assert not delivery.reachable()  # tried again, and failed again

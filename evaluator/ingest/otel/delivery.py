@@ -12,14 +12,15 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from evaluator.core.errors import BrokerError
+from evaluator.core.retry import Backoff
 from evaluator.sampling.policy import WorkItem
 from evaluator.core.records import DeadLetter
 from evaluator.core.stage_timing import timed
 
 Sink = Callable[[list[WorkItem]], None]
 
-MIN_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 60.0
+RECONNECT_BACKOFF = Backoff(base_s=1.0, cap_s=60.0, jitter="none")
+"""After the n-th failure in a row, no Redis command for 1 s, doubling up to 60 s."""
 
 
 class Delivery(Protocol):
@@ -69,7 +70,7 @@ class RedisDelivery:
         self._clock = clock
         self._broker = None
         self._channel = None
-        self._backoff_s = 0.0
+        self._failures = 0
         self._retry_at = 0.0
 
     def _connect(self):
@@ -94,8 +95,8 @@ class RedisDelivery:
         """Back off, and drop the connection: the next attempt connects again, and its PING
         finds out within one timeout whether Redis answers (a hung Redis costs one timeout per
         attempt, not one per command)."""
-        self._backoff_s = min(MAX_BACKOFF_S, max(MIN_BACKOFF_S, self._backoff_s * 2))
-        self._retry_at = self._clock() + self._backoff_s
+        self._failures += 1
+        self._retry_at = self._clock() + RECONNECT_BACKOFF.delay_s(self._failures)
         self.close()
 
     def reachable(self) -> bool:
@@ -112,7 +113,7 @@ class RedisDelivery:
         except Exception:
             self._failed()
             raise
-        self._backoff_s = 0.0
+        self._failures = 0
 
     @timed("enqueue")
     def send(self, items: list[WorkItem]) -> None:
