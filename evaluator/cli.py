@@ -137,16 +137,15 @@ def report(db, run_id, all_runs, as_json, html_file, since) -> None:
 
     settings = _settings()
     data = database_report(db or settings.db_path, scope, counted_spend(settings.redis_url))
-    summaries = data.pop("_summaries")
     if as_json:
-        _print_json(data)
+        _print_json(data.to_dict())
         return
     from evaluator.monitoring.report import console as make_console
 
     console = make_console()
-    title = f"Evaluations in {data['db']}: {scope.describe()}"
-    console.print(summary_table(summaries, title=title))
-    console.print(status_table(data["status_counts"], data["dead_letters"]))
+    title = f"Evaluations in {data.db}: {scope.describe()}"
+    console.print(summary_table(data.rubrics, title=title))
+    console.print(status_table(data.status_counts, data.dead_letters))
     for table in judge_tables(data):
         console.print(table)
 

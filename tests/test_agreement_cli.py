@@ -303,7 +303,7 @@ def test_weighted_failure_rate_uses_sample_weights(tmp_path: Path):
     with Store(db) as store:
         store.write_batch(evaluations=evaluations)
         import_labels(write_labels(tmp_path / "l.jsonl", labels), store, registry)
-        data = store_agreement(store, registry, "hallucination", n_boot=100)
+        data = store_agreement(store, registry, "hallucination", n_boot=100).to_dict()
     rates = data["groups"][0]["failure_rate"]
     weights = np.array([e.sample_weight for e in evaluations])
     failed = np.array([not e.passed for e in evaluations])
@@ -361,7 +361,7 @@ def test_corrected_rate_of_a_batch_drawn_by_the_judges_verdict_is_unbiased(tmp_p
                        "label": "hallucinated" if row["trace_id"] in truly_fails else "factual"})
     with Store(db) as store:
         import_labels(write_labels(tmp_path / "l.jsonl", labels), store, registry)
-        data = store_agreement(store, registry, "hallucination", n_boot=500)
+        data = store_agreement(store, registry, "hallucination", n_boot=500).to_dict()
     corrected = data["groups"][0]["failure_rate"]["corrected"]
     assert corrected["corrected_rate"] == pytest.approx(0.125, abs=0.02)
     assert corrected["ci"]["low"] <= 0.125 <= corrected["ci"]["high"]
@@ -389,7 +389,7 @@ def test_collapse_in_store_mode(tmp_path: Path):
         store.write_batch(evaluations=evaluations)
         import_labels(write_labels(tmp_path / "l.jsonl", labels), store, registry)
         data = store_agreement(store, registry, "refusal", n_boot=0,
-                               collapse_labels={"partial": "refused"})
+                               collapse_labels={"partial": "refused"}).to_dict()
     report = data["groups"][0]["agreement"]
     merged = ["refused" if label == "partial" else label for label in judge]
     assert set(report["labels"]) == {"complied", "refused"} and not report["ordinal"]

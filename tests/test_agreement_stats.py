@@ -197,7 +197,8 @@ def test_report_matches_the_scalar_functions_and_is_json_ready():
     judge_scores = [scores[j] + (i % 7) / 100 for i, j in enumerate(judge)]
     human_scores = [scores[h] for h in human]
     report = agreement_report(judge, human, labels_order=order, ordinal=True,
-                              judge_scores=judge_scores, human_scores=human_scores, n_boot=200)
+                              judge_scores=judge_scores, human_scores=human_scores,
+                              n_boot=200).to_dict()
     json.dumps(report, allow_nan=False)
     assert report["n"] == 500 and report["labels"] == order
     assert report["kappa"]["value"] == pytest.approx(cohen_kappa(judge, human), abs=TOLERANCE)
@@ -227,13 +228,14 @@ def test_bootstrap_intervals_contain_the_estimate_and_repeat_for_a_seed():
     judge, human, order = random_label_pairs(11, 300, 3)
     first = agreement_report(judge, human, n_boot=500, seed=3)
     assert first == agreement_report(judge, human, n_boot=500, seed=3)
-    assert first["kappa"]["ci"] != agreement_report(judge, human, n_boot=500, seed=4)["kappa"]["ci"]
+    assert first.kappa.ci != agreement_report(judge, human, n_boot=500, seed=4).kappa.ci
+    first = first.to_dict()
     for name in ("kappa", "alpha", "accuracy", "macro_f1", "weighted_f1", "mcc"):
         ci = first[name]["ci"]
         assert ci["low"] <= first[name]["value"] <= ci["high"], name
         assert ci["n_boot"] == 500 and ci["n_undefined"] == 0
     assert kappa_with_ci(judge, human, n_boot=500, seed=3)["ci"] == first["kappa"]["ci"]
-    assert agreement_report(judge, human, n_boot=0)["kappa"]["ci"] is None
+    assert agreement_report(judge, human, n_boot=0).kappa.ci is None
 
 
 def test_count_resampling_has_the_spread_of_index_resampling():
@@ -253,7 +255,7 @@ def test_inter_annotator_report_matches_references():
     truth = rng.integers(1, 4, 80)
     matrix = np.where(rng.random((3, 80)) < 0.75, truth, rng.integers(1, 4, (3, 80))).astype(float)
     matrix[rng.random(matrix.shape) < 0.2] = np.nan
-    report = inter_annotator_report(matrix, annotators=["ann", "bob", "cy"], n_boot=300)
+    report = inter_annotator_report(matrix, annotators=["ann", "bob", "cy"], n_boot=300).to_dict()
     json.dumps(report, allow_nan=False)
     reference = krippendorff.alpha(matrix, level_of_measurement="nominal")
     assert report["alpha"]["value"] == pytest.approx(reference, abs=TOLERANCE)
@@ -358,7 +360,7 @@ def test_bad_or_degenerate_input_raises_a_clear_agreement_error(call, message):
 
 def test_one_label_only_is_reported_as_undefined_not_as_a_number():
     report = agreement_report(["pass"] * 20, ["pass"] * 20, labels_order=["fail", "pass"],
-                              n_boot=50)
+                              n_boot=50).to_dict()
     json.dumps(report, allow_nan=False)
     assert report["accuracy"]["value"] == 1.0
     for name in ("kappa", "alpha", "mcc"):
@@ -372,7 +374,7 @@ def test_one_label_only_is_reported_as_undefined_not_as_a_number():
 def test_full_agreement_and_constant_scores():
     labels = ["fail", "pass", "pass", "fail", "pass"]
     report = agreement_report(labels, labels, judge_scores=[0.1] * 5,
-                              human_scores=[0, 1, 1, 0, 1], n_boot=100)
+                              human_scores=[0, 1, 1, 0, 1], n_boot=100).to_dict()
     assert report["kappa"]["value"] == 1.0 and report["alpha"]["value"] == 1.0
     assert report["spearman"]["value"] is None and "all equal" in report["spearman"]["reason"]
     assert report["verdict"].startswith("Judge-human agreement is almost perfect")
@@ -380,7 +382,7 @@ def test_full_agreement_and_constant_scores():
 
 
 def test_intervals_count_resamples_where_a_statistic_is_undefined():
-    report = agreement_report(["a", "b", "a"], ["a", "b", "a"], n_boot=400, seed=0)
+    report = agreement_report(["a", "b", "a"], ["a", "b", "a"], n_boot=400, seed=0).to_dict()
     ci = report["kappa"]["ci"]
     assert 0 < ci["n_undefined"] < 400  # resamples holding only one label
     assert ci["low"] == ci["high"] == 1.0
@@ -388,7 +390,7 @@ def test_intervals_count_resamples_where_a_statistic_is_undefined():
 
 def test_pairwise_kappa_for_annotators_without_shared_units():
     matrix = [[1, 2, None, None], [None, None, 1, 2], [1, 2, 1, 2]]
-    report = inter_annotator_report(matrix, n_boot=50)
+    report = inter_annotator_report(matrix, n_boot=50).to_dict()
     no_overlap = report["pairwise_kappa"][0]
     assert no_overlap["value"] is None and "no unit in common" in no_overlap["reason"]
     assert report["mean_pairwise_kappa"]["n_pairs"] == 2
@@ -405,7 +407,7 @@ def test_landis_koch_bands(kappa, band):
 
 
 def test_ordinal_report_with_numeric_labels_needs_no_order():
-    report = agreement_report([1, 2, 3, 3, 2], [1, 2, 3, 2, 2], ordinal=True, n_boot=0)
+    report = agreement_report([1, 2, 3, 3, 2], [1, 2, 3, 2, 2], ordinal=True, n_boot=0).to_dict()
     assert report["labels"] == [1, 2, 3] and report["alpha"]["level"] == "ordinal"
     assert report["weighted_kappa"]["linear"]["value"] == pytest.approx(
         metrics.cohen_kappa_score([1, 2, 3, 2, 2], [1, 2, 3, 3, 2], weights="linear"))
@@ -413,5 +415,5 @@ def test_ordinal_report_with_numeric_labels_needs_no_order():
 
 def test_a_large_report_is_fast_enough_to_run_in_tests():
     judge, human, order = random_label_pairs(1, 100_000, 3)
-    report = agreement_report(judge, human, n_boot=1000)
+    report = agreement_report(judge, human, n_boot=1000).to_dict()
     assert report["kappa"]["ci"]["n_undefined"] == 0

@@ -53,7 +53,7 @@ def simulate(n_boot: int = 400, seed: int = 14, weights_key: str = "item_weights
         w = world(rng, **options)
         result = design_corrected_rate(w["weights"], w["fails"], w["judge"], w["human"],
                                        w[weights_key], w["strata"], n_boot=n_boot,
-                                       seed=int(rng.integers(2**31)))
+                                       seed=int(rng.integers(2**31))).to_dict()
         truths.append(w["truth"])
         estimates.append(result["corrected_rate"])
         if result["ci"] is not None:
@@ -83,7 +83,7 @@ def test_weighted_sensitivity_and_specificity_match_scikit_learn():
     rng = np.random.default_rng(3)
     w = world(rng)
     result = design_corrected_rate(w["weights"], w["fails"], w["judge"], w["human"],
-                                   w["item_weights"], w["strata"], n_boot=0)
+                                   w["item_weights"], w["strata"], n_boot=0).to_dict()
     assert result["sensitivity"] == pytest.approx(recall_score(
         w["human"], w["judge"], sample_weight=w["item_weights"]))
     assert result["specificity"] == pytest.approx(recall_score(
@@ -98,7 +98,7 @@ def test_one_stratum_of_unit_weights_is_plain_rogan_gladen():
     judge = [True] * 90 + [False] * 10 + [True] * 30 + [False] * 170
     human = [True] * 100 + [False] * 200
     result = design_corrected_rate(np.ones(10), [True] * 3 + [False] * 7, judge, human,
-                                   np.ones(300), ["all"] * 300, n_boot=200)
+                                   np.ones(300), ["all"] * 300, n_boot=200).to_dict()
     assert (result["sensitivity"], result["specificity"]) == pytest.approx((0.9, 0.85))
     assert result["corrected_rate"] == pytest.approx(rogan_gladen(0.3, 0.9, 0.85))
     assert result["ci"]["low"] <= result["corrected_rate"] <= result["ci"]["high"]

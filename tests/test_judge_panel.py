@@ -177,7 +177,7 @@ def test_stability_and_the_ledger_reach_the_store_and_the_report(
         written = store.write_batch(batch.evaluations, judge_calls=batch.judge_calls)
         assert (written.evaluations, written.judge_calls) == (4, 12)
         assert [e.stability for e in store.evaluations()] == [pytest.approx(2 / 3)] * 4
-    report = database_report(db)
+    report = database_report(db).to_dict()
     assert report["repeat_agreement"] == [{
         "rubric": "hallucination", "repeated": 4, "disagreeing": 4,
         "mean_stability": pytest.approx(2 / 3), "disagreement_rate": 1.0}]

@@ -183,7 +183,7 @@ def test_alerts_never_fire_on_replay_rows(stores, tmp_path):
 def failure_rates(db: Path) -> dict:
     registry = RubricRegistry.load(PROJECT_ROOT / "rubrics")
     with Store(db, read_only=True) as store:
-        report = store_agreement(store, registry, n_boot=200)
+        report = store_agreement(store, registry, n_boot=200).to_dict()
     return {(g["rubric"], g["judge"]): g["failure_rate"] for g in report["groups"]}
 
 

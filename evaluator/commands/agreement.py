@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from evaluator.humans.agreement.results import (
+        AlphaEstimate, ConfusionCounts, CorrectedRate, Estimate, FileAgreement, GroupAgreement,
+    )
 
 DEFAULT_N_BOOT = 1000
 
@@ -21,40 +26,48 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def _number(estimate: dict[str, Any] | None, percent: bool = False) -> str:
-    """'0.81 [0.74, 0.87]' (or percentages); '-' for a statistic that is undefined."""
-    if not estimate or estimate.get("value") is None:
+def _number(estimate: Estimate | dict[str, Any] | None, percent: bool = False,
+            interval: bool = True) -> str:
+    """'0.81 [0.74, 0.87]' (or percentages); '-' for a statistic that is undefined. Promotion
+    checks still hand their kappa over as a dict."""
+    if isinstance(estimate, dict):
+        from evaluator.humans.agreement.results import Estimate, Interval
+
+        ci = estimate.get("ci")
+        estimate = Estimate(value=estimate.get("value"), reason=estimate.get("reason"),
+                            ci=Interval(**ci) if ci else None)
+    if estimate is None or estimate.value is None:
         return "-"
     show = (lambda x: f"{100 * x:.1f}%") if percent else (lambda x: f"{x:.2f}")
-    ci = estimate.get("ci")
-    if not ci or ci.get("low") is None:
-        return show(estimate["value"])
-    return f"{show(estimate['value'])} [{show(ci['low'])}, {show(ci['high'])}]"
+    ci = estimate.ci if interval else None
+    if ci is None or ci.low is None or ci.high is None:
+        return show(estimate.value)
+    return f"{show(estimate.value)} [{show(ci.low)}, {show(ci.high)}]"
 
 
-def _point(estimate: dict[str, Any] | None, percent: bool = False) -> str:
-    return _number(estimate and {"value": estimate.get("value")}, percent)
+def _point(estimate: Estimate | AlphaEstimate | None, percent: bool = False) -> str:
+    if estimate is None or estimate.value is None:
+        return "-"
+    return f"{100 * estimate.value:.1f}%" if percent else f"{estimate.value:.2f}"
 
 
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _headline(report: dict[str, Any]) -> dict[str, Any] | None:
-    """Quadratic-weighted kappa for ordinal labels, else Cohen's kappa."""
-    if report.get("ordinal"):
-        return (report.get("weighted_kappa") or {}).get("quadratic")
-    return report.get("kappa")
+def _corrected(corrected: CorrectedRate) -> str:
+    """The corrected failure rate with its interval, as percentages."""
+    from evaluator.humans.agreement.results import Estimate
+
+    return _number(Estimate(value=corrected.corrected_rate, ci=corrected.ci, reason=None), True)
 
 
-def _headline_name(report: dict[str, Any]) -> str:
-    return "quadratic-weighted kappa" if report.get("ordinal") else "kappa"
-
-
-def _summary_table(groups: list[dict[str, Any]]):
+def _summary_table(groups: list[GroupAgreement]):
     """One row per rubric version x judge; intervals for the headline and the corrected rate
     only (--json has them all)."""
     from rich.table import Table
+
+    from evaluator.humans.agreement.results import InterAnnotatorReport
 
     table = Table(title="Judge vs human labels", title_justify="left", show_lines=True,
                   caption="kappa is quadratic-weighted for rubrics with more than two labels; "
@@ -66,67 +79,67 @@ def _summary_table(groups: list[dict[str, Any]]):
                  "humans' alpha", "fail raw", "weighted", "corrected [95% CI]"):
         table.add_column(name, justify="right", no_wrap=True)
     for group in groups:
-        report, rates = group["agreement"] or {}, group["failure_rate"]
-        corrected = rates["corrected"]
+        report, rates = group.agreement, group.failure_rate
+        inter = group.inter_annotator
         table.add_row(
-            f"{group['rubric']}@v{group['rubric_version']}", group["judge"], str(group["n"]),
-            _number(_headline(report)),
-            _point(report.get("alpha")), _point(report.get("accuracy"), percent=True),
-            _point(report.get("macro_f1")), _point(report.get("mcc")),
-            _point((group["inter_annotator"] or {}).get("alpha")),
-            _rate(rates["raw_rate"]), _rate(rates["weighted_rate"]),
-            "-" if corrected is None else _number(
-                {"value": corrected["corrected_rate"], "ci": corrected["ci"]}, percent=True),
+            group.ref, group.judge, str(group.n),
+            _number(report and report.headline_estimate),
+            _point(report and report.alpha), _point(report and report.accuracy, percent=True),
+            _point(report and report.macro_f1), _point(report and report.mcc),
+            _point(inter.alpha if isinstance(inter, InterAnnotatorReport) else None),
+            _rate(rates.raw_rate), _rate(rates.weighted_rate),
+            "-" if rates.corrected is None else _corrected(rates.corrected),
         )
     return table
 
 
-def _confusion_table(matrix: dict[str, Any], corner: str = "human \\ judge"):
+def _confusion_table(matrix: ConfusionCounts, corner: str = "human \\ judge"):
     from rich.table import Table
 
     table = Table()
     table.add_column(corner)
-    for label in matrix["labels"]:
+    for label in matrix.labels:
         table.add_column(str(label), justify="right")
-    for label, row in zip(matrix["labels"], matrix["counts"]):
+    for label, row in zip(matrix.labels, matrix.counts):
         table.add_row(str(label), *map(str, row))
     return table
 
 
-def _group_details(console, group: dict[str, Any]) -> None:
-    name = f"{group['rubric']}@v{group['rubric_version']} x {group['judge']}"
-    report = group["agreement"]
+def _group_details(console, group: GroupAgreement) -> None:
+    from evaluator.humans.agreement.results import InterAnnotatorReport
+
+    name = f"{group.ref} x {group.judge}"
+    report = group.agreement
     if report is None:
-        console.print(f"[bold]{name}[/]: {group['reason']}")
+        console.print(f"[bold]{name}[/]: {group.reason}")
         return
-    console.print(f"[bold]{name}[/]: {report['verdict']}")
-    left_out = [f"{group[key]} {what}" for key, what in (
-        ("ties_left_out", "items where the annotators tied"),
-        ("off_menu_left_out", "labels not on this version's menu")) if group[key]]
-    console.print(f"  {group['n']} items: the judge's label vs the annotators' majority, from "
-                  f"{group['human_labels']} human labels"
+    console.print(f"[bold]{name}[/]: {report.verdict}")
+    left_out = [f"{count} {what}" for count, what in (
+        (group.ties_left_out, "items where the annotators tied"),
+        (group.off_menu_left_out, "labels not on this version's menu")) if count]
+    console.print(f"  {group.n} items: the judge's label vs the annotators' majority, from "
+                  f"{group.human_labels} human labels"
                   + (f"; left out: {', '.join(left_out)}" if left_out else ""))
-    inter = group["inter_annotator"]
-    if inter.get("alpha"):
-        console.print(f"  annotators: {inter['n_annotators']} on {inter['n_pairable_units']} "
-                      f"shared items, Krippendorff's alpha {_number(inter['alpha'])}, mean "
-                      f"pairwise kappa {_number(inter['mean_pairwise_kappa'])}")
+    inter = group.inter_annotator
+    if isinstance(inter, InterAnnotatorReport):
+        console.print(f"  annotators: {inter.n_annotators} on {inter.n_pairable_units} "
+                      f"shared items, Krippendorff's alpha {_number(inter.alpha)}, mean "
+                      f"pairwise kappa {_number(inter.mean_pairwise_kappa)}")
     else:
-        console.print(f"  annotators: {inter['reason']}")
-    rates = group["failure_rate"]
-    corrected = rates["corrected"]
-    line = (f"  failure rate: raw {_rate(rates['raw_rate'])}, weighted by sample_weight "
-            f"{_rate(rates['weighted_rate'])} ({rates['n_failed']} of {rates['n_production']})")
+        console.print(f"  annotators: {inter.reason}")
+    rates = group.failure_rate
+    corrected = rates.corrected
+    line = (f"  failure rate: raw {_rate(rates.raw_rate)}, weighted by sample_weight "
+            f"{_rate(rates.weighted_rate)} ({rates.n_failed} of {rates.n_production})")
     if corrected:
         line += (f"; corrected for the judge (Rogan-Gladen, sensitivity "
-                 f"{corrected['sensitivity']:.2f}, specificity {corrected['specificity']:.2f}, "
-                 f"labels weighted by how {corrected['n_strata']} annotation strata were "
-                 "drawn): "
-                 + _number({"value": corrected["corrected_rate"], "ci": corrected["ci"]}, True))
+                 f"{corrected.sensitivity:.2f}, specificity {corrected.specificity:.2f}, "
+                 f"labels weighted by how {corrected.n_strata} annotation strata were "
+                 "drawn): " + _corrected(corrected))
     else:
-        line += f"; no correction: {rates['reason']}"
+        line += f"; no correction: {rates.reason}"
     console.print(line)
-    console.print(_confusion_table(report["confusion_matrix"]))
+    console.print(_confusion_table(report.confusion_matrix))
 
 
 def _print_collapsed(console, mapping: dict[str, str]) -> None:
@@ -134,21 +147,21 @@ def _print_collapsed(console, mapping: dict[str, str]) -> None:
         console.print("labels merged first: " + ", ".join(f"{a} -> {b}" for a, b in mapping.items()))
 
 
-def _print_file_report(data: dict[str, Any]) -> None:
+def _print_file_report(data: FileAgreement) -> None:
     from evaluator.monitoring.report import console as make_console
 
     console = make_console()
-    report = data["agreement"]
-    console.print(f"{data['file']}: {report['n']} rows compared ({data['roles']}); "
-                  f"{data['rows_missing_either']} rows missing a value, "
-                  f"{len(data['unreadable_rows'])} unreadable")
-    console.print(report["verdict"])
-    _print_collapsed(console, data["collapse"])
-    console.print(f"{_headline_name(report)} {_number(_headline(report))}, "
-                  f"alpha {_number(report['alpha'])}, "
-                  f"accuracy {_number(report['accuracy'], True)}, "
-                  f"macro F1 {_number(report['macro_f1'])}, MCC {_number(report['mcc'])}")
-    console.print(_confusion_table(report["confusion_matrix"], f"{data['b']} \\ {data['a']}"))
+    report = data.agreement
+    console.print(f"{data.file}: {report.n} rows compared ({data.roles}); "
+                  f"{data.rows_missing_either} rows missing a value, "
+                  f"{len(data.unreadable_rows)} unreadable")
+    console.print(report.verdict)
+    _print_collapsed(console, data.collapse)
+    console.print(f"{report.headline} {_number(report.headline_estimate)}, "
+                  f"alpha {_number(report.alpha)}, "
+                  f"accuracy {_number(report.accuracy, True)}, "
+                  f"macro F1 {_number(report.macro_f1)}, MCC {_number(report.mcc)}")
+    console.print(_confusion_table(report.confusion_matrix, f"{data.b} \\ {data.a}"))
 
 
 def _collapse_option(ctx, param, specs: tuple[str, ...]) -> dict[str, str]:
@@ -198,7 +211,7 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
         data = file_agreement(file, column_a, column_b, fmt=fmt, labels_order=order,
                               n_boot=n_boot, seed=seed, collapse_labels=collapse_specs)
         if as_json:
-            _echo_json(data)
+            _echo_json(data.to_dict())
         else:
             _print_file_report(data)
         return
@@ -214,20 +227,19 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
         data = store_agreement(store, registry, rubric_ref, judge, n_boot=n_boot, seed=seed,
                                collapse_labels=collapse_specs)
     if as_json:
-        _echo_json(data)
+        _echo_json(data.to_dict())
         return
     from evaluator.monitoring.report import console as make_console
 
     console = make_console()
-    console.print(_summary_table(data["groups"]))
-    _print_collapsed(console, data["collapse"])
-    for group in data["groups"]:
+    console.print(_summary_table(data.groups))
+    _print_collapsed(console, data.collapse)
+    for group in data.groups:
         _group_details(console, group)
-    if data["rubric_versions_without_file"]:
-        console.print("left out, no rubric file: "
-                      + ", ".join(data["rubric_versions_without_file"]))
-    console.print("[dim]Rates: " + (data["groups"][0]["failure_rate"]["basis"] if data["groups"]
-                                    else "") + "[/]")
+    if data.rubric_versions_without_file:
+        console.print("left out, no rubric file: " + ", ".join(data.rubric_versions_without_file))
+    console.print("[dim]Rates: " + (data.groups[0].failure_rate.basis if data.groups else "")
+                  + "[/]")
 
 
 @click.command("check")
@@ -252,6 +264,7 @@ def rubrics_check(ctx, ref, golden, against, judge, max_kappa_drop, max_flip_rat
     """May REF (NAME@vN) replace the current version? Replays the golden items with both and
     exits 0 (pass), 1 (kappa drops or labels flip past the limits) or 2 (cannot decide)."""
     from evaluator.judges.factory import load_judge
+    from evaluator.judges.runtime import default_runtime  # lazy: as load_judge
     from evaluator.humans.promotion import check_promotion, current_version
     from evaluator.rubrics import RubricRegistry
 
@@ -259,7 +272,7 @@ def rubrics_check(ctx, ref, golden, against, judge, max_kappa_drop, max_flip_rat
     registry = RubricRegistry.load(settings.rubrics_dir)
     candidate = registry.get(ref)
     current = registry.get(against) if against else current_version(registry, candidate)
-    judge_client = load_judge(judge or settings.judge, settings.judges_dir)
+    judge_client = load_judge(judge or settings.judge, settings.judges_dir, default_runtime(settings))
     warnings = []
     if not getattr(judge_client, "reads_rubric_text", True):
         from evaluator.judges.offline import RUBRIC_TEXT_NOTE

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from evaluator.core.tables import compact_table
 from evaluator.store import RubricSummary, Store
-from evaluator.sampling.spend_check import spend_checks
+from evaluator.sampling.spend_check import SpendCheck, spend_checks
 from evaluator.store.cost_queries import (
     SPEND_KEYS,
+    RepeatAgreement,
+    Spend,
     format_usd,
     repeat_agreement,
     service_spend_by_day,
@@ -77,37 +80,57 @@ def console():
     return Console(width=max(probe.width, 160))
 
 
+@dataclass(frozen=True)
+class DatabaseReport:
+    """What `evaluator report` shows of one scope; `to_dict()` is its JSON."""
+
+    db: str
+    scope: Scope
+    status_counts: dict[str, int]
+    dead_letters: int
+    rubrics: list[RubricSummary]
+    judge_spend: dict[str, list[Spend]]
+    repeat_agreement: list[RepeatAgreement]
+    spend_reconciliation: list[SpendCheck] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "db": self.db,
+            "scope": self.scope.to_dict(),
+            "run_id": self.scope.run_id,
+            "status_counts": self.status_counts,
+            "dead_letters": self.dead_letters,
+            "rubrics": [s.to_dict() for s in self.rubrics],
+            "judge_spend": {group: [row.to_dict() for row in rows]
+                            for group, rows in self.judge_spend.items()},
+            "repeat_agreement": [row.to_dict() for row in self.repeat_agreement],
+            "spend_reconciliation": None if self.spend_reconciliation is None else [
+                check.to_dict() for check in self.spend_reconciliation],
+        }
+
+
 def database_report(db_path: Path, scope: Scope = PRODUCTION,
-                    counted: dict[date, float] | None = None) -> dict[str, Any]:
+                    counted: dict[date, float] | None = None) -> DatabaseReport:
     """Everything `evaluator report` shows of one scope (production traffic unless told), read
     from a store another process may be writing. Dead letters are never part of a run.
     `counted`: the workers' spend counters per day, reconciled with the ledger
     (evaluator.sampling.spend_check)."""
     with Store(db_path, read_only=True) as store:
         store.check_scope(scope)
-        summaries = store.rubric_summary(scope)
-        return {
-            "db": str(db_path),
-            "scope": scope.to_dict(),
-            "run_id": scope.run_id,
-            "status_counts": store.status_counts(scope),
-            "dead_letters": store.dead_letter_count(),
-            "rubrics": [s.to_dict() for s in summaries],
-            "judge_spend": {group: [row.to_dict() for row in spend_by(store.conn, group, scope)]
-                            for group in SPEND_KEYS},
-            "repeat_agreement": [row.to_dict() for row in repeat_agreement(store.conn, scope)],
-            "spend_reconciliation": None if counted is None else [
-                check.to_dict()
-                for check in spend_checks(counted, service_spend_by_day(store.conn))],
-            "_summaries": summaries,
-        }
+        return DatabaseReport(
+            db=str(db_path), scope=scope, status_counts=store.status_counts(scope),
+            dead_letters=store.dead_letter_count(), rubrics=store.rubric_summary(scope),
+            judge_spend={group: spend_by(store.conn, group, scope) for group in SPEND_KEYS},
+            repeat_agreement=repeat_agreement(store.conn, scope),
+            spend_reconciliation=None if counted is None else spend_checks(
+                counted, service_spend_by_day(store.conn)))
 
 
-def judge_tables(report: dict[str, Any]) -> list:
+def judge_tables(report: DatabaseReport) -> list:
     """Judge spend per judge, rubric and day, and repeated verdicts' disagreement per rubric
     (none when the store has no judge calls)."""
     tables = []
-    for group, rows in report["judge_spend"].items():
+    for group, rows in report.judge_spend.items():
         if not rows:
             continue
         table = compact_table(f"Judge spend by {group}")
@@ -116,25 +139,25 @@ def judge_tables(report: dict[str, Any]) -> list:
                        "spend"):
             table.add_column(column, justify="right", no_wrap=True)
         for row in rows:
-            latency = row["mean_latency_ms"]
-            table.add_row(row["key"], str(row["calls"]), str(row["cached"]), str(row["errors"]),
-                          f"{row['input_tokens']:,}", f"{row['output_tokens']:,}",
-                          "-" if latency is None else f"{latency:,.0f} ms", row["spend"])
+            latency = row.mean_latency_ms
+            table.add_row(row.key, str(row.calls), str(row.cached), str(row.errors),
+                          f"{row.input_tokens:,}", f"{row.output_tokens:,}",
+                          "-" if latency is None else f"{latency:,.0f} ms", row.spend)
         tables.append(table)
-    if report["repeat_agreement"]:
+    if report.repeat_agreement:
         table = compact_table("Repeated verdicts (panels, samples)")
         for column in ("rubric", "repeated", "disagreeing", "disagreement rate", "mean stability"):
             table.add_column(column, justify="right" if column != "rubric" else "left")
-        for row in report["repeat_agreement"]:
-            table.add_row(row["rubric"], str(row["repeated"]), str(row["disagreeing"]),
-                          _pct(row["disagreement_rate"]), f"{row['mean_stability']:.2f}")
+        for repeat in report.repeat_agreement:
+            table.add_row(repeat.rubric, str(repeat.repeated), str(repeat.disagreeing),
+                          _pct(repeat.disagreement_rate), f"{repeat.mean_stability:.2f}")
         tables.append(table)
-    if report.get("spend_reconciliation"):
+    if report.spend_reconciliation:
         table = compact_table("Judge spend counted by the workers (Redis) vs recorded in the ledger")
         for column in ("day", "counted", "recorded", "not recorded"):
             table.add_column(column, justify="right" if column != "day" else "left")
-        for row in report["spend_reconciliation"]:
-            table.add_row(row["day"], format_usd(row["counted_usd"]),
-                          format_usd(row["recorded_usd"]), format_usd(row["unrecorded_usd"]))
+        for check in report.spend_reconciliation:
+            table.add_row(check.day.isoformat(), format_usd(check.counted_usd),
+                          format_usd(check.recorded_usd), format_usd(check.unrecorded_usd))
         tables.append(table)
     return tables

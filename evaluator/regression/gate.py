@@ -181,7 +181,7 @@ def score_change_interval(changes: Sequence[float], confidence: float, n_boot: i
     samples = bootstrap_samples(lambda rows: rows @ values / n, counts, n_boot,
                                 np.random.default_rng(seed))
     interval = percentile_interval(samples, confidence)
-    return float(counts @ values / n), interval["low"], interval["high"]
+    return float(counts @ values / n), interval.low, interval.high
 
 
 def _rate(passes: Sequence[bool]) -> float | None:

@@ -10,10 +10,11 @@ is what keeps B=1000 far under a second (drawing the index matrix alone takes ~2
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
+from evaluator.humans.agreement.results import Estimate, Interval
 from evaluator.humans.agreement.stats import AgreementError
 
 DEFAULT_N_BOOT = 1000
@@ -48,28 +49,27 @@ def bootstrap_samples(statistic: Callable[[np.ndarray], np.ndarray], counts: np.
     return np.concatenate([statistic(chunk) for chunk in resampled_counts(counts, n_boot, rng)])
 
 
-def percentile_interval(samples: np.ndarray, confidence: float) -> dict[str, Any]:
+def percentile_interval(samples: np.ndarray, confidence: float,
+                        method: str = "percentile bootstrap") -> Interval:
     """Percentile interval of the defined (non-NaN) samples; undefined resamples are counted.
 
     A resample can make a statistic undefined (e.g. one label only); those are dropped and
     reported as n_undefined, so the interval is conditional on the statistic existing.
     """
     defined = samples[~np.isnan(samples)]
-    interval: dict[str, Any] = {"low": None, "high": None, "confidence": confidence,
-                                "method": "percentile bootstrap", "n_boot": len(samples),
-                                "n_undefined": len(samples) - len(defined)}
+    low = high = None
     if len(defined):
         tail = (1.0 - confidence) / 2.0
-        low, high = np.quantile(defined, [tail, 1.0 - tail])
-        interval.update(low=float(low), high=float(high))
-    return interval
+        low, high = map(float, np.quantile(defined, [tail, 1.0 - tail]))
+    return Interval(low=low, high=high, confidence=confidence, method=method,
+                    n_boot=len(samples), n_undefined=len(samples) - len(defined))
 
 
 def estimate(point: float, samples: np.ndarray | None, confidence: float,
-             undefined_reason: str) -> dict[str, Any]:
-    """JSON-ready {"value", "ci", "reason"}: value None plus the reason when undefined."""
+             undefined_reason: str) -> Estimate:
+    """The point and its interval; value None plus the reason when undefined."""
     point = float(point)
     if np.isnan(point):
-        return {"value": None, "ci": None, "reason": undefined_reason}
+        return Estimate(value=None, ci=None, reason=undefined_reason)
     ci = None if samples is None else percentile_interval(samples, confidence)
-    return {"value": point, "ci": ci, "reason": None}
+    return Estimate(value=point, ci=ci, reason=None)

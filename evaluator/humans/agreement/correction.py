@@ -98,8 +98,9 @@ def corrected_prevalence(n_flagged: int, n_production: int,
         rng = np.random.default_rng(seed)
         tables = bootstrap_samples(lambda rows: rows, table.ravel(), n_boot, rng).reshape(-1, 2, 2)
         apparent_resampled = rng.binomial(n_production, apparent, size=n_boot) / n_production
-        result["ci"] = percentile_interval(_corrected_batch(tables, apparent_resampled), confidence)
-        result["ci"]["method"] = ("percentile bootstrap over the labelled pairs and the "
-                                  "production sample (Rogan-Gladen undefined in n_undefined "
-                                  "resamples, which the interval leaves out)")
+        result["ci"] = percentile_interval(
+            _corrected_batch(tables, apparent_resampled), confidence,
+            method=("percentile bootstrap over the labelled pairs and the production sample "
+                    "(Rogan-Gladen undefined in n_undefined resamples, which the interval "
+                    "leaves out)")).to_dict()
     return result

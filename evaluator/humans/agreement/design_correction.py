@@ -21,7 +21,6 @@ production traces with their weights, and, independently, the labelled items wit
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -30,6 +29,7 @@ from evaluator.humans.agreement.bootstrap import (
     percentile_interval,
 )
 from evaluator.humans.agreement.correction import CHANCE_LEVEL_REASON
+from evaluator.humans.agreement.results import CorrectedRate
 from evaluator.humans.agreement.stats import AgreementError
 
 METHOD = ("Rogan-Gladen with sensitivity and specificity weighted by w/pi (production sampling "
@@ -91,7 +91,7 @@ def design_corrected_rate(production_weights: Sequence[float] | np.ndarray,
                           item_weights: Sequence[float] | np.ndarray,
                           strata: Sequence[Hashable],
                           n_boot: int = DEFAULT_N_BOOT, seed: int | None = 0,
-                          confidence: float = DEFAULT_CONFIDENCE) -> dict[str, Any]:
+                          confidence: float = DEFAULT_CONFIDENCE) -> CorrectedRate:
     """True failure rate of all traffic from the judge's verdicts on production traces.
 
     `production_weights`/`production_fails`: every judged production trace's sampling weight
@@ -122,13 +122,7 @@ def design_corrected_rate(production_weights: Sequence[float] | np.ndarray,
     apparent = float(production_weight @ production_fail / production_weight.sum())
     unclipped = (apparent + specificity - 1) / youden
     codes = np.unique(np.asarray(strata, dtype=object).astype(str), return_inverse=True)[1]
-    result: dict[str, Any] = {
-        "n_production": len(production_fail), "n_labelled": len(judge),
-        "n_strata": int(codes.max()) + 1, "apparent_rate": apparent,
-        "sensitivity": float(sensitivity), "specificity": float(specificity),
-        "youden_j": float(youden), "corrected_rate": min(max(unclipped, 0.0), 1.0),
-        "clipped": not 0.0 <= unclipped <= 1.0, "method": METHOD, "ci": None,
-    }
+    ci = None
     if n_boot:
         rng = np.random.default_rng(seed)
         values, index = np.unique(production_weight, return_inverse=True)
@@ -144,8 +138,13 @@ def design_corrected_rate(production_weights: Sequence[float] | np.ndarray,
             shares = rng.dirichlet(alpha, size=n_boot)
             totals_boot += inside.sum() * shares @ _judge_totals(cells[:, 0], cells[:, 1],
                                                                  cells[:, 2])
-        result["ci"] = percentile_interval(_corrected(apparent_boot, totals_boot), confidence)
-        result["ci"]["method"] = ("percentile bootstrap over the production traces and, within "
-                                  "each stratum, the labelled items (Rogan-Gladen undefined in "
-                                  "n_undefined resamples, which the interval leaves out)")
-    return result
+        ci = percentile_interval(
+            _corrected(apparent_boot, totals_boot), confidence,
+            method=("percentile bootstrap over the production traces and, within each stratum, "
+                    "the labelled items (Rogan-Gladen undefined in n_undefined resamples, which "
+                    "the interval leaves out)"))
+    return CorrectedRate(
+        n_production=len(production_fail), n_labelled=len(judge), n_strata=int(codes.max()) + 1,
+        apparent_rate=apparent, sensitivity=float(sensitivity), specificity=float(specificity),
+        youden_j=float(youden), corrected_rate=min(max(unclipped, 0.0), 1.0),
+        clipped=not 0.0 <= unclipped <= 1.0, method=METHOD, ci=ci)

@@ -7,12 +7,14 @@ kappa, alpha, accuracy and MCC do not depend on which is which.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from evaluator.humans.agreement.bootstrap import DEFAULT_N_BOOT
 from evaluator.humans.agreement.collapse import collapse_order
 from evaluator.humans.agreement.report import agreement_report
+from evaluator.humans.agreement.results import FileAgreement
 from evaluator.humans.agreement.stats import AgreementError
 from evaluator.humans.label_files import RowError, read_rows
 
@@ -36,7 +38,7 @@ def _as_numbers(values: list[str]) -> list[float | int] | None:
 def file_agreement(path: Path, column_a: str, column_b: str, fmt: str | None = None,
                    ordinal: bool | None = None, labels_order: Sequence[str] | None = None,
                    n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                   collapse_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+                   collapse_labels: Mapping[str, str] | None = None) -> FileAgreement:
     """The agreement report of two columns; rows missing either value are counted, not used.
 
     Labels that are all numbers are compared as numbers; `ordinal` defaults to True for those
@@ -80,9 +82,11 @@ def file_agreement(path: Path, column_a: str, column_b: str, fmt: str | None = N
         ordinal = (numeric or labels_order is not None) and distinct > 2
     report = agreement_report(a_labels, b_labels, labels_order, ordinal=ordinal,
                               n_boot=n_boot, seed=seed)
-    report["confusion_matrix"].update(rows=column_b, columns=column_a)
-    report["verdict"] = report["verdict"].replace("Judge-human", f"{column_a}-{column_b}", 1)
-    return {"file": str(path), "a": column_a, "b": column_b, "rows": rows,
-            "collapse": mapping, "rows_missing_either": missing, "unreadable_rows": unreadable,
-            "roles": f"{column_a} as the judge (columns), {column_b} as the reference (rows)",
-            "agreement": report}
+    report = replace(
+        report, confusion_matrix=replace(report.confusion_matrix, rows=column_b, columns=column_a),
+        verdict=report.verdict.replace("Judge-human", f"{column_a}-{column_b}", 1))
+    return FileAgreement(
+        file=str(path), a=column_a, b=column_b, rows=rows, collapse=mapping,
+        rows_missing_either=missing, unreadable_rows=unreadable,
+        roles=f"{column_a} as the judge (columns), {column_b} as the reference (rows)",
+        agreement=report)

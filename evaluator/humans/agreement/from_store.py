@@ -17,12 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
-from typing import Any
 
 from evaluator.humans.agreement.bootstrap import DEFAULT_N_BOOT
 from evaluator.humans.agreement.collapse import collapse, collapse_order
 from evaluator.humans.agreement.store_correction import corrected_failure_rate
 from evaluator.humans.agreement.report import agreement_report, inter_annotator_report
+from evaluator.humans.agreement.results import (
+    FailureRates, GroupAgreement, InterAnnotatorReport, StoreAgreement, Unavailable,
+)
 from evaluator.humans.agreement.stats import AgreementError
 from evaluator.core.errors import RubricError
 from evaluator.rubrics import Rubric, RubricRegistry, parse_ref
@@ -93,19 +95,16 @@ def labelled_pairs(rows: list[tuple], rubric: Rubric) -> LabelledPairs:
     return pairs
 
 
-def _undefined(reason: str) -> dict[str, Any]:
-    return {"value": None, "reason": reason}
-
-
-def inter_annotator(store: Store, rubric: Rubric, n_boot: int, seed: int) -> dict[str, Any]:
+def inter_annotator(store: Store, rubric: Rubric, n_boot: int,
+                    seed: int) -> InterAnnotatorReport | Unavailable:
     """Annotators x items agreement over the rubric's labelled items, or a reason it is absent."""
     rows = [row for row in queries.human_labels_for(store.conn, rubric.criterion, rubric.version)
             if row[2] in rubric.labels]
     annotators = sorted({row[1] for row in rows})
     items = sorted({row[0] for row in rows})
     if len(annotators) < 2:
-        return _undefined(f"{len(annotators)} annotator(s) labelled {rubric.ref}: inter-annotator "
-                          "agreement needs at least two on the same items")
+        return Unavailable(reason=f"{len(annotators)} annotator(s) labelled {rubric.ref}: "
+                           "inter-annotator agreement needs at least two on the same items")
     column = {trace_id: i for i, trace_id in enumerate(items)}
     matrix: list[list[str | None]] = [[None] * len(items) for _ in annotators]
     for trace_id, annotator, label in rows:
@@ -116,7 +115,7 @@ def inter_annotator(store: Store, rubric: Rubric, n_boot: int, seed: int) -> dic
                                       labels_order(rubric) if ordinal else None, annotators,
                                       n_boot=n_boot, seed=seed)
     except AgreementError as exc:
-        return _undefined(str(exc))
+        return Unavailable(reason=str(exc))
 
 
 def _human_fails(rubric: Rubric, labels: list[str]) -> list[str]:
@@ -124,57 +123,53 @@ def _human_fails(rubric: Rubric, labels: list[str]) -> list[str]:
 
 
 def failure_rates(store: Store, rubric: Rubric, judge: str, pairs: LabelledPairs,
-                  n_boot: int, seed: int) -> dict[str, Any]:
+                  n_boot: int, seed: int) -> FailureRates:
     """Raw and sample-weighted failure rates in production, and the Rogan-Gladen correction."""
     counts = queries.production_counts(store.conn, rubric.criterion, rubric.version, judge)
     n, weight = counts["n"], counts["weight"]
-    rates: dict[str, Any] = {
-        "n_production": n, "n_failed": counts["failed"],
-        "raw_rate": counts["failed"] / n if n else None,
-        "weighted_rate": counts["weight_failed"] / weight if weight else None,
-        "basis": RATE_BASIS, "corrected": None, "reason": None,
-    }
+    corrected, reason = None, None
     if not n or not pairs.judge_labels:
-        rates["reason"] = "no human-labelled items to measure the judge's sensitivity with"
-        return rates
-    try:
-        corrected = corrected_failure_rate(
-            store.conn, rubric.criterion, rubric.version, judge, pairs.trace_ids,
-            [label == "fail" for label in _human_fails(rubric, pairs.human_labels)],
-            n_boot=n_boot, seed=seed)
-        rates["corrected"] = corrected
-    except AgreementError as exc:
-        rates["reason"] = str(exc)
-    return rates
+        reason = "no human-labelled items to measure the judge's sensitivity with"
+    else:
+        try:
+            corrected = corrected_failure_rate(
+                store.conn, rubric.criterion, rubric.version, judge, pairs.trace_ids,
+                [label == "fail" for label in _human_fails(rubric, pairs.human_labels)],
+                n_boot=n_boot, seed=seed)
+        except AgreementError as exc:
+            reason = str(exc)
+    return FailureRates(
+        n_production=n, n_failed=counts["failed"],
+        raw_rate=counts["failed"] / n if n else None,
+        weighted_rate=counts["weight_failed"] / weight if weight else None,
+        basis=RATE_BASIS, corrected=corrected, reason=reason)
 
 
 def group_report(store: Store, rubric: Rubric, judge: str, n_boot: int, seed: int,
-                 collapse_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+                 collapse_labels: Mapping[str, str] | None = None) -> GroupAgreement:
     """Everything `evaluator agreement` shows for one rubric version and judge; the label
     statistics merge labels first when `collapse_labels` says so ({"partial": "refused"})."""
     rows = queries.judge_human_rows(store.conn, rubric.criterion, rubric.version, judge)
     pairs = labelled_pairs(rows, rubric)
-    report: dict[str, Any] = {
-        "rubric": rubric.criterion, "rubric_version": rubric.version, "judge": judge,
-        "n": len(pairs.judge_labels), "human_labels": pairs.human_label_rows,
-        "ties_left_out": pairs.ties, "off_menu_left_out": pairs.off_menu, "pairing": PAIRING,
-        "agreement": None, "reason": None,
-    }
+    agreement, reason = None, None
     if pairs.judge_labels:
         mapping = collapse_labels or {}
         order = collapse_order(labels_order(rubric), mapping)
-        report["agreement"] = agreement_report(
+        agreement = agreement_report(
             collapse(pairs.judge_labels, mapping), collapse(pairs.human_labels, mapping), order,
             ordinal=len(order) > 2,
             judge_scores=pairs.judge_scores, human_scores=pairs.human_scores,
             n_boot=n_boot, seed=seed)
     else:
-        report["reason"] = (f"no human label matches a scored evaluation of {rubric.ref} by "
-                            f"{judge}: label those traces (`evaluator labels export --rubric "
-                            f"{rubric.ref}`), then `evaluator labels import FILE`")
-    report["inter_annotator"] = inter_annotator(store, rubric, n_boot, seed)
-    report["failure_rate"] = failure_rates(store, rubric, judge, pairs, n_boot, seed)
-    return report
+        reason = (f"no human label matches a scored evaluation of {rubric.ref} by {judge}: label "
+                  f"those traces (`evaluator labels export --rubric {rubric.ref}`), then "
+                  "`evaluator labels import FILE`")
+    return GroupAgreement(
+        rubric=rubric.criterion, rubric_version=rubric.version, judge=judge,
+        n=len(pairs.judge_labels), human_labels=pairs.human_label_rows, ties_left_out=pairs.ties,
+        off_menu_left_out=pairs.off_menu, pairing=PAIRING, agreement=agreement, reason=reason,
+        inter_annotator=inter_annotator(store, rubric, n_boot, seed),
+        failure_rate=failure_rates(store, rubric, judge, pairs, n_boot, seed))
 
 
 class NoLabelsError(AgreementError):
@@ -183,7 +178,7 @@ class NoLabelsError(AgreementError):
 
 def store_agreement(store: Store, registry: RubricRegistry, rubric_ref: str | None = None,
                     judge: str | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                    collapse_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+                    collapse_labels: Mapping[str, str] | None = None) -> StoreAgreement:
     """Agreement reports for every (rubric version, judge) with scored evaluations."""
     criterion, version = None, None
     if rubric_ref is not None:
@@ -209,5 +204,5 @@ def store_agreement(store: Store, registry: RubricRegistry, rubric_ref: str | No
                  + (f" by judge {judge}" if judge else ""))
         raise AgreementError(f"no scored evaluations{scope} in {store.path}: run `evaluator run`"
                              " first, or check the --rubric and --judge names")
-    return {"db": str(store.path), "groups": groups, "collapse": dict(collapse_labels or {}),
-            "rubric_versions_without_file": missing}
+    return StoreAgreement(db=str(store.path), groups=groups, collapse=dict(collapse_labels or {}),
+                          rubric_versions_without_file=missing)

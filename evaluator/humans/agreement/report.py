@@ -1,8 +1,9 @@
-"""JSON-ready agreement reports: judge vs humans, and humans among themselves.
+"""Agreement reports: judge vs humans, and humans among themselves (typed, see `results`).
 
 Reports raise `AgreementError` only for invalid input. A statistic that is undefined for
-valid data (kappa when everyone used one label, say) is written as {"value": null, "ci": null,
-"reason": "..."} so one undefined number does not hide the others. Every interval comes from
+valid data (kappa when everyone used one label, say) is an `Estimate` with value None and a
+reason (JSON {"value": null, "ci": null, "reason": "..."}), so one undefined number does not
+hide the others. Every interval comes from
 one seeded bootstrap of the items shared by all statistics of the report.
 """
 
@@ -20,8 +21,12 @@ from evaluator.humans.agreement.bootstrap import (
     DEFAULT_CONFIDENCE, DEFAULT_N_BOOT, bootstrap_samples, check_bootstrap_settings, estimate,
 )
 from evaluator.humans.agreement.correlation import kendall_batch, score_pairs, spearman_batch
+from evaluator.humans.agreement.results import (
+    AgreementReport, AlphaEstimate, BootstrapNote, ConfusionCounts, Estimate, InterAnnotatorReport,
+    LabelMetrics, MeanKappa, PairKappa,
+)
 from evaluator.humans.agreement.stats import (
-    KAPPA_WEIGHTS, UNDEFINED_REASONS, AgreementError, ConfusionMatrix, KappaWeights,
+    KAPPA_WEIGHTS, UNDEFINED_REASONS, AgreementError, KappaWeights,
     agreement_batch, check_choice, encode_label_pairs, f1_average_batch, kappa_band, kappa_batch,
     mcc_batch, per_label_batch, table_from_codes,
 )
@@ -33,8 +38,8 @@ BOOTSTRAP_METHOD = ("percentile bootstrap over items; resampling is drawn as mul
                     "of the distinct observations, the same distribution as resampling items")
 
 
-def _bootstrap_note(n_boot: int, seed: int | None, confidence: float) -> dict[str, Any]:
-    return {"n_boot": n_boot, "seed": seed, "confidence": confidence, "method": BOOTSTRAP_METHOD}
+def _bootstrap_note(n_boot: int, seed: int | None, confidence: float) -> BootstrapNote:
+    return BootstrapNote(n_boot=n_boot, seed=seed, confidence=confidence, method=BOOTSTRAP_METHOD)
 
 
 def _label_tables(judge_codes: np.ndarray, human_codes: np.ndarray, k: int, n_boot: int,
@@ -62,7 +67,7 @@ def kappa_with_ci(judge_labels: Sequence[Hashable], human_labels: Sequence[Hasha
     table, resampled = _label_tables(judge, human, len(order), n_boot, np.random.default_rng(seed))
     samples = None if resampled is None else kappa_batch(resampled, weights)
     result = estimate(kappa_batch(table, weights), samples, confidence, UNDEFINED_REASONS["kappa"])
-    return {**result, "n": len(judge), "weights": weights, "labels": order}
+    return {**result.to_dict(), "n": len(judge), "weights": weights, "labels": order}
 
 
 def agreement_report(judge_labels: Sequence[Hashable], human_labels: Sequence[Hashable],
@@ -70,7 +75,7 @@ def agreement_report(judge_labels: Sequence[Hashable], human_labels: Sequence[Ha
                      judge_scores: Sequence[float] | None = None,
                      human_scores: Sequence[float] | None = None,
                      n_boot: int = DEFAULT_N_BOOT, seed: int | None = 0,
-                     confidence: float = DEFAULT_CONFIDENCE) -> dict[str, Any]:
+                     confidence: float = DEFAULT_CONFIDENCE) -> AgreementReport:
     """How well the judge agrees with human labels (and scores), every statistic with a CI.
 
     The headline is Cohen's kappa, or quadratic-weighted kappa when `ordinal` (labels then
@@ -86,63 +91,61 @@ def agreement_report(judge_labels: Sequence[Hashable], human_labels: Sequence[Ha
     rng = np.random.default_rng(seed)
     table, resampled = _label_tables(judge, human, len(order), n_boot, rng)
 
-    def summarize(batch_statistic, reason: str = "") -> dict[str, Any]:
+    def summarize(batch_statistic, reason: str = "") -> Estimate:
         samples = None if resampled is None else batch_statistic(resampled)
         return estimate(batch_statistic(table), samples, confidence, reason)
 
     level: Level = "ordinal" if ordinal else "nominal"
-    coincidences = table + table.T
-    report: dict[str, Any] = {
-        "n": len(judge),
-        "labels": order,
-        "ordinal": ordinal,
-        "bootstrap": _bootstrap_note(n_boot, seed, confidence),
-        "kappa": summarize(kappa_batch, UNDEFINED_REASONS["kappa"]),
-        "weighted_kappa": None,
-        "alpha": {"level": level, **summarize(
-            lambda t: alpha_batch(t + np.swapaxes(t, -1, -2), level, order),
-            alpha_undefined_reason(coincidences))},
-        "accuracy": summarize(agreement_batch),
-        "macro_f1": summarize(lambda t: f1_average_batch(t, "macro")),
-        "weighted_f1": summarize(lambda t: f1_average_batch(t, "weighted")),
-        "mcc": summarize(mcc_batch, UNDEFINED_REASONS["mcc"]),
-        "per_label": _per_label(table, resampled, order, confidence),
-        "confusion_matrix": ConfusionMatrix(order, table).as_dict(),
-        "spearman": None,
-        "kendall": None,
-    }
+    alpha = summarize(lambda t: alpha_batch(t + np.swapaxes(t, -1, -2), level, order),
+                      alpha_undefined_reason(table + table.T))
+    weighted_kappa = None
     if ordinal:
-        report["weighted_kappa"] = {
+        weighted_kappa = {
             weights: summarize(lambda t, w=weights: kappa_batch(t, w), UNDEFINED_REASONS["kappa"])
             for weights in ("linear", "quadratic")}
+    kappa = summarize(kappa_batch, UNDEFINED_REASONS["kappa"])
+    accuracy = summarize(agreement_batch)
+    spearman = kendall = None
     if judge_scores is not None:
-        report.update(_score_correlations(judge_scores, human_scores, len(judge), n_boot, rng,
-                                          confidence))
+        spearman, kendall = _score_correlations(judge_scores, human_scores, len(judge), n_boot,
+                                                rng, confidence)
     headline = "quadratic-weighted kappa" if ordinal else "kappa"
-    headline_estimate = report["weighted_kappa"]["quadratic"] if ordinal else report["kappa"]
-    report["headline"] = headline
-    report["verdict"] = verdict_line(headline, headline_estimate, report["n"],
-                                     report["accuracy"]["value"])
-    return report
+    headline_estimate = weighted_kappa["quadratic"] if weighted_kappa else kappa
+    return AgreementReport(
+        n=len(judge), labels=order, ordinal=ordinal,
+        bootstrap=_bootstrap_note(n_boot, seed, confidence),
+        kappa=kappa, weighted_kappa=weighted_kappa,
+        alpha=AlphaEstimate(level=level, **vars(alpha)),
+        accuracy=accuracy,
+        macro_f1=summarize(lambda t: f1_average_batch(t, "macro")),
+        weighted_f1=summarize(lambda t: f1_average_batch(t, "weighted")),
+        mcc=summarize(mcc_batch, UNDEFINED_REASONS["mcc"]),
+        per_label=_per_label(table, resampled, order, confidence),
+        confusion_matrix=ConfusionCounts(labels=list(order), rows="human", columns="judge",
+                                         counts=table.tolist()),
+        spearman=spearman, kendall=kendall, headline=headline,
+        verdict=verdict_line(headline, headline_estimate, len(judge), accuracy.value))
 
 
 def _per_label(table: np.ndarray, resampled: np.ndarray | None, order: list[Hashable],
-               confidence: float) -> list[dict[str, Any]]:
+               confidence: float) -> list[LabelMetrics]:
     point = per_label_batch(table)
     samples = None if resampled is None else per_label_batch(resampled)
-    rows = []
-    for i, label in enumerate(order):
-        row: dict[str, Any] = {"label": label, "support": int(point["support"][i])}
-        for name in ("precision", "recall", "f1"):
-            row[name] = estimate(point[name][i], None if samples is None else samples[name][:, i],
-                                 confidence, UNDEFINED_REASONS[name])
-        rows.append(row)
-    return rows
+
+    def metric(name: str, i: int) -> Estimate:
+        return estimate(point[name][i], None if samples is None else samples[name][:, i],
+                        confidence, UNDEFINED_REASONS[name])
+
+    return [LabelMetrics(label=label, support=int(point["support"][i]),
+                         precision=metric("precision", i), recall=metric("recall", i),
+                         f1=metric("f1", i))
+            for i, label in enumerate(order)]
 
 
 def _score_correlations(judge_scores: Sequence[float], human_scores: Sequence[float], n: int,
                         n_boot: int, rng: np.random.Generator, confidence: float
-                        ) -> dict[str, Any]:
+                        ) -> tuple[Estimate, Estimate]:
+    """Spearman's rho and Kendall's tau-b of the scores."""
     pairs = score_pairs(judge_scores, human_scores)
     if int(pairs.counts.sum()) != n:
         raise AgreementError(f"got {int(pairs.counts.sum())} score pairs for {n} label pairs: "
@@ -153,21 +156,22 @@ def _score_correlations(judge_scores: Sequence[float], human_scores: Sequence[fl
 
     point = both(pairs.counts[None, :])[0]
     samples = None if not n_boot else bootstrap_samples(both, pairs.counts, n_boot, rng)
-    return {name: estimate(point[i], None if samples is None else samples[:, i], confidence,
-                           UNDEFINED_REASONS[name])
-            for i, name in enumerate(("spearman", "kendall"))}
+    spearman, kendall = (estimate(point[i], None if samples is None else samples[:, i],
+                                  confidence, UNDEFINED_REASONS[name])
+                         for i, name in enumerate(("spearman", "kendall")))
+    return spearman, kendall
 
 
-def verdict_line(statistic: str, result: dict[str, Any], n: int, accuracy: float) -> str:
+def verdict_line(statistic: str, result: Estimate, n: int, accuracy: float | None) -> str:
     """One plain-language sentence on the headline statistic, with its Landis & Koch band."""
-    if result["value"] is None:
-        return (f"{statistic.capitalize()} is undefined ({result['reason']}); the judge and the "
+    if result.value is None:
+        return (f"{statistic.capitalize()} is undefined ({result.reason}); the judge and the "
                 f"humans agree on {accuracy:.1%} of {n:,} items.")
-    value, ci = result["value"], result["ci"]
+    value, ci = result.value, result.ci
     line = f"Judge-human agreement is {kappa_band(value)}: {statistic} {value:.2f}"
-    if ci and ci["low"] is not None:
-        line += f" ({ci['confidence']:.0%} CI {ci['low']:.2f} to {ci['high']:.2f})"
-        low_band, high_band = kappa_band(ci["low"]), kappa_band(ci["high"])
+    if ci and ci.low is not None and ci.high is not None:
+        line += f" ({ci.confidence:.0%} CI {ci.low:.2f} to {ci.high:.2f})"
+        low_band, high_band = kappa_band(ci.low), kappa_band(ci.high)
         if low_band != high_band:
             line += f", somewhere from {low_band} to {high_band}"
     return line + f", over {n:,} items."
@@ -178,7 +182,7 @@ def inter_annotator_report(reliability_data: Sequence[Sequence[Any]] | np.ndarra
                            labels_order: Sequence[Hashable] | None = None,
                            annotators: Sequence[str] | None = None,
                            n_boot: int = DEFAULT_N_BOOT, seed: int | None = 0,
-                           confidence: float = DEFAULT_CONFIDENCE) -> dict[str, Any]:
+                           confidence: float = DEFAULT_CONFIDENCE) -> InterAnnotatorReport:
     """Agreement among several annotators (annotators x units, None/NaN = missing).
 
     Krippendorff's alpha, Cohen's kappa for each pair of annotators (on the units both
@@ -213,22 +217,21 @@ def inter_annotator_report(reliability_data: Sequence[Sequence[Any]] | np.ndarra
         shared = int(data.multiplicity[cells >= 0].sum())
         reason = (UNDEFINED_REASONS["kappa"] if shared else
                   "these two annotators labelled no unit in common")
-        pairwise.append({"annotators": [names[a], names[b]], "n_units": shared,
-                         **estimate(point[i], column(i), confidence, reason)})
+        pairwise.append(PairKappa(annotators=[names[a], names[b]], n_units=shared,
+                                  **vars(estimate(point[i], column(i), confidence, reason))))
     defined = [i for i in range(1, len(point)) if not np.isnan(point[i])]
     mean_samples = None if samples is None or not defined else samples[:, defined].mean(axis=1)
     mean_kappa = estimate(point[defined].mean() if defined else np.nan, mean_samples, confidence,
                           "no pair of annotators has a defined kappa")
     pairable = int(data.multiplicity[(data.patterns >= 0).sum(axis=1) >= 2].sum())
-    return {
-        "n_annotators": n_annotators, "n_units": data.n_units, "n_pairable_units": pairable,
-        "labels": data.labels, "annotators": names,
-        "bootstrap": _bootstrap_note(n_boot, seed, confidence),
-        "alpha": {"level": level, **estimate(point[0], column(0), confidence,
-                                             alpha_undefined_reason(coincidences))},
-        "mean_pairwise_kappa": {**mean_kappa, "n_pairs": len(defined)},
-        "pairwise_kappa": pairwise,
-    }
+    return InterAnnotatorReport(
+        n_annotators=n_annotators, n_units=data.n_units, n_pairable_units=pairable,
+        labels=data.labels, annotators=names,
+        bootstrap=_bootstrap_note(n_boot, seed, confidence),
+        alpha=AlphaEstimate(level=level, **vars(estimate(
+            point[0], column(0), confidence, alpha_undefined_reason(coincidences)))),
+        mean_pairwise_kappa=MeanKappa(**vars(mean_kappa), n_pairs=len(defined)),
+        pairwise_kappa=pairwise)
 
 
 def _pair_cells(patterns: np.ndarray, a: int, b: int, v: int) -> np.ndarray:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
 
 import duckdb
 import numpy as np
 
 from evaluator.humans.agreement.design_correction import design_corrected_rate
+from evaluator.humans.agreement.results import CorrectedRate, StratumWeight
 from evaluator.store import label_batch_queries as queries
 
 UNRECORDED = "no recorded batch"
@@ -31,7 +32,7 @@ def _stratum(row: queries.DesignRow) -> str:
 
 def corrected_failure_rate(conn: duckdb.DuckDBPyConnection, rubric: str, version: int,
                            judge: str, trace_ids: Sequence[str], human_fails: Sequence[bool],
-                           n_boot: int, seed: int) -> dict[str, Any]:
+                           n_boot: int, seed: int) -> CorrectedRate:
     """`design_corrected_rate` for the group, the labelled items being `trace_ids` (with the
     humans' consensus verdict), plus how each stratum was weighted."""
     design = {row.trace_id: row for row in queries.design_rows(conn, rubric, version, judge)}
@@ -56,8 +57,7 @@ def corrected_failure_rate(conn: duckdb.DuckDBPyConnection, rubric: str, version
         weights, fails, [row.judge_failed for row in items], list(human_fails),
         [row.sample_weight / probability[stratum] for row, stratum in zip(items, strata)],
         strata, n_boot=n_boot, seed=seed)
-    result["strata"] = [
-        {"stratum": stratum, "labelled": labelled[stratum],
-         "exported": selected.get(stratum), "selection_probability": probability[stratum]}
-        for stratum in sorted(labelled)]
-    return result
+    return replace(result, strata=[
+        StratumWeight(stratum=stratum, labelled=labelled[stratum],
+                      exported=selected.get(stratum), selection_probability=probability[stratum])
+        for stratum in sorted(labelled)])

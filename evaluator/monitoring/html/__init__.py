@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from evaluator.core.errors import ConfigError, EvaluatorError
 from evaluator.core.records import utcnow
 from evaluator.store import Store
 from evaluator.store.scope import PRODUCTION, Scope
+
+if TYPE_CHECKING:
+    from evaluator.humans.agreement.results import GroupAgreement
 
 LATEST_ALERTS = 10
 AGREEMENT_BOOTSTRAP = 500
@@ -37,7 +40,7 @@ def parse_since(value: str | None, now: datetime) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def agreement_groups(store: Store, rubrics_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
+def agreement_groups(store: Store, rubrics_dir: Path) -> tuple[list[GroupAgreement], str | None]:
     """Judge-vs-human agreement per rubric version and judge, or why there is none."""
     try:
         from evaluator.humans.agreement.from_store import NoLabelsError, store_agreement
@@ -51,9 +54,8 @@ def agreement_groups(store: Store, rubrics_dir: Path) -> tuple[list[dict[str, An
                     " then `evaluator labels import FILE`.")
     except EvaluatorError as exc:
         return [], f"Agreement could not be computed: {exc}"
-    groups = [g for g in report["groups"] if g.get("agreement")]
-    unlabelled = [f"{g['rubric']}@v{g['rubric_version']} ({g['judge']})"
-                  for g in report["groups"] if not g.get("agreement")]
+    groups = [g for g in report.groups if g.agreement]
+    unlabelled = [f"{g.ref} ({g.judge})" for g in report.groups if not g.agreement]
     note = f"No human labels match: {', '.join(unlabelled)}." if unlabelled else None
     return groups, note
 
@@ -66,10 +68,10 @@ def write_html_report(db_path: str | Path, out_path: str | Path, since: str | No
     from evaluator.monitoring.alerts.state import latest_alerts
     from evaluator.monitoring.html.data import collect
     from evaluator.monitoring.html.page import render_page
-    from evaluator.core.settings import Settings
+    from evaluator.core.settings import DEFAULTS
 
     now = now or utcnow()
-    rubrics_dir = rubrics_dir or Settings.from_env().rubrics_dir
+    rubrics_dir = rubrics_dir or DEFAULTS.rubrics_dir
     with Store(db_path, read_only=True) as store:
         data = collect(store.conn, str(db_path), parse_since(since, now), store.check_scope(scope),
                        now)

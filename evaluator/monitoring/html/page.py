@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evaluator.monitoring.alerts.state import StoredAlert
 from evaluator.monitoring.html import svg
 from evaluator.monitoring.html.data import ReportData
 from evaluator.monitoring.html.svg import PALETTE, Segment, Series, esc
+
+if TYPE_CHECKING:
+    from evaluator.humans.agreement.results import GroupAgreement
 
 MAX_TEXT = 700
 TIME_FORMATS = {"day": "%m-%d", "week": "%Y-%m-%d"}
@@ -128,24 +131,27 @@ def _rates_by(data: ReportData, grouped: dict[str, dict[str, tuple[float | None,
     return svg.grouped_bars(groups, series, title=title)
 
 
-def _agreement(groups: Sequence[dict[str, Any]], note: str | None) -> str:
+def _agreement(groups: Sequence[GroupAgreement], note: str | None) -> str:
     if not groups:
         return f'<p class="note">{esc(note or "No judge-human pairs yet.")}</p>'
     rows, matrices = [], []
     for g in groups:
-        report = g["agreement"]
-        headline = report["weighted_kappa"]["quadratic"] if report.get("weighted_kappa") else report["kappa"]
-        ci = headline.get("ci") or {}
-        value = "-" if headline["value"] is None else f"{headline['value']:.2f}"
-        interval = "" if ci.get("low") is None else f" ({ci['low']:.2f} to {ci['high']:.2f})"
-        name = f"{g['rubric']}@v{g['rubric_version']} · {g['judge']}"
-        rows.append(f"<tr><td>{esc(name)}</td><td class='num'>{g['n']}</td>"
-                    f"<td>{esc(report['headline'])}</td><td class='num'>{esc(value + interval)}</td>"
-                    f"<td class='num'>{_pct(report['accuracy']['value'])}</td>"
-                    f"<td>{esc(report['verdict'])}</td></tr>")
-        matrix = report["confusion_matrix"]
+        report = g.agreement
+        if report is None:  # agreement_groups keeps the groups with human labels only
+            continue
+        headline = report.headline_estimate
+        ci = headline.ci
+        value = "-" if headline.value is None else f"{headline.value:.2f}"
+        interval = ("" if ci is None or ci.low is None or ci.high is None
+                    else f" ({ci.low:.2f} to {ci.high:.2f})")
+        name = f"{g.ref} · {g.judge}"
+        rows.append(f"<tr><td>{esc(name)}</td><td class='num'>{g.n}</td>"
+                    f"<td>{esc(report.headline)}</td><td class='num'>{esc(value + interval)}</td>"
+                    f"<td class='num'>{_pct(report.accuracy.value)}</td>"
+                    f"<td>{esc(report.verdict)}</td></tr>")
+        matrix = report.confusion_matrix
         matrices.append(f"<figure><figcaption>{esc(name)}</figcaption>"
-                        + svg.confusion_heatmap([str(x) for x in matrix["labels"]], matrix["counts"],
+                        + svg.confusion_heatmap([str(x) for x in matrix.labels], matrix.counts,
                                                 title=f"Confusion matrix {name}") + "</figure>")
     table = ("<table><tr><th>rubric · judge</th><th>items</th><th>statistic</th><th>value (CI)</th>"
              "<th>agreement</th><th>verdict</th></tr>" + "".join(rows) + "</table>")
@@ -202,7 +208,7 @@ def _kpis(data: ReportData, alerts: Sequence[StoredAlert]) -> str:
     ) + "</div>"
 
 
-def render_page(data: ReportData, alerts: Sequence[StoredAlert], agreement_groups: Sequence[dict],
+def render_page(data: ReportData, alerts: Sequence[StoredAlert], agreement_groups: Sequence[GroupAgreement],
                 agreement_note: str | None) -> str:
     t = data.totals
     scope = [data.scope.describe()]
