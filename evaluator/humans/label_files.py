@@ -25,7 +25,7 @@ def detect_format(path: Path, fmt: str | None = None) -> FileFormat:
     if fmt is not None:
         if fmt not in FORMATS:
             raise DatasetError(f"unknown file format {fmt!r}: use one of {', '.join(FORMATS)}")
-        return fmt  # type: ignore[return-value]
+        return fmt
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
         return "csv"

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 
-from evaluator.judges.config import JudgeConfig
-from evaluator.judges.base import JudgeVerdict
 from evaluator.core.records import Trace
-from evaluator.rubrics import RenderedPrompt, Rubric
+from evaluator.judges.base import JudgeVerdict
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.text_stats import (
     Evidence,
     content_stems,
@@ -28,6 +27,7 @@ from evaluator.judges.text_stats import (
     stem,
     without_emails,
 )
+from evaluator.rubrics import RenderedPrompt, Rubric
 
 REASONING_PREFIX = "[offline heuristic baseline] "
 RUBRIC_TEXT_NOTE = ("the offline judge does not read rubric text: its fixed heuristic per "
@@ -293,7 +293,7 @@ def _the_ask(question: str) -> str:
     return " ".join(asks) if asks and len(asks) < len(sentences) else " ".join(sentences)
 
 
-def _best_passage(asked: set[str], context: list[str]) -> Evidence | None:
+def _best_passage(asked: Set[str], context: list[str]) -> Evidence | None:
     """The context document sharing most content words with the question (None if none shares any)."""
     best, best_overlap = None, 0
     for doc in context:

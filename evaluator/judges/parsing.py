@@ -104,7 +104,7 @@ def _label_key(obj: dict[str, Any]) -> str | None:
 def _json_verdicts(reply: str, allowed: dict[str, str]) -> list[_JsonVerdict]:
     """The outermost JSON objects with a label key, in reply order. The whole reply and ```json
     fenced blocks are found like any object; objects nested in another one are its data."""
-    objects: list[tuple[dict[str, Any], int, int]] = []
+    objects: list[_JsonVerdict] = []
     decoder, position = json.JSONDecoder(), len(reply)
     for _ in range(_MAX_OBJECT_STARTS):
         position = reply.rfind("{", 0, position)

@@ -45,7 +45,7 @@ class Transport(Protocol):
 def uses_openai_client(config: JudgeConfig) -> bool:
     """`client: auto` picks the openai client for `openai/...` models, with or without api_base."""
     if config.client == "auto":
-        return bool(config.model) and config.model.startswith("openai/")
+        return config.model is not None and config.model.startswith("openai/")
     return config.client == "openai"
 
 

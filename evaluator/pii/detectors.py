@@ -35,7 +35,8 @@ happens to look like an address or an SSN."""
 def joined_runs(scan: TextScan, minimum_digits: int) -> list[tuple[int, int]]:
     """Digit runs, with runs that one joiner character separates merged, holding at least
     `minimum_digits` digits."""
-    text, merged = scan.text, []
+    text = scan.text
+    merged: list[tuple[int, int]] = []
     for start, end in scan.digit_runs:
         if merged and start == merged[-1][1] + 1 and text[start - 1] in _JOINERS:
             merged[-1] = (merged[-1][0], end)

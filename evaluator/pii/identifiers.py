@@ -94,16 +94,16 @@ def find_national_ids(scan: TextScan) -> Iterator[PiiMatch]:
             yield PiiMatch("national_id", found.start(), found.end(), found.group(), found.group())
     windows = scan.windows(joined_runs(scan, 6), _CUE_REACH, 0)
     for cue in (cue for start, end in windows for cue in _ID_CUE.finditer(text, start, end)):
-        found = _ID_VALUE.match(text, cue.end(), cue.end() + _REACH + 24)
-        if found is None:
+        cued = _ID_VALUE.match(text, cue.end(), cue.end() + _REACH + 24)
+        if cued is None:
             continue
-        value = found.group(1)
+        value = cued.group(1)
         # The value pattern may run into the next word: try it whole, then shorter at separators.
         for end in [len(value)] + [m.start() for m in reversed(list(_ID_SEPARATORS.finditer(value)))]:
             candidate = value[:end].rstrip(" .-/")
             compact = _ID_SEPARATORS.sub("", candidate)
             if sum(c.isdigit() for c in compact) >= 6 and any(f.is_valid(compact) for f in _NATIONAL_ID_FORMATS):
-                start = found.start(1)
+                start = cued.start(1)
                 yield PiiMatch("national_id", start, start + len(candidate), candidate, compact.upper())
                 break
 

@@ -52,7 +52,8 @@ def national_min_digits(region: str) -> int:
     """Fewest digits a number written without `+` can have in `region` (10 in the US), so
     8-digit order numbers and dates never reach the matcher there."""
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
-    return max(MIN_PHONE_DIGITS, min(metadata.general_desc.possible_length))
+    lengths = metadata.general_desc.possible_length if metadata and metadata.general_desc else ()
+    return max(MIN_PHONE_DIGITS, min(lengths, default=MIN_PHONE_DIGITS))
 
 
 def _unexplained_digits(scan: TextScan, explained: list[PiiMatch]) -> Iterator[tuple[int, int]]:

@@ -34,7 +34,7 @@ def _url_encoded(secret: str) -> str:
 def _base64_cores(raw: bytes) -> set[str]:
     """The base64 characters that encode only the secret's bytes, for each of the three
     alignments the secret can have in a longer encoded string, standard and URL-safe."""
-    cores = set()
+    cores: set[str] = set()
     for offset in range(3):
         encoded = base64.b64encode(bytes(offset) + raw).decode()
         first = (offset * 8 + 5) // 6  # characters that hold a bit of the prefix

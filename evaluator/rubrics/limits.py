@@ -102,7 +102,8 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
     def __init__(self, **options: Any) -> None:
         super().__init__(finalize=_output, **options)
         self.filters = guard_filters(self.filters)
-        self.tests = guard_tests(self.tests)
+        # jinja's typing gives DEFAULT_TESTS the value type `function`, which Callable does not match
+        self.tests = guard_tests(self.tests)  # type: ignore[arg-type,assignment]
         self.globals.pop("lipsum", None)  # it writes as much text as it is asked for
         self.filters.update({_LOOP: _counted, _CONCAT: _concat, _READ: _read})
 
@@ -167,18 +168,18 @@ class _Bounded(NodeTransformer):
     The counting functions are applied as filters (direct calls, not sandboxed calls)."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
-        node = self.generic_visit(node)
+        self.generic_visit(node)  # rewrites the children in place
         body_chars = sum(len(data.data) for child in node.body
                          for data in child.find_all(nodes.TemplateData))
         node.iter = self._apply(_LOOP, node.iter, nodes.Const(body_chars))
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-        node = self.generic_visit(node)
+        self.generic_visit(node)
         return self._apply(_CONCAT, nodes.List(node.nodes, lineno=node.lineno))
 
     def visit_Compare(self, node: nodes.Compare) -> nodes.Node:
-        node = self.generic_visit(node)
+        self.generic_visit(node)
         node.expr = self._read(node.expr)
         for operand in node.ops:
             operand.expr = self._read(operand.expr)
@@ -190,7 +191,7 @@ class _Bounded(NodeTransformer):
         return self._apply(_READ, node)
 
     @staticmethod
-    def _apply(name: str, node: nodes.Expr, *args: nodes.Expr) -> nodes.Filter:
+    def _apply(name: str, node: nodes.Node, *args: nodes.Expr) -> nodes.Filter:
         return nodes.Filter(node, name, list(args), [], None, None, lineno=node.lineno)
 
 
