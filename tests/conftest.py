@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
-import hypothesis  # noqa: F401  (imported early: see below)
+import hypothesis  # imported early: see below
 import pytest
+
+from tests.support.examples import CI_MAX_EXAMPLES
 
 # CPython 3.11.7 can raise "SystemError: AST constructor recursion depth mismatch" when pytest's
 # assertion rewriter first imports the hypothesis plugin module at the end of a session that ran
@@ -13,6 +15,14 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # The judge cache stays in memory during tests: no cache file in the working tree.
 os.environ.setdefault("EVALUATOR_JUDGE_CACHE", "memory")
+
+# Hypothesis profiles: `ci` (CI=true) runs every property at the example counts it names; `dev`,
+# the default elsewhere, a fifth of them (tests.support.examples scales explicit counts too).
+# HYPOTHESIS_PROFILE=ci|dev picks one explicitly.
+hypothesis.settings.register_profile("ci", max_examples=CI_MAX_EXAMPLES)
+hypothesis.settings.register_profile("dev", max_examples=CI_MAX_EXAMPLES // 5)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
+                                 or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev"))
 
 REDIS_URL = os.environ.get("EVALUATOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
