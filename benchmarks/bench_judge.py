@@ -165,10 +165,10 @@ def _worker(client: str, url: str, count: int) -> dict:
     """Our worker: StubBroker + AsyncIO middleware + the evaluate actor, 8 dramatiq threads."""
     import dramatiq
 
-    from evaluator.sampling.policy import WorkItem
+    from evaluator.core.work import WorkItem
     from evaluator.core.records import parse_trace
     from evaluator.rubrics import RubricRegistry
-    from evaluator.sampling.policy import SampleDecision
+    from evaluator.core.work import SampleDecision
     from evaluator.core.settings import PROJECT_ROOT
     from evaluator.queue.messages import work_message
     from evaluator.worker.actors import WorkerContext, register_evaluate_actor

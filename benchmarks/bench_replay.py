@@ -31,7 +31,7 @@ from evaluator.judges.runtime import CACHE_ENV
 from evaluator.regression.datasets import DatasetItem, read_dataset, write_dataset
 from evaluator.regression.replay import REPLAY_DECISION, ReplayReport, start_replay
 from evaluator.rubrics import RubricRegistry
-from evaluator.sampling.policy import WorkItem
+from evaluator.core.work import WorkItem
 from evaluator.worker.pipeline import evaluate_items
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from evaluator.core.records import Evaluation, parse_trace
-from evaluator.sampling.policy import SampleDecision
-from evaluator.store import StoredTrace
+from evaluator.core.work import SampleDecision
+from evaluator.core.rows import StoredTrace
 from evaluator.store.duckdb_store import Store
 
 WORK_QUEUE = "dramatiq:evaluator"
@@ -32,7 +32,7 @@ def purge_work_queue(client) -> None:
 def work_items(prefix: str, count: int, samples: list[dict]):
     """Sampled work items with fresh trace ids and end_time = now (as if the spans just ended);
     each answer is made unique, so no judge verdict comes from the cache."""
-    from evaluator.sampling.policy import WorkItem
+    from evaluator.core.work import WorkItem
 
     now = datetime.now(timezone.utc).isoformat()
     items = []
@@ -47,7 +47,7 @@ def work_items(prefix: str, count: int, samples: list[dict]):
 def result_batches(prefix: str, traces: int, per_batch: int, samples: list[dict]):
     """ResultBatches shaped like the workers' (per trace: the trace, four scored evaluations
     with a judge-like reply and their four judge-call ledger rows), for the sink's drain rate."""
-    from evaluator.judges.ledger import JudgeCall
+    from evaluator.core.rows import JudgeCall
     from evaluator.queue.messages import ResultBatch
 
     rubrics = ("hallucination", "faithfulness", "relevance", "refusal")

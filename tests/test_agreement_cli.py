@@ -328,7 +328,7 @@ def test_corrected_rate_of_a_batch_drawn_by_the_judges_verdict_is_unbiased(tmp_p
     random sample gives sensitivity 80/102.5 and a corrected rate near 7.5%."""
     from evaluator.core.records import Trace
     from evaluator.humans.labels import export_batch
-    from evaluator.store import StoredTrace
+    from evaluator.core.rows import StoredTrace
 
     registry = RubricRegistry.load(PROJECT_ROOT / "rubrics")
     evaluations, traces, truly_fails = [], [], set()

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from evaluator.cli import cli
 from evaluator.core.settings import PROJECT_ROOT
-from evaluator.judges.ledger import JudgeCall
+from evaluator.core.rows import JudgeCall
 from evaluator.store import Store
 
 SAMPLE = PROJECT_ROOT / "datasets" / "sample_traces.jsonl"

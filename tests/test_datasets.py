@@ -19,7 +19,8 @@ from evaluator.humans.labels import import_labels
 from evaluator.regression.dataset_build import BuildOptions, build_dataset, parse_since
 from evaluator.regression.datasets import check_dataset, content_hash, read_dataset, read_manifest
 from evaluator.rubrics import RubricRegistry
-from evaluator.store import Store, StoredTrace
+from evaluator.store import Store
+from evaluator.core.rows import StoredTrace
 
 REGISTRY = RubricRegistry.load(PROJECT_ROOT / "rubrics")
 

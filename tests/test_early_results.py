@@ -8,10 +8,10 @@ import asyncio
 
 import pytest
 
-from evaluator.sampling.policy import WorkItem
+from evaluator.core.work import WorkItem
 from evaluator.core.records import Trace
 from evaluator.rubrics import RubricRegistry
-from evaluator.sampling.policy import SampleDecision
+from evaluator.core.work import SampleDecision
 from evaluator.core.settings import PROJECT_ROOT
 from evaluator.sampling.spend import InMemorySpend
 from evaluator.queue.messages import work_message

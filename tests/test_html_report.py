@@ -16,7 +16,8 @@ from evaluator.core.records import Trace
 from evaluator.monitoring.alerts import check_alerts, load_alert_config
 from evaluator.monitoring.html import parse_since, write_html_report
 from evaluator.monitoring.html.data import bucket_size
-from evaluator.store import Store, StoredTrace
+from evaluator.store import Store
+from evaluator.core.rows import StoredTrace
 from evaluator.worker.embedded import run_embedded
 from tests.support import chromium
 from tests.support.alert_streams import evaluation

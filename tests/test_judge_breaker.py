@@ -19,7 +19,7 @@ from evaluator.judges.config import JudgeBreaker
 from evaluator.judges.factory import load_judge
 from evaluator.judges.llm import CIRCUIT_OPEN_REASON, LLMJudge
 from evaluator.judges.runtime import JudgeRuntime
-from evaluator.sampling.policy import SampleDecision, WorkItem
+from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.worker.pipeline import evaluate_batch
 from tests.support.breaker_sim import FakeClock, simulate
 from tests.support.judging import (

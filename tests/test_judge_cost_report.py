@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from evaluator.cli import cli
-from evaluator.judges.ledger import JudgeCall
+from evaluator.core.rows import JudgeCall
 from evaluator.store import Store
 from evaluator.store.cost_queries import Spend
 

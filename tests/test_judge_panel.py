@@ -20,7 +20,7 @@ from evaluator.judges.panel import PanelJudge
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.monitoring.report import database_report
 from evaluator.rubrics import RenderedPrompt, Rubric
-from evaluator.sampling.policy import SampleDecision, WorkItem
+from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.store import Store
 from evaluator.worker.pipeline import evaluate_batch
 from tests.support import openai_server

@@ -16,7 +16,7 @@ from evaluator.judges.llm import TRUNCATED_REASON, LLMJudge
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.judges.transport import build_transport
 from evaluator.rubrics import RubricRegistry
-from evaluator.sampling.policy import SampleDecision, WorkItem
+from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.worker.pipeline import evaluate_batch
 from tests.support.judging import KEY, KEY_ENV, judge_all, judge_config, prompt
 from tests.support.openai_server import OpenAIServer

@@ -27,7 +27,7 @@ from evaluator.core.records import Trace
 from evaluator.core.settings import Settings
 from evaluator.judges.base import JudgeVerdict
 from evaluator.rubrics import RubricRegistry
-from evaluator.sampling.policy import SampleDecision, WorkItem
+from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.worker.pipeline import evaluate_items
 
 

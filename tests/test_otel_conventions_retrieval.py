@@ -118,7 +118,8 @@ def test_faithfulness_skip_reason_names_the_retrieval_span(capture):
     from evaluator.judges.config import JudgeConfig
     from evaluator.judges.offline import OfflineJudge
     from evaluator.rubrics import load_rubric
-    from evaluator.sampling.policy import SamplingPolicy, WorkItem, decide
+    from evaluator.sampling.policy import SamplingPolicy, decide
+    from evaluator.core.work import WorkItem
     from evaluator.worker.pipeline import evaluate_rubric
 
     _rag(capture, UTIL_GENAI, retrieval_kb)

@@ -19,7 +19,7 @@ from evaluator.core.settings import PROJECT_ROOT
 from evaluator.humans.promotion import GOLDEN, check_promotion, current_version, read_golden
 from evaluator.judges.factory import load_judge
 from evaluator.rubrics import RubricRegistry
-from evaluator.sampling.policy import WorkItem
+from evaluator.core.work import WorkItem
 from evaluator.worker.pipeline import evaluate_items
 
 GOLDEN_ITEMS = 80

@@ -22,10 +22,11 @@ from evaluator.judges.budget import BUDGET_EXHAUSTED, RunBudget
 from evaluator.core.errors import ConfigError
 from evaluator.judges.base import JudgeVerdict
 from evaluator.ingest.otel import EvaluatorSpanExporter
-from evaluator.sampling.policy import WorkItem
+from evaluator.core.work import WorkItem
 from evaluator.core.records import MAX_TEXT_CHARS, max_text_chars, parse_trace
 from evaluator.rubrics import RubricRegistry, render
-from evaluator.sampling.policy import SampleDecision, SamplingPolicy
+from evaluator.sampling.policy import SamplingPolicy
+from evaluator.core.work import SampleDecision
 from evaluator.store import Store
 from evaluator.queue.messages import decode_items, encode_items
 from tests.support.figures import record

@@ -2,9 +2,9 @@
 
 import pytest
 
-from evaluator.judges.ledger import JudgeCall
+from evaluator.core.rows import JudgeCall
 from evaluator.core.records import DeadLetter, Evaluation, parse_trace
-from evaluator.store import StoredTrace
+from evaluator.core.rows import StoredTrace
 from evaluator.queue.messages import ResultBatch
 
 

@@ -179,7 +179,7 @@ def test_equal_rates_need_no_per_rubric_decision():
 
 
 def test_rubric_rates_survive_the_work_message():
-    from evaluator.sampling.policy import WorkItem
+    from evaluator.core.work import WorkItem
     from evaluator.queue.messages import decode_items, encode_items
 
     policy = SamplingPolicy(rate=0.10, rubric_rates={"hallucination": 1.0})
@@ -198,7 +198,7 @@ def test_pipeline_stores_a_skipped_row_for_rubrics_that_did_not_sample_the_trace
     import asyncio
 
     from evaluator.judges.factory import load_judge
-    from evaluator.sampling.policy import WorkItem
+    from evaluator.core.work import WorkItem
     from evaluator.worker.pipeline import evaluate_items
     from evaluator.rubrics import RubricRegistry
     from evaluator.core.settings import Settings

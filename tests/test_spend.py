@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evaluator.judges.ledger import JudgeCall
+from evaluator.core.rows import JudgeCall
 from evaluator.core.records import parse_trace
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.policy import SamplingPolicy, decide

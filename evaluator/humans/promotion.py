@@ -24,7 +24,7 @@ from evaluator.humans.agreement.report import kappa_with_ci
 from evaluator.judges.base import JudgeClient
 from evaluator.regression.datasets import read_dataset
 from evaluator.rubrics import LOCK_FILE_NAME, Rubric, RubricRegistry
-from evaluator.sampling.policy import SampleDecision
+from evaluator.core.work import SampleDecision
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNDECIDED = 0, 1, 2
 GOLDEN = SampleDecision(True, "golden", 1.0)
@@ -112,7 +112,7 @@ class PromotionCheck:
 def _judge_labels(items: list[GoldenItem], rubrics: list[Rubric], judge: JudgeClient
                   ) -> dict[tuple[str, int], str]:
     """(item id, rubric version) -> label, for the scored evaluations."""
-    from evaluator.sampling.policy import WorkItem
+    from evaluator.core.work import WorkItem
     from evaluator.worker.pipeline import evaluate_items
 
     work = [WorkItem(item.trace, GOLDEN) for item in items]

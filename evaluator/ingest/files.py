@@ -17,7 +17,7 @@ from pathlib import Path
 
 from evaluator.core.errors import ConfigError, InvalidTraceError
 from evaluator.pii.masking import dead_letter_masker, identifier_check, ingest_masker
-from evaluator.sampling.policy import WorkItem
+from evaluator.core.work import WorkItem
 from evaluator.core.records import DeadLetter, Trace, parse_trace
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.policy import SamplingPolicy, decide

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from evaluator.judges.ledger import JudgeCall
+from evaluator.core.rows import JudgeCall
 from evaluator.core.records import Status, Trace
 from evaluator.rubrics import RenderedPrompt, Rubric
 

@@ -27,7 +27,8 @@ from evaluator.judges.config import JudgeConfig
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.breaker import CircuitState
 from evaluator.judges.cache import CachedVerdict, cache_key, is_deterministic
-from evaluator.judges.ledger import CACHED, ERROR, OK, JudgeCall, totals
+from evaluator.judges.ledger import totals
+from evaluator.core.rows import CACHED, ERROR, OK, JudgeCall
 from evaluator.judges.retry import (
     counts_against_judge,
     is_retryable,

@@ -5,11 +5,8 @@ read at most once per `refresh_s` and counted up by the producer's own sends in 
 check costs a Redis round trip once a second and a producer alone never overshoots the bound.
 
 - `evaluator ingest` waits for room, and gives up with a clear error after a while;
-- the span exporter never waits (it must not hold up the app): it samples less. Its random rate
-  is halved each refresh while the queue is over the bound and doubled back while it is below
-  half of it, and while the queue is full no random sample is sent at all. Traces the
-  always-evaluate rules pick (errors, negative feedback, content filter) are never held back.
-  Sample weights follow the rate actually used, so weighted rates stay unbiased.
+- the span exporter never waits (it must not hold up the app): it samples less
+  (evaluator.sampling.throttle).
 """
 
 from __future__ import annotations
@@ -19,14 +16,9 @@ import time
 from collections.abc import Callable
 
 from evaluator.core.errors import BrokerError
-from evaluator.core.records import Trace
-from evaluator.sampling.policy import SampleDecision, SamplingPolicy, ScaledPolicies, decide
+from evaluator.queue.messages import QUEUE_NAME
 
 log = logging.getLogger(__name__)
-
-HELD_BACK = "held_back"
-"""Reason of a trace the random sampler would have sent, held back by back-pressure."""
-MIN_RATE_SCALE = 1 / 1024
 
 
 class QueueFullError(BrokerError):
@@ -41,8 +33,6 @@ class QueueGauge:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if max_depth < 1:
             raise ValueError(f"max queue depth must be at least 1, got {max_depth}")
-        from evaluator.queue.messages import QUEUE_NAME  # imported here: it pulls in the store
-
         self._client = client
         self._key = f"dramatiq:{QUEUE_NAME}"
         """dramatiq's Redis list of the message ids waiting in the work queue."""
@@ -103,59 +93,3 @@ class QueueGauge:
             self._sleep(self.refresh_s)
         self.count_sent(1)
         self.reserved += 1
-
-
-class SamplingThrottle:
-    """The exporter's sampler under back-pressure (see the module docstring)."""
-
-    def __init__(self, gauge: QueueGauge, batch_size: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.gauge = gauge
-        self._batch_size = batch_size
-        self._admitted = 0
-        """Traces let through since the last delivery (they travel batch_size to a message)."""
-        self.scale = 1.0
-        """The share of the configured random rate in use now."""
-        self._clock = clock
-        self._adjusted_at: float | None = None
-        self._found_full = False
-        """A random sample found no room since the last adjustment."""
-        self._scaled = ScaledPolicies()
-
-    def decide(self, trace: Trace, policy: SamplingPolicy) -> SampleDecision:
-        """The policy's decision, or HELD_BACK for a random sample the queue has no room for."""
-        decision = decide(trace, policy)
-        if decision.reason == "random":
-            self._adjust()
-            if self.scale < 1.0:
-                decision = decide(trace, self._scaled.get(policy, self.scale))
-                if not decision.sampled:
-                    return SampleDecision(False, HELD_BACK, 0.0)
-            if not self._room_for_one_more():
-                self._found_full = True
-                return SampleDecision(False, HELD_BACK, 0.0)
-        self._admitted += decision.sampled
-        return decision
-
-    def delivered(self, traces: int) -> None:
-        """The traces let through since the last call were delivered (`traces` of them; 0 when
-        the delivery failed)."""
-        self.gauge.count_sent(-(-traces // self._batch_size))
-        self._admitted = 0
-
-    def _room_for_one_more(self) -> bool:
-        messages = -(-(self._admitted + 1) // self._batch_size)
-        return self.gauge.depth() + messages <= self.gauge.max_depth
-
-    def _adjust(self) -> None:
-        """Once per refresh: halve the rate if the queue was full, double it back below half."""
-        now = self._clock()
-        if self._adjusted_at is not None and now - self._adjusted_at < self.gauge.refresh_s:
-            return
-        self._adjusted_at = now
-        depth = self.gauge.depth()
-        if self._found_full or depth >= self.gauge.max_depth:
-            self.scale = max(MIN_RATE_SCALE, self.scale / 2)
-        elif depth < self.gauge.max_depth / 2:
-            self.scale = min(1.0, self.scale * 2)
-        self._found_full = False

@@ -10,11 +10,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from evaluator.core.errors import InvalidTraceError
-from evaluator.judges.ledger import JudgeCall
-from evaluator.sampling.policy import WorkItem
+from evaluator.core.rows import JudgeCall
+from evaluator.core.work import WorkItem
 from evaluator.core.records import DeadLetter, Evaluation, Trace, parse_trace
-from evaluator.sampling.policy import SampleDecision
-from evaluator.store import StoredTrace
+from evaluator.core.work import SampleDecision
+from evaluator.core.rows import StoredTrace
 
 QUEUE_NAME = "evaluator"
 ACTOR_NAME = "evaluate_batch"

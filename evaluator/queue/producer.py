@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 
 import dramatiq
 
+from evaluator.core.work import WorkItem
 from evaluator.queue.messages import ACTOR_NAME, QUEUE_NAME, encode_items, work_message
-from evaluator.sampling.policy import WorkItem
 
 
 def enqueue(broker: dramatiq.Broker, items: Sequence[WorkItem], judge: str,

@@ -23,13 +23,13 @@ from evaluator.judges.budget import RunBudget
 from evaluator.regression.datasets import DatasetItem, hash_lines, read_dataset, read_manifest
 from evaluator.core.errors import ConfigError, DatasetError, EvaluatorError
 from evaluator.judges.base import JudgeClient
-from evaluator.judges.ledger import JudgeCall
+from evaluator.core.rows import JudgeCall
 from evaluator.pii.masking import ingest_masker, payload_masker, storage_masker
-from evaluator.sampling.policy import WorkItem
+from evaluator.core.work import WorkItem
 from evaluator.worker.pipeline import evaluate_batch
 from evaluator.core.records import Evaluation, Trace, evaluation_id_for, parse_trace
 from evaluator.rubrics import Rubric, RubricRegistry
-from evaluator.sampling.policy import SampleDecision
+from evaluator.core.work import SampleDecision
 from evaluator.core.settings import Settings
 from evaluator.store import RubricSummary, Scope, Store
 from evaluator.store import replay_queries as queries

@@ -15,61 +15,25 @@ trace_fraction decides all of them, so a rubric's sample is exactly what its rat
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from types import MappingProxyType
 from typing import Literal
 
 from evaluator.core.errors import ConfigError
 from evaluator.core.records import Trace
 from evaluator.core.stage_timing import timed
+from evaluator.core.work import NO_RUBRIC_RATES, NOT_SAMPLED, SampleDecision, trace_fraction
 
 SegmentField = Literal["model", "provider", "prompt_version", "route"]
 
 MIN_RATE = 0.0
 MAX_RATE = 1.0
-_SCALE = float(2**64)
-NOT_SAMPLED = "not_sampled"
-NO_RUBRIC_RATES: Mapping[str, float] = MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class SampleDecision:
-    sampled: bool
-    reason: str
-    """`error`, `negative_feedback`, `content_filter`, `attribute:KEY[=VALUE]`, `random` or
-    `not_sampled`."""
-    weight: float
-    """Inverse-probability weight of a sampled trace (0 when not sampled)."""
-    rate: float | None = None
-    """A random sample's rate for rubrics without a rate of their own."""
-    rubric_rates: Mapping[str, float] = field(default_factory=lambda: NO_RUBRIC_RATES)
-    """A random sample's rates of the rubrics that sample at another rate than `rate`."""
-
-    def for_rubric(self, criterion: str, trace_id: str) -> SampleDecision:
-        """The decision for one rubric: a trace sent because another rubric's higher rate
-        picked it is not sampled for this one unless this rubric's own rate picks it too."""
-        if not self.rubric_rates or self.rate is None:
-            return self
-        rate = self.rubric_rates.get(criterion, self.rate)
-        if rate > 0 and trace_fraction(trace_id) < rate:
-            return SampleDecision(True, self.reason, 1.0 / rate, rate)
-        return SampleDecision(False, NOT_SAMPLED, 0.0, rate)
 
 
 def _check_rate(rate: float, what: str) -> None:
     if not MIN_RATE <= rate <= MAX_RATE:
         raise ConfigError(f"{what} must be between 0 and 1, got {rate}")
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    """A sampled trace on its way to the judge, with why it was sampled."""
-
-    trace: Trace
-    decision: SampleDecision
 
 
 @dataclass(frozen=True)
@@ -174,12 +138,6 @@ class ScaledPolicies:
         if self._key != (policy, scale):
             self._key, self._scaled = (policy, scale), policy.scaled(scale)
         return self._scaled
-
-
-def trace_fraction(trace_id: str) -> float:
-    """Map a trace_id to a stable number in [0, 1): the first 8 bytes of its sha256."""
-    digest = hashlib.sha256(trace_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / _SCALE
 
 
 def always_evaluate_reason(trace: Trace, policy: SamplingPolicy) -> str | None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from evaluator.core.records import utcnow
-from evaluator.judges.ledger import JudgeCall
+from evaluator.core.rows import JudgeCall
 from evaluator.sampling.policy import SamplingPolicy, ScaledPolicies
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from evaluator.store.duckdb_store import Store
 from evaluator.store.migrations import LATEST_VERSION, MIGRATIONS, Migration
-from evaluator.store.models import RubricSummary, RunRecord, StoredTrace, WriteResult
+from evaluator.store.models import RubricSummary, RunRecord, WriteResult
 from evaluator.store.scope import PRODUCTION, Scope
 
 __all__ = [
@@ -14,6 +14,5 @@ __all__ = [
     "RunRecord",
     "Scope",
     "Store",
-    "StoredTrace",
     "WriteResult",
 ]

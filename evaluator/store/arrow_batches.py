@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from evaluator.judges.ledger import JudgeCall
+from evaluator.core.rows import JudgeCall
 from evaluator.core.records import DeadLetter, Evaluation, utcnow
-from evaluator.store.models import StoredTrace
+from evaluator.core.rows import StoredTrace
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 """Naive datetimes are taken as UTC; aware ones are converted to UTC (TIMESTAMPTZ keeps the instant)."""

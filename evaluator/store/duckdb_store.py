@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from evaluator.core.errors import StoreError
 from evaluator.core.retry import Backoff, RetryPolicy, retry_call
-from evaluator.judges.ledger import JudgeCall
+from evaluator.core.rows import JudgeCall
 from evaluator.core.records import DeadLetter, Evaluation, canonical_json
 from evaluator.store import queries
 from evaluator.store.arrow_batches import (
@@ -29,7 +29,8 @@ from evaluator.store.arrow_batches import (
     traces_table,
 )
 from evaluator.store.migrations import apply_migrations, require_current
-from evaluator.store.models import RubricSummary, RunRecord, StoredTrace, WriteResult
+from evaluator.store.models import RubricSummary, RunRecord, WriteResult
+from evaluator.core.rows import StoredTrace
 from evaluator.store.scope import PRODUCTION, Scope
 
 _LOCK_MESSAGES = (

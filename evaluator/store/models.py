@@ -1,21 +1,11 @@
-"""Plain values the store accepts and returns (besides the Evaluation and DeadLetter records)."""
+"""Plain values the store returns (it accepts the records of evaluator.core: Evaluation, DeadLetter,
+StoredTrace, JudgeCall)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
-
-from evaluator.core.records import Trace
-
-
-@dataclass(frozen=True)
-class StoredTrace:
-    """A masked trace as the store keeps it, with the sampling decision that let it in."""
-
-    trace: Trace
-    sample_reason: str
-    sample_weight: float
 
 
 @dataclass(frozen=True)

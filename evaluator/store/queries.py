@@ -10,7 +10,8 @@ import duckdb
 
 from evaluator.core.records import TERMINAL_STATUSES, Evaluation, Trace
 from evaluator.store.arrow_batches import EVALUATION_SCHEMA
-from evaluator.store.models import RubricSummary, RunRecord, StoredTrace
+from evaluator.store.models import RubricSummary, RunRecord
+from evaluator.core.rows import StoredTrace
 from evaluator.store.scope import Scope
 
 _SUMMARY_SQL = """

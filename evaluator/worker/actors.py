@@ -20,7 +20,7 @@ from evaluator.worker.pipeline import evaluate_batch
 from evaluator.core.records import DeadLetter, Trace
 from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.sampling.spend import SpendRecorder
-from evaluator.store import StoredTrace
+from evaluator.core.rows import StoredTrace
 from evaluator.worker.early_results import EarlyResults
 from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ACTOR_NAME, QUEUE_NAME, ResultBatch, decode_items

@@ -21,10 +21,10 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from evaluator.judges.ledger import JudgeCall
+from evaluator.core.rows import JudgeCall
 from evaluator.core.records import Evaluation
 from evaluator.sampling.spend import SpendRecorder
-from evaluator.store import StoredTrace
+from evaluator.core.rows import StoredTrace
 from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ResultBatch
 

@@ -15,7 +15,7 @@ import dramatiq
 from evaluator.judges.budget import RunBudget
 from evaluator.ingest.files import WorkCounts, stream_work
 from evaluator.judges.config import load_judge_config
-from evaluator.sampling.policy import WorkItem
+from evaluator.core.work import WorkItem
 from evaluator.core.records import DeadLetter
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.policy import SamplingPolicy

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field, replace
 
 from evaluator.core.errors import EvaluatorError
 from evaluator.judges.base import JudgeClient, JudgeVerdict
-from evaluator.judges.ledger import JudgeCall, stamp
+from evaluator.judges.ledger import stamp
+from evaluator.core.rows import JudgeCall
 from evaluator.core.logging_setup import evaluation_context
 from evaluator.core.records import Evaluation, Trace, evaluation_id_for
 from evaluator.rubrics import Rubric, missing_inputs, render
-from evaluator.sampling.policy import SampleDecision, WorkItem
+from evaluator.core.work import SampleDecision, WorkItem
 
 
 @dataclass

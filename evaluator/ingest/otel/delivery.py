@@ -13,7 +13,7 @@ from typing import Protocol
 
 from evaluator.core.errors import BrokerError
 from evaluator.core.retry import Backoff
-from evaluator.sampling.policy import WorkItem
+from evaluator.core.work import WorkItem
 from evaluator.core.records import DeadLetter
 from evaluator.core.stage_timing import timed
 

@@ -26,11 +26,12 @@ from evaluator.ingest.otel.logs import LogBuffer
 from evaluator.ingest.otel.normalize import normalize_spans
 from evaluator.ingest.otel.spans import SpanRecord, from_readable_span, spans_payload
 from evaluator.pii.masking import dead_letter_masker
-from evaluator.sampling.policy import WorkItem
+from evaluator.core.work import WorkItem
 from evaluator.core.records import DeadLetter, Trace
 from evaluator.sampling.policy import SamplingPolicy, decide
 from evaluator.sampling.spend import RedisSpend, SpendMeter, pacer_for
-from evaluator.queue.backpressure import HELD_BACK, QueueGauge, SamplingThrottle
+from evaluator.queue.backpressure import QueueGauge
+from evaluator.sampling.throttle import HELD_BACK, SamplingThrottle
 
 log = logging.getLogger(__name__)
 
