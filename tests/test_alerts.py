@@ -458,7 +458,7 @@ def test_report_since_a_huge_duration_is_a_clear_error(tmp_path):
 
 def broken_for(monkeypatch, rubric):
     """Make every window query of one rubric fail, as a corrupt table or a bug would."""
-    from evaluator.monitoring.alerts import windows
+    from evaluator.store import window_queries as windows
 
     real = windows.measure_window
 

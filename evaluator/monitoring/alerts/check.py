@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from evaluator.monitoring.alerts import windows as w
+from evaluator.store import window_queries as w
 from evaluator.monitoring.alerts.evaluation import (
     RuleResult, cost_result, drop_result, silent_failure_result, threshold_result,
 )

@@ -19,7 +19,7 @@ from evaluator.monitoring.alerts.evidence import Estimate, drop_lower_bound, wei
 from evaluator.monitoring.alerts.rules import (
     CostRatioRule, RuleBase, ScoreDropRule, SilentFailureRule, format_duration,
 )
-from evaluator.monitoring.alerts.windows import CostStats, WindowStats
+from evaluator.store.window_queries import CostStats, WindowStats
 from evaluator.core.records import canonical_json
 
 State = Literal["firing", "pending", "ok", "insufficient", "unknown"]
