@@ -10,8 +10,16 @@ import click
 
 if TYPE_CHECKING:
     from evaluator.humans.agreement.results import (
-        AlphaEstimate, ConfusionCounts, CorrectedRate, Estimate, FileAgreement, GroupAgreement,
+        AlphaEstimate,
+        ConfusionCounts,
+        CorrectedRate,
+        Estimate,
+        FileAgreement,
+        GroupAgreement,
+        MeanKappa,
     )
+
+    Statistic = Estimate | AlphaEstimate | MeanKappa
 
 DEFAULT_N_BOOT = 1000
 
@@ -26,7 +34,7 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def _number(estimate: Estimate | dict[str, Any] | None, percent: bool = False,
+def _number(estimate: Statistic | dict[str, Any] | None, percent: bool = False,
             interval: bool = True) -> str:
     """'0.81 [0.74, 0.87]' (or percentages); '-' for a statistic that is undefined. Promotion
     checks still hand their kappa over as a dict."""
@@ -45,7 +53,7 @@ def _number(estimate: Estimate | dict[str, Any] | None, percent: bool = False,
     return f"{show(estimate.value)} [{show(ci.low)}, {show(ci.high)}]"
 
 
-def _point(estimate: Estimate | AlphaEstimate | None, percent: bool = False) -> str:
+def _point(estimate: Statistic | None, percent: bool = False) -> str:
     if estimate is None or estimate.value is None:
         return "-"
     return f"{100 * estimate.value:.1f}%" if percent else f"{estimate.value:.2f}"
@@ -81,11 +89,11 @@ def _summary_table(groups: list[GroupAgreement]):
     for group in groups:
         report, rates = group.agreement, group.failure_rate
         inter = group.inter_annotator
+        statistics = ["-"] * 5 if report is None else [
+            _number(report.headline_estimate), _point(report.alpha),
+            _point(report.accuracy, percent=True), _point(report.macro_f1), _point(report.mcc)]
         table.add_row(
-            group.ref, group.judge, str(group.n),
-            _number(report and report.headline_estimate),
-            _point(report and report.alpha), _point(report and report.accuracy, percent=True),
-            _point(report and report.macro_f1), _point(report and report.mcc),
+            group.ref, group.judge, str(group.n), *statistics,
             _point(inter.alpha if isinstance(inter, InterAnnotatorReport) else None),
             _rate(rates.raw_rate), _rate(rates.weighted_rate),
             "-" if rates.corrected is None else _corrected(rates.corrected),
@@ -100,7 +108,7 @@ def _confusion_table(matrix: ConfusionCounts, corner: str = "human \\ judge"):
     table.add_column(corner)
     for label in matrix.labels:
         table.add_column(str(label), justify="right")
-    for label, row in zip(matrix.labels, matrix.counts):
+    for label, row in zip(matrix.labels, matrix.counts, strict=True):
         table.add_row(str(label), *map(str, row))
     return table
 
@@ -208,12 +216,12 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
         from evaluator.humans.agreement.from_file import file_agreement
 
         order = [label.strip() for label in labels_order.split(",")] if labels_order else None
-        data = file_agreement(file, column_a, column_b, fmt=fmt, labels_order=order,
-                              n_boot=n_boot, seed=seed, collapse_labels=collapse_specs)
+        compared = file_agreement(file, column_a, column_b, fmt=fmt, labels_order=order,
+                                  n_boot=n_boot, seed=seed, collapse_labels=collapse_specs)
         if as_json:
-            _echo_json(data.to_dict())
+            _echo_json(compared.to_dict())
         else:
-            _print_file_report(data)
+            _print_file_report(compared)
         return
     if column_a or column_b or labels_order or fmt:
         raise click.UsageError("--a, --b, --format and --labels-order go with --file")
@@ -263,16 +271,15 @@ def rubrics_check(ctx, ref, golden, against, judge, max_kappa_drop, max_flip_rat
                   n_boot, as_json) -> None:
     """May REF (NAME@vN) replace the current version? Replays the golden items with both and
     exits 0 (pass), 1 (kappa drops or labels flip past the limits) or 2 (cannot decide)."""
-    from evaluator.judges.factory import load_judge
-    from evaluator.judges.runtime import default_runtime  # lazy: as load_judge
     from evaluator.humans.promotion import check_promotion, current_version
+    from evaluator.judges.factory import load_judge
     from evaluator.rubrics import RubricRegistry
 
     settings = _settings()
     registry = RubricRegistry.load(settings.rubrics_dir)
     candidate = registry.get(ref)
     current = registry.get(against) if against else current_version(registry, candidate)
-    judge_client = load_judge(judge or settings.judge, settings.judges_dir, default_runtime(settings))
+    judge_client = load_judge(judge or settings.judge, settings.judges_dir)
     warnings = []
     if not getattr(judge_client, "reads_rubric_text", True):
         from evaluator.judges.offline import RUBRIC_TEXT_NOTE

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from evaluator.core.tables import compact_table
-from evaluator.store import RubricSummary, Store
 from evaluator.sampling.spend_check import SpendCheck, spend_checks
+from evaluator.store import RubricSummary, Store
 from evaluator.store.cost_queries import (
     SPEND_KEYS,
     RepeatAgreement,

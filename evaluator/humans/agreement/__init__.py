@@ -13,8 +13,15 @@ from evaluator.humans.agreement.correction import corrected_prevalence, rogan_gl
 from evaluator.humans.agreement.correlation import kendall_tau_b, spearman
 from evaluator.humans.agreement.report import agreement_report, inter_annotator_report, kappa_with_ci
 from evaluator.humans.agreement.stats import (
-    AgreementError, ConfusionMatrix, cohen_kappa, confusion_matrix, f1_average, kappa_band,
-    matthews_corrcoef, per_label_metrics, raw_agreement,
+    AgreementError,
+    ConfusionMatrix,
+    cohen_kappa,
+    confusion_matrix,
+    f1_average,
+    kappa_band,
+    matthews_corrcoef,
+    per_label_metrics,
+    raw_agreement,
 )
 
 __all__ = [

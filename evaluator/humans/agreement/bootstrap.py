@@ -10,7 +10,7 @@ is what keeps B=1000 far under a second (drawing the index matrix alone takes ~2
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 

@@ -13,12 +13,16 @@ approximation ignores. Each resample redraws the human-labelled pairs (multinomi
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 
 from evaluator.humans.agreement.bootstrap import (
-    DEFAULT_CONFIDENCE, DEFAULT_N_BOOT, bootstrap_samples, check_bootstrap_settings,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_N_BOOT,
+    bootstrap_samples,
+    check_bootstrap_settings,
     percentile_interval,
 )
 from evaluator.humans.agreement.stats import AgreementError, encode_label_pairs, safe_ratio

@@ -25,7 +25,10 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 from evaluator.humans.agreement.bootstrap import (
-    DEFAULT_CONFIDENCE, DEFAULT_N_BOOT, bootstrap_samples, check_bootstrap_settings,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_N_BOOT,
+    bootstrap_samples,
+    check_bootstrap_settings,
     percentile_interval,
 )
 from evaluator.humans.agreement.correction import CHANCE_LEVEL_REASON

@@ -18,15 +18,19 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
 
+from evaluator.core.errors import RubricError
 from evaluator.humans.agreement.bootstrap import DEFAULT_N_BOOT
 from evaluator.humans.agreement.collapse import collapse, collapse_order
-from evaluator.humans.agreement.store_correction import corrected_failure_rate
 from evaluator.humans.agreement.report import agreement_report, inter_annotator_report
 from evaluator.humans.agreement.results import (
-    FailureRates, GroupAgreement, InterAnnotatorReport, StoreAgreement, Unavailable,
+    FailureRates,
+    GroupAgreement,
+    InterAnnotatorReport,
+    StoreAgreement,
+    Unavailable,
 )
 from evaluator.humans.agreement.stats import AgreementError
-from evaluator.core.errors import RubricError
+from evaluator.humans.agreement.store_correction import corrected_failure_rate
 from evaluator.rubrics import Rubric, RubricRegistry, parse_ref
 from evaluator.store import Store
 from evaluator.store import labels_queries as queries

@@ -9,26 +9,52 @@ one seeded bootstrap of the items shared by all statistics of the report.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from itertools import combinations
-from typing import Any, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 
 from evaluator.humans.agreement.alpha import (
-    Level, alpha_batch, alpha_undefined_reason, encode_reliability_data, pattern_coincidences,
+    Level,
+    alpha_batch,
+    alpha_undefined_reason,
+    encode_reliability_data,
+    pattern_coincidences,
 )
 from evaluator.humans.agreement.bootstrap import (
-    DEFAULT_CONFIDENCE, DEFAULT_N_BOOT, bootstrap_samples, check_bootstrap_settings, estimate,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_N_BOOT,
+    bootstrap_samples,
+    check_bootstrap_settings,
+    estimate,
 )
 from evaluator.humans.agreement.correlation import kendall_batch, score_pairs, spearman_batch
 from evaluator.humans.agreement.results import (
-    AgreementReport, AlphaEstimate, BootstrapNote, ConfusionCounts, Estimate, InterAnnotatorReport,
-    LabelMetrics, MeanKappa, PairKappa,
+    AgreementReport,
+    AlphaEstimate,
+    BootstrapNote,
+    ConfusionCounts,
+    Estimate,
+    InterAnnotatorReport,
+    LabelMetrics,
+    MeanKappa,
+    PairKappa,
 )
 from evaluator.humans.agreement.stats import (
-    KAPPA_WEIGHTS, UNDEFINED_REASONS, AgreementError, KappaWeights,
-    agreement_batch, check_choice, encode_label_pairs, f1_average_batch, kappa_band, kappa_batch,
-    mcc_batch, per_label_batch, table_from_codes,
+    KAPPA_WEIGHTS,
+    UNDEFINED_REASONS,
+    AgreementError,
+    KappaWeights,
+    agreement_batch,
+    check_choice,
+    encode_label_pairs,
+    f1_average_batch,
+    kappa_band,
+    kappa_batch,
+    mcc_batch,
+    per_label_batch,
+    table_from_codes,
 )
 
 MAX_RESAMPLED_CELLS = 20_000_000
@@ -213,7 +239,7 @@ def inter_annotator_report(reliability_data: Sequence[Sequence[Any]] | np.ndarra
         return None if samples is None else samples[:, i]
 
     pairwise = []
-    for i, ((a, b), cells) in enumerate(zip(pairs, pair_cells), start=1):
+    for i, ((a, b), cells) in enumerate(zip(pairs, pair_cells, strict=True), start=1):
         shared = int(data.multiplicity[cells >= 0].sum())
         reason = (UNDEFINED_REASONS["kappa"] if shared else
                   "these two annotators labelled no unit in common")

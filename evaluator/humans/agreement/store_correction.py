@@ -45,7 +45,7 @@ def corrected_failure_rate(conn: duckdb.DuckDBPyConnection, rubric: str, version
     selected = Counter(_stratum(row) for row in design.values() if row.batch_id is not None)
     labelled = Counter(strata)
     probability: dict[str, float] = {}
-    for row, stratum in zip(items, strata):
+    for row, stratum in zip(items, strata, strict=True):
         if stratum in probability:
             continue
         if row.batch_id is None:
@@ -55,7 +55,7 @@ def corrected_failure_rate(conn: duckdb.DuckDBPyConnection, rubric: str, version
                                     / selected[stratum])
     result = design_corrected_rate(
         weights, fails, [row.judge_failed for row in items], list(human_fails),
-        [row.sample_weight / probability[stratum] for row, stratum in zip(items, strata)],
+        [row.sample_weight / probability[stratum] for row, stratum in zip(items, strata, strict=True)],
         strata, n_boot=n_boot, seed=seed)
     return replace(result, strata=[
         StratumWeight(stratum=stratum, labelled=labelled[stratum],
