@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from evaluator.core.records import Trace, evaluation_id_for
+from evaluator.core.retry import Backoff
 from evaluator.judges.breaker import CircuitBreaker, CircuitState
 from evaluator.judges.config import JudgeBreaker
-from evaluator.judges.factory import load_judge
-from evaluator.judges.llm import CIRCUIT_OPEN_REASON, LLMJudge
+from evaluator.judges.factory import build_llm_judge, load_judge
+from evaluator.judges.retrying import CIRCUIT_OPEN_REASON
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.worker.pipeline import evaluate_batch
@@ -184,7 +185,7 @@ def test_once_the_circuit_opens_the_remaining_calls_fail_fast_saying_why() -> No
     with OpenAIServer(faults={"500": 1.0}) as server:
         config = judge_config(server, breaker={**FAST_BREAKER, "max_wait_s": 60},
                               limits={"max_attempts": 8, "max_in_flight": 2})
-        judge = LLMJudge(config, runtime=JudgeRuntime(), backoff_base_s=0.05)
+        judge = build_llm_judge(config, JudgeRuntime(), backoff=Backoff(base_s=0.05))
         started = time.monotonic()
         verdicts = judge_all(judge, [prompt(note=str(i)) for i in range(40)])
         elapsed = time.monotonic() - started
@@ -202,18 +203,18 @@ def test_in_service_mode_calls_wait_for_the_circuit_and_recover_with_the_provide
     with OpenAIServer(faults=["500"] * 3) as server:
         config = judge_config(server, breaker={**FAST_BREAKER, "max_wait_s": 5},
                               limits={"max_attempts": 20, "max_in_flight": 4})
-        judge = LLMJudge(config, runtime=JudgeRuntime(wait_for_open_circuit=True),
-                         backoff_base_s=0.01)
+        runtime = JudgeRuntime(wait_for_open_circuit=True)
+        judge = build_llm_judge(config, runtime, backoff=Backoff(base_s=0.01))
         verdicts = judge_all(judge, [prompt(note=str(i)) for i in range(5)])
     assert [v.status for v in verdicts] == ["scored"] * 5
-    assert judge.breaker.state is CircuitState.CLOSED
+    assert runtime.breaker(config).state is CircuitState.CLOSED
 
 
 def test_in_service_mode_a_judge_that_stays_down_ends_after_max_wait() -> None:
     with OpenAIServer(faults={"500": 1.0}) as server:
         config = judge_config(server, breaker=FAST_BREAKER, limits={"max_attempts": 8})
-        judge = LLMJudge(config, runtime=JudgeRuntime(wait_for_open_circuit=True),
-                         backoff_base_s=0.01)
+        runtime = JudgeRuntime(wait_for_open_circuit=True)
+        judge = build_llm_judge(config, runtime, backoff=Backoff(base_s=0.01))
         verdicts = judge_all(judge, [prompt(note=str(i)) for i in range(10)])
         sent = server.stats.total
     paused = [v for v in verdicts if v.reason.startswith(f"{CIRCUIT_OPEN_REASON}: waited 0.6s")]
@@ -240,7 +241,7 @@ def test_an_open_circuit_sends_calls_to_the_fallback_named_in_the_evaluation(
     batch = asyncio.run(evaluate_batch(items, [rubric], judge, run_id="r"))
     assert {e.status for e in batch.evaluations} == {"scored"}
     assert {e.judge for e in batch.evaluations} == {"backup"}
-    assert all(e.judge_hash == judge.fallbacks[0].config_hash for e in batch.evaluations)
+    assert all(e.judge_hash == judge.candidates[1].config_hash for e in batch.evaluations)
     primary_hash = judge.config_hash
     assert [e.evaluation_id for e in batch.evaluations] == [
         evaluation_id_for(f"t{i}", rubric.content_hash, primary_hash) for i in range(12)], \

@@ -15,15 +15,18 @@ import redis
 
 from evaluator.core.settings import Settings
 from evaluator.judges.cache import REDIS_PREFIX, JudgeCache, RedisBackend, SqliteBackend, cache_key
-from evaluator.judges.llm import LLMJudge
+from evaluator.core.retry import Backoff
+from evaluator.judges.base import JudgeClient
+from evaluator.judges.factory import build_llm_judge
 from evaluator.judges.redis_clients import LoopRedis
-from evaluator.judges.runtime import CACHE_ENV, JudgeRuntime
+from evaluator.judges.runtime import JudgeRuntime
 from evaluator.store import Store
 from evaluator.worker.embedded import run_embedded
 from tests.support.judging import KEY, KEY_ENV, judge_all, judge_config, prompt, write_judge
 from tests.support.openai_server import OpenAIServer
 
 REPO = Path(__file__).resolve().parents[1]
+CACHE_ENV = "EVALUATOR_JUDGE_CACHE"
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +34,8 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
 
 
-def make_judge(server: OpenAIServer, runtime: JudgeRuntime, **fields) -> LLMJudge:
-    return LLMJudge(judge_config(server, **fields), runtime=runtime, backoff_base_s=0.01)
+def make_judge(server: OpenAIServer, runtime: JudgeRuntime, **fields) -> JudgeClient:
+    return build_llm_judge(judge_config(server, **fields), runtime, backoff=Backoff(base_s=0.01))
 
 
 def test_the_key_covers_identity_messages_and_sample() -> None:
@@ -127,16 +130,19 @@ def test_redis_serves_every_worker_with_a_ttl(redis_url: str) -> None:
 
 
 def test_the_environment_picks_the_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def runtime() -> JudgeRuntime:
+        return JudgeRuntime.from_settings(Settings.from_env())
+
     monkeypatch.delenv("EVALUATOR_REDIS_URL", raising=False)
     monkeypatch.setenv("EVALUATOR_DB", str(tmp_path / "db" / "e.duckdb"))
     monkeypatch.delenv(CACHE_ENV)
-    cache = JudgeRuntime.from_env().cache
+    cache = runtime().cache
     assert isinstance(cache.backend, SqliteBackend)
     assert cache.backend.path == tmp_path / "db" / ".evaluator-cache" / "judge.sqlite"
     monkeypatch.setenv(CACHE_ENV, "off")
-    assert JudgeRuntime.from_env().cache is None
+    assert runtime().cache is None
     monkeypatch.setenv(CACHE_ENV, "memory")
-    assert JudgeRuntime.from_env().cache.backend is None
+    assert runtime().cache.backend is None
 
 
 def write_traces(path: Path, n: int) -> None:

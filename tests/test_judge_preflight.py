@@ -13,7 +13,7 @@ import yaml
 
 from evaluator.core.errors import JudgeUnavailableError
 from evaluator.judges.config import JudgeConfig
-from evaluator.judges.llm import LLMJudge
+from evaluator.judges.factory import build_llm_judge
 from evaluator.judges.preflight import preflight
 from evaluator.judges.runtime import JudgeRuntime
 from tests.support.judging import KEY, KEY_ENV, judge_all, judge_config, prompt, write_judge
@@ -54,7 +54,7 @@ def test_the_shipped_local_judge_works_against_a_server_that_needs_no_key(
         directory = shipped_local_judge(tmp_path, server.base_url)
         preflight("local", directory)
         config = JudgeConfig.model_validate({**data, "api_base": server.base_url})
-        (verdict,) = judge_all(LLMJudge(config, runtime=JudgeRuntime()), [prompt()])
+        (verdict,) = judge_all(build_llm_judge(config, JudgeRuntime()), [prompt()])
     assert verdict.status == "scored", verdict.reason
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from evaluator.judges.config import JudgeLimits
-from evaluator.judges.llm import LLMJudge
+from evaluator.judges.factory import build_llm_judge
 from evaluator.judges.ratelimit import LocalRateLimiter, Rate, RedisRateLimiter, rates_for
 from evaluator.judges.redis_clients import LoopRedis
 from evaluator.judges.runtime import JudgeRuntime
@@ -108,7 +108,7 @@ def test_a_judge_waits_for_its_local_limit(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv(KEY_ENV, KEY)
     with OpenAIServer() as server:
         config = judge_config(server, limits={"requests_per_minute": 600})
-        judge = LLMJudge(config, runtime=JudgeRuntime())
+        judge = build_llm_judge(config, JudgeRuntime())
         began = time.monotonic()
         verdicts = judge_all(judge, [prompt(note=str(i)) for i in range(20)])
         last_start = max(r.started for r in server.stats.requests)
@@ -119,12 +119,12 @@ def test_a_judge_waits_for_its_local_limit(monkeypatch: pytest.MonkeyPatch) -> N
 WORKER = """
 import asyncio, json, sys
 from evaluator.judges.config import JudgeConfig
-from evaluator.judges.llm import LLMJudge
+from evaluator.judges.factory import build_llm_judge
 from evaluator.judges.runtime import JudgeRuntime
 from tests.support.judging import RUBRIC, TRACE, prompt
 
 config = JudgeConfig.model_validate_json(sys.argv[1])
-judge = LLMJudge(config, runtime=JudgeRuntime(sys.argv[2]))
+judge = build_llm_judge(config, JudgeRuntime(sys.argv[2]))
 calls, name = int(sys.argv[3]), sys.argv[4]
 
 

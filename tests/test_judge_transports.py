@@ -12,13 +12,16 @@ import pytest
 
 from evaluator.core.records import Trace
 from evaluator.judges.config import JudgeConfig
-from evaluator.judges.llm import TRUNCATED_REASON, LLMJudge
+from evaluator.core.retry import Backoff
+from evaluator.judges.base import JudgeClient
+from evaluator.judges.factory import build_llm_judge
+from evaluator.judges.llm import TRUNCATED_REASON
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.judges.transport import build_transport
 from evaluator.rubrics import RubricRegistry
 from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.worker.pipeline import evaluate_batch
-from tests.support.judging import KEY, KEY_ENV, judge_all, judge_config, prompt
+from tests.support.judging import KEY, KEY_ENV, judge_all, judge_config, llm_judge_of, prompt
 from tests.support.openai_server import OpenAIServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,9 +39,9 @@ def server() -> Iterator[OpenAIServer]:
         yield running
 
 
-def make_judge(server: OpenAIServer, client: str, **fields: Any) -> LLMJudge:
+def make_judge(server: OpenAIServer, client: str, **fields: Any) -> JudgeClient:
     config = judge_config(server, client=client, **fields)
-    return LLMJudge(config, runtime=JudgeRuntime(), backoff_base_s=0.01)
+    return build_llm_judge(config, JudgeRuntime(), backoff=Backoff(base_s=0.01))
 
 
 @pytest.mark.parametrize(("model", "client", "expected"), [
@@ -106,7 +109,7 @@ def test_every_structured_output_mode_on_both_transports(server: OpenAIServer, c
                                                          mode: str) -> None:
     judge = make_judge(server, client, params={"temperature": 0, "structured_output": mode})
     verdict = judge_all(judge, [prompt("supported")])[0]
-    assert (judge.mode, verdict.status, verdict.label) == (mode, "scored", "supported")
+    assert (llm_judge_of(judge).mode, verdict.status, verdict.label) == (mode, "scored", "supported")
 
 
 @pytest.mark.parametrize("client", CLIENTS)

@@ -16,35 +16,35 @@ import pytest
 
 from evaluator.core.errors import ConfigError
 from evaluator.core.retry import Backoff
-from evaluator.judges.base import JudgeVerdict
+from evaluator.judges.base import JudgeClient, JudgeVerdict
 from evaluator.judges.config import JudgeConfig
-from evaluator.judges.factory import build_judge, load_judge
+from evaluator.judges.factory import build_judge, build_llm_judge, layers, load_judge
 from evaluator.judges.llm import TRUNCATED_REASON, LLMJudge
 from evaluator.judges.retry import is_retryable
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.rubrics import RenderedPrompt
-from tests.support.judging import KEY, KEY_ENV, RUBRIC, TRACE, prompt
+from tests.support.judging import KEY, KEY_ENV, RUBRIC, TRACE, llm_judge_of, prompt
 from tests.support.openai_server import OpenAIServer
 
 REPO = Path(__file__).resolve().parents[1]
-def make_judge(server: OpenAIServer, params: dict[str, Any] | None = None, **fields: Any) -> LLMJudge:
+def make_judge(server: OpenAIServer, params: dict[str, Any] | None = None, **fields: Any) -> JudgeClient:
     limits = {"timeout_s": 5, "max_attempts": 4, "max_in_flight": 32, **fields.pop("limits", {})}
     config = JudgeConfig(
         name="test-judge", kind="litellm", model=fields.pop("model", "openai/test-judge"),
         api_base=server.base_url, api_key_env=KEY_ENV, params={"temperature": 0, **(params or {})},
         limits=limits, **fields,
     )
-    return LLMJudge(config, runtime=JudgeRuntime(), backoff_base_s=0.01)
+    return build_llm_judge(config, JudgeRuntime(), backoff=Backoff(base_s=0.01))
 
 
-def judge_many(judge: LLMJudge, prompts: Sequence[RenderedPrompt]) -> list[JudgeVerdict]:
+def judge_many(judge: JudgeClient, prompts: Sequence[RenderedPrompt]) -> list[JudgeVerdict]:
     async def run() -> list[JudgeVerdict]:
         return await asyncio.gather(*(judge.judge(RUBRIC, TRACE, p) for p in prompts))
 
     return asyncio.run(run())
 
 
-def judge_one(judge: LLMJudge, expect: str = "unsupported") -> JudgeVerdict:
+def judge_one(judge: JudgeClient, expect: str = "unsupported") -> JudgeVerdict:
     return judge_many(judge, [prompt(expect)])[0]
 
 
@@ -62,7 +62,7 @@ def server() -> Iterator[OpenAIServer]:
 def test_json_schema_mode_scores_with_tokens_and_cost_from_config_prices(server: OpenAIServer) -> None:
     judge = make_judge(server, prices={"input_per_mtok": 1.0, "output_per_mtok": 2.0})
     verdict = judge_one(judge, "unsupported")
-    assert judge.mode == "json_schema"
+    assert llm_judge_of(judge).mode == "json_schema"
     assert (verdict.status, verdict.label, verdict.score, verdict.attempts) == ("scored", "unsupported", 0.0, 1)
     assert verdict.reasoning and verdict.raw_reply.startswith("{")
     assert verdict.input_tokens > 0 and verdict.output_tokens > 0
@@ -82,7 +82,7 @@ def test_cost_is_unknown_for_an_unpriced_model_and_priced_by_litellm_for_a_known
 def test_forced_tool_call_mode(server: OpenAIServer) -> None:
     judge = make_judge(server, params={"structured_output": "tool"})
     verdict = judge_one(judge, "supported")
-    assert judge.mode == "tool"
+    assert llm_judge_of(judge).mode == "tool"
     assert (verdict.status, verdict.label, verdict.score) == ("scored", "supported", 1.0)
     assert '"label"' in verdict.raw_reply
 
@@ -131,7 +131,7 @@ def test_missing_api_key_env_var_is_an_error_naming_it_unless_the_judge_has_an_a
 ) -> None:
     monkeypatch.delenv(KEY_ENV)
     hosted = make_judge(server).config.model_copy(update={"api_base": None})
-    verdict = judge_one(LLMJudge(hosted, runtime=JudgeRuntime()))
+    verdict = judge_one(build_llm_judge(hosted, JudgeRuntime()))
     assert (verdict.status, verdict.attempts, server.stats.total) == ("error", 0, 0)
     assert f"set the environment variable {KEY_ENV}" in verdict.reason
     local = judge_one(make_judge(server))  # a local server: no key is sent
@@ -198,7 +198,7 @@ def test_every_verdict_is_terminal_under_mixed_faults(server: OpenAIServer) -> N
 
 
 def test_factory_builds_each_kind(server: OpenAIServer) -> None:
-    assert isinstance(load_judge("local", REPO / "judges"), LLMJudge)
+    assert any(isinstance(layer, LLMJudge) for layer in layers(load_judge("local", REPO / "judges")))
     offline = build_judge(JudgeConfig(name="offline", kind="offline", params={}))
     assert type(offline).__name__ == "OfflineJudge"
 

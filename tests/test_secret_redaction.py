@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from evaluator.judges.config import JudgeConfig
-from evaluator.judges.llm import LLMJudge
+from evaluator.judges.factory import build_llm_judge
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.pii.redact import REDACTED, redact_secret
 from tests.support.judging import KEY_ENV, RUBRIC, TRACE, prompt
@@ -84,7 +84,7 @@ def test_a_judge_echoing_the_key_in_any_encoding_never_stores_it_in_the_reason(m
     monkeypatch.setenv(KEY_ENV, KEY)
     config = JudgeConfig(name="echo", kind="litellm", model="openai/echo", api_key_env=KEY_ENV,
                          limits={"max_attempts": 1})
-    judge = LLMJudge(config, runtime=JudgeRuntime(), transport=_EchoingTransport(echoed))
+    judge = build_llm_judge(config, JudgeRuntime(), transport=_EchoingTransport(echoed))
     verdict = asyncio.run(judge.judge(RUBRIC, TRACE, prompt()))
     assert verdict.status == "error"
     assert echoed not in (verdict.reason or ""), how

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from evaluator.core.rows import JudgeCall
 from evaluator.core.records import Status, Trace
+from evaluator.core.rows import JudgeCall
+from evaluator.judges.ledger import totals
 from evaluator.rubrics import RenderedPrompt, Rubric
 
 
@@ -37,6 +38,14 @@ class JudgeVerdict:
     """The judge that answered, when it is not the one asked (a fallback took the call)."""
 
 
+def verdict_from(calls: list[JudgeCall], **fields: Any) -> JudgeVerdict:
+    """A verdict whose tokens, cost, latency and attempts are its ledger rows' totals."""
+    summed = totals(calls)
+    return JudgeVerdict(input_tokens=summed.input_tokens, output_tokens=summed.output_tokens,
+                        cost_usd=summed.cost_usd, latency_ms=summed.latency_ms,
+                        attempts=summed.attempts, calls=calls, **fields)
+
+
 class JudgeClient(Protocol):
     """A judge: turns a rendered rubric prompt about one trace into a verdict.
 
@@ -48,3 +57,15 @@ class JudgeClient(Protocol):
     config_hash: str
 
     async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt) -> JudgeVerdict: ...
+
+
+class JudgeLink(Protocol):
+    """A JudgeClient inside one LLM judge's wrapper chain (factory.py). It is also told which
+    repeated sample this is (a seed, if set, is offset by it) and whether it may raise
+    `attempt.Deferred` to hand the call to a fallback judge instead of waiting or failing."""
+
+    name: str
+    config_hash: str
+
+    async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt, *,
+                    sample: int = 0, may_defer: bool = False) -> JudgeVerdict: ...

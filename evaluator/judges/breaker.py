@@ -23,6 +23,7 @@ rejects on its own merits (say, one prompt too long) counts as a working judge.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -31,7 +32,10 @@ from collections import deque
 from collections.abc import Callable
 from enum import Enum
 
+from evaluator.judges.attempt import Attempt, CircuitRefused, Sender, WaitTooLong
 from evaluator.judges.config import JudgeBreaker
+from evaluator.judges.retry import counts_against_judge
+from evaluator.judges.transport import Reply
 
 log = logging.getLogger(__name__)
 
@@ -171,3 +175,27 @@ class CircuitBreaker:
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change(self.judge, self._state)
+
+
+class BreakerGate:
+    """A Sender that asks the breaker before each request (raising CircuitRefused when it does
+    not admit it) and tells it how the request went."""
+
+    def __init__(self, inner: Sender, breaker: CircuitBreaker):
+        self.inner = inner
+        self.breaker = breaker
+
+    async def send(self, attempt: Attempt) -> Reply:
+        admitted, ticket = self.breaker.try_acquire()
+        if not admitted:
+            raise CircuitRefused(f"judge {self.breaker.judge}: circuit open")
+        try:
+            reply = await self.inner.send(attempt)
+        except (asyncio.CancelledError, WaitTooLong):  # no outcome: free the probe slot
+            self.breaker.abandon(ticket)
+            raise
+        except Exception as exc:
+            self.breaker.record(counts_against_judge(exc), ticket, type(exc).__name__)
+            raise
+        self.breaker.record(False, ticket)
+        return reply

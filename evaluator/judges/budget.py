@@ -78,7 +78,7 @@ class BudgetedJudge:
     budget never changes a verdict, only whether the call is made)."""
 
     def __init__(self, judge: JudgeClient, budget: RunBudget) -> None:
-        self._judge = judge
+        self.inner = judge
         self.budget = budget
         self.name = judge.name
         self.config_hash = judge.config_hash
@@ -90,7 +90,7 @@ class BudgetedJudge:
                 f"${self.budget.max_cost_usd:.4f})"))
         verdict = None
         try:
-            verdict = await self._judge.judge(rubric, trace, prompt)
+            verdict = await self.inner.judge(rubric, trace, prompt)
         finally:
             self.budget.finish(verdict.cost_usd if verdict is not None else None)
         return verdict

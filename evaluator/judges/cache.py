@@ -25,7 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from evaluator.core.records import Trace
+from evaluator.core.rows import CACHED
+from evaluator.judges.base import JudgeLink, JudgeVerdict, verdict_from
+from evaluator.judges.ledger_rows import CallRows
 from evaluator.judges.redis_clients import LoopRedis
+from evaluator.rubrics import RenderedPrompt, Rubric
 
 log = logging.getLogger(__name__)
 
@@ -154,3 +159,37 @@ class JudgeCache:
         if now - self._warned_at > 10.0:
             self._warned_at = now
             log.warning("judge cache backend failed (%r): treated as a miss", exc)
+
+
+class CachedJudge:
+    """The cache wrapper: a hit is a scored verdict with one `cached` ledger row (cost 0);
+    a miss asks `inner` and stores its verdict if scored. `identity(labels)` is the judge's
+    request identity for a label menu (LLMJudge.identity)."""
+
+    def __init__(self, inner: JudgeLink, identity: Callable[[tuple[str, ...]], str],
+                 cache: JudgeCache, rows: CallRows, ttl_s: int):
+        self.inner = inner
+        self.name = inner.name
+        self.config_hash = inner.config_hash
+        self.cache = cache
+        self._identity = identity
+        self._rows = rows
+        self._ttl_s = ttl_s
+
+    async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt, *,
+                    sample: int = 0, may_defer: bool = False) -> JudgeVerdict:
+        identity = self._identity(tuple(rubric.labels))
+        started = time.perf_counter()
+        key = cache_key(identity, prompt.messages, sample)
+        found = await self.cache.get(key)
+        if found is not None:
+            row = self._rows.row(sample, 0, CACHED, (time.perf_counter() - started) * 1000,
+                                 cached=True, input_tokens=0, output_tokens=0, cost_usd=0.0)
+            return verdict_from([row], status="scored", label=found.label, score=found.score,
+                                reasoning=found.reasoning, raw_reply=found.raw_reply, cached=True)
+        verdict = await self.inner.judge(rubric, trace, prompt, sample=sample, may_defer=may_defer)
+        if verdict.status == "scored":
+            await self.cache.put(key, CachedVerdict(verdict.label or "", verdict.score,
+                                                    verdict.reasoning, verdict.raw_reply),
+                                 self._ttl_s)
+        return verdict

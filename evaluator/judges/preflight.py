@@ -18,9 +18,13 @@ import time
 from pathlib import Path
 
 from evaluator.core.errors import JudgeUnavailableError
+from evaluator.core.records import Trace
+from evaluator.judges.base import JudgeLink, JudgeVerdict
 from evaluator.judges.config import JudgeConfig, load_judge_config
 from evaluator.judges.retry import is_retryable, is_timeout
+from evaluator.judges.retrying import describe_failure
 from evaluator.judges.transport import MalformedReplyError, build_transport
+from evaluator.rubrics import RenderedPrompt, Rubric
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,25 @@ def needs_key(config: JudgeConfig) -> str | None:
     if env and not os.environ.get(env) and not config.api_base:
         return env
     return None
+
+
+class RequireKey:
+    """The key wrapper, outermost of each LLM judge: without the key its model needs, every
+    call is an error naming the variable to set (before the cache: no key, no verdicts)."""
+
+    def __init__(self, inner: JudgeLink, config: JudgeConfig):
+        self.inner = inner
+        self.name = inner.name
+        self.config_hash = inner.config_hash
+        self.config = config
+
+    async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt, *,
+                    sample: int = 0, may_defer: bool = False) -> JudgeVerdict:
+        if needs_key(self.config):  # with an api_base, no key is sent: local servers want none
+            return JudgeVerdict(status="error", attempts=0, reason=(
+                f"judge '{self.name}' needs an API key: set the environment variable "
+                f"{self.config.api_key_env}"))
+        return await self.inner.judge(rubric, trace, prompt, sample=sample, may_defer=may_defer)
 
 
 def _check_with_fallbacks(config: JudgeConfig, judges_dir: Path, timeout_s: float) -> None:
@@ -114,8 +137,6 @@ def _is_unreachable(exc: Exception) -> bool:
 
 def _diagnosis(config: JudgeConfig, where: Path, exc: Exception, key: str | None,
                timeout_s: float) -> str:
-    from evaluator.judges.llm import describe_failure
-
     described = describe_failure(exc, key)
     status = getattr(exc, "status_code", None)
     name, address = config.name, _address(config)

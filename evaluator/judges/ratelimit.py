@@ -27,8 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from evaluator.judges.attempt import Attempt, Sender, WaitTooLong
 from evaluator.judges.config import JudgeLimits
 from evaluator.judges.redis_clients import LoopRedis
+from evaluator.judges.transport import Reply
 
 log = logging.getLogger(__name__)
 
@@ -217,3 +219,26 @@ class WaitLog:
             log.info("judge %s: rate limit made %d calls wait %.1fs in all over the last %.0fs",
                      self.judge, self._waits, self._waited_s, now - self._logged_at)
             self._waits, self._waited_s, self._logged_at = 0, 0.0, now
+
+
+class RateLimitedSender:
+    """A Sender that books each request with the limiter right before it goes out (a booking
+    made earlier would let requests held up by the in-flight limit bunch up) and sleeps the
+    wait. A deferring call's first request waits at most `defer_after_s` (WaitTooLong)."""
+
+    def __init__(self, inner: Sender, limiter: RateLimiter, wait_log: WaitLog,
+                 defer_after_s: float):
+        self.inner = inner
+        self.limiter = limiter
+        self.wait_log = wait_log
+        self.defer_after_s = defer_after_s
+
+    async def send(self, attempt: Attempt) -> Reply:
+        bound = self.defer_after_s if attempt.may_defer and not attempt.calls else None
+        wait = await self.limiter.reserve(attempt.tokens, bound)
+        if wait is None:
+            raise WaitTooLong(f"judge {self.wait_log.judge}: rate limit wait over {bound:g}s")
+        if wait > 0:
+            self.wait_log.add(wait)
+            await asyncio.sleep(wait)
+        return await self.inner.send(attempt)

@@ -4,7 +4,6 @@ prompts carrying the label the server should answer, and judging many prompts at
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from evaluator.core.records import Trace
 from evaluator.core.settings import PROJECT_ROOT, Settings
 from evaluator.judges.base import JudgeClient, JudgeVerdict
 from evaluator.judges.config import JudgeConfig
+from evaluator.judges.factory import layers
+from evaluator.judges.llm import LLMJudge
 from evaluator.rubrics import RenderedPrompt, Rubric, RubricRegistry
 from tests.support.openai_server import OpenAIServer
 
@@ -56,7 +57,7 @@ def local_judge_settings(directory: Path, server: OpenAIServer, monkeypatch, nam
     """Settings whose judges directory holds the judge `name` of `server` (and its key)."""
     write_judge(directory, judge_config(server, name, **fields))
     monkeypatch.setenv(KEY_ENV, KEY)
-    return dataclasses.replace(Settings.from_env(), judges_dir=directory)
+    return Settings.from_env(judges_dir=directory)
 
 
 def prompt(expect: str = "unsupported", note: str = "") -> RenderedPrompt:
@@ -74,3 +75,8 @@ def judge_all(judge: JudgeClient, prompts: Sequence[RenderedPrompt],
         return await asyncio.gather(*(judge.judge(rubric, TRACE, p) for p in prompts))
 
     return asyncio.run(run())
+
+
+def llm_judge_of(judge: JudgeClient) -> LLMJudge:
+    """The LLMJudge inside a built judge's wrapper chain (the first, behind fallbacks)."""
+    return next(layer for layer in layers(judge) if isinstance(layer, LLMJudge))
