@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import pytest
 import redis
@@ -12,6 +13,7 @@ from evaluator.core.errors import BrokerError
 from evaluator.ingest.otel.delivery import RedisDelivery
 from evaluator.queue.messages import ResultBatch
 from evaluator.worker.actors import publish_patiently
+from evaluator.worker.sink import Sink
 
 
 class FlakyChannel:
@@ -68,3 +70,40 @@ def test_the_exporter_tries_a_dead_redis_again_after_1_s_doubling_to_60_s() -> N
             delivery.send([])  # fails at once: no connection is tried while backing off
         clock.now += wait
         assert not delivery.reachable()  # tried again, and failed again
+
+
+class FailingReads:
+    """A results channel whose first reads fail; the read after those sets `stop`."""
+
+    def __init__(self, failures: int, stop: threading.Event, stop_on_failure: bool = False) -> None:
+        self.failures, self.stop, self.stop_on_failure = failures, stop, stop_on_failure
+        self.reads = 0
+
+    def read(self, max_entries: int, block_ms: int) -> list:
+        self.reads += 1
+        if self.failures:
+            self.failures -= 1
+            if self.stop_on_failure:
+                self.stop.set()
+            raise redis.ConnectionError("Redis restarting")
+        self.stop.set()
+        return []
+
+    def ack(self, entry_ids: list[str]) -> None:
+        """Nothing read, nothing to acknowledge."""
+
+
+def test_the_sink_retries_a_failed_drain_at_its_pace(tmp_path, caplog) -> None:
+    stop = threading.Event()
+    channel = FailingReads(2, stop)
+    with caplog.at_level(logging.WARNING, logger="evaluator.worker.sink"):
+        Sink(channel, tmp_path / "db.duckdb").run(stop, retry_delay_s=0.01)
+    assert caplog.text.count("retrying in 0.0s") == 2
+    assert channel.reads == 4  # two failures, the read that stops, the last drain
+
+
+def test_a_sink_stopped_by_a_failure_still_drains_what_is_left(tmp_path) -> None:
+    stop = threading.Event()
+    channel = FailingReads(1, stop, stop_on_failure=True)
+    Sink(channel, tmp_path / "db.duckdb").run(stop, retry_delay_s=30.0)  # the wait ends at once
+    assert channel.reads == 2

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from pathlib import Path
 
+from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.worker.metrics import metrics
 from evaluator.core.records import DeadLetter
 from evaluator.store import Store
@@ -82,12 +84,19 @@ class Sink:
 
     def run(self, stop: threading.Event, retry_delay_s: float = 1.0) -> None:
         """Drain until `stop` is set, then drain what is left. Failures (Redis down, store
-        locked) are logged and retried; unacknowledged entries are never dropped."""
-        while not stop.is_set():
-            try:
+        locked) are logged and retried every retry_delay_s (a wait that `stop` cuts short);
+        unacknowledged entries are never dropped."""
+
+        def drain_until_stopped() -> None:
+            while not stop.is_set():
                 self.drain_once()
-            except Exception as exc:  # store locked, Redis restarting: keep the batch, retry
-                log.warning("sink: %r; retrying in %.1fs", exc, retry_delay_s)
-                stop.wait(retry_delay_s)
+
+        def warn(exc: BaseException, attempts: int, wait_s: float) -> None:
+            log.warning("sink: %r; retrying in %.1fs", exc, wait_s)
+
+        # store locked, Redis restarting: the batch is kept and tried again
+        policy = RetryPolicy(Backoff(retry_delay_s, cap_s=math.inf, jitter="none", multiplier=1.0),
+                             is_retryable=lambda exc: isinstance(exc, Exception))
+        retry_call(drain_until_stopped, policy, on_retry=warn, sleep=stop.wait)
         while self.drain_once(block_ms=50):
             pass
