@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from evaluator.monitoring.alerts import check_alerts, load_alert_config
 from evaluator.monitoring.alerts.evidence import drop_lower_bound, weighted_estimate, wilson
 from evaluator.monitoring.alerts.rules import DEFAULT_CONFIG_PATH, parse_duration
-from evaluator.monitoring.alerts.state import latest_alerts
 from evaluator.cli import cli
 from evaluator.core.errors import ConfigError
 from evaluator.store import Store
+from evaluator.store.alert_queries import latest_alerts
 from tests.support.alert_streams import (
     MINUTE, NOW, RecordingSink, config, evaluation, label_stream, score_stream, spread,
     status_stream, traces_for, write,
@@ -103,7 +103,7 @@ def test_hallucination_rate_fires_on_a_sustained_breach(db):
     assert 0 < len(sent.example_trace_ids) <= 10
     assert "hallucination_rate" in sent.text and "CI" in sent.text
     with Store(db, read_only=True) as store:
-        [stored] = latest_alerts(store.conn)
+        [stored] = latest_alerts(store)
     assert (stored.rule, stored.state, stored.window, stored.n) == (
         "hallucination_rate", "firing", "15m", 200)
     assert stored.labels == {"rubric": "hallucination", "judge": "judge-a"}
@@ -136,7 +136,7 @@ def test_hallucination_rate_resolves(db):
     assert sink.sent[1].alert_id == sink.sent[0].alert_id
     assert sink.sent[1].resolved_at == NOW + 15 * MINUTE
     with Store(db, read_only=True) as store:
-        [stored] = latest_alerts(store.conn)
+        [stored] = latest_alerts(store)
     assert stored.state == "resolved" and stored.resolved_at == NOW + 15 * MINUTE
 
 
@@ -334,7 +334,7 @@ def test_an_open_alert_is_not_sent_twice(db):
         check(db, HALLUCINATION, at=NOW - 3 * MINUTE + minute * MINUTE, sink=sink)
     assert [n.kind for n in sink.sent] == ["firing"]
     with Store(db, read_only=True) as store:
-        assert len(latest_alerts(store.conn)) == 1
+        assert len(latest_alerts(store)) == 1
 
 
 def test_cooldown_holds_back_a_flapping_alert(db):
@@ -458,16 +458,16 @@ def test_report_since_a_huge_duration_is_a_clear_error(tmp_path):
 
 def broken_for(monkeypatch, rubric):
     """Make every window query of one rubric fail, as a corrupt table or a bug would."""
-    from evaluator.store import window_queries as windows
+    from evaluator.store import window_queries
 
-    real = windows.measure_window
+    real = window_queries.measure_window
 
-    def measure(conn, measure, start, end, judge, rubric_=None, *args, **kwargs):
+    def measure(store, measure, start, end, judge, rubric_=None, *args, **kwargs):
         if rubric_ == rubric:
             raise RuntimeError(f"cannot read {rubric}")
-        return real(conn, measure, start, end, judge, rubric_, *args, **kwargs)
+        return real(store, measure, start, end, judge, rubric_, *args, **kwargs)
 
-    monkeypatch.setattr(windows, "measure_window", measure)
+    monkeypatch.setattr(window_queries, "measure_window", measure)
 
 
 def test_one_failing_rule_does_not_disable_the_others(db, monkeypatch, caplog):

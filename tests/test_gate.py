@@ -59,9 +59,9 @@ def store_run(db: Path, run_id: str, labels: dict[str, str], rubric: str = "hall
     item = DatasetItem(id="x", input="Q?", label_source="judge").line()
     with Store(db) as store:
         store.start_run(run_id, REPLAY_KIND, {"dataset": dataset, "target": target})
-        queries.add_items(store.conn, run_id, [(i, replay_trace_id(run_id, i), item) for i in labels])
+        queries.add_items(store, run_id, [(i, replay_trace_id(run_id, i), item) for i in labels])
         store.write_batch(evaluations=evaluations)
-        queries.mark_done(store.conn, run_id, [queries.ItemDone(i, None, None, None) for i in labels])
+        queries.mark_done(store, run_id, [queries.ItemDone(i, None, None, None) for i in labels])
         store.finish_run(run_id, status)
 
 

@@ -196,7 +196,7 @@ def test_ctrl_c_leaves_a_resumable_run_and_resume_does_only_the_rest(
     with Store(db, read_only=True) as store:
         evaluations = store.evaluations(run_id="r1")
         assert store.run("r1").status == "completed"
-        assert item_counts(store.conn, "r1").done == 12
+        assert item_counts(store, "r1").done == 12
     assert len(evaluations) == 12 == len({e.trace_id for e in evaluations})
     with pytest.raises(ConfigError, match="already complete"):
         resume_replay("r1", db, settings)

@@ -95,11 +95,11 @@ def _print_results(report) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_alerts(db, state, limit, as_json) -> None:
     """Stored alerts, newest first (works while the sink is writing)."""
-    from evaluator.monitoring.alerts.state import latest_alerts
+    from evaluator.store.alert_queries import latest_alerts
     from evaluator.store import Store
 
     with Store(_db(db), read_only=True) as store:
-        found = latest_alerts(store.conn, limit, state)
+        found = latest_alerts(store, limit, state)
     if as_json:
         click.echo(json.dumps([a.to_dict() for a in found], indent=2, default=str))
         return

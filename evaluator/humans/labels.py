@@ -201,13 +201,13 @@ def import_labels(path: Path, store: Store, registry: RubricRegistry, fmt: str |
     for values in accepted:
         values.update(source=path.name, imported_at=now)
     batch = pa.Table.from_pylist(accepted, schema=queries.HUMAN_LABEL_SCHEMA)
-    outcome = queries.insert_labels(store.conn, batch, lines, replace)
+    outcome = queries.insert_labels(store, batch, lines, replace)
     result.imported = outcome.inserted
     result.already_present = outcome.already_present
     verb = "replaced the stored label" if replace else "a different label is stored; kept it " \
                                                        "(re-import with --replace to overwrite)"
     result.changed = [RowProblem(line, verb) for line in outcome.changed_lines]
-    result.without_evaluation = queries.count_without_evaluations(store.conn, batch)
+    result.without_evaluation = queries.count_without_evaluations(store, batch)
     return result
 
 
@@ -287,7 +287,7 @@ def _record_batch(store: Store, result: ExportResult,
         "\x1f".join([result.rubric, judge or "", now.isoformat(), *ids]))[:16]
     for item in items:
         item["batch_id"] = result.batch_id
-    batch_queries.record_batch(store.conn, pa.Table.from_pylist(
+    batch_queries.record_batch(store, pa.Table.from_pylist(
         items, schema=batch_queries.BATCH_ITEM_SCHEMA))
 
 
@@ -300,12 +300,12 @@ def export_batch(store: Store, registry: RubricRegistry, rubric_ref: str, n: int
         raise DatasetError(f"--n must be at least 1, got {n}")
     criterion, version = parse_ref(rubric_ref)
     rubric = registry.get(rubric_ref)
-    candidates = queries.export_candidates(store.conn, criterion, version, judge)
+    candidates = queries.export_candidates(store, criterion, version, judge)
     if not candidates:
         scope = f" by judge {judge}" if judge else ""
         raise DatasetError(f"no scored evaluations of {rubric_ref}{scope} in {store.path}: run "
                            f"`evaluator run --rubric {rubric_ref}` first")
-    skip = queries.labelled_trace_ids(store.conn, criterion) if skip_labelled else set()
+    skip = queries.labelled_trace_ids(store, criterion) if skip_labelled else set()
     rng = random.Random(seed)
     traces: dict[str, Trace] = {}
     failures: list[str] = []

@@ -56,9 +56,9 @@ def read_dead_letters(db_path: Path, since: datetime | None = None, source: str 
     reasons and the `limit` latest."""
     where = DeadLetterFilter(since, source)
     with Store(db_path, read_only=True) as store:
-        return DeadLetterReport(Path(db_path), where, dead_letter_total(store.conn, where),
-                                dead_letter_reasons(store.conn, where, top),
-                                dead_letters(store.conn, where, limit))
+        return DeadLetterReport(Path(db_path), where, dead_letter_total(store, where),
+                                dead_letter_reasons(store, where, top),
+                                dead_letters(store, where, limit))
 
 
 def top_reason_lines(reasons: Counter, top: int = 3) -> list[str]:

@@ -120,10 +120,10 @@ def database_report(db_path: Path, scope: Scope = PRODUCTION,
         return DatabaseReport(
             db=str(db_path), scope=scope, status_counts=store.status_counts(scope),
             dead_letters=store.dead_letter_count(), rubrics=store.rubric_summary(scope),
-            judge_spend={group: spend_by(store.conn, group, scope) for group in SPEND_KEYS},
-            repeat_agreement=repeat_agreement(store.conn, scope),
+            judge_spend={group: spend_by(store, group, scope) for group in SPEND_KEYS},
+            repeat_agreement=repeat_agreement(store, scope),
             spend_reconciliation=None if counted is None else spend_checks(
-                counted, service_spend_by_day(store.conn)))
+                counted, service_spend_by_day(store)))
 
 
 def judge_tables(report: DatabaseReport) -> list:

@@ -76,7 +76,7 @@ def run_errors(db_path: Path, run_id: str, summaries: Sequence[RubricSummary]) -
     if not any(s.errors for s in summaries):
         return RunErrors.of(summaries)
     with Store(db_path, read_only=True) as store:
-        return RunErrors.of(summaries, error_reasons(store.conn, run_id))
+        return RunErrors.of(summaries, error_reasons(store, run_id))
 
 
 def _short(reason: str) -> str:

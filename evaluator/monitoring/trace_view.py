@@ -71,7 +71,7 @@ def view_trace(db_path: Path, trace_id: str, registry: RubricRegistry,
 
 
 def _resolve(store: Store, trace_id: str) -> str:
-    found = trace_ids_like(store.conn, trace_id, MAX_MATCHES)
+    found = trace_ids_like(store, trace_id, MAX_MATCHES)
     if trace_id in found or len(found) == 1:
         return trace_id if trace_id in found else found[0]
     if found:
@@ -83,7 +83,7 @@ def _resolve(store: Store, trace_id: str) -> str:
 
 
 def _replayed(store: Store, trace_id: str) -> tuple[Trace | None, str]:
-    row = replay_item(store.conn, trace_id)
+    row = replay_item(store, trace_id)
     if row is None:
         return None, "not stored (only its evaluations are)"
     from evaluator.regression.datasets import DatasetItem

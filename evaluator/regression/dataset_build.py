@@ -182,14 +182,14 @@ def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[Dataset
     source, scope = options.label_source, options.scope
     with Store(options.db, read_only=True) as store:
         _check_scope(store, scope)
-        judged = (_judge_verdicts(failing_judge_verdicts(store.conn, scope, criterion, version,
+        judged = (_judge_verdicts(failing_judge_verdicts(store, scope, criterion, version,
                                                          since))
                   if source != "human" else {})
-        humans = (_human_verdicts(human_labels(store.conn, scope), registry)
+        humans = (_human_verdicts(human_labels(store, scope), registry)
                   if source != "judge" else {})
         if source == "both":  # the judge's verdicts on the rubrics people did not label
             unjudged = sorted(humans.keys() - judged.keys())
-            judged.update(_judge_verdicts(latest_judge_verdicts(store.conn, scope, unjudged)))
+            judged.update(_judge_verdicts(latest_judge_verdicts(store, scope, unjudged)))
         chosen: list[tuple[datetime, str, dict[str, _Verdict], list[str]]] = []
         for trace_id in judged.keys() | humans.keys():
             verdicts = {**judged.get(trace_id, {}), **humans.get(trace_id, {})}

@@ -28,8 +28,6 @@ from evaluator.core.errors import ConfigError, EvaluatorError
 from evaluator.rubrics import RubricRegistry
 
 if TYPE_CHECKING:
-    import duckdb
-
     from evaluator.store import RunRecord, Store
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_UNDECIDED = 0, 1, 2
@@ -272,13 +270,13 @@ def dataset_side(path: Path, items: Sequence[DatasetItem], registry: RubricRegis
     return side
 
 
-def run_side(conn: duckdb.DuckDBPyConnection, run_id: str, registry: RubricRegistry) -> Side:
+def run_side(store: Store, run_id: str, registry: RubricRegistry) -> Side:
     """A replay run's verdicts. Scores are the label's score on the rubric menu on both sides
     (a judge's finer score has no counterpart in a dataset's expected labels)."""
     from evaluator.store.replay_queries import item_outcomes
 
     side = Side(f"run {run_id}")
-    for row in item_outcomes(conn, run_id):
+    for row in item_outcomes(store, run_id):
         if row.status == "skipped":  # the rubric does not apply to this item
             continue
         outcome = Outcome(None, None)
@@ -311,7 +309,7 @@ def evaluate_gate(db: Path, run_id: str, baseline: str | None, registry: RubricR
 
     with Store(db, read_only=True) as store:
         run = _completed_replay(store, run_id, "candidate")
-        candidate = run_side(store.conn, run_id, registry)
+        candidate = run_side(store, run_id, registry)
         baseline = baseline or run.params["dataset"]
         if Path(baseline).is_file():
             reference = dataset_side(Path(baseline), read_dataset(Path(baseline)), registry,
@@ -319,7 +317,7 @@ def evaluate_gate(db: Path, run_id: str, baseline: str | None, registry: RubricR
             comparison = NEW_OUTPUTS if run.params.get("target") else JUDGE_AGREEMENT
         elif store.run(baseline) is not None:
             _completed_replay(store, baseline, "baseline")
-            reference = run_side(store.conn, baseline, registry)
+            reference = run_side(store, baseline, registry)
             comparison = RUN_VS_RUN
         else:
             raise GateUndecidedError(f"baseline {baseline!r} is neither a dataset file nor a run "
@@ -327,7 +325,7 @@ def evaluate_gate(db: Path, run_id: str, baseline: str | None, registry: RubricR
         rubrics = [compare_rubric(name, candidate, reference, options, comparison)
                    for name in sorted(candidate.outcomes)]
         regressed = sorted({item for r in rubrics for item in r.regressed})
-        inputs = item_inputs(store.conn, run_id, regressed)
+        inputs = item_inputs(store, run_id, regressed)
     previews = {item: _preview(DatasetItem.model_validate_json(text).question)
                 for item, text in inputs.items()}
     return GateResult(run_id, reference.description, options, rubrics, comparison,

@@ -156,9 +156,9 @@ def start_replay(dataset: Path, db: Path, settings: Settings, rubric_refs: Seque
     pending = [(replay_trace_id(run_id, item.id), item) for item in items]
     with Store(db) as store:
         store.start_run(run_id, REPLAY_KIND, params)
-        queries.set_running(store.conn, run_id, setup.manifest)
-        queries.add_items(store.conn, run_id, [(item.id, trace_id, line)
-                                               for (trace_id, item), line in zip(pending, lines)])
+        queries.set_running(store, run_id, setup.manifest)
+        queries.add_items(store, run_id, [(item.id, trace_id, line)
+                                          for (trace_id, item), line in zip(pending, lines)])
     return _execute(run_id, db, setup, pending, concurrency, progress)
 
 
@@ -176,9 +176,7 @@ def resume_replay(run_id: str, db: Path, settings: Settings, concurrency: int | 
         params, manifest = run.params, run.manifest or {}
         budget = None
         if params.get("max_cost_usd") is not None:  # what the run spent before counts too
-            spent = store.conn.execute("SELECT coalesce(sum(cost_usd), 0) FROM evaluations"
-                                       " WHERE run_id = ?", [run_id]).fetchone()[0]
-            budget = RunBudget(params["max_cost_usd"], spent)
+            budget = RunBudget(params["max_cost_usd"], queries.run_cost(store, run_id))
         setup = _setup(settings, params["rubrics"], params["judge"], params["target"], budget)
         for what, now in (("rubrics", setup.manifest["rubrics"]), ("judge", setup.manifest["judge"])):
             if manifest.get(what) != now:
@@ -187,9 +185,9 @@ def resume_replay(run_id: str, db: Path, settings: Settings, concurrency: int | 
                     f"-> {now}); a run is judged by one configuration: start a new replay")
         concurrency = concurrency or params["concurrency"]
         _check_concurrency(concurrency)
-        pending = [(trace_id, DatasetItem.model_validate_json(text))
-                   for trace_id, text in queries.pending_items(store.conn, run_id)]
-        queries.set_running(store.conn, run_id)
+        pending = [(item.trace_id, DatasetItem.model_validate_json(item.item_json))
+                   for item in queries.pending_items(store, run_id)]
+        queries.set_running(store, run_id)
     return _execute(run_id, db, setup, pending, concurrency, progress)
 
 
@@ -307,7 +305,7 @@ class _Session:
         judge_calls = [c for result in self.buffer for c in result.judge_calls]
         with Store(self.db) as store:
             store.write_batch(evaluations=evaluations, judge_calls=judge_calls)
-            queries.mark_done(store.conn, self.run_id, [result.done for result in self.buffer])
+            queries.mark_done(store, self.run_id, [result.done for result in self.buffer])
         self.judge_calls += sum(e.attempts for e in evaluations if not e.cached)
         self.cached += sum(e.cached for e in evaluations)
         self.buffer.clear()
@@ -318,7 +316,7 @@ def _execute(run_id: str, db: Path, setup: _Setup, pending: list[tuple[str, Data
              concurrency: int, progress: Progress | None) -> ReplayReport:
     started = time.perf_counter()
     with Store(db) as store:
-        counts = queries.item_counts(store.conn, run_id)
+        counts = queries.item_counts(store, run_id)
     session = _Session(run_id, db, setup, concurrency, counts.total, counts.done, progress)
     status = "interrupted"
     try:
@@ -334,7 +332,7 @@ def _execute(run_id: str, db: Path, setup: _Setup, pending: list[tuple[str, Data
 
 def _finish(run_id: str, db: Path, status: str, session: _Session, elapsed_s: float) -> ReplayReport:
     with Store(db) as store:
-        counts = queries.item_counts(store.conn, run_id)
+        counts = queries.item_counts(store, run_id)
         report = ReplayReport(
             run_id=run_id, db=db, status=status, total=counts.total, done=counts.done,
             done_this_session=counts.done - session.done_before,

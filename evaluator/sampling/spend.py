@@ -124,7 +124,7 @@ class LedgerSpend:
         from evaluator.store.cost_queries import known_spend_on
 
         with Store(self._db_path, read_only=True) as store:
-            return known_spend_on(store.conn, day)
+            return known_spend_on(store, day)
 
 
 def spend_key(day: date) -> str:

@@ -1,7 +1,8 @@
 """Records -> one typed Arrow table per store table, so a batch is inserted in one statement.
 
 Column by column with explicit types: far cheaper than row tuples, and it keeps None as NULL
-(an all-None column still gets its real type). Duplicate keys are dropped here, first wins.
+(an all-None column still gets its real type). The schemas are the tables' own columns, derived
+from the migrations (store.schema). Duplicate keys are dropped here, first wins.
 """
 
 from __future__ import annotations
@@ -13,89 +14,15 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from evaluator.core.rows import JudgeCall
 from evaluator.core.records import DeadLetter, Evaluation, utcnow
+from evaluator.core.rows import JudgeCall
 from evaluator.core.rows import StoredTrace
+from evaluator.store.schema import arrow_schema
 
-TIMESTAMP = pa.timestamp("us", tz="UTC")
-"""Naive datetimes are taken as UTC; aware ones are converted to UTC (TIMESTAMPTZ keeps the instant)."""
-
-EVALUATION_SCHEMA = pa.schema([
-    ("evaluation_id", pa.string()),
-    ("trace_id", pa.string()),
-    ("rubric", pa.string()),
-    ("rubric_version", pa.int32()),
-    ("rubric_hash", pa.string()),
-    ("judge", pa.string()),
-    ("judge_hash", pa.string()),
-    ("label", pa.string()),
-    ("score", pa.float64()),
-    ("passed", pa.bool_()),
-    ("reasoning", pa.string()),
-    ("status", pa.string()),
-    ("reason", pa.string()),
-    ("raw_reply", pa.string()),
-    ("input_tokens", pa.int64()),
-    ("output_tokens", pa.int64()),
-    ("cost_usd", pa.float64()),
-    ("latency_ms", pa.float64()),
-    ("attempts", pa.int32()),
-    ("cached", pa.bool_()),
-    ("prompt_hash", pa.string()),
-    ("sample_reason", pa.string()),
-    ("sample_weight", pa.float64()),
-    ("truncated", pa.bool_()),
-    ("run_id", pa.string()),
-    ("created_at", TIMESTAMP),
-    ("stability", pa.float64()),
-])
-
-JUDGE_CALL_SCHEMA = pa.schema([
-    ("call_id", pa.string()),
-    ("evaluation_id", pa.string()),
-    ("trace_id", pa.string()),
-    ("rubric", pa.string()),
-    ("rubric_version", pa.int32()),
-    ("run_id", pa.string()),
-    ("judge", pa.string()),
-    ("model", pa.string()),
-    ("transport", pa.string()),
-    ("sample", pa.int32()),
-    ("attempt", pa.int32()),
-    ("status", pa.string()),
-    ("http_status", pa.int32()),
-    ("error_class", pa.string()),
-    ("input_tokens", pa.int64()),
-    ("output_tokens", pa.int64()),
-    ("cost_usd", pa.float64()),
-    ("latency_ms", pa.float64()),
-    ("cached", pa.bool_()),
-    ("created_at", TIMESTAMP),
-])
-
-DEAD_LETTER_SCHEMA = pa.schema([
-    ("dead_letter_id", pa.string()),
-    ("source", pa.string()),
-    ("error", pa.string()),
-    ("field", pa.string()),
-    ("payload", pa.string()),
-    ("created_at", TIMESTAMP),
-])
-
-TRACE_SCHEMA = pa.schema([
-    ("trace_id", pa.string()),
-    ("trace_json", pa.string()),
-    ("model", pa.string()),
-    ("provider", pa.string()),
-    ("prompt_version", pa.string()),
-    ("status", pa.string()),
-    ("feedback", pa.string()),
-    ("finish_reason", pa.string()),
-    ("sample_reason", pa.string()),
-    ("sample_weight", pa.float64()),
-    ("start_time", TIMESTAMP),
-    ("received_at", TIMESTAMP),
-])
+EVALUATION_SCHEMA = arrow_schema("evaluations")
+JUDGE_CALL_SCHEMA = arrow_schema("judge_calls")
+DEAD_LETTER_SCHEMA = arrow_schema("dead_letters")
+TRACE_SCHEMA = arrow_schema("traces")
 
 T = TypeVar("T")
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import date
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from evaluator.store.scope import PRODUCTION, Scope
+
+if TYPE_CHECKING:
+    from evaluator.store.duckdb_store import Store
 
 SPEND_KEYS = {"judge": "judge", "rubric": "coalesce(rubric, '-')",
               "day": "strftime(created_at, '%Y-%m-%d')"}
@@ -97,30 +98,30 @@ class RepeatAgreement:
         return {**asdict(self), "disagreement_rate": self.disagreement_rate}
 
 
-def spend_by(conn: duckdb.DuckDBPyConnection, group: str,
+def spend_by(store: Store, group: str,
              scope: Scope = PRODUCTION) -> list[Spend]:
     """Ledger totals grouped by `group`: judge, rubric or day."""
     sql = _SPEND_SQL.format(key=SPEND_KEYS[group], scope=scope.sql())
-    return [Spend(*row) for row in conn.execute(sql, scope.params()).fetchall()]
+    return [Spend(*row) for row in store.conn.execute(sql, scope.params()).fetchall()]
 
 
-def repeat_agreement(conn: duckdb.DuckDBPyConnection,
+def repeat_agreement(store: Store,
                      scope: Scope = PRODUCTION) -> list[RepeatAgreement]:
     sql = _REPEATS_SQL.format(scope=scope.sql())
-    return [RepeatAgreement(*row) for row in conn.execute(sql, scope.params()).fetchall()]
+    return [RepeatAgreement(*row) for row in store.conn.execute(sql, scope.params()).fetchall()]
 
 
-def known_spend_on(conn: duckdb.DuckDBPyConnection, day: date) -> float:
+def known_spend_on(store: Store, day: date) -> float:
     """Known judge spend of one UTC day, replays included (all of it was paid)."""
-    row = conn.execute("SELECT coalesce(sum(cost_usd), 0) FROM judge_calls"
+    row = store.conn.execute("SELECT coalesce(sum(cost_usd), 0) FROM judge_calls"
                        " WHERE strftime(created_at, '%Y-%m-%d') = $day",
                        {"day": day.isoformat()}).fetchone()
     return float(row[0])
 
 
-def service_spend_by_day(conn: duckdb.DuckDBPyConnection) -> dict[date, float]:
+def service_spend_by_day(store: Store) -> dict[date, float]:
     """Known spend per UTC day of the calls service-mode workers made (no run id), the ones
     they also count in Redis (evaluator.sampling.spend_check)."""
-    rows = conn.execute("SELECT strftime(created_at, '%Y-%m-%d'), coalesce(sum(cost_usd), 0)"
+    rows = store.conn.execute("SELECT strftime(created_at, '%Y-%m-%d'), coalesce(sum(cost_usd), 0)"
                         " FROM judge_calls WHERE run_id IS NULL GROUP BY ALL").fetchall()
     return {date.fromisoformat(day): float(cost) for day, cost in rows}

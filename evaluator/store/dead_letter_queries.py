@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from evaluator.core.records import DeadLetter
+
+if TYPE_CHECKING:
+    from evaluator.store.duckdb_store import Store
 
 
 @dataclass(frozen=True)
@@ -42,22 +43,22 @@ class ReasonCount:
         return {"reason": self.reason, "count": self.count, "field": self.field}
 
 
-def dead_letter_total(conn: duckdb.DuckDBPyConnection, where: DeadLetterFilter) -> int:
-    return conn.execute(f"SELECT count(*) FROM dead_letters WHERE {where.sql()}",
+def dead_letter_total(store: Store, where: DeadLetterFilter) -> int:
+    return store.conn.execute(f"SELECT count(*) FROM dead_letters WHERE {where.sql()}",
                         where.params()).fetchone()[0]
 
 
-def dead_letter_reasons(conn: duckdb.DuckDBPyConnection, where: DeadLetterFilter,
+def dead_letter_reasons(store: Store, where: DeadLetterFilter,
                         limit: int = 10) -> list[ReasonCount]:
     """The `limit` most frequent reasons, most frequent first."""
-    rows = conn.execute(
+    rows = store.conn.execute(
         "SELECT error, count(*) AS n, CASE WHEN count(DISTINCT field) = 1 THEN any_value(field)"
         f" END FROM dead_letters WHERE {where.sql()} GROUP BY error ORDER BY n DESC, error"
         " LIMIT $limit", {**where.params(), "limit": limit}).fetchall()
     return [ReasonCount(reason, count, field) for reason, count, field in rows]
 
 
-def dead_letters(conn: duckdb.DuckDBPyConnection, where: DeadLetterFilter,
+def dead_letters(store: Store, where: DeadLetterFilter,
                  limit: int | None = None) -> list[DeadLetter]:
     """Newest first."""
     sql = ("SELECT dead_letter_id, source, error, field, payload, created_at FROM dead_letters"
@@ -69,5 +70,5 @@ def dead_letters(conn: duckdb.DuckDBPyConnection, where: DeadLetterFilter,
     return [
         DeadLetter(dead_letter_id=row[0], source=row[1], error=row[2], field=row[3],
                    payload=row[4], created_at=row[5].astimezone(timezone.utc))
-        for row in conn.execute(sql, params).fetchall()
+        for row in store.conn.execute(sql, params).fetchall()
     ]

@@ -8,7 +8,8 @@ process, with short backoff, up to lock_timeout_s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -120,7 +121,8 @@ class Store:
 
     @property
     def conn(self) -> duckdb.DuckDBPyConnection:
-        """The raw connection, for ad-hoc queries (reports, notebooks)."""
+        """The raw connection: for the store's own query modules (and tests that inspect a file).
+        Everything else calls a named query of evaluator.store."""
         if self._conn is None:
             raise StoreError(f"the store {self.path} is closed")
         return self._conn
@@ -131,6 +133,18 @@ class Store:
         return self.conn
 
     # -- writes ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The statements run inside commit together, or none of them does."""
+        conn = self.conn
+        conn.begin()
+        try:
+            yield
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
 
     def write_batch(
         self,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import duckdb
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from evaluator.store.duckdb_store import Store
+
 
 NO_REASON = "(no reason recorded)"
 
 
-def error_reasons(conn: duckdb.DuckDBPyConnection, run_id: str,
+def error_reasons(store: Store, run_id: str,
                   limit: int = 5) -> list[tuple[str, int]]:
     """The `limit` most frequent reasons of the run's `error` rows, most frequent first."""
-    rows = conn.execute(
+    rows = store.conn.execute(
         "SELECT coalesce(reason, ?) AS why, count(*) AS n FROM evaluations"
         " WHERE run_id = ? AND status = 'error' GROUP BY why ORDER BY n DESC, why LIMIT ?",
         [NO_REASON, run_id, limit]).fetchall()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from evaluator.store.scope import Scope
+
+if TYPE_CHECKING:
+    from evaluator.store.duckdb_store import Store
 
 _LATEST_VERDICTS = """
 SELECT trace_id, rubric, rubric_version, judge, label, passed, created_at
@@ -72,25 +74,25 @@ def _latest(scope: Scope, where: str) -> str:
     return _LATEST_VERDICTS.format(scope=scope.sql(), where=where)
 
 
-def failing_judge_verdicts(conn: duckdb.DuckDBPyConnection, scope: Scope, rubric: str | None,
+def failing_judge_verdicts(store: Store, scope: Scope, rubric: str | None,
                            version: int | None, since: datetime | None) -> list[JudgeVerdictRow]:
     """The latest verdict of each rubric on the traces whose latest verdict on `rubric` (any
     when None), given at or after `since`, failed; ordered by when the trace first failed."""
     sql = _FAILING_JUDGE_VERDICTS.format(latest=_latest(scope, "true"))
-    rows = conn.execute(sql, {**scope.params(), "rubric": rubric, "version": version,
+    rows = store.conn.execute(sql, {**scope.params(), "rubric": rubric, "version": version,
                               "since": since}).fetchall()
     return [JudgeVerdictRow(*row) for row in rows]
 
 
-def latest_judge_verdicts(conn: duckdb.DuckDBPyConnection, scope: Scope,
+def latest_judge_verdicts(store: Store, scope: Scope,
                           trace_ids: list[str]) -> list[JudgeVerdictRow]:
     """The latest verdict of each rubric on these traces."""
     sql = _latest(scope, "list_contains($ids, trace_id)")
     return [JudgeVerdictRow(*row)
-            for row in conn.execute(sql, {**scope.params(), "ids": trace_ids}).fetchall()]
+            for row in store.conn.execute(sql, {**scope.params(), "ids": trace_ids}).fetchall()]
 
 
-def human_labels(conn: duckdb.DuckDBPyConnection, scope: Scope) -> list[HumanLabelRow]:
+def human_labels(store: Store, scope: Scope) -> list[HumanLabelRow]:
     """Every human label on a stored trace judged in the scope, oldest import first."""
     sql = _HUMAN_LABELS.format(scope=scope.sql())
-    return [HumanLabelRow(*row) for row in conn.execute(sql, scope.params()).fetchall()]
+    return [HumanLabelRow(*row) for row in store.conn.execute(sql, scope.params()).fetchall()]

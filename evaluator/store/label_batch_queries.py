@@ -8,38 +8,30 @@ labels_queries (production traffic only).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
-from evaluator.store.arrow_batches import TIMESTAMP
 from evaluator.store.labels_queries import _LATEST_SCORED
+from evaluator.store.schema import arrow_schema
 
-BATCH_ITEM_SCHEMA = pa.schema([
-    ("batch_id", pa.string()),
-    ("trace_id", pa.string()),
-    ("rubric", pa.string()),
-    ("rubric_version", pa.int32()),
-    ("judge", pa.string()),
-    ("stratum", pa.string()),
-    ("stratum_size", pa.int64()),
-    ("stratum_taken", pa.int64()),
-    ("selection_probability", pa.float64()),
-    ("exported_at", TIMESTAMP),
-])
+if TYPE_CHECKING:
+    from evaluator.store.duckdb_store import Store
+
+BATCH_ITEM_SCHEMA = arrow_schema("label_batch_items")
 
 _TABLE = "_batch_label_batch_items"
 
 
-def record_batch(conn: duckdb.DuckDBPyConnection, items: pa.Table) -> None:
+def record_batch(store: Store, items: pa.Table) -> None:
     """Store the items of one exported batch (BATCH_ITEM_SCHEMA) in one statement."""
     columns = ", ".join(BATCH_ITEM_SCHEMA.names)
-    conn.register(_TABLE, items)
+    store.conn.register(_TABLE, items)
     try:
-        conn.execute(f"INSERT OR IGNORE INTO label_batch_items ({columns})"
+        store.conn.execute(f"INSERT OR IGNORE INTO label_batch_items ({columns})"
                      f" SELECT {columns} FROM {_TABLE}")
     finally:
-        conn.unregister(_TABLE)
+        store.conn.unregister(_TABLE)
 
 
 @dataclass(frozen=True)
@@ -55,7 +47,7 @@ class DesignRow:
     selection_probability: float | None
 
 
-def design_rows(conn: duckdb.DuckDBPyConnection, rubric: str, version: int, judge: str
+def design_rows(store: Store, rubric: str, version: int, judge: str
                 ) -> list[DesignRow]:
     """Every judged trace of the group that is in a batch or has a human label of the rubric."""
     sql = f"""
@@ -73,15 +65,15 @@ def design_rows(conn: duckdb.DuckDBPyConnection, rubric: str, version: int, judg
         SELECT trace_id FROM human_labels WHERE rubric = $rubric AND label IS NOT NULL)
     ORDER BY j.trace_id
     """
-    rows = conn.execute(sql, {"rubric": rubric, "version": version, "judge": judge}).fetchall()
+    rows = store.conn.execute(sql, {"rubric": rubric, "version": version, "judge": judge}).fetchall()
     return [DesignRow(*row) for row in rows]
 
 
-def production_verdicts(conn: duckdb.DuckDBPyConnection, rubric: str, version: int, judge: str
+def production_verdicts(store: Store, rubric: str, version: int, judge: str
                         ) -> list[tuple[float, bool, int]]:
     """(sample_weight, the judge failed it, how many traces) over the group's judged traces."""
     sql = f"""
     WITH judged AS ({_LATEST_SCORED})
     SELECT sample_weight, NOT passed, count(*) FROM judged GROUP BY ALL ORDER BY ALL
     """
-    return conn.execute(sql, {"rubric": rubric, "version": version, "judge": judge}).fetchall()
+    return store.conn.execute(sql, {"rubric": rubric, "version": version, "judge": judge}).fetchall()

@@ -9,33 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
 from evaluator.core.records import canonical_json, utcnow
-from evaluator.store.arrow_batches import TIMESTAMP
+from evaluator.store.schema import TIMESTAMP, arrow_schema
+
+if TYPE_CHECKING:
+    from evaluator.store.duckdb_store import Store
 
 PENDING = "pending"
 DONE = "done"
 
-_NEW_ITEMS = pa.schema([
-    ("run_id", pa.string()),
-    ("item_id", pa.string()),
-    ("position", pa.int32()),
-    ("trace_id", pa.string()),
-    ("item_json", pa.string()),
-    ("status", pa.string()),
-    ("updated_at", TIMESTAMP),
-])
-
-_DONE_ITEMS = pa.schema([
-    ("item_id", pa.string()),
-    ("output", pa.string()),
-    ("target_error", pa.string()),
-    ("target_latency_ms", pa.float64()),
-])
+_NEW_ITEMS = arrow_schema("replay_items", ("run_id", "item_id", "position", "trace_id", "item_json",
+                                          "status", "updated_at"))
+_DONE_ITEMS = arrow_schema("replay_items", ("item_id", "output", "target_error", "target_latency_ms"))
 
 
 @dataclass(frozen=True)
@@ -61,6 +51,12 @@ class ItemOutcome:
 
 
 @dataclass(frozen=True)
+class PendingItem:
+    trace_id: str
+    item_json: str
+
+
+@dataclass(frozen=True)
 class ItemCounts:
     total: int
     done: int
@@ -76,7 +72,7 @@ def _register(conn: duckdb.DuckDBPyConnection, name: str, table: pa.Table,
         conn.unregister(name)
 
 
-def add_items(conn: duckdb.DuckDBPyConnection, run_id: str,
+def add_items(store: Store, run_id: str,
               items: Sequence[tuple[str, str, str]]) -> None:
     """(item_id, trace_id, item_json) in dataset order, all pending, in one statement."""
     now = utcnow()
@@ -91,11 +87,11 @@ def add_items(conn: duckdb.DuckDBPyConnection, run_id: str,
         pa.array([now] * len(items), TIMESTAMP),
     ], schema=_NEW_ITEMS)
     names = ", ".join(_NEW_ITEMS.names)
-    _register(conn, "_new_replay_items", table,
+    _register(store.conn, "_new_replay_items", table,
               f"INSERT INTO replay_items ({names}) SELECT {names} FROM _new_replay_items")
 
 
-def mark_done(conn: duckdb.DuckDBPyConnection, run_id: str, done: Sequence[ItemDone]) -> None:
+def mark_done(store: Store, run_id: str, done: Sequence[ItemDone]) -> None:
     if not done:
         return
     table = pa.table([
@@ -104,7 +100,7 @@ def mark_done(conn: duckdb.DuckDBPyConnection, run_id: str, done: Sequence[ItemD
         pa.array([d.target_error for d in done], pa.string()),
         pa.array([d.target_latency_ms for d in done], pa.float64()),
     ], schema=_DONE_ITEMS)
-    _register(conn, "_done_replay_items", table, (
+    _register(store.conn, "_done_replay_items", table, (
         "UPDATE replay_items SET status = ?, output = d.output, target_error = d.target_error,"
         " target_latency_ms = d.target_latency_ms, updated_at = now()"
         " FROM _done_replay_items d"
@@ -112,43 +108,50 @@ def mark_done(conn: duckdb.DuckDBPyConnection, run_id: str, done: Sequence[ItemD
     ), [DONE, run_id])
 
 
-def pending_items(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[tuple[str, str]]:
-    """(trace_id, item_json) of the items not done yet, in dataset order."""
-    return conn.execute(
+def pending_items(store: Store, run_id: str) -> list[PendingItem]:
+    """The items not done yet, in dataset order."""
+    rows = store.conn.execute(
         "SELECT trace_id, item_json FROM replay_items WHERE run_id = ? AND status = ?"
         " ORDER BY position", [run_id, PENDING]).fetchall()
+    return [PendingItem(*row) for row in rows]
 
 
-def item_counts(conn: duckdb.DuckDBPyConnection, run_id: str) -> ItemCounts:
-    row = conn.execute(
+def run_cost(store: Store, run_id: str) -> float:
+    """What a run's evaluations cost so far (known costs; unknown ones count as 0)."""
+    return store.conn.execute("SELECT coalesce(sum(cost_usd), 0) FROM evaluations WHERE run_id = ?",
+                              [run_id]).fetchone()[0]
+
+
+def item_counts(store: Store, run_id: str) -> ItemCounts:
+    row = store.conn.execute(
         "SELECT count(*), count(*) FILTER (WHERE status = ?),"
         " count(*) FILTER (WHERE target_error IS NOT NULL)"
         " FROM replay_items WHERE run_id = ?", [DONE, run_id]).fetchone()
     return ItemCounts(*row)
 
 
-def item_outcomes(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[ItemOutcome]:
+def item_outcomes(store: Store, run_id: str) -> list[ItemOutcome]:
     """Every evaluation of a run's items, by item id."""
-    rows = conn.execute(
+    rows = store.conn.execute(
         "SELECT r.item_id, e.rubric, e.rubric_version, e.status, e.label, e.score, e.passed"
         " FROM replay_items r JOIN evaluations e ON e.trace_id = r.trace_id AND e.run_id = r.run_id"
         " WHERE r.run_id = ? ORDER BY r.position, e.rubric", [run_id]).fetchall()
     return [ItemOutcome(*row) for row in rows]
 
 
-def item_inputs(conn: duckdb.DuckDBPyConnection, run_id: str,
+def item_inputs(store: Store, run_id: str,
                 item_ids: Sequence[str]) -> dict[str, str]:
     """item_id -> item_json for some items of a run."""
-    rows = conn.execute(
+    rows = store.conn.execute(
         "SELECT item_id, item_json FROM replay_items WHERE run_id = ? AND list_contains(?, item_id)",
         [run_id, list(item_ids)]).fetchall()
     return dict(rows)
 
 
-def set_running(conn: duckdb.DuckDBPyConnection, run_id: str,
+def set_running(store: Store, run_id: str,
                 manifest: dict[str, Any] | None = None) -> None:
     """Mark a run running again (resume), recording its manifest when given."""
-    conn.execute(
+    store.conn.execute(
         "UPDATE runs SET status = 'running', finished_at = NULL,"
         " manifest = coalesce(?, manifest) WHERE run_id = ?",
         [None if manifest is None else canonical_json(manifest), run_id])

@@ -1,20 +1,21 @@
-"""Aggregate the store into time windows, the only input the rule functions need.
+"""SQL for alert windows: the store aggregated over one time span, all the alert rules read.
 
-Windows run over `evaluations.created_at`, the time a score became known, and end at `now`:
-(now - window, now], then the window before it, and so on. Alerts watch production traffic:
-replay runs judge datasets, so their rows never count (store.scope). The SQL fragments below are
-fixed strings chosen by measure; every value from the config travels as a bound parameter.
+A window is (start, end] over `evaluations.created_at`, the time a score became known (the
+alert check chooses the spans). Alerts watch production traffic: replay runs judge datasets,
+so their rows never count (store.scope). The SQL fragments below are fixed strings chosen by
+measure; every value from the config travels as a bound parameter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Literal
-
-import duckdb
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from evaluator.store.scope import PRODUCTION
+
+if TYPE_CHECKING:
+    from evaluator.store.duckdb_store import Store
 
 MAX_EXAMPLES = 10
 
@@ -72,11 +73,6 @@ _MEASURES: dict[str, tuple[str, str, str, str]] = {
 _IN_WINDOW = f"created_at > $start AND created_at <= $end AND {PRODUCTION.sql()}"
 
 
-def window_bounds(now: datetime, length: timedelta, count: int) -> list[tuple[datetime, datetime]]:
-    """`count` consecutive windows ending at now, newest first."""
-    return [(now - (i + 1) * length, now - i * length) for i in range(count)]
-
-
 def _examples(rows: list[tuple[Any, ...]]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for (trace_id,) in rows:
@@ -91,7 +87,7 @@ def _bound(sql: str, candidates: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in candidates.items() if f"${name}" in sql}
 
 
-def measure_window(conn: duckdb.DuckDBPyConnection, measure: Measure, start: datetime,
+def measure_window(store: Store, measure: Measure, start: datetime,
                    end: datetime, judge: str, rubric: str | None = None,
                    values: list[str] | None = None, weighted: bool = True) -> WindowStats:
     value, rows, offending, order = _MEASURES[measure]
@@ -100,17 +96,17 @@ def measure_window(conn: duckdb.DuckDBPyConnection, measure: Measure, start: dat
     weight = "sample_weight" if weighted else "CAST(1 AS DOUBLE)"
     sums_sql = (f"SELECT count(*), sum(w), sum(w * w), sum(w * x) FROM ("
                 f" SELECT {weight} AS w, {value} AS x FROM evaluations WHERE {_IN_WINDOW} AND {rows})")
-    n, sum_w, sum_w2, sum_wx = conn.execute(sums_sql, _bound(sums_sql, candidates)).fetchone()
+    n, sum_w, sum_w2, sum_wx = store.conn.execute(sums_sql, _bound(sums_sql, candidates)).fetchone()
     examples_sql = (f"SELECT trace_id FROM evaluations WHERE {_IN_WINDOW} AND {rows} AND {offending}"
                     f" ORDER BY {order} LIMIT {MAX_EXAMPLES * 3}")
-    examples = conn.execute(examples_sql, _bound(examples_sql, candidates)).fetchall()
+    examples = store.conn.execute(examples_sql, _bound(examples_sql, candidates)).fetchall()
     return WindowStats(start, end, n, sum_w or 0.0, sum_w2 or 0.0, sum_wx or 0.0, _examples(examples))
 
 
-def judges_seen(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime,
+def judges_seen(store: Store, start: datetime, end: datetime,
                 rubric: str | None = None) -> list[str]:
     """Judges with evaluations in the span; each is alerted on separately (their scales differ)."""
-    rows = conn.execute(
+    rows = store.conn.execute(
         f"SELECT DISTINCT judge FROM evaluations WHERE {_IN_WINDOW}"
         " AND ($rubric IS NULL OR rubric = $rubric) ORDER BY judge",
         {"start": start, "end": end, "rubric": rubric},
@@ -118,10 +114,10 @@ def judges_seen(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime,
     return [judge for (judge,) in rows]
 
 
-def app_error_window(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> WindowStats:
+def app_error_window(store: Store, start: datetime, end: datetime) -> WindowStats:
     """The app's own error rate (traces.status), over the traces evaluated in the window,
     weighted by their sampling weight so it estimates all traffic."""
-    n, sum_w, sum_w2, sum_wx = conn.execute(
+    n, sum_w, sum_w2, sum_wx = store.conn.execute(
         "SELECT count(*), sum(sample_weight), sum(sample_weight * sample_weight),"
         " sum(sample_weight * CAST(status = 'error' AS DOUBLE)) FROM traces"
         f" WHERE trace_id IN (SELECT trace_id FROM evaluations WHERE {_IN_WINDOW})",
@@ -130,14 +126,14 @@ def app_error_window(conn: duckdb.DuckDBPyConnection, start: datetime, end: date
     return WindowStats(start, end, n, sum_w or 0.0, sum_w2 or 0.0, sum_wx or 0.0)
 
 
-def cost_window(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> CostStats:
+def cost_window(store: Store, start: datetime, end: datetime) -> CostStats:
     """Judge calls made in the window (attempts > 0, not served from cache) and their cost."""
-    calls, cost, unknown = conn.execute(
+    calls, cost, unknown = store.conn.execute(
         "SELECT count(*), sum(cost_usd), count(*) FILTER (WHERE cost_usd IS NULL) FROM evaluations"
         f" WHERE {_IN_WINDOW} AND attempts > 0 AND NOT cached",
         {"start": start, "end": end},
     ).fetchone()
-    examples = conn.execute(
+    examples = store.conn.execute(
         f"SELECT trace_id FROM evaluations WHERE {_IN_WINDOW} AND cost_usd IS NOT NULL"
         f" ORDER BY cost_usd DESC LIMIT {MAX_EXAMPLES * 3}",
         {"start": start, "end": end},

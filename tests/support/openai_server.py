@@ -200,9 +200,9 @@ class OpenAIServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/health", self._health)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, backlog=2048, shutdown_timeout=1.0)
+        site = web.TCPSite(runner, self.host, self.port, backlog=2048)
         await site.start()
         self.port = runner.addresses[0][1]
         self._ready.set()

@@ -14,7 +14,7 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 from opentelemetry._logs import LogRecord
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import InMemoryLogExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -27,7 +27,7 @@ class Capture:
     def __init__(self, service: str = "shop-assistant") -> None:
         resource = Resource.create({"service.name": service})
         self.spans = InMemorySpanExporter()
-        self.logs = InMemoryLogExporter()
+        self.logs = InMemoryLogRecordExporter()
         self.tracer_provider = TracerProvider(resource=resource)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self.logger_provider = LoggerProvider(resource=resource)

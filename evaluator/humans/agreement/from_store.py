@@ -102,7 +102,7 @@ def labelled_pairs(rows: list[tuple], rubric: Rubric) -> LabelledPairs:
 def inter_annotator(store: Store, rubric: Rubric, n_boot: int,
                     seed: int) -> InterAnnotatorReport | Unavailable:
     """Annotators x items agreement over the rubric's labelled items, or a reason it is absent."""
-    rows = [row for row in queries.human_labels_for(store.conn, rubric.criterion, rubric.version)
+    rows = [row for row in queries.human_labels_for(store, rubric.criterion, rubric.version)
             if row[2] in rubric.labels]
     annotators = sorted({row[1] for row in rows})
     items = sorted({row[0] for row in rows})
@@ -129,7 +129,7 @@ def _human_fails(rubric: Rubric, labels: list[str]) -> list[str]:
 def failure_rates(store: Store, rubric: Rubric, judge: str, pairs: LabelledPairs,
                   n_boot: int, seed: int) -> FailureRates:
     """Raw and sample-weighted failure rates in production, and the Rogan-Gladen correction."""
-    counts = queries.production_counts(store.conn, rubric.criterion, rubric.version, judge)
+    counts = queries.production_counts(store, rubric.criterion, rubric.version, judge)
     n, weight = counts["n"], counts["weight"]
     corrected, reason = None, None
     if not n or not pairs.judge_labels:
@@ -137,7 +137,7 @@ def failure_rates(store: Store, rubric: Rubric, judge: str, pairs: LabelledPairs
     else:
         try:
             corrected = corrected_failure_rate(
-                store.conn, rubric.criterion, rubric.version, judge, pairs.trace_ids,
+                store, rubric.criterion, rubric.version, judge, pairs.trace_ids,
                 [label == "fail" for label in _human_fails(rubric, pairs.human_labels)],
                 n_boot=n_boot, seed=seed)
         except AgreementError as exc:
@@ -153,7 +153,7 @@ def group_report(store: Store, rubric: Rubric, judge: str, n_boot: int, seed: in
                  collapse_labels: Mapping[str, str] | None = None) -> GroupAgreement:
     """Everything `evaluator agreement` shows for one rubric version and judge; the label
     statistics merge labels first when `collapse_labels` says so ({"partial": "refused"})."""
-    rows = queries.judge_human_rows(store.conn, rubric.criterion, rubric.version, judge)
+    rows = queries.judge_human_rows(store, rubric.criterion, rubric.version, judge)
     pairs = labelled_pairs(rows, rubric)
     agreement, reason = None, None
     if pairs.judge_labels:
@@ -188,13 +188,13 @@ def store_agreement(store: Store, registry: RubricRegistry, rubric_ref: str | No
     if rubric_ref is not None:
         registry.get(rubric_ref)  # an unknown name or version fails here, with the choices
         criterion, version = parse_ref(rubric_ref)
-    if not queries.human_label_count(store.conn):
+    if not queries.human_label_count(store):
         raise NoLabelsError(f"no human labels in {store.path}: export a batch to annotate with "
                             "`evaluator labels export --rubric NAME --n 200`, fill in label and "
                             "annotator, then `evaluator labels import FILE`")
     groups, missing = [], []
     for name, found_version, judge_name in queries.rubrics_with_evaluations(
-            store.conn, criterion, judge):
+            store, criterion, judge):
         if version is not None and found_version != version:
             continue
         try:

@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
-import duckdb
 import numpy as np
 
 from evaluator.humans.agreement.design_correction import design_corrected_rate
 from evaluator.humans.agreement.results import CorrectedRate, StratumWeight
+from evaluator.store import Store
 from evaluator.store import label_batch_queries as queries
 
 UNRECORDED = "no recorded batch"
@@ -30,13 +30,13 @@ def _stratum(row: queries.DesignRow) -> str:
     return f"{row.batch_id}/{row.stratum}"
 
 
-def corrected_failure_rate(conn: duckdb.DuckDBPyConnection, rubric: str, version: int,
+def corrected_failure_rate(store: Store, rubric: str, version: int,
                            judge: str, trace_ids: Sequence[str], human_fails: Sequence[bool],
                            n_boot: int, seed: int) -> CorrectedRate:
     """`design_corrected_rate` for the group, the labelled items being `trace_ids` (with the
     humans' consensus verdict), plus how each stratum was weighted."""
-    design = {row.trace_id: row for row in queries.design_rows(conn, rubric, version, judge)}
-    verdicts = queries.production_verdicts(conn, rubric, version, judge)
+    design = {row.trace_id: row for row in queries.design_rows(store, rubric, version, judge)}
+    verdicts = queries.production_verdicts(store, rubric, version, judge)
     weights = np.repeat([row[0] for row in verdicts], [row[2] for row in verdicts])
     fails = np.repeat([row[1] for row in verdicts], [row[2] for row in verdicts])
     production_by_verdict = {verdict: int((fails == verdict).sum()) for verdict in (False, True)}

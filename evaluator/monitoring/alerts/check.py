@@ -12,13 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
-from evaluator.store import window_queries as w
 from evaluator.monitoring.alerts.evaluation import (
     RuleResult, cost_result, drop_result, silent_failure_result, threshold_result,
 )
@@ -32,6 +29,7 @@ from evaluator.core.errors import StoreError
 from evaluator.worker.metrics import metrics
 from evaluator.core.records import utcnow
 from evaluator.store import Store
+from evaluator.store import window_queries as w
 
 log = logging.getLogger("evaluator.monitoring.alerts")
 
@@ -71,15 +69,20 @@ class CheckReport:
         }
 
 
-def _span_judges(conn: duckdb.DuckDBPyConnection, rule: Any, now: datetime,
+def window_bounds(now: datetime, length: timedelta, count: int) -> list[tuple[datetime, datetime]]:
+    """`count` consecutive windows ending at now, (now - length, now] first, then the one before."""
+    return [(now - (i + 1) * length, now - i * length) for i in range(count)]
+
+
+def _span_judges(store: Store, rule: Any, now: datetime,
                  rubric: str | None) -> list[str]:
-    bounds = w.window_bounds(now, rule.window, rule.windows_needed())
-    return w.judges_seen(conn, bounds[-1][0], bounds[0][1], rubric)
+    bounds = window_bounds(now, rule.window, rule.windows_needed())
+    return w.judges_seen(store, bounds[-1][0], bounds[0][1], rubric)
 
 
-def _rate_results(conn: duckdb.DuckDBPyConnection, rule: LabelRateRule | StatusRateRule | MeanScoreRule,
+def _rate_results(store: Store, rule: LabelRateRule | StatusRateRule | MeanScoreRule,
                   now: datetime) -> list[RuleResult]:
-    bounds = w.window_bounds(now, rule.window, rule.windows_needed())
+    bounds = window_bounds(now, rule.window, rule.windows_needed())
     if isinstance(rule, StatusRateRule):
         rubrics, measure, values = [None], "status_rate", list(rule.statuses)
         what = f"judge {'/'.join(rule.statuses)} rate"
@@ -91,8 +94,8 @@ def _rate_results(conn: duckdb.DuckDBPyConnection, rule: LabelRateRule | StatusR
     threshold = rule.below if isinstance(rule, MeanScoreRule) else rule.above
     results = []
     for rubric in rubrics:
-        for judge in _span_judges(conn, rule, now, rubric):
-            stats = [w.measure_window(conn, measure, start, end, judge, rubric, values, rule.weighted)
+        for judge in _span_judges(store, rule, now, rubric):
+            stats = [w.measure_window(store, measure, start, end, judge, rubric, values, rule.weighted)
                      for start, end in bounds]
             labels = {"rubric": rubric, "judge": judge} if rubric else {"judge": judge}
             results.append(threshold_result(
@@ -101,14 +104,14 @@ def _rate_results(conn: duckdb.DuckDBPyConnection, rule: LabelRateRule | StatusR
     return results
 
 
-def _drop_results(conn: duckdb.DuckDBPyConnection, rule: ScoreDropRule,
+def _drop_results(store: Store, rule: ScoreDropRule,
                   now: datetime) -> list[RuleResult]:
-    (current, previous) = w.window_bounds(now, rule.window, 2)
-    app_errors = w.app_error_window(conn, *current) if isinstance(rule, SilentFailureRule) else None
+    (current, previous) = window_bounds(now, rule.window, 2)
+    app_errors = w.app_error_window(store, *current) if isinstance(rule, SilentFailureRule) else None
     results = []
     for rubric in rule.rubrics:
-        for judge in _span_judges(conn, rule, now, rubric):
-            now_stats, before = (w.measure_window(conn, "mean_score", start, end, judge, rubric,
+        for judge in _span_judges(store, rule, now, rubric):
+            now_stats, before = (w.measure_window(store, "mean_score", start, end, judge, rubric,
                                                   weighted=rule.weighted)
                                  for start, end in (current, previous))
             labels = {"rubric": rubric, "judge": judge}
@@ -120,16 +123,16 @@ def _drop_results(conn: duckdb.DuckDBPyConnection, rule: ScoreDropRule,
     return results
 
 
-def _rule_results(conn: duckdb.DuckDBPyConnection, rule: Any, now: datetime) -> list[RuleResult]:
+def _rule_results(store: Store, rule: Any, now: datetime) -> list[RuleResult]:
     if isinstance(rule, (LabelRateRule, StatusRateRule, MeanScoreRule)):
-        return _rate_results(conn, rule, now)
+        return _rate_results(store, rule, now)
     if isinstance(rule, ScoreDropRule):
-        return _drop_results(conn, rule, now)
-    current, previous = w.window_bounds(now, rule.window, 2)
-    return [cost_result(rule, w.cost_window(conn, *current), w.cost_window(conn, *previous))]
+        return _drop_results(store, rule, now)
+    current, previous = window_bounds(now, rule.window, 2)
+    return [cost_result(rule, w.cost_window(store, *current), w.cost_window(store, *previous))]
 
 
-def evaluate_rules(conn: duckdb.DuckDBPyConnection, config: AlertConfig,
+def evaluate_rules(store: Store, config: AlertConfig,
                    now: datetime) -> tuple[list[RuleResult], list[RuleFailure]]:
     """Every enabled rule's verdicts at `now` (one per rubric and judge where it applies), and
     the rules that failed: one failing rule never takes the others down with it."""
@@ -137,7 +140,7 @@ def evaluate_rules(conn: duckdb.DuckDBPyConnection, config: AlertConfig,
     failures: list[RuleFailure] = []
     for rule in config.enabled_rules:
         try:
-            results.extend(_rule_results(conn, rule, now))
+            results.extend(_rule_results(store, rule, now))
         except Exception as exc:  # isolate it: a P1 rule must still run when a P3 one breaks
             failure = RuleFailure(rule.name, rule.priority, f"{type(exc).__name__}: {exc}")
             log.error("alert rule %s (%s) could not be checked, the other rules ran: %s",
@@ -156,9 +159,9 @@ def check_alerts(db_path: str | Path, config: AlertConfig, now: datetime | None 
     sinks = build_sinks(config.sinks) if sinks is None else sinks
     report = CheckReport(checked_at=now)
     with Store(db_path) as store:
-        report.results, report.rule_failures = evaluate_rules(store.conn, config, now)
+        report.results, report.rule_failures = evaluate_rules(store, config, now)
         cooldowns = {rule.name: rule.cooldown for rule in config.rules}
-        report.notifications = AlertBook(store.conn, now).apply(report.results, cooldowns)
+        report.notifications = AlertBook(store, now).apply(report.results, cooldowns)
     report.delivery_failures = deliver(sinks, report.notifications)
     _count_notifications(report.notifications)
     return report

@@ -65,7 +65,7 @@ def write_html_report(db_path: str | Path, out_path: str | Path, since: str | No
                       rubrics_dir: Path | None = None) -> Path:
     """Read the store (also while a sink writes) and write the report of one scope (production
     traffic unless told; agreement and alerts are always production's); returns its path."""
-    from evaluator.monitoring.alerts.state import latest_alerts
+    from evaluator.store.alert_queries import latest_alerts
     from evaluator.monitoring.html.data import collect
     from evaluator.monitoring.html.page import render_page
     from evaluator.core.settings import DEFAULTS
@@ -73,9 +73,9 @@ def write_html_report(db_path: str | Path, out_path: str | Path, since: str | No
     now = now or utcnow()
     rubrics_dir = rubrics_dir or DEFAULTS.rubrics_dir
     with Store(db_path, read_only=True) as store:
-        data = collect(store.conn, str(db_path), parse_since(since, now), store.check_scope(scope),
+        data = collect(store, str(db_path), parse_since(since, now), store.check_scope(scope),
                        now)
-        alerts = latest_alerts(store.conn, LATEST_ALERTS)
+        alerts = latest_alerts(store, LATEST_ALERTS)
         groups, note = agreement_groups(store, rubrics_dir)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
