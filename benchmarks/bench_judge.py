@@ -165,16 +165,14 @@ def _worker(client: str, url: str, count: int) -> dict:
     """Our worker: StubBroker + AsyncIO middleware + the evaluate actor, 8 dramatiq threads."""
     import dramatiq
 
-    from evaluator.core.work import WorkItem
     from evaluator.core.records import parse_trace
-    from evaluator.rubrics import RubricRegistry
-    from evaluator.core.work import SampleDecision
     from evaluator.core.settings import PROJECT_ROOT
-    from evaluator.queue.messages import work_message
-    from evaluator.worker.actors import WorkerContext, register_evaluate_actor
+    from evaluator.core.work import SampleDecision, WorkItem
     from evaluator.queue.broker import build_broker
     from evaluator.queue.channel import InMemoryChannel
-    from evaluator.queue.messages import QUEUE_NAME, ResultBatch, encode_items
+    from evaluator.queue.messages import QUEUE_NAME, ResultBatch, encode_items, work_message
+    from evaluator.rubrics import RubricRegistry
+    from evaluator.worker.actors import WorkerContext, register_evaluate_actor
 
     broker = build_broker(None)
     channel = InMemoryChannel()
@@ -214,12 +212,12 @@ def _baseline(url: str, count: int) -> dict:
     import dramatiq
     from dramatiq.brokers.stub import StubBroker
 
+    from evaluator.core.records import parse_trace
+    from evaluator.core.settings import PROJECT_ROOT
+    from evaluator.judges.parsing import parse_verdict
     from evaluator.judges.structured import structured_output_kwargs
     from evaluator.judges.transport_litellm import import_litellm
-    from evaluator.judges.parsing import parse_verdict
-    from evaluator.core.records import parse_trace
     from evaluator.rubrics import RubricRegistry, render
-    from evaluator.core.settings import PROJECT_ROOT
 
     litellm = import_litellm()
     rubric = RubricRegistry.load(PROJECT_ROOT / "rubrics").get("hallucination")
@@ -259,10 +257,10 @@ def _baseline(url: str, count: int) -> dict:
 
 def _alone(client: str, url: str, count: int) -> dict:
     """The HTTP client by itself: the same request shape, IN_FLIGHT at once, nothing else."""
-    from evaluator.judges.structured import structured_output_kwargs
     from evaluator.core.records import parse_trace
-    from evaluator.rubrics import RubricRegistry, render
     from evaluator.core.settings import PROJECT_ROOT
+    from evaluator.judges.structured import structured_output_kwargs
+    from evaluator.rubrics import RubricRegistry, render
 
     rubric = RubricRegistry.load(PROJECT_ROOT / "rubrics").get("hallucination")
     messages = [list(render(rubric, parse_trace(t)).messages) for t in _traces(count)]

@@ -18,8 +18,8 @@ import threading
 import time
 
 from evaluator.core.records import parse_trace
-from evaluator.rubrics import RubricRegistry, render
 from evaluator.core.settings import PROJECT_ROOT
+from evaluator.rubrics import RubricRegistry, render
 
 MODEL = "bench-judge"
 WARMUP_S = 1.5

@@ -10,12 +10,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from evaluator.core.records import Evaluation, parse_trace
-from evaluator.core.work import SampleDecision
 from evaluator.core.rows import StoredTrace
+from evaluator.core.work import SampleDecision
 from evaluator.store.duckdb_store import Store
 
 WORK_QUEUE = "dramatiq:evaluator"
@@ -34,7 +34,7 @@ def work_items(prefix: str, count: int, samples: list[dict]):
     each answer is made unique, so no judge verdict comes from the cache."""
     from evaluator.core.work import WorkItem
 
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     items = []
     for i in range(count):
         sample = samples[i % len(samples)]

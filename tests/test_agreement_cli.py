@@ -327,8 +327,8 @@ def test_corrected_rate_of_a_batch_drawn_by_the_judges_verdict_is_unbiased(tmp_p
     fail), passes 900 (45 truly fail), so 12.5% truly fail. Counting the labelled items as a
     random sample gives sensitivity 80/102.5 and a corrected rate near 7.5%."""
     from evaluator.core.records import Trace
-    from evaluator.humans.labels import export_batch
     from evaluator.core.rows import StoredTrace
+    from evaluator.humans.labels import export_batch
 
     registry = RubricRegistry.load(PROJECT_ROOT / "rubrics")
     evaluations, traces, truly_fails = [], [], set()

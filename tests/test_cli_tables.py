@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from evaluator.cli import cli
-from evaluator.core.settings import PROJECT_ROOT
 from evaluator.core.rows import JudgeCall
+from evaluator.core.settings import PROJECT_ROOT
 from evaluator.store import Store
 
 SAMPLE = PROJECT_ROOT / "datasets" / "sample_traces.jsonl"

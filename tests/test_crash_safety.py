@@ -20,13 +20,13 @@ import duckdb
 import pytest
 import redis
 
-from evaluator.ingest.files import collect_work
 from evaluator.core.records import TERMINAL_STATUSES
+from evaluator.ingest.files import collect_work
+from evaluator.queue.channel import RedisStreamChannel
+from evaluator.queue.messages import QUEUE_NAME, ResultBatch
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
-from evaluator.queue.channel import RedisStreamChannel
-from evaluator.queue.messages import QUEUE_NAME, ResultBatch
 from tests.support.figures import record
 from tests.support.openai_server import OpenAIServer
 from tests.support.redis_server import persistent_redis  # noqa: F401  (fixture)

@@ -14,13 +14,13 @@ import pytest
 
 from evaluator.core.errors import DatasetError
 from evaluator.core.records import Evaluation, Trace, evaluation_id_for, utcnow
+from evaluator.core.rows import StoredTrace
 from evaluator.core.settings import PROJECT_ROOT
 from evaluator.humans.labels import import_labels
 from evaluator.regression.dataset_build import BuildOptions, build_dataset, parse_since
 from evaluator.regression.datasets import check_dataset, content_hash, read_dataset, read_manifest
 from evaluator.rubrics import RubricRegistry
 from evaluator.store import Store
-from evaluator.core.rows import StoredTrace
 
 REGISTRY = RubricRegistry.load(PROJECT_ROOT / "rubrics")
 

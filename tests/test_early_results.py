@@ -8,16 +8,14 @@ import asyncio
 
 import pytest
 
-from evaluator.core.work import WorkItem
 from evaluator.core.records import Trace
-from evaluator.rubrics import RubricRegistry
-from evaluator.core.work import SampleDecision
 from evaluator.core.settings import PROJECT_ROOT
+from evaluator.core.work import SampleDecision, WorkItem
+from evaluator.queue.messages import ResultBatch, encode_items, work_message
+from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.spend import InMemorySpend
-from evaluator.queue.messages import work_message
 from evaluator.worker.actors import WorkerContext, process_message
 from evaluator.worker.early_results import EarlyResults
-from evaluator.queue.messages import ResultBatch, encode_items
 from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer
 

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from evaluator.cli import cli
 from evaluator.core.errors import ConfigError
 from evaluator.core.records import Trace
+from evaluator.core.rows import StoredTrace
 from evaluator.monitoring.alerts import check_alerts, load_alert_config
 from evaluator.monitoring.html import parse_since, write_html_report
 from evaluator.monitoring.html.data import bucket_size
 from evaluator.store import Store
-from evaluator.core.rows import StoredTrace
 from evaluator.worker.embedded import run_embedded
 from tests.support import chromium
 from tests.support.alert_streams import evaluation

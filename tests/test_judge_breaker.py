@@ -15,12 +15,12 @@ import pytest
 
 from evaluator.core.records import Trace, evaluation_id_for
 from evaluator.core.retry import Backoff
+from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.judges.breaker import CircuitBreaker, CircuitState
 from evaluator.judges.config import JudgeBreaker
 from evaluator.judges.factory import build_llm_judge, load_judge
 from evaluator.judges.retrying import CIRCUIT_OPEN_REASON
 from evaluator.judges.runtime import JudgeRuntime
-from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.worker.pipeline import evaluate_batch
 from tests.support.breaker_sim import FakeClock, simulate
 from tests.support.judging import (

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from evaluator.core.settings import Settings
-from evaluator.judges.cache import REDIS_PREFIX, JudgeCache, RedisBackend, SqliteBackend, cache_key
 from evaluator.core.retry import Backoff
+from evaluator.core.settings import Settings
 from evaluator.judges.base import JudgeClient
+from evaluator.judges.cache import REDIS_PREFIX, JudgeCache, RedisBackend, SqliteBackend, cache_key
 from evaluator.judges.factory import build_llm_judge
 from evaluator.judges.redis_clients import LoopRedis
 from evaluator.judges.runtime import JudgeRuntime

@@ -13,6 +13,7 @@ import pytest
 
 from evaluator.core.errors import ConfigError
 from evaluator.core.records import Trace
+from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.judges.cache import JudgeCache
 from evaluator.judges.config import JudgeConfig
 from evaluator.judges.factory import build_judge, load_judge
@@ -20,7 +21,6 @@ from evaluator.judges.panel import PanelJudge
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.monitoring.report import database_report
 from evaluator.rubrics import RenderedPrompt, Rubric
-from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.store import Store
 from evaluator.worker.pipeline import evaluate_batch
 from tests.support import openai_server

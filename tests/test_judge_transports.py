@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from evaluator.core.records import Trace
-from evaluator.judges.config import JudgeConfig
 from evaluator.core.retry import Backoff
+from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.judges.base import JudgeClient
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.factory import build_llm_judge
 from evaluator.judges.llm import TRUNCATED_REASON
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.judges.transport import build_transport
 from evaluator.rubrics import RubricRegistry
-from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.worker.pipeline import evaluate_batch
 from tests.support.judging import KEY, KEY_ENV, judge_all, judge_config, llm_judge_of, prompt
 from tests.support.openai_server import OpenAIServer

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from evaluator.cli import cli
 from evaluator.core.errors import DatasetError
 from evaluator.core.records import Evaluation, Trace
+from evaluator.core.rows import StoredTrace
 from evaluator.core.settings import PROJECT_ROOT
 from evaluator.humans.label_files import csv_safe, csv_unescape
 from evaluator.humans.labels import EXPORT_COLUMNS, export_batch, import_labels, label_id_for
 from evaluator.rubrics import RubricRegistry
 from evaluator.store import Store
-from evaluator.core.rows import StoredTrace
 
 REGISTRY = RubricRegistry.load(PROJECT_ROOT / "rubrics")
 JUDGE_REASONING = "JUDGE-REASONING-MUST-NOT-LEAK"

@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from evaluator.worker.metrics import EvaluatorMetrics, ExporterStatsCollector, metrics, start_metrics_server
 from evaluator.core.records import utcnow
-from evaluator.rubrics import RubricRegistry
 from evaluator.core.settings import Settings
-from evaluator.queue.messages import work_message
-from evaluator.worker.actors import WorkerContext, process_message
 from evaluator.queue.channel import InMemoryChannel
-from evaluator.queue.messages import ResultBatch
+from evaluator.queue.messages import ResultBatch, work_message
+from evaluator.rubrics import RubricRegistry
+from evaluator.worker.actors import WorkerContext, process_message
+from evaluator.worker.metrics import EvaluatorMetrics, ExporterStatsCollector, metrics, start_metrics_server
 from evaluator.worker.sink import Sink
 from tests.support.alert_streams import evaluation
 

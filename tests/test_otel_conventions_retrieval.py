@@ -115,11 +115,11 @@ def test_other_openllmetry_tasks_are_not_context(capture):
 def test_faithfulness_skip_reason_names_the_retrieval_span(capture):
     from pathlib import Path
 
+    from evaluator.core.work import WorkItem
     from evaluator.judges.config import JudgeConfig
     from evaluator.judges.offline import OfflineJudge
     from evaluator.rubrics import load_rubric
     from evaluator.sampling.policy import SamplingPolicy, decide
-    from evaluator.core.work import WorkItem
     from evaluator.worker.pipeline import evaluate_rubric
 
     _rag(capture, UTIL_GENAI, retrieval_kb)

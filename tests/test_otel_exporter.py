@@ -25,8 +25,8 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Status, StatusCode
 
-from evaluator.ingest.otel import EvaluatorSpanExporter
 from evaluator.core.records import Trace
+from evaluator.ingest.otel import EvaluatorSpanExporter
 from evaluator.sampling.policy import SamplingPolicy, trace_fraction
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -337,7 +337,7 @@ def test_two_processes_sample_the_same_traces():
     processes = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [process.communicate(timeout=120) for process in processes]
-    for process, (_, stderr) in zip(processes, outputs):
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr
     first, second = (json.loads(stdout) for stdout, _ in outputs)
     expected = sorted(f"{i:032x}" for i in range(1, 2001) if trace_fraction(f"{i:032x}") < 0.1)

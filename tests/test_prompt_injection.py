@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from evaluator.core.errors import VerdictParseError
-from evaluator.judges.parsing import parse_verdict
 from evaluator.core.records import Message, Trace
+from evaluator.judges.parsing import parse_verdict
 from evaluator.rubrics import RubricRegistry, neutralize, render
 from tests.support.figures import record
 from tests.support.lookalikes import looks_like

@@ -21,13 +21,13 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 
-from evaluator.ingest.files import collect_work
-from evaluator.sampling.policy import SamplingPolicy
 from evaluator.core.settings import Settings
+from evaluator.ingest.files import collect_work
 from evaluator.queue.broker import build_broker, build_producer_broker
 from evaluator.queue.heartbeat import Sweeper
 from evaluator.queue.messages import QUEUE_NAME
 from evaluator.queue.producer import enqueue
+from evaluator.sampling.policy import SamplingPolicy
 from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer
 from tests.support.redis_server import RedisServer

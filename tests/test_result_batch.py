@@ -2,9 +2,8 @@
 
 import pytest
 
-from evaluator.core.rows import JudgeCall
 from evaluator.core.records import DeadLetter, Evaluation, parse_trace
-from evaluator.core.rows import StoredTrace
+from evaluator.core.rows import JudgeCall, StoredTrace
 from evaluator.queue.messages import ResultBatch
 
 

@@ -19,9 +19,9 @@ from click.testing import CliRunner
 
 from evaluator.cli import cli
 from evaluator.core.records import utcnow
+from evaluator.core.rows import JudgeCall
 from evaluator.core.settings import PROJECT_ROOT
 from evaluator.humans.agreement.from_store import store_agreement
-from evaluator.core.rows import JudgeCall
 from evaluator.monitoring.alerts import check_alerts
 from evaluator.rubrics import RubricRegistry
 from evaluator.store import Store

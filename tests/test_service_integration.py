@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from evaluator.ingest.files import collect_work
-from evaluator.sampling.policy import SamplingPolicy
-from evaluator.store import Store
 from evaluator.queue.broker import build_producer_broker
 from evaluator.queue.producer import enqueue
+from evaluator.sampling.policy import SamplingPolicy
+from evaluator.store import Store
 from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer
 from tests.support.redis_server import RedisServer

@@ -15,8 +15,8 @@ import pytest
 
 from evaluator.core.errors import StoreError
 from evaluator.core.records import DeadLetter, Evaluation, Trace
-from evaluator.store import LATEST_VERSION, MIGRATIONS, Migration, Scope, Store
 from evaluator.core.rows import StoredTrace
+from evaluator.store import LATEST_VERSION, MIGRATIONS, Migration, Scope, Store
 from evaluator.store.arrow_batches import DEAD_LETTER_SCHEMA, EVALUATION_SCHEMA, TRACE_SCHEMA
 from evaluator.store.migrations import applied_numbers, apply_migrations
 

@@ -12,16 +12,20 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from evaluator.core.errors import InvalidTraceError
+from evaluator.core.records import MAX_DEAD_LETTER_CHARS, DeadLetter, parse_trace
+from evaluator.core.trace_limits import (
+    MAX_LABEL_CHARS,
+    MAX_METADATA_CHARS,
+    MAX_METADATA_DEPTH,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+)
 from evaluator.ingest.files import collect_work
 from evaluator.ingest.otel import EvaluatorSpanExporter
-from evaluator.core.records import MAX_DEAD_LETTER_CHARS, DeadLetter, parse_trace
-from evaluator.worker.embedded import run_embedded
+from evaluator.queue.messages import ResultBatch, decode_items, encode_items
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
-from evaluator.core.trace_limits import (
-    MAX_LABEL_CHARS, MAX_METADATA_CHARS, MAX_METADATA_DEPTH, MAX_TAG_CHARS, MAX_TAGS,
-)
-from evaluator.queue.messages import ResultBatch, decode_items, encode_items
+from evaluator.worker.embedded import run_embedded
 
 NEIGHBOURS = [{"trace_id": f"ok-{i}", "input": "What is 2+2?", "output": "4", "context": ["2+2=4"]}
               for i in range(4)]
@@ -30,8 +34,8 @@ NEIGHBOURS = [{"trace_id": f"ok-{i}", "input": "What is 2+2?", "output": "4", "c
 def _nested_line(trace_id: str, depth: int) -> str:
     """A trace whose metadata holds a list nested `depth` levels deep (written by hand: json.dumps
     itself refuses to nest that deep)."""
-    return ('{"trace_id": "%s", "input": "q", "output": "a", "metadata": {"x": %s}}'
-            % (trace_id, "[" * depth + "]" * depth))
+    nested = "[" * depth + "]" * depth
+    return f'{{"trace_id": "{trace_id}", "input": "q", "output": "a", "metadata": {{"x": {nested}}}}}'
 
 
 def _file(tmp_path: Path, bad_lines: list[str]) -> Path:

@@ -15,8 +15,8 @@ import math
 import threading
 
 from evaluator.core.errors import ConfigError
-from evaluator.judges.base import JudgeClient, JudgeVerdict
 from evaluator.core.records import Trace
+from evaluator.judges.base import JudgeClient, JudgeVerdict
 from evaluator.rubrics import RenderedPrompt, Rubric
 
 BUDGET_EXHAUSTED = "run judge budget exhausted"

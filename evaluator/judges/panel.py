@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from statistics import fmean
 
+from evaluator.core.records import Trace, canonical_json, sha256_hex
 from evaluator.judges.base import JudgeClient, JudgeVerdict
 from evaluator.judges.ledger import totals
-from evaluator.core.records import Trace, canonical_json, sha256_hex
 from evaluator.rubrics import RenderedPrompt, Rubric
 
 MAX_REASON_CHARS = 1_000
@@ -53,7 +53,7 @@ class PanelJudge:
             return_exceptions=True)
         verdicts = [result if isinstance(result, JudgeVerdict) else
                     JudgeVerdict(status="error", reason=f"judge {member.name} raised {result!r}")
-                    for (member, _), result in zip(slots, results)]
+                    for (member, _), result in zip(slots, results, strict=True)]
         return self._combined(rubric, [(m.name, s) for m, s in slots], verdicts)
 
     @staticmethod
@@ -69,7 +69,7 @@ class PanelJudge:
         summed = totals(calls)
         common = {
             "raw_reply": json.dumps([_sample_record(name, sample, verdict)
-                                     for (name, sample), verdict in zip(who, verdicts)],
+                                     for (name, sample), verdict in zip(who, verdicts, strict=True)],
                                     ensure_ascii=False),
             "input_tokens": summed.input_tokens, "output_tokens": summed.output_tokens,
             "cost_usd": summed.cost_usd if calls else None,
@@ -80,7 +80,7 @@ class PanelJudge:
         voting = [v for v in verdicts if v.status == "scored" and v.label in rubric.labels]
         if not voting:
             failures = "; ".join(f"{name}#{sample}: {v.status}: {v.reason}"
-                                 for (name, sample), v in zip(who, verdicts))
+                                 for (name, sample), v in zip(who, verdicts, strict=True))
             status = "error" if all(v.status == "error" for v in verdicts) else "unscored"
             return JudgeVerdict(status=status, reason=_short(
                 f"no usable verdict from the {len(verdicts)} samples ({failures})"), **common)

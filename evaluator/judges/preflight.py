@@ -106,7 +106,7 @@ def _check(config: JudgeConfig, judges_dir: Path, timeout_s: float) -> None:
         started = time.monotonic()
         try:
             asyncio.run(asyncio.wait_for(transport.complete(dict(REQUEST), key), timeout_s + 1))
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise JudgeUnavailableError(_timed_out(config, timeout_s)) from exc
         except Exception as exc:  # the client's own errors, classified below
             if is_retryable(exc) and not _is_unreachable(exc) and not is_timeout(exc) and (

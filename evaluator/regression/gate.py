@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from evaluator.core.errors import ConfigError, EvaluatorError
 from evaluator.humans.agreement.bootstrap import bootstrap_samples, percentile_interval
 from evaluator.regression.datasets import DatasetItem, read_dataset
-from evaluator.core.errors import ConfigError, EvaluatorError
 from evaluator.rubrics import RubricRegistry
 
 if TYPE_CHECKING:

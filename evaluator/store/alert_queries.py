@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from evaluator.core.records import canonical_json
@@ -79,7 +79,7 @@ class NewAlert:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(timezone.utc)
+    return None if value is None else value.astimezone(UTC)
 
 
 def _stored(row: tuple[Any, ...]) -> StoredAlert:

@@ -15,8 +15,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from evaluator.core.records import DeadLetter, Evaluation, utcnow
-from evaluator.core.rows import JudgeCall
-from evaluator.core.rows import StoredTrace
+from evaluator.core.rows import JudgeCall, StoredTrace
 from evaluator.store.schema import arrow_schema
 
 EVALUATION_SCHEMA = arrow_schema("evaluations")
@@ -43,8 +42,8 @@ def _table(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
     if not rows:
         return schema.empty_table()
     pick = itemgetter(*schema.names)
-    columns = zip(*[pick(row) for row in rows])  # transpose in C, not one comprehension per column
-    return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema)
+    columns = zip(*[pick(row) for row in rows], strict=True)  # transpose in C, not one comprehension per column
+    return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)], schema=schema)
 
 
 def evaluations_table(evaluations: Sequence[Evaluation]) -> pa.Table:

@@ -7,7 +7,7 @@ file path matches the file itself and every `path:line` of it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from evaluator.core.records import DeadLetter
@@ -69,6 +69,6 @@ def dead_letters(store: Store, where: DeadLetterFilter,
         params["limit"] = limit
     return [
         DeadLetter(dead_letter_id=row[0], source=row[1], error=row[2], field=row[3],
-                   payload=row[4], created_at=row[5].astimezone(timezone.utc))
+                   payload=row[4], created_at=row[5].astimezone(UTC))
         for row in store.conn.execute(sql, params).fetchall()
     ]

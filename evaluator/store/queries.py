@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
 from evaluator.core.records import TERMINAL_STATUSES, Evaluation, Trace
+from evaluator.core.rows import StoredTrace
 from evaluator.store.arrow_batches import EVALUATION_SCHEMA
 from evaluator.store.models import RubricSummary, RunRecord
-from evaluator.core.rows import StoredTrace
 from evaluator.store.scope import Scope
 
 _SUMMARY_SQL = """
@@ -81,7 +81,7 @@ def status_counts(conn: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, in
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(timezone.utc)
+    return None if value is None else value.astimezone(UTC)
 
 
 _EVALUATION_COLUMNS = ", ".join(EVALUATION_SCHEMA.names)
@@ -108,7 +108,7 @@ def evaluations(
     names = EVALUATION_SCHEMA.names
     records = []
     for row in conn.execute(sql, params).fetchall():
-        values = dict(zip(names, row))
+        values = dict(zip(names, row, strict=True))
         values["created_at"] = _utc(values["created_at"])
         records.append(Evaluation.model_validate(values))
     return records

@@ -21,12 +21,11 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from evaluator.core.rows import JudgeCall
 from evaluator.core.records import Evaluation
-from evaluator.sampling.spend import SpendRecorder
-from evaluator.core.rows import StoredTrace
+from evaluator.core.rows import JudgeCall, StoredTrace
 from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ResultBatch
+from evaluator.sampling.spend import SpendRecorder
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from evaluator.core.errors import EvaluatorError
-from evaluator.judges.base import JudgeClient, JudgeVerdict
-from evaluator.judges.ledger import stamp
-from evaluator.core.rows import JudgeCall
 from evaluator.core.logging_setup import evaluation_context
 from evaluator.core.records import Evaluation, Trace, evaluation_id_for
-from evaluator.rubrics import Rubric, missing_inputs, render
+from evaluator.core.rows import JudgeCall
 from evaluator.core.work import SampleDecision, WorkItem
+from evaluator.judges.base import JudgeClient, JudgeVerdict
+from evaluator.judges.ledger import stamp
+from evaluator.rubrics import Rubric, missing_inputs, render
 
 
 @dataclass

@@ -8,12 +8,12 @@ import threading
 import time
 from pathlib import Path
 
-from evaluator.core.retry import Backoff, RetryPolicy, retry_call
-from evaluator.worker.metrics import metrics
 from evaluator.core.records import DeadLetter
-from evaluator.store import Store
+from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ResultBatch
+from evaluator.store import Store
+from evaluator.worker.metrics import metrics
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from evaluator.core.records import Evaluation, Trace, sha256_hex
+from evaluator.core.rows import StoredTrace
 from evaluator.monitoring.alerts import AlertConfig
 from evaluator.monitoring.alerts.sinks import Notification
 from evaluator.store import Store
-from evaluator.core.rows import StoredTrace
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

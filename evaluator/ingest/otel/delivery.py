@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from evaluator.core.errors import BrokerError
-from evaluator.core.retry import Backoff
-from evaluator.core.work import WorkItem
 from evaluator.core.records import DeadLetter
+from evaluator.core.retry import Backoff
 from evaluator.core.stage_timing import timed
+from evaluator.core.work import WorkItem
 
 Sink = Callable[[list[WorkItem]], None]
 

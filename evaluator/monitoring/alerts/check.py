@@ -16,20 +16,28 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from evaluator.core.errors import StoreError
+from evaluator.core.records import utcnow
 from evaluator.monitoring.alerts.evaluation import (
-    RuleResult, cost_result, drop_result, silent_failure_result, threshold_result,
+    RuleResult,
+    cost_result,
+    drop_result,
+    silent_failure_result,
+    threshold_result,
 )
 from evaluator.monitoring.alerts.rules import (
-    AlertConfig, LabelRateRule, MeanScoreRule, ScoreDropRule, SilentFailureRule,
+    AlertConfig,
+    LabelRateRule,
+    MeanScoreRule,
+    ScoreDropRule,
+    SilentFailureRule,
     StatusRateRule,
 )
 from evaluator.monitoring.alerts.sinks import AlertSink, Notification, build_sinks, deliver
 from evaluator.monitoring.alerts.state import AlertBook
-from evaluator.core.errors import StoreError
-from evaluator.worker.metrics import metrics
-from evaluator.core.records import utcnow
 from evaluator.store import Store
 from evaluator.store import window_queries as w
+from evaluator.worker.metrics import metrics
 
 log = logging.getLogger("evaluator.monitoring.alerts")
 

@@ -15,12 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from evaluator.core.records import canonical_json
 from evaluator.monitoring.alerts.evidence import Estimate, drop_lower_bound, weighted_estimate
 from evaluator.monitoring.alerts.rules import (
-    CostRatioRule, RuleBase, ScoreDropRule, SilentFailureRule, format_duration,
+    CostRatioRule,
+    RuleBase,
+    ScoreDropRule,
+    SilentFailureRule,
+    format_duration,
 )
 from evaluator.store.window_queries import CostStats, WindowStats
-from evaluator.core.records import canonical_json
 
 State = Literal["firing", "pending", "ok", "insufficient", "unknown"]
 

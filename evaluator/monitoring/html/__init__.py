@@ -6,7 +6,7 @@ needs no network to open (no CDN, no script), and prints on A4.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +37,7 @@ def parse_since(value: str | None, now: datetime) -> datetime | None:
     except ValueError:
         raise ConfigError(f"--since {value!r}: give a duration (7d, 24h) or an ISO date"
                           " (2026-11-20 or 2026-11-20T12:00)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def agreement_groups(store: Store, rubrics_dir: Path) -> tuple[list[GroupAgreement], str | None]:
@@ -65,10 +65,10 @@ def write_html_report(db_path: str | Path, out_path: str | Path, since: str | No
                       rubrics_dir: Path | None = None) -> Path:
     """Read the store (also while a sink writes) and write the report of one scope (production
     traffic unless told; agreement and alerts are always production's); returns its path."""
-    from evaluator.store.alert_queries import latest_alerts
+    from evaluator.core.settings import DEFAULTS
     from evaluator.monitoring.html.data import collect
     from evaluator.monitoring.html.page import render_page
-    from evaluator.core.settings import DEFAULTS
+    from evaluator.store.alert_queries import latest_alerts
 
     now = now or utcnow()
     rubrics_dir = rubrics_dir or DEFAULTS.rubrics_dir

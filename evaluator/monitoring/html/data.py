@@ -5,7 +5,7 @@ the page: time buckets chosen, label shares computed, worst examples with their 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from evaluator.core.records import Trace
@@ -73,7 +73,7 @@ def over_time(store: Store, selected: ReportRows, first: datetime | None,
     align = MONDAY if seconds == 7 * 86400 else 0
     origin = (int(first.timestamp()) - align) // seconds * seconds + align
     count = int((last.timestamp() - origin) // seconds) + 1
-    result = Bucketed(unit, [datetime.fromtimestamp(origin + k * seconds, timezone.utc)
+    result = Bucketed(unit, [datetime.fromtimestamp(origin + k * seconds, UTC)
                              for k in range(count)])
     for row in queries.bucket_rates(store, selected, origin, seconds):
         k = row.bucket

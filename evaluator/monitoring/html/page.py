@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from evaluator.store.alert_queries import StoredAlert
 from evaluator.monitoring.html import svg
 from evaluator.monitoring.html.data import ReportData
 from evaluator.monitoring.html.svg import PALETTE, Segment, Series, esc
+from evaluator.store.alert_queries import StoredAlert
 
 if TYPE_CHECKING:
     from evaluator.humans.agreement.results import GroupAgreement
@@ -231,7 +231,8 @@ def render_page(data: ReportData, alerts: Sequence[StoredAlert], agreement_group
         _card("by-model", "Pass rate by model", f"Model of the evaluated trace. {weighted}",
               _rates_by(data, data.by_model, "Pass rate by model")),
         _card("by-prompt", "Pass rate by prompt version",
-              f"Prompt version of the evaluated trace. {weighted}", _rates_by(data, data.by_prompt_version, "Pass rate by prompt version")),
+              f"Prompt version of the evaluated trace. {weighted}",
+              _rates_by(data, data.by_prompt_version, "Pass rate by prompt version")),
         _card("cost", "Judge cost per day", "Judge calls made (not from cache), by the day they ran."
               " Hatched: calls of unknown cost (never counted as free).",
               svg.cost_bars(data.cost_per_day, title="Judge cost per day")),
