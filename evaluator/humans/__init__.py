@@ -1,7 +1,6 @@
 """Humans: label files and annotation batches (`labels`, `label_files`), judge-vs-human agreement
-statistics and the corrected failure rate (`agreement`), and rubric promotion checks
-(`promotion`).
+statistics and the corrected failure rate (`agreement`).
 
-May import: everything below it (core ... worker, store) and its peers monitoring and
-regression; never cli.
+May import: everything below it (core ... worker, store); not its peers regression and
+monitoring, which import it, nor cli.
 """

@@ -2,5 +2,5 @@
 (`otel`: normalizing GenAI conventions, assembling spans into traces, the in-app span and log
 exporters), streamed through validation, sampling and masking into work for the queue.
 
-May import: core, sampling, pii (and the queue producer side of worker; see tests/test_layout.py).
+May import: core, queue, sampling, pii.
 """

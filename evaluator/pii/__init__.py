@@ -8,6 +8,8 @@ the normalized value, stable across traces).
 
     masker = PiiMasker(PiiConfig(mode="mask"))
     masked = masker.mask_trace(trace)
+
+May import: core.
 """
 
 from evaluator.pii.masker import (

@@ -13,6 +13,8 @@ reaches the template (look-alike characters included), and `data_block` wraps it
 `<<<BEGIN NAME>>>` / `<<<END NAME>>>` markers that neutralized text cannot reproduce. Text too
 long for the prompt is cut to fit, with a mark (`fit`), and the note naming the cut fields is
 ours. Templates run under a step and size budget (`limits`, `budget`, `filters`).
+
+May import: core.
 """
 
 

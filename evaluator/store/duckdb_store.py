@@ -22,7 +22,7 @@ from evaluator.core.errors import StoreError
 from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.core.rows import JudgeCall
 from evaluator.core.records import DeadLetter, Evaluation, canonical_json
-from evaluator.store import queries
+import evaluator.store.queries as queries
 from evaluator.store.arrow_batches import (
     dead_letters_table,
     evaluations_table,
