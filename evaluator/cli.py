@@ -41,7 +41,15 @@ def cli(ctx, log_level) -> None:
     from evaluator.core.logging_setup import configure_logging
 
     service = ctx.invoked_subcommand in ("worker", "sink")
-    configure_logging(log_level, default_level="INFO" if service else "WARNING")
+    configure_logging(log_level, default_level="INFO" if service else "WARNING",
+                      debug_masker=_payload_masker)
+
+
+def _payload_masker():
+    """The masker of DEBUG log records, built when the first one is logged."""
+    from evaluator.pii.masking import payload_masker  # lazy: pii takes 0.3 s to import, needed at DEBUG only
+
+    return payload_masker()
 
 
 @cli.command()
@@ -289,8 +297,18 @@ def sink(db, metrics_port, alerts_every, alerts_config) -> None:
     from evaluator.worker.service import run_sink
 
     settings = _settings()
-    run_sink(settings, db or settings.db_path, metrics_port=metrics_port,
-             alerts_every_s=alerts_every, alerts_config=alerts_config)
+    db_path = db or settings.db_path
+    run_sink(settings, db_path, metrics_port=metrics_port,
+             alongside=_alert_schedule(db_path, alerts_every, alerts_config) if alerts_every > 0 else None)
+
+
+def _alert_schedule(db_path: Path, every_s: float, config: Path | None):
+    """What starts the alert checks beside the sink (run_sink's `alongside`)."""
+    from evaluator.monitoring.alerts import load_alert_config  # lazy: keeps `evaluator --help` fast
+    from evaluator.monitoring.alerts.schedule import AlertSchedule  # lazy: as above
+
+    rules = load_alert_config(config)
+    return lambda stop: AlertSchedule(db_path, rules, every_s).start(stop)
 
 
 def _register_command_modules() -> None:

@@ -19,11 +19,11 @@ from evaluator.core.settings import Settings
 from evaluator.sampling.spend import (
     BudgetPacer,
     InMemorySpend,
-    LedgerSpend,
     RedisSpend,
     pace_factor,
     spend_key,
 )
+from evaluator.store.ledger_spend import LedgerSpend
 from tests.support.judging import local_judge_settings
 from tests.support.openai_server import OpenAIServer
 

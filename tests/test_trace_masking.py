@@ -149,11 +149,12 @@ def test_run_stores_no_raw_pii_anywhere(tmp_path):
 @pytest.mark.parametrize("judge_sees", ["masked", "raw"])
 def test_debug_logs_carry_no_raw_payload(tmp_path, monkeypatch, judge_sees):
     from evaluator.core.logging_setup import configure_logging
+    from evaluator.pii.masking import payload_masker
 
     monkeypatch.setenv("EVALUATOR_PII_JUDGE_SEES", judge_sees)
 
     stream = io.StringIO()
-    configure_logging("DEBUG", stream=stream, json_lines=True)
+    configure_logging("DEBUG", stream=stream, json_lines=True, debug_masker=payload_masker)
     try:
         run_embedded(_write(tmp_path / "t.jsonl", [_everywhere("t-1")]), tmp_path / "log.duckdb",
                      "offline", sample_rate=1.0)

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -72,19 +72,31 @@ def _without_payload(value: Any, levels: int = 3) -> Any:
     return value
 
 
+TextMasker = Callable[[str], str]
+DebugMasker = Callable[[], TextMasker | None]
+"""Builds the masker of DEBUG records (None: masking is off). Called at the first DEBUG record,
+so a process that never logs at DEBUG never builds it: the entry point passes one made from
+evaluator.pii.masking.payload_masker (core does not import pii)."""
+
+
 class PayloadFilter(logging.Filter):
     """Keeps trace payloads out of log lines (see the module docstring). The masking of DEBUG
     records costs a PII scan per record, paid only when a process logs at DEBUG."""
 
+    def __init__(self, debug_masker: DebugMasker | None = None) -> None:
+        super().__init__()
+        self._debug_masker = debug_masker
+        self._mask: TextMasker | None = None
+        self._built = False
+
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = _without_payload(record.args)
-        if record.levelno <= logging.DEBUG:
-            from evaluator.pii.masking import payload_masker
-
-            mask = payload_masker()
-            if mask is not None:
-                record.msg, record.args = mask(record.getMessage()), None
+        if record.levelno <= logging.DEBUG and self._debug_masker is not None:
+            if not self._built:
+                self._mask, self._built = self._debug_masker(), True
+            if self._mask is not None:
+                record.msg, record.args = self._mask(record.getMessage()), None
         return True
 
 
@@ -132,8 +144,10 @@ def resolve_level(level: str | int | None, default: str = "WARNING") -> int:
     return number
 
 
-def build_handler(stream: TextIO, json_lines: bool | None = None) -> logging.Handler:
-    """JSON lines unless the stream is a terminal (or `json_lines` says otherwise)."""
+def build_handler(stream: TextIO, json_lines: bool | None = None,
+                  debug_masker: DebugMasker | None = None) -> logging.Handler:
+    """JSON lines unless the stream is a terminal (or `json_lines` says otherwise); DEBUG records
+    masked by what `debug_masker` builds."""
     if json_lines is None:
         json_lines = not (hasattr(stream, "isatty") and stream.isatty())
     if json_lines:
@@ -150,19 +164,21 @@ def build_handler(stream: TextIO, json_lines: bool | None = None) -> logging.Han
             handler = logging.StreamHandler(stream)
             handler.setFormatter(PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(EvaluationContextFilter())
-    handler.addFilter(PayloadFilter())
+    handler.addFilter(PayloadFilter(debug_masker))
     handler.set_name("evaluator")
     return handler
 
 
 def configure_logging(level: str | int | None = None, stream: TextIO | None = None,
-                      json_lines: bool | None = None, default_level: str = "WARNING") -> None:
-    """Install our handler on the root logger (replacing an earlier one of ours)."""
+                      json_lines: bool | None = None, default_level: str = "WARNING",
+                      debug_masker: DebugMasker | None = None) -> None:
+    """Install our handler on the root logger (replacing an earlier one of ours). DEBUG records
+    are masked by what `debug_masker` builds (see DebugMasker); without one they are not."""
     root = logging.getLogger()
     for existing in list(root.handlers):
         if existing.get_name() == "evaluator":
             root.removeHandler(existing)
-    root.addHandler(build_handler(stream or sys.stderr, json_lines))
+    root.addHandler(build_handler(stream or sys.stderr, json_lines, debug_masker))
     root.setLevel(resolve_level(level, default_level))
     library_level = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
     for name in CHATTY_LIBRARY_LOGGERS:

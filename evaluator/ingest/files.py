@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from evaluator.core.errors import ConfigError, InvalidTraceError
 from evaluator.pii.masking import dead_letter_masker, identifier_check, ingest_masker
 from evaluator.core.work import WorkItem
 from evaluator.core.records import DeadLetter, Trace, parse_trace
-from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.policy import SamplingPolicy, decide
-from evaluator.sampling.config import check_rubric_names, sampling_policy
 from evaluator.core.settings import Settings
-from evaluator.sampling.spend import BudgetPacer, RedisSpend, SpendMeter, pacer_for
+from evaluator.sampling.spend import BudgetPacer, SpendMeter, pacer_for
+
+TraceFormat = Literal["jsonl", "otlp-json"]
 
 DEAD_LETTER_CHUNK = 500
 """Dead letters handed on together (one results-channel entry, one sink row batch at most)."""
@@ -165,14 +166,23 @@ def _utf8(raw: bytes) -> str:
                                 f"{exc.start})", field="<root>") from None
 
 
+def read_traces(path: Path, fmt: TraceFormat = "jsonl") -> Iterator[Trace | DeadLetter]:
+    """Traces from a file in either format: our JSONL (one Trace a line) or OTLP/JSON."""
+    if fmt == "otlp-json":
+        from evaluator.ingest.otel.otlp_json import read_otlp_json_traces  # lazy: protobuf and OTel take 0.35 s
+
+        return read_otlp_json_traces(Path(path))
+    if fmt == "jsonl":
+        return read_jsonl_traces(Path(path))
+    raise ConfigError(f"unknown trace format {fmt!r}: use 'jsonl' or 'otlp-json'")
+
+
 def stream_work(path: Path, policy: SamplingPolicy, items_out: ItemsOut,
                 dead_letters_out: DeadLettersOut, fmt: str = "jsonl",
                 spend: SpendMeter | None = None, batch_size: int = 20) -> WorkCounts:
     """Read, validate, sample and mask a trace file (`jsonl` or `otlp-json`), handing the work
     on in chunks as it goes (see WorkStream). With a daily budget in the policy, `spend` says
     how much of it is gone today (see evaluator.sampling.spend)."""
-    from evaluator.ingest.otel.otlp_json import read_traces
-
     stream = WorkStream(policy, items_out, dead_letters_out, batch_size, pacer_for(policy, spend))
     for number, record in enumerate(read_traces(Path(path), fmt), start=1):
         stream.add(record, f"{path} (record {number})")
@@ -194,44 +204,3 @@ def collect_work(path: Path, policy: SamplingPolicy, fmt: str = "jsonl",
     dead: list[DeadLetter] = []
     counts = stream_work(path, policy, items.extend, dead.extend, fmt, spend)
     return CollectedWork(**vars(counts), items=items, dead_letters=dead)
-
-
-def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: float,
-                    rubrics: Sequence[str] = (), batch_size: int = 20,
-                    fmt: str = "jsonl") -> tuple[WorkCounts, int]:
-    """Service mode: sampled traces go to Redis for `evaluator worker`; dead letters go to the
-    results channel, a bounded chunk per entry, so `evaluator sink` stores them. Returns the
-    counts and the messages sent.
-
-    While the work queue is full (settings.max_queue_depth), this waits for the workers, and
-    raises QueueFullError after settings.queue_wait_s."""
-    from evaluator.queue.backpressure import QueueGauge
-    from evaluator.queue.broker import build_producer_broker, redis_client
-    from evaluator.queue.channel import RedisStreamChannel
-    from evaluator.queue.messages import ResultBatch
-    from evaluator.queue.persistence import warn_if_not_persistent
-    from evaluator.queue.producer import enqueue
-    from evaluator.worker.service import require_redis
-
-    url = require_redis(settings)
-    policy = sampling_policy(sample_rate)
-    if policy.named_rubrics:
-        check_rubric_names(policy, RubricRegistry.load(settings.rubrics_dir).criteria())
-    broker = build_producer_broker(url)
-    warn_if_not_persistent(broker.client, "ingest")
-    channel = RedisStreamChannel(redis_client(url))
-    gauge = QueueGauge(broker.client, settings.max_queue_depth)
-    sent = 0
-
-    def send(items: list[WorkItem]) -> None:
-        nonlocal sent
-        sent += enqueue(broker, items, judge, rubrics, batch_size=batch_size,
-                        before_each=lambda: gauge.reserve(settings.queue_wait_s))
-
-    try:
-        counts = stream_work(path, policy, send,
-                             lambda dead: channel.publish(ResultBatch(dead_letters=dead)), fmt,
-                             RedisSpend.from_url(url), batch_size)
-    finally:
-        broker.close()
-    return counts, sent

@@ -4,7 +4,8 @@ Where spend is counted:
 - service mode: every worker adds the cost of its judge calls to a Redis counter per UTC day
   (`evaluator:spend:YYYY-MM-DD`, INCRBYFLOAT, kept three days), which producers (the span
   exporter, `evaluator ingest`) read at most once a second;
-- embedded mode (`evaluator run`): today's rows of the DuckDB judge_calls ledger.
+- embedded mode (`evaluator run`): today's rows of the DuckDB judge_calls ledger
+  (evaluator.store.ledger_spend).
 Calls of unknown cost count as 0 (the ledger keeps them as unknown).
 
 Pacing: a fraction `t` into the UTC day, spend `S` is on pace for a budget `B` while
@@ -24,7 +25,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Protocol
 
 from evaluator.core.records import utcnow
@@ -109,22 +109,6 @@ class RedisSpend:
         values = self._client.mget(keys) if keys else []
         return {date.fromisoformat(_text(key)[len(SPEND_KEY_PREFIX):]): float(value)
                 for key, value in zip(keys, values, strict=True) if value is not None}
-
-
-class LedgerSpend:
-    """Today's spend from the DuckDB ledger (embedded mode); 0 before the file exists."""
-
-    def __init__(self, db_path: Path) -> None:
-        self._db_path = Path(db_path)
-
-    def spent_on(self, day: date) -> float:
-        if not self._db_path.exists():
-            return 0.0
-        from evaluator.store import Store
-        from evaluator.store.cost_queries import known_spend_on
-
-        with Store(self._db_path, read_only=True) as store:
-            return known_spend_on(store, day)
 
 
 def spend_key(day: date) -> str:

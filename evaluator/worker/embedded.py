@@ -21,7 +21,8 @@ from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.sampling.config import check_rubric_names, sampling_policy
 from evaluator.core.settings import Settings
-from evaluator.sampling.spend import BudgetPacer, LedgerSpend
+from evaluator.sampling.spend import BudgetPacer
+from evaluator.store.ledger_spend import LedgerSpend
 from evaluator.store import RubricSummary, Scope, Store
 from evaluator.worker.actors import WorkerContext, register_evaluate_actor
 from evaluator.queue.broker import build_broker

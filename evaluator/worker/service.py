@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import dramatiq
@@ -100,9 +101,10 @@ def run_workers(settings: Settings, processes: int, threads: int,
 
 
 def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = None,
-             metrics_port: int | None = None, alerts_every_s: float = 0.0,
-             alerts_config: Path | None = None) -> None:
-    """The sink loop; with alerts_every_s > 0 it also checks the alert rules on that period."""
+             metrics_port: int | None = None,
+             alongside: Callable[[threading.Event], None] | None = None) -> None:
+    """The sink loop. `alongside` starts what runs beside it until `stop` is set (the CLI passes
+    the alert schedule: monitoring sits above the worker, so it is handed in)."""
     url = require_redis(settings)
     client = redis_client(url)
     warn_if_not_persistent(client, "sink")
@@ -113,10 +115,7 @@ def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = N
     Sweeper(sweeper, [QUEUE_NAME]).start(stop)  # gives dead workers' messages back
     _serve_metrics(metrics_port)
     metrics().watch_queue_depth("results", channel.depth)
-    if alerts_every_s > 0:
-        from evaluator.monitoring.alerts import load_alert_config
-        from evaluator.monitoring.alerts.schedule import AlertSchedule
-
-        AlertSchedule(db_path, load_alert_config(alerts_config), alerts_every_s).start(stop)
+    if alongside is not None:
+        alongside(stop)
     log.info("sink pid %s writing %s", os.getpid(), db_path)
     Sink(channel, db_path).run(stop)

@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from google.protobuf.json_format import ParseDict, ParseError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -30,7 +30,6 @@ from evaluator.ingest.otel.logs import join as join_logs
 from evaluator.ingest.otel.normalize import normalize_spans
 from evaluator.ingest.otel.spans import SpanRecord, from_otlp_span, spans_payload
 
-TraceFormat = Literal["jsonl", "otlp-json"]
 _HEX_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
@@ -140,14 +139,3 @@ def read_otlp_json_traces(path: Path) -> Iterator[Trace | DeadLetter]:
             yield normalize_spans(spans)
         except InvalidTraceError as exc:
             yield DeadLetter.from_error(f"{path}:{first_line[trace_id]}", spans_payload(spans), exc)
-
-
-def read_traces(path: Path, fmt: TraceFormat = "jsonl") -> Iterator[Trace | DeadLetter]:
-    """Traces from a file in either format: our JSONL (one Trace a line) or OTLP/JSON."""
-    if fmt == "otlp-json":
-        return read_otlp_json_traces(Path(path))
-    if fmt == "jsonl":
-        from evaluator.ingest.files import read_jsonl_traces
-
-        return read_jsonl_traces(Path(path))
-    raise ConfigError(f"unknown trace format {fmt!r}: use 'jsonl' or 'otlp-json'")
