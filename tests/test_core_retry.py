@@ -191,3 +191,21 @@ def test_jittered_waits_stay_within_their_bounds(failures: int, seed: int, base:
 def test_a_constant_backoff_never_grows() -> None:
     constant = Backoff(base_s=1.5, cap_s=float("inf"), jitter="none", multiplier=1.0)
     assert {constant.delay_s(n) for n in (1, 2, 50, 10_000)} == {1.5}
+
+
+def test_a_call_that_succeeds_at_once_is_made_once_and_never_waits() -> None:
+    clock = FakeClock()
+    fn = Flaky()
+    assert retry_call(fn, POLICY, sleep=clock.sleep, clock=clock) == "ok"
+    assert (fn.calls, clock.sleeps) == (1, [])
+
+
+def test_an_async_lambda_is_awaited_and_retried() -> None:
+    clock = FakeClock()
+    fn = Flaky(Transient(), Transient())
+
+    async def once() -> str:
+        return fn()
+
+    result = asyncio.run(retry_call_async(lambda: once(), POLICY, sleep=clock.asleep, clock=clock))
+    assert (result, fn.calls, clock.sleeps) == ("ok", 3, [1.0, 2.0])

@@ -84,21 +84,63 @@ def retry_call(fn: Callable[[], T], policy: RetryPolicy, *, on_retry: OnRetry | 
                sleep: Callable[[float], object] = time.sleep,
                clock: Callable[[], float] = time.monotonic) -> T:
     """fn(), tried again under `policy`; `sleep` waits (a stop event's wait fits too)."""
-    return Retrying(sleep=sleep, **_strategy(policy, on_retry, clock))(fn)
+    started = clock()
+    try:
+        return fn()
+    except Exception as exc:
+        if not policy.is_retryable(exc):
+            raise
+        first = exc
+    replay = _Replay(first)
+
+    def attempt() -> T:
+        replay.raise_first()
+        return fn()
+
+    return Retrying(sleep=sleep, **_strategy(policy, on_retry, clock, started))(attempt)
 
 
 async def retry_call_async(fn: Callable[[], Awaitable[T]], policy: RetryPolicy, *,
                            on_retry: OnRetry | None = None,
                            sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                            clock: Callable[[], float] = time.monotonic) -> T:
-    """await fn(), tried again under `policy`, waiting without blocking the event loop."""
-    return await AsyncRetrying(sleep=sleep, **_strategy(policy, on_retry, clock))(fn)
+    """await fn(), tried again under `policy`, waiting without blocking the event loop. `fn`
+    may be a coroutine function or any callable returning an awaitable (a lambda)."""
+    started = clock()
+    try:
+        return await fn()
+    except Exception as exc:
+        if not policy.is_retryable(exc):
+            raise
+        first = exc
+    replay = _Replay(first)
+
+    async def attempt() -> T:
+        replay.raise_first()
+        return await fn()
+
+    return await AsyncRetrying(sleep=sleep, **_strategy(policy, on_retry, clock, started))(attempt)
 
 
-def _strategy(policy: RetryPolicy, on_retry: OnRetry | None,
-              clock: Callable[[], float]) -> dict[str, object]:
-    """tenacity's wait, stop, retry and before_sleep for a policy, timed by `clock`."""
-    deadline = None if policy.deadline_s is None else clock() + policy.deadline_s
+class _Replay:
+    """The first attempt runs before tenacity is set up (most calls succeed at once, and
+    tenacity's set-up costs more than a judge wrapper): tenacity's own first attempt then only
+    re-raises that failure, so its waits and attempt numbers stay those of the policy."""
+
+    def __init__(self, first: Exception) -> None:
+        self._first: Exception | None = first
+
+    def raise_first(self) -> None:
+        first, self._first = self._first, None
+        if first is not None:
+            raise first
+
+
+def _strategy(policy: RetryPolicy, on_retry: OnRetry | None, clock: Callable[[], float],
+              started: float) -> dict[str, object]:
+    """tenacity's wait, stop, retry and before_sleep for a policy, timed by `clock` from
+    `started` (when the first attempt began)."""
+    deadline = None if policy.deadline_s is None else started + policy.deadline_s
 
     def failure(state: RetryCallState) -> BaseException:
         assert state.outcome is not None
