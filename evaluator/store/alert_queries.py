@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from evaluator.core.records import canonical_json
 
@@ -78,6 +78,10 @@ class NewAlert:
     window: str
 
 
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: None) -> None: ...
 def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
@@ -114,8 +118,8 @@ def open_alerts(store: Store) -> dict[str, OpenAlert]:
 
 def last_notified(store: Store, dedup_key: str) -> datetime | None:
     """When an alert of this key last sent a message (None: never)."""
-    (last,) = store.conn.execute(
-        "SELECT max(notified_at) FROM alerts WHERE dedup_key = ?", [dedup_key]).fetchone()
+    [(last,)] = store.conn.execute(
+        "SELECT max(notified_at) FROM alerts WHERE dedup_key = ?", [dedup_key]).fetchall()
     return _utc(last)
 
 

@@ -113,10 +113,10 @@ def repeat_agreement(store: Store,
 
 def known_spend_on(store: Store, day: date) -> float:
     """Known judge spend of one UTC day, replays included (all of it was paid)."""
-    row = store.conn.execute("SELECT coalesce(sum(cost_usd), 0) FROM judge_calls"
-                       " WHERE strftime(created_at, '%Y-%m-%d') = $day",
-                       {"day": day.isoformat()}).fetchone()
-    return float(row[0])
+    [(spent,)] = store.conn.execute("SELECT coalesce(sum(cost_usd), 0) FROM judge_calls"
+                                    " WHERE strftime(created_at, '%Y-%m-%d') = $day",
+                                    {"day": day.isoformat()}).fetchall()
+    return float(spent)
 
 
 def service_spend_by_day(store: Store) -> dict[date, float]:

@@ -44,8 +44,9 @@ class ReasonCount:
 
 
 def dead_letter_total(store: Store, where: DeadLetterFilter) -> int:
-    return store.conn.execute(f"SELECT count(*) FROM dead_letters WHERE {where.sql()}",
-                        where.params()).fetchone()[0]
+    [(total,)] = store.conn.execute(f"SELECT count(*) FROM dead_letters WHERE {where.sql()}",
+                                    where.params()).fetchall()
+    return total
 
 
 def dead_letter_reasons(store: Store, where: DeadLetterFilter,

@@ -110,7 +110,7 @@ class LowScored:
 
 
 def totals(store: Store, selected: ReportRows) -> ReportTotals:
-    row = store.conn.execute(
+    [row] = store.conn.execute(
         "SELECT count(*), count(DISTINCT e.trace_id), count(*) FILTER (WHERE e.status = 'scored'),"
         " count(*) FILTER (WHERE e.status = 'unscored'), count(*) FILTER (WHERE e.status = 'error'),"
         " count(*) FILTER (WHERE e.status = 'skipped'), min(" + _WHEN + "), max(" + _WHEN + "),"
@@ -118,7 +118,7 @@ def totals(store: Store, selected: ReportRows) -> ReportTotals:
         " sum(e.sample_weight * CAST(e.passed AS DOUBLE)) FILTER (WHERE " + _SCORED + ")"
         " / sum(e.sample_weight) FILTER (WHERE " + _SCORED + ")" + selected.sql,
         selected.params,
-    ).fetchone()
+    ).fetchall()
     return ReportTotals(*row)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 import duckdb
 
@@ -71,7 +71,7 @@ def rubric_summary(conn: duckdb.DuckDBPyConnection, scope: Scope) -> list[Rubric
 
 def status_counts(conn: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, int]:
     """Every terminal status, zero included, so reports have stable keys."""
-    counts = dict.fromkeys(TERMINAL_STATUSES, 0)
+    counts: dict[str, int] = dict.fromkeys(TERMINAL_STATUSES, 0)
     rows = conn.execute(
         f"SELECT status, count(*) FROM evaluations WHERE {scope.sql()} GROUP BY status",
         scope.params(),
@@ -80,6 +80,10 @@ def status_counts(conn: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, in
     return counts
 
 
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: None) -> None: ...
 def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 

@@ -76,7 +76,7 @@ def add_items(store: Store, run_id: str,
               items: Sequence[tuple[str, str, str]]) -> None:
     """(item_id, trace_id, item_json) in dataset order, all pending, in one statement."""
     now = utcnow()
-    columns = list(zip(*items)) if items else [(), (), ()]
+    columns = list(zip(*items, strict=True)) if items else [(), (), ()]
     table = pa.table([
         pa.array([run_id] * len(items), pa.string()),
         pa.array(columns[0], pa.string()),
@@ -118,15 +118,16 @@ def pending_items(store: Store, run_id: str) -> list[PendingItem]:
 
 def run_cost(store: Store, run_id: str) -> float:
     """What a run's evaluations cost so far (known costs; unknown ones count as 0)."""
-    return store.conn.execute("SELECT coalesce(sum(cost_usd), 0) FROM evaluations WHERE run_id = ?",
-                              [run_id]).fetchone()[0]
+    [(cost,)] = store.conn.execute("SELECT coalesce(sum(cost_usd), 0) FROM evaluations WHERE run_id = ?",
+                                   [run_id]).fetchall()
+    return cost
 
 
 def item_counts(store: Store, run_id: str) -> ItemCounts:
-    row = store.conn.execute(
+    [row] = store.conn.execute(
         "SELECT count(*), count(*) FILTER (WHERE status = ?),"
         " count(*) FILTER (WHERE target_error IS NOT NULL)"
-        " FROM replay_items WHERE run_id = ?", [DONE, run_id]).fetchone()
+        " FROM replay_items WHERE run_id = ?", [DONE, run_id]).fetchall()
     return ItemCounts(*row)
 
 

@@ -84,7 +84,8 @@ class Scope:
         the newest runs there)."""
         if self.kind != "run":
             return self
-        if conn.execute("SELECT count(*) FROM runs WHERE run_id = ?", [self.run_id]).fetchone()[0]:
+        [(known,)] = conn.execute("SELECT count(*) FROM runs WHERE run_id = ?", [self.run_id]).fetchall()
+        if known:
             return self
         newest = [row[0] for row in conn.execute(
             "SELECT run_id FROM runs ORDER BY started_at DESC, run_id LIMIT 5").fetchall()]

@@ -96,7 +96,7 @@ def measure_window(store: Store, measure: Measure, start: datetime,
     weight = "sample_weight" if weighted else "CAST(1 AS DOUBLE)"
     sums_sql = (f"SELECT count(*), sum(w), sum(w * w), sum(w * x) FROM ("
                 f" SELECT {weight} AS w, {value} AS x FROM evaluations WHERE {_IN_WINDOW} AND {rows})")
-    n, sum_w, sum_w2, sum_wx = store.conn.execute(sums_sql, _bound(sums_sql, candidates)).fetchone()
+    [(n, sum_w, sum_w2, sum_wx)] = store.conn.execute(sums_sql, _bound(sums_sql, candidates)).fetchall()
     examples_sql = (f"SELECT trace_id FROM evaluations WHERE {_IN_WINDOW} AND {rows} AND {offending}"
                     f" ORDER BY {order} LIMIT {MAX_EXAMPLES * 3}")
     examples = store.conn.execute(examples_sql, _bound(examples_sql, candidates)).fetchall()
@@ -117,22 +117,22 @@ def judges_seen(store: Store, start: datetime, end: datetime,
 def app_error_window(store: Store, start: datetime, end: datetime) -> WindowStats:
     """The app's own error rate (traces.status), over the traces evaluated in the window,
     weighted by their sampling weight so it estimates all traffic."""
-    n, sum_w, sum_w2, sum_wx = store.conn.execute(
+    [(n, sum_w, sum_w2, sum_wx)] = store.conn.execute(
         "SELECT count(*), sum(sample_weight), sum(sample_weight * sample_weight),"
         " sum(sample_weight * CAST(status = 'error' AS DOUBLE)) FROM traces"
         f" WHERE trace_id IN (SELECT trace_id FROM evaluations WHERE {_IN_WINDOW})",
         {"start": start, "end": end},
-    ).fetchone()
+    ).fetchall()
     return WindowStats(start, end, n, sum_w or 0.0, sum_w2 or 0.0, sum_wx or 0.0)
 
 
 def cost_window(store: Store, start: datetime, end: datetime) -> CostStats:
     """Judge calls made in the window (attempts > 0, not served from cache) and their cost."""
-    calls, cost, unknown = store.conn.execute(
+    [(calls, cost, unknown)] = store.conn.execute(
         "SELECT count(*), sum(cost_usd), count(*) FILTER (WHERE cost_usd IS NULL) FROM evaluations"
         f" WHERE {_IN_WINDOW} AND attempts > 0 AND NOT cached",
         {"start": start, "end": end},
-    ).fetchone()
+    ).fetchall()
     examples = store.conn.execute(
         f"SELECT trace_id FROM evaluations WHERE {_IN_WINDOW} AND cost_usd IS NOT NULL"
         f" ORDER BY cost_usd DESC LIMIT {MAX_EXAMPLES * 3}",
