@@ -177,7 +177,7 @@ def ingest(ctx, file, fmt, embedded, judge, sample_rate, rubrics, db, no_preflig
                    fmt=fmt, max_cost=None, as_json=False, no_preflight=no_preflight,
                    max_error_share=max_error_share)
         return
-    from evaluator.ingest.files import ingest_to_queue
+    from evaluator.worker.ingest_job import ingest_to_queue
 
     settings = _settings()
     work, messages = ingest_to_queue(
