@@ -14,9 +14,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal, TypedDict, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_base, retry_if_exception
 
 T = TypeVar("T")
 
@@ -97,7 +97,10 @@ def retry_call(fn: Callable[[], T], policy: RetryPolicy, *, on_retry: OnRetry | 
         replay.raise_first()
         return fn()
 
-    return Retrying(sleep=sleep, **_strategy(policy, on_retry, clock, started))(attempt)
+    def pause(seconds: float) -> None:  # tenacity's sleep returns None; `sleep` may return a flag
+        sleep(seconds)
+
+    return Retrying(sleep=pause, **_strategy(policy, on_retry, clock, started))(attempt)
 
 
 async def retry_call_async(fn: Callable[[], Awaitable[T]], policy: RetryPolicy, *,
@@ -119,7 +122,10 @@ async def retry_call_async(fn: Callable[[], Awaitable[T]], policy: RetryPolicy, 
         replay.raise_first()
         return await fn()
 
-    return await AsyncRetrying(sleep=sleep, **_strategy(policy, on_retry, clock, started))(attempt)
+    async def pause(seconds: float) -> None:
+        await sleep(seconds)
+
+    return await AsyncRetrying(sleep=pause, **_strategy(policy, on_retry, clock, started))(attempt)
 
 
 class _Replay:
@@ -136,8 +142,18 @@ class _Replay:
             raise first
 
 
+class _Strategy(TypedDict):
+    """tenacity's keyword arguments that a policy sets."""
+
+    wait: Callable[[RetryCallState], float]
+    stop: Callable[[RetryCallState], bool]
+    retry: retry_base
+    before_sleep: Callable[[RetryCallState], None]
+    reraise: bool
+
+
 def _strategy(policy: RetryPolicy, on_retry: OnRetry | None, clock: Callable[[], float],
-              started: float) -> dict[str, object]:
+              started: float) -> _Strategy:
     """tenacity's wait, stop, retry and before_sleep for a policy, timed by `clock` from
     `started` (when the first attempt began)."""
     deadline = None if policy.deadline_s is None else started + policy.deadline_s
