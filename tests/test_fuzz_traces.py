@@ -6,7 +6,8 @@ results), and `evaluator ingest --embedded` end to end. Nothing may crash: each 
 Trace (cut fields marked, on the Evaluation and in the prompt the judge sees) or a dead letter
 with the reason.
 
-Each property counts the cases it ran; together they run more than 10,000 per CI run.
+Each property counts the cases it ran; together they run more than 10,000 per CI run (the `ci`
+hypothesis profile; the `dev` default runs a fifth: tests/support/examples.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from evaluator.core.trace_limits import MAX_METADATA_DEPTH, SAFE_ID, metadata_pr
 from evaluator.worker.actors import WorkerContext, process_message
 from evaluator.queue.channel import InMemoryChannel
 from evaluator.queue.messages import ResultBatch
+from tests.support.examples import examples
 from tests.support.figures import record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,7 +204,7 @@ def test_parse_trace_never_crashes():
     seen: Counter = Counter()
     limit = max_text_chars()
 
-    @settings(FUZZ, max_examples=7_500)
+    @settings(FUZZ, max_examples=examples(7_500))
     @given(payloads)
     def check(payload):
         seen["examples"] += 1
@@ -218,14 +220,14 @@ def test_parse_trace_never_crashes():
 
     check()
     record("fuzz", path="parse_trace", **seen)
-    assert seen["cases"] >= 7_500 and seen["rejected"] and seen["accepted"] and seen["truncated"]
+    assert seen["cases"] >= examples(7_500) and seen["rejected"] and seen["accepted"] and seen["truncated"]
 
 
 def test_ingest_reader_turns_every_line_into_a_trace_or_a_dead_letter(tmp_path):
     seen: Counter = Counter()
     file = tmp_path / "fuzz.jsonl"
 
-    @settings(FUZZ, max_examples=600)
+    @settings(FUZZ, max_examples=examples(600))
     @given(st.lists(jsonl_lines, min_size=1, max_size=4))
     def check(lines):
         seen["examples"] += 1
@@ -245,7 +247,7 @@ def test_ingest_reader_turns_every_line_into_a_trace_or_a_dead_letter(tmp_path):
 
     check()
     record("fuzz", path="ingest_reader", **seen)
-    assert seen["examples"] >= 600 and seen["dead_letters"] and seen["traces"]
+    assert seen["examples"] >= examples(600) and seen["dead_letters"] and seen["traces"]
 
 
 def _passes(check_ids, trace: Trace) -> bool:
@@ -263,7 +265,7 @@ def test_streaming_keeps_the_first_of_each_reused_id(tmp_path):
     seen: Counter = Counter()
     file = tmp_path / "reused.jsonl"
 
-    @settings(FUZZ, max_examples=300)
+    @settings(FUZZ, max_examples=examples(300))
     @given(st.lists(st.tuples(st.sampled_from(["dup-1", "dup-2", "dup-3"]), trace_dicts()),
                     min_size=1, max_size=8))
     def check(rows):
@@ -298,7 +300,7 @@ def test_streaming_keeps_the_first_of_each_reused_id(tmp_path):
 
     check()
     record("fuzz", path="stream_work reused ids", **seen)
-    assert seen["examples"] >= 300 and seen["reused"]
+    assert seen["examples"] >= examples(300) and seen["reused"]
 
 
 def _accepts(payload: dict[str, Any]) -> bool:
@@ -324,7 +326,7 @@ def test_worker_judges_or_dead_letters_every_item():
     context = WorkerContext(REGISTRY, InMemoryChannel(), ROOT / "judges")
     rubrics = REGISTRY.latest()
 
-    @settings(FUZZ, max_examples=500)
+    @settings(FUZZ, max_examples=examples(500))
     @given(st.lists(work_entries, min_size=1, max_size=3),
            st.sampled_from(["offline", "offline", "offline", "no-such-judge"]))
     def check(entries, judge):
@@ -353,7 +355,7 @@ def test_worker_judges_or_dead_letters_every_item():
 
     check()
     record("fuzz", path="worker", **seen)
-    assert seen["examples"] >= 500 and seen["evaluations"] and seen["dead_letters"]
+    assert seen["examples"] >= examples(500) and seen["evaluations"] and seen["dead_letters"]
 
 
 def _ten_mb_lines() -> list[bytes]:
