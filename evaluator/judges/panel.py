@@ -16,9 +16,10 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from statistics import fmean
 
-from evaluator.core.records import Trace, canonical_json, sha256_hex
+from evaluator.core.records import Status, Trace, canonical_json, sha256_hex
 from evaluator.judges.base import JudgeClient, JudgeVerdict
 from evaluator.judges.ledger import totals
 from evaluator.rubrics import RenderedPrompt, Rubric
@@ -67,26 +68,28 @@ class PanelJudge:
                   verdicts: list[JudgeVerdict]) -> JudgeVerdict:
         calls = [call for verdict in verdicts for call in verdict.calls]
         summed = totals(calls)
-        common = {
-            "raw_reply": json.dumps([_sample_record(name, sample, verdict)
-                                     for (name, sample), verdict in zip(who, verdicts, strict=True)],
-                                    ensure_ascii=False),
-            "input_tokens": summed.input_tokens, "output_tokens": summed.output_tokens,
-            "cost_usd": summed.cost_usd if calls else None,
-            "latency_ms": max((v.latency_ms or 0.0 for v in verdicts), default=None),
-            "attempts": sum(v.attempts for v in verdicts), "calls": calls,
-            "cached": all(v.cached for v in verdicts),
-        }
-        voting = [v for v in verdicts if v.status == "scored" and v.label in rubric.labels]
+        common = JudgeVerdict(  # status and verdict fields are set below
+            status="error",
+            raw_reply=json.dumps([_sample_record(name, sample, verdict)
+                                  for (name, sample), verdict in zip(who, verdicts, strict=True)],
+                                 ensure_ascii=False),
+            input_tokens=summed.input_tokens, output_tokens=summed.output_tokens,
+            cost_usd=summed.cost_usd if calls else None,
+            latency_ms=max((v.latency_ms or 0.0 for v in verdicts), default=None),
+            attempts=sum(v.attempts for v in verdicts), calls=calls,
+            cached=all(v.cached for v in verdicts),
+        )
+        voting = [(v.label, v) for v in verdicts
+                  if v.status == "scored" and v.label is not None and v.label in rubric.labels]
         if not voting:
             failures = "; ".join(f"{name}#{sample}: {v.status}: {v.reason}"
                                  for (name, sample), v in zip(who, verdicts, strict=True))
-            status = "error" if all(v.status == "error" for v in verdicts) else "unscored"
-            return JudgeVerdict(status=status, reason=_short(
-                f"no usable verdict from the {len(verdicts)} samples ({failures})"), **common)
-        counts = Counter(v.label for v in voting)
+            status: Status = "error" if all(v.status == "error" for v in verdicts) else "unscored"
+            return replace(common, status=status, reason=_short(
+                f"no usable verdict from the {len(verdicts)} samples ({failures})"))
+        counts = Counter(voted for voted, _ in voting)
         if self.aggregate == "mean":
-            score = fmean(rubric.score_for(v.label) if v.score is None else v.score for v in voting)
+            score = fmean(rubric.score_for(voted) if v.score is None else v.score for voted, v in voting)
             label = min(rubric.labels, key=lambda name: (abs(rubric.labels[name] - score),
                                                          rubric.labels[name]))
         else:
@@ -94,15 +97,14 @@ class PanelJudge:
             label = min((name for name, n in counts.items() if n == top),
                         key=lambda name: (rubric.labels[name], name))
             score = rubric.score_for(label)
-        agreeing = [v for v in voting if v.label == label]
+        agreeing = [v for voted, v in voting if voted == label]
         tally = ", ".join(f"{name} {n}" for name, n in counts.most_common())
         summary = (f"{self.aggregate} of {len(voting)} usable samples out of {len(verdicts)}: "
                    f"{tally}.")
-        chosen = agreeing[0].reasoning if agreeing else voting[0].reasoning
-        return JudgeVerdict(status="scored", label=label, score=score,
-                            reasoning=f"{summary}\n{chosen or ''}".strip(),
-                            stability=len(agreeing) / len(voting) if len(verdicts) > 1 else None,
-                            **common)
+        chosen = agreeing[0].reasoning if agreeing else voting[0][1].reasoning
+        return replace(common, status="scored", label=label, score=score,
+                       reasoning=f"{summary}\n{chosen or ''}".strip(),
+                       stability=len(agreeing) / len(voting) if len(verdicts) > 1 else None)
 
 
 def _sample_record(name: str, sample: int, verdict: JudgeVerdict) -> dict[str, object]:
