@@ -20,4 +20,4 @@ class LedgerSpend:
         if not self._db_path.exists():
             return 0.0
         with Store(self._db_path, read_only=True) as store:
-            return known_spend_on(store.conn, day)
+            return known_spend_on(store, day)
