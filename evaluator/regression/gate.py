@@ -172,8 +172,9 @@ def mcnemar_one_sided_p(worse: int, better: int) -> float:
 
 
 def score_change_interval(changes: Sequence[float], confidence: float, n_boot: int,
-                          seed: int) -> tuple[float, float, float]:
-    """(mean paired change, low, high): percentile bootstrap over items, seeded."""
+                          seed: int) -> tuple[float, float | None, float | None]:
+    """(mean paired change, low, high): percentile bootstrap over items, seeded (no interval
+    without resamples)."""
     values, counts = np.unique(np.asarray(changes, dtype=float), return_counts=True)
     n = counts.sum()
     samples = bootstrap_samples(lambda rows: rows @ values / n, counts, n_boot,
@@ -237,7 +238,11 @@ def _judge(gate: RubricGate, pairs: list[tuple[str, Outcome, Outcome]],
     if changes:
         mean, low, high = score_change_interval(changes, 1.0 - options.alpha, options.n_boot,
                                                 options.seed)
-        gate.score_change, gate.score_interval = mean, (low, high)
+        gate.score_change = mean
+        gate.score_interval = None if low is None or high is None else (low, high)
+    # Only called with shared items (min_items >= 1), so every rate below is defined.
+    assert gate.run_pass_rate is not None and gate.run_shared_pass_rate is not None
+    assert gate.baseline_shared_pass_rate is not None
     if options.min_pass_rate is not None and gate.run_pass_rate < options.min_pass_rate:
         gate.reasons.append(f"pass rate {gate.run_pass_rate:.1%} is below the floor "
                             f"{options.min_pass_rate:.1%}")

@@ -91,6 +91,9 @@ def _span_judges(store: Store, rule: Any, now: datetime,
 def _rate_results(store: Store, rule: LabelRateRule | StatusRateRule | MeanScoreRule,
                   now: datetime) -> list[RuleResult]:
     bounds = window_bounds(now, rule.window, rule.windows_needed())
+    rubrics: list[str | None]
+    measure: w.Measure
+    values: list[str] | None
     if isinstance(rule, StatusRateRule):
         rubrics, measure, values = [None], "status_rate", list(rule.statuses)
         what = f"judge {'/'.join(rule.statuses)} rate"
@@ -123,11 +126,11 @@ def _drop_results(store: Store, rule: ScoreDropRule,
                                                   weighted=rule.weighted)
                                  for start, end in (current, previous))
             labels = {"rubric": rubric, "judge": judge}
-            if app_errors is None:
-                results.append(drop_result(rule, labels, now_stats, before, "mean score"))
-            else:
+            if isinstance(rule, SilentFailureRule) and app_errors is not None:
                 results.append(silent_failure_result(rule, labels, now_stats, before, app_errors,
                                                      "mean score"))
+            else:
+                results.append(drop_result(rule, labels, now_stats, before, "mean score"))
     return results
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Literal
 
 from evaluator.core.records import sha256_hex
 from evaluator.monitoring.alerts.evaluation import RuleResult
@@ -22,7 +23,7 @@ from evaluator.store import alert_queries as queries
 from evaluator.store.alert_queries import AlertReading, NewAlert, OpenAlert
 
 
-def _notification(kind: str, alert_id: str, fired_at: datetime, result: RuleResult,
+def _notification(kind: Literal["firing", "resolved"], alert_id: str, fired_at: datetime, result: RuleResult,
                   resolved_at: datetime | None = None) -> Notification:
     return Notification(
         kind=kind, alert_id=alert_id, rule=result.rule, labels=result.labels,
