@@ -19,7 +19,7 @@ import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import pyarrow as pa
 
@@ -85,6 +85,10 @@ def _text(row: dict[str, Any], name: str) -> str | None:
     return value or None
 
 
+@overload
+def _number(row: dict[str, Any], name: str, whole: Literal[True]) -> int | None: ...
+@overload
+def _number(row: dict[str, Any], name: str, whole: Literal[False] = False) -> float | None: ...
 def _number(row: dict[str, Any], name: str, whole: bool = False) -> float | int | None:
     value = row.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):

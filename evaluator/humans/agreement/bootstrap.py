@@ -65,7 +65,7 @@ def percentile_interval(samples: np.ndarray, confidence: float,
                     n_boot=len(samples), n_undefined=len(samples) - len(defined))
 
 
-def estimate(point: float, samples: np.ndarray | None, confidence: float,
+def estimate(point: float | np.ndarray, samples: np.ndarray | None, confidence: float,
              undefined_reason: str) -> Estimate:
     """The point and its interval; value None plus the reason when undefined."""
     point = float(point)

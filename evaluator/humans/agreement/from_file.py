@@ -70,17 +70,18 @@ def file_agreement(path: Path, column_a: str, column_b: str, fmt: str | None = N
                              f"{', '.join(sorted(columns)) or 'no readable rows'}")
     if not a_values:
         raise AgreementError(f"{path}: no row has both {column_a!r} and {column_b!r} filled in")
-    if labels_order is not None:
-        labels_order = collapse_order(labels_order, mapping)
+    order = None if labels_order is None else collapse_order(labels_order, mapping)
     a_labels: list[Any] = a_values
     b_labels: list[Any] = b_values
-    numeric = labels_order is None and _as_numbers(a_values + b_values) is not None
+    numeric = order is None and _as_numbers(a_values + b_values) is not None
     if numeric:
-        a_labels, b_labels = _as_numbers(a_values), _as_numbers(b_values)
-    distinct = len(labels_order) if labels_order else len(set(a_labels) | set(b_labels))
+        a_numbers, b_numbers = _as_numbers(a_values), _as_numbers(b_values)
+        if a_numbers is not None and b_numbers is not None:  # each side is, when their union is
+            a_labels, b_labels = a_numbers, b_numbers
+    distinct = len(order) if order else len(set(a_labels) | set(b_labels))
     if ordinal is None:
-        ordinal = (numeric or labels_order is not None) and distinct > 2
-    report = agreement_report(a_labels, b_labels, labels_order, ordinal=ordinal,
+        ordinal = (numeric or order is not None) and distinct > 2
+    report = agreement_report(a_labels, b_labels, order, ordinal=ordinal,
                               n_boot=n_boot, seed=seed)
     report = replace(
         report, confusion_matrix=replace(report.confusion_matrix, rows=column_b, columns=column_a),

@@ -132,7 +132,7 @@ def agreement_report(judge_labels: Sequence[Hashable], human_labels: Sequence[Ha
     kappa = summarize(kappa_batch, UNDEFINED_REASONS["kappa"])
     accuracy = summarize(agreement_batch)
     spearman = kendall = None
-    if judge_scores is not None:
+    if judge_scores is not None and human_scores is not None:
         spearman, kendall = _score_correlations(judge_scores, human_scores, len(judge), n_boot,
                                                 rng, confidence)
     headline = "quadratic-weighted kappa" if ordinal else "kappa"

@@ -48,7 +48,7 @@ def corrected_failure_rate(store: Store, rubric: str, version: int,
     for row, stratum in zip(items, strata, strict=True):
         if stratum in probability:
             continue
-        if row.batch_id is None:
+        if row.selection_probability is None:  # labelled outside a recorded batch
             probability[stratum] = labelled[stratum] / production_by_verdict[row.judge_failed]
         else:
             probability[stratum] = (row.selection_probability * labelled[stratum]
