@@ -9,13 +9,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from evaluator.core.errors import BrokerError
 from evaluator.core.records import DeadLetter
 from evaluator.core.retry import Backoff
 from evaluator.core.stage_timing import timed
 from evaluator.core.work import WorkItem
+
+if TYPE_CHECKING:
+    from dramatiq import Broker
+
+    from evaluator.queue.channel import RedisStreamChannel
 
 Sink = Callable[[list[WorkItem]], None]
 
@@ -68,17 +73,16 @@ class RedisDelivery:
         self._rubrics = tuple(rubrics)
         self._batch_size = batch_size
         self._clock = clock
-        self._broker = None
-        self._channel = None
+        self._connection: tuple[Broker, RedisStreamChannel] | None = None
         self._failures = 0
         self._retry_at = 0.0
 
-    def _connect(self):
+    def _connect(self) -> tuple[Broker, RedisStreamChannel]:
         if self._clock() < self._retry_at:
             raise BrokerError(f"Redis at {self._url} unreachable; next attempt in "
                               f"{self._retry_at - self._clock():.0f} s")
-        if self._broker is not None:
-            return self._broker, self._channel
+        if self._connection is not None:
+            return self._connection
         from evaluator.queue.broker import build_producer_broker, redis_client
         from evaluator.queue.channel import RedisStreamChannel
 
@@ -88,8 +92,8 @@ class RedisDelivery:
         except Exception:
             self._failed()
             raise
-        self._broker, self._channel = broker, channel
-        return broker, channel
+        self._connection = broker, channel
+        return self._connection
 
     def _failed(self) -> None:
         """Back off, and drop the connection: the next attempt connects again, and its PING
@@ -107,7 +111,7 @@ class RedisDelivery:
             return False
         return True
 
-    def _guarded(self, action: Callable[[], None]) -> None:
+    def _guarded(self, action: Callable[[], object]) -> None:
         try:
             action()
         except Exception:
@@ -131,9 +135,9 @@ class RedisDelivery:
         return True
 
     def close(self) -> None:
-        if self._broker is not None:
-            self._broker.close()
-            self._broker = self._channel = None
+        if self._connection is not None:
+            self._connection[0].close()
+            self._connection = None
 
 
 class RateLimitedLog:
