@@ -64,7 +64,7 @@ class FieldProblem(NamedTuple):
     message: str
     kind: str
     """pydantic's error type, e.g. `missing`, `extra_forbidden`, `json_invalid`."""
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count(), which nobody calls on it
     """Problems in the error, this one included."""
 
 

@@ -19,10 +19,10 @@ import duckdb
 import pyarrow as pa
 
 from evaluator.core.errors import StoreError
-from evaluator.core.retry import Backoff, RetryPolicy, retry_call
-from evaluator.core.rows import JudgeCall
 from evaluator.core.records import DeadLetter, Evaluation, canonical_json
-import evaluator.store.queries as queries
+from evaluator.core.retry import Backoff, RetryPolicy, retry_call
+from evaluator.core.rows import JudgeCall, StoredTrace
+from evaluator.store import queries
 from evaluator.store.arrow_batches import (
     dead_letters_table,
     evaluations_table,
@@ -31,7 +31,6 @@ from evaluator.store.arrow_batches import (
 )
 from evaluator.store.migrations import apply_migrations, require_current
 from evaluator.store.models import RubricSummary, RunRecord, WriteResult
-from evaluator.core.rows import StoredTrace
 from evaluator.store.scope import PRODUCTION, Scope
 
 _LOCK_MESSAGES = (
@@ -208,7 +207,8 @@ class Store:
         return queries.status_counts(self.conn, scope)
 
     def dead_letter_count(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        [(count,)] = self.conn.execute("SELECT count(*) FROM dead_letters").fetchall()
+        return count
 
     def evaluations(self, run_id: str | None = None, trace_id: str | None = None,
                     rubric: str | None = None, limit: int | None = None) -> list[Evaluation]:
