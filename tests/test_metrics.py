@@ -150,6 +150,9 @@ def test_metrics_server_serves_the_registry():
     assert 'evaluator_evaluations_total{label="relevant",rubric="relevance",status="scored"} 1.0' in text
 
 
+FIRED = 'evaluator_alert_notifications_total{kind="firing",rule="hallucination_rate"}'
+
+
 @pytest.mark.redis
 def test_worker_and_sink_serve_metrics(redis_url, tmp_path):
     db = tmp_path / "svc.duckdb"
@@ -172,8 +175,8 @@ def test_worker_and_sink_serve_metrics(redis_url, tmp_path):
             except OSError:
                 pass
             if 'evaluator_sink_rows_written_total{table="evaluations"}' in sink_text and \
-                    "evaluator_evaluations_total{" in worker_text:
-                break
+                    "evaluator_evaluations_total{" in worker_text and FIRED in sink_text:
+                break  # the alert schedule has run on the data, and fired
             time.sleep(0.5)
         factual = 'label="factual",rubric="hallucination",status="scored"'
         assert f"evaluator_evaluations_total{{{factual}}}" in worker_text
@@ -181,7 +184,7 @@ def test_worker_and_sink_serve_metrics(redis_url, tmp_path):
         assert "evaluator_judge_latency_seconds_bucket" in worker_text
         assert 'evaluator_queue_depth{queue="results"}' in sink_text
         assert "evaluator_sink_lag_seconds_count" in sink_text
-        time.sleep(1.5)  # let the alert schedule run at least once on the data
+        assert FIRED in sink_text
     finally:
         for process in (worker, sink):
             process.send_signal(signal.SIGTERM)
