@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -10,11 +11,13 @@ from hypothesis import strategies as st
 
 from evaluator.core.errors import VerdictParseError
 from evaluator.judges.parsing import ParsedVerdict, canonical_label, parse_verdict
+from evaluator.rubrics import RubricRegistry
 
-HALLUCINATION = ("factual", "hallucinated")
-FAITHFULNESS = ("faithful", "mostly_faithful", "partially_faithful", "unfaithful")
-RELEVANCE = ("relevant", "mostly_relevant", "partially_relevant", "irrelevant")
-REFUSAL = ("complied", "partial", "refused")
+MENUS = {rubric.criterion: tuple(rubric.labels)
+         for rubric in RubricRegistry.load(Path(__file__).resolve().parents[1] / "rubrics").latest()}
+"""Each shipped rubric's label menu, as the judge is given it."""
+HALLUCINATION, FAITHFULNESS, RELEVANCE, REFUSAL = (
+    MENUS[criterion] for criterion in ("hallucination", "faithfulness", "relevance", "refusal"))
 LABEL_SETS = (HALLUCINATION, FAITHFULNESS, RELEVANCE, REFUSAL)
 
 
@@ -106,12 +109,22 @@ def test_canonical_label() -> None:
     assert canonical_label("**partially   relevant**") == "partially_relevant"
 
 
-def test_hostile_replies_stay_fast_and_only_raise_verdict_parse_errors() -> None:
-    for reply in ("{" * 50_000, '{"a":' * 3_000, "[" * 50_000 + "factual", "```" * 10_000):
-        try:
+@pytest.mark.timeout(60)  # a super-linear blow-up on these fails here, not at the suite's limit
+@pytest.mark.parametrize(
+    ("reply", "label"),
+    [("{" * 50_000, None), ('{"a":' * 3_000, None), ("[" * 50_000 + "factual", "factual"),
+     ("```" * 10_000, None)],
+    ids=["open-braces", "open-objects", "open-brackets-then-label", "fences"],
+)
+def test_hostile_replies_end_in_the_label_they_name_or_a_verdict_parse_error(
+    reply: str, label: str | None
+) -> None:
+    if label is None:
+        with pytest.raises(VerdictParseError, match="no JSON verdict and mentions no allowed label"):
             parse_verdict(reply, HALLUCINATION)
-        except VerdictParseError:
-            pass
+    else:
+        verdict = parse_verdict(reply, HALLUCINATION)
+        assert (verdict.label, verdict.method) == (label, "text")
 
 
 # --- properties ----------------------------------------------------------------------------
