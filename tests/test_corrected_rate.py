@@ -34,7 +34,7 @@ def world(rng: np.random.Generator, n_traffic: int = 20_000, error_share: float 
     judged, true_fail = judge[sampled], truth[sampled]
     strata = {"judge fail": np.flatnonzero(judged), "judge pass": np.flatnonzero(~judged)}
     chosen, probability, names = [], [], []
-    for (name, ids), take in zip(strata.items(), (n_fails, n_passes)):
+    for (name, ids), take in zip(strata.items(), (n_fails, n_passes), strict=True):
         picked = rng.permutation(ids)[:take]
         chosen.append(picked)
         probability.append(np.full(len(picked), len(picked) / len(ids)))

@@ -157,7 +157,7 @@ def test_two_worker_processes_share_one_limit_through_redis(redis_url: str) -> N
             worker.stdin.flush()
         outputs = [worker.communicate(timeout=120) for worker in workers]
         starts = sorted(r.started for r in server.stats.requests)[2:]  # not the warm-ups
-    for worker, (out, err) in zip(workers, outputs):
+    for worker, (out, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err
         assert json.loads(out) == ["scored"] * calls_each
     rate = Rate.per_minute("requests", limit)

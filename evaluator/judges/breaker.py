@@ -30,7 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 
 from evaluator.judges.attempt import Attempt, CircuitRefused, Sender, WaitTooLong
 from evaluator.judges.config import JudgeBreaker
@@ -44,7 +44,7 @@ HALF_OPEN_POLL_S = 0.05
 NO_TICKET = 0
 
 
-class CircuitState(str, Enum):
+class CircuitState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"

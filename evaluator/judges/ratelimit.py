@@ -84,7 +84,7 @@ class LocalRateLimiter:
         with self._lock:
             now = self._clock()
             wait, booked = 0.0, []
-            for rate, tat, cost in zip(self.rates, self._tats, _costs(self.rates, tokens)):
+            for rate, tat, cost in zip(self.rates, self._tats, _costs(self.rates, tokens), strict=True):
                 new_tat = max(tat, now) + cost * rate.interval_s
                 wait = max(wait, new_tat - max(rate.capacity, cost) * rate.interval_s - now)
                 booked.append(new_tat)
@@ -138,7 +138,7 @@ class RedisRateLimiter:
 
     async def reserve(self, tokens: int, max_wait_s: float | None) -> float | None:
         args: list[float | int] = [-1 if max_wait_s is None else int(max_wait_s * 1e6)]
-        for rate, interval, cost in zip(self.rates, self._intervals, _costs(self.rates, tokens)):
+        for rate, interval, cost in zip(self.rates, self._intervals, _costs(self.rates, tokens), strict=True):
             args += [interval, rate.capacity, cost]
         loop = asyncio.get_running_loop()
         pipelined = self._pipelines.get(loop)
@@ -180,7 +180,7 @@ class _Pipelined:
                 replies = await self._execute([args for args, _ in batch])
             except Exception as exc:  # every caller hears it
                 replies = [exc] * len(batch)
-            for (_, future), reply in zip(batch, replies):
+            for (_, future), reply in zip(batch, replies, strict=True):
                 if future.done():  # its caller was cancelled
                     continue
                 if isinstance(reply, Exception):

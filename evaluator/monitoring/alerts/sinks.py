@@ -109,7 +109,7 @@ def webhook_url_problem(url: str) -> str | None:
     """Why `url` cannot be a webhook (None when it can); never quotes the URL's secret part."""
     parts = urlsplit(url)
     try:
-        parts.port
+        _ = parts.port  # reading it raises ValueError for an invalid port
     except ValueError:
         return f"the webhook URL {redact_url(url)} has an invalid port"
     if parts.scheme not in ("http", "https") or not parts.hostname:
