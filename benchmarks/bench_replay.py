@@ -12,7 +12,6 @@ that CPU, not the latency, is what holds the rate below the ceiling.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import socket
@@ -27,7 +26,6 @@ from pathlib import Path
 from evaluator.core.records import parse_trace
 from evaluator.core.settings import Settings
 from evaluator.judges.factory import load_judge
-from evaluator.judges.runtime import CACHE_ENV
 from evaluator.regression.datasets import DatasetItem, read_dataset, write_dataset
 from evaluator.regression.replay import REPLAY_DECISION, ReplayReport, start_replay
 from evaluator.rubrics import RubricRegistry
@@ -103,7 +101,7 @@ def _judge_settings(tmp: Path, base_url: str) -> Settings:
         f"limits: {{max_in_flight: {JUDGE_IN_FLIGHT}, timeout_s: 30, max_attempts: 2}}\n",
         encoding="utf-8")
     os.environ.setdefault("EVALUATOR_BENCH_JUDGE_KEY", "sk-bench-not-a-real-key")
-    return dataclasses.replace(Settings.from_env(), judges_dir=judges)
+    return Settings.from_env(judges_dir=judges)
 
 
 def _cpu_timed(replay: Callable[[], ReplayReport]) -> tuple[ReplayReport, float]:
@@ -116,15 +114,16 @@ def _cpu_timed(replay: Callable[[], ReplayReport]) -> tuple[ReplayReport, float]
 @contextmanager
 def _cold_judge_cache(directory: Path) -> Iterator[None]:
     """A judge cache file of our own, empty at the start (restores the environment after)."""
-    previous = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(directory / "judge-cache.sqlite")
+    name = "EVALUATOR_JUDGE_CACHE"
+    previous = os.environ.get(name)
+    os.environ[name] = str(directory / "judge-cache.sqlite")
     try:
         yield
     finally:
         if previous is None:
-            del os.environ[CACHE_ENV]
+            del os.environ[name]
         else:
-            os.environ[CACHE_ENV] = previous
+            os.environ[name] = previous
 
 
 def _offline_row(tmp: Path, settings: Settings, quick: bool) -> dict:

@@ -20,9 +20,9 @@ DEFAULT_TRACES = "datasets/sample_traces.jsonl"
 
 
 def _settings():
-    from evaluator.core.settings import Settings
+    from evaluator.commands.context import current_settings
 
-    return Settings.from_env()
+    return current_settings()
 
 
 def _print_json(data) -> None:
@@ -138,7 +138,9 @@ def report(db, run_id, all_runs, as_json, html_file, since) -> None:
     if html_file is not None:
         from evaluator.monitoring.html import write_html_report
 
-        written = write_html_report(db or _settings().db_path, html_file, since=since, scope=scope)
+        settings = _settings()
+        written = write_html_report(db or settings.db_path, html_file, since=since, scope=scope,
+                                    rubrics_dir=settings.rubrics_dir)
         click.echo(f"wrote {written}")
         return
     from evaluator.sampling.spend_check import counted_spend
@@ -247,7 +249,8 @@ def rubrics_render(ref, trace_file, line) -> None:
     from evaluator.core.records import parse_trace
     from evaluator.rubrics import RubricRegistry, render
 
-    rubric = RubricRegistry.load(_settings().rubrics_dir).get(ref)
+    settings = _settings()
+    rubric = RubricRegistry.load(settings.rubrics_dir).get(ref)
     try:
         text = trace_file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -258,7 +261,7 @@ def rubrics_render(ref, trace_file, line) -> None:
         if not 1 <= line <= len(lines):
             raise click.BadParameter(f"{trace_file} has {len(lines)} lines", param_hint="--line")
         text = lines[line - 1]
-    prompt = render(rubric, parse_trace(text))
+    prompt = render(rubric, parse_trace(text, settings.max_text_chars))
     for message in prompt.messages:
         click.echo(f"===== {message['role']} =====")
         click.echo(message["content"])
@@ -270,8 +273,9 @@ def rubrics_render(ref, trace_file, line) -> None:
 @click.option("--threads", type=int, default=32, show_default=True,
               help="Messages judged at once per process; at least the judge's max_in_flight, so "
                    "slow calls cannot leave its slots idle.")
-@click.option("--metrics-port", type=int, default=None, envvar="EVALUATOR_METRICS_PORT",
-              help="Serve Prometheus metrics on this port (with --processes N: ports P..P+N-1).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics on this port (with --processes N: ports P..P+N-1)"
+                   " [default: $EVALUATOR_METRICS_PORT, else none].")
 @click.option("--no-preflight", is_flag=True,
               help="Skip checking that the default judge ($EVALUATOR_JUDGE) answers.")
 def worker(processes, threads, metrics_port, no_preflight) -> None:
@@ -280,16 +284,18 @@ def worker(processes, threads, metrics_port, no_preflight) -> None:
 
     settings = _settings()
     preflight_unless(no_preflight, settings.judge, settings)
+    metrics_port = settings.metrics_port if metrics_port is None else metrics_port
     click.get_current_context().exit(run_workers(settings, processes=processes, threads=threads,
                                                  metrics_port=metrics_port))
 
 
 @cli.command()
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
-@click.option("--metrics-port", type=int, default=None, envvar="EVALUATOR_METRICS_PORT",
-              help="Serve Prometheus metrics on this port.")
-@click.option("--alerts-every", type=float, default=60.0, show_default=True,
-              envvar="EVALUATOR_ALERTS_EVERY_S", help="Check the alert rules every N seconds (0: never).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics on this port [default: $EVALUATOR_METRICS_PORT, else none].")
+@click.option("--alerts-every", type=float, default=None,
+              help="Check the alert rules every N seconds (0: never) [default: $EVALUATOR_ALERTS_EVERY_S,"
+                   " else 60].")
 @click.option("--alerts-config", type=click.Path(path_type=Path), default=None,
               help="Alert rules [default: $EVALUATOR_ALERTS_CONFIG or alerts.yaml].")
 def sink(db, metrics_port, alerts_every, alerts_config) -> None:

@@ -46,9 +46,12 @@ def redis_url() -> str:
 
 @pytest.fixture(autouse=True)
 def fresh_judge_runtime():
-    """Every test starts with an empty judge cache and fresh breakers and rate limiters."""
-    from evaluator.judges.runtime import reset_default_runtime
+    """Every test starts with an empty judge cache and fresh breakers and rate limiters: judges
+    built without a runtime share the process's (evaluator.judges.runtime.default_runtime)."""
+    from evaluator.core.settings import DEFAULTS
+    from evaluator.judges.runtime import default_runtime, reset_default_runtime
 
     reset_default_runtime()
+    default_runtime(DEFAULTS.model_copy(update={"judge_cache": "memory"}))
     yield
     reset_default_runtime()

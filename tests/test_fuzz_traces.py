@@ -26,10 +26,11 @@ from hypothesis import strategies as st
 
 from evaluator.core.errors import InvalidTraceError
 from evaluator.ingest.files import REUSED_ID, read_jsonl_traces, stream_work
+from evaluator.core.settings import DEFAULTS
 from evaluator.pii.masking import identifier_check
 from evaluator.core.records import (
-    MAX_CONTEXT_DOCS, MAX_DEAD_LETTER_CHARS, TERMINAL_STATUSES, DeadLetter, Trace, max_text_chars,
-    parse_trace,
+    MAX_CONTEXT_DOCS, MAX_DEAD_LETTER_CHARS, TERMINAL_STATUSES, DeadLetter, Trace,
+    MAX_TEXT_CHARS, parse_trace,
 )
 from evaluator.rubrics import RubricRegistry, render
 from evaluator.sampling.policy import SamplingPolicy
@@ -202,7 +203,7 @@ def check_dead_letter(payload: Any, error: InvalidTraceError) -> DeadLetter:
 
 def test_parse_trace_never_crashes():
     seen: Counter = Counter()
-    limit = max_text_chars()
+    limit = MAX_TEXT_CHARS
 
     @settings(FUZZ, max_examples=examples(7_500))
     @given(payloads)
@@ -242,7 +243,7 @@ def test_ingest_reader_turns_every_line_into_a_trace_or_a_dead_letter(tmp_path):
                 assert found.source.startswith(str(file))
                 seen["dead_letters"] += 1
             else:
-                check_trace(found, max_text_chars())
+                check_trace(found, MAX_TEXT_CHARS)
                 seen["traces"] += 1
 
     check()
@@ -279,7 +280,7 @@ def test_streaming_keeps_the_first_of_each_reused_id(tmp_path):
                              batch_size=3)
         first: dict[str, str] = {}
         expected_items = expected_reused = 0
-        check_ids = identifier_check()
+        check_ids = identifier_check(DEFAULTS)
         for record in read_jsonl_traces(file):
             if isinstance(record, DeadLetter):
                 continue

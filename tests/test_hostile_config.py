@@ -44,7 +44,7 @@ def judges(tmp_path, monkeypatch) -> Path:
 def test_a_judge_name_is_a_plain_identifier(judges, name):
     (judges / "evil.yaml").write_text(json.dumps({"name": name, "kind": "offline", "params": {}}))
     with pytest.raises(ConfigError, match="evil.yaml: field 'name'"):
-        load_judge_config("evil")
+        load_judge_config("evil", judges)
 
 
 def test_run_with_a_markup_judge_name_is_one_clear_error(judges, tmp_path):
@@ -80,7 +80,7 @@ def test_billion_laughs_in_judge_params_is_refused_at_once(judges):
     (judges / "bomb.yaml").write_text(BILLION_LAUGHS)
     started = time.perf_counter()
     with pytest.raises(ConfigError, match="bomb.yaml: .*too large"):
-        load_judge_config("bomb")
+        load_judge_config("bomb", judges)
     assert time.perf_counter() - started < 2.0
 
 
@@ -88,13 +88,13 @@ def test_deeply_nested_judge_params_are_refused(judges):
     (judges / "deep.yaml").write_text("name: deep\nkind: offline\nparams: {x: "
                                       + "[" * 5000 + "]" * 5000 + "}\n")
     with pytest.raises(ConfigError, match="deep.yaml: "):
-        load_judge_config("deep")
+        load_judge_config("deep", judges)
 
 
 def test_anchors_that_stay_small_still_load(judges):
     (judges / "small.yaml").write_text("name: small\nkind: offline\nparams:\n"
                                        "  stop: &s [a, b]\n  also: *s\n")
-    config = load_judge_config("small")
+    config = load_judge_config("small", judges)
     assert config.params == {"stop": ["a", "b"], "also": ["a", "b"]} and config.config_hash
 
 
@@ -168,8 +168,10 @@ def serve(**kwargs):
 
 
 def test_metrics_listen_on_loopback_unless_configured(monkeypatch):
+    from evaluator.core.settings import Settings
+
     monkeypatch.delenv("EVALUATOR_METRICS_ADDR", raising=False)
     assert serve() == "127.0.0.1"
+    assert serve(addr=Settings.from_env().metrics_addr) == "127.0.0.1"
     monkeypatch.setenv("EVALUATOR_METRICS_ADDR", "0.0.0.0")
-    assert serve() == "0.0.0.0"
-    assert serve(addr="127.0.0.1") == "127.0.0.1"  # an explicit address wins
+    assert serve(addr=Settings.from_env().metrics_addr) == "0.0.0.0"

@@ -116,11 +116,13 @@ def test_every_line_about_an_evaluation_carries_its_ids():
 
 
 def test_level_from_option_environment_or_default(monkeypatch):
+    from evaluator.core.settings import Settings
+
     monkeypatch.delenv("EVALUATOR_LOG_LEVEL", raising=False)
     assert resolve_level(None) == logging.WARNING
     assert resolve_level(None, "INFO") == logging.INFO
     monkeypatch.setenv("EVALUATOR_LOG_LEVEL", "debug")
-    assert resolve_level(None) == logging.DEBUG
+    assert resolve_level(Settings.from_env().log_level) == logging.DEBUG
     assert resolve_level("error") == logging.ERROR
     with pytest.raises(ConfigError, match="unknown log level 'loud'"):
         resolve_level("loud")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from evaluator.core.settings import Settings
 from evaluator.store import Store
 from evaluator.worker.embedded import run_embedded
 
@@ -32,7 +33,7 @@ def test_stored_traces_never_hold_raw_pii(tmp_path, monkeypatch, judge_sees):
     traces = tmp_path / "t.jsonl"
     _traces(traces)
     db = tmp_path / "pii.duckdb"
-    run_embedded(traces, db, "offline", sample_rate=1.0)
+    run_embedded(traces, db, "offline", sample_rate=1.0, settings=Settings.from_env())
     stored = _stored_text(db)
     assert EMAIL not in stored and "555 0134" not in stored
     assert "<EMAIL_1>" in stored and "<PHONE_1>" in stored
@@ -45,5 +46,5 @@ def test_masking_can_be_turned_off(tmp_path, monkeypatch):
     traces = tmp_path / "t.jsonl"
     _traces(traces)
     db = tmp_path / "raw.duckdb"
-    run_embedded(traces, db, "offline", sample_rate=1.0)
+    run_embedded(traces, db, "offline", sample_rate=1.0, settings=Settings.from_env())
     assert EMAIL in _stored_text(db)

@@ -89,9 +89,7 @@ def _failed_reads(channel: RedisStreamChannel, most: int) -> list[str]:
 
 
 def _with_url(settings: Settings, url: str) -> Settings:
-    from dataclasses import replace
-
-    return replace(settings, redis_url=url)
+    return settings.model_copy(update={"redis_url": url})
 
 
 def _batch(trace_id: str) -> ResultBatch:

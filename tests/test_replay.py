@@ -4,7 +4,6 @@ zero judge calls when an unchanged dataset is replayed with a deterministic judg
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -246,7 +245,7 @@ def llm_settings(tmp_path: Path, monkeypatch):
             "limits: {max_in_flight: 16, timeout_s: 5, max_attempts: 2}\n", encoding="utf-8")
         monkeypatch.setenv("EVALUATOR_TEST_JUDGE_KEY", "sk-test-not-a-real-key")
         monkeypatch.setenv("EVALUATOR_JUDGES_DIR", str(judges))
-        return dataclasses.replace(Settings.from_env(), judges_dir=judges)
+        return Settings.from_env(judges_dir=judges)
     return make
 
 
@@ -320,7 +319,7 @@ def test_target_outputs_are_masked_like_any_trace(dataset: Path, tmp_path: Path,
     monkeypatch.setattr(replay, "evaluate_batch", spy)
     module = app_module(tmp_path, monkeypatch, PII_APP)
     db = tmp_path / "replay.duckdb"
-    report = start_replay(dataset, db, settings, ["faithfulness"], "offline",
+    report = start_replay(dataset, db, Settings.from_env(), ["faithfulness"], "offline",
                           target=f"{module}:answer", run_id="r1")
     assert report.status == "completed" and len(judged) == 12
     stored = [o for (o,) in rows(db, "SELECT output FROM replay_items WHERE run_id = 'r1'")]

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import tracemalloc
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,8 @@ from evaluator.core.errors import ConfigError
 from evaluator.judges.base import JudgeVerdict
 from evaluator.ingest.otel import EvaluatorSpanExporter
 from evaluator.core.work import WorkItem
-from evaluator.core.records import MAX_TEXT_CHARS, max_text_chars, parse_trace
+from evaluator.core.records import MAX_TEXT_CHARS, parse_trace
+from evaluator.core.settings import Settings
 from evaluator.rubrics import RubricRegistry, render
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.core.work import SampleDecision
@@ -43,10 +43,11 @@ RUBRICS = RubricRegistry.load(ROOT / "rubrics")
 @pytest.mark.parametrize("limit", [1_000, 5_000, 250_000])
 def test_text_limit_is_configurable_and_marked(monkeypatch, limit):
     monkeypatch.setenv("EVALUATOR_MAX_TEXT_CHARS", str(limit))
+    limit_in_force = Settings.from_env().max_text_chars
+    assert limit_in_force == limit
     big = "word " * 60_000  # 300,000 characters
     trace = parse_trace({"trace_id": "t", "input": "q" * (limit + 1), "output": big,
-                         "context": ["short", big]})
-    assert max_text_chars() == limit
+                         "context": ["short", big]}, limit_in_force)
     expected_cut = ["context", "input", "output"] if limit < len(big) else ["input"]
     assert trace.truncated == expected_cut
     for text in (trace.question, trace.output, trace.context[1]):
@@ -55,17 +56,17 @@ def test_text_limit_is_configurable_and_marked(monkeypatch, limit):
     assert mark == f"{limit + 1 - len(kept)} characters removed ...]", "the mark counts exactly"
     assert trace.context[0] == "short"
     decision = SampleDecision(True, "random", 1.0)
-    again, dead = decode_items(encode_items([WorkItem(trace, decision)]), "test")
+    again, dead = decode_items(encode_items([WorkItem(trace, decision)]), "test", limit_in_force)
     assert not dead and again[0].trace == trace, "the worker's re-validation keeps it as it is"
 
 
 def test_text_limit_default_and_bad_values(monkeypatch):
     monkeypatch.delenv("EVALUATOR_MAX_TEXT_CHARS", raising=False)
-    assert max_text_chars() == MAX_TEXT_CHARS
+    assert Settings.from_env().max_text_chars == MAX_TEXT_CHARS
     for bad in ("ten", "-5", "999"):
         monkeypatch.setenv("EVALUATOR_MAX_TEXT_CHARS", bad)
         with pytest.raises(ConfigError, match="EVALUATOR_MAX_TEXT_CHARS"):
-            max_text_chars()
+            Settings.from_env()
 
 
 def test_truncation_reaches_the_judge_prompt_and_the_stored_evaluation(tmp_path):
@@ -184,7 +185,6 @@ def test_run_with_max_cost_skips_the_rest_with_a_reason(tmp_path):
 
 def test_replay_with_max_cost(tmp_path, monkeypatch):
     from evaluator.regression.replay import start_replay
-    from evaluator.core.settings import Settings
 
     dataset = tmp_path / "items.jsonl"
     dataset.write_text("".join(json.dumps({"id": f"item-{i}", "input": "What is the refund window?",
@@ -196,8 +196,7 @@ def test_replay_with_max_cost(tmp_path, monkeypatch):
     with OpenAIServer(latency_ms=5) as server:
         monkeypatch.setenv("PRICED_JUDGE_KEY", "sk-priced")
         monkeypatch.setenv("EVALUATOR_JUDGE_CACHE", "off")
-        settings = replace(Settings.from_env(),
-                           judges_dir=_priced_judge(tmp_path / "judges", server))
+        settings = Settings.from_env(judges_dir=_priced_judge(tmp_path / "judges", server))
         report = start_replay(dataset, tmp_path / "replay.duckdb", settings, ["faithfulness"],
                               "priced", concurrency=4, max_cost_usd=0.2)
         requests = server.stats.total

@@ -101,6 +101,7 @@ def test_sampling_config_file_is_validated_data(tmp_path):
 def test_evaluator_run_applies_the_sampling_config(tmp_path, monkeypatch):
     import json
 
+    from evaluator.core.settings import Settings
     from evaluator.worker.embedded import run_embedded
 
     config = tmp_path / "sampling.yaml"
@@ -110,7 +111,8 @@ def test_evaluator_run_applies_the_sampling_config(tmp_path, monkeypatch):
     traces.write_text("\n".join(json.dumps({"trace_id": f"t{i}", "input": "q", "output": "a",
                                             "tags": ["canary"] if i % 2 else []})
                                 for i in range(10)) + "\n", encoding="utf-8")
-    report = run_embedded(traces, tmp_path / "s.duckdb", "offline", sample_rate=0.0)
+    report = run_embedded(traces, tmp_path / "s.duckdb", "offline", sample_rate=0.0,
+                          settings=Settings.from_env())
     assert report.sampled == 5 and report.sample_reasons == {"attribute:tag=canary": 5}
 
 

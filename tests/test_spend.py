@@ -253,8 +253,8 @@ def test_embedded_runs_pace_to_todays_spend_in_the_ledger(tmp_path, priced_judge
         spent = LedgerSpend(db).spent_on(datetime.now(timezone.utc).date())
         assert first.sampled == 30 and first.daily_budget is None and spent > 0
 
-        monkeypatch.setenv("EVALUATOR_DAILY_BUDGET_USD", f"{spent:.12f}")
-        second = run_embedded(traces, db, "priced", sample_rate=1.0, settings=settings,
+        paced = settings.model_copy(update={"daily_budget_usd": spent})
+        second = run_embedded(traces, db, "priced", sample_rate=1.0, settings=paced,
                               rubric_refs=["relevance"])
         assert dict(second.sample_reasons) == {"error": 3}
         assert second.to_dict()["daily_budget"]["random_rate_scale"] == 0.0
@@ -274,9 +274,11 @@ def test_negative_budget_is_refused(monkeypatch):
     from evaluator.core.errors import ConfigError
     from evaluator.sampling.config import sampling_policy
 
+    from evaluator.core.settings import Settings
+
     monkeypatch.setenv("EVALUATOR_DAILY_BUDGET_USD", "-1")
     with pytest.raises(ConfigError, match="0 or more USD"):
-        sampling_policy(0.1)
+        sampling_policy(0.1, daily_budget_usd=Settings.from_env().daily_budget_usd)
     monkeypatch.setenv("EVALUATOR_DAILY_BUDGET_USD", "lots")
-    with pytest.raises(ConfigError, match="not a number"):
-        sampling_policy(0.1)
+    with pytest.raises(ConfigError, match="EVALUATOR_DAILY_BUDGET_USD='lots' is not a number"):
+        Settings.from_env()

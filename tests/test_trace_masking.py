@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from evaluator.core.errors import InvalidTraceError
 from evaluator.core.records import canonical_json, parse_trace
+from evaluator.core.settings import Settings
 from evaluator.ingest.otel.delivery import SinkDelivery
 from evaluator.pii import PiiConfig, PiiMasker
 from evaluator.store import Store
@@ -154,10 +155,12 @@ def test_debug_logs_carry_no_raw_payload(tmp_path, monkeypatch, judge_sees):
     monkeypatch.setenv("EVALUATOR_PII_JUDGE_SEES", judge_sees)
 
     stream = io.StringIO()
-    configure_logging("DEBUG", stream=stream, json_lines=True, debug_masker=payload_masker)
+    settings = Settings.from_env()
+    configure_logging("DEBUG", stream=stream, json_lines=True, settings=settings,
+                      debug_masker=lambda: payload_masker(settings))
     try:
         run_embedded(_write(tmp_path / "t.jsonl", [_everywhere("t-1")]), tmp_path / "log.duckdb",
-                     "offline", sample_rate=1.0)
+                     "offline", sample_rate=1.0, settings=settings)
     finally:
         configure_logging("WARNING", stream=io.StringIO())
     logged = stream.getvalue()

@@ -25,9 +25,9 @@ DEFAULT_N_BOOT = 1000
 
 
 def _settings():
-    from evaluator.core.settings import Settings
+    from evaluator.commands.context import current_settings
 
-    return Settings.from_env()
+    return current_settings()
 
 
 def _echo_json(data: Any) -> None:
@@ -273,13 +273,14 @@ def rubrics_check(ctx, ref, golden, against, judge, max_kappa_drop, max_flip_rat
     exits 0 (pass), 1 (kappa drops or labels flip past the limits) or 2 (cannot decide)."""
     from evaluator.regression.promotion import check_promotion, current_version
     from evaluator.judges.factory import load_judge
+    from evaluator.judges.runtime import default_runtime  # lazy: as load_judge
     from evaluator.rubrics import RubricRegistry
 
     settings = _settings()
     registry = RubricRegistry.load(settings.rubrics_dir)
     candidate = registry.get(ref)
     current = registry.get(against) if against else current_version(registry, candidate)
-    judge_client = load_judge(judge or settings.judge, settings.judges_dir)
+    judge_client = load_judge(judge or settings.judge, settings.judges_dir, default_runtime(settings))
     warnings = []
     if not getattr(judge_client, "reads_rubric_text", True):
         from evaluator.judges.offline import RUBRIC_TEXT_NOTE
@@ -287,7 +288,8 @@ def rubrics_check(ctx, ref, golden, against, judge, max_kappa_drop, max_flip_rat
         warnings.append(RUBRIC_TEXT_NOTE)
     result = check_promotion(candidate, current, golden, judge_client,
                              max_kappa_drop=max_kappa_drop, max_flip_rate=max_flip_rate,
-                             min_items=min_items, n_boot=n_boot)
+                             min_items=min_items, n_boot=n_boot,
+                             max_text_chars=settings.max_text_chars)
     if as_json:
         _echo_json({**result.to_dict(), "warnings": warnings})
     else:

@@ -9,10 +9,14 @@ from pathlib import Path
 import click
 
 
-def _db(db: Path | None) -> Path:
-    from evaluator.core.settings import Settings
+def _settings():
+    from evaluator.commands.context import current_settings
 
-    return db or Settings.from_env().db_path
+    return current_settings()
+
+
+def _db(db: Path | None) -> Path:
+    return db or _settings().db_path
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -48,7 +52,9 @@ def check(db, config_file, at, as_json, fail_on_firing) -> None:
     Exits with 2 when a rule could not be checked (the other rules still ran and notified)."""
     from evaluator.monitoring.alerts import check_alerts, load_alert_config
 
-    report = check_alerts(_db(db), load_alert_config(config_file), now=_parse_time(at))
+    settings = _settings()
+    report = check_alerts(db or settings.db_path, load_alert_config(config_file or settings.alerts_config),
+                          now=_parse_time(at))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:

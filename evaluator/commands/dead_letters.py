@@ -22,11 +22,11 @@ from evaluator.core.since import SINCE_HELP
 def dead_letters(db, since, source, limit, as_json) -> None:
     """Rejected traces (kept, masked, in the store's dead_letters table): how many, the most
     common reasons, and the latest ones with their source line and payload."""
-    from evaluator.core.settings import Settings
+    from evaluator.commands.context import current_settings
     from evaluator.core.since import parse_since
     from evaluator.monitoring.dead_letters import read_dead_letters
 
-    report = read_dead_letters(db or Settings.from_env().db_path,
+    report = read_dead_letters(db or current_settings().db_path,
                                None if since is None else parse_since(since), source, limit)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

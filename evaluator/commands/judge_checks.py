@@ -15,9 +15,9 @@ def judge_check_options(command):
     """--no-preflight and --max-error-share."""
     command = click.option(
         "--max-error-share", type=click.FloatRange(0, 1), default=None,
-        envvar="EVALUATOR_MAX_ERROR_SHARE",
-        help="Exit 3 when more than this share of evaluations errored [default: any error when "
-             "the judge never answered, else 0.5].")(command)
+        help="Exit 3 when more than this share of evaluations errored [default: "
+             "$EVALUATOR_MAX_ERROR_SHARE, else any error when the judge never answered, else 0.5]."
+    )(command)
     return click.option("--no-preflight", is_flag=True,
                         help="Skip checking that the judge answers before starting.")(command)
 
@@ -32,8 +32,11 @@ def preflight_unless(skip: bool, judge: str, settings) -> None:
 
 def exit_on_judge_errors(ctx: click.Context, errors: RunErrors, max_share: float | None) -> None:
     """Exit JUDGE_ERRORS_EXIT (3), saying why in one line, when too many evaluations errored."""
+    from evaluator.commands.context import current_settings
     from evaluator.monitoring.run_errors import JUDGE_ERRORS_EXIT
 
+    if max_share is None:
+        max_share = current_settings().max_error_share
     if errors.too_many(max_share):
         click.echo(f"error: {errors.failure(max_share)}", err=True)
         ctx.exit(JUDGE_ERRORS_EXIT)

@@ -11,9 +11,9 @@ MAX_SHOWN_PROBLEMS = 20
 
 
 def _settings():
-    from evaluator.core.settings import Settings
+    from evaluator.commands.context import current_settings
 
-    return Settings.from_env()
+    return current_settings()
 
 
 @click.group()

@@ -17,9 +17,9 @@ INTERRUPTED_EXIT = 130
 
 
 def _settings():
-    from evaluator.core.settings import Settings
+    from evaluator.commands.context import current_settings
 
-    return Settings.from_env()
+    return current_settings()
 
 
 def _progress_bar():

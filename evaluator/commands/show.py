@@ -22,13 +22,13 @@ def show(trace_id, db, rubric, no_prompt, as_json) -> None:
     """TRACE_ID (or a unique start of it) as stored, masked: the trace, each evaluation with
     label, score, reasoning, rubric version, judge and cost, and the exact prompt the judge
     saw (rendered again and checked against the stored prompt hash)."""
-    from evaluator.core.settings import Settings
+    from evaluator.commands.context import current_settings
     from evaluator.monitoring.trace_view import view_trace
     from evaluator.rubrics import RubricRegistry
 
-    settings = Settings.from_env()
+    settings = current_settings()
     view = view_trace(db or settings.db_path, trace_id, RubricRegistry.load(settings.rubrics_dir),
-                      rubric)
+                      rubric, settings.max_text_chars)
     if as_json:
         data = view.to_dict()
         if no_prompt:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from evaluator.core.errors import ConfigError
+from evaluator.core.settings import DEFAULTS, Settings
 
-LEVEL_ENV = "EVALUATOR_LOG_LEVEL"
 CONTEXT_FIELDS = ("trace_id", "evaluation_id")
 CHATTY_LIBRARY_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "LiteLLM", "LiteLLM Router")
 """They log a line per judge call at INFO (~1 record per evaluation, measurable CPU at load):
@@ -133,14 +132,14 @@ class PlainFormatter(logging.Formatter):
 
 
 def resolve_level(level: str | int | None, default: str = "WARNING") -> int:
-    """--log-level, else EVALUATOR_LOG_LEVEL, else `default`."""
-    value = level if level is not None else os.environ.get(LEVEL_ENV) or default
+    """`level` (--log-level, else Settings.log_level), else `default`."""
+    value = level if level is not None else default
     if isinstance(value, int):
         return value
     number = logging.getLevelName(value.strip().upper())
     if not isinstance(number, int):
         raise ConfigError(f"unknown log level {value!r}: use DEBUG, INFO, WARNING or ERROR"
-                          f" (--log-level or {LEVEL_ENV})")
+                          " (--log-level or EVALUATOR_LOG_LEVEL)")
     return number
 
 
@@ -171,15 +170,16 @@ def build_handler(stream: TextIO, json_lines: bool | None = None,
 
 def configure_logging(level: str | int | None = None, stream: TextIO | None = None,
                       json_lines: bool | None = None, default_level: str = "WARNING",
-                      debug_masker: DebugMasker | None = None) -> None:
-    """Install our handler on the root logger (replacing an earlier one of ours). DEBUG records
+                      settings: Settings = DEFAULTS, debug_masker: DebugMasker | None = None) -> None:
+    """Install our handler on the root logger (replacing an earlier one of ours). The level is
+    `level`, else settings.log_level (EVALUATOR_LOG_LEVEL), else `default_level`. DEBUG records
     are masked by what `debug_masker` builds (see DebugMasker); without one they are not."""
     root = logging.getLogger()
     for existing in list(root.handlers):
         if existing.get_name() == "evaluator":
             root.removeHandler(existing)
     root.addHandler(build_handler(stream or sys.stderr, json_lines, debug_masker))
-    root.setLevel(resolve_level(level, default_level))
+    root.setLevel(resolve_level(level if level is not None else settings.log_level, default_level))
     library_level = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
     for name in CHATTY_LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(library_level)

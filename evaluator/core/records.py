@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evaluator.core.errors import InvalidTraceError, first_problem
-from evaluator.core.settings import int_env
 from evaluator.core.trace_limits import (
     MAX_LABEL_CHARS,
     MAX_TAG_CHARS,
@@ -28,8 +27,8 @@ from evaluator.core.trace_limits import (
 
 MAX_TEXT_CHARS = 100_000
 """Longest text field (output, input, one context document) kept by default; longer ones are
-truncated. EVALUATOR_MAX_TEXT_CHARS sets another limit (see `max_text_chars`)."""
-MAX_TEXT_CHARS_ENV = "EVALUATOR_MAX_TEXT_CHARS"
+truncated. EVALUATOR_MAX_TEXT_CHARS sets another limit (Settings.max_text_chars, passed to
+`parse_trace`)."""
 MIN_TEXT_CHARS = 1_000
 
 MAX_CONTEXT_DOCS = 50
@@ -202,11 +201,6 @@ class DeadLetter(BaseModel):
         )
 
 
-def max_text_chars() -> int:
-    """The text field limit in force: $EVALUATOR_MAX_TEXT_CHARS, else MAX_TEXT_CHARS."""
-    return int_env(MAX_TEXT_CHARS_ENV, MAX_TEXT_CHARS, minimum=MIN_TEXT_CHARS)
-
-
 def _truncate_text(text: str, limit: int) -> str:
     """At most `limit` characters, the mark included, so a truncated trace validated again (by
     the worker) is left as it is and keeps its mark's count."""
@@ -214,9 +208,8 @@ def _truncate_text(text: str, limit: int) -> str:
     return text[:kept] + TRUNCATION_MARK.format(dropped=len(text) - kept)
 
 
-def _truncate_oversized(payload: dict[str, Any]) -> list[str]:
+def _truncate_oversized(payload: dict[str, Any], limit: int) -> list[str]:
     """Cut oversized text fields in place; return the names of the fields cut."""
-    limit = max_text_chars()
     cut: list[str] = []
     for name in ("output", "system", "input", "error"):
         value = payload.get(name)
@@ -266,10 +259,11 @@ def _describe_validation_error(error: ValidationError) -> tuple[str, str]:
     return problem.where, f"invalid trace: field '{problem.where}': {problem.message}{more}"
 
 
-def parse_trace(payload: Any) -> Trace:
+def parse_trace(payload: Any, max_text_chars: int = MAX_TEXT_CHARS) -> Trace:
     """Validate one trace payload (a dict or a JSON string) into a Trace.
 
-    Raises InvalidTraceError naming the offending field; never anything else.
+    Raises InvalidTraceError naming the offending field; never anything else. Text fields longer
+    than `max_text_chars` are cut and marked.
     """
     if isinstance(payload, (str, bytes)):
         try:
@@ -290,7 +284,7 @@ def parse_trace(payload: Any) -> Trace:
     if problem is not None:
         where, why = problem
         raise InvalidTraceError(f"invalid trace: field '{where}': {why}", field=where)
-    cut = _truncate_oversized(payload)
+    cut = _truncate_oversized(payload, max_text_chars)
     given = payload.get("truncated")
     if cut and (given is None or isinstance(given, list) and all(isinstance(n, str) for n in given)):
         payload["truncated"] = sorted({*(given or []), *cut})

@@ -1,73 +1,111 @@
-"""Process-wide settings from the environment (EVALUATOR_*), with embedded defaults."""
+"""The one settings object: every EVALUATOR_* variable, typed and validated, with embedded defaults.
+
+Built once at an entry point (`Settings.from_env()`: the CLI, the span exporter, a worker process)
+and passed down; nothing else in the package reads EVALUATOR_* variables. README's Configuration
+table lists exactly these fields (tests/test_settings.py holds it to that).
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from evaluator.core.errors import ConfigError
+from evaluator.core.records import MAX_TEXT_CHARS, MIN_TEXT_CHARS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_JUDGES_DIR = PROJECT_ROOT / "judges"
+ENV_PREFIX = "EVALUATOR_"
 
 
-def float_env(name: str, default: float | None) -> float | None:
-    """A number setting from the environment, `default` when unset, with a clear error."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True,
+                                      extra="ignore", populate_by_name=True)
 
-
-def int_env(name: str, default: int, minimum: int = 1) -> int:
-    """A whole-number setting from the environment, at least `minimum`, with a clear error."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
-    return value
-
-
-@dataclass(frozen=True)
-class Settings:
-    redis_url: str | None
+    redis_url: str | None = None
     """Service mode when set; embedded (in-process broker) when not."""
-    db_path: Path
-    rubrics_dir: Path
-    judges_dir: Path
-    datasets_dir: Path
-    judge: str
-    sample_rate: float
+    db_path: Path = Field(Path("evaluator.duckdb"), validation_alias="EVALUATOR_DB")
+    rubrics_dir: Path = PROJECT_ROOT / "rubrics"
+    judges_dir: Path = DEFAULT_JUDGES_DIR
+    datasets_dir: Path = PROJECT_ROOT / "datasets"
+    judge: str = "offline"
+    sample_rate: float = 0.10
+    sampling_config: Path | None = None
+    """YAML of segment and rubric rates, always-evaluate rules and a daily budget."""
+    daily_budget_usd: float | None = None
+    """Judge spend per UTC day to pace random sampling to (wins over the sampling config's)."""
+    max_text_chars: int = Field(MAX_TEXT_CHARS, ge=MIN_TEXT_CHARS)
+    """Longest text field of a trace; longer ones are cut and marked."""
     worker_heartbeat_timeout_s: float = 60.0
     """A worker silent this long is taken for dead; its unacknowledged messages go to others."""
-    broker_maintenance_chance: int = 1000
+    broker_maintenance_chance: int = Field(1000, ge=1)
     """Broker commands per million that also look for dead workers (dramatiq's default: 1000)."""
-    max_queue_depth: int = 10_000
-    """Work messages waiting in Redis past which producers hold back (see queue/backpressure.py)."""
+    max_queue_depth: int = Field(10_000, ge=1)
+    """Work messages waiting in Redis past which producers hold back (see worker/backpressure.py)."""
     queue_wait_s: float = 600.0
     """How long `evaluator ingest` waits for room in a full queue before it gives up."""
+    pii_mode: Literal["mask", "hash", "off"] = "mask"
+    pii_hash_salt: SecretStr = SecretStr("")
+    pii_phone_region: str = "US"
+    pii_judge_sees: Literal["masked", "raw"] = "masked"
+    judge_cache: str = ""
+    """`off`, `memory`, `redis` or a SQLite path; empty: the default for the mode."""
+    alerts_config: Path | None = None
+    alerts_every_s: float = Field(60.0, ge=0)
+    metrics_addr: str = "127.0.0.1"
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    max_error_share: float | None = Field(None, ge=0, le=1)
+    log_level: str | None = None
+    stage_timings: str | None = None
+    """Path prefix of the per-stage CPU time snapshots (benchmarks)."""
+    target_api_key: SecretStr | None = None
 
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
-        return cls(
-            redis_url=env.get("EVALUATOR_REDIS_URL") or None,
-            db_path=Path(env.get("EVALUATOR_DB", "evaluator.duckdb")),
-            rubrics_dir=Path(env.get("EVALUATOR_RUBRICS_DIR", PROJECT_ROOT / "rubrics")),
-            judges_dir=Path(env.get("EVALUATOR_JUDGES_DIR", PROJECT_ROOT / "judges")),
-            datasets_dir=Path(env.get("EVALUATOR_DATASETS_DIR", PROJECT_ROOT / "datasets")),
-            judge=env.get("EVALUATOR_JUDGE", "offline"),
-            sample_rate=float_env("EVALUATOR_SAMPLE_RATE", 0.10),
-            worker_heartbeat_timeout_s=float_env("EVALUATOR_WORKER_HEARTBEAT_TIMEOUT_S", 60.0),
-            broker_maintenance_chance=int_env("EVALUATOR_BROKER_MAINTENANCE_CHANCE", 1000),
-            max_queue_depth=int_env("EVALUATOR_MAX_QUEUE_DEPTH", 10_000),
-            queue_wait_s=float_env("EVALUATOR_QUEUE_WAIT_S", 600.0),
-        )
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Read the environment; a bad value raises ConfigError naming its variable."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError("; ".join(_describe(error) for error in exc.errors())) from None
+
+    @property
+    def judge_sees_raw(self) -> bool:
+        return self.pii_judge_sees == "raw"
+
+
+def env_name(field: str) -> str:
+    """The variable a field is read from."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else ENV_PREFIX + field.upper()
+
+
+_PROBLEMS = {
+    "float_parsing": "is not a number",
+    "finite_number": "is not a finite number",
+    "int_parsing": "is not a whole number",
+    "int_from_float": "is not a whole number",
+}
+
+
+def _describe(error: Any) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    name = env_name(field) if field in Settings.model_fields else field
+    kind, context = error["type"], error.get("ctx") or {}
+    if kind in _PROBLEMS:
+        problem = _PROBLEMS[kind]
+    elif kind == "greater_than_equal":
+        problem = f"must be at least {context['ge']:g}"
+    elif kind == "less_than_equal":
+        problem = f"must be at most {context['le']:g}"
+    elif kind == "literal_error":
+        return f"{name}={error['input']!r}: use {context['expected']}"
+    else:
+        return f"{name}={error['input']!r}: {error['msg']}"
+    return f"{name}={error['input']!r} {problem}"
+
+
+DEFAULTS = Settings.model_construct()
+"""Every field at its default, whatever the environment: for library calls given no Settings."""

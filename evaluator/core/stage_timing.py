@@ -1,12 +1,13 @@
 """Opt-in CPU time per pipeline stage, for benchmarks and profiling.
 
-Set `EVALUATOR_STAGE_TIMINGS=<path prefix>` before a process starts and every function decorated
-with `@timed("<stage>")` adds its thread CPU time (`time.thread_time_ns`) and a call count to
-that stage. Once a second, and at exit, the process writes `<prefix>.<pid>.json`:
+Set `EVALUATOR_STAGE_TIMINGS=<path prefix>` (Settings.stage_timings) and the process's entry
+point (the `evaluator` command, the span exporter) calls `enable(prefix)`: from then on every
+function decorated with `@timed("<stage>")` adds its thread CPU time (`time.thread_time_ns`) and
+a call count to that stage. Once a second, and at exit, the process writes `<prefix>.<pid>.json`:
 `{"pid", "wall", "process_cpu_ns", "stages": {stage: [cpu_ns, calls]}}`, cumulative, so a
 reader takes the difference of two snapshots. Nested decorated calls are counted in both stages.
 
-Unset (the default), `timed` returns the function itself: no cost at all.
+Off (the default), a decorated call costs one check of a module flag.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-ENV = "EVALUATOR_STAGE_TIMINGS"
 FLUSH_EVERY_S = 1.0
 
 F = TypeVar("F", bound=Callable)
@@ -29,17 +29,23 @@ F = TypeVar("F", bound=Callable)
 _totals: dict[str, list[int]] = {}
 _lock = threading.Lock()
 _writer: threading.Thread | None = None
+_prefix: str | None = None
+
+
+def enable(prefix: str) -> None:
+    """Count stages from now on and write snapshots to `<prefix>.<pid>.json`."""
+    global _prefix
+    _prefix = prefix
 
 
 def timed(stage: str) -> Callable[[F], F]:
     """Decorator: count the (synchronous) function's CPU time under `stage` when enabled."""
 
     def decorate(function: F) -> F:
-        if not os.environ.get(ENV):
-            return function
-
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
+            if _prefix is None:
+                return function(*args, **kwargs)
             started = time.thread_time_ns()
             try:
                 return function(*args, **kwargs)
@@ -69,10 +75,9 @@ def snapshot() -> dict:
 
 
 def write_snapshot() -> None:
-    prefix = os.environ.get(ENV)
-    if not prefix:
+    if _prefix is None:
         return
-    target = Path(f"{prefix}.{os.getpid()}.json")
+    target = Path(f"{_prefix}.{os.getpid()}.json")
     temporary = target.with_suffix(".tmp")
     temporary.write_text(json.dumps(snapshot()), encoding="utf-8")
     temporary.replace(target)  # readers never see a half-written file

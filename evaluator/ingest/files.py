@@ -19,9 +19,9 @@ from typing import Literal
 from evaluator.core.errors import ConfigError, InvalidTraceError
 from evaluator.pii.masking import dead_letter_masker, identifier_check, ingest_masker
 from evaluator.core.work import WorkItem
-from evaluator.core.records import DeadLetter, Trace, parse_trace
+from evaluator.core.records import MAX_TEXT_CHARS, DeadLetter, Trace, parse_trace
 from evaluator.sampling.policy import SamplingPolicy, decide
-from evaluator.core.settings import Settings
+from evaluator.core.settings import DEFAULTS, Settings
 from evaluator.sampling.spend import BudgetPacer, SpendMeter, pacer_for
 
 TraceFormat = Literal["jsonl", "otlp-json"]
@@ -65,13 +65,14 @@ class WorkStream:
     time; `dead_letters_out` gets masked dead letters in bounded chunks. Call `finish` last."""
 
     def __init__(self, policy: SamplingPolicy, items_out: ItemsOut, dead_letters_out: DeadLettersOut,
-                 batch_size: int = 20, pacer: BudgetPacer | None = None) -> None:
+                 batch_size: int = 20, pacer: BudgetPacer | None = None,
+                 settings: Settings = DEFAULTS) -> None:
         self.counts = WorkCounts(pacer=pacer)
         self._policy = policy
         self._items_out, self._dead_letters_out = items_out, dead_letters_out
         self._batch_size = batch_size
-        self._check_ids, self._mask, self._mask_dead = (identifier_check(), ingest_masker(),
-                                                        dead_letter_masker())
+        self._check_ids, self._mask, self._mask_dead = (identifier_check(settings), ingest_masker(settings),
+                                                        dead_letter_masker(settings))
         self._digests: dict[str, bytes] = {}
         self._items: list[WorkItem] = []
         self._dead: list[DeadLetter] = []
@@ -141,7 +142,7 @@ class WorkStream:
         return self.counts
 
 
-def read_jsonl_traces(path: Path) -> Iterator[Trace | DeadLetter]:
+def read_jsonl_traces(path: Path, max_text_chars: int = MAX_TEXT_CHARS) -> Iterator[Trace | DeadLetter]:
     """Each line becomes a Trace, or a DeadLetter naming the file, line and field (a line that is
     not valid UTF-8 too: its text is never silently altered)."""
     if not path.is_file():
@@ -151,7 +152,7 @@ def read_jsonl_traces(path: Path) -> Iterator[Trace | DeadLetter]:
             if not raw.strip():
                 continue
             try:
-                record: Trace | DeadLetter = parse_trace(_utf8(raw))
+                record: Trace | DeadLetter = parse_trace(_utf8(raw), max_text_chars)
             except InvalidTraceError as exc:
                 text = raw.decode("utf-8", "replace").rstrip("\r\n")
                 record = DeadLetter.from_error(f"{path}:{number}", text, exc)
@@ -179,12 +180,15 @@ def read_traces(path: Path, fmt: TraceFormat = "jsonl") -> Iterator[Trace | Dead
 
 def stream_work(path: Path, policy: SamplingPolicy, items_out: ItemsOut,
                 dead_letters_out: DeadLettersOut, fmt: str = "jsonl",
-                spend: SpendMeter | None = None, batch_size: int = 20) -> WorkCounts:
+                spend: SpendMeter | None = None, batch_size: int = 20,
+                settings: Settings = DEFAULTS) -> WorkCounts:
     """Read, validate, sample and mask a trace file (`jsonl` or `otlp-json`), handing the work
     on in chunks as it goes (see WorkStream). With a daily budget in the policy, `spend` says
-    how much of it is gone today (see evaluator.sampling.spend)."""
-    stream = WorkStream(policy, items_out, dead_letters_out, batch_size, pacer_for(policy, spend))
-    for number, record in enumerate(read_traces(Path(path), fmt), start=1):
+    how much of it is gone today (see evaluator.sampling.spend). `settings` gives the text limit
+    and the PII masking."""
+    stream = WorkStream(policy, items_out, dead_letters_out, batch_size, pacer_for(policy, spend),
+                        settings)
+    for number, record in enumerate(read_traces(Path(path), fmt, settings.max_text_chars), start=1):
         stream.add(record, f"{path} (record {number})")
     return stream.finish()
 
@@ -198,9 +202,9 @@ class CollectedWork(WorkCounts):
 
 
 def collect_work(path: Path, policy: SamplingPolicy, fmt: str = "jsonl",
-                 spend: SpendMeter | None = None) -> CollectedWork:
+                 spend: SpendMeter | None = None, settings: Settings = DEFAULTS) -> CollectedWork:
     """stream_work into lists."""
     items: list[WorkItem] = []
     dead: list[DeadLetter] = []
-    counts = stream_work(path, policy, items.extend, dead.extend, fmt, spend)
+    counts = stream_work(path, policy, items.extend, dead.extend, fmt, spend, settings=settings)
     return CollectedWork(**vars(counts), items=items, dead_letters=dead)

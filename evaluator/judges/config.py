@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from evaluator.core.errors import ConfigError, first_problem
 from evaluator.core.records import canonical_json, sha256_hex
+from evaluator.core.settings import DEFAULT_JUDGES_DIR
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -148,17 +149,12 @@ def _check_size(data: Any, path: Path) -> None:
             stack.extend((item, depth + 1) for item in value)
 
 
-def judges_dir_default() -> Path:
-    from evaluator.core.settings import Settings
-
-    return Settings.from_env().judges_dir
-
-
 def load_judge_config(name_or_path: str, judges_dir: Path | None = None) -> JudgeConfig:
-    """Load `judges/<name>.yaml` (or an explicit path) with yaml.safe_load and validate it."""
+    """Load `<judges_dir>/<name>.yaml` (judges_dir: Settings.judges_dir; the bundled judges/ when
+    None) or an explicit path with yaml.safe_load, and validate it."""
     path = Path(name_or_path)
     if path.suffix not in {".yaml", ".yml"}:
-        path = (judges_dir or judges_dir_default()) / f"{name_or_path}.yaml"
+        path = (judges_dir or DEFAULT_JUDGES_DIR) / f"{name_or_path}.yaml"
     if not path.is_file():
         available = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         raise ConfigError(

@@ -1,10 +1,12 @@
 """What the judges of one process share: the response cache, rate limiters and circuit breakers.
 
-Built from the environment on first use (`default_runtime()`), or explicitly (tests, tools):
-- EVALUATOR_REDIS_URL set: rate limits and the cache live in Redis, shared by every worker;
+Built from the caller's Settings (`default_runtime(settings)`), or explicitly (tests, tools):
+- redis_url (EVALUATOR_REDIS_URL) set: rate limits and the cache live in Redis, shared by every
+  worker;
 - else rate limits are per process and the cache is a SQLite file next to the DuckDB file
   (`.evaluator-cache/judge.sqlite`), so a second CLI process gets the first one's answers;
-- EVALUATOR_JUDGE_CACHE overrides the cache: `off`, `memory`, `redis` or a SQLite file path.
+- judge_cache (EVALUATOR_JUDGE_CACHE) overrides the cache: `off`, `memory`, `redis` or a SQLite
+  file path.
 Breakers are always per process: each worker judges its own view of a failing provider.
 
 A call refused by an open circuit fails at once ("judge unavailable (circuit open)"): `run` and
@@ -15,11 +17,11 @@ instead of failing them.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 from evaluator.core.errors import ConfigError
+from evaluator.core.settings import DEFAULTS, Settings
 from evaluator.judges.config import JudgeConfig
 from evaluator.judges.breaker import CircuitBreaker
 from evaluator.judges.cache import JudgeCache, RedisBackend, SqliteBackend
@@ -32,7 +34,6 @@ from evaluator.judges.ratelimit import (
 )
 from evaluator.judges.redis_clients import LoopRedis
 
-CACHE_ENV = "EVALUATOR_JUDGE_CACHE"
 CACHE_DIR = ".evaluator-cache"
 
 
@@ -48,13 +49,9 @@ class JudgeRuntime:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls) -> JudgeRuntime:
-        from evaluator.core.settings import Settings
-
-        settings = Settings.from_env()
+    def from_settings(cls, settings: Settings) -> JudgeRuntime:
         runtime = cls(settings.redis_url, wait_for_open_circuit=_wait_for_open_circuit)
-        spec = os.environ.get(CACHE_ENV, "").strip()
-        runtime.cache = _cache_from_spec(spec, runtime.redis, settings.db_path)
+        runtime.cache = _cache_from_spec(settings.judge_cache.strip(), runtime.redis, settings.db_path)
         return runtime
 
     def breaker(self, config: JudgeConfig) -> CircuitBreaker:
@@ -89,13 +86,13 @@ def _cache_from_spec(spec: str, redis: LoopRedis | None, db_path: Path) -> Judge
         return JudgeCache()
     if spec == "redis" or (not spec and redis):
         if redis is None:
-            raise ConfigError(f"{CACHE_ENV}=redis needs EVALUATOR_REDIS_URL")
+            raise ConfigError("EVALUATOR_JUDGE_CACHE=redis needs EVALUATOR_REDIS_URL")
         return JudgeCache(RedisBackend(redis))
     path = Path(spec) if spec else db_path.parent / CACHE_DIR / "judge.sqlite"
     return JudgeCache(SqliteBackend(path))
 
 
-_default: tuple[tuple[str | None, ...], JudgeRuntime] | None = None
+_default: tuple[tuple[object, ...], JudgeRuntime] | None = None
 _default_lock = threading.Lock()
 _wait_for_open_circuit = False
 
@@ -117,11 +114,16 @@ def reset_default_runtime() -> None:
         _wait_for_open_circuit = False
 
 
-def default_runtime() -> JudgeRuntime:
-    """The process's runtime, rebuilt if the environment it came from changed."""
+def default_runtime(settings: Settings | None = None) -> JudgeRuntime:
+    """The process's runtime, shared by its judges: built from `settings` (the caller's, from its
+    entry point), and built again for settings with another redis_url, judge_cache or db_path.
+    Without settings: the current runtime, else one from the default settings."""
     global _default
-    env = tuple(os.environ.get(name) for name in ("EVALUATOR_REDIS_URL", CACHE_ENV, "EVALUATOR_DB"))
     with _default_lock:
-        if _default is None or _default[0] != env:
-            _default = (env, JudgeRuntime.from_env())
+        if settings is None and _default is not None:
+            return _default[1]
+        settings = settings or DEFAULTS
+        key = (settings.redis_url, settings.judge_cache, settings.db_path)
+        if _default is None or _default[0] != key:
+            _default = (key, JudgeRuntime.from_settings(settings))
         return _default[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evaluator.core.errors import EvaluatorError, StoreError
-from evaluator.core.records import Evaluation, Trace
+from evaluator.core.records import MAX_TEXT_CHARS, Evaluation, Trace
 from evaluator.rubrics import RubricRegistry, render
 from evaluator.store import Store
 from evaluator.store.trace_queries import replay_item, trace_ids_like
@@ -53,9 +53,10 @@ class TraceView:
 
 
 def view_trace(db_path: Path, trace_id: str, registry: RubricRegistry,
-               rubric: str | None = None) -> TraceView:
+               rubric: str | None = None, max_text_chars: int = MAX_TEXT_CHARS) -> TraceView:
     """The trace with id `trace_id` (or the one trace whose id starts with it) and its
-    evaluations, oldest first; `rubric` keeps only that criterion's."""
+    evaluations, oldest first; `rubric` keeps only that criterion's. A replayed item is rebuilt
+    as a trace cut to `max_text_chars`, as the replay did."""
     with Store(db_path, read_only=True) as store:
         trace_id = _resolve(store, trace_id)
         stored = store.traces([trace_id])
@@ -65,7 +66,7 @@ def view_trace(db_path: Path, trace_id: str, registry: RubricRegistry,
             origin = (f"sampled traffic ({stored[0].sample_reason}, weight "
                       f"{stored[0].sample_weight:g})")
         else:
-            trace, origin = _replayed(store, trace_id)
+            trace, origin = _replayed(store, trace_id, max_text_chars)
     return TraceView(trace_id, trace, origin,
                      [(e, check_prompt(e, trace, registry)) for e in evaluations])
 
@@ -82,7 +83,7 @@ def _resolve(store: Store, trace_id: str) -> str:
                      "`evaluator dead-letters` if it was rejected, or pass --db")
 
 
-def _replayed(store: Store, trace_id: str) -> tuple[Trace | None, str]:
+def _replayed(store: Store, trace_id: str, max_text_chars: int) -> tuple[Trace | None, str]:
     row = replay_item(store, trace_id)
     if row is None:
         return None, "not stored (only its evaluations are)"
@@ -93,7 +94,7 @@ def _replayed(store: Store, trace_id: str) -> tuple[Trace | None, str]:
     origin = (f"dataset item {item.id!r} of replay {row.run_id}"
               f"{', the output the target regenerated' if row.output is not None else ''}")
     try:
-        return parse_trace(item.trace_payload(trace_id, row.output)), origin
+        return parse_trace(item.trace_payload(trace_id, row.output), max_text_chars), origin
     except EvaluatorError as exc:
         return None, f"{origin}; it is not a valid trace: {exc}"
 

@@ -1,4 +1,4 @@
-"""Where PII masking happens, configured from the environment.
+"""Where PII masking happens, configured by the caller's Settings (EVALUATOR_PII_*).
 
 By default traces are masked at ingest, before they are enqueued or stored, so the judge sees
 masked text too (`EVALUATOR_PII_JUDGE_SEES=masked`). With `raw`, ingest leaves the text alone
@@ -9,13 +9,12 @@ letter (ids are never masked), and what a dead letter keeps is masked too.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from evaluator.core.errors import ConfigError
 from evaluator.core.records import DeadLetter, Trace
+from evaluator.core.settings import Settings
 
 if TYPE_CHECKING:
     from evaluator.pii import PiiMasker
@@ -32,36 +31,35 @@ def _pii_masker(mode: str, region: str, salt: str) -> PiiMasker | None:
     return PiiMasker(PiiConfig(mode=mode, phone_region=region, hash_salt=salt))
 
 
-def _configured() -> PiiMasker | None:
-    env = os.environ
-    return _pii_masker(env.get("EVALUATOR_PII_MODE", "mask"),
-                       env.get("EVALUATOR_PII_PHONE_REGION", "US"), env.get("EVALUATOR_PII_HASH_SALT", ""))
+def _configured(settings: Settings) -> PiiMasker | None:
+    return _pii_masker(settings.pii_mode, settings.pii_phone_region,
+                       settings.pii_hash_salt.get_secret_value())
 
 
-def storage_masker() -> Masker | None:
+def storage_masker(settings: Settings) -> Masker | None:
     """The masker every stored trace goes through (None when EVALUATOR_PII_MODE=off)."""
-    masker = _configured()
+    masker = _configured(settings)
     return masker.mask_trace if masker else None
 
 
-def payload_masker() -> Callable[[str], str] | None:
+def payload_masker(settings: Settings) -> Callable[[str], str] | None:
     """The text masker for the raw payload a dead letter keeps: it is stored, so always masked
     like a stored trace (None when EVALUATOR_PII_MODE=off)."""
-    masker = _configured()
+    masker = _configured(settings)
     return masker.mask_text if masker else None
 
 
-def identifier_check() -> Masker | None:
+def identifier_check(settings: Settings) -> Masker | None:
     """Rejects (InvalidTraceError) a trace whose trace, span or session id looks like PII: ids
     are never masked, so one that is not opaque cannot be stored (None when masking is off)."""
-    masker = _configured()
+    masker = _configured(settings)
     return masker.check_identifiers if masker else None
 
 
-def dead_letter_masker() -> Callable[[DeadLetter], DeadLetter] | None:
+def dead_letter_masker(settings: Settings) -> Callable[[DeadLetter], DeadLetter] | None:
     """Masks what a dead letter keeps: its payload, and its error and field, which can quote a
     metadata key or a field name taken from the payload (None when EVALUATOR_PII_MODE=off)."""
-    masker = _configured()
+    masker = _configured(settings)
     if masker is None:
         return None
     # A million bad lines often share a few errors: mask each distinct one once (they are short,
@@ -76,13 +74,6 @@ def dead_letter_masker() -> Callable[[DeadLetter], DeadLetter] | None:
     return mask
 
 
-def judge_sees_raw() -> bool:
-    value = os.environ.get("EVALUATOR_PII_JUDGE_SEES", "masked")
-    if value not in {"masked", "raw"}:
-        raise ConfigError(f"EVALUATOR_PII_JUDGE_SEES={value!r}: use 'masked' or 'raw'")
-    return value == "raw"
-
-
-def ingest_masker() -> Masker | None:
+def ingest_masker(settings: Settings) -> Masker | None:
     """The masker applied at ingest: the storage masker, unless the judge must see raw text."""
-    return None if judge_sees_raw() else storage_masker()
+    return None if settings.judge_sees_raw else storage_masker(settings)

@@ -10,11 +10,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from evaluator.core.errors import InvalidTraceError
-from evaluator.core.rows import JudgeCall
-from evaluator.core.work import WorkItem
-from evaluator.core.records import DeadLetter, Evaluation, Trace, parse_trace
-from evaluator.core.work import SampleDecision
-from evaluator.core.rows import StoredTrace
+from evaluator.core.records import MAX_TEXT_CHARS, DeadLetter, Evaluation, Trace, parse_trace
+from evaluator.core.rows import JudgeCall, StoredTrace
+from evaluator.core.work import SampleDecision, WorkItem
 
 QUEUE_NAME = "evaluator"
 ACTOR_NAME = "evaluate_batch"
@@ -56,15 +54,17 @@ def _decision(entry: dict[str, Any]) -> SampleDecision:
     )
 
 
-def decode_items(payload: Sequence[Any], source: str) -> tuple[list[WorkItem], list[DeadLetter]]:
-    """Re-validate traces at the worker's boundary: a bad one becomes a dead letter, not a crash."""
+def decode_items(payload: Sequence[Any], source: str,
+                 max_text_chars: int = MAX_TEXT_CHARS) -> tuple[list[WorkItem], list[DeadLetter]]:
+    """Re-validate traces at the worker's boundary (text cut to `max_text_chars`, as at ingest):
+    a bad one becomes a dead letter, not a crash."""
     items: list[WorkItem] = []
     dead: list[DeadLetter] = []
     for entry in payload:
         try:
             if not isinstance(entry, dict):
                 raise InvalidTraceError("invalid work item: expected an object", field="<root>")
-            trace = parse_trace(entry.get("trace"))
+            trace = parse_trace(entry.get("trace"), max_text_chars)
             decision = _decision(entry)
         except (InvalidTraceError, TypeError, ValueError) as exc:
             dead.append(DeadLetter.from_error(source, entry, exc))

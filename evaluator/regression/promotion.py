@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluator.core.errors import ConfigError, DatasetError, InvalidTraceError, RubricError
-from evaluator.core.records import Trace, parse_trace
+from evaluator.core.records import MAX_TEXT_CHARS, Trace, parse_trace
 from evaluator.humans.agreement.bootstrap import DEFAULT_N_BOOT
 from evaluator.humans.agreement.from_store import labels_order
 from evaluator.humans.agreement.report import kappa_with_ci
@@ -37,10 +37,11 @@ class GoldenItem:
     expected: str
 
 
-def read_golden(path: Path, criterion: str) -> tuple[list[GoldenItem], dict[str, int]]:
+def read_golden(path: Path, criterion: str, max_text_chars: int = MAX_TEXT_CHARS
+                ) -> tuple[list[GoldenItem], dict[str, int]]:
     """Human-labelled items that expect a label for `criterion`, and counts of those left out.
 
-    Each item is judged as a trace whose trace_id is the item id."""
+    Each item is judged as a trace whose trace_id is the item id (text cut to `max_text_chars`)."""
     items: list[GoldenItem] = []
     left_out = {"not_human_labelled": 0, "no_expected_label": 0}
     for item in read_dataset(Path(path)):
@@ -50,7 +51,7 @@ def read_golden(path: Path, criterion: str) -> tuple[list[GoldenItem], dict[str,
             left_out["no_expected_label"] += 1
         else:
             try:
-                trace = parse_trace(item.trace_payload(item.id))
+                trace = parse_trace(item.trace_payload(item.id), max_text_chars)
             except InvalidTraceError as exc:
                 raise DatasetError(f"{path}: item {item.id!r} is not a valid trace: {exc}"
                                    ) from None
@@ -146,8 +147,8 @@ def _decide(check: PromotionCheck, min_items: int) -> None:
 
 def check_promotion(candidate: Rubric, current: Rubric, golden: Path, judge: JudgeClient,
                     max_kappa_drop: float = 0.05, max_flip_rate: float = 0.10,
-                    min_items: int = 20, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
-                    ) -> PromotionCheck:
+                    min_items: int = 20, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+                    max_text_chars: int = MAX_TEXT_CHARS) -> PromotionCheck:
     """Replay the golden items with both versions and decide whether the candidate may replace
     the current version (build the judge with evaluator.judges.factory.load_judge)."""
     if min_items < 1:
@@ -162,7 +163,7 @@ def check_promotion(candidate: Rubric, current: Rubric, golden: Path, judge: Jud
         candidate=candidate.ref, current=current.ref, judge=judge.name, golden=str(golden),
         statistic="quadratic-weighted kappa" if ordinal else "kappa",
         max_kappa_drop=max_kappa_drop, max_flip_rate=max_flip_rate)
-    items, check.left_out = read_golden(golden, candidate.criterion)
+    items, check.left_out = read_golden(golden, candidate.criterion, max_text_chars)
     check.items = len(items)
     on_both_menus = [i for i in items
                      if i.expected in candidate.labels and i.expected in current.labels]

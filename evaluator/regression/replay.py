@@ -107,25 +107,29 @@ class _Setup:
     target: Target | None
     manifest: dict[str, Any]
     """What a run records about how it was judged (start) or must still match (resume)."""
+    settings: Settings
+    """The text limit and PII masking of the traces built from items."""
 
 
 def _setup(settings: Settings, rubric_refs: Sequence[str], judge_name: str,
            target_spec: str | None, budget: RunBudget | None = None) -> _Setup:
     from evaluator.judges.factory import load_judge
+    from evaluator.judges.runtime import default_runtime  # lazy: as load_judge
 
     registry = RubricRegistry.load(settings.rubrics_dir)
     rubrics = [registry.get(ref) for ref in rubric_refs] or registry.latest()
-    judge = load_judge(judge_name, settings.judges_dir)
+    judge = load_judge(judge_name, settings.judges_dir, default_runtime(settings))
     if budget is not None:
         judge = budget.wrap(judge)
-    target = load_target(target_spec) if target_spec else None
+    key = settings.target_api_key
+    target = load_target(target_spec, key and key.get_secret_value()) if target_spec else None
     manifest = {
         "git": git_state(),
         "rubrics": {rubric.ref: rubric.content_hash for rubric in rubrics},
         "judge": {"name": judge.name, "hash": judge.config_hash},
         "target": target_spec,
     }
-    return _Setup(rubrics, judge, target, manifest)
+    return _Setup(rubrics, judge, target, manifest, settings)
 
 
 def start_replay(dataset: Path, db: Path, settings: Settings, rubric_refs: Sequence[str] = (),
@@ -158,7 +162,7 @@ def start_replay(dataset: Path, db: Path, settings: Settings, rubric_refs: Seque
         store.start_run(run_id, REPLAY_KIND, params)
         queries.set_running(store, run_id, setup.manifest)
         queries.add_items(store, run_id, [(item.id, trace_id, line)
-                                          for (trace_id, item), line in zip(pending, lines)])
+                                               for (trace_id, item), line in zip(pending, lines)])
     return _execute(run_id, db, setup, pending, concurrency, progress)
 
 
@@ -221,8 +225,9 @@ class _Session:
         self.last_flush = time.monotonic()
         self.judge_calls = 0
         self.cached = 0
-        self.mask_for_judge, self.mask_for_store = ingest_masker(), storage_masker()
-        self.mask_text = payload_masker()
+        self.mask_for_judge = ingest_masker(setup.settings)
+        self.mask_for_store = storage_masker(setup.settings)
+        self.mask_text = payload_masker(setup.settings)
 
     async def run(self, pending: Sequence[tuple[str, DatasetItem]]) -> None:
         if self.progress is not None:
@@ -258,7 +263,8 @@ class _Session:
                                    [self._error(trace_id, rubric, error) for rubric in setup.rubrics])
             output, context, latency_ms = generated.output, generated.context, generated.latency_ms
         try:
-            trace = parse_trace(item.trace_payload(trace_id, output, context))
+            trace = parse_trace(item.trace_payload(trace_id, output, context),
+                                self.setup.settings.max_text_chars)
         except EvaluatorError as exc:
             error = f"cannot judge the output: {exc}"
             done = queries.ItemDone(item.id, self._storable(output), error, latency_ms)

@@ -22,7 +22,6 @@ from evaluator.core.errors import ConfigError
 from evaluator.regression.datasets import DatasetItem
 
 OPENAI_PREFIX = "openai:"
-API_KEY_ENV = "EVALUATOR_TARGET_API_KEY"
 TIMEOUT_S = 120.0
 MAX_RETRIES = 3
 
@@ -44,10 +43,11 @@ class Target(Protocol):
     async def close(self) -> None: ...
 
 
-def load_target(spec: str) -> Target:
-    """`openai:MODEL@BASE_URL` or `module:function`; ConfigError saying how to fix a bad spec."""
+def load_target(spec: str, api_key: str | None = None) -> Target:
+    """`openai:MODEL@BASE_URL` (with `api_key`, Settings.target_api_key, if any) or
+    `module:function`; ConfigError saying how to fix a bad spec."""
     if spec.startswith(OPENAI_PREFIX) and "@" in spec:
-        return OpenAIChatTarget(spec)
+        return OpenAIChatTarget(spec, api_key)
     return CallableTarget(spec)
 
 
@@ -104,7 +104,7 @@ class CallableTarget:
 class OpenAIChatTarget:
     """An OpenAI-compatible chat completions endpoint (the openai SDK, its retries on)."""
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, api_key: str | None = None):
         model, _, base_url = spec.removeprefix(OPENAI_PREFIX).partition("@")
         if not model or not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"--target {spec!r}: use openai:MODEL@BASE_URL, e.g. "
@@ -112,6 +112,7 @@ class OpenAIChatTarget:
         self.spec = spec
         self.model = model
         self.base_url = base_url
+        self._api_key = api_key
         self._client: Any = None
 
     def _messages(self, item: DatasetItem) -> list[dict[str, str]]:
@@ -127,7 +128,7 @@ class OpenAIChatTarget:
 
             self._client = AsyncOpenAI(base_url=self.base_url, timeout=TIMEOUT_S,
                                        max_retries=MAX_RETRIES,
-                                       api_key=os.environ.get(API_KEY_ENV) or "not-needed")
+                                       api_key=self._api_key or "not-needed")
         started = time.perf_counter()
         response = await self._client.chat.completions.create(
             model=self.model, messages=self._messages(item))

@@ -13,13 +13,12 @@
     daily_budget_usd: 25           # pace random sampling to this judge spend per UTC day
 
 The base rate stays `--sample-rate` / EVALUATOR_SAMPLE_RATE; EVALUATOR_DAILY_BUDGET_USD, when
-set, wins over daily_budget_usd.
+set, wins over daily_budget_usd (the caller passes both from its Settings).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal
@@ -29,9 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evaluator.core.errors import ConfigError, first_problem
 from evaluator.sampling.policy import AttributeRule, SamplingPolicy, SegmentRate
-from evaluator.core.settings import float_env
 
-CONFIG_ENV = "EVALUATOR_SAMPLING_CONFIG"
 BUDGET_ENV = "EVALUATOR_DAILY_BUDGET_USD"
 
 Rate = Annotated[float, Field(ge=0, le=1)]
@@ -77,11 +74,12 @@ def load_sampling_rules(path: Path) -> _SamplingFile:
                           ) from None
 
 
-def sampling_policy(rate: float, path: Path | None = None) -> SamplingPolicy:
-    """The policy at `rate`, with the rules of the config file if any."""
-    path = path or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+def sampling_policy(rate: float, path: Path | None = None,
+                    daily_budget_usd: float | None = None) -> SamplingPolicy:
+    """The policy at `rate`, with the rules of the config file if any (Settings.sampling_config);
+    `daily_budget_usd` (Settings.daily_budget_usd), when given, wins over the file's."""
     rules = load_sampling_rules(path) if path is not None else _SamplingFile()
-    budget = float_env(BUDGET_ENV, rules.daily_budget_usd)
+    budget = rules.daily_budget_usd if daily_budget_usd is None else daily_budget_usd
     if budget is not None and not math.isfinite(budget):
         raise ConfigError(f"the daily judge budget (daily_budget_usd, {BUDGET_ENV}) must be a"
                           f" finite number of USD, e.g. 25, got {budget}; unset it for no budget")

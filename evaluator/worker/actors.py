@@ -18,6 +18,7 @@ from evaluator.pii.masking import storage_masker
 from evaluator.worker.metrics import metrics
 from evaluator.worker.pipeline import evaluate_batch
 from evaluator.core.records import DeadLetter, Trace
+from evaluator.core.settings import DEFAULTS, Settings
 from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.sampling.spend import SpendRecorder
 from evaluator.core.rows import StoredTrace
@@ -44,13 +45,18 @@ class WorkerContext:
     """A run's judge budget (`evaluator run --max-cost`): every judge asks it before a call."""
     spend: SpendRecorder | None = None
     """Where the cost of judge calls is added up per day (the daily budget, evaluator.sampling.spend)."""
+    settings: Settings | None = None
+    """The entry point's: the text limit traces are validated to, the PII masking of stored
+    traces and the judges' runtime. None (library use, tests): the defaults, and the judges get
+    the process's current runtime."""
     _judges: dict[str, JudgeClient] = field(default_factory=dict)
 
     def judge(self, name: str) -> JudgeClient:
         if name not in self._judges:
             from evaluator.judges.factory import load_judge
+            from evaluator.judges.runtime import default_runtime  # lazy: as load_judge
 
-            judge = load_judge(name, self.judges_dir)
+            judge = load_judge(name, self.judges_dir, default_runtime(self.settings))
             self._judges[name] = self.budget.wrap(judge) if self.budget else judge
         return self._judges[name]
 
@@ -68,7 +74,8 @@ async def process_message(context: WorkerContext, message: dict[str, Any],
     as they complete (`early`, evaluator.worker.early_results): `early.rest(batch)` is what is
     left to publish."""
     source = f"queue:{message.get('run_id') or 'service'}"
-    items, dead = decode_items(message.get("items") or [], source)
+    settings = context.settings or DEFAULTS
+    items, dead = decode_items(message.get("items") or [], source, settings.max_text_chars)
     try:
         judge = context.judge(str(message.get("judge") or "offline"))
         rubrics = context.rubrics(message.get("rubrics"))
@@ -76,7 +83,7 @@ async def process_message(context: WorkerContext, message: dict[str, Any],
         dead.extend(DeadLetter.from_error(source, {"trace": i.trace.model_dump(mode="json")}, exc)
                     for i in items)
         return ResultBatch(dead_letters=dead)
-    traces = [StoredTrace(_for_storage(i.trace), i.decision.reason, i.decision.weight) for i in items]
+    traces = [StoredTrace(_for_storage(i.trace, settings), i.decision.reason, i.decision.weight) for i in items]
     early = early or EarlyResults(context.channel, context.spend)
     early.expect(traces, len(rubrics))
     judged = await evaluate_batch(items, rubrics, judge, message.get("run_id"), early.judged)
@@ -85,11 +92,11 @@ async def process_message(context: WorkerContext, message: dict[str, Any],
                        judge_calls=judged.judge_calls)
 
 
-def _for_storage(trace: Trace) -> Trace:
+def _for_storage(trace: Trace, settings: Settings) -> Trace:
     """Traces masked at ingest pass through; raw ones (judge sees raw) are masked here."""
     if trace.pii_masked:
         return trace
-    mask = storage_masker()
+    mask = storage_masker(settings)
     return mask(trace) if mask else trace
 
 

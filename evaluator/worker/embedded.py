@@ -20,7 +20,7 @@ from evaluator.core.records import DeadLetter
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.sampling.config import check_rubric_names, sampling_policy
-from evaluator.core.settings import Settings
+from evaluator.core.settings import DEFAULTS, Settings
 from evaluator.sampling.spend import BudgetPacer
 from evaluator.store.ledger_spend import LedgerSpend
 from evaluator.store import RubricSummary, Scope, Store
@@ -97,14 +97,14 @@ def run_embedded(
 ) -> RunReport:
     """Evaluate a trace file in this process. With `max_cost_usd`, evaluations past the run's
     judge budget end as `skipped` (see evaluator.judges.budget)."""
-    settings = settings or Settings.from_env()
+    settings = settings or DEFAULTS
     budget = None if max_cost_usd is None else RunBudget(max_cost_usd)
     started = time.perf_counter()
     registry = RubricRegistry.load(settings.rubrics_dir)
     for ref in rubric_refs:  # fail before any work on a typo
         registry.get(ref)
     load_judge_config(judge_name, settings.judges_dir)
-    policy = sampling_policy(sample_rate)
+    policy = sampling_policy(sample_rate, settings.sampling_config, settings.daily_budget_usd)
     check_rubric_names(policy, registry.criteria())
     report = RunReport(run_id=new_run_id(), db_path=Path(db_path), judge=judge_name, budget=budget)
     params = {"traces": str(traces_path), "judge": judge_name, "sample_rate": sample_rate,
@@ -140,7 +140,7 @@ def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: Samplin
     broker = build_broker(None)
     channel = InMemoryChannel()
     actor = register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir,
-                                                          budget))
+                                                          budget, settings=settings))
     sink = Sink(channel, Path(db_path))
     stop = threading.Event()
     sink_thread = threading.Thread(target=sink.run, args=(stop,), name="evaluator-sink")
@@ -159,7 +159,7 @@ def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: Samplin
     try:
         worker.start()
         counts = stream_work(Path(traces_path), policy, send, keep, fmt,
-                             LedgerSpend(Path(db_path)), batch_size)
+                             LedgerSpend(Path(db_path)), batch_size, settings)
         broker.join(QUEUE_NAME, fail_fast=True)
     finally:
         worker.stop()

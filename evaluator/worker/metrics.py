@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -27,7 +26,6 @@ from evaluator.core.records import Evaluation
 
 log = logging.getLogger(__name__)
 
-METRICS_ADDR_ENV = "EVALUATOR_METRICS_ADDR"
 DEFAULT_METRICS_ADDR = "127.0.0.1"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 LAG_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
@@ -136,13 +134,13 @@ def metrics() -> EvaluatorMetrics:
     return _instance
 
 
-def start_metrics_server(port: int, addr: str | None = None,
+def start_metrics_server(port: int, addr: str = DEFAULT_METRICS_ADDR,
                          registry: CollectorRegistry | None = None) -> Any:
     """Serve /metrics on a background thread; returns the HTTP server (call .shutdown()).
 
-    It listens on `addr`, else $EVALUATOR_METRICS_ADDR, else 127.0.0.1 only: metrics name
-    rubrics, judges and costs, so exposing them to the network is a choice (0.0.0.0)."""
-    addr = addr or os.environ.get(METRICS_ADDR_ENV) or DEFAULT_METRICS_ADDR
+    It listens on `addr` (Settings.metrics_addr, $EVALUATOR_METRICS_ADDR), 127.0.0.1 only by
+    default: metrics name rubrics, judges and costs, so exposing them to the network is a choice
+    (0.0.0.0)."""
     try:
         server, _thread = start_http_server(port, addr=addr, registry=registry or metrics().registry)
     except OSError as exc:

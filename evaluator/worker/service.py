@@ -52,9 +52,9 @@ def _stop_event_on_signals() -> threading.Event:
     return stop
 
 
-def _serve_metrics(port: int | None) -> None:
+def _serve_metrics(port: int | None, settings: Settings) -> None:
     if port is not None:
-        start_metrics_server(port)
+        start_metrics_server(port, settings.metrics_addr)
 
 
 def run_worker_process(settings: Settings, threads: int, stop: threading.Event | None = None,
@@ -63,13 +63,14 @@ def run_worker_process(settings: Settings, threads: int, stop: threading.Event |
     wait_out_open_circuits()  # a judge outage delays evaluations here instead of failing them
     broker = build_broker(url, settings.worker_heartbeat_timeout_s,
                           settings.broker_maintenance_chance)
-    _serve_metrics(metrics_port)
+    _serve_metrics(metrics_port, settings)
     metrics().watch_queue_depth("work", lambda: broker.do_qsize(QUEUE_NAME))
     channel = RedisStreamChannel(redis_client(url))
     warn_if_not_persistent(broker.client, "worker")
     registry = RubricRegistry.load(settings.rubrics_dir)
     register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir,
-                                                  spend=RedisSpend(redis_client(url))))
+                                                  spend=RedisSpend(redis_client(url)),
+                                                  settings=settings))
     stop = stop or _stop_event_on_signals()
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=IDLE_POLL_MS)
     # One message a thread, none waiting in memory (dramatiq fetches 2 a thread): a message
@@ -113,7 +114,7 @@ def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = N
     stop = stop or _stop_event_on_signals()
     sweeper = build_producer_broker(url, heartbeat_timeout_s=settings.worker_heartbeat_timeout_s)
     Sweeper(sweeper, [QUEUE_NAME]).start(stop)  # gives dead workers' messages back
-    _serve_metrics(metrics_port)
+    _serve_metrics(metrics_port, settings)
     metrics().watch_queue_depth("results", channel.depth)
     if alongside is not None:
         alongside(stop)

@@ -28,6 +28,8 @@ from evaluator.ingest.otel.spans import SpanRecord, from_readable_span, spans_pa
 from evaluator.pii.masking import dead_letter_masker
 from evaluator.core.work import WorkItem
 from evaluator.core.records import DeadLetter, Trace
+from evaluator.core.settings import Settings
+from evaluator.core.stage_timing import enable as enable_stage_timings
 from evaluator.sampling.policy import SamplingPolicy, decide
 from evaluator.sampling.spend import RedisSpend, SpendMeter, pacer_for
 from evaluator.queue.backpressure import QueueGauge
@@ -57,13 +59,9 @@ def default_mask() -> Mask:
     return lambda trace: masker.mask_trace(masker.check_identifiers(trace))
 
 
-def _throttle(redis_url: str, max_queue_depth: int | None, batch_size: int,
+def _throttle(redis_url: str, max_queue_depth: int, batch_size: int,
               clock: Callable[[], float]) -> SamplingThrottle:
-    """Back-pressure on the random sampling rate (max depth: $EVALUATOR_MAX_QUEUE_DEPTH)."""
-    if max_queue_depth is None:
-        from evaluator.core.settings import Settings
-
-        max_queue_depth = Settings.from_env().max_queue_depth
+    """Back-pressure on the random sampling rate."""
     try:
         gauge = QueueGauge.from_url(redis_url, max_queue_depth, clock=clock)
         return SamplingThrottle(gauge, batch_size, clock)
@@ -79,7 +77,7 @@ class EvaluatorSpanExporter(SpanExporter):
     not ours: they are counted as `traces_ignored`, not dead-lettered.
 
     In service mode, while the work queue holds `max_queue_depth` messages or more (default
-    $EVALUATOR_MAX_QUEUE_DEPTH) the random sampling rate drops and the random samples held back
+    settings.max_queue_depth) the random sampling rate drops and the random samples held back
     are counted as `dropped_backpressure`; always-evaluate traces still go (see
     evaluator.queue.backpressure).
 
@@ -92,6 +90,9 @@ class EvaluatorSpanExporter(SpanExporter):
     span end -> stored score short (5 instead of 20: p95 0.5 s lower at 70 % load,
     BENCHMARKS.md), and a worker still keeps up to threads x batch_size x rubrics calls in
     flight (32 x 5 x 4 = 640, above max_in_flight).
+
+    `settings` (default: read from the environment once, here) gives the text limit, the PII
+    masking of dead letters and the default `max_queue_depth`.
 
     No Redis command waits longer than `timeout_s` (2 s), nor does `shutdown`: an app exits in
     about that long even when Redis hangs. Put the exporter behind
@@ -115,11 +116,15 @@ class EvaluatorSpanExporter(SpanExporter):
         spend: SpendMeter | None = None,
         timeout_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        settings: Settings | None = None,
     ) -> None:
         if (redis_url is None) == (sink is None):
             raise ConfigError("EvaluatorSpanExporter needs exactly one of redis_url or sink")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        self.settings = settings or Settings.from_env()  # the app's entry point: read once here
+        if self.settings.stage_timings:
+            enable_stage_timings(self.settings.stage_timings)
         self.policy = policy or SamplingPolicy()
         self.timeout_s = timeout_s
         self._mask = mask
@@ -128,6 +133,8 @@ class EvaluatorSpanExporter(SpanExporter):
             else RedisDelivery(redis_url, judge, rubrics, batch_size, clock, timeout_s)
         )
         self._sink_mode = sink is not None
+        if max_queue_depth is None:
+            max_queue_depth = self.settings.max_queue_depth
         self._throttle = (None if redis_url is None
                           else _throttle(redis_url, max_queue_depth, batch_size, clock))
         if spend is None and redis_url is not None:
@@ -249,7 +256,7 @@ class EvaluatorSpanExporter(SpanExporter):
                 ignored += 1
                 continue
             try:
-                trace = normalize_spans(spans)
+                trace = normalize_spans(spans, self.settings.max_text_chars)
             except Exception as exc:
                 error = exc if isinstance(exc, InvalidTraceError) else InvalidTraceError(
                     f"invalid trace: normalization failed: {exc!r}", field="<root>")
@@ -297,7 +304,7 @@ class EvaluatorSpanExporter(SpanExporter):
     def _deliver_dead_letters(self, dead: list[DeadLetter]) -> bool:
         if not dead:
             return True
-        mask = dead_letter_masker()  # span names and attribute keys can hold PII too
+        mask = dead_letter_masker(self.settings)  # span names and attribute keys can hold PII too
         dead = [mask(d) for d in dead] if mask else dead
         first = dead[0].error
         try:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from evaluator.core.errors import InvalidTraceError
-from evaluator.core.records import Trace, parse_trace
+from evaluator.core.records import MAX_TEXT_CHARS, Trace, parse_trace
 from evaluator.core.stage_timing import timed
 from evaluator.core.trace_limits import metadata_problem
 from evaluator.ingest.otel.conventions import (
@@ -141,8 +141,9 @@ def _sum_known(values: Iterable[int | None]) -> int | None:
 
 
 @timed("normalize")
-def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
-    """Build one Trace from the spans of one trace. Raises InvalidTraceError, never anything else."""
+def normalize_spans(spans: Iterable[SpanRecord], max_text_chars: int = MAX_TEXT_CHARS) -> Trace:
+    """Build one Trace from the spans of one trace (text fields cut to `max_text_chars`).
+    Raises InvalidTraceError, never anything else."""
     spans = sorted(spans, key=lambda s: s.start_ns)
     if not spans:
         raise InvalidTraceError("invalid trace: no spans", field="spans")
@@ -214,4 +215,4 @@ def normalize_spans(spans: Iterable[SpanRecord]) -> Trace:
         "start_time": _datetime(root.start_ns),
         "end_time": _datetime(end_ns),
     }
-    return parse_trace(payload)
+    return parse_trace(payload, max_text_chars)

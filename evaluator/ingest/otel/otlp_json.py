@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from evaluator.core.errors import ConfigError, InvalidTraceError
-from evaluator.core.records import DeadLetter, Trace
+from evaluator.core.records import MAX_TEXT_CHARS, DeadLetter, Trace
 from evaluator.ingest.otel.conventions import is_genai_span, streamed_elsewhere
 from evaluator.ingest.otel.logs import LogEvent, from_otlp_log
 from evaluator.ingest.otel.logs import join as join_logs
@@ -106,7 +106,7 @@ def parse_request_line(line: str) -> tuple[list[SpanRecord], list[LogEvent]]:
     return records, []
 
 
-def read_otlp_json_traces(path: Path) -> Iterator[Trace | DeadLetter]:
+def read_otlp_json_traces(path: Path, max_text_chars: int = MAX_TEXT_CHARS) -> Iterator[Trace | DeadLetter]:
     """Every trace in the file, its spans grouped by trace_id across lines. A bad line or a
     trace that cannot be normalized becomes a DeadLetter whose source is `file:line`."""
     path = Path(path)
@@ -136,6 +136,6 @@ def read_otlp_json_traces(path: Path) -> Iterator[Trace | DeadLetter]:
         if any(map(streamed_elsewhere, spans)) and not any(map(is_genai_span, spans)):
             continue  # the answer of this streamed call is in another trace
         try:
-            yield normalize_spans(spans)
+            yield normalize_spans(spans, max_text_chars)
         except InvalidTraceError as exc:
             yield DeadLetter.from_error(f"{path}:{first_line[trace_id]}", spans_payload(spans), exc)

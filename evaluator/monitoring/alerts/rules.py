@@ -13,7 +13,6 @@ named by EVALUATOR_ALERTS_CONFIG / `--config`). Each rule has a `kind`:
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +27,6 @@ from evaluator.monitoring.alerts.sinks import LogSinkConfig, SinkConfig
 from evaluator.core.errors import ConfigError, first_problem
 from evaluator.core.settings import PROJECT_ROOT
 
-CONFIG_ENV = "EVALUATOR_ALERTS_CONFIG"
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "alerts.yaml"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
@@ -207,19 +205,16 @@ class AlertConfig(BaseModel):
         return [rule for rule in self.rules if rule.enabled]
 
 
-def config_path(path: str | Path | None = None) -> Path:
-    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
-
-
 def load_alert_config(path: str | Path | None = None) -> AlertConfig:
-    """Read and validate the rules file; ConfigError names the file and the bad field."""
-    path = config_path(path)
+    """Read and validate the rules file (--config, else Settings.alerts_config, else alerts.yaml);
+    ConfigError names the file and the bad field."""
+    path = Path(path or DEFAULT_CONFIG_PATH)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
             f"no alert rules at {path}: copy alerts.yaml from the Evaluator repository there, or"
-            f" point {CONFIG_ENV} / --config at your rules file"
+            f" point EVALUATOR_ALERTS_CONFIG / --config at your rules file"
         ) from None
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read the alert rules {path}: {exc}") from None
