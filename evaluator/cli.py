@@ -39,17 +39,21 @@ def cli(ctx, log_level) -> None:
     """Evaluator: sample LLM traces, score them with versioned rubrics and a judge, store
     every score with provenance in DuckDB."""
     from evaluator.core.logging_setup import configure_logging
+    from evaluator.core.stage_timing import enable as enable_stage_timings  # lazy: `--help` stays fast
 
     service = ctx.invoked_subcommand in ("worker", "sink")
-    configure_logging(log_level, default_level="INFO" if service else "WARNING",
-                      debug_masker=_payload_masker)
+    settings = _settings()
+    configure_logging(log_level, default_level="INFO" if service else "WARNING", settings=settings,
+                      debug_masker=lambda: _payload_masker(settings))
+    if settings.stage_timings:
+        enable_stage_timings(settings.stage_timings)
 
 
-def _payload_masker():
+def _payload_masker(settings):
     """The masker of DEBUG log records, built when the first one is logged."""
     from evaluator.pii.masking import payload_masker  # lazy: pii takes 0.3 s to import, needed at DEBUG only
 
-    return payload_masker()
+    return payload_masker(settings)
 
 
 @cli.command()
@@ -304,11 +308,14 @@ def sink(db, metrics_port, alerts_every, alerts_config) -> None:
 
     settings = _settings()
     db_path = db or settings.db_path
-    run_sink(settings, db_path, metrics_port=metrics_port,
-             alongside=_alert_schedule(db_path, alerts_every, alerts_config) if alerts_every > 0 else None)
+    every_s = settings.alerts_every_s if alerts_every is None else alerts_every
+    run_sink(settings, db_path,
+             metrics_port=settings.metrics_port if metrics_port is None else metrics_port,
+             alongside=_alert_schedule(db_path, every_s, alerts_config or settings.alerts_config)
+             if every_s > 0 else None)
 
 
-def _alert_schedule(db_path: Path, every_s: float, config: Path | None):
+def _alert_schedule(db_path: Path, every_s: float, config: Path):
     """What starts the alert checks beside the sink (run_sink's `alongside`)."""
     from evaluator.monitoring.alerts import load_alert_config  # lazy: keeps `evaluator --help` fast
     from evaluator.monitoring.alerts.schedule import AlertSchedule  # lazy: as above

@@ -167,14 +167,16 @@ def _utf8(raw: bytes) -> str:
                                 f"{exc.start})", field="<root>") from None
 
 
-def read_traces(path: Path, fmt: TraceFormat = "jsonl") -> Iterator[Trace | DeadLetter]:
-    """Traces from a file in either format: our JSONL (one Trace a line) or OTLP/JSON."""
+def read_traces(path: Path, fmt: TraceFormat = "jsonl",
+                max_text_chars: int = MAX_TEXT_CHARS) -> Iterator[Trace | DeadLetter]:
+    """Traces from a file in either format: our JSONL (one Trace a line) or OTLP/JSON; text
+    fields past `max_text_chars` (Settings.max_text_chars) are cut and marked."""
     if fmt == "otlp-json":
         from evaluator.ingest.otel.otlp_json import read_otlp_json_traces  # lazy: protobuf and OTel take 0.35 s
 
-        return read_otlp_json_traces(Path(path))
+        return read_otlp_json_traces(Path(path), max_text_chars)
     if fmt == "jsonl":
-        return read_jsonl_traces(Path(path))
+        return read_jsonl_traces(Path(path), max_text_chars)
     raise ConfigError(f"unknown trace format {fmt!r}: use 'jsonl' or 'otlp-json'")
 
 

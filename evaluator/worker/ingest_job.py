@@ -31,7 +31,7 @@ def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: flo
     While the work queue is full (settings.max_queue_depth), this waits for the workers, and
     raises QueueFullError after settings.queue_wait_s."""
     url = require_redis(settings)
-    policy = sampling_policy(sample_rate)
+    policy = sampling_policy(sample_rate, settings.sampling_config, settings.daily_budget_usd)
     if policy.named_rubrics:
         check_rubric_names(policy, RubricRegistry.load(settings.rubrics_dir).criteria())
     broker = build_producer_broker(url)
@@ -48,7 +48,7 @@ def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: flo
     try:
         counts = stream_work(path, policy, send,
                              lambda dead: channel.publish(ResultBatch(dead_letters=dead)), fmt,
-                             RedisSpend.from_url(url), batch_size)
+                             RedisSpend.from_url(url), batch_size, settings)
     finally:
         broker.close()
     return counts, sent
