@@ -18,12 +18,13 @@ from evaluator.core.settings import Settings
 
 if TYPE_CHECKING:
     from evaluator.pii import PiiMasker
+    from evaluator.pii.masker import Mode
 
 Masker = Callable[[Trace], Trace]
 
 
 @lru_cache(maxsize=8)
-def _pii_masker(mode: str, region: str, salt: str) -> PiiMasker | None:
+def _pii_masker(mode: Mode, region: str, salt: str) -> PiiMasker | None:
     if mode == "off":
         return None
     from evaluator.pii import PiiConfig, PiiMasker
