@@ -25,11 +25,11 @@ from pathlib import Path
 
 from evaluator.core.records import parse_trace
 from evaluator.core.settings import Settings
+from evaluator.core.work import WorkItem
 from evaluator.judges.factory import load_judge
 from evaluator.regression.datasets import DatasetItem, read_dataset, write_dataset
 from evaluator.regression.replay import REPLAY_DECISION, ReplayReport, start_replay
 from evaluator.rubrics import RubricRegistry
-from evaluator.core.work import WorkItem
 from evaluator.worker.pipeline import evaluate_items
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -211,8 +211,8 @@ def rubrics() -> None:
 @rubrics.command("list")
 def rubrics_list() -> None:
     """Every rubric version, with labels, threshold and content hash."""
-    from evaluator.monitoring.report import console as make_console
     from evaluator.core.tables import compact_table
+    from evaluator.monitoring.report import console as make_console
     from evaluator.rubrics import RubricRegistry
 
     table = compact_table("Rubrics")

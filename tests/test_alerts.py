@@ -10,16 +10,25 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 
+from evaluator.cli import cli
+from evaluator.core.errors import ConfigError
 from evaluator.monitoring.alerts import check_alerts, load_alert_config
 from evaluator.monitoring.alerts.evidence import drop_lower_bound, weighted_estimate, wilson
 from evaluator.monitoring.alerts.rules import DEFAULT_CONFIG_PATH, parse_duration
-from evaluator.cli import cli
-from evaluator.core.errors import ConfigError
 from evaluator.store import Store
 from evaluator.store.alert_queries import latest_alerts
 from tests.support.alert_streams import (
-    MINUTE, NOW, RecordingSink, config, evaluation, label_stream, score_stream, spread,
-    status_stream, traces_for, write,
+    MINUTE,
+    NOW,
+    RecordingSink,
+    config,
+    evaluation,
+    label_stream,
+    score_stream,
+    spread,
+    status_stream,
+    traces_for,
+    write,
 )
 
 HALLUCINATION = {"name": "hallucination_rate", "kind": "label_rate", "rubrics": ["hallucination"],

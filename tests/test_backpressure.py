@@ -19,14 +19,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from evaluator.ingest.otel import EvaluatorSpanExporter
 from evaluator.core.records import Trace
-from evaluator.sampling.policy import SamplingPolicy, decide
+from evaluator.ingest.otel import EvaluatorSpanExporter
 from evaluator.queue.backpressure import QueueFullError, QueueGauge
+from evaluator.sampling.policy import SamplingPolicy, decide
 from evaluator.sampling.throttle import HELD_BACK, MIN_RATE_SCALE, SamplingThrottle
 from tests.support.figures import record
 from tests.support.openai_server import OpenAIServer
-from tests.support.redis_server import free_port, private_redis_url  # noqa: F401  (fixture)
+from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "datasets" / "sample_traces.jsonl"

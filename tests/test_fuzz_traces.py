@@ -25,20 +25,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evaluator.core.errors import InvalidTraceError
-from evaluator.ingest.files import REUSED_ID, read_jsonl_traces, stream_work
-from evaluator.core.settings import DEFAULTS
-from evaluator.pii.masking import identifier_check
 from evaluator.core.records import (
-    MAX_CONTEXT_DOCS, MAX_DEAD_LETTER_CHARS, TERMINAL_STATUSES, DeadLetter, Trace,
-    MAX_TEXT_CHARS, parse_trace,
+    MAX_CONTEXT_DOCS,
+    MAX_DEAD_LETTER_CHARS,
+    MAX_TEXT_CHARS,
+    TERMINAL_STATUSES,
+    DeadLetter,
+    Trace,
+    parse_trace,
 )
+from evaluator.core.settings import DEFAULTS
+from evaluator.core.trace_limits import MAX_METADATA_DEPTH, SAFE_ID, metadata_problem
+from evaluator.ingest.files import REUSED_ID, read_jsonl_traces, stream_work
+from evaluator.pii.masking import identifier_check
+from evaluator.queue.channel import InMemoryChannel
+from evaluator.queue.messages import ResultBatch
 from evaluator.rubrics import RubricRegistry, render
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
-from evaluator.core.trace_limits import MAX_METADATA_DEPTH, SAFE_ID, metadata_problem
 from evaluator.worker.actors import WorkerContext, process_message
-from evaluator.queue.channel import InMemoryChannel
-from evaluator.queue.messages import ResultBatch
 from tests.support.examples import examples
 from tests.support.figures import record
 
@@ -281,13 +286,13 @@ def test_streaming_keeps_the_first_of_each_reused_id(tmp_path):
         first: dict[str, str] = {}
         expected_items = expected_reused = 0
         check_ids = identifier_check(DEFAULTS)
-        for record in read_jsonl_traces(file):
-            if isinstance(record, DeadLetter):
+        for found in read_jsonl_traces(file):
+            if isinstance(found, DeadLetter):
                 continue
-            content = record.model_dump_json()
-            if first.setdefault(record.trace_id, content) != content:
+            content = found.model_dump_json()
+            if first.setdefault(found.trace_id, content) != content:
                 expected_reused += 1
-            elif not _passes(check_ids, record):  # e.g. a drawn session id that reads as PII
+            elif not _passes(check_ids, found):  # e.g. a drawn session id that reads as PII
                 continue
             else:
                 expected_items += 1

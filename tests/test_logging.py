@@ -25,9 +25,9 @@ from evaluator.core.logging_setup import (
 )
 from evaluator.core.records import Trace
 from evaluator.core.settings import Settings
+from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.judges.base import JudgeVerdict
 from evaluator.rubrics import RubricRegistry
-from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.worker.pipeline import evaluate_items
 
 

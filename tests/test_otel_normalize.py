@@ -21,8 +21,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from evaluator.core.errors import InvalidTraceError
 from evaluator.core.records import DeadLetter, Trace
-from evaluator.ingest.otel.normalize import feedback_of, normalize_spans
 from evaluator.ingest.files import read_traces
+from evaluator.ingest.otel.normalize import feedback_of, normalize_spans
 from evaluator.ingest.otel.otlp_json import read_otlp_json_traces
 from evaluator.ingest.otel.spans import SpanRecord, from_readable_span
 

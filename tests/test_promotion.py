@@ -16,10 +16,10 @@ from sklearn.metrics import cohen_kappa_score
 from evaluator.cli import cli, main
 from evaluator.core.errors import DatasetError, RubricError
 from evaluator.core.settings import PROJECT_ROOT
-from evaluator.regression.promotion import GOLDEN, check_promotion, current_version, read_golden
-from evaluator.judges.factory import load_judge
-from evaluator.rubrics import RubricRegistry
 from evaluator.core.work import WorkItem
+from evaluator.judges.factory import load_judge
+from evaluator.regression.promotion import GOLDEN, check_promotion, current_version, read_golden
+from evaluator.rubrics import RubricRegistry
 from evaluator.worker.pipeline import evaluate_items
 
 GOLDEN_ITEMS = 80

@@ -16,10 +16,10 @@ import redis
 
 from evaluator.core.records import Evaluation
 from evaluator.core.settings import Settings
-from evaluator.store import Store
 from evaluator.queue.channel import RedisStreamChannel
 from evaluator.queue.messages import ResultBatch
 from evaluator.queue.persistence import NONE, PERSISTENT, SNAPSHOTS, UNKNOWN, redis_persistence
+from evaluator.store import Store
 from evaluator.worker.service import run_sink
 from evaluator.worker.sink import Sink
 from tests.support.redis_server import RedisServer

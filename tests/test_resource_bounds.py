@@ -17,18 +17,17 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from evaluator.judges.budget import BUDGET_EXHAUSTED, RunBudget
 from evaluator.core.errors import ConfigError
-from evaluator.judges.base import JudgeVerdict
-from evaluator.ingest.otel import EvaluatorSpanExporter
-from evaluator.core.work import WorkItem
 from evaluator.core.records import MAX_TEXT_CHARS, parse_trace
 from evaluator.core.settings import Settings
+from evaluator.core.work import SampleDecision, WorkItem
+from evaluator.ingest.otel import EvaluatorSpanExporter
+from evaluator.judges.base import JudgeVerdict
+from evaluator.judges.budget import BUDGET_EXHAUSTED, RunBudget
+from evaluator.queue.messages import decode_items, encode_items
 from evaluator.rubrics import RubricRegistry, render
 from evaluator.sampling.policy import SamplingPolicy
-from evaluator.core.work import SampleDecision
 from evaluator.store import Store
-from evaluator.queue.messages import decode_items, encode_items
 from tests.support.figures import record
 from tests.support.openai_server import OpenAIServer
 

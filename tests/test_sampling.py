@@ -125,7 +125,7 @@ def test_each_rubric_samples_at_its_own_rate_and_the_trace_at_the_highest():
     policy = SamplingPolicy(rate=0.10, rubric_rates={"hallucination": 0.30, "refusal": 0.02})
     traces = [_trace(trace_id=f"{i:032x}") for i in range(20_000)]
     decisions = [decide(t, policy) for t in traces]
-    sent = [(t, d) for t, d in zip(traces, decisions) if d.sampled]
+    sent = [(t, d) for t, d in zip(traces, decisions, strict=True) if d.sampled]
     assert 0.29 <= len(sent) / len(traces) <= 0.31
     assert all(d.weight == pytest.approx(1 / 0.30) for _, d in sent)
     shares = {}
@@ -199,11 +199,11 @@ def test_rubric_rates_survive_the_work_message():
 def test_pipeline_stores_a_skipped_row_for_rubrics_that_did_not_sample_the_trace():
     import asyncio
 
-    from evaluator.judges.factory import load_judge
-    from evaluator.core.work import WorkItem
-    from evaluator.worker.pipeline import evaluate_items
-    from evaluator.rubrics import RubricRegistry
     from evaluator.core.settings import Settings
+    from evaluator.core.work import WorkItem
+    from evaluator.judges.factory import load_judge
+    from evaluator.rubrics import RubricRegistry
+    from evaluator.worker.pipeline import evaluate_items
 
     rubrics = RubricRegistry.load(Settings.from_env().rubrics_dir).latest()
     policy = SamplingPolicy(rate=0.05, rubric_rates={"hallucination": 1.0})

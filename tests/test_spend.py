@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evaluator.core.rows import JudgeCall
 from evaluator.core.records import parse_trace
+from evaluator.core.rows import JudgeCall
+from evaluator.core.settings import Settings
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.policy import SamplingPolicy, decide
-from evaluator.core.settings import Settings
 from evaluator.sampling.spend import (
     BudgetPacer,
     InMemorySpend,
@@ -27,7 +27,7 @@ from evaluator.store.ledger_spend import LedgerSpend
 from tests.support.judging import local_judge_settings
 from tests.support.openai_server import OpenAIServer
 
-NOON = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+NOON = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def _call(cost: float | None, when: datetime = NOON) -> JudgeCall:
@@ -173,9 +173,9 @@ def test_worker_spend_in_redis_paces_the_span_exporter(redis_url, priced_judge):
     """A worker judges through the real client and adds the cost to Redis; an exporter with a
     daily budget of exactly that spend then sends no random sample, but still every error."""
     from evaluator.ingest.otel import EvaluatorSpanExporter
+    from evaluator.queue.channel import InMemoryChannel
     from evaluator.queue.messages import work_message
     from evaluator.worker.actors import WorkerContext, process_message
-    from evaluator.queue.channel import InMemoryChannel
     from tests.test_otel_exporter import Collect, chat, keep, tracer_for
 
     spend = RedisSpend.from_url(redis_url)
@@ -189,7 +189,7 @@ def test_worker_spend_in_redis_paces_the_span_exporter(redis_url, priced_judge):
         batch = asyncio.run(process_message(context, work_message(items, "priced", [], None)))
     costs = [c.cost_usd for c in batch.judge_calls]
     assert len(costs) == 16 and all(c and c > 0 for c in costs)
-    spent = spend.spent_on(datetime.now(timezone.utc).date())
+    spent = spend.spent_on(datetime.now(UTC).date())
     assert spent == pytest.approx(sum(costs))
 
     sink = Collect()
@@ -213,7 +213,7 @@ def test_service_mode_exporter_reads_the_shared_counter(redis_url):
     from evaluator.ingest.otel import EvaluatorSpanExporter
     from tests.test_otel_exporter import chat, keep, tracer_for
 
-    RedisSpend.from_url(redis_url).record([_call(2.0, datetime.now(timezone.utc))])
+    RedisSpend.from_url(redis_url).record([_call(2.0, datetime.now(UTC))])
     exporter = EvaluatorSpanExporter(redis_url, mask=keep, batch_size=50,
                                      policy=SamplingPolicy(rate=1.0, daily_budget_usd=2.0))
     provider, tracer = tracer_for(exporter)
@@ -250,7 +250,7 @@ def test_embedded_runs_pace_to_todays_spend_in_the_ledger(tmp_path, priced_judge
         settings = priced_judge(server)
         first = run_embedded(traces, db, "priced", sample_rate=1.0, settings=settings,
                              rubric_refs=["relevance"])
-        spent = LedgerSpend(db).spent_on(datetime.now(timezone.utc).date())
+        spent = LedgerSpend(db).spent_on(datetime.now(UTC).date())
         assert first.sampled == 30 and first.daily_budget is None and spent > 0
 
         paced = settings.model_copy(update={"daily_budget_usd": spent})
@@ -272,9 +272,8 @@ def test_embedded_runs_pace_to_todays_spend_in_the_ledger(tmp_path, priced_judge
 
 def test_negative_budget_is_refused(monkeypatch):
     from evaluator.core.errors import ConfigError
-    from evaluator.sampling.config import sampling_policy
-
     from evaluator.core.settings import Settings
+    from evaluator.sampling.config import sampling_policy
 
     monkeypatch.setenv("EVALUATOR_DAILY_BUDGET_USD", "-1")
     with pytest.raises(ConfigError, match="0 or more USD"):

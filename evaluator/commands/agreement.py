@@ -271,9 +271,9 @@ def rubrics_check(ctx, ref, golden, against, judge, max_kappa_drop, max_flip_rat
                   n_boot, as_json) -> None:
     """May REF (NAME@vN) replace the current version? Replays the golden items with both and
     exits 0 (pass), 1 (kappa drops or labels flip past the limits) or 2 (cannot decide)."""
-    from evaluator.regression.promotion import check_promotion, current_version
     from evaluator.judges.factory import load_judge
     from evaluator.judges.runtime import default_runtime  # lazy: as load_judge
+    from evaluator.regression.promotion import check_promotion, current_version
     from evaluator.rubrics import RubricRegistry
 
     settings = _settings()

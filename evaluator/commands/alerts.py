@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -27,7 +27,7 @@ def _parse_time(value: str | None) -> datetime | None:
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO time, e.g. 2026-11-20T12:00:00Z",
                                  param_hint="--at") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _interval_text(interval) -> str:
@@ -101,8 +101,8 @@ def _print_results(report) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_alerts(db, state, limit, as_json) -> None:
     """Stored alerts, newest first (works while the sink is writing)."""
-    from evaluator.store.alert_queries import latest_alerts
     from evaluator.store import Store
+    from evaluator.store.alert_queries import latest_alerts
 
     with Store(_db(db), read_only=True) as store:
         found = latest_alerts(store, limit, state)

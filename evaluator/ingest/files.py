@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Literal
 
 from evaluator.core.errors import ConfigError, InvalidTraceError
-from evaluator.pii.masking import dead_letter_masker, identifier_check, ingest_masker
-from evaluator.core.work import WorkItem
 from evaluator.core.records import MAX_TEXT_CHARS, DeadLetter, Trace, parse_trace
-from evaluator.sampling.policy import SamplingPolicy, decide
 from evaluator.core.settings import DEFAULTS, Settings
+from evaluator.core.work import WorkItem
+from evaluator.pii.masking import dead_letter_masker, identifier_check, ingest_masker
+from evaluator.sampling.policy import SamplingPolicy, decide
 from evaluator.sampling.spend import BudgetPacer, SpendMeter, pacer_for
 
 TraceFormat = Literal["jsonl", "otlp-json"]

@@ -13,7 +13,6 @@ from evaluator.core.errors import ConfigError, first_problem
 from evaluator.core.records import canonical_json, sha256_hex
 from evaluator.core.settings import DEFAULT_JUDGES_DIR
 
-
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from evaluator.core.errors import ConfigError
 from evaluator.core.settings import DEFAULTS, Settings
-from evaluator.judges.config import JudgeConfig
 from evaluator.judges.breaker import CircuitBreaker
 from evaluator.judges.cache import JudgeCache, RedisBackend, SqliteBackend
+from evaluator.judges.config import JudgeConfig
 from evaluator.judges.ratelimit import (
     LocalRateLimiter,
     RateLimiter,

@@ -87,8 +87,8 @@ def _replayed(store: Store, trace_id: str, max_text_chars: int) -> tuple[Trace |
     row = replay_item(store, trace_id)
     if row is None:
         return None, "not stored (only its evaluations are)"
-    from evaluator.regression.datasets import DatasetItem
     from evaluator.core.records import parse_trace
+    from evaluator.regression.datasets import DatasetItem
 
     item = DatasetItem.model_validate_json(row.item_json)
     origin = (f"dataset item {item.id!r} of replay {row.run_id}"

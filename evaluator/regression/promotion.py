@@ -18,13 +18,13 @@ from typing import Any
 
 from evaluator.core.errors import ConfigError, DatasetError, InvalidTraceError, RubricError
 from evaluator.core.records import MAX_TEXT_CHARS, Trace, parse_trace
+from evaluator.core.work import SampleDecision
 from evaluator.humans.agreement.bootstrap import DEFAULT_N_BOOT
 from evaluator.humans.agreement.from_store import labels_order
 from evaluator.humans.agreement.report import kappa_with_ci
 from evaluator.judges.base import JudgeClient
 from evaluator.regression.datasets import read_dataset
 from evaluator.rubrics import LOCK_FILE_NAME, Rubric, RubricRegistry
-from evaluator.core.work import SampleDecision
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNDECIDED = 0, 1, 2
 GOLDEN = SampleDecision(True, "golden", 1.0)

@@ -19,22 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluator.judges.budget import RunBudget
-from evaluator.regression.datasets import DatasetItem, hash_lines, read_dataset, read_manifest
 from evaluator.core.errors import ConfigError, DatasetError, EvaluatorError
-from evaluator.judges.base import JudgeClient
-from evaluator.core.rows import JudgeCall
-from evaluator.pii.masking import ingest_masker, payload_masker, storage_masker
-from evaluator.core.work import WorkItem
-from evaluator.worker.pipeline import evaluate_batch
 from evaluator.core.records import Evaluation, Trace, evaluation_id_for, parse_trace
-from evaluator.rubrics import Rubric, RubricRegistry
-from evaluator.core.work import SampleDecision
+from evaluator.core.rows import JudgeCall
 from evaluator.core.settings import Settings
+from evaluator.core.work import SampleDecision, WorkItem
+from evaluator.judges.base import JudgeClient
+from evaluator.judges.budget import RunBudget
+from evaluator.pii.masking import ingest_masker, payload_masker, storage_masker
+from evaluator.regression.datasets import DatasetItem, hash_lines, read_dataset, read_manifest
+from evaluator.regression.targets import Target, load_target
+from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.store import RubricSummary, Scope, Store
 from evaluator.store import replay_queries as queries
 from evaluator.store.scope import REPLAY_KIND
-from evaluator.regression.targets import Target, load_target
+from evaluator.worker.pipeline import evaluate_batch
 
 REPLAY_DECISION = SampleDecision(True, "replay", 1.0)
 DEFAULT_CONCURRENCY = 16
@@ -162,7 +161,7 @@ def start_replay(dataset: Path, db: Path, settings: Settings, rubric_refs: Seque
         store.start_run(run_id, REPLAY_KIND, params)
         queries.set_running(store, run_id, setup.manifest)
         queries.add_items(store, run_id, [(item.id, trace_id, line)
-                                               for (trace_id, item), line in zip(pending, lines)])
+                                               for (trace_id, item), line in zip(pending, lines, strict=True)])
     return _execute(run_id, db, setup, pending, concurrency, progress)
 
 

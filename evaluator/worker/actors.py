@@ -10,21 +10,21 @@ from typing import Any
 
 import dramatiq
 
-from evaluator.judges.budget import RunBudget
 from evaluator.core.errors import EvaluatorError
-from evaluator.core.retry import Backoff, RetryPolicy, retry_call_async
-from evaluator.judges.base import JudgeClient
-from evaluator.pii.masking import storage_masker
-from evaluator.worker.metrics import metrics
-from evaluator.worker.pipeline import evaluate_batch
 from evaluator.core.records import DeadLetter, Trace
-from evaluator.core.settings import DEFAULTS, Settings
-from evaluator.rubrics import Rubric, RubricRegistry
-from evaluator.sampling.spend import SpendRecorder
+from evaluator.core.retry import Backoff, RetryPolicy, retry_call_async
 from evaluator.core.rows import StoredTrace
-from evaluator.worker.early_results import EarlyResults
+from evaluator.core.settings import DEFAULTS, Settings
+from evaluator.judges.base import JudgeClient
+from evaluator.judges.budget import RunBudget
+from evaluator.pii.masking import storage_masker
 from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ACTOR_NAME, QUEUE_NAME, ResultBatch, decode_items
+from evaluator.rubrics import Rubric, RubricRegistry
+from evaluator.sampling.spend import SpendRecorder
+from evaluator.worker.early_results import EarlyResults
+from evaluator.worker.metrics import metrics
+from evaluator.worker.pipeline import evaluate_batch
 
 PUBLISH_PATIENCE_S = 600.0
 """How long a worker waits for Redis to come back before it gives the message up to a retry."""

@@ -12,22 +12,22 @@ from pathlib import Path
 
 import dramatiq
 
-from evaluator.judges.budget import RunBudget
-from evaluator.ingest.files import WorkCounts, stream_work
-from evaluator.judges.config import load_judge_config
-from evaluator.core.work import WorkItem
 from evaluator.core.records import DeadLetter
-from evaluator.rubrics import RubricRegistry
-from evaluator.sampling.policy import SamplingPolicy
-from evaluator.sampling.config import check_rubric_names, sampling_policy
 from evaluator.core.settings import DEFAULTS, Settings
-from evaluator.sampling.spend import BudgetPacer
-from evaluator.store.ledger_spend import LedgerSpend
-from evaluator.store import RubricSummary, Scope, Store
-from evaluator.worker.actors import WorkerContext, register_evaluate_actor
+from evaluator.core.work import WorkItem
+from evaluator.ingest.files import WorkCounts, stream_work
+from evaluator.judges.budget import RunBudget
+from evaluator.judges.config import load_judge_config
 from evaluator.queue.broker import build_broker
 from evaluator.queue.channel import InMemoryChannel
 from evaluator.queue.messages import QUEUE_NAME, ResultBatch, encode_items, work_message
+from evaluator.rubrics import RubricRegistry
+from evaluator.sampling.config import check_rubric_names, sampling_policy
+from evaluator.sampling.policy import SamplingPolicy
+from evaluator.sampling.spend import BudgetPacer
+from evaluator.store import RubricSummary, Scope, Store
+from evaluator.store.ledger_spend import LedgerSpend
+from evaluator.worker.actors import WorkerContext, register_evaluate_actor
 from evaluator.worker.sink import Sink
 
 MAX_WAITING_MESSAGES = 4

@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -98,7 +98,7 @@ class EvaluatorMetrics:
     def record_written(self, evaluations: Sequence[Evaluation], traces: int, dead_letters: int,
                        now: datetime | None = None) -> None:
         """Rows a sink batch committed, and how long each evaluation waited for it."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         observe = self.sink_lag.observe
         for e in evaluations:
             observe(max(0.0, (now - e.created_at).total_seconds()))

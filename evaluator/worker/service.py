@@ -14,17 +14,17 @@ from pathlib import Path
 import dramatiq
 
 from evaluator.core.errors import ConfigError
-from evaluator.judges.runtime import wait_out_open_circuits
-from evaluator.worker.metrics import metrics, start_metrics_server
-from evaluator.rubrics import RubricRegistry
 from evaluator.core.settings import Settings
-from evaluator.sampling.spend import RedisSpend
-from evaluator.worker.actors import WorkerContext, register_evaluate_actor
+from evaluator.judges.runtime import wait_out_open_circuits
 from evaluator.queue.broker import build_broker, build_producer_broker, redis_client
 from evaluator.queue.channel import RedisStreamChannel
 from evaluator.queue.heartbeat import Sweeper
 from evaluator.queue.messages import QUEUE_NAME
 from evaluator.queue.persistence import warn_if_not_persistent
+from evaluator.rubrics import RubricRegistry
+from evaluator.sampling.spend import RedisSpend
+from evaluator.worker.actors import WorkerContext, register_evaluate_actor
+from evaluator.worker.metrics import metrics, start_metrics_server
 from evaluator.worker.sink import Sink
 from evaluator.worker.supervisor import supervise
 

@@ -19,6 +19,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from evaluator.core.errors import ConfigError, InvalidTraceError
+from evaluator.core.records import DeadLetter, Trace
+from evaluator.core.settings import Settings
+from evaluator.core.stage_timing import enable as enable_stage_timings
+from evaluator.core.work import WorkItem
 from evaluator.ingest.otel.assembly import TraceAssembler
 from evaluator.ingest.otel.conventions import is_genai_span
 from evaluator.ingest.otel.delivery import Delivery, RateLimitedLog, RedisDelivery, Sink, SinkDelivery
@@ -26,13 +30,9 @@ from evaluator.ingest.otel.logs import LogBuffer
 from evaluator.ingest.otel.normalize import normalize_spans
 from evaluator.ingest.otel.spans import SpanRecord, from_readable_span, spans_payload
 from evaluator.pii.masking import dead_letter_masker
-from evaluator.core.work import WorkItem
-from evaluator.core.records import DeadLetter, Trace
-from evaluator.core.settings import Settings
-from evaluator.core.stage_timing import enable as enable_stage_timings
+from evaluator.queue.backpressure import QueueGauge
 from evaluator.sampling.policy import SamplingPolicy, decide
 from evaluator.sampling.spend import RedisSpend, SpendMeter, pacer_for
-from evaluator.queue.backpressure import QueueGauge
 from evaluator.sampling.throttle import HELD_BACK, SamplingThrottle
 
 log = logging.getLogger(__name__)

@@ -20,12 +20,18 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
 )
 
-from evaluator.monitoring.alerts.sinks import LogSinkConfig, SinkConfig
 from evaluator.core.errors import ConfigError, first_problem
 from evaluator.core.settings import PROJECT_ROOT
+from evaluator.monitoring.alerts.sinks import LogSinkConfig, SinkConfig
 
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "alerts.yaml"
 
