@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -238,6 +239,7 @@ def _lone_surrogate(value: Any, path: str) -> str | None:
     it, so such a trace could never be hashed, sent or stored), or None."""
     if isinstance(value, str):
         return path if not value.isascii() and _SURROGATE.search(value) else None
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):
@@ -289,11 +291,11 @@ def parse_trace(payload: Any, max_text_chars: int = MAX_TEXT_CHARS) -> Trace:
     if cut and (given is None or isinstance(given, list) and all(isinstance(n, str) for n in given)):
         payload["truncated"] = sorted({*(given or []), *cut})
     try:
-        where = _lone_surrogate(payload, "")
-        if where is not None:
+        surrogate_at = _lone_surrogate(payload, "")
+        if surrogate_at is not None:
             raise InvalidTraceError(
-                f"invalid trace: field '{where or '<root>'}': text holds a lone surrogate "
-                "(\\ud800-\\udfff), which is not valid Unicode", field=where or "<root>")
+                f"invalid trace: field '{surrogate_at or '<root>'}': text holds a lone surrogate "
+                "(\\ud800-\\udfff), which is not valid Unicode", field=surrogate_at or "<root>")
         return Trace.model_validate(payload)
     except ValidationError as exc:
         field, message = _describe_validation_error(exc)

@@ -181,7 +181,7 @@ def read_traces(path: Path, fmt: TraceFormat = "jsonl",
 
 
 def stream_work(path: Path, policy: SamplingPolicy, items_out: ItemsOut,
-                dead_letters_out: DeadLettersOut, fmt: str = "jsonl",
+                dead_letters_out: DeadLettersOut, fmt: TraceFormat = "jsonl",
                 spend: SpendMeter | None = None, batch_size: int = 20,
                 settings: Settings = DEFAULTS) -> WorkCounts:
     """Read, validate, sample and mask a trace file (`jsonl` or `otlp-json`), handing the work
@@ -203,7 +203,7 @@ class CollectedWork(WorkCounts):
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
-def collect_work(path: Path, policy: SamplingPolicy, fmt: str = "jsonl",
+def collect_work(path: Path, policy: SamplingPolicy, fmt: TraceFormat = "jsonl",
                  spend: SpendMeter | None = None, settings: Settings = DEFAULTS) -> CollectedWork:
     """stream_work into lists."""
     items: list[WorkItem] = []

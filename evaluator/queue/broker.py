@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, overload
+
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware.asyncio import AsyncIO
 
 from evaluator.core.errors import BrokerError
+
+if TYPE_CHECKING:
+    from dramatiq.brokers.redis import RedisBroker  # imported where built: redis loads lazily
 
 
 def redis_client(url: str, timeout_s: float = 30.0):
@@ -27,7 +32,7 @@ def redis_client(url: str, timeout_s: float = 30.0):
 
 
 def build_producer_broker(redis_url: str, timeout_s: float = 30.0,
-                          heartbeat_timeout_s: float = 60.0) -> dramatiq.Broker:
+                          heartbeat_timeout_s: float = 60.0) -> RedisBroker:
     """A Redis broker that consumes nothing (exporters and `evaluator ingest` enqueue; the sink
     sweeps for dead workers with it). It is NOT installed as dramatiq's global broker, so it
     never clobbers a broker the host app uses."""
@@ -37,8 +42,14 @@ def build_producer_broker(redis_url: str, timeout_s: float = 30.0,
                        heartbeat_timeout=int(heartbeat_timeout_s * 1000))
 
 
+@overload
+def build_broker(redis_url: str, heartbeat_timeout_s: float = ...,
+                 maintenance_chance: int = ...) -> RedisBroker: ...
+@overload
+def build_broker(redis_url: None, heartbeat_timeout_s: float = ...,
+                 maintenance_chance: int = ...) -> StubBroker: ...
 def build_broker(redis_url: str | None, heartbeat_timeout_s: float = 60.0,
-                 maintenance_chance: int = 1000) -> dramatiq.Broker:
+                 maintenance_chance: int = 1000) -> RedisBroker | StubBroker:
     """Redis broker for service mode, dramatiq's in-process StubBroker for embedded mode.
 
     With Redis, a worker whose heartbeat is older than `heartbeat_timeout_s` is dead: the
@@ -55,7 +66,7 @@ def build_broker(redis_url: str | None, heartbeat_timeout_s: float = 60.0,
         from evaluator.queue.heartbeat import Heartbeat
         from evaluator.queue.messages import QUEUE_NAME
 
-        broker: dramatiq.Broker = RedisBroker(
+        broker: RedisBroker | StubBroker = RedisBroker(
             client=redis_client(redis_url), heartbeat_timeout=int(heartbeat_timeout_s * 1000),
             maintenance_chance=maintenance_chance)
         broker.add_middleware(Heartbeat(QUEUE_NAME))

@@ -22,6 +22,7 @@ from evaluator.core.work import SampleDecision
 from evaluator.humans.agreement.bootstrap import DEFAULT_N_BOOT
 from evaluator.humans.agreement.from_store import labels_order
 from evaluator.humans.agreement.report import kappa_with_ci
+from evaluator.humans.agreement.stats import KappaWeights
 from evaluator.judges.base import JudgeClient
 from evaluator.regression.datasets import read_dataset
 from evaluator.rubrics import LOCK_FILE_NAME, Rubric, RubricRegistry
@@ -118,7 +119,8 @@ def _judge_labels(items: list[GoldenItem], rubrics: list[Rubric], judge: JudgeCl
 
     work = [WorkItem(item.trace, GOLDEN) for item in items]
     evaluations = asyncio.run(evaluate_items(work, rubrics, judge))
-    return {(e.trace_id, e.rubric_version): e.label for e in evaluations if e.status == "scored"}
+    return {(e.trace_id, e.rubric_version): e.label for e in evaluations
+            if e.status == "scored" and e.label is not None}
 
 
 def _decide(check: PromotionCheck, min_items: int) -> None:
@@ -126,21 +128,23 @@ def _decide(check: PromotionCheck, min_items: int) -> None:
         check.reasons.append(f"only {check.compared} golden items could be compared (need "
                              f"{min_items}): label more items for {check.candidate.split('@')[0]}")
         return
+    candidate, current, flip_rate = check.candidate_kappa, check.current_kappa, check.flip_rate
+    if candidate is None or current is None or flip_rate is None:
+        raise RuntimeError(f"bug: {check.compared} golden items were compared but the kappas or "
+                           "the flip rate are missing; please report it")
     undefined = [(name, result["reason"]) for name, result in
-                 (("candidate", check.candidate_kappa), ("current", check.current_kappa))
-                 if result["value"] is None]
+                 (("candidate", candidate), ("current", current)) if result["value"] is None]
     if undefined:
         check.reasons += [f"the {name}'s {check.statistic} is undefined: {reason}"
                           for name, reason in undefined]
         return
-    check.kappa_drop = check.current_kappa["value"] - check.candidate_kappa["value"]
+    check.kappa_drop = current["value"] - candidate["value"]
     if check.kappa_drop > check.max_kappa_drop:
         check.reasons.append(f"{check.statistic} drops by {check.kappa_drop:.3f} "
-                             f"({check.current_kappa['value']:.3f} -> "
-                             f"{check.candidate_kappa['value']:.3f}), more than the allowed "
-                             f"{check.max_kappa_drop:g}")
-    if check.flip_rate > check.max_flip_rate:
-        check.reasons.append(f"{check.flip_rate:.1%} of the items change label, more than the "
+                             f"({current['value']:.3f} -> {candidate['value']:.3f}), more than "
+                             f"the allowed {check.max_kappa_drop:g}")
+    if flip_rate > check.max_flip_rate:
+        check.reasons.append(f"{flip_rate:.1%} of the items change label, more than the "
                              f"allowed {check.max_flip_rate:.1%}")
     check.decision = "fail" if check.reasons else "pass"
 
@@ -175,7 +179,7 @@ def check_promotion(candidate: Rubric, current: Rubric, golden: Path, judge: Jud
     check.compared = len(compared)
     if compared:
         expected = [i.expected for i in compared]
-        weights = "quadratic" if ordinal else None
+        weights: KappaWeights = "quadratic" if ordinal else None
         judged = {rubric.version: [labels[(i.trace.trace_id, rubric.version)] for i in compared]
                   for rubric in (candidate, current)}
         check.candidate_kappa, check.current_kappa = (

@@ -121,7 +121,7 @@ def _setup(settings: Settings, rubric_refs: Sequence[str], judge_name: str,
     if budget is not None:
         judge = budget.wrap(judge)
     key = settings.target_api_key
-    target = load_target(target_spec, key and key.get_secret_value()) if target_spec else None
+    target = load_target(target_spec, key.get_secret_value() if key is not None else None) if target_spec else None
     manifest = {
         "git": git_state(),
         "rubrics": {rubric.ref: rubric.content_hash for rubric in rubrics},

@@ -15,7 +15,7 @@ import dramatiq
 from evaluator.core.records import DeadLetter
 from evaluator.core.settings import DEFAULTS, Settings
 from evaluator.core.work import WorkItem
-from evaluator.ingest.files import WorkCounts, stream_work
+from evaluator.ingest.files import TraceFormat, WorkCounts, stream_work
 from evaluator.judges.budget import RunBudget
 from evaluator.judges.config import load_judge_config
 from evaluator.queue.broker import build_broker
@@ -92,7 +92,7 @@ def run_embedded(
     settings: Settings | None = None,
     batch_size: int = 20,
     worker_threads: int = 4,
-    fmt: str = "jsonl",
+    fmt: TraceFormat = "jsonl",
     max_cost_usd: float | None = None,
 ) -> RunReport:
     """Evaluate a trace file in this process. With `max_cost_usd`, evaluations past the run's
@@ -132,7 +132,7 @@ def run_embedded(
 
 def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: SamplingPolicy,
               rubric_refs: Sequence[str], registry: RubricRegistry, settings: Settings,
-              budget: RunBudget | None, batch_size: int, worker_threads: int, fmt: str,
+              budget: RunBudget | None, batch_size: int, worker_threads: int, fmt: TraceFormat,
               run_id: str) -> WorkCounts:
     """Stream the file through an in-process broker, workers and sink that run meanwhile. The
     reader waits while the work queue or the results channel is full: memory follows the batch

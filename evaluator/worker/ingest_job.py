@@ -8,7 +8,7 @@ from pathlib import Path
 
 from evaluator.core.settings import Settings
 from evaluator.core.work import WorkItem
-from evaluator.ingest.files import WorkCounts, stream_work
+from evaluator.ingest.files import TraceFormat, WorkCounts, stream_work
 from evaluator.queue.backpressure import QueueGauge
 from evaluator.queue.broker import build_producer_broker, redis_client
 from evaluator.queue.channel import RedisStreamChannel
@@ -23,7 +23,7 @@ from evaluator.worker.service import require_redis
 
 def ingest_to_queue(path: Path, settings: Settings, judge: str, sample_rate: float,
                     rubrics: Sequence[str] = (), batch_size: int = 20,
-                    fmt: str = "jsonl") -> tuple[WorkCounts, int]:
+                    fmt: TraceFormat = "jsonl") -> tuple[WorkCounts, int]:
     """Service mode: sampled traces go to Redis for `evaluator worker`; dead letters go to the
     results channel, a bounded chunk per entry, so `evaluator sink` stores them. Returns the
     counts and the messages sent.

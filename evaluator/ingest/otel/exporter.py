@@ -118,7 +118,12 @@ class EvaluatorSpanExporter(SpanExporter):
         clock: Callable[[], float] = time.monotonic,
         settings: Settings | None = None,
     ) -> None:
-        if (redis_url is None) == (sink is None):
+        self._delivery: Delivery
+        if sink is not None and redis_url is None:
+            self._delivery = SinkDelivery(sink)
+        elif redis_url is not None and sink is None:
+            self._delivery = RedisDelivery(redis_url, judge, rubrics, batch_size, clock, timeout_s)
+        else:
             raise ConfigError("EvaluatorSpanExporter needs exactly one of redis_url or sink")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -128,10 +133,6 @@ class EvaluatorSpanExporter(SpanExporter):
         self.policy = policy or SamplingPolicy()
         self.timeout_s = timeout_s
         self._mask = mask
-        self._delivery: Delivery = (
-            SinkDelivery(sink) if sink is not None
-            else RedisDelivery(redis_url, judge, rubrics, batch_size, clock, timeout_s)
-        )
         self._sink_mode = sink is not None
         if max_queue_depth is None:
             max_queue_depth = self.settings.max_queue_depth

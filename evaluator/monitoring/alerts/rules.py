@@ -190,13 +190,17 @@ Rule = Annotated[
 ]
 
 
+def _log_sink_only() -> list[SinkConfig]:
+    return [LogSinkConfig(kind="log")]
+
+
 class AlertConfig(BaseModel):
     """The whole file: rules, and where notifications go."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rules: list[Rule] = Field(default_factory=list)
-    sinks: list[SinkConfig] = Field(default_factory=lambda: [LogSinkConfig(kind="log")])
+    sinks: list[SinkConfig] = Field(default_factory=_log_sink_only)
 
     @model_validator(mode="after")
     def _unique_names(self) -> AlertConfig:
