@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.core.errors import DatasetError
+from evaluator.core.errors import ConfigError, DatasetError
 from evaluator.core.records import Evaluation, Trace, evaluation_id_for, utcnow
 from evaluator.core.rows import StoredTrace
 from evaluator.core.settings import PROJECT_ROOT
+from evaluator.core.since import parse_since
 from evaluator.humans.labels import import_labels
-from evaluator.regression.dataset_build import BuildOptions, build_dataset, parse_since
+from evaluator.regression.dataset_build import BuildOptions, build_dataset
 from evaluator.regression.datasets import check_dataset, content_hash, read_dataset, read_manifest
 from evaluator.rubrics import RubricRegistry
 from evaluator.store import Store
@@ -127,7 +128,7 @@ def test_rubric_and_since_filters(db: Path, tmp_path: Path):
     assert [i.metadata["source_trace_id"] for i in read_dataset(recent.path)] == ["t1"]
     nothing = build_dataset(options(db, name="none", rubric="refusal"), tmp_path, REGISTRY)
     assert nothing.manifest is None and not nothing.path.exists() and nothing.notes
-    with pytest.raises(DatasetError, match="duration"):
+    with pytest.raises(ConfigError, match="duration"):
         parse_since("last week")
     assert parse_since("2026-01-31").tzinfo is not None
 

@@ -14,8 +14,9 @@ from evaluator.cli import cli
 from evaluator.core.errors import ConfigError
 from evaluator.core.records import Trace
 from evaluator.core.rows import StoredTrace
+from evaluator.core.since import parse_since
 from evaluator.monitoring.alerts import check_alerts, load_alert_config
-from evaluator.monitoring.html import parse_since, write_html_report
+from evaluator.monitoring.html import write_html_report
 from evaluator.monitoring.html.data import bucket_size
 from evaluator.store import Store
 from evaluator.worker.embedded import run_embedded

@@ -9,15 +9,15 @@ Rebuilding appends inputs the dataset does not have yet and keeps every earlier 
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from evaluator.core.errors import DatasetError
-from evaluator.core.records import Trace, utcnow
+from evaluator.core.records import Trace
+from evaluator.core.since import parse_since
 from evaluator.pii import PiiConfig, PiiMasker
 from evaluator.regression.datasets import (
     ITEM_ID_CHARS,
@@ -36,27 +36,6 @@ if TYPE_CHECKING:
 
 LabelSourceOption = Literal["judge", "human", "both"]
 LABEL_SOURCES: tuple[LabelSourceOption, ...] = ("judge", "human", "both")
-_DURATION = re.compile(r"(\d+)\s*([mhdw])")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """`7d`, `12h`, `30m`, `2w` before now, or an ISO date/time (UTC when it has no zone)."""
-    match = _DURATION.fullmatch(text.strip())
-    if match:
-        try:
-            return (now or utcnow()) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        except OverflowError:
-            raise DatasetError(f"--since {text!r} reaches before year 1: use a shorter duration"
-                               " or an ISO date") from None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise DatasetError(f"--since {text!r}: use a duration like 7d, 12h, 30m, 2w or an ISO "
-                           "date like 2026-01-31") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=(now or utcnow()).tzinfo)
-
-
 @dataclass(frozen=True)
 class BuildOptions:
     name: str

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, overload
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from evaluator.core.records import canonical_json
+from evaluator.store.queries import as_utc
 
 if TYPE_CHECKING:
     from evaluator.store.duckdb_store import Store
@@ -78,20 +79,14 @@ class NewAlert:
     window: str
 
 
-@overload
-def _utc(value: datetime) -> datetime: ...
-@overload
-def _utc(value: None) -> None: ...
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
 
 
 def _stored(row: tuple[Any, ...]) -> StoredAlert:
     (alert_id, rule, labels, priority, window, state, fired_at, resolved_at, notified_at,
      observed, low, high, threshold, n, examples, message) = row
     return StoredAlert(
-        alert_id, rule, json.loads(labels), priority, window, state, _utc(fired_at),
-        _utc(resolved_at), _utc(notified_at), observed,
+        alert_id, rule, json.loads(labels), priority, window, state, as_utc(fired_at),
+        as_utc(resolved_at), as_utc(notified_at), observed,
         None if low is None or high is None else (low, high), threshold, n,
         tuple(json.loads(examples)), message,
     )
@@ -112,7 +107,7 @@ def open_alerts(store: Store) -> dict[str, OpenAlert]:
     rows = store.conn.execute(
         "SELECT dedup_key, alert_id, fired_at, notified_at FROM alerts WHERE state = 'firing'"
     ).fetchall()
-    return {key: OpenAlert(alert_id, _utc(fired), _utc(notified))
+    return {key: OpenAlert(alert_id, as_utc(fired), as_utc(notified))
             for key, alert_id, fired, notified in rows}
 
 
@@ -120,7 +115,7 @@ def last_notified(store: Store, dedup_key: str) -> datetime | None:
     """When an alert of this key last sent a message (None: never)."""
     [(last,)] = store.conn.execute(
         "SELECT max(notified_at) FROM alerts WHERE dedup_key = ?", [dedup_key]).fetchall()
-    return _utc(last)
+    return as_utc(last)
 
 
 def _values(reading: AlertReading, now: datetime) -> dict[str, Any]:

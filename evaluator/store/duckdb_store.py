@@ -18,11 +18,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+import evaluator.store.queries as queries
 from evaluator.core.errors import StoreError
 from evaluator.core.records import DeadLetter, Evaluation, canonical_json
 from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.core.rows import JudgeCall, StoredTrace
-from evaluator.store import queries
 from evaluator.store.arrow_batches import (
     dead_letters_table,
     evaluations_table,

@@ -81,10 +81,11 @@ def status_counts(conn: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, in
 
 
 @overload
-def _utc(value: datetime) -> datetime: ...
+def as_utc(value: datetime) -> datetime: ...
 @overload
-def _utc(value: None) -> None: ...
-def _utc(value: datetime | None) -> datetime | None:
+def as_utc(value: None) -> None: ...
+def as_utc(value: datetime | None) -> datetime | None:
+    """A timestamp DuckDB returns in the session's zone, as UTC (None stays None)."""
     return None if value is None else value.astimezone(UTC)
 
 
@@ -113,7 +114,7 @@ def evaluations(
     records = []
     for row in conn.execute(sql, params).fetchall():
         values = dict(zip(names, row, strict=True))
-        values["created_at"] = _utc(values["created_at"])
+        values["created_at"] = as_utc(values["created_at"])
         records.append(Evaluation.model_validate(values))
     return records
 
@@ -146,8 +147,8 @@ def runs(conn: duckdb.DuckDBPyConnection, run_id: str | None, kind: str | None,
         params["limit"] = limit
     return [
         RunRecord(
-            run_id=row[0], kind=row[1], status=row[2], started_at=_utc(row[3]),
-            finished_at=_utc(row[4]), params=_decode(row[5]) or {}, manifest=_decode(row[6]),
+            run_id=row[0], kind=row[1], status=row[2], started_at=as_utc(row[3]),
+            finished_at=as_utc(row[4]), params=_decode(row[5]) or {}, manifest=_decode(row[6]),
             summary=_decode(row[7]),
         )
         for row in conn.execute(sql, params).fetchall()

@@ -6,12 +6,13 @@ needs no network to open (no CDN, no script), and prints on A4.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from evaluator.core.errors import ConfigError, EvaluatorError
+from evaluator.core.errors import EvaluatorError
 from evaluator.core.records import utcnow
+from evaluator.core.since import parse_since
 from evaluator.store import Store
 from evaluator.store.scope import PRODUCTION, Scope
 
@@ -20,24 +21,6 @@ if TYPE_CHECKING:
 
 LATEST_ALERTS = 10
 AGREEMENT_BOOTSTRAP = 500
-
-
-def parse_since(value: str | None, now: datetime) -> datetime | None:
-    """'7d', '24h', '90m' before now, or an ISO date/time (UTC when it has no zone)."""
-    if value is None:
-        return None
-    from evaluator.monitoring.alerts.rules import parse_duration
-
-    try:
-        return now - parse_duration(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"--since {value!r}: give a duration (7d, 24h) or an ISO date"
-                          " (2026-11-20 or 2026-11-20T12:00)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def agreement_groups(store: Store, rubrics_dir: Path) -> tuple[list[GroupAgreement], str | None]:
@@ -73,8 +56,8 @@ def write_html_report(db_path: str | Path, out_path: str | Path, since: str | No
     now = now or utcnow()
     rubrics_dir = rubrics_dir or DEFAULTS.rubrics_dir
     with Store(db_path, read_only=True) as store:
-        data = collect(store, str(db_path), parse_since(since, now), store.check_scope(scope),
-                       now)
+        start = None if since is None else parse_since(since, now)
+        data = collect(store, str(db_path), start, store.check_scope(scope), now)
         alerts = latest_alerts(store, LATEST_ALERTS)
         groups, note = agreement_groups(store, rubrics_dir)
     out = Path(out_path)
