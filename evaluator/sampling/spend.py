@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime
 from typing import Protocol
 
 from evaluator.core.records import utcnow
+from evaluator.core.retry import Backoff
 from evaluator.core.rows import JudgeCall
 from evaluator.sampling.policy import SamplingPolicy, ScaledPolicies
 
@@ -142,8 +143,9 @@ class BudgetPacer:
         self._clock = clock
         self._now = now
         self._next_read_at = float("-inf")
-        self._wait_s = 0.0
-        """After a failed read, the wait before the next one: doubling up to a minute, so a dead
+        self._failures = 0
+        self._backoff = Backoff(base_s=refresh_s, cap_s=MAX_READ_BACKOFF_S, jitter="none")
+        """After failed reads, the wait before the next one doubles up to a minute, so a dead
         Redis costs the exporter's thread one short timeout now and then, not every second."""
         self.scale = 1.0
         self.spent_usd = 0.0
@@ -157,12 +159,13 @@ class BudgetPacer:
         try:
             self.spent_usd = self._meter.spent_on(now.date())
         except Exception as exc:
-            self._wait_s = min(MAX_READ_BACKOFF_S, max(self._refresh_s, self._wait_s * 2))
-            self._next_read_at = clock + self._wait_s
+            self._failures += 1
+            wait_s = self._backoff.delay_s(self._failures)
+            self._next_read_at = clock + wait_s
             log.warning("reading today's judge spend failed (%r); random sampling stays at %.3g "
-                        "of its rate; next attempt in %.0f s", exc, self.scale, self._wait_s)
+                        "of its rate; next attempt in %.0f s", exc, self.scale, wait_s)
             return self.scale
-        self._wait_s = 0.0
+        self._failures = 0
         self._next_read_at = clock + self._refresh_s
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         day_fraction = (now - midnight).total_seconds() / SECONDS_PER_DAY
