@@ -15,6 +15,7 @@ from evaluator.commands.judge_checks import (
     preflight_unless,
 )
 from evaluator.core.errors import EvaluatorError
+from evaluator.core.since import SINCE_HELP, parse_since
 
 DEFAULT_TRACES = "datasets/sample_traces.jsonl"
 
@@ -131,7 +132,7 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a self-contained HTML report with charts to this file.")
-@click.option("--since", default=None, help="HTML report: only data since (7d, 24h, or an ISO date).")
+@click.option("--since", default=None, help=f"Only evaluations judged since then: {SINCE_HELP}.")
 def report(db, run_id, all_runs, as_json, html_file, since) -> None:
     """Summarize stored evaluations of production traffic, or of --run RUN, or --all-runs
     (works while a sink is writing)."""
@@ -150,6 +151,7 @@ def report(db, run_id, all_runs, as_json, html_file, since) -> None:
     from evaluator.sampling.spend_check import counted_spend
 
     settings = _settings()
+    scope = scope.judged_since(None if since is None else parse_since(since))
     data = database_report(db or settings.db_path, scope, counted_spend(settings.redis_url))
     if as_json:
         _print_json(data.to_dict())
@@ -158,6 +160,8 @@ def report(db, run_id, all_runs, as_json, html_file, since) -> None:
 
     console = make_console()
     title = f"Evaluations in {data.db}: {scope.describe()}"
+    if data.empty_note:
+        console.print(data.empty_note, markup=False, highlight=False)
     console.print(summary_table(data.rubrics, title=title))
     console.print(status_table(data.status_counts, data.dead_letters))
     for table in judge_tables(data):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from evaluator.core.since import SINCE_HELP
+
 SHOWN_ITEMS = 5
 
 
@@ -30,7 +32,7 @@ def datasets() -> None:
 @datasets.command("build")
 @click.option("--name", required=True, help="Dataset name: writes datasets/<NAME>.jsonl and its manifest.")
 @click.option("--rubric", default=None, help="Only traces failing this rubric (NAME or NAME@vN).")
-@click.option("--since", default=None, help="Only failures since: 7d, 12h, 30m, 2w or an ISO date.")
+@click.option("--since", default=None, help=f"Only failures judged (or labelled) since then: {SINCE_HELP}.")
 @click.option("--label-source", type=click.Choice(["judge", "human", "both"]), default="both",
               show_default=True, help="Whose failing verdicts count; human labels override the judge's.")
 @click.option("--limit", type=click.IntRange(min=0), default=None,

@@ -1,4 +1,9 @@
-"""The one reading of a `--since` option: a duration before now, or an ISO date/time."""
+"""The one reading of a `--since` option: a duration before now, or an ISO date/time.
+
+Over evaluations, `--since` always means when they were judged (`created_at`): `report` (text,
+JSON, HTML) and `datasets build` (human labels: when imported). `dead-letters --since` is when
+the dead letter was stored (it is never judged).
+"""
 
 from __future__ import annotations
 

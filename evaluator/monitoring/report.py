@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +92,23 @@ class DatabaseReport:
     judge_spend: dict[str, list[Spend]]
     repeat_agreement: list[RepeatAgreement]
     spend_reconciliation: list[SpendCheck] | None
+    judged_before: int = 0
+    """Evaluations of the scope's runs judged before `scope.since` (left out of the report)."""
+
+    @property
+    def empty_note(self) -> str | None:
+        """Why a report with `--since` shows nothing, or None."""
+        if self.scope.since is None or any(self.status_counts.values()):
+            return None
+        return nothing_since(self.scope.since, self.judged_before)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "db": self.db,
             "scope": self.scope.to_dict(),
             "run_id": self.scope.run_id,
+            "since": None if self.scope.since is None else self.scope.since.isoformat(),
+            "judged_before_since": self.judged_before,
             "status_counts": self.status_counts,
             "dead_letters": self.dead_letters,
             "rubrics": [s.to_dict() for s in self.rubrics],
@@ -123,7 +134,14 @@ def database_report(db_path: Path, scope: Scope = PRODUCTION,
             judge_spend={group: spend_by(store, group, scope) for group in SPEND_KEYS},
             repeat_agreement=repeat_agreement(store, scope),
             spend_reconciliation=None if counted is None else spend_checks(
-                counted, service_spend_by_day(store)))
+                counted, service_spend_by_day(store)),
+            judged_before=store.judged_before(scope))
+
+
+def nothing_since(since: datetime, before: int) -> str:
+    """What an empty `--since` result left out."""
+    return (f"no evaluations judged since {since.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({before} "
+            f"stored before): give an earlier --since")
 
 
 def judge_tables(report: DatabaseReport) -> list:

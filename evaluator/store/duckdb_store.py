@@ -206,6 +206,9 @@ class Store:
     def status_counts(self, scope: Scope = PRODUCTION) -> dict[str, int]:
         return queries.status_counts(self.conn, scope)
 
+    def judged_before(self, scope: Scope) -> int:
+        return queries.judged_before(self.conn, scope)
+
     def dead_letter_count(self) -> int:
         [(count,)] = self.conn.execute("SELECT count(*) FROM dead_letters").fetchall()
         return count

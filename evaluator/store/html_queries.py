@@ -1,7 +1,8 @@
 """SQL for the HTML report: a handful of grouped queries over evaluations and their traces.
 
-Time: charts over time use the trace's own start_time when the trace is stored (that is when
-the app answered), else the evaluation's created_at. Judge cost per day uses created_at (that
+Time: `since` selects evaluations by when they were judged (created_at), as every `--since`
+over evaluations does. Charts over time use the trace's own start_time when the trace is stored
+(that is when the app answered), else the evaluation's created_at. Judge cost per day uses created_at (that
 is when the money was spent). Rates are weighted by sample_weight so they estimate all
 traffic, not just the sample.
 """
@@ -23,7 +24,7 @@ _SCORED = "e.status = 'scored'"
 
 @dataclass(frozen=True)
 class ReportRows:
-    """The evaluations the report reads: a scope, and a start time when given."""
+    """The evaluations the report reads: a scope, and when given, only those judged since."""
 
     scope: Scope
     since: datetime | None
@@ -32,12 +33,11 @@ class ReportRows:
     def sql(self) -> str:
         """FROM and WHERE clauses over `e` (evaluations) and `t` (their traces)."""
         return (" FROM evaluations e LEFT JOIN traces t USING (trace_id)"
-                f" WHERE {self.scope.sql('e.run_id')}"
-                f" AND ($since IS NULL OR {_WHEN} >= $since)")
+                f" WHERE {self.scope.judged_since(self.since).sql('e.run_id')}")
 
     @property
     def params(self) -> dict[str, Any]:
-        return {**self.scope.params(), "since": self.since}
+        return self.scope.judged_since(self.since).params()
 
 
 @dataclass(frozen=True)

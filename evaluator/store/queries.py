@@ -80,6 +80,18 @@ def status_counts(conn: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, in
     return counts
 
 
+def judged_before(conn: duckdb.DuckDBPyConnection, scope: Scope) -> int:
+    """Evaluations of the scope's runs judged before its `since` (0 when it has none): what a
+    `--since` left out."""
+    if scope.since is None:
+        return 0
+    runs = scope.judged_since(None)
+    [(count,)] = conn.execute(
+        f"SELECT count(*) FROM evaluations WHERE {runs.sql()} AND created_at < $before",
+        {**runs.params(), "before": scope.since}).fetchall()
+    return int(count)
+
+
 @overload
 def as_utc(value: datetime) -> datetime: ...
 @overload

@@ -1,4 +1,5 @@
-"""Which evaluations a reader counts: production traffic, one named run, or every row.
+"""Which evaluations a reader counts: production traffic, one named run, or every row; and,
+when `since` is set, only those made (judged: `created_at`) at or after it.
 
 Production traffic is every evaluation not made by a replay run: the worker's (no run id) and
 `evaluator run`'s (runs of kind `run`). A replay judges a dataset, not traffic, so its rows
@@ -9,7 +10,8 @@ builds and the cost report all read through `Scope.sql`, the one place that says
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import duckdb
@@ -22,12 +24,15 @@ REPLAY_KIND = "replay"
 
 _COLUMN = re.compile(r"(?:[a-z_]+\.)?run_id")
 _PARAM = "scope_run_id"
+_SINCE = "scope_since"
 
 
 @dataclass(frozen=True)
 class Scope:
     kind: ScopeKind = "production"
     run_id: str | None = None
+    since: datetime | None = None
+    """Only rows created (evaluations judged, judge calls made) at or after this moment."""
 
     def __post_init__(self) -> None:
         if (self.kind == "run") != (self.run_id is not None):
@@ -55,10 +60,21 @@ class Scope:
             return cls.run(run_id)
         return cls.everything() if all_runs else cls.production()
 
+    def judged_since(self, since: datetime | None) -> Scope:
+        """The same runs, only rows created at or after `since` (every row when None)."""
+        return replace(self, since=since)
+
     def sql(self, column: str = "run_id") -> str:
-        """A predicate over `column` (a run id column, e.g. `e.run_id`); bind `params()` with it."""
+        """A predicate over `column` (a run id column, e.g. `e.run_id`) and, with `since`, the
+        same table's `created_at`; bind `params()` with it."""
         if not _COLUMN.fullmatch(column):
             raise ValueError(f"not a run id column: {column!r}")
+        if self.since is None:
+            return self._runs_sql(column)
+        created_at = column.removesuffix("run_id") + "created_at"
+        return f"({self._runs_sql(column)} AND {created_at} >= ${_SINCE})"
+
+    def _runs_sql(self, column: str) -> str:
         if self.kind == "run":
             return f"({column} = ${_PARAM})"
         if self.kind == "all":
@@ -69,12 +85,14 @@ class Scope:
 
     def params(self) -> dict[str, Any]:
         """The named parameters `sql()` uses (none unless one run is named)."""
-        return {_PARAM: self.run_id} if self.kind == "run" else {}
+        params: dict[str, Any] = {_PARAM: self.run_id} if self.kind == "run" else {}
+        return params if self.since is None else {**params, _SINCE: self.since}
 
     def describe(self) -> str:
         """For people: 'production traffic', 'run RUN' or 'all runs'."""
-        return {"production": "production traffic", "all": "all runs"}.get(
+        runs = {"production": "production traffic", "all": "all runs"}.get(
             self.kind, f"run {self.run_id}")
+        return runs if self.since is None else f"{runs}, judged since {self.since.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "run_id": self.run_id}

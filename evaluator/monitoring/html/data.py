@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from evaluator.core.records import Trace
+from evaluator.monitoring.report import nothing_since
 from evaluator.store import Store
 from evaluator.store import html_queries as queries
 from evaluator.store.html_queries import ReportRows
@@ -43,6 +44,15 @@ class ReportData:
     by_prompt_version: dict[str, dict[str, tuple[float | None, int]]]
     cost_per_day: list[tuple[str, float, int, int]]
     worst: list[dict[str, Any]]
+    judged_before: int = 0
+    """Evaluations of the scope judged before `since` (left out)."""
+
+    @property
+    def empty_note(self) -> str | None:
+        """Why a report with `since` shows nothing, or None."""
+        if self.since is None or self.totals["evaluations"]:
+            return None
+        return nothing_since(self.since, self.judged_before)
 
 
 BUCKETS = ((900, "15 minutes"), (3600, "hour"), (3 * 3600, "3 hours"), (6 * 3600, "6 hours"),
@@ -138,4 +148,5 @@ def collect(store: Store, db: str, since: datetime | None, scope: Scope, now: da
         label_mix=mix, by_model=pass_rate_by(store, selected, "model"),
         by_prompt_version=pass_rate_by(store, selected, "prompt_version"),
         cost_per_day=cost_per_day(store, selected), worst=worst_examples(store, selected),
+        judged_before=store.judged_before(scope.judged_since(since)),
     )

@@ -213,7 +213,7 @@ def render_page(data: ReportData, alerts: Sequence[StoredAlert], agreement_group
     t = data.totals
     scope = [data.scope.describe()]
     if data.since:
-        scope.append(f"since {_when(data.since)}")
+        scope.append(f"judged since {_when(data.since)}")
     meta = (f"{data.db} · traces from {_when(t['first'])} to {_when(t['last'])} · judges:"
             f" {t['judges'] or '-'} · {', '.join(scope)}"
             f" · generated {_when(data.generated_at)}")
@@ -245,7 +245,9 @@ def render_page(data: ReportData, alerts: Sequence[StoredAlert], agreement_group
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>Evaluator report</title><style>{CSS}</style></head><body><main>"
-        f"<header><h1>Evaluator quality report</h1><p class='meta'>{esc(meta)}</p></header>"
+        f"<header><h1>Evaluator quality report</h1><p class='meta'>{esc(meta)}</p>"
+        + ("" if data.empty_note is None else f"<p class='meta'><b>{esc(data.empty_note)}</b></p>")
+        + "</header>"
         f"<nav>{nav}</nav>{_kpis(data, alerts)}<div class='cards'>{''.join(sections)}</div>"
         + _card("agreement", "Judge vs human agreement", "Judge labels against human labels"
                 " (all time); rows of the confusion matrix are human labels.",
