@@ -75,12 +75,13 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
         max_error_share) -> None:
     """Embedded main job: read traces, sample, evaluate, store, print a summary. Exit 3 when
     too many evaluations errored (see --max-error-share)."""
+    from evaluator.core.settings import BUNDLED_DATASETS_DIR  # lazy: keeps `evaluator --help` fast
     from evaluator.monitoring.report import summary_table
     from evaluator.monitoring.run_errors import run_errors
     from evaluator.worker.embedded import run_embedded
 
     settings = _settings()
-    traces = traces or settings.datasets_dir / "sample_traces.jsonl"
+    traces = traces or BUNDLED_DATASETS_DIR / "sample_traces.jsonl"
     judge = judge or settings.judge
     preflight_unless(no_preflight, judge, settings)
     report = run_embedded(

@@ -26,11 +26,13 @@ def _console():
 
 @click.group()
 def datasets() -> None:
-    """Build, list, show and validate regression datasets (datasets/<name>.jsonl)."""
+    """Build, list, show and validate regression datasets (<EVALUATOR_DATASETS_DIR>/<name>.jsonl,
+    default ~/.local/share/evaluator/datasets; the repository's bundled ones are read by name)."""
 
 
 @datasets.command("build")
-@click.option("--name", required=True, help="Dataset name: writes datasets/<NAME>.jsonl and its manifest.")
+@click.option("--name", required=True,
+              help="Dataset name: writes <EVALUATOR_DATASETS_DIR>/<NAME>.jsonl and its manifest.")
 @click.option("--rubric", default=None, help="Only traces failing this rubric (NAME or NAME@vN).")
 @click.option("--since", default=None, help=f"Only failures judged (or labelled) since then: {SINCE_HELP}.")
 @click.option("--label-source", type=click.Choice(["judge", "human", "both"]), default="both",

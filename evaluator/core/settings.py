@@ -7,6 +7,7 @@ table lists exactly these fields (tests/test_settings.py holds it to that).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,8 @@ from evaluator.core.records import MAX_TEXT_CHARS, MIN_TEXT_CHARS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JUDGES_DIR = PROJECT_ROOT / "judges"
+BUNDLED_DATASETS_DIR = PROJECT_ROOT / "datasets"
+"""The repository's datasets (sample traces, example regression set): read by name, never written."""
 ENV_PREFIX = "EVALUATOR_"
 
 
@@ -30,7 +33,8 @@ class Settings(BaseSettings):
     db_path: Path = Field(Path("evaluator.duckdb"), validation_alias="EVALUATOR_DB")
     rubrics_dir: Path = PROJECT_ROOT / "rubrics"
     judges_dir: Path = DEFAULT_JUDGES_DIR
-    datasets_dir: Path = PROJECT_ROOT / "datasets"
+    datasets_dir: Path = Field(default_factory=lambda: user_data_dir() / "datasets")
+    """Where `datasets build` writes; names are looked up here, then in BUNDLED_DATASETS_DIR."""
     judge: str = "offline"
     sample_rate: float = 0.10
     sampling_config: Path | None = None
@@ -74,6 +78,11 @@ class Settings(BaseSettings):
     @property
     def judge_sees_raw(self) -> bool:
         return self.pii_judge_sees == "raw"
+
+
+def user_data_dir() -> Path:
+    """$XDG_DATA_HOME/evaluator, or ~/.local/share/evaluator: data kept outside the source tree."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "evaluator"
 
 
 def env_name(field: str) -> str:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from evaluator.core.errors import DatasetError, FieldProblem, RubricError, first_problem
 from evaluator.core.records import Message, canonical_json, sha256_hex, utcnow
+from evaluator.core.settings import BUNDLED_DATASETS_DIR
 
 if TYPE_CHECKING:
     from evaluator.rubrics import RubricRegistry
@@ -173,11 +174,15 @@ def manifest_path(path: Path) -> Path:
 
 
 def resolve_dataset(name_or_path: str | Path, datasets_dir: Path) -> Path:
-    """A path as given, or `<datasets_dir>/<name>.jsonl` for a bare name."""
+    """A path as given, or for a bare name `<datasets_dir>/<name>.jsonl`, else the bundled one
+    of that name when only the repository has it."""
     path = Path(name_or_path)
     if path.suffix == DATASET_SUFFIX or len(path.parts) > 1:
         return path
-    return datasets_dir / f"{check_name(str(path))}{DATASET_SUFFIX}"
+    file_name = f"{check_name(str(path))}{DATASET_SUFFIX}"
+    bundled = BUNDLED_DATASETS_DIR / file_name
+    built = datasets_dir / file_name
+    return bundled if not built.exists() and bundled.exists() else built
 
 
 def check_name(name: str) -> str:
@@ -306,11 +311,13 @@ def write_dataset(path: Path, items: Sequence[DatasetItem], built_from: dict[str
 
 
 def list_datasets(datasets_dir: Path) -> list[tuple[Path, DatasetManifest]]:
-    """Datasets that have a manifest, by name."""
-    found = []
-    for where in sorted(datasets_dir.glob(f"*{MANIFEST_SUFFIX}")):
-        path = where.with_name(where.name.removesuffix(MANIFEST_SUFFIX) + DATASET_SUFFIX)
-        manifest = read_manifest(path)
-        if manifest is not None:
-            found.append((path, manifest))
-    return found
+    """Datasets that have a manifest, by name: those of `datasets_dir`, and the bundled ones
+    it has no dataset of the same name for."""
+    found: dict[str, tuple[Path, DatasetManifest]] = {}
+    for directory in (BUNDLED_DATASETS_DIR, datasets_dir):  # a built one hides a bundled one
+        for where in directory.glob(f"*{MANIFEST_SUFFIX}"):
+            path = where.with_name(where.name.removesuffix(MANIFEST_SUFFIX) + DATASET_SUFFIX)
+            manifest = read_manifest(path)
+            if manifest is not None:
+                found[dataset_name(path)] = (path, manifest)
+    return [found[name] for name in sorted(found)]
