@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from evaluator.commands.judge_checks import (
     judge_check_options,
     preflight_unless,
 )
+from evaluator.commands.progress import run_progress_bar
 from evaluator.core.errors import EvaluatorError
 from evaluator.core.since import SINCE_HELP, parse_since
 
@@ -84,11 +86,13 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
     traces = traces or BUNDLED_DATASETS_DIR / "sample_traces.jsonl"
     judge = judge or settings.judge
     preflight_unless(no_preflight, judge, settings)
-    report = run_embedded(
-        traces, db or settings.db_path, judge,
-        settings.sample_rate if sample_rate is None else sample_rate, rubrics, settings, fmt=fmt,
-        max_cost_usd=max_cost,
-    )
+    progress, on_progress = run_progress_bar() if sys.stderr.isatty() else (nullcontext(), None)
+    with progress:
+        report = run_embedded(
+            traces, db or settings.db_path, judge,
+            settings.sample_rate if sample_rate is None else sample_rate, rubrics, settings, fmt=fmt,
+            max_cost_usd=max_cost, on_progress=on_progress,
+        )
     errors = run_errors(report.db_path, report.run_id, report.summaries)
     from evaluator.commands.input_checks import exit_on_no_valid_trace, top_reason_lines
 
@@ -118,7 +122,14 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
     if report.judge == "offline":
         console.print("[yellow]note:[/] the offline judge is a heuristic baseline, not an LLM "
                       "judge; use --judge for model-graded scores.")
-    console.print(summary_table(report.summaries))
+    if report.already_stored:
+        console.print(f"{report.already_stored} evaluations already stored for this judge and rubric "
+                      "versions: an earlier run evaluated these traces, so they were not stored again")
+    if report.already_stored and not report.evaluations:
+        console.print(summary_table(report.stored_summaries,
+                                    title=f"Stored evaluations of production traffic, judge {report.judge}"))
+    else:
+        console.print(summary_table(report.summaries))
     for line in errors.lines():
         console.print(line, markup=False, highlight=False)
     exit_on_no_valid_trace(*no_valid_trace)

@@ -12,6 +12,7 @@ from evaluator.commands.judge_checks import (
     judge_check_options,
     preflight_unless,
 )
+from evaluator.commands.progress import progress_bar
 
 INTERRUPTED_EXIT = 130
 
@@ -24,25 +25,7 @@ def _settings():
 
 def _progress_bar():
     """A rich progress bar on stderr with rate and ETA, and the replay callback that drives it."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text("- items/s" if task.speed is None else f"{task.speed:,.1f} items/s")
-
-    progress = Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), Rate(),
-                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                        console=Console(stderr=True))
+    progress = progress_bar("replay", "items")
     task = None
 
     def on_progress(done: int, total: int) -> None:

@@ -183,15 +183,18 @@ def read_traces(path: Path, fmt: TraceFormat = "jsonl",
 def stream_work(path: Path, policy: SamplingPolicy, items_out: ItemsOut,
                 dead_letters_out: DeadLettersOut, fmt: TraceFormat = "jsonl",
                 spend: SpendMeter | None = None, batch_size: int = 20,
-                settings: Settings = DEFAULTS) -> WorkCounts:
+                settings: Settings = DEFAULTS,
+                on_record: Callable[[WorkCounts], None] | None = None) -> WorkCounts:
     """Read, validate, sample and mask a trace file (`jsonl` or `otlp-json`), handing the work
     on in chunks as it goes (see WorkStream). With a daily budget in the policy, `spend` says
     how much of it is gone today (see evaluator.sampling.spend). `settings` gives the text limit
-    and the PII masking."""
+    and the PII masking. `on_record` sees the counts so far after each record."""
     stream = WorkStream(policy, items_out, dead_letters_out, batch_size, pacer_for(policy, spend),
                         settings)
     for number, record in enumerate(read_traces(Path(path), fmt, settings.max_text_chars), start=1):
         stream.add(record, f"{path} (record {number})")
+        if on_record is not None:
+            on_record(stream.counts)
     return stream.finish()
 
 

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import dramatiq
@@ -25,7 +25,7 @@ from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.config import check_rubric_names, sampling_policy
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.sampling.spend import BudgetPacer
-from evaluator.store import RubricSummary, Scope, Store
+from evaluator.store import RubricSummary, Scope, Store, WriteResult
 from evaluator.store.ledger_spend import LedgerSpend
 from evaluator.worker.actors import WorkerContext, register_evaluate_actor
 from evaluator.worker.sink import Sink
@@ -34,6 +34,62 @@ MAX_WAITING_MESSAGES = 4
 """Work messages queued per worker thread before the reader waits."""
 MAX_WAITING_RESULTS = 16
 """Results-channel entries waiting for the sink before the reader waits."""
+PROGRESS_INTERVAL_S = 0.1
+"""At most one progress report this often, plus the last one."""
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How far a run is: traces read and sampled so far, sampled traces evaluated and stored."""
+
+    read: int = 0
+    sampled: int = 0
+    evaluated: int = 0
+    reading_done: bool = False
+
+    @property
+    def total(self) -> int | None:
+        """The traces to evaluate, known once the whole file is read."""
+        return self.sampled if self.reading_done else None
+
+
+OnProgress = Callable[[RunProgress], None]
+
+
+class _ProgressReporter:
+    """Counts from the reader (main thread) and the sink (its thread), reported at most every
+    PROGRESS_INTERVAL_S; `finish` reports the final counts. It also counts the evaluations the
+    store already had (same trace, rubric version and judge: not inserted again)."""
+
+    def __init__(self, on_progress: OnProgress | None) -> None:
+        self._on_progress = on_progress
+        self._lock = threading.Lock()
+        self._state = RunProgress()
+        self._last = 0.0
+        self.already_stored = 0
+
+    def read(self, counts: WorkCounts) -> None:
+        self._update(read=counts.traces_read, sampled=counts.sampled)
+
+    def written(self, batch: ResultBatch, inserted: WriteResult) -> None:
+        with self._lock:
+            self.already_stored += len(batch.evaluations) - inserted.evaluations
+        self._update(evaluated=self._state.evaluated + len(batch.traces))
+
+    def reading_done(self, counts: WorkCounts) -> None:
+        self._update(force=True, read=counts.traces_read, sampled=counts.sampled, reading_done=True)
+
+    def finish(self) -> None:
+        self._update(force=True)
+
+    def _update(self, force: bool = False, **changes) -> None:
+        with self._lock:
+            self._state = replace(self._state, **changes)
+            now = time.monotonic()
+            if self._on_progress is None or not (force or now - self._last >= PROGRESS_INTERVAL_S):
+                return
+            self._last = now
+            self._on_progress(self._state)
 
 
 @dataclass
@@ -49,6 +105,11 @@ class RunReport:
     sample_reasons: Counter = field(default_factory=Counter)
     dead_letter_reasons: Counter = field(default_factory=Counter)
     summaries: list[RubricSummary] = field(default_factory=list)
+    already_stored: int = 0
+    """Evaluations this run made that the store already had (same trace, rubric version and
+    judge), so not stored again: an earlier run evaluated these traces."""
+    stored_summaries: list[RubricSummary] = field(default_factory=list)
+    """When some were already stored: the stored summary of production traffic for this judge."""
     elapsed_s: float = 0.0
     budget: RunBudget | None = None
     daily_budget: BudgetPacer | None = None
@@ -72,6 +133,9 @@ class RunReport:
             "evaluations": self.evaluations,
             "elapsed_s": round(self.elapsed_s, 3),
             "rubrics": [s.to_dict() for s in self.summaries],
+            "already_stored": self.already_stored,
+            **({"stored_rubrics": [s.to_dict() for s in self.stored_summaries]}
+               if self.already_stored else {}),
             **({"budget": {"max_cost_usd": self.budget.max_cost_usd,
                            "spent_usd": round(self.budget.spent_usd, 6),
                            "skipped": self.budget.refused}} if self.budget else {}),
@@ -94,9 +158,11 @@ def run_embedded(
     worker_threads: int = 4,
     fmt: TraceFormat = "jsonl",
     max_cost_usd: float | None = None,
+    on_progress: OnProgress | None = None,
 ) -> RunReport:
     """Evaluate a trace file in this process. With `max_cost_usd`, evaluations past the run's
-    judge budget end as `skipped` (see evaluator.judges.budget)."""
+    judge budget end as `skipped` (see evaluator.judges.budget). `on_progress` hears how far
+    the run is (see RunProgress), from the reading thread and the sink's."""
     settings = settings or DEFAULTS
     budget = None if max_cost_usd is None else RunBudget(max_cost_usd)
     started = time.perf_counter()
@@ -111,9 +177,11 @@ def run_embedded(
               "rubrics": list(rubric_refs), "max_cost_usd": max_cost_usd}
     with Store(db_path) as store:
         store.start_run(report.run_id, "run", params)
+    progress = _ProgressReporter(on_progress)
     try:
         counts = _evaluate(traces_path, db_path, judge_name, policy, rubric_refs, registry,
-                           settings, budget, batch_size, worker_threads, fmt, report.run_id)
+                           settings, budget, batch_size, worker_threads, fmt, report.run_id,
+                           progress)
     except BaseException:
         with Store(db_path) as store:  # never leave the run 'running'
             store.finish_run(report.run_id, "failed")
@@ -123,8 +191,12 @@ def run_embedded(
     report.sampled, report.sample_reasons = counts.sampled, counts.sample_reasons
     report.daily_budget = counts.pacer
     report.dead_letter_reasons = counts.dead_letter_reasons
+    report.already_stored = progress.already_stored
     with Store(db_path) as store:
         report.summaries = store.rubric_summary(Scope.run(report.run_id))
+        if report.already_stored:
+            report.stored_summaries = [s for s in store.rubric_summary(Scope.production())
+                                       if s.judge == judge_name]
         report.elapsed_s = time.perf_counter() - started
         store.finish_run(report.run_id, "completed", summary=report.to_dict())
     return report
@@ -133,7 +205,7 @@ def run_embedded(
 def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: SamplingPolicy,
               rubric_refs: Sequence[str], registry: RubricRegistry, settings: Settings,
               budget: RunBudget | None, batch_size: int, worker_threads: int, fmt: TraceFormat,
-              run_id: str) -> WorkCounts:
+              run_id: str, progress: _ProgressReporter) -> WorkCounts:
     """Stream the file through an in-process broker, workers and sink that run meanwhile. The
     reader waits while the work queue or the results channel is full: memory follows the batch
     size, not the file."""
@@ -141,7 +213,7 @@ def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: Samplin
     channel = InMemoryChannel()
     actor = register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir,
                                                           budget, settings=settings))
-    sink = Sink(channel, Path(db_path))
+    sink = Sink(channel, Path(db_path), on_written=progress.written)
     stop = threading.Event()
     sink_thread = threading.Thread(target=sink.run, args=(stop,), name="evaluator-sink")
     sink_thread.start()
@@ -159,13 +231,15 @@ def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: Samplin
     try:
         worker.start()
         counts = stream_work(Path(traces_path), policy, send, keep, fmt,
-                             LedgerSpend(Path(db_path)), batch_size, settings)
+                             LedgerSpend(Path(db_path)), batch_size, settings, progress.read)
+        progress.reading_done(counts)
         broker.join(QUEUE_NAME, fail_fast=True)
     finally:
         worker.stop()
         stop.set()
         sink_thread.join()
         broker.close()
+    progress.finish()
     return counts
 
 

@@ -6,13 +6,14 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from evaluator.core.records import DeadLetter
 from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ResultBatch
-from evaluator.store import Store
+from evaluator.store import Store, WriteResult
 from evaluator.worker.metrics import metrics
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,11 @@ class Sink:
     (~50 ms), so a backlog is drained in batches of up to 20,000 rows."""
 
     def __init__(self, channel: ResultChannel, db_path: Path, max_rows: int = 20_000,
-                 max_wait_s: float = 0.5) -> None:
+                 max_wait_s: float = 0.5,
+                 on_written: Callable[[ResultBatch, WriteResult], None] | None = None) -> None:
+        """`on_written` hears of each committed batch and the rows it actually inserted."""
         self.channel = channel
+        self.on_written = on_written
         self.db_path = Path(db_path)
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
@@ -43,9 +47,11 @@ class Sink:
         if not entry_ids:
             self._unwritten = None
             return 0
-        Store.write_once(self.db_path, pending.evaluations, pending.traces, pending.dead_letters,
-                         judge_calls=pending.judge_calls)
+        written = Store.write_once(self.db_path, pending.evaluations, pending.traces,
+                                   pending.dead_letters, judge_calls=pending.judge_calls)
         self._unwritten = None
+        if self.on_written is not None:
+            self.on_written(pending, written)
         metrics().record_written(pending.evaluations, len(pending.traces), len(pending.dead_letters))
         self.rows_written += len(pending)
         self.channel.ack(entry_ids)  # if this fails, the entries come again: stored once
