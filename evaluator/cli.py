@@ -127,7 +127,7 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
                       "versions: an earlier run evaluated these traces, so they were not stored again")
     if report.already_stored and not report.evaluations:
         console.print(summary_table(report.stored_summaries,
-                                    title=f"Stored evaluations of production traffic, judge {report.judge}"))
+                                    title="Stored evaluations of production traffic"))
     else:
         console.print(summary_table(report.summaries))
     for line in errors.lines():
