@@ -229,10 +229,10 @@ def test_pipeline_stores_a_skipped_row_for_rubrics_that_did_not_sample_the_trace
                                  "rate 1 picked the trace)")
 
 
-def test_evaluator_run_with_rubric_rates_and_a_typo(tmp_path, monkeypatch):
+def test_evaluator_run_with_rubric_rates_and_a_typo(tmp_path, monkeypatch, capsys):
     from click.testing import CliRunner
 
-    from evaluator.cli import cli
+    from evaluator.cli import cli, main
     from evaluator.store import Store
 
     config = tmp_path / "sampling.yaml"
@@ -251,8 +251,10 @@ def test_evaluator_run_with_rubric_rates_and_a_typo(tmp_path, monkeypatch):
     assert counts[("refusal", "not_sampled")] == randoms["hallucination"]
 
     config.write_text("rubrics: {halucination: 0.5}\n", encoding="utf-8")
-    typo = subprocess.run([sys.executable, "-m", "evaluator", "run", "--db", str(db)],
-                          capture_output=True, text=True)
-    assert typo.returncode == 2
-    assert "error: sampling config names rubric(s) halucination" in typo.stderr
-    assert "one of faithfulness, hallucination, refusal, relevance" in typo.stderr
+    monkeypatch.setattr(sys, "argv", ["evaluator", "run", "--db", str(db)])
+    with pytest.raises(SystemExit) as typo:
+        main()  # the entry point `evaluator` runs, with its exit codes, in this process
+    assert typo.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "error: sampling config names rubric(s) halucination" in stderr
+    assert "one of faithfulness, hallucination, refusal, relevance" in stderr
