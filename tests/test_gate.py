@@ -5,14 +5,15 @@ baseline, JUnit/Markdown output and the exit codes of `evaluator gate`."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from scipy.stats import binomtest
 
+from evaluator.cli import main
 from evaluator.core.records import Evaluation, evaluation_id_for
 from evaluator.core.settings import PROJECT_ROOT
 from evaluator.regression.datasets import DatasetItem, write_dataset
@@ -230,28 +231,39 @@ def test_score_change_interval_is_seeded():
     assert first[0] == 0.0 and first[1] < 0 < first[2]
 
 
-def run_gate_cli(db: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "evaluator", "gate", "--db", str(db), *args],
-                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+class CliResult(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_gate_cli_exit_codes_and_files(db: Path, tmp_path: Path):
+def run_gate_cli(capsys: pytest.CaptureFixture, db: Path, *args: str) -> CliResult:
+    """`evaluator gate` through the entry point (main: its exit codes and error line), in this
+    process: a new interpreter per call would only add its start-up time."""
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as exited:
+        patch.setattr(sys, "argv", ["evaluator", "gate", "--db", str(db), *args])
+        main()
+    captured = capsys.readouterr()
+    return CliResult(exited.value.code, captured.out, captured.err)
+
+
+def test_gate_cli_exit_codes_and_files(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     store_run(db, "old", BASE)
     store_run(db, "bad", flipped(BASE, to_fail=18, to_pass=1))
     store_run(db, "noisy", flipped(BASE, to_fail=3, to_pass=2))
     store_run(db, "tiny", {item: PASS for item in items(4)})
     junit, markdown = tmp_path / "out" / "junit.xml", tmp_path / "out" / "gate.md"
-    failed = run_gate_cli(db, "--run", "bad", "--baseline", "old", "--junit", str(junit),
+    failed = run_gate_cli(capsys, db, "--run", "bad", "--baseline", "old", "--junit", str(junit),
                           "--markdown", str(markdown))
     assert failed.returncode == 1, failed.stderr
     assert "gate: regression (exit 1)" in failed.stdout
     assert "exact one-sided McNemar p=" in failed.stdout
     assert ET.parse(junit).getroot().get("failures") == "19"
     assert markdown.read_text().startswith("## Evaluator gate: regression")
-    passed = run_gate_cli(db, "--run", "noisy", "--baseline", "old", "--json")
+    passed = run_gate_cli(capsys, db, "--run", "noisy", "--baseline", "old", "--json")
     assert passed.returncode == 0 and json.loads(passed.stdout)["verdict"] == "pass"
-    assert run_gate_cli(db, "--run", "tiny", "--baseline", "old").returncode == 2
-    missing = run_gate_cli(db, "--run", "nope", "--baseline", "old")
+    assert run_gate_cli(capsys, db, "--run", "tiny", "--baseline", "old").returncode == 2
+    missing = run_gate_cli(capsys, db, "--run", "nope", "--baseline", "old")
     assert missing.returncode == 2 and missing.stderr.startswith("error: no replay run 'nope'")
 
 
