@@ -128,7 +128,8 @@ def test_file_agreement_json_keys(tmp_path: Path):
 
 def test_report_json_keys_have_no_internal_objects(db: Path):
     data = invoke_json("report", "--db", str(db))
-    assert list(data) == ["db", "scope", "run_id", "status_counts", "dead_letters", "rubrics",
-                          "judge_spend", "repeat_agreement", "spend_reconciliation"]
+    assert list(data) == ["db", "scope", "run_id", "since", "judged_before_since", "status_counts",
+                          "dead_letters", "rubrics", "judge_spend", "repeat_agreement",
+                          "spend_reconciliation"]
     assert list(data["judge_spend"]) == ["judge", "rubric", "day"]
     assert {row["rubric"] for row in data["rubrics"]} == {"hallucination", "refusal", "relevance"}
