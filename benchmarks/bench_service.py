@@ -26,6 +26,7 @@ import redis
 from benchmarks import bench_limits
 from benchmarks.e2e_producer import load_traces
 from benchmarks.e2e_support import (
+    JUDGE_YAML,
     RESULTS_STREAM,
     WORK_QUEUE,
     Stored,
@@ -52,14 +53,6 @@ PROFILE_S = 8.0
 SAMPLE_RATE = 0.10
 RUBRICS = 4
 REDIS_URL = bench_limits.REDIS_URL
-JUDGE_YAML = """name: bench
-kind: litellm
-model: openai/bench-judge
-api_base: {url}
-api_key_env: BENCH_JUDGE_KEY
-params: {{temperature: 0}}
-limits: {{max_in_flight: {in_flight}, timeout_s: 30, max_attempts: 3}}
-"""
 
 
 class Service:

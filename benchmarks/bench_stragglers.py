@@ -26,7 +26,7 @@ from pathlib import Path
 import redis
 
 from benchmarks.e2e_producer import load_traces
-from benchmarks.e2e_support import Stored, work_items
+from benchmarks.e2e_support import JUDGE_YAML, Stored, work_items
 from benchmarks.procstat import Process, free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -37,14 +37,6 @@ OFFERED_EVALS_S = 50.0
 SLOW_SHARE, SLOW_S = 0.10, 3.0
 TRACES_PER_MESSAGE = 5
 RUBRICS = 4
-JUDGE_YAML = """name: bench
-kind: litellm
-model: openai/bench-judge
-api_base: {url}
-api_key_env: BENCH_JUDGE_KEY
-params: {{temperature: 0}}
-limits: {{max_in_flight: {in_flight}, timeout_s: 30, max_attempts: 3}}
-"""
 
 
 def _judge(workdir: Path, slow_share: float) -> tuple[Process, str]:

@@ -20,6 +20,15 @@ from evaluator.store.duckdb_store import Store
 
 WORK_QUEUE = "dramatiq:evaluator"
 RESULTS_STREAM = "evaluator:results"
+JUDGE_YAML = """name: bench
+kind: litellm
+model: openai/bench-judge
+api_base: {url}
+api_key_env: BENCH_JUDGE_KEY
+params: {{temperature: 0}}
+limits: {{max_in_flight: {in_flight}, timeout_s: 30, max_attempts: 3}}
+"""
+"""The judge config of the service benchmarks: the local server at {url}, {in_flight} calls at once."""
 
 
 def purge_work_queue(client) -> None:
