@@ -8,6 +8,7 @@ import hypothesis  # imported early: see below
 import pytest
 
 from tests.support.examples import CI_MAX_EXAMPLES
+from tests.support.otel_capture import capture  # noqa: F401  (a fixture every module may use)
 from tests.support.redis_server import private_redis_url  # noqa: F401  (a fixture every module may use)
 
 # CPython 3.11.7 can raise "SystemError: AST constructor recursion depth mismatch" when pytest's

@@ -17,13 +17,6 @@ from tests.support.otel_capture import Capture
 ANSWER_JSON = '{"result": "42", "explanation": "six times seven"}'
 
 
-@pytest.fixture
-def capture():
-    capture = Capture()
-    yield capture
-    capture.shutdown()
-
-
 # item 3: message content is text; JSON-looking text stays whole
 
 

@@ -17,13 +17,6 @@ OPENLLMETRY = "opentelemetry.instrumentation.openai.v1"
 OPENINFERENCE = "openinference.instrumentation.openai"
 
 
-@pytest.fixture
-def capture():
-    capture = Capture()
-    yield capture
-    capture.shutdown()
-
-
 def _reason(capture: Capture) -> str:
     with pytest.raises(InvalidTraceError) as info:
         normalize_spans(capture.records())

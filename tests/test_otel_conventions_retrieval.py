@@ -15,13 +15,6 @@ from tests.support.otel_capture import Capture
 UTIL_GENAI = "opentelemetry.util.genai.handler"
 
 
-@pytest.fixture
-def capture():
-    capture = Capture()
-    yield capture
-    capture.shutdown()
-
-
 def _answer(tracer) -> None:
     with tracer.start_as_current_span("chat gpt-4o") as span:
         span.set_attributes({

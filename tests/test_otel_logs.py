@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
@@ -43,13 +42,6 @@ class Live:
 
     def traces(self) -> list[Trace]:
         return [item.trace for item in self.items]
-
-
-@pytest.fixture
-def capture():
-    capture = Capture()
-    yield capture
-    capture.shutdown()
 
 
 def _file(capture: Capture, tmp_path) -> list:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from google.protobuf.json_format import MessageToDict
 from opentelemetry._logs import LogRecord
 from opentelemetry.sdk._logs import LoggerProvider
@@ -83,3 +85,11 @@ def _otlp_json(request) -> str:
     document = MessageToDict(request, use_integers_for_enums=True)
     _hex_ids(document)
     return json.dumps(document)
+
+
+@pytest.fixture
+def capture() -> Iterator[Capture]:
+    """A Capture whose providers are shut down after the test."""
+    found = Capture()
+    yield found
+    found.shutdown()
