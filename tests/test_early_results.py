@@ -128,3 +128,46 @@ def test_what_could_not_be_published_early_goes_with_the_rest(tmp_path, monkeypa
         batch = asyncio.run(asyncio.wait_for(process_message(context, _message(2), early), 60))
     rest = early.rest(batch)
     assert (len(rest.evaluations), len(rest.traces), len(rest.judge_calls)) == (8, 2, 8)
+
+
+class SlowCacheBackend:
+    """A shared cache whose writes take a while, as Redis's do under load: the judge call has
+    come back and freed its in-flight slot, but its evaluation is not finished."""
+
+    async def get(self, key: str) -> None:
+        return None
+
+    async def put(self, key: str, value: str, ttl_s: int) -> None:
+        await asyncio.sleep(5)
+
+
+def test_a_call_is_published_before_its_in_flight_slot_is_reused(tmp_path, monkeypatch):
+    """One slot, one trace x 4 rubrics, a cache write that takes 5 s after each reply: when the
+    second request reaches the server, the first call is already on the results stream, so a
+    kill loses at most the calls in flight (the killed-worker test bounds it so)."""
+    from evaluator.judges.cache import JudgeCache
+    from evaluator.judges.factory import load_judge
+    from evaluator.judges.runtime import JudgeRuntime
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+    async def killed_at_the_second_request(context: WorkerContext, server: OpenAIServer) -> None:
+        task = asyncio.create_task(process_message(context, _message(1)))
+        while server.stats.total < 2:
+            assert not task.done()
+            await asyncio.sleep(0.001)
+        task.cancel()
+
+    with OpenAIServer() as server:
+        write_judge(tmp_path, judge_config(server, "priced", prices=PRICES, client="openai",
+                                           limits={"timeout_s": 30, "max_in_flight": 1}))
+        context = WorkerContext(RubricRegistry.load(PROJECT_ROOT / "rubrics"), RecordingChannel(),
+                                tmp_path, spend=InMemorySpend())
+        runtime = JudgeRuntime(cache=JudgeCache(SlowCacheBackend()))
+        context._judges["priced"] = load_judge("priced", tmp_path, runtime)
+        asyncio.run(asyncio.wait_for(killed_at_the_second_request(context, server), timeout=20))
+    calls = context.channel.calls()
+    assert len(calls) >= 1, "the first reply's ledger row waited for its evaluation to finish"
+    assert calls[0].evaluation_id and calls[0].trace_id == "t0" and calls[0].rubric
+    assert context.spend.spent_on(calls[0].created_at.date()) == pytest.approx(
+        sum(call.cost_usd for call in calls))

@@ -9,7 +9,11 @@ cost is unknown (the provider may have billed a reply we never saw).
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from evaluator.core.rows import ERROR, OK, JudgeCall
@@ -17,6 +21,35 @@ from evaluator.judges.attempt import Attempt, Sender
 from evaluator.judges.config import JudgePrices
 from evaluator.judges.retry import is_timeout
 from evaluator.judges.transport import Reply
+
+log = logging.getLogger(__name__)
+
+CallListener = Callable[[JudgeCall], None]
+_listener: ContextVar[CallListener | None] = ContextVar("judge_call_listener", default=None)
+
+
+@contextmanager
+def calls_heard_by(listener: CallListener) -> Iterator[None]:
+    """`listener` hears each ledger row the moment its request ends, while the request still
+    holds its in-flight slot (the wrapper sits inside InFlightLimit), so a caller that publishes
+    what it hears at once never has more rows unpublished than requests in flight, whatever the
+    rest of the evaluation still awaits (a cache write, a fallback). Task-local: tasks started
+    inside inherit it."""
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
+
+
+def _announce(row: JudgeCall) -> None:
+    listener = _listener.get()
+    if listener is None:
+        return
+    try:
+        listener(row)
+    except Exception as exc:  # the row still reaches the ledger with its evaluation
+        log.warning("a judge call listener failed on call %s: %r", row.call_id, exc)
 
 
 class CallRows:
@@ -61,14 +94,19 @@ class LedgerSender:
             latency_ms = (time.perf_counter() - started) * 1000
             timed_out = is_timeout(exc)  # litellm gives its client-side timeouts a 408
             status = None if timed_out else getattr(exc, "status_code", None)
-            attempt.calls.append(self.rows.row(
+            self._append(attempt, self.rows.row(
                 attempt.sample, number, ERROR, latency_ms, error_class=type(exc).__name__,
                 http_status=status if isinstance(status, int) else None,
                 cost_usd=None if timed_out else 0.0))
             raise
         latency_ms = (time.perf_counter() - started) * 1000
-        attempt.calls.append(self.rows.row(
+        self._append(attempt, self.rows.row(
             attempt.sample, number, OK, latency_ms, http_status=200,
             input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
             cost_usd=price_usd(self.prices, reply)))
         return reply
+
+    @staticmethod
+    def _append(attempt: Attempt, row: JudgeCall) -> None:
+        attempt.calls.append(row)
+        _announce(row)

@@ -86,7 +86,8 @@ async def process_message(context: WorkerContext, message: dict[str, Any],
     traces = [StoredTrace(_for_storage(i.trace, settings), i.decision.reason, i.decision.weight) for i in items]
     early = early or EarlyResults(context.channel, context.spend)
     early.expect(traces, len(rubrics))
-    judged = await evaluate_batch(items, rubrics, judge, message.get("run_id"), early.judged)
+    judged = await evaluate_batch(items, rubrics, judge, message.get("run_id"), early.judged,
+                                  early.called)
     metrics().record_evaluations(judged.evaluations)
     return ResultBatch(evaluations=judged.evaluations, traces=traces, dead_letters=dead,
                        judge_calls=judged.judge_calls)

@@ -6,10 +6,12 @@ call ended, which cost twice:
   it (the redelivered message is judged, and paid, again): 19 % of spend went unrecorded in a
   chaos run;
 - one slow call (a straggler) held back the results of every other trace of the message.
-Now each finished evaluation's judge calls are added to today's spend counter
-(evaluator.sampling.spend) and published to the results stream at once, and each trace's evaluations
+Now each judge call is added to today's spend counter (evaluator.sampling.spend) and published to
+the results stream as its request ends, before its in-flight slot can be reused (the flush is
+queued on the event loop ahead of the task the freed slot wakes), and each trace's evaluations
 are published when its last rubric is done; whatever completes in one turn of the event loop
-goes in one stream entry. A kill loses only the calls in flight. The message is still
+goes in one stream entry. A kill loses only the calls in flight, even when an evaluation still
+awaits something after its reply (a cache write to Redis, a fallback judge). The message is still
 acknowledged only after the rest of its results are published (`rest`), so a kill re-delivers
 it: the sink stores what arrives twice once (evaluation_id, call_id).
 """
@@ -45,6 +47,8 @@ class EarlyResults:
         """Completed since the last flush: published (and its calls counted) by the next one."""
         self._published: set[int] = set()
         """ids of the records already on the stream."""
+        self._heard: set[int] = set()
+        """ids of the judge calls `called` took (they are not taken again from `judged`)."""
         self._flush_scheduled = False
 
     def expect(self, traces: Sequence[StoredTrace], rubrics: int) -> None:
@@ -52,14 +56,24 @@ class EarlyResults:
             self._traces[stored.trace.trace_id].append(stored)
             self._expected[stored.trace.trace_id] += rubrics
 
+    def called(self, call: JudgeCall) -> None:
+        """The pipeline's on_call hook: one judge call whose request just ended."""
+        self._heard.add(id(call))
+        self._fresh.judge_calls.append(call)
+        self._schedule_flush()
+
     def judged(self, evaluation: Evaluation, calls: list[JudgeCall]) -> None:
-        self._fresh.judge_calls.extend(calls)
+        # calls already heard went out as they ended; cache hits are heard only here
+        self._fresh.judge_calls.extend(call for call in calls if id(call) not in self._heard)
         trace_id = evaluation.trace_id
         self._waiting[trace_id].append(evaluation)
         self._expected[trace_id] -= 1
         if self._expected[trace_id] == 0:
             self._fresh.evaluations.extend(self._waiting.pop(trace_id))
             self._fresh.traces.extend(self._traces.pop(trace_id))
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if len(self._fresh) and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)

@@ -13,6 +13,7 @@ from evaluator.core.rows import JudgeCall
 from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.judges.base import JudgeClient, JudgeVerdict
 from evaluator.judges.ledger import stamp
+from evaluator.judges.ledger_rows import CallListener, calls_heard_by
 from evaluator.rubrics import Rubric, missing_inputs, render
 
 
@@ -83,13 +84,23 @@ async def evaluate_rubric(
     return evaluation
 
 
-async def _judged(item: WorkItem, rubric: Rubric, judge: JudgeClient,
-                  run_id: str | None) -> tuple[Evaluation, list[JudgeCall]]:
+async def _judged(item: WorkItem, rubric: Rubric, judge: JudgeClient, run_id: str | None,
+                  on_call: CallListener | None = None) -> tuple[Evaluation, list[JudgeCall]]:
     """The Evaluation and the judge calls behind it. Log lines emitted meanwhile carry its
-    trace_id and evaluation_id."""
-    evaluation_id = evaluation_id_for(item.trace.trace_id, rubric.content_hash, judge.config_hash)
-    with evaluation_context(item.trace.trace_id, evaluation_id):
-        return await _evaluate_rubric(item, rubric, judge, run_id)
+    trace_id and evaluation_id; `on_call` hears each call as its request ends, already tied to
+    the evaluation it is for."""
+    trace_id = item.trace.trace_id
+    evaluation_id = evaluation_id_for(trace_id, rubric.content_hash, judge.config_hash)
+    with evaluation_context(trace_id, evaluation_id):
+        if on_call is None:
+            return await _evaluate_rubric(item, rubric, judge, run_id)
+
+        def heard(call: JudgeCall) -> None:
+            stamp([call], evaluation_id, trace_id, rubric.criterion, rubric.version, run_id)
+            on_call(call)
+
+        with calls_heard_by(heard):
+            return await _evaluate_rubric(item, rubric, judge, run_id)
 
 
 def _context_note(trace: Trace) -> str:
@@ -142,12 +153,14 @@ async def evaluate_batch(
     judge: JudgeClient,
     run_id: str | None = None,
     on_judged: OnJudged | None = None,
+    on_call: CallListener | None = None,
 ) -> JudgedBatch:
     """Judge every trace x rubric of a batch concurrently (the judge bounds its own in-flight).
-    `on_judged` sees each evaluation and its judge calls as soon as they are done."""
+    `on_call` hears each judge call as its request ends; `on_judged` sees each evaluation and
+    its judge calls as soon as they are done."""
 
     async def judged(item: WorkItem, rubric: Rubric) -> tuple[Evaluation, list[JudgeCall]]:
-        evaluation, calls = await _judged(item, rubric, judge, run_id)
+        evaluation, calls = await _judged(item, rubric, judge, run_id, on_call)
         if on_judged is not None:
             on_judged(evaluation, calls)
         return evaluation, calls
