@@ -16,7 +16,9 @@ from evaluator.ingest.files import collect_work
 from evaluator.queue.broker import build_producer_broker
 from evaluator.queue.producer import enqueue
 from evaluator.sampling.policy import SamplingPolicy
+from evaluator.sampling.spend_check import counted_spend, spend_checks
 from evaluator.store import Store
+from evaluator.store.cost_queries import service_spend_by_day
 from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer
 from tests.support.redis_server import RedisServer
@@ -105,8 +107,12 @@ def test_a_killed_workers_judge_calls_reach_the_ledger(tmp_path, monkeypatch):
             started.append(_evaluator("worker", "--processes", "1", "--threads", "2",
                                       "--no-preflight", env=env, stderr=subprocess.DEVNULL))
             _wait(lambda: _count_evaluations(db) >= len(items) * 4, "every evaluation stored")
-            _wait(lambda: _ledger_calls(db) + in_flight >= server.stats.total,
-                  "the ledger rows", timeout_s=30)  # the sink may lag on a loaded machine
+            # All evaluations can be stored while the redelivered message is still being judged
+            # (the killed worker published its finished traces early): wait for the sink to
+            # store the calls the workers counted, as a user reading the report later would.
+            _wait(lambda: _ledger_calls(db) + in_flight >= server.stats.total
+                  and _unrecorded_usd(redis_server.url, db) < 1e-9,
+                  "the ledger rows of every counted call", timeout_s=30)
             report = subprocess.run([sys.executable, "-m", "evaluator", "report", "--json"],
                                     env=env, capture_output=True, text=True, timeout=60)
         finally:
@@ -122,6 +128,13 @@ def test_a_killed_workers_judge_calls_reach_the_ledger(tmp_path, monkeypatch):
     (day,) = json.loads(report.stdout)["spend_reconciliation"]
     assert day["counted_usd"] > 0
     assert day["unrecorded_usd"] == pytest.approx(0, abs=1e-9)
+
+
+def _unrecorded_usd(redis_url: str, db: Path) -> float:
+    counted = counted_spend(redis_url) or {}
+    with Store(db, read_only=True) as store:
+        recorded = service_spend_by_day(store)
+    return sum(check.unrecorded_usd for check in spend_checks(counted, recorded))
 
 
 def _ledger_calls(db: Path) -> int:
