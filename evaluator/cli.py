@@ -44,7 +44,7 @@ def cli(ctx, log_level) -> None:
     from evaluator.core.logging_setup import configure_logging
     from evaluator.core.stage_timing import enable as enable_stage_timings  # lazy: `--help` stays fast
 
-    service = ctx.invoked_subcommand in ("worker", "sink")
+    service = ctx.invoked_subcommand in ("worker", "sink", "receive")
     settings = _settings()
     configure_logging(log_level, default_level="INFO" if service else "WARNING", settings=settings,
                       debug_masker=lambda: _payload_masker(settings))
@@ -366,6 +366,9 @@ def _register_command_modules() -> None:
     from evaluator.commands.schema import schema
 
     cli.add_command(schema)
+    from evaluator.commands.receive import receive
+
+    cli.add_command(receive)
 
 
 _register_command_modules()

@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     stage_timings: str | None = None
     """Path prefix of the per-stage CPU time snapshots (benchmarks)."""
     target_api_key: SecretStr | None = None
+    receiver_addr: str = "127.0.0.1"
+    """Address `evaluator receive` listens on (`0.0.0.0`: every interface)."""
+    receiver_port: int = Field(4318, ge=0, le=65535)
+    receiver_token: SecretStr | None = None
+    """When set, `evaluator receive` wants `Authorization: Bearer <token>` on every request."""
+    receiver_max_body_bytes: int = Field(16 * 2**20, ge=1024)
+    """Largest OTLP request body `evaluator receive` accepts, after decompression."""
+    receiver_log_wait_s: float = Field(2.0, ge=0)
+    """How long `evaluator receive` holds a complete trace for log records sent separately."""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

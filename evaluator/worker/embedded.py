@@ -202,43 +202,72 @@ def run_embedded(
     return report
 
 
+class EmbeddedPipeline:
+    """The in-process broker, `worker_threads` workers and a sink thread writing `db_path`, all
+    running from construction until `close`. `send` and `keep` wait while the work queue or the
+    results channel is full (memory follows the batch size); `full` says whether they would."""
+
+    def __init__(self, db_path: Path, judge_name: str, rubric_refs: Sequence[str],
+                 registry: RubricRegistry, settings: Settings, budget: RunBudget | None = None,
+                 worker_threads: int = 4, run_id: str | None = None,
+                 on_written: Callable[[ResultBatch, WriteResult], None] | None = None) -> None:
+        self._judge_name = judge_name
+        self._rubric_refs = tuple(rubric_refs)
+        self._run_id = run_id
+        self._worker_threads = worker_threads
+        self.broker = build_broker(None)
+        self.channel = InMemoryChannel()
+        self._actor = register_evaluate_actor(self.broker, WorkerContext(
+            registry, self.channel, settings.judges_dir, budget, settings=settings))
+        self._stop = threading.Event()
+        self._sink_thread = threading.Thread(target=Sink(self.channel, Path(db_path),
+                                                         on_written=on_written).run,
+                                             args=(self._stop,), name="evaluator-sink")
+        self._sink_thread.start()
+        self._worker = dramatiq.Worker(self.broker, worker_threads=worker_threads)
+        self._work_queue = self.broker.queues[QUEUE_NAME]
+        self._worker.start()
+
+    def full(self) -> bool:
+        return (self._work_queue.qsize() >= MAX_WAITING_MESSAGES * self._worker_threads
+                or self.channel.depth() >= MAX_WAITING_RESULTS)
+
+    def send(self, items: list[WorkItem]) -> None:
+        _wait_below(self._work_queue.qsize, MAX_WAITING_MESSAGES * self._worker_threads,
+                    self._sink_thread)
+        self._actor.send(work_message(encode_items(items), self._judge_name, self._rubric_refs,
+                                      self._run_id))
+
+    def keep(self, dead: list[DeadLetter]) -> None:
+        _wait_below(self.channel.depth, MAX_WAITING_RESULTS, self._sink_thread)
+        self.channel.publish(ResultBatch(dead_letters=dead))
+
+    def join(self) -> None:
+        """Wait until every message sent so far is judged (raises what a worker raised)."""
+        self.broker.join(QUEUE_NAME, fail_fast=True)
+
+    def close(self) -> None:
+        """Stop the workers, then let the sink write what is left, and stop it."""
+        self._worker.stop()
+        self._stop.set()
+        self._sink_thread.join()
+        self.broker.close()
+
+
 def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: SamplingPolicy,
               rubric_refs: Sequence[str], registry: RubricRegistry, settings: Settings,
               budget: RunBudget | None, batch_size: int, worker_threads: int, fmt: TraceFormat,
               run_id: str, progress: _ProgressReporter) -> WorkCounts:
-    """Stream the file through an in-process broker, workers and sink that run meanwhile. The
-    reader waits while the work queue or the results channel is full: memory follows the batch
-    size, not the file."""
-    broker = build_broker(None)
-    channel = InMemoryChannel()
-    actor = register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir,
-                                                          budget, settings=settings))
-    sink = Sink(channel, Path(db_path), on_written=progress.written)
-    stop = threading.Event()
-    sink_thread = threading.Thread(target=sink.run, args=(stop,), name="evaluator-sink")
-    sink_thread.start()
-    worker = dramatiq.Worker(broker, worker_threads=worker_threads)
-    work_queue = broker.queues[QUEUE_NAME]
-
-    def send(items: list[WorkItem]) -> None:
-        _wait_below(work_queue.qsize, MAX_WAITING_MESSAGES * worker_threads, sink_thread)
-        actor.send(work_message(encode_items(items), judge_name, rubric_refs, run_id))
-
-    def keep(dead: list[DeadLetter]) -> None:
-        _wait_below(channel.depth, MAX_WAITING_RESULTS, sink_thread)
-        channel.publish(ResultBatch(dead_letters=dead))
-
+    """Stream the file through an embedded pipeline that runs meanwhile."""
+    pipeline = EmbeddedPipeline(db_path, judge_name, rubric_refs, registry, settings, budget,
+                                worker_threads, run_id, on_written=progress.written)
     try:
-        worker.start()
-        counts = stream_work(Path(traces_path), policy, send, keep, fmt,
+        counts = stream_work(Path(traces_path), policy, pipeline.send, pipeline.keep, fmt,
                              LedgerSpend(Path(db_path)), batch_size, settings, progress.read)
         progress.reading_done(counts)
-        broker.join(QUEUE_NAME, fail_fast=True)
+        pipeline.join()
     finally:
-        worker.stop()
-        stop.set()
-        sink_thread.join()
-        broker.close()
+        pipeline.close()
     progress.finish()
     return counts
 

@@ -3,6 +3,8 @@
 The exporter sees spans one batch at a time, in the order they ended. A trace is complete
 when its local root span has ended (children end before their parent), or when its first
 span has waited longer than the assembly timeout (the root never ended or lives elsewhere).
+With `settle_s`, a trace whose root has arrived is still held that long, so records that travel
+separately (OTLP log records reaching the receiver in their own requests) can join it.
 Memory is bounded in spans and in bytes: past either bound the oldest incomplete traces are
 dropped. Not thread-safe on its own: the exporter serializes access.
 """
@@ -37,15 +39,17 @@ class AssemblyCounts:
 
 class TraceAssembler:
     def __init__(self, timeout_s: float, max_spans: int, max_bytes: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if timeout_s <= 0 or max_spans < 1 or max_bytes < 1:
+                 clock: Callable[[], float] = time.monotonic, settle_s: float = 0.0) -> None:
+        if timeout_s <= 0 or max_spans < 1 or max_bytes < 1 or settle_s < 0:
             raise ValueError("assembly timeout and buffer bounds must be positive")
+        self.settle_s = settle_s
         self.timeout_s = timeout_s
         self.max_spans = max_spans
         self.max_bytes = max_bytes
         self._clock = clock
         self._pending: OrderedDict[str, _PendingTrace] = OrderedDict()
-        self._rooted: set[str] = set()
+        self._rooted: dict[str, float] = {}
+        """Traces whose root has arrived, and when it did."""
         self._closed: OrderedDict[str, None] = OrderedDict()
         self.buffered_spans = 0
         self.buffered_bytes = 0
@@ -54,10 +58,16 @@ class TraceAssembler:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, span: SpanRecord) -> None:
+    @property
+    def fill(self) -> float:
+        """How full the buffer is, 0 to 1, by whichever bound is nearer."""
+        return max(self.buffered_spans / self.max_spans, self.buffered_bytes / self.max_bytes)
+
+    def add(self, span: SpanRecord) -> bool:
+        """Buffer one span; False when it came late (its trace was already handed on) and was dropped."""
         if span.trace_id in self._closed:
             self.counts.spans_late += 1
-            return
+            return False
         pending = self._pending.get(span.trace_id)
         if pending is None:
             pending = self._pending[span.trace_id] = _PendingTrace(self._clock())
@@ -66,13 +76,16 @@ class TraceAssembler:
         self.buffered_spans += 1
         self.buffered_bytes += span.size_bytes
         if span.is_local_root:
-            self._rooted.add(span.trace_id)
+            self._rooted.setdefault(span.trace_id, self._clock())
         self._enforce_bounds()
+        return True
 
     def pop_complete(self) -> list[list[SpanRecord]]:
-        """Traces whose root has ended, then traces that waited past the timeout."""
-        complete = [self._close(trace_id) for trace_id in list(self._rooted)]
-        deadline = self._clock() - self.timeout_s
+        """Traces whose root has ended (`settle_s` ago), then traces that waited past the timeout."""
+        now = self._clock()
+        complete = [self._close(trace_id) for trace_id, rooted_at in list(self._rooted.items())
+                    if rooted_at <= now - self.settle_s]
+        deadline = now - self.timeout_s
         while self._pending:
             trace_id, pending = next(iter(self._pending.items()))
             if pending.first_seen > deadline:
@@ -86,7 +99,7 @@ class TraceAssembler:
 
     def _close(self, trace_id: str) -> list[SpanRecord]:
         pending = self._pending.pop(trace_id)
-        self._rooted.discard(trace_id)
+        self._rooted.pop(trace_id, None)
         self.buffered_spans -= len(pending.spans)
         self.buffered_bytes -= pending.size_bytes
         self._closed[trace_id] = None

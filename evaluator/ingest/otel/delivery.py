@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from evaluator.queue.channel import RedisStreamChannel
 
 Sink = Callable[[list[WorkItem]], None]
+DeadLetterSink = Callable[[list[DeadLetter]], None]
 
 RECONNECT_BACKOFF = Backoff(base_s=1.0, cap_s=60.0, jitter="none")
 """After the n-th failure in a row, no Redis command for 1 s, doubling up to 60 s."""
@@ -42,16 +43,21 @@ class Delivery(Protocol):
 
 
 class SinkDelivery:
-    """Embedded use and tests: work items go to a callable; dead letters are only counted."""
+    """Embedded use and tests: work items go to a callable; dead letters to another, or, without
+    one, are only counted."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, dead_letters: DeadLetterSink | None = None) -> None:
         self._sink = sink
+        self._dead_letters = dead_letters
 
     def send(self, items: list[WorkItem]) -> None:
         self._sink(items)
 
     def send_dead_letters(self, dead: list[DeadLetter]) -> bool:
-        return False
+        if self._dead_letters is None:
+            return False
+        self._dead_letters(dead)
+        return True
 
     def reachable(self) -> bool:
         return True
@@ -76,6 +82,11 @@ class RedisDelivery:
         self._connection: tuple[Broker, RedisStreamChannel] | None = None
         self._failures = 0
         self._retry_at = 0.0
+
+    @property
+    def backing_off_s(self) -> float:
+        """Seconds until the next connection attempt after a failure (0: none pending)."""
+        return max(0.0, self._retry_at - self._clock())
 
     def _connect(self) -> tuple[Broker, RedisStreamChannel]:
         if self._clock() < self._retry_at:

@@ -11,9 +11,11 @@ and a dead Redis only costs the traces that could not be sent.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -25,7 +27,14 @@ from evaluator.core.stage_timing import enable as enable_stage_timings
 from evaluator.core.work import WorkItem
 from evaluator.ingest.otel.assembly import TraceAssembler
 from evaluator.ingest.otel.conventions import is_genai_span
-from evaluator.ingest.otel.delivery import Delivery, RateLimitedLog, RedisDelivery, Sink, SinkDelivery
+from evaluator.ingest.otel.delivery import (
+    DeadLetterSink,
+    Delivery,
+    RateLimitedLog,
+    RedisDelivery,
+    Sink,
+    SinkDelivery,
+)
 from evaluator.ingest.otel.logs import LogBuffer
 from evaluator.ingest.otel.normalize import normalize_spans
 from evaluator.ingest.otel.spans import SpanRecord, from_readable_span, spans_payload
@@ -48,6 +57,23 @@ STAT_NAMES = (
 arrived: dropped before the exporter, e.g. by a full BatchSpanProcessor queue, or still open
 at the assembly timeout or at shutdown). They are still sampled and evaluated."""
 DEAD_LETTER_SOURCE = "otel-exporter"
+QUEUE_REFUSE_FACTOR = 2
+"""`pressure` refuses new spans once the work queue holds this many times its bound: between
+the bound and this, sampling less (the throttle) is the answer; past it, even the traces the
+always-evaluate rules pick overflow the queue."""
+BUFFER_REFUSE_FILL = 0.9
+"""`pressure` refuses new spans once the assembly buffer is this full: accepting more would
+drop the oldest incomplete traces."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pressure:
+    """Why new spans should wait, and for about how long (the OTLP receiver answers with it)."""
+
+    reason: str
+    retry_after_s: int
+    overloaded: bool
+    """True: this process's own buffer is full (HTTP 429); False: downstream is (HTTP 503)."""
 
 
 def default_mask() -> Mask:
@@ -71,7 +97,12 @@ def _throttle(redis_url: str, max_queue_depth: int, batch_size: int,
 
 class EvaluatorSpanExporter(SpanExporter):
     """An OpenTelemetry SpanExporter feeding Evaluator. Give `redis_url` (service mode) or
-    `sink` (a callable taking a list of WorkItems: embedded use and tests), not both.
+    `sink` (a callable taking a list of WorkItems: embedded use and tests), not both. In sink
+    mode, `dead_letters` (a callable taking a list of DeadLetters) keeps invalid traces; without
+    it they are only counted.
+
+    `receive` takes spans already converted to SpanRecords (the OTLP receiver's way in);
+    `settle_s` holds a trace that long after its root arrived, for log records sent separately.
 
     Traces with no LLM-related span at all (plain HTTP or DB traces sharing the provider) are
     not ours: they are counted as `traces_ignored`, not dead-lettered.
@@ -104,6 +135,7 @@ class EvaluatorSpanExporter(SpanExporter):
         redis_url: str | None = None,
         *,
         sink: Sink | None = None,
+        dead_letters: DeadLetterSink | None = None,
         judge: str = "offline",
         rubrics: Sequence[str] = (),
         policy: SamplingPolicy | None = None,
@@ -117,10 +149,11 @@ class EvaluatorSpanExporter(SpanExporter):
         timeout_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         settings: Settings | None = None,
+        settle_s: float = 0.0,
     ) -> None:
         self._delivery: Delivery
         if sink is not None and redis_url is None:
-            self._delivery = SinkDelivery(sink)
+            self._delivery = SinkDelivery(sink, dead_letters)
         elif redis_url is not None and sink is None:
             self._delivery = RedisDelivery(redis_url, judge, rubrics, batch_size, clock, timeout_s)
         else:
@@ -143,7 +176,7 @@ class EvaluatorSpanExporter(SpanExporter):
         self._pacer = pacer_for(self.policy, spend)
         try:
             self._assembler = TraceAssembler(assembly_timeout_s, max_buffered_spans,
-                                             max_buffered_bytes, clock)
+                                             max_buffered_bytes, clock, settle_s)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self._lock = threading.Lock()
@@ -177,17 +210,40 @@ class EvaluatorSpanExporter(SpanExporter):
         if self._closed:
             return SpanExportResult.FAILURE
         try:
-            records = [from_readable_span(span) for span in spans]
-            with self._lock:
-                self._counts["spans_received"] += len(records)
-                for record in records:
-                    self._assembler.add(record)
-                ready = self._assembler.pop_complete()
-            return self._process(ready)
+            return self.receive([from_readable_span(span) for span in spans])[0]
         except Exception as exc:  # the app must never see an exporter failure
             self._log.warning("export", "evaluator exporter lost a batch of %d spans: %r",
                               len(spans), exc)
             return SpanExportResult.FAILURE
+
+    def receive(self, records: Sequence[SpanRecord]) -> tuple[SpanExportResult, int]:
+        """Assemble these spans, then sample, mask and deliver every trace complete now (none
+        given: only the traces whose wait is over). Returns the delivery's result and how many
+        spans were dropped as late (their trace was already handed on)."""
+        with self._lock:
+            self._counts["spans_received"] += len(records)
+            late = sum(not self._assembler.add(record) for record in records)
+            ready = self._assembler.pop_complete()
+        return self._process(ready), late
+
+    def pressure(self) -> Pressure | None:
+        """Why new spans should not be accepted now, or None: the delivery cannot reach Redis,
+        the work queue holds QUEUE_REFUSE_FACTOR times its bound, or the assembly buffer is
+        nearly full."""
+        if not self._delivery.reachable():
+            wait_s = getattr(self._delivery, "backing_off_s", 1.0)
+            return Pressure("Redis is unreachable", max(1, math.ceil(wait_s)), overloaded=False)
+        if self._throttle is not None:
+            gauge = self._throttle.gauge
+            if gauge.depth() >= QUEUE_REFUSE_FACTOR * gauge.max_depth:
+                return Pressure(f"the work queue holds {gauge.depth():,} messages (bound "
+                                f"{gauge.max_depth:,}): the workers are not keeping up",
+                                max(1, math.ceil(gauge.refresh_s * 5)), overloaded=False)
+        with self._lock:
+            fill = self._assembler.fill
+        if fill >= BUFFER_REFUSE_FILL:
+            return Pressure(f"the trace assembly buffer is {fill:.0%} full", 1, overloaded=True)
+        return None
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Send every buffered trace now, complete or not."""

@@ -78,31 +78,47 @@ def _is_logs(request: dict[str, Any]) -> bool:
     return "resourceLogs" in request or "resource_logs" in request
 
 
-def _log_events(request: dict[str, Any]) -> list[LogEvent]:
-    parsed = ExportLogsServiceRequest()
-    ParseDict(request, parsed, ignore_unknown_fields=True)
-    events = (from_otlp_log(record) for resource_logs in parsed.resource_logs
+def request_from_json(data: str | bytes) -> ExportTraceServiceRequest | ExportLogsServiceRequest:
+    """One ExportTraceServiceRequest or ExportLogsServiceRequest in the OTLP/JSON encoding (hex
+    ids). Raises ValueError (or ParseError) when it is neither."""
+    prepared = _prepare(json.loads(data))
+    request = ExportLogsServiceRequest() if _is_logs(prepared) else ExportTraceServiceRequest()
+    ParseDict(prepared, request, ignore_unknown_fields=True)
+    return request
+
+
+def log_events(request: ExportLogsServiceRequest) -> list[LogEvent]:
+    """The GenAI log events of a request (other records, and records without ids, are not ours)."""
+    events = (from_otlp_log(record) for resource_logs in request.resource_logs
               for scope_logs in resource_logs.scope_logs for record in scope_logs.log_records)
     return [event for event in events if event is not None]
 
 
-def parse_request_line(line: str) -> tuple[list[SpanRecord], list[LogEvent]]:
-    """Spans of one ExportTraceServiceRequest line, or the GenAI log events of one
-    ExportLogsServiceRequest line. Raises ValueError (or ParseError) on a malformed line."""
-    prepared = _prepare(json.loads(line))
-    if _is_logs(prepared):
-        return [], _log_events(prepared)
-    request = ExportTraceServiceRequest()
-    ParseDict(prepared, request, ignore_unknown_fields=True)
+def span_records(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list[str]]:
+    """The request's spans, and the names of those without a valid traceId/spanId (not converted)."""
     records: list[SpanRecord] = []
+    invalid: list[str] = []
     for resource_spans in request.resource_spans:
         service = next((kv.value.string_value for kv in resource_spans.resource.attributes
                         if kv.key == "service.name"), None)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8:
-                    raise ValueError(f"span {span.name!r} has no valid traceId/spanId")
+                    invalid.append(span.name)
+                    continue
                 records.append(from_otlp_span(span, service or None, scope_spans.scope.name or None))
+    return records, invalid
+
+
+def parse_request_line(line: str) -> tuple[list[SpanRecord], list[LogEvent]]:
+    """Spans of one ExportTraceServiceRequest line, or the GenAI log events of one
+    ExportLogsServiceRequest line. Raises ValueError (or ParseError) on a malformed line."""
+    request = request_from_json(line)
+    if isinstance(request, ExportLogsServiceRequest):
+        return [], log_events(request)
+    records, invalid = span_records(request)
+    if invalid:
+        raise ValueError(f"span {invalid[0]!r} has no valid traceId/spanId")
     return records, []
 
 

@@ -1,0 +1,263 @@
+"""The OTLP/HTTP receiver behind `evaluator receive`: a Collector (or any OTLP exporter) feeds
+Evaluator with no code in the app.
+
+`POST /v1/traces` and `POST /v1/logs`, protobuf (`application/x-protobuf`) or JSON
+(`application/json`), gzip-compressed or not, as the OTLP/HTTP specification says. Spans go
+through an EvaluatorSpanExporter's `receive`: the same assembly, sampling, masking and enqueuing
+as in the app. GenAI log records go to the LogBuffer joined to that exporter (as with
+EvaluatorLogExporter), and each trace waits `settle_s` after its root for them, since a
+Collector sends logs and spans in separate requests.
+
+Answers:
+- 200 with an Export*ServiceResponse; `partial_success.rejected_spans` counts the spans without
+  a valid traceId/spanId and those that arrived after their trace was handed on;
+- 400 with a google.rpc.Status for a body that does not decode;
+- 401 without the bearer token, when one is set; 413 past the size limit (aiohttp counts the
+  body after decompression, so a gzip bomb stops there too); 415 for another content type;
+- 429 or 503 with Retry-After under back-pressure (EvaluatorSpanExporter.pressure), and 429
+  when more than `max_waiting_requests` wait for the processing thread. OTLP clients retry
+  those after Retry-After.
+All work on spans runs on one thread beside the event loop, so a slow Redis never stalls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from aiohttp import web
+from google.protobuf.json_format import MessageToJson, ParseError
+from google.protobuf.message import DecodeError, Message
+from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from evaluator.ingest.otel.exporter import EvaluatorSpanExporter, Pressure
+from evaluator.ingest.otel.logs import LogBuffer
+from evaluator.ingest.otel.otlp_json import log_events, request_from_json, span_records
+
+log = logging.getLogger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+Request = TypeVar("Request", ExportTraceServiceRequest, ExportLogsServiceRequest)
+TICK_S = 0.5
+"""How often traces whose wait is over (settled, or past the assembly timeout) are handed on
+while no request comes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+    content_type: str
+    retry_after_s: int | None = None
+
+    def response(self) -> web.Response:
+        headers = {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
+        return web.Response(status=self.status, body=self.body, content_type=self.content_type,
+                            headers=headers)
+
+
+def _encode(message: Message, content_type: str) -> bytes:
+    if content_type == JSON:
+        return MessageToJson(message, indent=None).encode()
+    return message.SerializeToString()
+
+
+def _status(code: int, message: str, content_type: str, retry_after_s: int | None = None) -> Answer:
+    return Answer(code, _encode(Status(code=code, message=message), content_type), content_type,
+                  retry_after_s)
+
+
+class OtlpReceiver:
+    """The aiohttp application of the receiver. `overloaded` (embedded mode: the in-process
+    queue is full) is asked before each request, after the exporter's own `pressure`."""
+
+    def __init__(self, exporter: EvaluatorSpanExporter, logs: LogBuffer, *,
+                 max_body_bytes: int, token: str | None = None,
+                 overloaded: Callable[[], Pressure | None] | None = None,
+                 max_waiting_requests: int = 8) -> None:
+        self.exporter = exporter
+        self.logs = logs
+        self.max_body_bytes = max_body_bytes
+        self._token = f"Bearer {token}".encode() if token else None
+        self._overloaded = overloaded
+        self.max_waiting_requests = max_waiting_requests
+        self._waiting = 0
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluator-receiver")
+        self.counts = {"requests": 0, "refused": 0, "rejected_spans": 0, "log_records": 0}
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_post("/v1/traces", self._traces)
+        app.router.add_post("/v1/logs", self._logs)
+        app.cleanup_ctx.append(self._ticking)
+        return app
+
+    async def _ticking(self, app: web.Application):
+        task = asyncio.create_task(self._tick())
+        yield
+        task.cancel()
+        await asyncio.get_running_loop().run_in_executor(self._worker, self._close)
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                await loop.run_in_executor(self._worker, self.exporter.receive, [])
+            except Exception as exc:  # the next tick tries again
+                log.warning("receiver: handing on waiting traces failed: %r", exc)
+
+    def _close(self) -> None:
+        """Hand on every buffered trace, complete or not, then close the exporter."""
+        self.exporter.force_flush()
+        self.exporter.shutdown()
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        return await self._handle(request, self._export_traces)
+
+    async def _logs(self, request: web.Request) -> web.Response:
+        return await self._handle(request, self._export_logs)
+
+    async def _handle(self, request: web.Request, export: Callable[[bytes, str], Answer]) -> web.Response:
+        content_type = request.content_type
+        answer_type = content_type if content_type in (PROTOBUF, JSON) else PROTOBUF
+        if self._token is not None and not hmac.compare_digest(
+                request.headers.get("Authorization", "").encode(), self._token):
+            return _status(401, "missing or wrong bearer token", answer_type).response()
+        if content_type not in (PROTOBUF, JSON):
+            return _status(415, f"unsupported content type {content_type!r}: use {PROTOBUF} or {JSON}",
+                           answer_type).response()
+        if self._waiting >= self.max_waiting_requests:
+            self.counts["refused"] += 1
+            return _status(429, "too many requests waiting", answer_type, retry_after_s=1).response()
+        self._waiting += 1
+        try:
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return _status(413, f"request body over {self.max_body_bytes:,} bytes "
+                               "(EVALUATOR_RECEIVER_MAX_BODY_BYTES)", answer_type).response()
+            answer = await asyncio.get_running_loop().run_in_executor(
+                self._worker, self._guarded, export, body, content_type)
+        finally:
+            self._waiting -= 1
+        return answer.response()
+
+    def _guarded(self, export: Callable[[bytes, str], Answer], body: bytes, content_type: str) -> Answer:
+        self.counts["requests"] += 1
+        pressure = self.exporter.pressure() or (self._overloaded() if self._overloaded else None)
+        if pressure is not None:
+            self.counts["refused"] += 1
+            return _status(429 if pressure.overloaded else 503, pressure.reason, content_type,
+                           retry_after_s=pressure.retry_after_s)
+        try:
+            return export(body, content_type)
+        except (DecodeError, ParseError, ValueError, TypeError, RecursionError) as exc:
+            return _status(400, f"the body is not an OTLP request in {content_type}: {exc}", content_type)
+        except Exception as exc:
+            log.exception("receiver: a request failed")
+            return _status(500, f"internal error: {exc!r}", content_type)
+
+    def _export_traces(self, body: bytes, content_type: str) -> Answer:
+        request = _decode(body, content_type, ExportTraceServiceRequest)
+        records, invalid = span_records(request)
+        result, late = self.exporter.receive(records)
+        response = ExportTraceServiceResponse()
+        rejected = len(invalid) + late
+        if rejected:
+            self.counts["rejected_spans"] += rejected
+            reasons = []
+            if invalid:
+                reasons.append(f"{len(invalid)} without a valid traceId/spanId (first: {invalid[0]!r})")
+            if late:
+                reasons.append(f"{late} arrived after their trace was handed on for evaluation")
+            response.partial_success.rejected_spans = rejected
+            response.partial_success.error_message = "; ".join(reasons)
+        if result is not SpanExportResult.SUCCESS:
+            return _status(503, "the sampled traces could not be enqueued (see the receiver's log)",
+                           content_type, retry_after_s=max(1, self._retry_s()))
+        return Answer(200, _encode(response, content_type), content_type)
+
+    def _export_logs(self, body: bytes, content_type: str) -> Answer:
+        request = _decode(body, content_type, ExportLogsServiceRequest)
+        events = log_events(request)
+        self.logs.add(events)
+        self.counts["log_records"] += len(events)
+        return Answer(200, _encode(ExportLogsServiceResponse(), content_type), content_type)
+
+    def _retry_s(self) -> int:
+        pressure = self.exporter.pressure()
+        return pressure.retry_after_s if pressure else 1
+
+
+def _decode(body: bytes, content_type: str, kind: type[Request]) -> Request:
+    if content_type == PROTOBUF:
+        request = kind()
+        request.ParseFromString(body)
+        return request
+    parsed = request_from_json(body)
+    if not isinstance(parsed, kind):
+        raise ValueError(f"expected an {kind.__name__}")
+    return parsed
+
+
+class RunningReceiver:
+    """The receiver served from a thread of its own (the CLI and tests): `port` is the bound
+    port (useful with port 0), `stop()` closes the server, then flushes and closes the exporter."""
+
+    def __init__(self, receiver: OtlpReceiver, host: str, port: int) -> None:
+        self.receiver = receiver
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(receiver.application(), access_log=None)
+        started = threading.Event()
+        failure: list[BaseException] = []
+        self.port = port
+
+        async def start() -> None:
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, host, port)
+            await site.start()
+            self.port = self._runner.addresses[0][1]
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(start())
+            except BaseException as exc:
+                failure.append(exc)
+                started.set()
+                return
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="evaluator-receiver-loop", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            raise failure[0]
+
+    def stop(self) -> None:
+        """Idempotent."""
+        if self._loop.is_closed():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        future.result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
