@@ -114,6 +114,47 @@ def test_a_sqlite_file_serves_another_runtime_until_the_entry_expires(tmp_path: 
         assert server.stats.total == 2
 
 
+def test_the_sqlite_file_deletes_expired_rows_and_keeps_at_most_max_entries(tmp_path: Path) -> None:
+    """Issue 20.4: the file never grows past its cap, expired rows go, and the newest stay."""
+    import asyncio
+    import sqlite3
+
+    path, now = tmp_path / "judge.sqlite", [1000.0]
+    backend = SqliteBackend(path, clock=lambda: now[0], max_entries=50)
+
+    async def fill() -> None:
+        for i in range(30):
+            await backend.put(f"short-{i}", "v", ttl_s=10)
+        for i in range(100):
+            await backend.put(f"long-{i}", "v", ttl_s=1000)
+            now[0] += 0.01  # later writes expire later
+
+    asyncio.run(fill())
+
+    def keys() -> set[str]:
+        return {key for (key,) in sqlite3.connect(path).execute("SELECT key FROM judge_cache")}
+
+    # purged every 5 writes (a tenth of the cap): never more than the cap plus 4 rows
+    assert len(keys()) <= 54
+    now[0] += 20  # the short-lived ones expire
+    asyncio.run(backend.put("one-more", "v", ttl_s=1000))
+    reopened = SqliteBackend(path, clock=lambda: now[0], max_entries=50)  # purges at open
+    assert len(keys()) == 50
+    assert not any(key.startswith("short-") for key in keys())
+    assert {f"long-{i}" for i in range(51, 100)} | {"one-more"} == keys()  # the newest written stay
+    assert backend.expired + backend.evicted + reopened.expired + reopened.evicted == 131 - 50
+    assert asyncio.run(reopened.get("long-99")) == "v"
+    assert asyncio.run(reopened.get("long-0")) is None
+
+
+def test_the_settings_bound_the_sqlite_cache(tmp_path: Path) -> None:
+    settings = Settings.from_env(db_path=tmp_path / "e.duckdb", judge_cache="",
+                                 judge_cache_max_entries=7, redis_url=None)
+    cache = JudgeRuntime.from_settings(settings).cache
+    assert isinstance(cache.backend, SqliteBackend)
+    assert cache.backend.max_entries == 7
+
+
 @pytest.mark.redis
 def test_redis_serves_every_worker_with_a_ttl(redis_url: str) -> None:
     with OpenAIServer() as server:

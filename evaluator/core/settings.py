@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     pii_judge_sees: Literal["masked", "raw"] = "masked"
     judge_cache: str = ""
     """`off`, `memory`, `redis` or a SQLite path; empty: the default for the mode."""
+    judge_cache_max_entries: int = Field(1_000_000, ge=1)
+    """Verdicts the SQLite judge cache keeps; past it the oldest written are deleted."""
     alerts_config: Path | None = None
     alerts_every_s: float = Field(60.0, ge=0)
     metrics_addr: str = "127.0.0.1"

@@ -7,7 +7,9 @@ an unusable reply or a failure is asked again next time.
 
 An in-process LRU sits in front of a shared backend: Redis (service mode, entries expire after
 the judge's `cache.ttl_s`) or a SQLite file (embedded mode, so a second `evaluator run` or
-`evaluator replay` process gets the first one's answers). The DuckDB store is not used: it has
+`evaluator replay` process gets the first one's answers). The file is bounded too: expired
+rows are deleted, and past `max_entries` the oldest written go first
+(EVALUATOR_JUDGE_CACHE_MAX_ENTRIES). The DuckDB store is not used: it has
 a single writer, the sink. A backend that fails is a miss, never a failed evaluation.
 """
 
@@ -72,12 +74,30 @@ class CacheBackend(Protocol):
     async def put(self, key: str, value: str, ttl_s: int) -> None: ...
 
 
-class SqliteBackend:
-    """A SQLite file shared by the processes of one machine (WAL mode: readers never block)."""
+DEFAULT_SQLITE_ENTRIES = 1_000_000
+"""About 1-2 GB of verdicts with a real judge's reasoning."""
+PURGE_EVERY_PUTS = 1_000
+"""The SQLite file is pruned once per this many writes (and when it opens)."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time):
+
+class SqliteBackend:
+    """A SQLite file shared by the processes of one machine (WAL mode: readers never block).
+
+    Bounded: every PURGE_EVERY_PUTS writes (or a tenth of `max_entries`, if fewer) and at open,
+    expired rows are deleted, then the oldest written rows beyond `max_entries`. `expired` and
+    `evicted` count the rows this process deleted."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time,
+                 max_entries: int = DEFAULT_SQLITE_ENTRIES):
+        if max_entries < 1:
+            raise ValueError(f"the judge cache holds at least 1 entry, not {max_entries}")
         self.path = Path(path)
         self._clock = clock
+        self.max_entries = max_entries
+        self._purge_every = max(1, min(PURGE_EVERY_PUTS, max_entries // 10))
+        self._puts = 0
+        self.expired = 0
+        self.evicted = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False,
                                      isolation_level=None)
@@ -85,7 +105,10 @@ class SqliteBackend:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("CREATE TABLE IF NOT EXISTS judge_cache (key TEXT PRIMARY KEY,"
                            " value TEXT NOT NULL, expires_at REAL NOT NULL)")
+        self._conn.execute("CREATE INDEX IF NOT EXISTS judge_cache_expiry ON judge_cache (expires_at)")
         self._lock = threading.Lock()
+        with self._lock:
+            self._purge()
 
     async def get(self, key: str) -> str | None:
         with self._lock:
@@ -97,6 +120,20 @@ class SqliteBackend:
         with self._lock:
             self._conn.execute("INSERT OR REPLACE INTO judge_cache VALUES (?, ?, ?)",
                                (key, value, self._clock() + ttl_s))
+            self._puts += 1
+            if self._puts % self._purge_every == 0:
+                self._purge()
+
+    def _purge(self) -> None:
+        """Delete the expired rows, then the oldest beyond max_entries (rows written with one
+        TTL expire in the order they were written). Caller holds the lock."""
+        self.expired += self._conn.execute("DELETE FROM judge_cache WHERE expires_at <= ?",
+                                           (self._clock(),)).rowcount
+        (count,) = self._conn.execute("SELECT count(*) FROM judge_cache").fetchone()
+        if count > self.max_entries:
+            self.evicted += self._conn.execute(
+                "DELETE FROM judge_cache WHERE key IN (SELECT key FROM judge_cache"
+                " ORDER BY expires_at LIMIT ?)", (count - self.max_entries,)).rowcount
 
 
 class RedisBackend:

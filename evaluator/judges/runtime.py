@@ -51,7 +51,8 @@ class JudgeRuntime:
     @classmethod
     def from_settings(cls, settings: Settings) -> JudgeRuntime:
         runtime = cls(settings.redis_url, wait_for_open_circuit=_wait_for_open_circuit)
-        runtime.cache = _cache_from_spec(settings.judge_cache.strip(), runtime.redis, settings.db_path)
+        runtime.cache = _cache_from_spec(settings.judge_cache.strip(), runtime.redis, settings.db_path,
+                                         settings.judge_cache_max_entries)
         return runtime
 
     def breaker(self, config: JudgeConfig) -> CircuitBreaker:
@@ -79,7 +80,8 @@ class JudgeRuntime:
             return self._wait_logs.setdefault(name, WaitLog(name))
 
 
-def _cache_from_spec(spec: str, redis: LoopRedis | None, db_path: Path) -> JudgeCache | None:
+def _cache_from_spec(spec: str, redis: LoopRedis | None, db_path: Path,
+                     max_entries: int) -> JudgeCache | None:
     if spec == "off":
         return None
     if spec == "memory":
@@ -89,7 +91,7 @@ def _cache_from_spec(spec: str, redis: LoopRedis | None, db_path: Path) -> Judge
             raise ConfigError("EVALUATOR_JUDGE_CACHE=redis needs EVALUATOR_REDIS_URL")
         return JudgeCache(RedisBackend(redis))
     path = Path(spec) if spec else db_path.parent / CACHE_DIR / "judge.sqlite"
-    return JudgeCache(SqliteBackend(path))
+    return JudgeCache(SqliteBackend(path, max_entries=max_entries))
 
 
 _default: tuple[tuple[object, ...], JudgeRuntime] | None = None
@@ -116,14 +118,15 @@ def reset_default_runtime() -> None:
 
 def default_runtime(settings: Settings | None = None) -> JudgeRuntime:
     """The process's runtime, shared by its judges: built from `settings` (the caller's, from its
-    entry point), and built again for settings with another redis_url, judge_cache or db_path.
+    entry point), and built again for settings with another redis_url, judge_cache, its bound or db_path.
     Without settings: the current runtime, else one from the default settings."""
     global _default
     with _default_lock:
         if settings is None and _default is not None:
             return _default[1]
         settings = settings or DEFAULTS
-        key = (settings.redis_url, settings.judge_cache, settings.db_path)
+        key = (settings.redis_url, settings.judge_cache, settings.db_path,
+               settings.judge_cache_max_entries)
         if _default is None or _default[0] != key:
             _default = (key, JudgeRuntime.from_settings(settings))
         return _default[1]
