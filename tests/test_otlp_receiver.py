@@ -203,14 +203,14 @@ def test_the_sdk_exporter_retries_after_503(served, capture):
 
 
 @pytest.mark.redis
-def test_service_mode_enqueues_to_redis(served, capture, redis_url):
+def test_service_mode_enqueues_to_redis(served, capture, private_redis_url):
     import redis
 
-    one = served(redis_url=redis_url)
+    one = served(redis_url=private_redis_url)
     send_with_sdk(capture, one.url)
     chat(capture.tracer("app"), answer="to the queue")
     one.stop()
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(private_redis_url)
     [message_id] = client.lrange(f"dramatiq:{QUEUE_NAME}", 0, -1)
     message = dramatiq.Message.decode(client.hget(f"dramatiq:{QUEUE_NAME}.msgs", message_id))
     [item], _ = decode_items(message.args[0]["items"], "test")

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     stage_timings: str | None = None
     """Path prefix of the per-stage CPU time snapshots (benchmarks)."""
     target_api_key: SecretStr | None = None
+    events_endpoint: str | None = None
+    """OTLP/HTTP logs endpoint the sink sends a `gen_ai.evaluation.result` event per evaluation to."""
     receiver_addr: str = "127.0.0.1"
     """Address `evaluator receive` listens on (`0.0.0.0`: every interface)."""
     receiver_port: int = Field(4318, ge=0, le=65535)

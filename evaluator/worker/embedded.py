@@ -28,6 +28,7 @@ from evaluator.sampling.spend import BudgetPacer
 from evaluator.store import RubricSummary, Scope, Store, WriteResult
 from evaluator.store.ledger_spend import LedgerSpend
 from evaluator.worker.actors import WorkerContext, register_evaluate_actor
+from evaluator.worker.evaluation_events import evaluation_events
 from evaluator.worker.sink import Sink
 
 MAX_WAITING_MESSAGES = 4
@@ -220,8 +221,9 @@ class EmbeddedPipeline:
         self._actor = register_evaluate_actor(self.broker, WorkerContext(
             registry, self.channel, settings.judges_dir, budget, settings=settings))
         self._stop = threading.Event()
+        self._events = evaluation_events(settings)
         self._sink_thread = threading.Thread(target=Sink(self.channel, Path(db_path),
-                                                         on_written=on_written).run,
+                                                         on_written=on_written, events=self._events).run,
                                              args=(self._stop,), name="evaluator-sink")
         self._sink_thread.start()
         self._worker = dramatiq.Worker(self.broker, worker_threads=worker_threads)
@@ -252,6 +254,8 @@ class EmbeddedPipeline:
         self._stop.set()
         self._sink_thread.join()
         self.broker.close()
+        if self._events is not None:
+            self._events.shutdown()
 
 
 def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: SamplingPolicy,

@@ -24,6 +24,7 @@ from evaluator.queue.persistence import warn_if_not_persistent
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.spend import RedisSpend
 from evaluator.worker.actors import WorkerContext, register_evaluate_actor
+from evaluator.worker.evaluation_events import evaluation_events
 from evaluator.worker.metrics import metrics, start_metrics_server
 from evaluator.worker.sink import Sink
 from evaluator.worker.supervisor import supervise
@@ -119,4 +120,9 @@ def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = N
     if alongside is not None:
         alongside(stop)
     log.info("sink pid %s writing %s", os.getpid(), db_path)
-    Sink(channel, db_path).run(stop)
+    events = evaluation_events(settings)
+    try:
+        Sink(channel, db_path, events=events).run(stop)
+    finally:
+        if events is not None:
+            events.shutdown()

@@ -14,6 +14,7 @@ from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ResultBatch
 from evaluator.store import Store, WriteResult
+from evaluator.worker.evaluation_events import EvaluationEvents
 from evaluator.worker.metrics import metrics
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,11 @@ class Sink:
 
     def __init__(self, channel: ResultChannel, db_path: Path, max_rows: int = 20_000,
                  max_wait_s: float = 0.5,
-                 on_written: Callable[[ResultBatch, WriteResult], None] | None = None) -> None:
-        """`on_written` hears of each committed batch and the rows it actually inserted."""
+                 on_written: Callable[[ResultBatch, WriteResult], None] | None = None,
+                 events: EvaluationEvents | None = None) -> None:
+        """`on_written` hears of each committed batch and the rows it actually inserted;
+        `events` gets every committed evaluation (queued for export: the sink never waits)."""
+        self.events = events
         self.channel = channel
         self.on_written = on_written
         self.db_path = Path(db_path)
@@ -50,6 +54,8 @@ class Sink:
         written = Store.write_once(self.db_path, pending.evaluations, pending.traces,
                                    pending.dead_letters, judge_calls=pending.judge_calls)
         self._unwritten = None
+        if self.events is not None:
+            self.events.emit(pending.evaluations, (stored.trace for stored in pending.traces))
         if self.on_written is not None:
             self.on_written(pending, written)
         metrics().record_written(pending.evaluations, len(pending.traces), len(pending.dead_letters))

@@ -135,6 +135,12 @@ def _missing_output(spans: Sequence[SpanRecord], calls: list[LlmCall]) -> Invali
     return InvalidTraceError(f"invalid trace: {message}", field="output")
 
 
+def _response_id(call: LlmCall | None) -> str | None:
+    """`gen_ai.response.id` of the answering call: evaluation events name the response they score."""
+    found = call.span.attributes.get("gen_ai.response.id") if call is not None else None
+    return found if isinstance(found, str) and found else None
+
+
 def _sum_known(values: Iterable[int | None]) -> int | None:
     known = [value for value in values if value is not None]
     return sum(known) if known else None
@@ -185,6 +191,7 @@ def normalize_spans(spans: Iterable[SpanRecord], max_text_chars: int = MAX_TEXT_
         "tools": [tool_name(span) for span in by_role.get("tool", [])],
         **({"service": root.service} if root.service else {}),
         **({"context_missing": context_note} if context_note else {}),
+        **({"response_id": response_id} if (response_id := _response_id(final)) else {}),
     }
     problem = metadata_problem(metadata)
     if problem is not None:  # before writing it as JSON: that recurses as deep as it is nested
