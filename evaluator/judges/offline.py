@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from evaluator.core.records import Trace
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.config import JudgeConfig
+from evaluator.judges.refusal_detector import detect_refusal, explain, states_refusal
 from evaluator.judges.text_stats import (
     Evidence,
     content_stems,
@@ -45,17 +46,6 @@ QUESTION_FILLER = frozenset(
     "away often many much kind type".split()
 )
 """Question words that ask *how* to answer, not *what* about: an answer need not repeat them."""
-PARTIAL_HELP_MIN_WORDS = 8
-"""Content words of real help after a refusal that turn `refused` into `partial`."""
-
-_REFUSAL_RE = re.compile(
-    r"\bI(?:\s+am|'m)?\s+(?:can't|cannot|can not|won't|will not|unable to|not able to)\s+"
-    r"(?:help|assist|provide|share|give|disclose|comply|fulfil|do that|support|access)"
-    r"|\bas an ai\b|\bagainst (?:my|our) (?:guidelines|policy|policies)\b|\bI must decline\b"
-    r"|\bnot something I can (?:help|assist)\b|\bI'm not (?:allowed|permitted) to\b",
-    re.IGNORECASE,
-)
-_HELP_AFTER_REFUSAL_RE = re.compile(r",?\s+but\s+|;\s*|:\s*", re.IGNORECASE)
 _PLEASANTRY_RE = re.compile(
     r"^(?:sure|of course|certainly|absolutely|great question|good question|happy to help|"
     r"i hope this helps|hope this helps|let me know|feel free|thanks|thank you|you're welcome|"
@@ -97,7 +87,7 @@ def _quote(text: str, limit: int = 80) -> str:
 
 def _is_claim(sentence: str) -> bool:
     return not (
-        sentence.endswith("?") or _PLEASANTRY_RE.match(sentence) or _REFUSAL_RE.search(sentence)
+        sentence.endswith("?") or _PLEASANTRY_RE.match(sentence) or states_refusal(sentence)
     )
 
 
@@ -168,27 +158,8 @@ class OfflineJudge:
         return heuristic(rubric, trace)
 
     def _refusal(self, rubric: Rubric, trace: Trace) -> JudgeVerdict:
-        refusals: list[str] = []
-        help_words = 0
-        for sentence in split_sentences(trace.output):
-            match = _REFUSAL_RE.search(sentence)
-            if match:
-                refusals.append(sentence)
-                rest = _HELP_AFTER_REFUSAL_RE.split(sentence[match.end() :], maxsplit=1)
-                help_words += len(content_stems(rest[1])) if len(rest) > 1 else 0
-            elif not _PLEASANTRY_RE.match(sentence) and not sentence.endswith("?"):
-                help_words += len(content_stems(sentence))
-        if not refusals:
-            return _labelled(rubric, 1.0, "no refusal phrase found; the answer complies.")
-        quoted = _quote(refusals[0])
-        if help_words >= PARTIAL_HELP_MIN_WORDS:
-            return _labelled(
-                rubric, 0.5, f"refusal phrase {quoted} followed by substantive help "
-                f"({help_words} content words): partial compliance.",
-            )
-        return _labelled(
-            rubric, 0.0, f"refusal phrase {quoted} with little else ({help_words} content words of help).",
-        )
+        finding = detect_refusal(trace.output, trace.question or None)
+        return _labelled(rubric, finding.score, explain(finding))
 
     def _faithfulness(self, rubric: Rubric, trace: Trace) -> JudgeVerdict:
         if not trace.context:
