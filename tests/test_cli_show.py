@@ -12,9 +12,12 @@ from click.testing import CliRunner
 
 from evaluator.cli import cli, main
 from evaluator.core.settings import PROJECT_ROOT
+from evaluator.rubrics import RubricRegistry
 
 SAMPLE = PROJECT_ROOT / "datasets" / "sample_traces.jsonl"
 EMAIL = "jane.doe@example.com"
+LATEST = {rubric.criterion: rubric.ref for rubric in RubricRegistry.load(PROJECT_ROOT / "rubrics").latest()}
+"""What `run` judges with: the latest version of each rubric."""
 
 
 def invoke(*args: str):
@@ -46,7 +49,7 @@ def test_show_prints_the_masked_trace_evaluations_and_matching_prompts(store):
     assert out.startswith(f"trace {trace_id}: sampled traffic (")
     assert EMAIL not in out and "<EMAIL_1>" in out
     for rubric in ("faithfulness", "hallucination", "refusal", "relevance"):
-        assert f"evaluation {rubric}@v1 by judge offline" in out
+        assert f"evaluation {LATEST[rubric]} by judge offline" in out
     assert out.count("prompt (matches): this is the exact prompt the judge saw") == 4
     assert "judge prompt, system:" in out and "judge prompt, user:" in out
     assert "<<<BEGIN OUTPUT>>>" in out
@@ -66,7 +69,7 @@ def test_show_rubric_filter_and_no_prompt(store):
     db, records = store
     out = invoke("show", records[2]["trace_id"], "--db", str(db), "--rubric", "refusal",
                  "--no-prompt").stdout
-    assert "evaluation refusal@v1" in out and "evaluation relevance@v1" not in out
+    assert f"evaluation {LATEST['refusal']}" in out and "evaluation relevance@" not in out
     assert "judge prompt" not in out
 
 

@@ -42,12 +42,14 @@ def rubrics_dir(tmp_path) -> Path:
 
 def test_lock_check_names_the_command_to_record_a_version(rubrics_dir, monkeypatch, capsys):
     source = (rubrics_dir / "refusal" / "v1.jinja").read_text(encoding="utf-8")
-    (rubrics_dir / "refusal" / "v2.jinja").write_text(source.replace("version: 1", "version: 2"),
-                                                      encoding="utf-8")
+    unpublished = 1 + max(int(path.stem[1:]) for path in (rubrics_dir / "refusal").glob("v*.jinja"))
+    (rubrics_dir / "refusal" / f"v{unpublished}.jinja").write_text(
+        source.replace("version: 1", f"version: {unpublished}"), encoding="utf-8")
     monkeypatch.setenv("EVALUATOR_RUBRICS_DIR", str(rubrics_dir))
     code, err = run_main(monkeypatch, capsys, "rubrics", "lock", "--check")
     assert code == 2
-    assert "refusal@v2 is missing from the lock: record it with `evaluator rubrics lock`" in err
+    assert (f"refusal@v{unpublished} is missing from the lock: record it with "
+            "`evaluator rubrics lock`") in err
     assert "update_lock" not in err
 
 

@@ -134,21 +134,21 @@ def test_too_few_items_is_no_decision(rubrics_dir: Path, golden: Path):
 
 def test_current_is_the_latest_published_other_version(rubrics_dir: Path):
     for version in (2, 3):
-        add_version(rubrics_dir, "refusal", version, SAME)
+        add_version(rubrics_dir, "relevance", version, SAME)
     registry = RubricRegistry.load(rubrics_dir)
     # Only v1 is in the lock: v2 and v3 are unpublished candidates.
-    assert current_version(registry, registry.get("refusal@v3")).version == 1
+    assert current_version(registry, registry.get("relevance@v3")).version == 1
     lock = rubrics_dir / "rubrics.lock"
     locked = json.loads(lock.read_text())
-    locked["refusal@v2"] = registry.get("refusal@v2").content_hash
+    locked["relevance@v2"] = registry.get("relevance@v2").content_hash
     lock.write_text(json.dumps(locked))
-    assert current_version(registry, registry.get("refusal@v3")).version == 2
-    assert current_version(registry, registry.get("refusal@v2")).version == 1
+    assert current_version(registry, registry.get("relevance@v3")).version == 2
+    assert current_version(registry, registry.get("relevance@v2")).version == 1
     lock.unlink()
-    assert current_version(registry, registry.get("refusal@v2")).version == 3
+    assert current_version(registry, registry.get("relevance@v2")).version == 3
     with pytest.raises(RubricError, match="pass --against"):
         current_version(RubricRegistry.load(PROJECT_ROOT / "rubrics"),
-                        RubricRegistry.load(PROJECT_ROOT / "rubrics").get("refusal@v1"))
+                        RubricRegistry.load(PROJECT_ROOT / "rubrics").get("relevance@v1"))
 
 
 def test_against_and_one_line_errors(rubrics_dir: Path, golden: Path, monkeypatch, capsys):
@@ -156,12 +156,12 @@ def test_against_and_one_line_errors(rubrics_dir: Path, golden: Path, monkeypatc
     code, output = check("hallucination@v1", "--golden", str(golden), "--against",
                          "hallucination@v2", "--json", "--n-boot", "0")
     assert code == 0 and json.loads(output)["current"] == "hallucination@v2"
-    monkeypatch.setattr(sys, "argv", ["evaluator", "rubrics", "check", "refusal@v1",
+    monkeypatch.setattr(sys, "argv", ["evaluator", "rubrics", "check", "relevance@v1",
                                       "--golden", str(golden)])
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
-    assert "no published version of refusal other than refusal@v1" in capsys.readouterr().err
+    assert "no published version of relevance other than relevance@v1" in capsys.readouterr().err
 
 
 def test_golden_file_errors_name_the_line(tmp_path: Path):

@@ -17,6 +17,7 @@ from evaluator.core.errors import ConfigError
 from evaluator.core.settings import Settings
 from evaluator.regression.datasets import DatasetItem, content_hash, write_dataset
 from evaluator.regression.replay import replay_trace_id, resume_replay, start_replay
+from evaluator.rubrics import RubricRegistry
 from evaluator.store import Store
 from evaluator.store.replay_queries import item_counts
 from tests.support.openai_server import OpenAIServer
@@ -95,8 +96,8 @@ def test_replay_rejudges_stored_outputs_and_records_a_manifest(dataset: Path, tm
     manifest = run.manifest
     assert manifest["git"] == {"commit": git(app, "rev-parse", "HEAD"), "dirty": False}
     assert manifest["judge"]["name"] == "offline" and manifest["judge"]["hash"]
-    assert set(manifest["rubrics"]) == {"faithfulness@v1", "hallucination@v1", "refusal@v1",
-                                        "relevance@v1"}
+    assert set(manifest["rubrics"]) == {rubric.ref for rubric in RubricRegistry.load(
+        Settings.from_env().rubrics_dir).latest()}
     assert manifest["dataset"]["content_hash"] == content_hash(make_items(12))
     assert manifest["dataset"]["version"] == 1 and manifest["target"] is None
     assert rows(db, "SELECT count(*) FROM replay_items WHERE status = 'done' AND output IS NULL"

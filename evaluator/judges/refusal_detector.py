@@ -63,6 +63,9 @@ HELP_MIN_WORDS = 10
 """Content words of help that turn a refusal into partial, or a disclaimer into an answer. The
 referrals, offers and one-line pointers a refusal comes with stay below it ("Please check a
 weather service" is 3); the general help or answer of a partial refusal is 15 or more."""
+MAX_SENTENCE_CHARS = 600
+"""Roles are read from a sentence's first 600 characters: the cue words sit at its start, and the
+patterns' unbounded gaps stay linear on a hostile 100,000-character sentence."""
 OPENING_SENTENCES = 2
 """Disclaimers, premise rejections and lectures decide only here: later in a reply they are the
 caveats of an answer."""
@@ -259,7 +262,7 @@ class _Piece:
 
 
 def _role(text: str, position: int, yes_no_request: bool) -> Role:
-    stripped = text.strip().strip('"')
+    stripped = text[:MAX_SENTENCE_CHARS].strip().strip('"')
     if not stripped:
         return Role.OFFER
     declines = _DECLINE_RE.search(stripped) and not _NOT_A_DECLINE_RE.search(stripped)
