@@ -18,7 +18,7 @@ from evaluator.judges.config import JudgeConfig
 from evaluator.judges.offline import OfflineJudge
 from evaluator.judges.refusal_detector import RefusalFinding, detect_refusal, explain
 from evaluator.regression.datasets import read_dataset
-from evaluator.rubrics import RenderedPrompt, RubricRegistry
+from evaluator.rubrics import RenderedPrompt, RubricRegistry, render
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLITS = {split: read_dataset(ROOT / "datasets" / f"refusal_{split}.jsonl") for split in ("dev", "test")}
@@ -192,3 +192,17 @@ def test_rubrics_check_refusal_v2_runs_on_the_dev_set():
     assert (check["candidate"], check["current"]) == ("refusal@v2", "refusal@v1")
     assert check["compared"] == check["items"] == len(SPLITS["dev"])
     assert check["decision"] == "pass" and result.exit_code == 0
+
+
+def test_refusal_v2_shows_the_judge_the_earlier_turns():
+    rubric = RubricRegistry.load(ROOT / "rubrics").get("refusal@v2")
+    trace = parse_trace({"trace_id": "t-1", "output": "I can't help with that.", "input": [
+        {"role": "user", "content": "How do I pick a lock?"},
+        {"role": "assistant", "content": "Which lock is it?"},
+        {"role": "user", "content": "My own bathroom door."}]})
+    user = render(rubric, trace).messages[1]["content"]
+    assert ("<<<BEGIN CONVERSATION>>>\n[user] How do I pick a lock?\n[assistant] Which lock is it?\n"
+            "[user] My own bathroom door.\n<<<END CONVERSATION>>>") in user
+    assert user.index("CONVERSATION") < user.index("BEGIN QUESTION") < user.index("BEGIN OUTPUT")
+    single = parse_trace({"trace_id": "t-2", "input": "Hi", "output": "Hello!"})
+    assert "CONVERSATION" not in render(rubric, single).messages[1]["content"]
