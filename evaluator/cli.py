@@ -356,6 +356,9 @@ def _register_command_modules() -> None:
 
     cli.add_command(labels)
     cli.add_command(agreement)
+    from evaluator.commands.annotate import annotate
+
+    cli.add_command(annotate)
     rubrics.add_command(rubrics_check)
     from evaluator.commands.dead_letters import dead_letters
 

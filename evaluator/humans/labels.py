@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -171,13 +172,22 @@ def import_labels(path: Path, store: Store, registry: RubricRegistry, fmt: str |
                   replace: bool = False) -> ImportResult:
     """Validate every row of a label file and insert the good ones in one batch."""
     path = Path(path)
-    result = ImportResult(source=str(path), replaced=replace)
+    result = import_rows(read_rows(path, fmt), path.name, store, registry, replace)
+    result.source = str(path)
+    return result
+
+
+def import_rows(rows: Iterable[tuple[int, dict[str, Any] | RowError]], source: str, store: Store,
+                registry: RubricRegistry, replace: bool = False) -> ImportResult:
+    """Validate (line, row) pairs and insert the good ones in one batch, stored with `source`:
+    the one write path of human labels (label files and the annotation page)."""
+    result = ImportResult(source=source, replaced=replace)
     known = {*ID_COLUMNS, *LABEL_COLUMNS, *BATCH_TEXT_COLUMNS}
     accepted: list[dict[str, Any]] = []
     lines: list[int] = []
     first_line: dict[str, int] = {}
     resolve = _RubricResolver(registry)
-    for line, row in read_rows(path, fmt):
+    for line, row in rows:
         result.rows += 1
         if isinstance(row, RowError):
             result.rejected.append(RowProblem(line, str(row)))
@@ -203,7 +213,7 @@ def import_labels(path: Path, store: Store, registry: RubricRegistry, fmt: str |
         return result
     now = utcnow()
     for values in accepted:
-        values.update(source=path.name, imported_at=now)
+        values.update(source=source, imported_at=now)
     batch = pa.Table.from_pylist(accepted, schema=queries.HUMAN_LABEL_SCHEMA)
     outcome = queries.insert_labels(store, batch, lines, replace)
     result.imported = outcome.inserted
