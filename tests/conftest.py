@@ -7,6 +7,7 @@ import os
 import hypothesis  # imported early: see below
 import pytest
 
+from tests.support.annotate_page import annotation_batch  # noqa: F401  (a fixture every module may use)
 from tests.support.examples import CI_MAX_EXAMPLES
 from tests.support.otel_capture import capture  # noqa: F401  (a fixture every module may use)
 from tests.support.redis_server import private_redis_url  # noqa: F401  (a fixture every module may use)

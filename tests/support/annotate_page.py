@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
@@ -68,6 +69,12 @@ def judged_store_with_batch(tmp: Path, n: int = 8) -> tuple[Path, str]:
     exported = json.loads(invoke("labels", "export", "--rubric", "hallucination", "--n", str(n),
                                  "--out", str(tmp / "batch"), "--db", str(db), "--json"))
     return db, exported["batch_id"]
+
+
+@pytest.fixture(scope="session")
+def annotation_batch(tmp_path_factory) -> tuple[Path, str]:
+    """(db, batch id) judged and exported once per session: copy the db before writing to it."""
+    return judged_store_with_batch(tmp_path_factory.mktemp("annotate"))
 
 
 def page_config(db: Path, **options: Any) -> PageConfig:

@@ -211,9 +211,8 @@ def _labeller(request: web.Request) -> str:
 async def next_item(request: web.Request) -> web.Response:
     annotator = _labeller(request)
     queue = request.app[CONFIG].queue
+    batch, progress = await _store(request, queue.progress, request.match_info["batch"], annotator)
     after = request.query.get("after", "0")
-    batch = await _store(request, queue.find, request.match_info["batch"])
-    progress = await _store(request, queue.progress, batch, annotator)
     position = progress.next_position(int(after) if after.isdigit() else 0)
     if position is None:
         return _page(request, "done.html", batch=batch, progress=progress)
@@ -237,10 +236,9 @@ async def label(request: web.Request) -> web.Response:
         return _error(request, 400, f"A note is at most {MAX_NOTE_CHARS} characters; "
                                     "nothing was saved.")
     position = int(request.match_info["position"])
-    view = await _store(request, config.queue.item, request.match_info["batch"], position,
-                        annotator, False)
-    await _store(request, config.queue.label, view.batch, view.trace_id, annotator, chosen, note)
-    batch_path = f"/batches/{quote(view.batch.batch_id)}"
+    batch = await _store(request, config.queue.label, request.match_info["batch"], position,
+                         annotator, chosen, note)
+    batch_path = f"/batches/{quote(batch.batch_id)}"
     if config.show_verdicts:
         return _redirect(f"{batch_path}/items/{position}")
     return _redirect(f"{batch_path}?after={position}")
@@ -248,11 +246,7 @@ async def label(request: web.Request) -> web.Response:
 
 async def undo(request: web.Request) -> web.Response:
     annotator = _labeller(request)
-    queue = request.app[CONFIG].queue
-    batch = await _store(request, queue.find, request.match_info["batch"])
-    trace_id = await _store(request, queue.undo, batch, annotator)
+    batch, position = await _store(request, request.app[CONFIG].queue.undo,
+                                   request.match_info["batch"], annotator)
     batch_path = f"/batches/{quote(batch.batch_id)}"
-    if trace_id is None:
-        return _redirect(batch_path)
-    progress = await _store(request, queue.progress, batch, annotator)
-    return _redirect(f"{batch_path}/items/{progress.trace_ids.index(trace_id) + 1}")
+    return _redirect(batch_path if position is None else f"{batch_path}/items/{position}")

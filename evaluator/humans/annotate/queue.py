@@ -15,7 +15,7 @@ from pathlib import Path
 
 from evaluator.core.errors import DatasetError
 from evaluator.core.records import Trace, sha256_hex
-from evaluator.humans.labels import ImportResult, import_rows
+from evaluator.humans.labels import import_rows
 from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.rubrics.definitions import label_definitions
 from evaluator.store import Store
@@ -150,9 +150,10 @@ class AnnotationQueue:
                                "`evaluator labels export` prints the batch id")
         raise DatasetError(f"{len(rows)} batches{scope} start with {batch_id!r}: give more of the id")
 
-    def progress(self, batch: Batch, annotator: str) -> Progress:
+    def progress(self, batch_id: str, annotator: str) -> tuple[Batch, Progress]:
         with self._read() as store:
-            return self._progress(store, batch, annotator)
+            batch = self._find(store, batch_id)
+            return batch, self._progress(store, batch, annotator)
 
     @staticmethod
     def _progress(store: Store, batch: Batch, annotator: str) -> Progress:
@@ -161,14 +162,18 @@ class AnnotationQueue:
                   queries.batch_labels(store, batch.batch_id, annotator)}
         return Progress(order, labels)
 
+    @staticmethod
+    def _trace_at(batch: Batch, progress: Progress, position: int) -> str:
+        if not 1 <= position <= len(progress.trace_ids):
+            raise DatasetError(f"batch {batch.batch_id} has items 1 to "
+                               f"{len(progress.trace_ids)}, not {position}")
+        return progress.trace_ids[position - 1]
+
     def item(self, batch_id: str, position: int, annotator: str, show_verdicts: bool) -> ItemView:
         with self._read() as store:
             batch = self._find(store, batch_id)
             progress = self._progress(store, batch, annotator)
-            if not 1 <= position <= len(progress.trace_ids):
-                raise DatasetError(f"batch {batch.batch_id} has items 1 to "
-                                   f"{len(progress.trace_ids)}, not {position}")
-            trace_id = progress.trace_ids[position - 1]
+            trace_id = self._trace_at(batch, progress, position)
             stored = store.traces([trace_id])
             own = progress.labels.get(trace_id)
             verdicts = (queries.verdicts(store, trace_id, batch.criterion, batch.rubric_version,
@@ -178,22 +183,32 @@ class AnnotationQueue:
         return ItemView(batch, rubric, label_definitions(rubric), position, progress, trace_id,
                         stored[0].trace if stored else None, own, verdicts, can_undo)
 
-    def label(self, batch: Batch, trace_id: str, annotator: str, label: str,
-              note: str | None) -> ImportResult:
-        """Store one label (replacing this annotator's earlier label of the item)."""
-        row = {"trace_id": trace_id, "rubric": batch.ref, "label": label,
-               "annotator": annotator, "note": note}
-        with Store(self.db_path, lock_timeout_s=self.lock_timeout_s) as store:
+    def label(self, batch_id: str, position: int, annotator: str, label: str,
+              note: str | None) -> Batch:
+        """Store the annotator's label of item `position` (replacing their earlier one), with one
+        open of the store."""
+        with self._write() as store:
+            batch = self._find(store, batch_id)
+            trace_id = self._trace_at(batch, self._progress(store, batch, annotator), position)
+            row = {"trace_id": trace_id, "rubric": batch.ref, "label": label,
+                   "annotator": annotator, "note": note}
             result = import_rows([(1, row)], batch.source, store, self.registry, replace=True)
         if result.rejected:
             raise LabelRejected(result.rejected[0].reason)
-        return result
+        return batch
 
-    def undo(self, batch: Batch, annotator: str) -> str | None:
-        """Remove the annotator's newest label written by the page in this batch; its trace id."""
-        with Store(self.db_path, lock_timeout_s=self.lock_timeout_s) as store:
+    def undo(self, batch_id: str, annotator: str) -> tuple[Batch, int | None]:
+        """Remove the annotator's newest label written by the page in this batch; the batch and
+        the position of the item it labelled (None: nothing to undo)."""
+        with self._write() as store:
+            batch = self._find(store, batch_id)
             latest = queries.latest_label_from(store, annotator, batch.source)
             if latest is None:
-                return None
+                return batch, None
             queries.delete_label(store, latest[0])
-        return latest[1]
+            order = shown_order(batch.batch_id, queries.batch_trace_ids(store, batch.batch_id))
+        return batch, order.index(latest[1]) + 1
+
+    def _write(self) -> Store:
+        """Read-write for one label or undo: held for milliseconds, so the sink is not kept out."""
+        return Store(self.db_path, lock_timeout_s=self.lock_timeout_s)
