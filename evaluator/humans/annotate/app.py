@@ -82,7 +82,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
         " form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"  # no-referrer makes Chrome send Origin: null
     if not request.path.startswith("/static/"):
         response.headers["Cache-Control"] = "no-store"
 

@@ -1,7 +1,10 @@
 // Keyboard shortcuts for the annotation page. A key clicks the control whose data-key names it
 // (labels 1-9, s skip, u undo) and focuses the field whose data-focus-key names it (t: the note);
-// Escape leaves a field. Without this script every control is a plain link or button.
+// Escape leaves a field. Without this script every control is a plain link or button, and the
+// key hints stay hidden (the stylesheet shows them once the script marks the page with "keys").
 "use strict";
+
+document.documentElement.classList.add("keys");
 
 let submitting = false;
 document.addEventListener("submit", () => { submitting = true; });
