@@ -22,9 +22,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from evaluator.humans.annotate.app import build_app
+from evaluator.humans.annotate.server import serving
 from evaluator.store import Store
 from tests.support import chromium
-from tests.support.annotate_page import TOKEN, invoke, page_config, served
+from tests.support.annotate_page import TOKEN, invoke, page_config
 
 OPPOSITE = {"factual": "hallucinated", "hallucinated": "factual"}
 KEYS = {"factual": "1", "hallucinated": "2"}
@@ -121,7 +123,7 @@ def test_two_annotators_label_a_batch_with_the_keyboard_and_agreement_reads_it(
     batch = annotation_batch[1]
     judge = judge_labels(db)
     person = Annotator(browser)
-    with served(page_config(db)) as base:
+    with serving(build_app(page_config(db))) as base:
         person.start(base, "ana", batch)
         first = person.text("#trace-id")
         person.press("s")                                   # skip: the item comes back last

@@ -7,16 +7,21 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from evaluator.cli import main
 from evaluator.humans.annotate.app import build_app
 from evaluator.humans.annotate.queue import shown_order
+from evaluator.humans.annotate.server import is_loopback, login_url
 from evaluator.humans.labels import import_labels
 from evaluator.rubrics.definitions import label_definitions
 from evaluator.store import Store
@@ -380,3 +385,59 @@ def test_a_label_waits_out_another_writer_or_says_nothing_was_saved(db: Path, ba
     finally:
         patient.close()
         hasty.close()
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.argv", ["evaluator", "annotate", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    return exited.value.code, captured.out, captured.err
+
+
+def test_the_command_says_in_one_line_what_is_missing(monkeypatch, capsys, db: Path, batch: str,
+                                                      tmp_path: Path):
+    for args, message in (
+        (["--db", str(tmp_path / "none.duckdb")], "export a batch first"),
+        (["--db", str(db), "--rubric", "refusal"], "no annotation batch of rubric refusal"),
+        (["--db", str(db), "--batch", "batch-nope"], "no annotation batch 'batch-nope'"),
+        (["--db", str(db), "--annotator", " "], "1 to 64 printable characters"),
+    ):
+        code, out, err = run_main(monkeypatch, capsys, *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run_main(monkeypatch, capsys, "--db", str(db), "--port", str(port))
+    assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+
+
+def test_the_command_prints_a_login_link_serves_the_page_and_stops_on_ctrl_c(db: Path, batch: str):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evaluator", "annotate", "--db", str(db), "--port", "0",
+         "--batch", batch[:10], "--annotator", "ana"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        url = re.search(r"open (http://127\.0\.0\.1:\d+/login\?token=[\w-]+)", first)
+        assert url, first
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with browser.open(url[1], timeout=30) as reply:
+            html = reply.read().decode()
+            assert reply.url.endswith(f"/batches/{batch}/items/1")
+        assert "labelling as <b>ana</b>" in html and "0 of 8 labelled" in html
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "stopped" in out, err
+
+
+def test_only_loopback_addresses_count_as_local():
+    assert all(is_loopback(host) for host in ("127.0.0.1", "127.1.2.3", "::1", "localhost"))
+    assert not any(is_loopback(host) for host in ("0.0.0.0", "192.168.1.5", "::", "example.com"))
+    assert login_url("::1", 8765, "T") == "http://[::1]:8765/login?token=T"

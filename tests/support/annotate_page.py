@@ -1,14 +1,10 @@
 """The annotation page under test: a store judged by `evaluator run` (offline judge, real PII
-masking) with an exported batch, the app in-process behind aiohttp's test client, and the app
-served on a thread for a real browser."""
+masking) with an exported batch, and the app in-process behind aiohttp's test client."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +16,8 @@ from click.testing import CliRunner
 
 from evaluator.cli import cli
 from evaluator.core.settings import PROJECT_ROOT
-from evaluator.humans.annotate.app import PageConfig, build_app
+from evaluator.humans.annotate.app import PageConfig
 from evaluator.humans.annotate.queue import AnnotationQueue
-from evaluator.humans.annotate.server import serve
 from evaluator.rubrics import RubricRegistry
 
 REGISTRY = RubricRegistry.load(PROJECT_ROOT / "rubrics")
@@ -121,31 +116,3 @@ class PageClient:
     def close(self) -> None:
         self.loop.run_until_complete(self.client.close())
         self.loop.close()
-
-
-@contextmanager
-def served(config: PageConfig) -> Iterator[str]:
-    """The page served on 127.0.0.1 (a free port) from a thread; yields its base URL."""
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    ready = threading.Event()
-    ports: list[int] = []
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-
-        def on_ready(port: int) -> None:
-            ports.append(port)
-            ready.set()
-
-        loop.run_until_complete(serve(build_app(config), "127.0.0.1", 0, on_ready, stop))
-
-    thread = threading.Thread(target=run, name="annotate-page", daemon=True)
-    thread.start()
-    assert ready.wait(30), "the annotation page did not start"
-    try:
-        yield f"http://127.0.0.1:{ports[0]}"
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
-        loop.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from aiohttp import web
 
@@ -22,9 +24,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def login_url(host: str, port: int, token: str) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/login?token={token}"
+    return f"{base_url(host, port)}/login?token={token}"
 
 
 async def serve(app: web.Application, host: str, port: int,
@@ -44,3 +49,37 @@ async def serve(app: web.Application, host: str, port: int,
         await (stop or asyncio.Event()).wait()
     finally:
         await runner.cleanup()
+
+
+@contextmanager
+def serving(app: web.Application, host: str = LOOPBACK, port: int = 0) -> Iterator[str]:
+    """The page served from a thread while the caller drives it (a browser in a test or a
+    script); yields its base URL."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    ready = threading.Event()
+    ports: list[int] = []
+    failures: list[BaseException] = []
+
+    def on_ready(bound: int) -> None:
+        ports.append(bound)
+        ready.set()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(serve(app, host, port, on_ready, stop))
+        except BaseException as exc:  # handed to the caller's thread below
+            failures.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=run, name="annotate-page", daemon=True)
+    thread.start()
+    ready.wait()
+    if failures:
+        raise failures[0]
+    try:
+        yield base_url(host, ports[0])
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join()
+        loop.close()
