@@ -17,14 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from evaluator.cli import main
 from evaluator.humans.annotate.app import build_app
-from evaluator.humans.annotate.queue import shown_order
+from evaluator.humans.annotate.queue import Progress, shown_order
 from evaluator.humans.annotate.server import is_loopback, login_url
 from evaluator.humans.labels import import_labels
 from evaluator.rubrics.definitions import label_definitions
 from evaluator.store import Store
+from evaluator.store.annotation_queries import BatchLabel
 from tests.support.annotate_page import (
     RAW_EMAIL,
     REGISTRY,
@@ -441,3 +444,18 @@ def test_only_loopback_addresses_count_as_local():
     assert all(is_loopback(host) for host in ("127.0.0.1", "127.1.2.3", "::1", "localhost"))
     assert not any(is_loopback(host) for host in ("0.0.0.0", "192.168.1.5", "::", "example.com"))
     assert login_url("::1", 8765, "T") == "http://[::1]:8765/login?token=T"
+
+
+@given(st.integers(1, 30).flatmap(lambda n: st.tuples(
+    st.just(n), st.sets(st.integers(0, n - 1)), st.integers(0, n))))
+def test_next_position_is_the_first_unlabelled_item_after_the_current_one(case):
+    total, labelled, after = case
+    ids = [f"t{i}" for i in range(total)]
+    progress = Progress(ids, {ids[i]: BatchLabel(ids[i], "ana", "factual", None) for i in labelled})
+    position = progress.next_position(after)
+    if len(labelled) == total:
+        assert position is None
+        return
+    assert position is not None and ids[position - 1] not in progress.labels
+    steps = (position - after - 1) % total  # items passed over on the way, wrapping around
+    assert all(ids[(after + k) % total] in progress.labels for k in range(steps))
