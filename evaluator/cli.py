@@ -157,14 +157,15 @@ def report(db, run_id, all_runs, as_json, html_file, since) -> None:
 
         settings = _settings()
         written = write_html_report(db or settings.db_path, html_file, since=since, scope=scope,
-                                    rubrics_dir=settings.rubrics_dir)
+                                    rubrics_dir=settings.rubrics_dir, lake=settings.lake_dir)
         click.echo(f"wrote {written}")
         return
     from evaluator.sampling.spend_check import counted_spend
 
     settings = _settings()
     scope = scope.judged_since(None if since is None else parse_since(since))
-    data = database_report(db or settings.db_path, scope, counted_spend(settings.redis_url))
+    data = database_report(db or settings.db_path, scope, counted_spend(settings.redis_url),
+                           lake=settings.lake_dir)
     if as_json:
         _print_json(data.to_dict())
         return
@@ -327,17 +328,18 @@ def sink(db, metrics_port, alerts_every, alerts_config) -> None:
     every_s = settings.alerts_every_s if alerts_every is None else alerts_every
     run_sink(settings, db_path,
              metrics_port=settings.metrics_port if metrics_port is None else metrics_port,
-             alongside=_alert_schedule(db_path, every_s, alerts_config or settings.alerts_config)
+             alongside=_alert_schedule(db_path, every_s, alerts_config or settings.alerts_config,
+                                       settings.lake_dir)
              if every_s > 0 else None)
 
 
-def _alert_schedule(db_path: Path, every_s: float, config: Path):
+def _alert_schedule(db_path: Path, every_s: float, config: Path, lake: Path | None):
     """What starts the alert checks beside the sink (run_sink's `alongside`)."""
     from evaluator.monitoring.alerts import load_alert_config  # lazy: keeps `evaluator --help` fast
     from evaluator.monitoring.alerts.schedule import AlertSchedule  # lazy: as above
 
     rules = load_alert_config(config)
-    return lambda stop: AlertSchedule(db_path, rules, every_s).start(stop)
+    return lambda stop: AlertSchedule(db_path, rules, every_s, lake).start(stop)
 
 
 def _register_command_modules() -> None:
@@ -372,6 +374,9 @@ def _register_command_modules() -> None:
     from evaluator.commands.receive import receive
 
     cli.add_command(receive)
+    from evaluator.commands.export import export
+
+    cli.add_command(export)
 
 
 _register_command_modules()

@@ -231,7 +231,7 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
 
     settings = _settings()
     registry = RubricRegistry.load(settings.rubrics_dir)
-    with Store(db or settings.db_path, read_only=True) as store:
+    with Store(db or settings.db_path, read_only=True, lake=settings.lake_dir) as store:
         data = store_agreement(store, registry, rubric_ref, judge, n_boot=n_boot, seed=seed,
                                collapse_labels=collapse_specs)
     if as_json:

@@ -54,7 +54,7 @@ def check(db, config_file, at, as_json, fail_on_firing) -> None:
 
     settings = _settings()
     report = check_alerts(db or settings.db_path, load_alert_config(config_file or settings.alerts_config),
-                          now=_parse_time(at))
+                          now=_parse_time(at), lake=settings.lake_dir)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:

@@ -53,7 +53,7 @@ def datasets_build(name, rubric, since, label_source, limit, run_id, all_runs, d
 
     settings = _settings()
     options = BuildOptions(name, db or settings.db_path, rubric, since, label_source, limit,
-                           Scope.from_options(run_id, all_runs))
+                           Scope.from_options(run_id, all_runs), lake=settings.lake_dir)
     result = build_dataset(options, settings.datasets_dir, RubricRegistry.load(settings.rubrics_dir))
     manifest = result.manifest
     if as_json:

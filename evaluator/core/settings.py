@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     stage_timings: str | None = None
     """Path prefix of the per-stage CPU time snapshots (benchmarks)."""
     target_api_key: SecretStr | None = None
+    lake_dir: Path | None = None
+    """Parquet lake that `export` writes, the sink rolls old days into, and reports read too."""
+    hot_days: int | None = Field(None, ge=1)
+    """Days (UTC) the sink keeps in DuckDB; older ones move to lake_dir. Unset: never moved."""
     events_endpoint: str | None = None
     """OTLP/HTTP logs endpoint the sink sends a `gen_ai.evaluation.result` event per evaluation to."""
     receiver_addr: str = "127.0.0.1"

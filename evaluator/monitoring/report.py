@@ -121,12 +121,12 @@ class DatabaseReport:
 
 
 def database_report(db_path: Path, scope: Scope = PRODUCTION,
-                    counted: dict[date, float] | None = None) -> DatabaseReport:
+                    counted: dict[date, float] | None = None, lake: Path | None = None) -> DatabaseReport:
     """Everything `evaluator report` shows of one scope (production traffic unless told), read
     from a store another process may be writing. Dead letters are never part of a run.
     `counted`: the workers' spend counters per day, reconciled with the ledger
-    (evaluator.sampling.spend_check)."""
-    with Store(db_path, read_only=True) as store:
+    (evaluator.sampling.spend_check). `lake`: read the Parquet lake's days too."""
+    with Store(db_path, read_only=True, lake=lake) as store:
         store.check_scope(scope)
         return DatabaseReport(
             db=str(db_path), scope=scope, status_counts=store.status_counts(scope),

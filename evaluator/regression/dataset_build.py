@@ -47,6 +47,8 @@ class BuildOptions:
     limit: int | None = None
     """Most new items added by this build; the rest are left for the next one."""
     scope: Scope = PRODUCTION
+    lake: Path | None = None
+    """A Parquet lake read together with the store (evaluator.store.lake)."""
 
     def describe(self) -> dict[str, Any]:
         return {"db": str(self.db), "rubric": self.rubric, "since": self.since,
@@ -159,7 +161,7 @@ def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[Dataset
         registry.get(options.rubric)  # an unknown rubric is a typo: say so before reading
     since = parse_since(options.since) if options.since else None
     source, scope = options.label_source, options.scope
-    with Store(options.db, read_only=True) as store:
+    with Store(options.db, read_only=True, lake=options.lake) as store:
         _check_scope(store, scope)
         judged = (_judge_verdicts(failing_judge_verdicts(store, scope, criterion, version,
                                                          since))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+import evaluator.store.lake as lake_queries
 import evaluator.store.queries as queries
 from evaluator.core.errors import StoreError
 from evaluator.core.records import DeadLetter, Evaluation, canonical_json
@@ -70,7 +72,11 @@ def _connect(path: Path, read_only: bool, lock_timeout_s: float) -> duckdb.DuckD
 class Store:
     """One open DuckDB file. Use one Store per thread, and close it as soon as you can."""
 
-    def __init__(self, path: str | Path, read_only: bool = False, lock_timeout_s: float = 10.0):
+    def __init__(self, path: str | Path, read_only: bool = False, lock_timeout_s: float = 10.0,
+                 lake: Path | None = None):
+        """With `lake` (a Parquet lake directory, evaluator.store.lake), every query reads the
+        evaluations, traces and judge calls of DuckDB and of the lake together. Writes to those
+        tables need a Store opened without it."""
         self.path = Path(path)
         self.read_only = read_only
         if read_only and not self.path.exists():
@@ -86,6 +92,8 @@ class Store:
                 require_current(self._conn, str(self.path))
             else:
                 apply_migrations(self._conn, str(self.path))
+            if lake is not None:
+                lake_queries.attach_lake(self._conn, Path(lake))
         except BaseException:
             self.close()
             raise
@@ -131,6 +139,35 @@ class Store:
             raise StoreError(f"the store {self.path} was opened read-only; open it read-write to write")
         return self.conn
 
+    # -- the Parquet lake -------------------------------------------------------------------------
+
+    def export_to_lake(self, lake: Path, since: date | None = None,
+                       until: date | None = None) -> list[lake_queries.DayExport]:
+        """Write (merge) the days in [since, until) into the lake; DuckDB keeps its rows."""
+        return [lake_queries.export_day(self.conn, lake, day)
+                for day in lake_queries.hot_days(self.conn, before=until, since=since)]
+
+    def roll_to_lake(self, lake: Path, before: date) -> list[lake_queries.DayExport]:
+        """Move every day before `before` to the lake: export it, check that the lake holds each
+        of its rows (counts read back), then delete it from DuckDB in one transaction."""
+        conn = self._writable()
+        rolled = []
+        for day in lake_queries.hot_days(conn, before=before):
+            exported = lake_queries.export_day(conn, lake, day)
+            for table in lake_queries.LAKE_TABLES:
+                found = lake_queries.lake_count(conn, lake, table, day)
+                if found != exported.rows[table.name]:
+                    raise StoreError(f"the lake {lake} holds {found} {table.name} rows of {day}, "
+                                     f"not the {exported.rows[table.name]} exported: nothing was "
+                                     "deleted from DuckDB; check the lake's disk and export again")
+            lake_queries.delete_day(conn, day)
+            rolled.append(exported)
+        return rolled
+
+    def checkpoint(self) -> None:
+        """Write the WAL into the file now (its size then tells what the data takes)."""
+        self._writable().execute("CHECKPOINT")
+
     # -- writes ---------------------------------------------------------------------------------
 
     @contextmanager
@@ -151,10 +188,13 @@ class Store:
         traces: Sequence[StoredTrace] = (),
         dead_letters: Sequence[DeadLetter] = (),
         judge_calls: Sequence[JudgeCall] = (),
+        received_at: datetime | None = None,
     ) -> WriteResult:
-        """Insert all of them in one transaction; rows whose key is already stored are skipped."""
+        """Insert all of them in one transaction; rows whose key is already stored are skipped.
+        `received_at` stamps the traces (default: now; backfills and simulations set it)."""
         self._writable()
-        return self._insert_tables(_batch_tables(evaluations, traces, dead_letters, judge_calls))
+        return self._insert_tables(_batch_tables(evaluations, traces, dead_letters, judge_calls,
+                                                 received_at))
 
     def _insert_tables(self, tables: dict[str, pa.Table]) -> WriteResult:
         conn = self._writable()
@@ -238,13 +278,14 @@ def _json_or_none(value: dict[str, Any] | None) -> str | None:
 
 def _batch_tables(evaluations: Sequence[Evaluation], traces: Sequence[StoredTrace],
                   dead_letters: Sequence[DeadLetter],
-                  judge_calls: Sequence[JudgeCall] = ()) -> dict[str, pa.Table]:
+                  judge_calls: Sequence[JudgeCall] = (),
+                  received_at: datetime | None = None) -> dict[str, pa.Table]:
     """Only non-empty tables: an empty batch costs no statement."""
     tables: dict[str, pa.Table] = {}
     if judge_calls:
         tables["judge_calls"] = judge_calls_table(judge_calls)
     if traces:
-        tables["traces"] = traces_table(traces)
+        tables["traces"] = traces_table(traces, received_at)
     if evaluations:
         tables["evaluations"] = evaluations_table(evaluations)
     if dead_letters:

@@ -26,7 +26,7 @@ from evaluator.sampling.spend import RedisSpend
 from evaluator.worker.actors import WorkerContext, register_evaluate_actor
 from evaluator.worker.evaluation_events import evaluation_events
 from evaluator.worker.metrics import metrics, start_metrics_server
-from evaluator.worker.sink import Sink
+from evaluator.worker.sink import LakeRetention, Sink
 from evaluator.worker.supervisor import supervise
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,15 @@ def run_workers(settings: Settings, processes: int, threads: int,
     return supervise(children, _stop_event_on_signals())
 
 
+def lake_retention(settings: Settings) -> LakeRetention | None:
+    """EVALUATOR_HOT_DAYS with EVALUATOR_LAKE_DIR: the sink moves older days to the lake."""
+    if settings.hot_days is None:
+        return None
+    if settings.lake_dir is None:
+        raise ConfigError("EVALUATOR_HOT_DAYS needs EVALUATOR_LAKE_DIR: where older days go")
+    return LakeRetention(settings.lake_dir, settings.hot_days)
+
+
 def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = None,
              metrics_port: int | None = None,
              alongside: Callable[[threading.Event], None] | None = None) -> None:
@@ -122,7 +131,7 @@ def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = N
     log.info("sink pid %s writing %s", os.getpid(), db_path)
     events = evaluation_events(settings)
     try:
-        Sink(channel, db_path, events=events).run(stop)
+        Sink(channel, db_path, events=events, retention=lake_retention(settings)).run(stop)
     finally:
         if events is not None:
             events.shutdown()

@@ -7,9 +7,11 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from evaluator.core.records import DeadLetter
+from evaluator.core.records import DeadLetter, utcnow
 from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ResultBatch
@@ -20,6 +22,21 @@ from evaluator.worker.metrics import metrics
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class LakeRetention:
+    """Days (UTC) older than `hot_days` move from DuckDB to the Parquet lake (Store.roll_to_lake:
+    export, verify, delete), looked for when the sink starts and every `every_s` after."""
+
+    lake: Path
+    hot_days: int
+    every_s: float = 3600.0
+    now: Callable[[], datetime] = field(default=utcnow)
+
+    def cutoff(self) -> date:
+        """The first day kept in DuckDB."""
+        return self.now().date() - timedelta(days=self.hot_days)
+
+
 class Sink:
     """Batches results by size or age. The store file is held open only while writing, so
     `evaluator report` can read it between flushes. Each flush pays an open and a checkpoint
@@ -28,10 +45,13 @@ class Sink:
     def __init__(self, channel: ResultChannel, db_path: Path, max_rows: int = 20_000,
                  max_wait_s: float = 0.5,
                  on_written: Callable[[ResultBatch, WriteResult], None] | None = None,
-                 events: EvaluationEvents | None = None) -> None:
+                 events: EvaluationEvents | None = None,
+                 retention: LakeRetention | None = None) -> None:
         """`on_written` hears of each committed batch and the rows it actually inserted;
         `events` gets every committed evaluation (queued for export: the sink never waits)."""
         self.events = events
+        self.retention = retention
+        self._rolled_at: float | None = None
         self.channel = channel
         self.on_written = on_written
         self.db_path = Path(db_path)
@@ -62,6 +82,23 @@ class Sink:
         self.rows_written += len(pending)
         self.channel.ack(entry_ids)  # if this fails, the entries come again: stored once
         return len(pending)
+
+    def roll_if_due(self) -> None:
+        """Move old days to the lake when `retention` says it is time. A failure is logged and
+        tried again at the next interval: every row stays in DuckDB until the lake holds it."""
+        if self.retention is None or (self._rolled_at is not None
+                                      and time.monotonic() - self._rolled_at < self.retention.every_s):
+            return
+        self._rolled_at = time.monotonic()
+        try:
+            with Store(self.db_path) as store:
+                rolled = store.roll_to_lake(self.retention.lake, before=self.retention.cutoff())
+        except Exception as exc:
+            log.error("sink: moving old days to the lake %s failed (%s); they stay in DuckDB, "
+                      "next try in %.0f s", self.retention.lake, exc, self.retention.every_s)
+            return
+        for day in rolled:
+            log.info("sink: moved %s to the lake %s: %s", day.day, self.retention.lake, day.rows)
 
     def _collect(self, block_ms: int) -> tuple[ResultBatch, list[str]]:
         pending = ResultBatch()
@@ -102,6 +139,7 @@ class Sink:
         def drain_until_stopped() -> None:
             while not stop.is_set():
                 self.drain_once()
+                self.roll_if_due()
 
         def warn(exc: BaseException, attempts: int, wait_s: float) -> None:
             log.warning("sink: %r; retrying in %.1fs", exc, wait_s)

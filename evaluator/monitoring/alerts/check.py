@@ -162,14 +162,15 @@ def evaluate_rules(store: Store, config: AlertConfig,
 
 
 def check_alerts(db_path: str | Path, config: AlertConfig, now: datetime | None = None,
-                 sinks: Sequence[AlertSink] | None = None) -> CheckReport:
-    """Evaluate the rules once against the store, record alerts, send notifications."""
+                 sinks: Sequence[AlertSink] | None = None, lake: Path | None = None) -> CheckReport:
+    """Evaluate the rules once against the store (and the Parquet `lake`, if any), record
+    alerts, send notifications."""
     now = now or utcnow()
     if not Path(db_path).exists():
         raise StoreError(f"no store at {db_path}: run `evaluator run` or start `evaluator sink` first")
     sinks = build_sinks(config.sinks) if sinks is None else sinks
     report = CheckReport(checked_at=now)
-    with Store(db_path) as store:
+    with Store(db_path, lake=lake) as store:
         report.results, report.rule_failures = evaluate_rules(store, config, now)
         cooldowns = {rule.name: rule.cooldown for rule in config.rules}
         report.notifications = AlertBook(store, now).apply(report.results, cooldowns)

@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class AlertSchedule:
-    def __init__(self, db_path: Path, config: AlertConfig, every_s: float) -> None:
+    def __init__(self, db_path: Path, config: AlertConfig, every_s: float,
+                 lake: Path | None = None) -> None:
         self.db_path = Path(db_path)
+        self.lake = lake
         self.config = config
         self.every_s = every_s
         self.sinks = build_sinks(config.sinks)
@@ -30,7 +32,7 @@ class AlertSchedule:
         if not self.db_path.exists():
             return  # nothing written yet
         try:
-            report = check_alerts(self.db_path, self.config, sinks=self.sinks)
+            report = check_alerts(self.db_path, self.config, sinks=self.sinks, lake=self.lake)
         except Exception as exc:  # keep the schedule alive; the next check may succeed
             log.warning("alert check failed: %r; next check in %gs", exc, self.every_s)
             return

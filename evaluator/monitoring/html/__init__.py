@@ -45,7 +45,7 @@ def agreement_groups(store: Store, rubrics_dir: Path) -> tuple[list[GroupAgreeme
 
 def write_html_report(db_path: str | Path, out_path: str | Path, since: str | None = None,
                       scope: Scope = PRODUCTION, now: datetime | None = None,
-                      rubrics_dir: Path | None = None) -> Path:
+                      rubrics_dir: Path | None = None, lake: Path | None = None) -> Path:
     """Read the store (also while a sink writes) and write the report of one scope (production
     traffic unless told; agreement and alerts are always production's); returns its path."""
     from evaluator.core.settings import DEFAULTS
@@ -55,7 +55,7 @@ def write_html_report(db_path: str | Path, out_path: str | Path, since: str | No
 
     now = now or utcnow()
     rubrics_dir = rubrics_dir or DEFAULTS.rubrics_dir
-    with Store(db_path, read_only=True) as store:
+    with Store(db_path, read_only=True, lake=lake) as store:
         start = None if since is None else parse_since(since, now)
         data = collect(store, str(db_path), start, store.check_scope(scope), now)
         alerts = latest_alerts(store, LATEST_ALERTS)

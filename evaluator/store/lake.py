@@ -1,0 +1,179 @@
+"""The Parquet lake: days of evaluations, traces and judge calls written out of DuckDB.
+
+Layout (hive partitions; one `data_0.parquet` per partition; days are UTC):
+
+    DIR/evaluations/day=YYYY-MM-DD/rubric=NAME/data_0.parquet   day of created_at
+    DIR/judge_calls/day=YYYY-MM-DD/rubric=NAME/data_0.parquet   day of created_at
+    DIR/traces/day=YYYY-MM-DD/data_0.parquet                    day of received_at
+
+Exporting a day is idempotent and merging: the day's partitions are rewritten from the hot rows
+plus the rows the lake already had for that day (deduplicated on the table's key), each file
+written aside and moved into place with one atomic rename. Rolling a day (`roll_day`) exports
+it, reads the lake's row count back, and only when it holds every row deletes the day from
+DuckDB, in one transaction: a crash at any point leaves every row in DuckDB, the lake, or both
+(and both are read without double counting: see `attach_lake`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from evaluator.store.schema import table_columns
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    name: str
+    key: str
+    day_column: str
+    by_rubric: bool
+
+
+LAKE_TABLES = (
+    LakeTable("evaluations", "evaluation_id", "created_at", by_rubric=True),
+    LakeTable("judge_calls", "call_id", "created_at", by_rubric=True),
+    LakeTable("traces", "trace_id", "received_at", by_rubric=False),
+)
+DATA_FILE = "data_0.parquet"
+STAGING = ".staging"
+
+
+@dataclass(frozen=True)
+class DayExport:
+    day: date
+    rows: dict[str, int]
+    """Rows the lake holds for this day, per table, after the export."""
+    files: int
+
+
+def _columns(table: LakeTable) -> str:
+    return ", ".join(f'"{name}"' for name, _ in table_columns()[table.name])
+
+
+def _hot(conn: duckdb.DuckDBPyConnection, table: LakeTable) -> str:
+    """The DuckDB table itself, named so that a view attach_lake made cannot shadow it."""
+    (database,) = conn.execute("SELECT current_database()").fetchone() or ("",)
+    return f'"{database}".main.{table.name}'
+
+
+def _day_of(table: LakeTable) -> str:
+    return f"CAST(timezone('UTC', {table.day_column}) AS DATE)"
+
+
+def _glob(lake: Path, table: LakeTable, day: date | None = None) -> str:
+    day_part = "*" if day is None else f"day={day.isoformat()}"
+    return str(lake / table.name / day_part / ("*/*.parquet" if table.by_rubric else "*.parquet"))
+
+
+def _lake_rows(lake: Path, table: LakeTable, day: date | None = None) -> str | None:
+    """A SELECT of the table's columns from its lake files (of one day), or None without files."""
+    pattern = _glob(lake, table, day)
+    base = lake / table.name
+    if not base.is_dir() or not any(base.glob(pattern[len(str(base)) + 1:])):
+        return None
+    hive_types = "{'day': DATE, 'rubric': VARCHAR}" if table.by_rubric else "{'day': DATE}"
+    return (f"SELECT {_columns(table)} FROM read_parquet('{_quote(pattern)}', hive_partitioning = true,"
+            f" hive_types = {hive_types}, union_by_name = true)")
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def hot_days(conn: duckdb.DuckDBPyConnection, before: date | None = None,
+             since: date | None = None) -> list[date]:
+    """The days (UTC) that have rows in any lake table in DuckDB, in [since, before)."""
+    parts = " UNION ".join(f"SELECT DISTINCT {_day_of(t)} AS day FROM {_hot(conn, t)}" for t in LAKE_TABLES)
+    rows = conn.execute(f"SELECT day FROM ({parts}) WHERE day IS NOT NULL"
+                        " AND ($before IS NULL OR day < $before) AND ($since IS NULL OR day >= $since)"
+                        " ORDER BY day", {"before": before, "since": since}).fetchall()
+    return [row[0] for row in rows]
+
+
+def export_day(conn: duckdb.DuckDBPyConnection, lake: Path, day: date) -> DayExport:
+    """Write (merge) one day of every lake table into `lake`; returns the rows it now holds."""
+    lake = Path(lake)
+    rows: dict[str, int] = {}
+    files = 0
+    for table in LAKE_TABLES:
+        source = _hot(conn, table)
+        hot = f"SELECT {_columns(table)} FROM {source} WHERE {_day_of(table)} = $day"
+        existing = _lake_rows(lake, table, day)
+        merged = hot if existing is None else (
+            f"{hot} UNION ALL BY NAME SELECT * FROM ({existing}) AS lake_rows WHERE \"{table.key}\""
+            f" NOT IN (SELECT {table.key} FROM {source} WHERE {_day_of(table)} = $day)")
+        (count,) = conn.execute(f"SELECT count(*) FROM ({merged})", {"day": day}).fetchone() or (0,)
+        rows[table.name] = count
+        if count == 0:
+            continue
+        staging = lake / STAGING / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        try:
+            partition = "day, rubric" if table.by_rubric else "day"
+            conn.execute(f"COPY (SELECT *, $day AS day FROM ({merged})) TO '{_quote(str(staging))}'"
+                         f" (FORMAT parquet, PARTITION_BY ({partition}), FILENAME_PATTERN 'data_{{i}}',"
+                         " OVERWRITE_OR_IGNORE true)", {"day": day})
+            files += _move_into_place(staging, lake / table.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return DayExport(day, rows, files)
+
+
+def _move_into_place(staging: Path, target: Path) -> int:
+    """Each staged partition file replaces its counterpart atomically (os.replace)."""
+    moved = 0
+    for path in sorted(staging.rglob("*.parquet")):
+        destination = target / path.relative_to(staging)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, destination)
+        moved += 1
+    return moved
+
+
+def lake_count(conn: duckdb.DuckDBPyConnection, lake: Path, table: LakeTable, day: date) -> int:
+    select = _lake_rows(Path(lake), table, day)
+    if select is None:
+        return 0
+    return (conn.execute(f"SELECT count(*) FROM ({select})").fetchone() or (0,))[0]
+
+
+def delete_day(conn: duckdb.DuckDBPyConnection, day: date) -> dict[str, int]:
+    """Delete one day of every lake table from DuckDB, in one transaction; rows deleted per table."""
+    deleted: dict[str, int] = {}
+    conn.begin()
+    try:
+        for table in LAKE_TABLES:
+            source = _hot(conn, table)
+            (count,) = conn.execute(f"SELECT count(*) FROM {source} WHERE {_day_of(table)} = $day",
+                                    {"day": day}).fetchone() or (0,)
+            conn.execute(f"DELETE FROM {source} WHERE {_day_of(table)} = $day", {"day": day})
+            deleted[table.name] = count
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return deleted
+
+
+def attach_lake(conn: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:
+    """Temporary views that shadow the lake tables with hot rows plus lake rows (the lake's copy
+    of a row still in DuckDB is left out), so every query of the store reads both. Returns the
+    tables that have lake files."""
+    attached = []
+    for table in LAKE_TABLES:
+        select = _lake_rows(Path(lake), table)
+        if select is None:
+            continue
+        hot = _hot(conn, table)
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW {table.name} AS SELECT {_columns(table)} FROM {hot}"
+                     f" UNION ALL BY NAME SELECT * FROM ({select}) AS lake_rows"
+                     f" WHERE NOT EXISTS (SELECT 1 FROM {hot} AS h WHERE h.{table.key} = lake_rows.{table.key})")
+        attached.append(table.name)
+    return attached
