@@ -1,7 +1,15 @@
-"""`evaluator run` throughput with the offline judge, and CLI start-up time."""
+"""`evaluator run` (offline judge): fixed cost per run, throughput and peak RSS against the
+code before issue 23 (the baseline commit, exported with `git archive` and run by the same
+interpreter in the same benchmark), and CLI start-up time.
+
+Trace files are generated here from the bundled sample (each copy gets a new trace id), never
+committed. Every run is its own `evaluator run` process; peak RSS is that process's ru_maxrss.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import subprocess
 import sys
@@ -11,6 +19,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "datasets" / "sample_traces.jsonl"
+BASELINE_COMMIT = "b60902a"
+"""main before issue 23: the embedded run through dramatiq's in-process broker."""
+MEMORY_SIZES = (100_000, 300_000, 1_000_000)
+QUICK_MEMORY_SIZES = (20_000, 50_000)
 
 
 def _row(metric, value, unit, baseline=None, baseline_value=None, goal=None, ratio=None):
@@ -29,17 +41,103 @@ def _median_seconds(command: list[str], repeats: int) -> float:
     return statistics.median(times)
 
 
-def run(quick: bool = False) -> list[dict]:
-    from evaluator.worker.embedded import run_embedded
+def write_traces(path: Path, count: int) -> Path:
+    """`count` traces: the sample's, cycled, each with a trace id of its own."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    ids = [json.loads(line)["trace_id"] for line in lines]
+    with open(path, "w", encoding="utf-8") as out:
+        for n in range(count):
+            k = n % len(lines)
+            out.write(lines[k].replace(ids[k], f"{n:010d}{ids[k][10:]}", 1) + "\n")
+    return path
 
+
+def _baseline_tree(tmp: Path) -> Path | None:
+    """The baseline commit's code, or None outside a git checkout that has it."""
+    tree = tmp / "baseline"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASELINE_COMMIT, "evaluator",
+                              "rubrics", "judges"], capture_output=True)
+    if archive.returncode != 0:
+        return None
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def _run(tree: Path, traces: Path, db: Path, rate: float) -> tuple[float, float, dict]:
+    """Wall seconds and peak RSS (MB) of one `evaluator run` process, and its summary."""
+    for stale in (db, db.with_suffix(".duckdb.wal")):
+        stale.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(tree), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    command = [sys.executable, "-m", "evaluator", "run", "--traces", str(traces), "--db", str(db),
+               "--sample-rate", str(rate), "--json"]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+    out = process.stdout.read() if process.stdout else b""
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"evaluator run in {tree} failed ({status})")
+    return wall, usage.ru_maxrss / 1024, json.loads(out)
+
+
+def _fixed_cost_rows(trees: dict[str, Path], tmp: Path, repeats: int) -> list[dict]:
+    """A run of one trace, minus importing what a run imports: the cost of a run itself."""
+    one = write_traces(tmp / "one.jsonl", 1)
+    imports = "import evaluator.cli, evaluator.worker.embedded, evaluator.monitoring.report"
+    fixed: dict[str, list[float]] = {name: [] for name in trees}
+    for _ in range(repeats):  # interleaved: the machine's load hits both alike
+        for name, tree in trees.items():
+            wall, _, _ = _run(tree, one, tmp / f"one-{name}.duckdb", 1.0)
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", imports], cwd=tree, check=True,
+                           env={**os.environ, "PYTHONPATH": str(tree)})
+            fixed[name].append(wall - (time.perf_counter() - started))
+    now = statistics.median(fixed["now"])
+    before = statistics.median(fixed["baseline"]) if "baseline" in fixed else None
+    return [_row("fixed cost per run beyond interpreter start and imports (1-trace file, median)",
+                 now * 1000, "ms", f"before issue 23 ({BASELINE_COMMIT})" if before else None,
+                 before and before * 1000, goal="<= 300 ms")]
+
+
+def _throughput_rows(trees: dict[str, Path], tmp: Path, count: int, repeats: int) -> list[dict]:
+    traces = write_traces(tmp / "throughput.jsonl", count)
+    rates: dict[str, list[float]] = {name: [] for name in trees}
+    for _ in range(repeats):
+        for name, tree in trees.items():
+            _, _, summary = _run(tree, traces, tmp / f"tp-{name}.duckdb", 1.0)
+            rates[name].append(summary["traces_read"] / summary["elapsed_s"])
+    now = statistics.median(rates["now"])
+    before = statistics.median(rates["baseline"]) if "baseline" in rates else None
+    return [_row(f"traces/s, offline judge, rate 1.0, 4 rubrics ({count:,} traces, median of "
+                 f"{repeats})", now, "traces/s", f"before issue 23 ({BASELINE_COMMIT})" if before
+                 else None, before, goal=">= 2x baseline")]
+
+
+def _memory_rows(tmp: Path, sizes: tuple[int, ...]) -> list[dict]:
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for rate in (0.10, 1.0):
-            report = run_embedded(SAMPLE, Path(tmp) / f"bench-{rate}.duckdb", "offline", rate)
-            rows.append(_row(f"traces/s read+sampled (rate {rate:g})", report.traces_read / report.elapsed_s,
-                             "traces/s"))
-            rows.append(_row(f"evaluations/s stored, offline judge (rate {rate:g})",
-                             report.evaluations / report.elapsed_s, "evals/s"))
+    for count in sizes:
+        traces = write_traces(tmp / "memory.jsonl", count)
+        wall, rss, summary = _run(ROOT, traces, tmp / "memory.duckdb", 1.0)
+        rows.append(_row(f"peak RSS, offline judge, rate 1.0, {count:,} traces "
+                         f"({summary['traces_read'] / summary['elapsed_s']:,.0f} traces/s)", rss,
+                         "MB", goal="<= 500 MB, flat"))
+        traces.unlink()
+    return rows
+
+
+def run(quick: bool = False) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        trees = {"now": ROOT}
+        baseline = _baseline_tree(tmp)
+        if baseline is not None:
+            trees["baseline"] = baseline
+        rows += _fixed_cost_rows(trees, tmp, 3 if quick else 5)
+        rows += _throughput_rows(trees, tmp, 5_000 if quick else 20_000, 1 if quick else 3)
+        rows += _memory_rows(tmp, QUICK_MEMORY_SIZES if quick else MEMORY_SIZES)
     repeats = 3 if quick else 7
     python_start = _median_seconds([sys.executable, "-c", "pass"], repeats)
     help_start = _median_seconds([sys.executable, "-m", "evaluator", "--help"], repeats)
@@ -49,5 +147,5 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    for r in run():
+    for r in run(quick="--quick" in sys.argv):
         print(r)

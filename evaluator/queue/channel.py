@@ -17,8 +17,8 @@ from evaluator.core.errors import BrokerError
 from evaluator.core.stage_timing import timed
 from evaluator.queue.messages import ResultBatch
 
-Entry = tuple[str, bytes | str]
-"""A channel entry: (id to acknowledge, encoded ResultBatch)."""
+Entry = tuple[str, bytes | str | ResultBatch]
+"""A channel entry: (id to acknowledge, encoded ResultBatch; in process, the batch itself)."""
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ class ResultChannel(Protocol):
 
 
 class InMemoryChannel:
-    """A thread-safe in-process channel for embedded mode and tests."""
+    """A thread-safe in-process channel for embedded mode and tests. It hands the batches over
+    as they are, never encoded: the publisher must not change a batch once published."""
 
     def __init__(self) -> None:
         self._queue: queue.Queue[Entry] = queue.Queue()
@@ -42,7 +43,7 @@ class InMemoryChannel:
 
     def publish(self, batch: ResultBatch) -> None:
         self._next_id += 1
-        self._queue.put((str(self._next_id), batch.to_json()))
+        self._queue.put((str(self._next_id), batch))
 
     def read(self, max_entries: int, block_ms: int) -> list[Entry]:
         entries: list[Entry] = []

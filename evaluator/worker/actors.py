@@ -15,6 +15,7 @@ from evaluator.core.records import DeadLetter, Trace
 from evaluator.core.retry import Backoff, RetryPolicy, retry_call_async
 from evaluator.core.rows import StoredTrace
 from evaluator.core.settings import DEFAULTS, Settings
+from evaluator.core.work import WorkItem
 from evaluator.judges.base import JudgeClient
 from evaluator.judges.budget import RunBudget
 from evaluator.pii.masking import storage_masker
@@ -73,21 +74,34 @@ async def process_message(context: WorkerContext, message: dict[str, Any],
     each judge call is counted as spend and published, and each trace's results too, as soon
     as they complete (`early`, evaluator.worker.early_results): `early.rest(batch)` is what is
     left to publish."""
-    source = f"queue:{message.get('run_id') or 'service'}"
     settings = context.settings or DEFAULTS
-    items, dead = decode_items(message.get("items") or [], source, settings.max_text_chars)
+    items, dead = decode_items(message.get("items") or [], _source(message.get("run_id")),
+                               settings.max_text_chars)
+    return await process_items(context, items, dead, str(message.get("judge") or "offline"),
+                               message.get("rubrics"), message.get("run_id"), early)
+
+
+def _source(run_id: str | None) -> str:
+    return f"queue:{run_id or 'service'}"
+
+
+async def process_items(context: WorkerContext, items: list[WorkItem], dead: list[DeadLetter],
+                        judge_name: str, rubric_refs: Sequence[str] | None, run_id: str | None,
+                        early: EarlyResults | None = None) -> ResultBatch:
+    """process_message for items already decoded (the embedded run hands them over in
+    process); `dead` are the message's dead letters so far."""
+    settings = context.settings or DEFAULTS
     try:
-        judge = context.judge(str(message.get("judge") or "offline"))
-        rubrics = context.rubrics(message.get("rubrics"))
+        judge = context.judge(judge_name)
+        rubrics = context.rubrics(rubric_refs)
     except EvaluatorError as exc:
-        dead.extend(DeadLetter.from_error(source, {"trace": i.trace.model_dump(mode="json")}, exc)
+        dead.extend(DeadLetter.from_error(_source(run_id), {"trace": i.trace.model_dump(mode="json")}, exc)
                     for i in items)
         return ResultBatch(dead_letters=dead)
     traces = [StoredTrace(_for_storage(i.trace, settings), i.decision.reason, i.decision.weight) for i in items]
     early = early or EarlyResults(context.channel, context.spend)
     early.expect(traces, len(rubrics))
-    judged = await evaluate_batch(items, rubrics, judge, message.get("run_id"), early.judged,
-                                  early.called)
+    judged = await evaluate_batch(items, rubrics, judge, run_id, early.judged, early.called)
     metrics().record_evaluations(judged.evaluations)
     return ResultBatch(evaluations=judged.evaluations, traces=traces, dead_letters=dead,
                        judge_calls=judged.judge_calls)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import dramatiq
 
 from evaluator.core.records import DeadLetter
 from evaluator.core.settings import DEFAULTS, Settings
@@ -18,23 +19,29 @@ from evaluator.core.work import WorkItem
 from evaluator.ingest.files import TraceFormat, WorkCounts, stream_work
 from evaluator.judges.budget import RunBudget
 from evaluator.judges.config import load_judge_config
-from evaluator.queue.broker import build_broker
 from evaluator.queue.channel import InMemoryChannel
-from evaluator.queue.messages import QUEUE_NAME, ResultBatch, encode_items, work_message
+from evaluator.queue.messages import ResultBatch
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.config import check_rubric_names, sampling_policy
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.sampling.spend import BudgetPacer
 from evaluator.store import RubricSummary, Scope, Store, WriteResult
 from evaluator.store.ledger_spend import LedgerSpend
-from evaluator.worker.actors import WorkerContext, register_evaluate_actor
+from evaluator.worker.actors import WorkerContext, process_items
+from evaluator.worker.early_results import EarlyResults
 from evaluator.worker.evaluation_events import evaluation_events
 from evaluator.worker.sink import Sink
 
-MAX_WAITING_MESSAGES = 4
-"""Work messages queued per worker thread before the reader waits."""
-MAX_WAITING_RESULTS = 16
+MAX_WAITING_CHUNKS = 16
+"""Chunks of sampled traces read ahead of the judging loop before the reader waits."""
+MAX_WAITING_RESULTS = 64
 """Results-channel entries waiting for the sink before the reader waits."""
+SINK_HOLD_S = 2.0
+"""The sink keeps the store open across flushes while results keep coming, at most this long."""
+SINK_POLL_MS = 20
+"""How long one sink read waits: it bounds how long the sink takes to stop at the end."""
+WAIT_S = 0.05
+"""How often the reader, waiting to hand a chunk over, checks that the judging loop still runs."""
 PROGRESS_INTERVAL_S = 0.1
 """At most one progress report this often, plus the last one."""
 
@@ -156,7 +163,7 @@ def run_embedded(
     rubric_refs: Sequence[str] = (),
     settings: Settings | None = None,
     batch_size: int = 20,
-    worker_threads: int = 4,
+    concurrent_chunks: int = 4,
     fmt: TraceFormat = "jsonl",
     max_cost_usd: float | None = None,
     on_progress: OnProgress | None = None,
@@ -181,7 +188,7 @@ def run_embedded(
     progress = _ProgressReporter(on_progress)
     try:
         counts = _evaluate(traces_path, db_path, judge_name, policy, rubric_refs, registry,
-                           settings, budget, batch_size, worker_threads, fmt, report.run_id,
+                           settings, budget, batch_size, concurrent_chunks, fmt, report.run_id,
                            progress)
     except BaseException:
         with Store(db_path) as store:  # never leave the run 'running'
@@ -204,70 +211,85 @@ def run_embedded(
 
 
 class EmbeddedPipeline:
-    """The in-process broker, `worker_threads` workers and a sink thread writing `db_path`, all
-    running from construction until `close`. `send` and `keep` wait while the work queue or the
-    results channel is full (memory follows the batch size); `full` says whether they would."""
+    """A judging loop (its own thread, `concurrency` chunks judged at once) and a sink thread
+    writing `db_path`, running from construction until `close`. Work items and results are
+    handed over as objects, in chunks. `send` and `keep` wait while too many chunks wait to be
+    judged or too many results wait for the sink (memory follows the chunk size, not the
+    input); `full` says whether they would. With `hold_s`, the sink keeps the store open across
+    flushes up to that long (see Sink)."""
 
     def __init__(self, db_path: Path, judge_name: str, rubric_refs: Sequence[str],
                  registry: RubricRegistry, settings: Settings, budget: RunBudget | None = None,
-                 worker_threads: int = 4, run_id: str | None = None,
-                 on_written: Callable[[ResultBatch, WriteResult], None] | None = None) -> None:
-        self._judge_name = judge_name
-        self._rubric_refs = tuple(rubric_refs)
-        self._run_id = run_id
-        self._worker_threads = worker_threads
-        self.broker = build_broker(None)
+                 concurrency: int = 4, run_id: str | None = None,
+                 on_written: Callable[[ResultBatch, WriteResult], None] | None = None,
+                 hold_s: float = 0.0) -> None:
         self.channel = InMemoryChannel()
-        self._actor = register_evaluate_actor(self.broker, WorkerContext(
-            registry, self.channel, settings.judges_dir, budget, settings=settings))
+        context = WorkerContext(registry, self.channel, settings.judges_dir, budget, settings=settings)
         self._stop = threading.Event()
         self._events = evaluation_events(settings)
-        self._sink_thread = threading.Thread(target=Sink(self.channel, Path(db_path),
-                                                         on_written=on_written, events=self._events).run,
-                                             args=(self._stop,), name="evaluator-sink")
+        self._sink_thread = threading.Thread(
+            target=Sink(self.channel, Path(db_path), on_written=on_written, events=self._events,
+                        hold_s=hold_s, poll_ms=SINK_POLL_MS).run,
+            args=(self._stop,), name="evaluator-sink")
+        self._chunks: queue.Queue[list[WorkItem] | None] = queue.Queue(maxsize=MAX_WAITING_CHUNKS)
+        self._judging_thread = ThreadPoolExecutor(1, thread_name_prefix="evaluator-judging")
+        self._judging = self._judging_thread.submit(asyncio.run, _judge_chunks(
+            context, self._chunks, judge_name, tuple(rubric_refs), run_id, concurrency))
         self._sink_thread.start()
-        self._worker = dramatiq.Worker(self.broker, worker_threads=worker_threads)
-        self._work_queue = self.broker.queues[QUEUE_NAME]
-        self._worker.start()
 
     def full(self) -> bool:
-        return (self._work_queue.qsize() >= MAX_WAITING_MESSAGES * self._worker_threads
-                or self.channel.depth() >= MAX_WAITING_RESULTS)
+        return self._chunks.full() or self.channel.depth() >= MAX_WAITING_RESULTS
 
     def send(self, items: list[WorkItem]) -> None:
-        _wait_below(self._work_queue.qsize, MAX_WAITING_MESSAGES * self._worker_threads,
-                    self._sink_thread)
-        self._actor.send(work_message(encode_items(items), self._judge_name, self._rubric_refs,
-                                      self._run_id))
+        _wait_below(self.channel.depth, MAX_WAITING_RESULTS, self._sink_thread)
+        self._hand_over(items)
 
     def keep(self, dead: list[DeadLetter]) -> None:
         _wait_below(self.channel.depth, MAX_WAITING_RESULTS, self._sink_thread)
         self.channel.publish(ResultBatch(dead_letters=dead))
 
     def join(self) -> None:
-        """Wait until every message sent so far is judged (raises what a worker raised)."""
-        self.broker.join(QUEUE_NAME, fail_fast=True)
+        """Wait until every chunk sent is judged (raises what the judging loop raised); send
+        nothing after it."""
+        self._hand_over(None)
+        self._judging.result()
 
     def close(self) -> None:
-        """Stop the workers, then let the sink write what is left, and stop it."""
-        self._worker.stop()
+        """End the judging loop (unjudged chunks are dropped: call join first to judge them),
+        then let the sink write what is left, and stop it."""
+        if not self._judging.done():
+            _drain(self._chunks)
+            self._chunks.put(None)
+        self._judging_thread.shutdown(wait=True)
         self._stop.set()
         self._sink_thread.join()
-        self.broker.close()
         if self._events is not None:
             self._events.shutdown()
+
+    def _hand_over(self, chunk: list[WorkItem] | None) -> None:
+        while True:
+            if self._judging.done():  # it stopped early: raise what stopped it
+                self._judging.result()
+                raise RuntimeError("the judging loop stopped before every chunk was handed over")
+            try:
+                self._chunks.put(chunk, timeout=WAIT_S)
+                return
+            except queue.Full:
+                continue
 
 
 def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: SamplingPolicy,
               rubric_refs: Sequence[str], registry: RubricRegistry, settings: Settings,
-              budget: RunBudget | None, batch_size: int, worker_threads: int, fmt: TraceFormat,
+              budget: RunBudget | None, batch_size: int, concurrency: int, fmt: TraceFormat,
               run_id: str, progress: _ProgressReporter) -> WorkCounts:
-    """Stream the file through an embedded pipeline that runs meanwhile."""
+    """Stream the file through an embedded pipeline that runs meanwhile; its sink holds the
+    store across flushes (this process is the only writer while the run lasts)."""
     pipeline = EmbeddedPipeline(db_path, judge_name, rubric_refs, registry, settings, budget,
-                                worker_threads, run_id, on_written=progress.written)
+                                concurrency, run_id, on_written=progress.written, hold_s=SINK_HOLD_S)
     try:
         counts = stream_work(Path(traces_path), policy, pipeline.send, pipeline.keep, fmt,
-                             LedgerSpend(Path(db_path)), batch_size, settings, progress.read)
+                             LedgerSpend(Path(db_path), beside_writer=True), batch_size, settings,
+                             progress.read)
         progress.reading_done(counts)
         pipeline.join()
     finally:
@@ -276,8 +298,57 @@ def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: Samplin
     return counts
 
 
+async def _judge_chunks(context: WorkerContext, chunks: queue.Queue[list[WorkItem] | None],
+                        judge_name: str, rubric_refs: Sequence[str], run_id: str,
+                        concurrency: int) -> None:
+    """Judge the chunks as they come, `concurrency` at a time, until the None that ends them.
+    Each chunk's results reach the channel as they complete (as a worker's do). A chunk that
+    raises stops the loop, and the loop raises it once the chunks being judged are done."""
+    loop = asyncio.get_running_loop()
+    slots = asyncio.Semaphore(concurrency)
+    running: set[asyncio.Task] = set()
+
+    async def judge(items: list[WorkItem]) -> None:
+        try:
+            early = EarlyResults(context.channel, context.spend)
+            rest = early.rest(await process_items(context, items, [], judge_name, rubric_refs,
+                                                  run_id, early))
+            if len(rest):
+                context.channel.publish(rest)
+        finally:
+            slots.release()
+
+    failed: list[BaseException] = []
+
+    def done(task: asyncio.Task) -> None:
+        running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            failed.append(task.exception())  # type: ignore[arg-type]
+
+    while not failed:
+        await slots.acquire()
+        items = await loop.run_in_executor(None, chunks.get)
+        if items is None:
+            break
+        task = asyncio.create_task(judge(items))
+        running.add(task)
+        task.add_done_callback(done)
+    await asyncio.gather(*running, return_exceptions=True)
+    if failed:  # a bug, not bad input (that ends as dead letters): the run fails
+        raise failed[0]
+
+
+def _drain(chunks: queue.Queue) -> None:
+    """Empty the queue, so the None put after it is the next thing read."""
+    try:
+        while True:
+            chunks.get_nowait()
+    except queue.Empty:
+        pass
+
+
 def _wait_below(depth: Callable[[], int], limit: int, sink_thread: threading.Thread) -> None:
-    """Back-pressure for the reader: wait while `depth()` is at `limit` (the workers and the sink
-    drain it), unless the sink has stopped."""
+    """Back-pressure for the reader: wait while `depth()` is at `limit` (the sink drains it),
+    unless the sink has stopped."""
     while depth() >= limit and sink_thread.is_alive():
         time.sleep(0.005)

@@ -38,17 +38,24 @@ class LakeRetention:
 
 
 class Sink:
-    """Batches results by size or age. The store file is held open only while writing, so
-    `evaluator report` can read it between flushes. Each flush pays an open and a checkpoint
-    (~50 ms), so a backlog is drained in batches of up to 20,000 rows."""
+    """Batches results by size or age. By default the store file is held open only while
+    writing, so `evaluator report` can read it between flushes; each flush then pays an open
+    and a checkpoint (~50 ms), so a backlog is drained in batches of up to 20,000 rows. With
+    `hold_s` (the embedded run: its own process is the only writer), the file stays open across
+    flushes and is closed after a flush once it has been held that long, so a reader waiting for
+    the lock gets it while the next batch gathers; a batch then gathers for the whole
+    `max_wait_s` (or `max_rows`), not only until the channel runs dry."""
 
     def __init__(self, channel: ResultChannel, db_path: Path, max_rows: int = 20_000,
                  max_wait_s: float = 0.5,
                  on_written: Callable[[ResultBatch, WriteResult], None] | None = None,
                  events: EvaluationEvents | None = None,
-                 retention: LakeRetention | None = None) -> None:
+                 retention: LakeRetention | None = None,
+                 hold_s: float = 0.0, poll_ms: int = 200) -> None:
         """`on_written` hears of each committed batch and the rows it actually inserted;
-        `events` gets every committed evaluation (queued for export: the sink never waits)."""
+        `events` gets every committed evaluation (queued for export: the sink never waits).
+        `poll_ms` is how long one read waits for results: it bounds how long `run` takes to
+        notice its stop event."""
         self.events = events
         self.retention = retention
         self._rolled_at: float | None = None
@@ -57,23 +64,30 @@ class Sink:
         self.db_path = Path(db_path)
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
+        self.hold_s = hold_s
+        self.poll_ms = poll_ms
         self.rows_written = 0
         self._unwritten: tuple[ResultBatch, list[str]] | None = None
+        self._store: Store | None = None
+        self._opened_at = 0.0
+        self._stopping = threading.Event()
 
-    def drain_once(self, block_ms: int = 200) -> int:
+    def drain_once(self, block_ms: int | None = None) -> int:
         """Collect up to max_rows or max_wait_s worth of entries, write them, ack them.
 
         A batch that fails to write stays in memory (unacknowledged) and is retried first.
         """
         if self._unwritten is None:
-            self._unwritten = self._collect(block_ms)
+            self._unwritten = self._collect(self.poll_ms if block_ms is None else block_ms)
         pending, entry_ids = self._unwritten
         if not entry_ids:
             self._unwritten = None
+            self.release()
             return 0
-        written = Store.write_once(self.db_path, pending.evaluations, pending.traces,
-                                   pending.dead_letters, judge_calls=pending.judge_calls)
+        written = self._write(pending)
         self._unwritten = None
+        if time.monotonic() - self._opened_at >= self.hold_s:
+            self.release()
         if self.events is not None:
             self.events.emit(pending.evaluations, (stored.trace for stored in pending.traces))
         if self.on_written is not None:
@@ -100,10 +114,30 @@ class Sink:
         for day in rolled:
             log.info("sink: moved %s to the lake %s: %s", day.day, self.retention.lake, day.rows)
 
+    def _write(self, pending: ResultBatch) -> WriteResult:
+        if self.hold_s <= 0:
+            return Store.write_once(self.db_path, pending.evaluations, pending.traces,
+                                    pending.dead_letters, judge_calls=pending.judge_calls)
+        if self._store is None:
+            self._store, self._opened_at = Store(self.db_path), time.monotonic()
+        try:
+            return self._store.write_batch(pending.evaluations, pending.traces,
+                                           pending.dead_letters, pending.judge_calls)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Close the store if this sink holds it open."""
+        if self._store is not None:
+            store, self._store = self._store, None
+            store.close()
+
     def _collect(self, block_ms: int) -> tuple[ResultBatch, list[str]]:
         pending = ResultBatch()
         entry_ids: list[str] = []
         deadline = time.monotonic() + self.max_wait_s
+        gather_until_deadline = self.hold_s > 0 and not self._stopping.is_set()
         while len(pending) < self.max_rows and time.monotonic() < deadline:
             try:
                 entries = self.channel.read(max_entries=100, block_ms=block_ms)
@@ -116,6 +150,8 @@ class Sink:
                             "so far", exc, len(entry_ids))
                 break
             if not entries:
+                if gather_until_deadline and not self._stopping.is_set():
+                    continue
                 break
             for entry_id, encoded in entries:
                 entry_ids.append(entry_id)
@@ -123,7 +159,9 @@ class Sink:
         return pending, entry_ids
 
     @staticmethod
-    def _decode(entry_id: str, encoded: bytes | str) -> ResultBatch:
+    def _decode(entry_id: str, encoded: bytes | str | ResultBatch) -> ResultBatch:
+        if isinstance(encoded, ResultBatch):  # handed over in process
+            return encoded
         try:
             return ResultBatch.from_json(encoded)
         except Exception as exc:  # a corrupt entry is kept as a dead letter, not dropped
@@ -135,6 +173,7 @@ class Sink:
         """Drain until `stop` is set, then drain what is left. Failures (Redis down, store
         locked) are logged and retried every retry_delay_s (a wait that `stop` cuts short);
         unacknowledged entries are never dropped."""
+        self._stopping = stop
 
         def drain_until_stopped() -> None:
             while not stop.is_set():
@@ -147,6 +186,9 @@ class Sink:
         # store locked, Redis restarting: the batch is kept and tried again
         policy = RetryPolicy(Backoff(retry_delay_s, cap_s=math.inf, jitter="none", multiplier=1.0),
                              is_retryable=lambda exc: isinstance(exc, Exception))
-        retry_call(drain_until_stopped, policy, on_retry=warn, sleep=stop.wait)
-        while self.drain_once(block_ms=50):
-            pass
+        try:
+            retry_call(drain_until_stopped, policy, on_retry=warn, sleep=stop.wait)
+            while self.drain_once(block_ms=min(50, self.poll_ms)):
+                pass
+        finally:
+            self.release()

@@ -1,0 +1,100 @@
+"""The embedded run judges traces in chunks as they are read and hands results to a sink that
+keeps the store open across flushes (issue 23 items 1 and 2): the same rows as the pipeline
+alone, every sampled trace stored once, the store released when the run ends."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+import evaluator.worker.embedded
+from evaluator.core.errors import StoreError
+from evaluator.core.settings import DEFAULTS
+from evaluator.ingest.files import collect_work
+from evaluator.judges.factory import load_judge
+from evaluator.judges.runtime import default_runtime
+from evaluator.queue.channel import InMemoryChannel
+from evaluator.queue.messages import ResultBatch
+from evaluator.rubrics import RubricRegistry
+from evaluator.sampling.policy import SamplingPolicy
+from evaluator.store import Store
+from evaluator.worker.embedded import run_embedded
+from evaluator.worker.pipeline import evaluate_items
+from evaluator.worker.sink import Sink
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "datasets" / "sample_traces.jsonl"
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory) -> Path:
+    """130 sample traces: more than a few chunks of 20, and a last chunk that is not full."""
+    path = tmp_path_factory.mktemp("streaming") / "t.jsonl"
+    with open(SAMPLE, encoding="utf-8") as lines:
+        path.write_text("".join(itertools.islice(lines, 130)), encoding="utf-8")
+    return path
+
+
+def test_a_streamed_run_stores_what_the_pipeline_alone_gives_for_every_trace(tmp_path, traces):
+    db = tmp_path / "run.duckdb"
+    report = run_embedded(traces, db, "offline", sample_rate=1.0, batch_size=20, concurrent_chunks=3)
+    registry = RubricRegistry.load(DEFAULTS.rubrics_dir)
+    work = collect_work(traces, SamplingPolicy(1.0), settings=DEFAULTS)
+    judge = load_judge("offline", DEFAULTS.judges_dir, default_runtime(DEFAULTS))
+    expected = asyncio.run(evaluate_items(work.items, registry.latest(), judge, report.run_id))
+    with Store(db, read_only=True) as store:
+        stored = store.evaluations(run_id=report.run_id)
+        stored_traces = store.traces()
+
+    def key(e):
+        return (e.evaluation_id, e.status, e.label, e.score, e.prompt_hash, e.sample_reason,
+                e.sample_weight, e.reason)
+
+    assert report.sampled == 130 and len(stored_traces) == 130
+    assert len(stored) == 130 * len(registry.latest()) == report.evaluations
+    assert sorted(map(key, stored)) == sorted(map(key, expected))
+
+
+def test_a_failing_judging_loop_fails_the_run_instead_of_hanging(tmp_path, traces, monkeypatch):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("the judge exploded")
+
+    monkeypatch.setattr(evaluator.worker.embedded, "process_items", broken)
+    db = tmp_path / "broken.duckdb"
+    with pytest.raises(RuntimeError, match="judge exploded"):
+        run_embedded(traces, db, "offline", sample_rate=1.0, batch_size=5, concurrent_chunks=1)
+    with Store(db, read_only=True) as store:  # released: a reader gets in
+        assert [run.status for run in store.runs()] == ["failed"]
+
+
+def _batch_with_a_dead_letter(n: int) -> ResultBatch:
+    from evaluator.core.records import DeadLetter
+
+    return ResultBatch(dead_letters=[DeadLetter(dead_letter_id=f"d{n}", source="test",
+                                                payload=json.dumps({"n": n}), error="bad")])
+
+
+def test_a_holding_sink_keeps_the_store_open_across_flushes_and_releases_it(tmp_path):
+    channel, db = InMemoryChannel(), tmp_path / "held.duckdb"
+    sink = Sink(channel, db, max_wait_s=0.05, hold_s=3600.0, poll_ms=10)
+    for n in range(2):
+        channel.publish(_batch_with_a_dead_letter(n))
+        assert sink.drain_once() == 1
+    with pytest.raises(StoreError, match="locked"):  # held by the sink between flushes
+        Store(db, read_only=True, lock_timeout_s=0.05)
+    sink.release()
+    with Store(db, read_only=True) as store:
+        assert store.dead_letter_count() == 2
+
+
+def test_a_sink_without_hold_closes_the_store_after_each_flush(tmp_path):
+    channel, db = InMemoryChannel(), tmp_path / "open-close.duckdb"
+    sink = Sink(channel, db, max_wait_s=0.05, poll_ms=10)
+    channel.publish(_batch_with_a_dead_letter(0))
+    assert sink.drain_once() == 1
+    with Store(db, read_only=True, lock_timeout_s=0.05) as store:
+        assert store.dead_letter_count() == 1
