@@ -299,7 +299,7 @@ def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: Samplin
 
 
 async def _judge_chunks(context: WorkerContext, chunks: queue.Queue[list[WorkItem] | None],
-                        judge_name: str, rubric_refs: Sequence[str], run_id: str,
+                        judge_name: str, rubric_refs: Sequence[str], run_id: str | None,
                         concurrency: int) -> None:
     """Judge the chunks as they come, `concurrency` at a time, until the None that ends them.
     Each chunk's results reach the channel as they complete (as a worker's do). A chunk that
