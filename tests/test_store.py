@@ -336,3 +336,33 @@ def test_reports_read_while_a_writer_process_loops(db):
     assert reads >= 20 and written > 1000
     with Store(db, read_only=True) as store:
         assert store.rubric_summary()[0].evaluated == written
+
+
+def test_threads_of_one_process_opening_a_new_file_migrate_it_once(tmp_path):
+    """The sink and the alert schedule of one worker open a fresh file at the same moment:
+    DuckDB shares one database between them, so without a process-wide guard both see every
+    migration pending and the second fails ("replay_items already exists")."""
+    import threading
+
+    for attempt in range(20):
+        path = tmp_path / f"fresh-{attempt}.duckdb"
+        start = threading.Barrier(4)
+        failures: list[BaseException] = []
+
+        def open_store(path: Path = path, start: threading.Barrier = start,
+                       failures: list[BaseException] = failures) -> None:
+            start.wait()
+            try:
+                with Store(path):
+                    pass
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_store) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        with Store(path, read_only=True) as store:
+            assert applied_numbers(store.conn) == [m.number for m in MIGRATIONS]

@@ -8,6 +8,7 @@ process, with short backoff, up to lock_timeout_s.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -69,6 +70,18 @@ def _connect(path: Path, read_only: bool, lock_timeout_s: float) -> duckdb.DuckD
         raise StoreError(f"cannot open the store {path}: {exc}") from exc
 
 
+_MIGRATING: dict[Path, threading.Lock] = {}
+_MIGRATING_GUARD = threading.Lock()
+
+
+def _migration_lock(path: Path) -> threading.Lock:
+    """One lock per file in this process. DuckDB's file lock keeps other processes out, but the
+    threads of one process (a worker's sink and its alert schedule) share one database: both
+    would see a new file's migrations pending and the second would fail on the first's tables."""
+    with _MIGRATING_GUARD:
+        return _MIGRATING.setdefault(path.resolve(), threading.Lock())
+
+
 class Store:
     """One open DuckDB file. Use one Store per thread, and close it as soon as you can."""
 
@@ -91,7 +104,8 @@ class Store:
             if read_only:
                 require_current(self._conn, str(self.path))
             else:
-                apply_migrations(self._conn, str(self.path))
+                with _migration_lock(self.path):
+                    apply_migrations(self._conn, str(self.path))
             if lake is not None:
                 lake_queries.attach_lake(self._conn, Path(lake))
         except BaseException:
