@@ -73,7 +73,7 @@ def test_failures_become_items_deduplicated_by_input(db: Path, tmp_path: Path):
     first = items[1]
     assert first.input == "What does plan A include?" and first.output == "Plan A includes 10 GB."
     assert first.context == ["Plan A includes 10 GB."]
-    assert first.expected == {"hallucination": "hallucinated", "relevance": "relevant"}
+    assert first.expected_labels == {"hallucination": "hallucinated", "relevance": "relevant"}
     assert first.label_source == "judge"
     assert first.metadata["failed"] == ["hallucination"] and first.metadata["judge"] == "offline"
     assert first.metadata["system"] == "Answer from the context."
@@ -148,12 +148,12 @@ def test_human_labels_confirm_override_and_mark_items(db: Path, tmp_path: Path):
     # t1's judge failure was overruled by a person; t2 (same input) now stands for it.
     assert set(by_trace) == {"t2", "t3", "t4"}
     assert by_trace["t4"].label_source == "human"  # majority of annotators: irrelevant
-    assert by_trace["t4"].expected == {"hallucination": "factual", "relevance": "irrelevant"}
+    assert by_trace["t4"].expected_labels == {"hallucination": "factual", "relevance": "irrelevant"}
     assert by_trace["t4"].metadata["human_labeled"] == ["relevance"]
     assert by_trace["t3"].label_source == "judge"
     human = read_dataset(build_dataset(options(db, name="human", label_source="human"),
                                        tmp_path, REGISTRY).path)
-    assert [(i.metadata["source_trace_id"], i.expected) for i in human] == [
+    assert [(i.metadata["source_trace_id"], i.expected_labels) for i in human] == [
         ("t4", {"relevance": "irrelevant"})]
     judge = read_dataset(build_dataset(options(db, name="judge", label_source="judge"),
                                        tmp_path, REGISTRY).path)
@@ -178,7 +178,7 @@ def test_a_build_never_overwrites_a_dataset_it_cannot_read(db: Path, tmp_path: P
     assert path.read_text(encoding="utf-8") == "{not json\n"
 
 
-GOOD = {"id": "a", "input": "Q?", "output": "A.", "expected": {"relevance": "relevant"},
+GOOD = {"id": "a", "input": "Q?", "output": "A.", "expected_labels": {"relevance": "relevant"},
         "label_source": "human"}
 
 
@@ -190,8 +190,8 @@ def test_validate_lists_every_bad_line_with_its_number(tmp_path: Path):
         json.dumps({**GOOD, "id": "b", "label_source": "crowd"}),
         "",
         json.dumps({**GOOD}),
-        json.dumps({**GOOD, "id": "c", "expected": {"relevance": "great"}}),
-        json.dumps({**GOOD, "id": "d", "expected": {"tone": "warm"}}),
+        json.dumps({**GOOD, "id": "c", "expected_labels": {"relevance": "great"}}),
+        json.dumps({**GOOD, "id": "d", "expected_labels": {"tone": "warm"}}),
         json.dumps({**GOOD, "id": "e", "input": [{"role": "user", "content": "Hi"}], "extra": 1}),
         json.dumps({**GOOD, "id": "f", "input": ""}),
     ]

@@ -171,7 +171,7 @@ def test_absolute_floors(db: Path):
 def test_a_dataset_file_is_a_baseline_through_its_expected_labels(db: Path, tmp_path: Path):
     path = tmp_path / "regressions.jsonl"
     write_dataset(path, [DatasetItem(id=item, input=f"Q {item}?", label_source="judge",
-                                     expected={"hallucination": label, "tone": "warm"})
+                                     expected_labels={"hallucination": label, "tone": "warm"})
                          for item, label in BASE.items()])
     store_run(db, "new", flipped(BASE, to_fail=18, to_pass=0), dataset=str(path))
     by_default = gate(db, baseline=None)  # the run's own dataset
@@ -349,7 +349,7 @@ def test_rejudged_outputs_against_expected_labels_measure_the_judge(db: Path, tm
 
     path = tmp_path / "regressions.jsonl"
     write_dataset(path, [DatasetItem(id=item, input=f"Q {item}?", label_source="judge",
-                                     expected={"hallucination": label})
+                                     expected_labels={"hallucination": label})
                          for item, label in BASE.items()])
     store_run(db, "rejudged", flipped(BASE, to_fail=0, to_pass=6), dataset=str(path))
     result = gate(db, run="rejudged", baseline=None)

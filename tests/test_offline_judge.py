@@ -151,7 +151,7 @@ def test_rubrics_check_with_the_offline_judge_warns_it_does_not_read_rubric_text
     (rubrics / "hallucination" / "v2.jinja").write_text(reworded, encoding="utf-8")
     monkeypatch.setenv("EVALUATOR_RUBRICS_DIR", str(rubrics))
     item = {"id": "g1", "input": QUESTION, "context": CONTEXT, "output": GROUNDED,
-            "expected": {"hallucination": "factual"}, "label_source": "human"}
+            "expected_labels": {"hallucination": "factual"}, "label_source": "human"}
     golden = tmp_path / "golden.jsonl"
     golden.write_text(json.dumps(item) + "\n", encoding="utf-8")
     args = ["rubrics", "check", "hallucination@v2", "--golden", str(golden), "--judge", "offline",

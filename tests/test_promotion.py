@@ -63,12 +63,12 @@ def golden(tmp_path: Path) -> Path:
             continue  # the offline judge leaves hallucination without context unscored
         items.append({"id": trace["trace_id"], "input": trace["input"],
                       "context": trace["context"], "output": trace["output"],
-                      "expected": expected, "label_source": "human",
+                      "expected_labels": expected, "label_source": "human",
                       "metadata": {"system": trace.get("system")}})
         if len(items) == GOLDEN_ITEMS:
             break
     items.append({**items[0], "id": "by-judge", "label_source": "judge"})
-    items.append({**items[1], "id": "no-hallucination", "expected": {"refusal": "complied"}})
+    items.append({**items[1], "id": "no-hallucination", "expected_labels": {"refusal": "complied"}})
     path = tmp_path / "golden.jsonl"
     path.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
     return path
@@ -103,7 +103,7 @@ def test_worse_candidate_fails_on_kappa_and_flips(rubrics_dir: Path, golden: Pat
     candidate, current = registry.get("hallucination@v2"), registry.get("hallucination@v1")
     result = check_promotion(candidate, current, golden, load_judge("offline"), n_boot=0)
     items, _ = read_golden(golden, "hallucination")
-    expected = [item.expected for item in items]
+    expected = [item.expected_label for item in items]
     judge = load_judge("offline")
     work = [WorkItem(item.trace, GOLDEN) for item in items]
     for rubric, reported in ((candidate, result.candidate_kappa), (current, result.current_kappa)):
@@ -166,13 +166,13 @@ def test_against_and_one_line_errors(rubrics_dir: Path, golden: Path, monkeypatc
 
 def test_golden_file_errors_name_the_line(tmp_path: Path):
     path = tmp_path / "golden.jsonl"
-    path.write_text('{"id": "a", "input": "q", "output": "x", "expected": {}, '
+    path.write_text('{"id": "a", "input": "q", "output": "x", "expected_labels": {}, '
                     '"label_source": "human"}\n\n{"input": "q", "label_source": "human"}\n',
                     encoding="utf-8")
     with pytest.raises(DatasetError, match=r"1 invalid line\(s\): line 3: field 'id'"):
         read_golden(path, "hallucination")
     path.write_text('{"id": "a", "input": "q", "context": "not a list", "label_source": "human",'
-                    ' "expected": {"hallucination": "factual"}}\n', encoding="utf-8")
+                    ' "expected_labels": {"hallucination": "factual"}}\n', encoding="utf-8")
     with pytest.raises(DatasetError, match="line 1: field 'context'"):
         read_golden(path, "hallucination")
     with pytest.raises(DatasetError, match="not found"):

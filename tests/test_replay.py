@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,9 @@ from evaluator.store import Store
 from evaluator.store.replay_queries import item_counts
 from tests.support.openai_server import OpenAIServer
 
-RUBRICS = 4
+RUBRICS = 5
+JUDGED_RUBRICS = RUBRICS - 1
+"""Every rubric but correctness judges the items (they carry no reference answer)."""
 
 
 def make_items(n: int) -> list[DatasetItem]:
@@ -36,7 +39,7 @@ def make_items(n: int) -> list[DatasetItem]:
                                           {"role": "user", "content": question}],
             context=[f"Plan {i} includes {i} GB of storage."] if i % 5 else [],
             output=f"Plan {i} includes {i} GB of storage.",
-            expected={"hallucination": "factual"}, label_source="judge",
+            expected_labels={"hallucination": "factual"}, label_source="judge",
             metadata={"source_trace_id": f"trace-{i}", "system": "Answer from the context."}))
     return items
 
@@ -91,7 +94,8 @@ def test_replay_rejudges_stored_outputs_and_records_a_manifest(dataset: Path, tm
     assert {e.trace_id for e in evaluations} == {replay_trace_id("r1", f"item-{i:03d}")
                                                  for i in range(12)}
     skipped = [e for e in evaluations if e.status == "skipped"]
-    assert {e.rubric for e in skipped} == {"faithfulness"} and len(skipped) == 3  # no context
+    assert Counter(e.rubric for e in skipped) == {"faithfulness": 3,  # no context
+                                                  "correctness": 12}  # no reference answer
     assert run.kind == "replay" and run.status == "completed"
     manifest = run.manifest
     assert manifest["git"] == {"commit": git(app, "rev-parse", "HEAD"), "dirty": False}
@@ -273,7 +277,7 @@ def test_unchanged_replay_makes_zero_judge_calls(dataset: Path, tmp_path: Path, 
         settings = llm_settings(server)
         first = start_replay(dataset, db, settings, judge_name="local-test", run_id="first")
         calls = server.stats.total
-        assert calls == first.judge_calls == 12 * RUBRICS - 3  # faithfulness skips 3 items
+        assert calls == first.judge_calls == 12 * JUDGED_RUBRICS - 3  # faithfulness skips 3 items
         assert sum(s.scored for s in first.summaries) == calls
         reset_default_runtime()  # as a new process would: only the cache file carries over
         second = start_replay(dataset, db, settings, judge_name="local-test", run_id="second")

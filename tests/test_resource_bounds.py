@@ -189,7 +189,7 @@ def test_replay_with_max_cost(tmp_path, monkeypatch):
     dataset.write_text("".join(json.dumps({"id": f"item-{i}", "input": "What is the refund window?",
                                            "context": ["Refunds within 30 days."],
                                            "output": f"Refunds within 30 days ({i}).",
-                                           "expected": {}, "label_source": "human",
+                                           "expected_labels": {}, "label_source": "human",
                                            "metadata": {}}) + "\n"
                                for i in range(30)), encoding="utf-8")
     with OpenAIServer(latency_ms=5) as server:

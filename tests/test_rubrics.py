@@ -69,7 +69,7 @@ def make_trace(**fields: Any) -> Trace:
 def test_committed_rubrics_load_with_the_agreed_labels() -> None:
     registry = RubricRegistry.load(RUBRICS_DIR)
     latest = {rubric.criterion: rubric for rubric in registry.latest()}
-    assert list(latest) == ["faithfulness", "hallucination", "refusal", "relevance"]
+    assert list(latest) == ["correctness", "faithfulness", "hallucination", "refusal", "relevance"]
     assert latest["hallucination"].labels == {"factual": 1.0, "hallucinated": 0.0}
     assert latest["faithfulness"].labels == {
         "faithful": 1.0, "mostly_faithful": 0.75, "partially_faithful": 0.4, "unfaithful": 0.0
@@ -78,11 +78,13 @@ def test_committed_rubrics_load_with_the_agreed_labels() -> None:
         "relevant": 1.0, "mostly_relevant": 0.75, "partially_relevant": 0.4, "irrelevant": 0.0
     }
     assert latest["refusal"].labels == {"complied": 1.0, "partial": 0.5, "refused": 0.0}
+    assert latest["correctness"].labels == {"correct": 1.0, "partially_correct": 0.5, "incorrect": 0.0}
     assert {c: r.pass_threshold for c, r in latest.items()} == {
-        "faithfulness": 0.7, "hallucination": 0.5, "refusal": 0.75, "relevance": 0.7
+        "correctness": 0.75, "faithfulness": 0.7, "hallucination": 0.5, "refusal": 0.75, "relevance": 0.7
     }
     assert latest["faithfulness"].required_inputs == ("output", "context")
     assert latest["relevance"].required_inputs == ("input", "output")
+    assert latest["correctness"].required_inputs == ("output", "expected")
 
 
 def test_committed_rubrics_match_the_committed_lock() -> None:

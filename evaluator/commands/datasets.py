@@ -116,12 +116,13 @@ def datasets_show(dataset, shown) -> None:
                    f"{json.dumps(manifest.built_from)}")
     sources = Counter(item.label_source for item in items)
     click.echo("label sources: " + ", ".join(f"{k} {v}" for k, v in sorted(sources.items())))
-    labels = Counter((criterion, label) for item in items for criterion, label in item.expected.items())
+    labels = Counter((criterion, label) for item in items
+                     for criterion, label in item.expected_labels.items())
     for criterion in sorted({c for c, _ in labels}):
         counts = sorted(((n, label) for (c, label), n in labels.items() if c == criterion), reverse=True)
         click.echo(f"  {criterion}: " + ", ".join(f"{label} {n}" for n, label in counts))
     for item in items[:shown]:
-        click.echo(f"- {item.id} [{item.label_source}] {json.dumps(item.expected)}: "
+        click.echo(f"- {item.id} [{item.label_source}] {json.dumps(item.expected_labels)}: "
                    f"{' '.join(item.question.split())[:100]}")
 
 

@@ -57,6 +57,8 @@ def _lines(view, with_prompts: bool) -> list[str]:
         for number, document in enumerate(trace.context, start=1):
             lines += _block(f"context [{number}]", document)
         lines += _block("output", trace.output)
+        if trace.expected is not None:
+            lines += _block("expected (reference answer)", trace.expected)
     if not view.evaluations:
         lines.append("no evaluations")
     for evaluation, check in view.evaluations:

@@ -79,6 +79,8 @@ class Trace(BaseModel):
     system: str | None = None
     context: list[str] = Field(default_factory=list)
     output: str = ""
+    expected: str | None = None
+    """A reference answer (what a correct output says), for rubrics that require `expected`."""
     model: str | None = Field(default=None, max_length=MAX_LABEL_CHARS)
     provider: str | None = Field(default=None, max_length=MAX_LABEL_CHARS)
     input_tokens: int | None = Field(default=None, ge=0)
@@ -212,7 +214,7 @@ def _truncate_text(text: str, limit: int) -> str:
 def _truncate_oversized(payload: dict[str, Any], limit: int) -> list[str]:
     """Cut oversized text fields in place; return the names of the fields cut."""
     cut: list[str] = []
-    for name in ("output", "system", "input", "error"):
+    for name in ("output", "expected", "system", "input", "error"):
         value = payload.get(name)
         if isinstance(value, str) and len(value) > limit:
             payload[name] = _truncate_text(value, limit)

@@ -204,6 +204,7 @@ class PiiMasker:
             "system": mask(trace.system),
             "context": [mask(doc) for doc in trace.context],
             "output": mask(trace.output),
+            "expected": mask(trace.expected),
             "error": mask(trace.error),
             **{name: mask(getattr(trace, name)) for name in
                ("user_id", "model", "provider", "prompt_version", "finish_reason")},

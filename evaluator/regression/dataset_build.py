@@ -122,7 +122,8 @@ def _item(trace: Trace, verdicts: dict[str, _Verdict], failed: list[str]) -> Dat
     }
     draft = DatasetItem(
         id="draft", input=trace.input, context=trace.context, output=trace.output,
-        expected={rubric: v.label for rubric, v in sorted(verdicts.items())},
+        expected=trace.expected,
+        expected_labels={rubric: v.label for rubric, v in sorted(verdicts.items())},
         label_source="human" if all(verdicts[r].source == "human" for r in failed) else "judge",
         metadata={k: v for k, v in metadata.items() if v is not None},
     )

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evaluator.core.errors import DatasetError, FieldProblem, RubricError, first_problem
 from evaluator.core.records import Message, canonical_json, sha256_hex, utcnow
@@ -45,11 +45,27 @@ class DatasetItem(BaseModel):
     input: str | list[Message]
     context: list[str] = Field(default_factory=list)
     output: str = ""
-    expected: dict[str, str] = Field(default_factory=dict)
-    """criterion -> label, e.g. {"hallucination": "hallucinated"}."""
+    expected: str | None = None
+    """A reference answer: what a correct output says (rubrics requiring `expected` use it)."""
+    expected_labels: dict[str, str] = Field(default_factory=dict)
+    """criterion -> label the output earned, e.g. {"hallucination": "hallucinated"}."""
     label_source: LabelSource
     metadata: dict[str, Any] = Field(default_factory=dict)
     """Provenance: source_trace_id, the failing rubrics, the judge, and the trace's `system`."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_expected_labels(cls, data: Any) -> Any:
+        """Files written before the reference answer existed hold the labels in `expected` (a
+        JSON object): read them as `expected_labels`. Writers write the new form."""
+        if isinstance(data, dict) and isinstance(data.get("expected"), dict):
+            if "expected_labels" in data:
+                raise ValueError("'expected' is an object and 'expected_labels' is given too: "
+                                 "put the labels in 'expected_labels' and the reference answer "
+                                 "(a string) in 'expected'")
+            data = {**data, "expected_labels": data["expected"]}
+            del data["expected"]
+        return data
 
     @field_validator("id")
     @classmethod
@@ -95,6 +111,7 @@ class DatasetItem(BaseModel):
             "system": system if isinstance(system, str) else None,
             "context": list(self.context if context is None else context),
             "output": self.output if output is None else output,
+            "expected": self.expected,
             "metadata": {"dataset_item_id": self.id,
                          "source_trace_id": self.metadata.get("source_trace_id")},
         }
@@ -199,14 +216,14 @@ def _field_error(problem: FieldProblem) -> str:
 
 def _label_errors(item: DatasetItem, registry: RubricRegistry) -> list[str]:
     problems = []
-    for criterion, label in item.expected.items():
+    for criterion, label in item.expected_labels.items():
         try:
             rubric = registry.get(criterion)
         except RubricError:
-            problems.append(f"expected.{criterion}: no rubric named '{criterion}'")
+            problems.append(f"expected_labels.{criterion}: no rubric named '{criterion}'")
             continue
         if label not in rubric.labels:
-            problems.append(f"expected.{criterion}: {label!r} is not a label of {rubric.ref} "
+            problems.append(f"expected_labels.{criterion}: {label!r} is not a label of {rubric.ref} "
                             f"({', '.join(rubric.labels)})")
     return problems
 

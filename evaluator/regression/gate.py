@@ -7,7 +7,7 @@ binomial test of the discordant pairs against 1/2) at level alpha, or an absolut
 user set (--min-pass-rate, --max-regression). Items failing on both sides are known failures,
 not regressions. The mean paired score change and its bootstrap interval are shown, and do not
 decide. The baseline is another replay run (paired by dataset item id) or a dataset file, whose
-`expected` labels are scored with the run's rubric versions; a run that re-judged the dataset's
+`expected_labels` are scored with the run's rubric versions; a run that re-judged the dataset's
 own outputs (no --target) against those labels measures the judge, not the application
 (JUDGE_AGREEMENT).
 """
@@ -260,7 +260,7 @@ def dataset_side(path: Path, items: Sequence[DatasetItem], registry: RubricRegis
     side = Side(f"{path} (expected labels)")
     skipped: dict[str, int] = {}
     for item in items:
-        for criterion, label in item.expected.items():
+        for criterion, label in item.expected_labels.items():
             versions = run_versions.get(criterion)
             if not versions:
                 continue

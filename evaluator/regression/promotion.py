@@ -35,7 +35,7 @@ MAX_LISTED_FLIPS = 20
 @dataclass(frozen=True)
 class GoldenItem:
     trace: Trace
-    expected: str
+    expected_label: str
 
 
 def read_golden(path: Path, criterion: str, max_text_chars: int = MAX_TEXT_CHARS
@@ -48,7 +48,7 @@ def read_golden(path: Path, criterion: str, max_text_chars: int = MAX_TEXT_CHARS
     for item in read_dataset(Path(path)):
         if item.label_source != "human":
             left_out["not_human_labelled"] += 1
-        elif criterion not in item.expected:
+        elif criterion not in item.expected_labels:
             left_out["no_expected_label"] += 1
         else:
             try:
@@ -56,7 +56,7 @@ def read_golden(path: Path, criterion: str, max_text_chars: int = MAX_TEXT_CHARS
             except InvalidTraceError as exc:
                 raise DatasetError(f"{path}: item {item.id!r} is not a valid trace: {exc}"
                                    ) from None
-            items.append(GoldenItem(trace, item.expected[criterion]))
+            items.append(GoldenItem(trace, item.expected_labels[criterion]))
     return items, left_out
 
 
@@ -170,7 +170,7 @@ def check_promotion(candidate: Rubric, current: Rubric, golden: Path, judge: Jud
     items, check.left_out = read_golden(golden, candidate.criterion, max_text_chars)
     check.items = len(items)
     on_both_menus = [i for i in items
-                     if i.expected in candidate.labels and i.expected in current.labels]
+                     if i.expected_label in candidate.labels and i.expected_label in current.labels]
     check.left_out["expected_label_not_on_both_menus"] = len(items) - len(on_both_menus)
     labels = _judge_labels(on_both_menus, [candidate, current], judge)
     compared = [i for i in on_both_menus if (i.trace.trace_id, candidate.version) in labels
@@ -178,7 +178,7 @@ def check_promotion(candidate: Rubric, current: Rubric, golden: Path, judge: Jud
     check.left_out["not_scored_by_both"] = len(on_both_menus) - len(compared)
     check.compared = len(compared)
     if compared:
-        expected = [i.expected for i in compared]
+        expected = [i.expected_label for i in compared]
         weights: KappaWeights = "quadratic" if ordinal else None
         judged = {rubric.version: [labels[(i.trace.trace_id, rubric.version)] for i in compared]
                   for rubric in (candidate, current)}

@@ -24,6 +24,8 @@ TRACE_FIELDS = {
     "system": "System instructions the app gave the model.",
     "context": "Retrieved documents, one string each (faithfulness needs them).",
     "output": "The answer to evaluate.",
+    "expected": "A reference answer (what a correct output says), for rubrics that need it "
+                "(correctness).",
     "model": "Model name, e.g. gpt-4o-mini (a sampling segment key).",
     "provider": "Model provider, e.g. openai.",
     "input_tokens": "Prompt tokens the app's call used.",
@@ -50,7 +52,11 @@ DATASET_ITEM_FIELDS = {
     "input": "Required. The question as text, or a non-empty list of chat messages.",
     "context": "Retrieved documents, one string each.",
     "output": "The answer the app gave (a replay with --target regenerates it).",
-    "expected": "Criterion -> label the output earned, e.g. {\"hallucination\": \"hallucinated\"}.",
+    "expected": "A reference answer (what a correct output says), for rubrics that need it "
+                "(correctness). A JSON object here is read as expected_labels (the form "
+                "written before the reference answer existed).",
+    "expected_labels": "Criterion -> label the output earned, e.g. "
+                       "{\"hallucination\": \"hallucinated\"}.",
     "label_source": "Required. Who gave the expected labels: 'human' or 'judge'.",
     "metadata": "Provenance: source_trace_id, failing rubrics, judge, the trace's system text.",
 }

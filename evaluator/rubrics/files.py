@@ -30,7 +30,8 @@ class _FrontMatter(BaseModel):
     description: str = Field(min_length=1)
     labels: dict[str, float] = Field(min_length=2)
     pass_threshold: float = Field(ge=0.0, le=1.0)
-    required_inputs: list[Literal["input", "output", "context", "system"]] = Field(min_length=1)
+    required_inputs: list[Literal["input", "output", "context", "system", "expected"]] = Field(
+        min_length=1)
     output_format: Literal["json"] = "json"
 
     @field_validator("labels")

@@ -23,7 +23,8 @@ class Rubric:
     content_hash: str
     """sha256 of the rubric file's bytes: the version's identity in provenance and the lock."""
     required_inputs: tuple[str, ...] = ("output",)
-    """Trace fields that must be non-empty, e.g. ("output", "context"); else `skipped`."""
+    """Trace fields that must be non-empty, e.g. ("output", "context") or ("output", "expected");
+    else `skipped`."""
     output_format: str = "json"
     path: Path | None = field(default=None, compare=False)
     body_line: int = field(default=1, compare=False)

@@ -163,6 +163,7 @@ def _trace_values(rubric: Rubric, trace: Trace) -> dict[str, Any]:
         "system": neutralize(trace.system or ""),
         "context": [neutralize(doc) for doc in trace.context],
         "output": neutralize(trace.output),
+        "expected": neutralize(trace.expected or ""),
     }
 
 
@@ -233,5 +234,6 @@ def missing_inputs(rubric: Rubric, trace: Trace) -> list[str]:
         "output": trace.output.strip(),
         "context": trace.context,
         "system": (trace.system or "").strip(),
+        "expected": (trace.expected or "").strip(),
     }
     return [name for name in rubric.required_inputs if not present.get(name)]
