@@ -31,6 +31,7 @@ from benchmarks.e2e_support import (
     WORK_QUEUE,
     Stored,
     Timeline,
+    judged_rubrics_dir,
     profile_split,
     profile_worker,
     purge_work_queue,
@@ -69,6 +70,7 @@ class Service:
         (judges / "bench.yaml").write_text(JUDGE_YAML.format(url=url, in_flight=bench_limits.IN_FLIGHT))
         self.env = {**os.environ, "EVALUATOR_REDIS_URL": REDIS_URL, "EVALUATOR_DB": str(self.db),
                     "EVALUATOR_JUDGES_DIR": str(judges), "EVALUATOR_JUDGE": "bench",
+                    "EVALUATOR_RUBRICS_DIR": str(judged_rubrics_dir(workdir)),
                     "BENCH_JUDGE_KEY": "bench",
                     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                     "EVALUATOR_STAGE_TIMINGS": str(self.timings)}

@@ -26,7 +26,7 @@ from pathlib import Path
 import redis
 
 from benchmarks.e2e_producer import load_traces
-from benchmarks.e2e_support import JUDGE_YAML, Stored, work_items
+from benchmarks.e2e_support import JUDGE_YAML, Stored, judged_rubrics_dir, work_items
 from benchmarks.procstat import Process, free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -88,6 +88,7 @@ def _measure(workdir: Path, slow_share: float, quick: bool) -> dict:
     (run_dir / "judges" / "bench.yaml").write_text(JUDGE_YAML.format(url=url, in_flight=IN_FLIGHT))
     env = {**os.environ, "EVALUATOR_REDIS_URL": REDIS_URL, "EVALUATOR_DB": str(run_dir / "db.duckdb"),
            "EVALUATOR_JUDGES_DIR": str(run_dir / "judges"), "EVALUATOR_JUDGE": "bench",
+           "EVALUATOR_RUBRICS_DIR": str(judged_rubrics_dir(run_dir)),
            "BENCH_JUDGE_KEY": "bench", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     sink = Process(["evaluator", "sink"], env, run_dir / "sink.log")
     worker = Process(["evaluator", "worker", "--processes", "1"], env, run_dir / "worker.log")

@@ -31,6 +31,21 @@ limits: {{max_in_flight: {in_flight}, timeout_s: 30, max_attempts: 3}}
 """The judge config of the service benchmarks: the local server at {url}, {in_flight} calls at once."""
 
 
+JUDGED_CRITERIA = ("hallucination", "faithfulness", "relevance", "refusal")
+"""The rubrics the service benchmarks judge every trace with (correctness needs a reference
+answer the sample traces do not carry: it would only add a skipped row per trace)."""
+
+
+def judged_rubrics_dir(workdir: Path) -> Path:
+    """A rubrics directory holding JUDGED_CRITERIA (every version), for EVALUATOR_RUBRICS_DIR."""
+    from evaluator.core.settings import PROJECT_ROOT
+
+    target = workdir / "rubrics"
+    for criterion in JUDGED_CRITERIA:
+        shutil.copytree(PROJECT_ROOT / "rubrics" / criterion, target / criterion)
+    return target
+
+
 def purge_work_queue(client) -> None:
     """Drop every dramatiq key (queue, message bodies, ack sets); the results stream stays."""
     keys = list(client.scan_iter("dramatiq:*"))
@@ -59,7 +74,7 @@ def result_batches(prefix: str, traces: int, per_batch: int, samples: list[dict]
     from evaluator.core.rows import JudgeCall
     from evaluator.queue.messages import ResultBatch
 
-    rubrics = ("hallucination", "faithfulness", "relevance", "refusal")
+    rubrics = JUDGED_CRITERIA
     reply = json.dumps({"reasoning": "Checked each claim of the answer against the material "
                         "given, one by one.", "label": "pass"})
     items = work_items(prefix, traces, samples)

@@ -20,6 +20,9 @@ from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer
 
 PRICES = {"input_per_mtok": 1000.0, "output_per_mtok": 1000.0}
+RUBRICS = 5
+JUDGED = 4
+"""Rubrics per trace, and those that call the judge (correctness is skipped: no reference)."""
 
 
 def _message(traces: int) -> dict:
@@ -92,7 +95,7 @@ def test_a_straggler_holds_back_only_its_own_trace(tmp_path, monkeypatch):
         asyncio.run(asyncio.wait_for(until_two_traces_published(context), timeout=20))
     published = [e for batch in context.channel.batches for e in batch.evaluations]
     assert sorted(context.channel.traces()) == ["t1", "t2"]
-    assert sorted(e.trace_id for e in published) == ["t1"] * 4 + ["t2"] * 4
+    assert sorted(e.trace_id for e in published) == ["t1"] * RUBRICS + ["t2"] * RUBRICS
 
 
 def test_each_record_of_a_finished_message_is_published_once(tmp_path, monkeypatch):
@@ -102,7 +105,7 @@ def test_each_record_of_a_finished_message_is_published_once(tmp_path, monkeypat
         early = EarlyResults(context.channel, context.spend)
         batch = asyncio.run(asyncio.wait_for(process_message(context, _message(2), early), 60))
     rest = early.rest(batch)
-    assert len(batch.evaluations) == 8 and len(batch.judge_calls) == 8
+    assert len(batch.evaluations) == 2 * RUBRICS and len(batch.judge_calls) == 2 * JUDGED
     assert len(rest) == 0, "everything went out as it completed"
     published = context.channel.batches
     assert sorted(e.evaluation_id for b in published for e in b.evaluations) == sorted(
@@ -127,7 +130,8 @@ def test_what_could_not_be_published_early_goes_with_the_rest(tmp_path, monkeypa
         early = EarlyResults(context.channel, context.spend)
         batch = asyncio.run(asyncio.wait_for(process_message(context, _message(2), early), 60))
     rest = early.rest(batch)
-    assert (len(rest.evaluations), len(rest.traces), len(rest.judge_calls)) == (8, 2, 8)
+    assert (len(rest.evaluations), len(rest.traces), len(rest.judge_calls)) == (
+        2 * RUBRICS, 2, 2 * JUDGED)
 
 
 class SlowCacheBackend:

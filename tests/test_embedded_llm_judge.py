@@ -24,6 +24,7 @@ def _write_traces(path, n):
                 "input": f"What does plan {i} include?",
                 "context": [f"Plan {i} includes 10 GB of storage."] if i % 4 else [],
                 "output": f"Plan {i} includes 10 GB of storage.",
+                "expected": f"Plan {i} comes with 10 GB.",
             }) + "\n")
 
 
@@ -47,11 +48,12 @@ def test_run_with_litellm_judge_stores_scored_verdicts(tmp_path, judge_settings)
         calls = server.stats.total
     with Store(db, read_only=True) as store:
         evaluations = store.evaluations()
-    assert report.sampled == 12 and len(evaluations) == 48
+    assert report.sampled == 12 and len(evaluations) == 60
     skipped = [e for e in evaluations if e.status == "skipped"]
     assert {e.rubric for e in skipped} == {"faithfulness"} and len(skipped) == 3
     scored = [e for e in evaluations if e.status == "scored"]
-    assert len(scored) == 45 == calls
+    assert len(scored) == 57 == calls
+    assert sum(e.rubric == "correctness" for e in scored) == 12, "graded against the reference"
     for evaluation in scored:
         assert evaluation.judge == "local-test" and evaluation.input_tokens > 0
         assert evaluation.cost_usd is not None and evaluation.cost_usd > 0
@@ -68,8 +70,8 @@ def test_run_with_faulty_judge_ends_every_evaluation_in_a_terminal_status(tmp_pa
         run_embedded(traces, db, "local-test", sample_rate=1.0, settings=judge_settings(server))
     with Store(db, read_only=True) as store:
         evaluations = store.evaluations()
-    assert len(evaluations) == 160
-    assert len({e.evaluation_id for e in evaluations}) == 160
+    assert len(evaluations) == 200
+    assert len({e.evaluation_id for e in evaluations}) == 200
     statuses = {e.status for e in evaluations}
     assert "unscored" in statuses and "scored" in statuses
     for evaluation in evaluations:

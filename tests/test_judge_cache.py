@@ -191,7 +191,8 @@ def write_traces(path: Path, n: int) -> None:
         for i in range(n):
             out.write(json.dumps({"trace_id": f"c-{i:03d}", "input": f"What does plan {i} include?",
                                   "context": [f"Plan {i} includes {i} GB."],
-                                  "output": f"Plan {i} includes {i} GB."}) + "\n")
+                                  "output": f"Plan {i} includes {i} GB.",
+                                  "expected": f"{i} GB."}) + "\n")
 
 
 def test_a_second_run_in_another_process_makes_zero_judge_calls(
@@ -206,7 +207,7 @@ def test_a_second_run_in_another_process_makes_zero_judge_calls(
         first = run_embedded(traces, tmp_path / "first.duckdb", "local-test", 1.0,
                              settings=Settings.from_env())
         calls = server.stats.total
-        assert calls == first.evaluations == 40
+        assert calls == first.evaluations == 50  # 10 traces x 5 rubrics
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         done = subprocess.run(
             [sys.executable, "-m", "evaluator", "run", "--traces", str(traces), "--judge",
@@ -219,6 +220,6 @@ def test_a_second_run_in_another_process_makes_zero_judge_calls(
         evaluations = store.evaluations()
         ledger = store.conn.execute("SELECT count(*), count(*) FILTER (WHERE cached),"
                                     " sum(cost_usd) FROM judge_calls").fetchone()
-    assert len(evaluations) == 40 and all(e.cached and e.status == "scored" for e in evaluations)
+    assert len(evaluations) == 50 and all(e.cached and e.status == "scored" for e in evaluations)
     assert all(e.cost_usd == 0.0 and e.attempts == 0 for e in evaluations)
-    assert ledger == (40, 40, 0.0)
+    assert ledger == (50, 50, 0.0)

@@ -86,7 +86,8 @@ def test_same_rubrics_through_both_transports_give_the_same_evaluations(
         server: OpenAIServer) -> None:
     rubrics = RubricRegistry.load(REPO / "rubrics").latest()
     items = [WorkItem(Trace(trace_id=f"t{i}", input=f"What does plan {i} include?",
-                            context=[f"Plan {i} includes {i} GB."], output=f"{i} GB."),
+                            context=[f"Plan {i} includes {i} GB."], output=f"{i} GB.",
+                            expected=f"{i} GB."),
                       SampleDecision(True, "random", 10.0)) for i in range(3)]
     results = {}
     for client in CLIENTS:
@@ -99,7 +100,7 @@ def test_same_rubrics_through_both_transports_give_the_same_evaluations(
     assert all(e["status"] == "scored" and e["cost_usd"] > 0 for e in dumped["openai"])
     ledgers = {client: [(c.evaluation_id, c.status, c.input_tokens, c.output_tokens, c.cost_usd)
                         for c in batch.judge_calls] for client, batch in results.items()}
-    assert ledgers["openai"] == ledgers["litellm"] and len(ledgers["openai"]) == 12
+    assert ledgers["openai"] == ledgers["litellm"] and len(ledgers["openai"]) == 3 * len(rubrics)
     assert {c.transport for c in results["litellm"].judge_calls} == {"litellm"}
 
 

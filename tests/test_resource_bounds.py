@@ -174,7 +174,7 @@ def test_run_with_max_cost_skips_the_rest_with_a_reason(tmp_path):
     biggest_call = max(cost for *_, cost in judged)
     record("run_budget", max_cost_usd=max_cost, spent_usd=round(spent, 4), judged=len(judged),
            skipped_over_budget=len(over_budget), evaluations=len(rows))
-    assert len(rows) == len({(t, r) for t, r, *_ in rows}) == 40 * 4, "every evaluation is stored"
+    assert len(rows) == len({(t, r) for t, r, *_ in rows}) == 40 * 5, "every evaluation is stored"
     assert over_budget and judged
     assert requests == len(judged), "no call was made past the budget"
     assert max_cost - biggest_call <= spent <= max_cost + 4 * biggest_call

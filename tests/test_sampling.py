@@ -257,4 +257,4 @@ def test_evaluator_run_with_rubric_rates_and_a_typo(tmp_path, monkeypatch, capsy
     assert typo.value.code == 2
     stderr = capsys.readouterr().err
     assert "error: sampling config names rubric(s) halucination" in stderr
-    assert "one of faithfulness, hallucination, refusal, relevance" in stderr
+    assert "one of correctness, faithfulness, hallucination, refusal, relevance" in stderr

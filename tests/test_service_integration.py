@@ -25,6 +25,8 @@ from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "datasets" / "sample_traces.jsonl"
+RUBRICS = 5
+"""Evaluations per trace: one per rubric (correctness is skipped, the samples carry no reference)."""
 
 pytestmark = pytest.mark.redis
 
@@ -56,7 +58,7 @@ def test_ingest_worker_sink_end_to_end(redis_url, tmp_path):
         assert ingest.returncode == 0, ingest.stderr
         assert f"sampled {expected_items}" in ingest.stdout
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and _count_evaluations(db) < expected_items * 4:
+        while time.monotonic() < deadline and _count_evaluations(db) < expected_items * RUBRICS:
             time.sleep(0.5)
         # while the sink is still running, report must be able to read the file
         report = subprocess.run([sys.executable, "-m", "evaluator", "report", "--json"],
@@ -69,9 +71,10 @@ def test_ingest_worker_sink_end_to_end(redis_url, tmp_path):
             process.wait(timeout=60)
 
     data = json.loads(report.stdout)
-    assert sum(data["status_counts"].values()) == expected_items * 4
+    assert sum(data["status_counts"].values()) == expected_items * RUBRICS
     assert data["dead_letters"] == 1
-    assert {r["rubric"] for r in data["rubrics"]} == {"hallucination", "faithfulness", "relevance", "refusal"}
+    assert {r["rubric"] for r in data["rubrics"]} == {"hallucination", "faithfulness", "relevance", "refusal",
+                                                    "correctness"}
     with Store(db, read_only=True) as store:
         evaluations = store.evaluations()
     assert len({e.evaluation_id for e in evaluations}) == len(evaluations)
@@ -106,7 +109,7 @@ def test_a_killed_workers_judge_calls_reach_the_ledger(tmp_path, monkeypatch):
             answered_before_kill = server.stats.total
             started.append(_evaluator("worker", "--processes", "1", "--threads", "2",
                                       "--no-preflight", env=env, stderr=subprocess.DEVNULL))
-            _wait(lambda: _count_evaluations(db) >= len(items) * 4, "every evaluation stored")
+            _wait(lambda: _count_evaluations(db) >= len(items) * RUBRICS, "every evaluation stored")
             # All evaluations can be stored while the redelivered message is still being judged
             # (the killed worker published its finished traces early): wait for the sink to
             # store the calls the workers counted, as a user reading the report later would.
@@ -123,7 +126,7 @@ def test_a_killed_workers_judge_calls_reach_the_ledger(tmp_path, monkeypatch):
         requests = server.stats.total
     recorded = _ledger_calls(db)
     print(f"judge requests {requests} (killed worker: {answered_before_kill}), ledger {recorded}")
-    assert _count_evaluations(db) == len(items) * 4
+    assert _count_evaluations(db) == len(items) * RUBRICS
     assert requests - in_flight <= recorded <= requests
     (day,) = json.loads(report.stdout)["spend_reconciliation"]
     assert day["counted_usd"] > 0
