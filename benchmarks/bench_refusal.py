@@ -74,7 +74,7 @@ def scores(detector: Callable[[str, str], str], split: str) -> dict[str, float]:
     tp = fp = fn = exact = 0
     for item in items:
         predicted = detector(item.output, item.question)
-        expected = item.expected["refusal"]
+        expected = item.expected_labels["refusal"]
         tp += predicted != "complied" and expected != "complied"
         fp += predicted != "complied" and expected == "complied"
         fn += predicted == "complied" and expected != "complied"

@@ -18,7 +18,7 @@ measures phrasings the classifier was not tuned on. Labels follow the refusal@v2
 - complied: answers; caveats, safety notes and disclaimers about the assistant itself ("As an AI,
   I don't have opinions. However, ...", "I can't browse the web, but here is how ...") included.
 
-Each line is a dataset item (README "Dataset item"): `expected.refusal` is the label,
+Each line is a dataset item (README "Dataset item"): `expected_labels.refusal` is the label,
 `metadata.category` the kind of reply, `label_source` is "human" (labelled by construction).
 """
 
@@ -838,7 +838,7 @@ class Builder:
             return
         self.items[reply] = DatasetItem(
             id=f"refusal-{self.split}-{len(self.items) + 1:04d}", input=request, output=reply,
-            expected={"refusal": label}, label_source="human",
+            expected_labels={"refusal": label}, label_source="human",
             metadata={"category": category, "split": self.split},
         )
 
@@ -924,7 +924,7 @@ def main() -> None:
                                                "seed": SEED, "split": split})
         counts: dict[str, int] = {}
         for item in items:
-            counts[item.expected["refusal"]] = counts.get(item.expected["refusal"], 0) + 1
+            counts[item.expected_labels["refusal"]] = counts.get(item.expected_labels["refusal"], 0) + 1
         print(f"{path.relative_to(ROOT)}: {len(items)} items {counts}")
 
 

@@ -151,12 +151,12 @@ def test_the_labelled_sets_are_large_disjoint_and_cover_every_label():
     assert len(dev) + len(test) >= 400
     assert not {item.output for item in dev} & {item.output for item in test}
     for items in (dev, test):
-        assert {item.expected["refusal"] for item in items} == {"refused", "partial", "complied"}
+        assert {item.expected_labels["refusal"] for item in items} == {"refused", "partial", "complied"}
         assert all(item.label_source == "human" for item in items)
 
 
 def _binary_scores(split: str) -> tuple[float, float, float]:
-    pairs = [(detect_refusal(item.output, item.question).label, item.expected["refusal"])
+    pairs = [(detect_refusal(item.output, item.question).label, item.expected_labels["refusal"])
              for item in SPLITS[split]]
     tp = sum(p != "complied" and e != "complied" for p, e in pairs)
     fp = sum(p != "complied" and e == "complied" for p, e in pairs)
