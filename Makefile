@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench gate clean lock
+.PHONY: install run test lint bench gate clean lock conformance-envs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# One virtualenv per instrumentation package set for tests/test_conformance.py, under
+# .venv-conformance/ (each rebuilt only when pyproject.toml or constraints.txt changed).
+conformance-envs: $(STAMP)
+	$(BIN)/python scripts/conformance_envs.py
 
 # ruff (pycodestyle, pyflakes, bugbear, import order, pyupgrade) and mypy; settings in pyproject.toml.
 lint: $(STAMP)
@@ -44,4 +49,4 @@ lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
 clean:
-	rm -rf $(VENV) evaluator.duckdb evaluator.duckdb.wal .pytest_cache
+	rm -rf $(VENV) .venv-conformance evaluator.duckdb evaluator.duckdb.wal .pytest_cache

@@ -155,13 +155,19 @@ def test_error_type_class_repr_is_normalized(capture, error_type, expected):
     assert normalize_spans(capture.records()).error == f"{expected}: Error code: 404 - model not found"
 
 
-def _logfire_stream(capture: Capture, duration_s: float = 1.25) -> None:
+LOGFIRE_REQUEST_V1 = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "Count to 3"}]}
+LOGFIRE_REQUEST_V2 = {"model": "gpt-4o"}
+"""`request_data` of logfire 5.4.0's instrument_openai with semconv version 1 and 2 (the default):
+version 2 keeps the model only, so nothing on the request span says it streamed (seen by
+tests/test_conformance.py)."""
+
+
+def _logfire_stream(capture: Capture, duration_s: float = 1.25, request_data: dict = LOGFIRE_REQUEST_V1) -> None:
     """What logfire 5.x records for a streamed chat call made outside any span: the request span
     (no answer) ends when the stream is returned; the answer comes later in a zero-length log
     span in a trace of its own."""
     tracer = capture.tracer("logfire.openai")
-    request = json.dumps({"model": "gpt-4o", "stream": True,
-                          "messages": [{"role": "user", "content": "Count to 3"}]})
+    request = json.dumps(request_data)
     messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "Count to 3"}]}])
     with tracer.start_as_current_span("Chat Completion with 'gpt-4o'") as span:
         span.set_attributes({"request_data": request, "gen_ai.operation.name": "chat",
@@ -184,12 +190,13 @@ def test_logfire_streamed_answer_has_the_stream_duration_as_latency(capture):
     assert trace.latency_ms == pytest.approx(1250.0)
 
 
-def test_logfire_stream_request_span_alone_is_not_a_dead_letter(capture, tmp_path):
+@pytest.mark.parametrize("request_data", [LOGFIRE_REQUEST_V1, LOGFIRE_REQUEST_V2], ids=["semconv1", "semconv2"])
+def test_logfire_stream_request_span_alone_is_not_a_dead_letter(capture, tmp_path, request_data):
     """Its answer is in the log span's trace: the exporter ignores it, the file reader skips it."""
     from evaluator.ingest.otel.conventions import is_genai_span
     from evaluator.ingest.otel.otlp_json import read_otlp_json_traces
 
-    _logfire_stream(capture)
+    _logfire_stream(capture, request_data=request_data)
     request_span = next(s for s in capture.records() if s.name.startswith("Chat Completion"))
     assert not is_genai_span(request_span)
     path = tmp_path / "logfire.jsonl"

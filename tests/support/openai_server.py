@@ -13,7 +13,12 @@ Benchmarks run it as a separate process so its CPU does not mix with the client'
 Replies follow the request: a JSON object when `response_format` asks for a JSON schema, a tool
 call when `tools` are given, else text ending in "Label: X". The label is the one named by an
 `EXPECT_LABEL=<label>` marker in the last user message, else the first label of the schema's
-enum, else `default_label`.
+enum, else `default_label`. With `"stream": true` the reply comes as server-sent chunks, as
+OpenAI streams them (the usage in a last chunk when `stream_options.include_usage` asks).
+
+An `INJECT_FAULT=<kind>` marker in the last user message gives that request the fault, whatever
+the plan says: clients sharing one server (one process per instrumentation package in the
+conformance suite) each script their own faults that way.
 """
 
 from __future__ import annotations
@@ -32,15 +37,17 @@ from typing import Any
 
 from aiohttp import web
 
-FAULTS = ("429", "500", "503", "400", "401", "hang", "slow", "bad_body", "invalid_json",
-          "truncated", "off_menu", "garbage")
+FAULTS = ("429", "500", "503", "400", "401", "404", "hang", "slow", "bad_body", "invalid_json",
+          "truncated", "content_filter", "off_menu", "garbage")
 """Injectable faults. 429 carries Retry-After; 401 echoes the API key back, as some providers
-do, so tests can check it is never stored; hang outlasts the client's timeout; slow is a good
-reply `slow_s` later than the others (a straggler); bad_body is an
-HTTP 200 whose body is not JSON; invalid_json, truncated (finish_reason "length"), off_menu and
-garbage are well-formed responses whose content holds no usable verdict."""
+do, so tests can check it is never stored; 404 says the model does not exist; hang outlasts the
+client's timeout; slow is a good reply `slow_s` later than the others (a straggler); bad_body is an
+HTTP 200 whose body is not JSON; invalid_json, truncated (finish_reason "length"),
+content_filter (cut short, finish_reason "content_filter"), off_menu and garbage are
+well-formed responses whose content holds no usable verdict."""
 
 OK = "ok"
+INJECT_FAULT = re.compile(r"INJECT_FAULT=(" + "|".join(FAULTS + (OK,)) + r")\b")
 EXPECT_LABEL = re.compile(r"EXPECT_LABEL=([^\s\"'<>,;]+)")
 REASONING = "Checked each claim of the answer against the material given, one by one."
 OFF_MENU_LABEL = "not_on_the_menu"
@@ -242,6 +249,7 @@ class OpenAIServer:
                 fault = "bad_request"
                 response = _error(400, "request body must be JSON with a 'messages' list")
             else:
+                fault = _injected_fault(body["messages"]) or fault
                 await self._wait_latency()
                 response = await self._respond(request, body, fault, max_tokens)
             status = response.status
@@ -262,7 +270,7 @@ class OpenAIServer:
 
     async def _respond(
         self, request: web.Request, body: dict[str, Any], fault: str, max_tokens: int | None
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         if fault == "429":
             response = _error(429, "Rate limit reached (injected fault)", "rate_limit_exceeded")
             response.headers["Retry-After"] = f"{self.retry_after_s:g}"
@@ -271,6 +279,9 @@ class OpenAIServer:
             return _error(int(fault), f"Server error {fault} (injected fault)", "server_error")
         if fault == "400":
             return _error(400, "Invalid request (injected fault)")
+        if fault == "404":
+            model = body.get("model", "unknown")
+            return _error(404, f"The model `{model}` does not exist (injected fault)", "model_not_found")
         if fault == "401":
             key = request.headers.get("Authorization", "").removeprefix("Bearer ")
             return _error(401, f"Incorrect API key provided: {key} (injected fault)", "invalid_api_key")
@@ -288,7 +299,10 @@ class OpenAIServer:
         limit = self.truncate_below_max_tokens
         if fault == OK and limit is not None and max_tokens is not None and max_tokens < limit:
             fault = "truncated"
-        return web.json_response(self._completion(body, fault, max_tokens))
+        completion = self._completion(body, fault, max_tokens)
+        if body.get("stream"):
+            return await _stream(request, completion, bool((body.get("stream_options") or {}).get("include_usage")))
+        return web.json_response(completion)
 
     def _completion(self, body: dict[str, Any], fault: str, max_tokens: int | None) -> dict[str, Any]:
         messages = body["messages"]
@@ -302,13 +316,14 @@ class OpenAIServer:
             text = GARBAGE
         elif fault == "invalid_json":
             text = "{reasoning: " + REASONING + ", label = ???"
-        elif fault == "truncated":
+        elif fault in ("truncated", "content_filter"):
             text = text[: text.index(REASONING) + len(REASONING) // 2]
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if mode == "tool":
             call = {"id": "call_0", "type": "function", "function": {"name": tool_name, "arguments": text}}
             message = {"role": "assistant", "content": None, "tool_calls": [call]}
         truncated = fault == "truncated"
+        finish_reason = "length" if truncated else "content_filter" if fault == "content_filter" else "stop"
         completion_tokens = int(max_tokens) if truncated and max_tokens else max(1, len(text) // 4)
         prompt_tokens = max(1, sum(len(_text_of(m)) for m in messages) // 4)
         return {
@@ -317,7 +332,7 @@ class OpenAIServer:
             "created": int(time.time()),
             "model": body.get("model", "unknown"),
             "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": "length" if truncated else "stop"}],
+                         "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
             "system_fingerprint": None,
@@ -362,6 +377,49 @@ def _text_of(message: Any) -> str:
     if isinstance(content, list):
         return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
     return ""
+
+
+def _injected_fault(messages: list[Any]) -> str | None:
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    found = INJECT_FAULT.findall(_text_of(users[-1])) if users else []
+    return found[-1] if found else None
+
+
+STREAM_PIECES = 3
+"""A streamed reply's text arrives in this many content chunks."""
+
+
+async def _stream(request: web.Request, completion: dict[str, Any], include_usage: bool) -> web.StreamResponse:
+    """The completion as OpenAI streams it: a role chunk, content chunks, a finish chunk, the
+    usage chunk when asked for, then [DONE]."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    choice = completion["choices"][0]
+    message = choice["message"]
+    head = {key: completion[key] for key in ("id", "created", "model", "system_fingerprint")}
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, usage: Any = None) -> bytes:
+        choices = [] if usage else [{"index": 0, "delta": delta, "logprobs": None,
+                                     "finish_reason": finish_reason}]
+        body = {**head, "object": "chat.completion.chunk", "choices": choices,
+                **({"usage": usage} if usage else {})}
+        return f"data: {json.dumps(body)}\n\n".encode()
+
+    await response.write(chunk({"role": "assistant", "content": ""}))
+    if message.get("tool_calls"):
+        calls = [{"index": 0, **call} for call in message["tool_calls"]]
+        await response.write(chunk({"tool_calls": calls}))
+    else:
+        text = message["content"]
+        size = -(-len(text) // STREAM_PIECES)
+        for start in range(0, len(text), size):
+            await response.write(chunk({"content": text[start:start + size]}))
+    await response.write(chunk({}, choice["finish_reason"]))
+    if include_usage:
+        await response.write(chunk({}, usage=completion["usage"]))
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
 
 
 def _error(status: int, message: str, code: str = "invalid_request_error") -> web.Response:

@@ -7,13 +7,10 @@ instrumentation package registers with) and hand the finished objects to the eva
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from google.protobuf.json_format import MessageToDict
 from opentelemetry._logs import LogRecord
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -23,6 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from evaluator.ingest.otel.spans import SpanRecord, from_readable_span
+from tests.support.otlp_files import otlp_json_lines
 
 
 class Capture:
@@ -51,40 +49,13 @@ class Capture:
         return list(self.logs.get_finished_logs())
 
     def otlp_json_lines(self, spans: bool = True, logs: bool = True) -> list[str]:
-        """What the Collector's file exporter writes for these spans and log records: one
-        ExportTraceServiceRequest and one ExportLogsServiceRequest line (OTLP/JSON, hex ids),
-        encoded by the SDK's own OTLP encoders."""
-        from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-        lines = []
-        if spans and self.spans.get_finished_spans():
-            lines.append(_otlp_json(encode_spans(self.spans.get_finished_spans())))
-        if logs and self.finished_logs():
-            lines.append(_otlp_json(encode_logs(self.finished_logs())))
-        return lines
+        """What the Collector's file exporter writes for these spans and log records."""
+        return otlp_json_lines(self.spans.get_finished_spans() if spans else (),
+                               self.finished_logs() if logs else ())
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
         self.logger_provider.shutdown()
-
-
-def _hex_ids(node: Any) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
-                node[key] = base64.b64decode(value).hex()
-            else:
-                _hex_ids(value)
-    elif isinstance(node, list):
-        for item in node:
-            _hex_ids(item)
-
-
-def _otlp_json(request) -> str:
-    document = MessageToDict(request, use_integers_for_enums=True)
-    _hex_ids(document)
-    return json.dumps(document)
 
 
 @pytest.fixture

@@ -102,14 +102,23 @@ def _is_logfire(span: SpanRecord) -> bool:
     return span.scope is not None and (span.scope == "logfire" or span.scope.startswith("logfire."))
 
 
+_LOGFIRE_RESPONSE_KEYS = ("gen_ai.output.messages", "response_data", "gen_ai.response.id",
+                          "gen_ai.response.finish_reasons")
+"""What logfire sets on a span once it has the response (semconv version 2, or 1)."""
+
+
 def streamed_elsewhere(span: SpanRecord) -> bool:
     """logfire's request span of a streamed call: it ends when the stream is returned, without
     the answer, which a separate "streaming response from ..." log span records later (in a
-    trace of its own when the call was made outside any span)."""
-    if not _is_logfire(span) or "gen_ai.output.messages" in span.attributes:
+    trace of its own when the call was made outside any span). With semconv version 1 its
+    `request_data` says `stream`; version 2 (the default) keeps only the model there, so a chat
+    request span that did not fail and never got any response attribute is one too."""
+    if (not _is_logfire(span) or span.status == "error"
+            or any(key in span.attributes for key in _LOGFIRE_RESPONSE_KEYS)):
         return False
     request = loads_json(span.attributes.get("request_data"))
-    return isinstance(request, Mapping) and request.get("stream") is True
+    return isinstance(request, Mapping) and (request.get("stream") is True
+                                             or "gen_ai.input.messages" in span.attributes)
 
 
 def stream_duration_ms(span: SpanRecord) -> float | None:
