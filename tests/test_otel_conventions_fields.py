@@ -203,3 +203,16 @@ def test_logfire_stream_request_span_alone_is_not_a_dead_letter(capture, tmp_pat
     path.write_text("\n".join(capture.otlp_json_lines()) + "\n")
     [trace] = list(read_otlp_json_traces(path))
     assert trace.output == "1 2 3"
+
+
+def test_a_session_id_logfire_scrubbed_is_left_out_not_a_dead_letter(capture):
+    """logfire's default scrubbing replaces any attribute whose name contains "session" (seen by
+    tests/test_conformance.py): the placeholder is no id, and the call is still evaluated."""
+    with capture.tracer("logfire").start_as_current_span("handle request") as parent:
+        parent.set_attributes({"session.id": "[Scrubbed due to 'session']", "user.id": "user-7"})
+        with capture.tracer("logfire.openai").start_as_current_span("Chat Completion with 'gpt-4o'") as span:
+            span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+                                 "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
+                                     {"type": "text", "content": "Paris."}]}])})
+    trace = normalize_spans(capture.records())
+    assert (trace.output, trace.session_id, trace.user_id) == ("Paris.", None, "user-7")

@@ -85,11 +85,17 @@ def _find_root(spans: Sequence[SpanRecord]) -> SpanRecord:
     return min(roots or spans, key=lambda s: s.start_ns)
 
 
+SCRUBBED_PREFIX = "[Scrubbed due to "
+"""logfire's placeholder for a value its scrubbing removed ("[Scrubbed due to 'session']"):
+no value at all, so it is skipped rather than read as an id."""
+
+
 def _first_attribute(spans: Iterable[SpanRecord], keys: Sequence[str]) -> str | None:
     for span in spans:
         for key in keys:
             value = span.attributes.get(key)
-            if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
+            if (isinstance(value, (str, int)) and not isinstance(value, bool) and str(value)
+                    and not str(value).startswith(SCRUBBED_PREFIX)):
                 return str(value)
     return None
 
