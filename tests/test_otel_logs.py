@@ -218,3 +218,19 @@ def test_logs_line_with_bad_ids_is_skipped_not_fatal(capture, tmp_path):
     path.write_text(lines[0] + "\n" + json.dumps(broken) + "\n", encoding="utf-8")
     [dead] = list(read_otlp_json_traces(path))
     assert isinstance(dead, DeadLetter) and "no GenAI log records" in dead.error
+
+
+def test_input_records_with_content_but_no_answer_record_say_so(capture, tmp_path):
+    """OpenLLMetry (0.52.6 and 0.62.4, use_attributes=False) emits a streamed answer's gen_ai.choice
+    record after the span's context is gone, without trace or span id (seen by
+    tests/test_conformance.py): capture is on, the answer just cannot be joined."""
+    attributes = {"gen_ai.provider.name": "openai"}
+    with capture.tracer(OPENLLMETRY).start_as_current_span("openai.chat", kind=SpanKind.CLIENT) as span:
+        span.set_attributes({"llm.request.type": "chat", "gen_ai.request.model": "gpt-4o-mini"})
+        capture.emit(OPENLLMETRY, "gen_ai.user.message", {"content": "Count to 3"}, attributes)
+    capture.emit(OPENLLMETRY, "gen_ai.choice", {"index": 0, "finish_reason": "stop",
+                                                "message": {"content": "1 2 3"}}, attributes)
+    [dead] = _file(capture, tmp_path)
+    assert isinstance(dead, DeadLetter)
+    assert "carry content, but no answer record (gen_ai.choice) was joined to them" in dead.error
+    assert "content capture is off" not in dead.error

@@ -10,8 +10,9 @@ writes it on the span.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from evaluator.ingest.otel.spans import SpanRecord
 
@@ -45,8 +46,8 @@ _UTIL_GENAI = Instrumentation(
 )
 _OPENLLMETRY = Instrumentation(
     "OpenLLMetry (opentelemetry-instrumentation-*, traceloop-sdk)",
-    "TRACELOOP_TRACE_CONTENT=true (the default); the instrumentor's use_legacy_attributes=True "
-    "(the default) puts content on the span, use_legacy_attributes=False in log records only",
+    "TRACELOOP_TRACE_CONTENT=true (the default); the instrumentor's use_attributes=True (0.62+; "
+    "use_legacy_attributes=True before; the default) puts content on the span, False in log records only",
     writes_logs=True,
 )
 _OPENINFERENCE = Instrumentation(
@@ -89,8 +90,24 @@ def instrumentation_of(scope: str | None) -> Instrumentation:
     return _GENERIC
 
 
+ANSWER_EVENTS = ("gen_ai.choice", "gen_ai.assistant.message", "gen_ai.client.inference.operation.details")
+"""Log records (events) that can hold the answer; the others hold the input."""
+
+
 def _genai_events(span: SpanRecord) -> list[str]:
     return [event.name for event in span.events if event.name.startswith("gen_ai.")]
+
+
+def _carries_content(attributes: Mapping[str, Any]) -> bool:
+    body = attributes.get("body")
+    return (isinstance(body, Mapping) and bool(body.get("content"))) or "gen_ai.input.messages" in attributes
+
+
+def _input_without_answer(spans: Sequence[SpanRecord]) -> bool:
+    """Input records with content arrived, and no record that could hold the answer did."""
+    events = [event for span in spans for event in span.events if event.name.startswith("gen_ai.")]
+    return (any(_carries_content(event.attributes) for event in events)
+            and not any(event.name in ANSWER_EVENTS for event in events))
 
 
 def missing_content_hint(spans: Sequence[SpanRecord]) -> str:
@@ -99,7 +116,12 @@ def missing_content_hint(spans: Sequence[SpanRecord]) -> str:
     instrumentation = instrumentation_of(first.scope)
     made_by = f"made by {instrumentation.package}" + (f", scope {first.scope!r}" if first.scope else "")
     events = sorted({name for span in spans for name in _genai_events(span)})
-    if events:
+    if events and _input_without_answer(spans):
+        seen = (f"their GenAI events/log records ({', '.join(events[:4])}) carry content, but no answer "
+                "record (gen_ai.choice) was joined to them: it arrived without their trace and span id "
+                "(OpenLLMetry emits a streamed answer's record after the span's context is gone) or not "
+                "at all")
+    elif events:
         seen = (f"their GenAI events/log records ({', '.join(events[:4])}) were received but carry "
                 "no message content, so content capture is off")
     elif instrumentation.writes_logs:
