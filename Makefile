@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # One virtualenv per instrumentation package set for tests/test_conformance.py, under
-# .venv-conformance/ (each rebuilt only when pyproject.toml or constraints.txt changed).
+# .venv-conformance/ (each rebuilt only when its requirements or constraints.txt changed).
 conformance-envs: $(STAMP)
 	$(BIN)/python scripts/conformance_envs.py
 

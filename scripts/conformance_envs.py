@@ -10,8 +10,8 @@ The project itself is not installed there: a `.pth` file appends the project roo
 `.venv`'s site-packages to the venv's path, after its own site-packages. The instrumentation's
 packages are found first; the evaluator and the rest of its dependencies come from the main
 venv, at the same versions (constraints.txt), so the driver runs the live exporters of this
-checkout. A stamp file per venv, newer than pyproject.toml and constraints.txt, skips a venv
-that is up to date (as the Makefile's .venv/.installed does).
+checkout. A stamp file per venv holds what it was built from (the set's requirements and
+constraints.txt's hash): a venv whose stamp matches is up to date and skipped.
 
     python scripts/conformance_envs.py            # every set
     python scripts/conformance_envs.py logfire-5  # one
@@ -20,6 +20,8 @@ that is up to date (as the Makefile's .venv/.installed does).
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import subprocess
 import sys
 import sysconfig
@@ -46,9 +48,9 @@ def env_python(name: str) -> Path:
     return ENVS / name / "bin" / "python"
 
 
-def _up_to_date(stamp: Path) -> bool:
-    inputs = [ROOT / "pyproject.toml", ROOT / "constraints.txt"]
-    return stamp.exists() and all(stamp.stat().st_mtime >= path.stat().st_mtime for path in inputs)
+def _built_from(requirements: list[str]) -> str:
+    constraints = hashlib.sha256((ROOT / "constraints.txt").read_bytes()).hexdigest()
+    return json.dumps({"requirements": requirements, "constraints_sha256": constraints, "python": sys.version})
 
 
 def _site_packages(python: Path) -> str:
@@ -59,7 +61,8 @@ def _site_packages(python: Path) -> str:
 def build(name: str, requirements: list[str]) -> None:
     env = ENVS / name
     stamp = env / STAMP
-    if _up_to_date(stamp):
+    built_from = _built_from(requirements)
+    if stamp.exists() and stamp.read_text() == built_from:
         return
     print(f"conformance env {name}: {' '.join(requirements)}", flush=True)
     venv.create(env, with_pip=True, clear=True)
@@ -68,7 +71,7 @@ def build(name: str, requirements: list[str]) -> None:
                     "-c", str(ROOT / "constraints.txt"), *requirements], check=True)
     main_site = sysconfig.get_path("purelib")  # this interpreter is the main .venv's
     Path(_site_packages(python), "evaluator_main_venv.pth").write_text(f"{ROOT}\n{main_site}\n")
-    stamp.touch()
+    stamp.write_text(built_from)
 
 
 def main(argv: list[str] | None = None) -> int:
