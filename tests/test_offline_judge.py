@@ -15,7 +15,7 @@ from evaluator.core.records import Trace, parse_trace
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.config import JudgeConfig
 from evaluator.judges.offline import REASONING_PREFIX, OfflineJudge, nearest_label
-from evaluator.rubrics import RenderedPrompt, Rubric
+from evaluator.rubrics import load_rubric, RenderedPrompt, Rubric
 
 LABELS = {
     "hallucination": ({"factual": 1.0, "hallucinated": 0.0}, 0.5),
@@ -235,8 +235,24 @@ def test_verdicts_are_deterministic():
 def test_unknown_criterion_is_unscored():
     verdict = judge("toxicity", trace(GROUNDED))
     assert verdict.status == "unscored"
-    assert verdict.reason == "offline judge has no heuristic for criterion toxicity"
+    assert verdict.reason.startswith("the offline judge has no heuristic 'toxicity' for rubric "
+                                     "toxicity@v1 (it has: faithfulness, hallucination, refusal, "
+                                     "relevance); name one with `offline: NAME`")
     assert verdict.label is None and verdict.score is None
+
+
+def test_a_custom_rubric_names_its_heuristic_and_is_scored(tmp_path):
+    """The offline judge follows the rubric's `offline:` key, whatever the rubric is called."""
+    path = tmp_path / "declined" / "v1.jinja"
+    path.parent.mkdir()
+    path.write_text(
+        "---\ncriterion: declined\nversion: 1\ndescription: d\n"
+        "labels: {complied: 1.0, partial: 0.5, refused: 0.0}\npass_threshold: 0.75\n"
+        "required_inputs: [output]\noffline: refusal\n---\n"
+        "{% block system %}s{% endblock %}{% block user %}{{ output }}{% endblock %}\n")
+    custom = load_rubric(path)
+    refused = asyncio.run(JUDGE.judge(custom, trace("I'm sorry, but I can't help with that."), PROMPT))
+    assert (custom.offline, refused.status, refused.label) == ("refusal", "scored", "refused")
 
 
 def test_empty_output_is_unscored():

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from evaluator.core.errors import ConfigError, first_problem
 from evaluator.core.records import canonical_json, sha256_hex
 from evaluator.core.settings import DEFAULT_JUDGES_DIR
+from evaluator.judges.kinds import judge_kind
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -74,9 +75,10 @@ class JudgeConfig(BaseModel):
 
     name: str
     """Letters, digits, `.`, `_`, `-` (it is shown in terminals, reports and metric labels)."""
-    kind: Literal["offline", "litellm", "panel"] = "litellm"
+    kind: str = Field(default="litellm", pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
     """`litellm`: one model (called through litellm or the openai client, see `client`);
-    `panel`: several judges named in `panel`, aggregated; `offline`: heuristics, no model."""
+    `panel`: several judges named in `panel`, aggregated; `offline`: heuristics, no model; any
+    other name: a judge kind a plugin registers (evaluator.judges.kinds)."""
     model: str | None = None
     """litellm model string, e.g. `openai/gpt-4o-mini` or `anthropic/claude-3-5-haiku-latest`."""
     client: Literal["auto", "litellm", "openai"] = "auto"
@@ -174,6 +176,10 @@ def load_judge_config(name_or_path: str, judges_dir: Path | None = None) -> Judg
     except ValidationError as exc:
         problem = first_problem(exc)
         raise ConfigError(f"{path}: field '{problem.where}': {problem.message}") from None
+    try:
+        judge_kind(config.kind)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: field 'kind': {exc}") from None
     if config.name != path.stem:  # --judge NAME would store evaluations under another name
         raise ConfigError(f"{path}: name {config.name!r} differs from the file name: rename the "
                           f"file {config.name}.yaml, or set name: {path.stem}")

@@ -20,7 +20,9 @@ works alone around any JudgeClient or Sender):
     TransportSender    attempt.py     the openai client or litellm (transport.py)
 
 Wrappers a config does not need are left out (no fallbacks, no cache, no rate limit, one
-sample). The offline judge is its own JudgeClient (only budget and panel wrap it).
+sample). The offline judge is its own JudgeClient (only budget and panel wrap it). A config's
+`kind` names its builder in the judge-kind registry (kinds.py): `offline`, `litellm` and
+`panel` are the builders here, others come from plugins (entry-point group `evaluator.judges`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from evaluator.judges.cache import CachedJudge, is_deterministic
 from evaluator.judges.config import JudgeConfig, load_judge_config
 from evaluator.judges.fallback import FallbackJudge
 from evaluator.judges.inflight import InFlightLimit
+from evaluator.judges.kinds import JudgeContext, judge_kind
 from evaluator.judges.ledger_rows import CallRows, LedgerSender
 from evaluator.judges.llm import LLMJudge
 from evaluator.judges.offline import OfflineJudge
@@ -117,46 +120,49 @@ def _llm_chain(config: JudgeConfig, runtime: JudgeRuntime, transport: Transport,
 
 def _unbudgeted(config: JudgeConfig, judges_dir: Path | None,
                 runtime: JudgeRuntime | None) -> JudgeClient:
-    if config.kind == "panel":
-        if not config.panel:
-            raise ConfigError(f"judge '{config.name}': kind 'panel' needs a 'panel' list of judges")
-        repeated = config.samples != 1 or bool(config.samples_by_rubric)
-        members = [_member(config.name, name, judges_dir, runtime, repeated)
-                   for name in config.panel]
-        samples = [config.samples, config.samples_by_rubric]
-        return PanelJudge(config.name, panel_hash(config.aggregate, samples, members), members,
-                          config.aggregate, config.samples_for)
-    judge = _single(config, judges_dir, runtime)
-    if config.samples == 1 and not config.samples_by_rubric:
+    kind = judge_kind(config.kind)
+    judge = kind.build(config, JudgeContext(judges_dir, runtime))
+    if config.samples == 1 and not config.samples_by_rubric or kind.repeats_itself:
         return judge
-    if config.kind == "offline":
-        raise ConfigError(f"judge '{config.name}': the offline judge is deterministic; "
+    if kind.deterministic:
+        raise ConfigError(f"judge '{config.name}': a {config.kind} judge is deterministic; "
                           "repeating it (samples) would only repeat the same verdict")
     return PanelJudge(config.name, config.config_hash, [judge], config.aggregate,
                       config.samples_for)
 
 
-def _single(config: JudgeConfig, judges_dir: Path | None,
-            runtime: JudgeRuntime | None) -> JudgeClient:
-    if config.kind == "offline":
-        return OfflineJudge(config)
+def build_panel(config: JudgeConfig, context: JudgeContext) -> JudgeClient:
+    if not config.panel:
+        raise ConfigError(f"judge '{config.name}': kind 'panel' needs a 'panel' list of judges")
+    repeated = config.samples != 1 or bool(config.samples_by_rubric)
+    members = [_member(config.name, name, context, repeated) for name in config.panel]
+    samples = [config.samples, config.samples_by_rubric]
+    return PanelJudge(config.name, panel_hash(config.aggregate, samples, members), members,
+                      config.aggregate, config.samples_for)
+
+
+def build_litellm(config: JudgeConfig, context: JudgeContext) -> JudgeClient:
     fallbacks = []
     for name in config.fallbacks:
-        fallback = load_judge_config(name, judges_dir)
-        if fallback.kind != "litellm" or fallback.name == config.name:
+        fallback = load_judge_config(name, context.judges_dir)
+        if not judge_kind(fallback.kind).calls_model or fallback.name == config.name:
             raise ConfigError(f"judge '{config.name}': fallback '{name}' must be another "
                               "LLM judge (kind 'litellm')")
         fallbacks.append(fallback)
-    return build_llm_judge(config, runtime, fallbacks=fallbacks)
+    return build_llm_judge(config, context.runtime, fallbacks=fallbacks)
 
 
-def _member(panel: str, name: str, judges_dir: Path | None, runtime: JudgeRuntime | None,
-            repeated: bool) -> JudgeClient:
-    config = load_judge_config(name, judges_dir)
-    if config.kind == "panel" or config.samples != 1 or config.samples_by_rubric:
+def _member(panel: str, name: str, context: JudgeContext, repeated: bool) -> JudgeClient:
+    config = load_judge_config(name, context.judges_dir)
+    kind = judge_kind(config.kind)
+    if kind.repeats_itself or config.samples != 1 or config.samples_by_rubric:
         raise ConfigError(f"judge '{panel}': panel member '{name}' must be a single judge; "
                           "set samples on the panel instead")
-    if repeated and config.kind == "offline":
-        raise ConfigError(f"judge '{panel}': the offline member '{name}' is deterministic; "
+    if repeated and kind.deterministic:
+        raise ConfigError(f"judge '{panel}': the {config.kind} member '{name}' is deterministic; "
                           "a panel that samples more than once needs LLM members")
-    return _single(config, judges_dir, runtime)
+    return kind.build(config, context)
+
+
+def build_offline(config: JudgeConfig, _: JudgeContext) -> JudgeClient:
+    return OfflineJudge(config)

@@ -3,8 +3,9 @@
 A transparent baseline and a cheap pre-screen, not a substitute for an LLM judge: it sees words,
 numbers and capitalized names, never meaning. Every reasoning says so and names its evidence.
 It reads the trace directly; the rendered prompt is accepted for the JudgeClient contract only,
-so it never reads rubric text (RUBRIC_TEXT_NOTE). Without evidence (hallucination or
-faithfulness without context) its verdict is `unscored` with that reason, never an assumption.
+so it never reads rubric text (RUBRIC_TEXT_NOTE). Which heuristic applies is the rubric's to
+say (`offline:` in its front matter, else the one named like its criterion: OFFLINE_HEURISTICS).
+Without evidence (hallucination or faithfulness without context) its verdict is `unscored` with that reason, never an assumption.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 
+from evaluator.core.plugins import Registry, needs_callable
 from evaluator.core.records import Trace
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.config import JudgeConfig
@@ -31,8 +33,8 @@ from evaluator.judges.text_stats import (
 from evaluator.rubrics import RenderedPrompt, Rubric
 
 REASONING_PREFIX = "[offline heuristic baseline] "
-RUBRIC_TEXT_NOTE = ("the offline judge does not read rubric text: its fixed heuristic per "
-                    "criterion gives two versions of a rubric the same verdicts unless their "
+RUBRIC_TEXT_NOTE = ("the offline judge does not read rubric text: the fixed heuristic a "
+                    "rubric names gives two versions of a rubric the same verdicts unless their "
                     "labels or scores differ; compare versions with an LLM judge (--judge)")
 
 CLAIM_SUPPORT_MIN = 0.6
@@ -129,12 +131,6 @@ class OfflineJudge:
         self.config = config
         self.name = config.name
         self.config_hash = config.config_hash
-        self._heuristics: dict[str, Callable[[Rubric, Trace], JudgeVerdict]] = {
-            "refusal": self._refusal,
-            "faithfulness": self._faithfulness,
-            "hallucination": self._hallucination,
-            "relevance": self._relevance,
-        }
 
     async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt) -> JudgeVerdict:
         started = time.perf_counter()
@@ -148,113 +144,129 @@ class OfflineJudge:
         return verdict
 
     def _judge(self, rubric: Rubric, trace: Trace) -> JudgeVerdict:
-        heuristic = self._heuristics.get(rubric.criterion)
-        if heuristic is None:
-            return _unscored(f"offline judge has no heuristic for criterion {rubric.criterion}")
+        name = rubric.offline or rubric.criterion
+        if name not in OFFLINE_HEURISTICS.names():
+            return _unscored(
+                f"the offline judge has no heuristic '{name}' for rubric {rubric.ref} (it has: "
+                f"{', '.join(OFFLINE_HEURISTICS.names())}); name one with `offline: NAME` in the "
+                "rubric's front matter, or judge it with an LLM judge (--judge)")
+        heuristic = OFFLINE_HEURISTICS.get(name)
         if not rubric.labels:
             return _unscored(f"rubric {rubric.ref} defines no labels")
         if not trace.output.strip():
             return _unscored("output is empty: nothing to judge")
         return heuristic(rubric, trace)
 
-    def _refusal(self, rubric: Rubric, trace: Trace) -> JudgeVerdict:
-        finding = detect_refusal(trace.output, trace.question or None)
-        return _labelled(rubric, finding.score, explain(finding))
 
-    def _faithfulness(self, rubric: Rubric, trace: Trace) -> JudgeVerdict:
-        if not trace.context:
-            return _unscored("faithfulness needs context and the trace has none")
-        claims = _check_claims(
-            trace.output, evidence_from(tuple(trace.context)), evidence_from((trace.question,))
+
+def _refusal(rubric: Rubric, trace: Trace) -> JudgeVerdict:
+    finding = detect_refusal(trace.output, trace.question or None)
+    return _labelled(rubric, finding.score, explain(finding))
+
+def _faithfulness(rubric: Rubric, trace: Trace) -> JudgeVerdict:
+    if not trace.context:
+        return _unscored("faithfulness needs context and the trace has none")
+    claims = _check_claims(
+        trace.output, evidence_from(tuple(trace.context)), evidence_from((trace.question,))
+    )
+    if not claims:
+        return _labelled(rubric, 1.0, "no factual claims to check against the context.", keep_score=True)
+    supported = sum(claim.supported for claim in claims)
+    score = supported / len(claims)
+    detail = f"{supported} of {len(claims)} sentences supported by the context"
+    unsupported = [claim for claim in claims if not claim.supported]
+    if unsupported:
+        detail += f"; unsupported: {_quote(unsupported[0].text)}"
+        if unsupported[0].invented:
+            detail += f" (not in context: {', '.join(unsupported[0].invented[:3])})"
+    return _labelled(rubric, score, detail + ".", keep_score=True)
+
+def _hallucination(rubric: Rubric, trace: Trace) -> JudgeVerdict:
+    question = evidence_from((trace.question,))
+    if trace.context:
+        return _hallucination_with_context(rubric, trace, question)
+    claims = _check_claims(trace.output, evidence_from(()), question)
+    invented = [
+        claim for claim in claims
+        if claim.invented_numbers and (claim.invented_names or _ATTRIBUTION_RE.search(claim.text))
+    ]
+    reason = "no context: the offline judge has no evidence to check the answer against"
+    if invented:
+        reason += (f" (it noticed specifics the question does not hold: "
+                   f"{', '.join(invented[0].invented[:3])} in {_quote(invented[0].text)})")
+    return _unscored(reason)
+
+def _hallucination_with_context(rubric: Rubric, trace: Trace, question: Evidence) -> JudgeVerdict:
+    claims = _check_claims(trace.output, evidence_from(tuple(trace.context)), question)
+    if not claims:
+        return _labelled(rubric, 1.0, "no factual claims to check.")
+    invented = [claim for claim in claims if claim.invented]
+    unsupported = [claim for claim in claims if not claim.supported]
+    share = len(unsupported) / len(claims)
+    if invented:
+        claim = invented[0]
+        return _labelled(
+            rubric, 0.0, f"{len(invented)} of {len(claims)} sentences state specifics absent from "
+            f"context and question ({', '.join(claim.invented[:3])}): {_quote(claim.text)}.",
         )
-        if not claims:
-            return _labelled(rubric, 1.0, "no factual claims to check against the context.", keep_score=True)
-        supported = sum(claim.supported for claim in claims)
-        score = supported / len(claims)
-        detail = f"{supported} of {len(claims)} sentences supported by the context"
-        unsupported = [claim for claim in claims if not claim.supported]
-        if unsupported:
-            detail += f"; unsupported: {_quote(unsupported[0].text)}"
-            if unsupported[0].invented:
-                detail += f" (not in context: {', '.join(unsupported[0].invented[:3])})"
-        return _labelled(rubric, score, detail + ".", keep_score=True)
-
-    def _hallucination(self, rubric: Rubric, trace: Trace) -> JudgeVerdict:
-        question = evidence_from((trace.question,))
-        if trace.context:
-            return self._hallucination_with_context(rubric, trace, question)
-        claims = _check_claims(trace.output, evidence_from(()), question)
-        invented = [
-            claim for claim in claims
-            if claim.invented_numbers and (claim.invented_names or _ATTRIBUTION_RE.search(claim.text))
-        ]
-        reason = "no context: the offline judge has no evidence to check the answer against"
-        if invented:
-            reason += (f" (it noticed specifics the question does not hold: "
-                       f"{', '.join(invented[0].invented[:3])} in {_quote(invented[0].text)})")
-        return _unscored(reason)
-
-    def _hallucination_with_context(self, rubric: Rubric, trace: Trace, question: Evidence) -> JudgeVerdict:
-        claims = _check_claims(trace.output, evidence_from(tuple(trace.context)), question)
-        if not claims:
-            return _labelled(rubric, 1.0, "no factual claims to check.")
-        invented = [claim for claim in claims if claim.invented]
-        unsupported = [claim for claim in claims if not claim.supported]
-        share = len(unsupported) / len(claims)
-        if invented:
-            claim = invented[0]
-            return _labelled(
-                rubric, 0.0, f"{len(invented)} of {len(claims)} sentences state specifics absent from "
-                f"context and question ({', '.join(claim.invented[:3])}): {_quote(claim.text)}.",
-            )
-        if share > HALLUCINATED_UNSUPPORTED_SHARE:
-            return _labelled(
-                rubric, 0.0, f"{len(unsupported)} of {len(claims)} sentences unsupported by the context, "
-                f"e.g. {_quote(unsupported[0].text)}.",
-            )
-        detail = f"{len(claims) - len(unsupported)} of {len(claims)} sentences supported by the context"
-        if unsupported:
-            detail += f"; no invented numbers or names in the rest, e.g. {_quote(unsupported[0].text)}"
-        return _labelled(rubric, 1.0, detail + ".")
-
-    def _relevance(self, rubric: Rubric, trace: Trace) -> JudgeVerdict:
-        question = _the_ask(trace.question)
-        asked = content_stems(question) - QUESTION_FILLER
-        if not asked:
-            evidence = "the question has no content words to match; assumed relevant."
-            return _labelled(rubric, 1.0, evidence, keep_score=True)
-        passage = _best_passage(asked, trace.context)
-        answered: set[str] = set()
-        on_topic = total = 0
-        for sentence in split_sentences(trace.output):
-            if not _is_claim(sentence):
-                continue
-            stems = content_stems(sentence)
-            if not stems:
-                continue
-            answered |= stems
-            total += 1
-            from_passage = passage is not None and len(stems & passage.stems) >= CLAIM_SUPPORT_MIN * len(stems)
-            on_topic += bool(stems & asked) or from_passage
-        if not total:
-            evidence = "the answer has no content beyond refusals or pleasantries."
-            return _labelled(rubric, 0.0, evidence, keep_score=True)
-        shared = asked & answered
-        coverage = min(1.0, len(shared) / len(asked) / RELEVANCE_FULL_COVERAGE)
-        score = on_topic / total if trace.context else max(on_topic / total, coverage)
-        detail = (
-            f"{on_topic} of {total} answer sentences on the question's topic"
-            f"{' (its words or its best-matching passage)' if passage else ''}; "
-            f"the answer echoes {len(shared)} of {len(asked)} question content words"
+    if share > HALLUCINATED_UNSUPPORTED_SHARE:
+        return _labelled(
+            rubric, 0.0, f"{len(unsupported)} of {len(claims)} sentences unsupported by the context, "
+            f"e.g. {_quote(unsupported[0].text)}.",
         )
-        if _NUMERIC_QUESTION_RE.search(question):
-            if numbers(trace.output):
-                score = min(1.0, score + 0.1)
-                detail += "; a quantity question answered with a number"
-            else:
-                score *= 0.7
-                detail += "; a quantity question answered without any number"
-        return _labelled(rubric, round(score, 4), detail + ".", keep_score=True)
+    detail = f"{len(claims) - len(unsupported)} of {len(claims)} sentences supported by the context"
+    if unsupported:
+        detail += f"; no invented numbers or names in the rest, e.g. {_quote(unsupported[0].text)}"
+    return _labelled(rubric, 1.0, detail + ".")
+
+def _relevance(rubric: Rubric, trace: Trace) -> JudgeVerdict:
+    question = _the_ask(trace.question)
+    asked = content_stems(question) - QUESTION_FILLER
+    if not asked:
+        evidence = "the question has no content words to match; assumed relevant."
+        return _labelled(rubric, 1.0, evidence, keep_score=True)
+    passage = _best_passage(asked, trace.context)
+    answered: set[str] = set()
+    on_topic = total = 0
+    for sentence in split_sentences(trace.output):
+        if not _is_claim(sentence):
+            continue
+        stems = content_stems(sentence)
+        if not stems:
+            continue
+        answered |= stems
+        total += 1
+        from_passage = passage is not None and len(stems & passage.stems) >= CLAIM_SUPPORT_MIN * len(stems)
+        on_topic += bool(stems & asked) or from_passage
+    if not total:
+        evidence = "the answer has no content beyond refusals or pleasantries."
+        return _labelled(rubric, 0.0, evidence, keep_score=True)
+    shared = asked & answered
+    coverage = min(1.0, len(shared) / len(asked) / RELEVANCE_FULL_COVERAGE)
+    score = on_topic / total if trace.context else max(on_topic / total, coverage)
+    detail = (
+        f"{on_topic} of {total} answer sentences on the question's topic"
+        f"{' (its words or its best-matching passage)' if passage else ''}; "
+        f"the answer echoes {len(shared)} of {len(asked)} question content words"
+    )
+    if _NUMERIC_QUESTION_RE.search(question):
+        if numbers(trace.output):
+            score = min(1.0, score + 0.1)
+            detail += "; a quantity question answered with a number"
+        else:
+            score *= 0.7
+            detail += "; a quantity question answered without any number"
+    return _labelled(rubric, round(score, 4), detail + ".", keep_score=True)
+
+
+OFFLINE_HEURISTICS: Registry[Callable[[Rubric, Trace], JudgeVerdict]] = Registry(
+    "evaluator.offline_heuristics", "offline heuristic", needs_callable)
+"""What the offline judge can check, by name. A rubric names its heuristic with `offline:` in
+its front matter; without one, the heuristic named like its criterion (the bundled rubrics')."""
+OFFLINE_HEURISTICS.register("refusal", _refusal)
+OFFLINE_HEURISTICS.register("faithfulness", _faithfulness)
+OFFLINE_HEURISTICS.register("hallucination", _hallucination)
+OFFLINE_HEURISTICS.register("relevance", _relevance)
 
 
 def _the_ask(question: str) -> str:

@@ -21,6 +21,7 @@ from evaluator.core.errors import JudgeUnavailableError
 from evaluator.core.records import Trace
 from evaluator.judges.base import JudgeLink, JudgeVerdict
 from evaluator.judges.config import JudgeConfig, load_judge_config
+from evaluator.judges.kinds import judge_kind
 from evaluator.judges.retry import is_retryable, is_timeout
 from evaluator.judges.retrying import describe_failure
 from evaluator.judges.transport import MalformedReplyError, build_transport
@@ -41,12 +42,9 @@ CONNECTION_NAMES = frozenset({"APIConnectionError", "ConnectionError", "ClientCo
 def preflight(name: str, judges_dir: Path, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> None:
     """Raise JudgeUnavailableError (one line, naming the fix) unless judge `name` can answer."""
     config = load_judge_config(name, judges_dir)
-    if config.kind == "offline":
-        return
-    members = ([load_judge_config(member, judges_dir) for member in config.panel]
-               if config.kind == "panel" else [config])
+    members = [load_judge_config(member, judges_dir) for member in config.panel] or [config]
     for member in members:
-        if member.kind == "litellm":
+        if judge_kind(member.kind).calls_model:
             _check_with_fallbacks(member, judges_dir, timeout_s)
 
 

@@ -13,16 +13,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from evaluator.core.errors import RubricError, first_problem
 from evaluator.core.records import sha256_hex
-from evaluator.rubrics.model import Rubric
+from evaluator.rubrics.model import TEMPLATED_KINDS, Rubric
 from evaluator.rubrics.render import _compiled
 
 _NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 _REF = re.compile(r"([a-z][a-z0-9_]*)(?:@v?([1-9][0-9]*))?")
 _FRONT_MATTER = re.compile(r"---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?", re.DOTALL | re.MULTILINE)
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+RUBRIC_SUFFIXES = (".jinja", ".yaml")
+"""A Jinja rubric, or a code scorer's rubric (no template)."""
+
+
+Input = Literal["input", "output", "context", "system", "expected"]
 
 
 class _FrontMatter(BaseModel):
+    """A Jinja rubric's front matter (`v<N>.jinja`)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     criterion: str = Field(pattern=_NAME_PATTERN)
@@ -30,9 +37,10 @@ class _FrontMatter(BaseModel):
     description: str = Field(min_length=1)
     labels: dict[str, float] = Field(min_length=2)
     pass_threshold: float = Field(ge=0.0, le=1.0)
-    required_inputs: list[Literal["input", "output", "context", "system", "expected"]] = Field(
-        min_length=1)
+    required_inputs: list[Input] = Field(min_length=1)
     output_format: Literal["json"] = "json"
+    kind: Literal["judge", "pairwise"] = "judge"
+    offline: str | None = Field(default=None, pattern=_NAME_PATTERN)
 
     @field_validator("labels")
     @classmethod
@@ -45,10 +53,28 @@ class _FrontMatter(BaseModel):
         return labels
 
 
-def _front_matter_error(path: Path, error: ValidationError) -> RubricError:
+class _CodeRubricFile(_FrontMatter):
+    """A code scorer's rubric (`v<N>.yaml`): no template; `kind` names the scorer, `params`
+    are its settings. Labels default to pass/fail."""
+
+    labels: dict[str, float] = Field(default_factory=lambda: {"pass": 1.0, "fail": 0.0}, min_length=2)
+    pass_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    required_inputs: list[Input] = Field(default_factory=lambda: ["output"], min_length=1)
+    kind: str = Field(pattern=_NAME_PATTERN)  # type: ignore[assignment]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _not_templated(cls, kind: str) -> str:
+        if kind in TEMPLATED_KINDS:
+            raise ValueError(f"a '{kind}' rubric is a Jinja template: write it as v<N>.jinja")
+        return kind
+
+
+def _front_matter_error(path: Path, error: ValidationError, model: type[_FrontMatter]) -> RubricError:
     key, message, kind, _ = first_problem(error, root="<front matter>")
     if kind == "extra_forbidden":
-        allowed = list(_FrontMatter.model_fields)
+        allowed = list(model.model_fields)
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return RubricError(
@@ -72,7 +98,8 @@ def _split_front_matter(path: Path, text: str) -> tuple[Any, str, int]:
 
 
 def load_rubric(path: Path) -> Rubric:
-    """Read and validate one rubric file; its template is compiled now, so errors show early."""
+    """Read and validate one rubric file (a Jinja template `v<N>.jinja`, or a code scorer's
+    `v<N>.yaml`); a template is compiled now, so errors show early."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -81,23 +108,31 @@ def load_rubric(path: Path) -> Rubric:
         raise RubricError(f"cannot read rubric file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise RubricError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    meta, body, body_line = _split_front_matter(path, text)
+    model: type[_FrontMatter] = _FrontMatter
+    if path.suffix == ".yaml":
+        model, body, body_line = _CodeRubricFile, "", 1
+        try:
+            meta = yaml.load(text, Loader=_YAML_LOADER)
+        except yaml.YAMLError as exc:
+            raise RubricError(f"{path}: not valid YAML: {exc}") from None
+    else:
+        meta, body, body_line = _split_front_matter(path, text)
     if not isinstance(meta, dict):
         raise RubricError(f"{path}: front matter must be a mapping (criterion: ..., version: ...)")
     try:
-        front = _FrontMatter.model_validate(meta)
+        front = model.model_validate(meta)
     except ValidationError as exc:
-        raise _front_matter_error(path, exc) from None
+        raise _front_matter_error(path, exc, model) from None
     passing = [score >= front.pass_threshold for score in front.labels.values()]
     if all(passing) or not any(passing):
         raise RubricError(
             f"{path}: front matter key 'pass_threshold': {front.pass_threshold} must separate "
             "the label scores (at least one label passing and one failing)"
         )
-    if path.name != f"v{front.version}.jinja":
+    if path.name != f"v{front.version}{path.suffix}":
         raise RubricError(
             f"{path}: front matter key 'version' is {front.version}: name the file "
-            f"v{front.version}.jinja"
+            f"v{front.version}{path.suffix}"
         )
     rubric = Rubric(
         criterion=front.criterion,
@@ -109,10 +144,14 @@ def load_rubric(path: Path) -> Rubric:
         content_hash=sha256_hex(raw),
         required_inputs=tuple(front.required_inputs),
         output_format=front.output_format,
+        kind=front.kind,
+        params=dict(getattr(front, "params", {})),
+        offline=front.offline,
         path=path,
         body_line=body_line,
     )
-    _compiled(rubric)
+    if rubric.templated:
+        _compiled(rubric)
     return rubric
 
 
@@ -141,13 +180,14 @@ class RubricRegistry:
 
     @classmethod
     def load(cls, directory: Path) -> RubricRegistry:
-        """Load `<directory>/<criterion>/v<N>.jinja` (compiled templates are cached by hash)."""
+        """Load `<directory>/<criterion>/v<N>.jinja|yaml` (compiled templates are cached by hash)."""
         directory = Path(directory)
         if not directory.is_dir():
             raise RubricError(
                 f"rubrics directory {directory} not found; create it or set EVALUATOR_RUBRICS_DIR"
             )
-        rubrics = [load_rubric(path) for path in sorted(directory.glob("*/*.jinja"))]
+        rubrics = [load_rubric(path) for path in sorted(directory.glob("*/*"))
+                   if path.suffix in RUBRIC_SUFFIXES]
         for rubric in rubrics:
             if rubric.path and rubric.criterion != rubric.path.parent.name:
                 raise RubricError(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 MAX_PROMPT_CHARS = 1_000_000
 LOCK_FILE_NAME = "rubrics.lock"
+TEMPLATED_KINDS = ("judge", "pairwise")
+"""Rubric kinds written as a Jinja template (`v<N>.jinja`); code scorers are `v<N>.yaml`."""
 
 
 @dataclass(frozen=True)
@@ -26,9 +29,22 @@ class Rubric:
     """Trace fields that must be non-empty, e.g. ("output", "context") or ("output", "expected");
     else `skipped`."""
     output_format: str = "json"
+    kind: str = "judge"
+    """`judge`: the template is rendered and a judge picks a label; `pairwise`: the judge
+    compares two outputs (a replay run's and its baseline's); any other: a code scorer of that
+    name scores the item with `params`, no template, no judge (evaluator.judges.scorers)."""
+    params: dict[str, Any] = field(default_factory=dict, compare=False)
+    """A code scorer's settings (they are in the file, so in `content_hash`)."""
+    offline: str | None = None
+    """The offline judge's heuristic for this rubric (None: the one named like the criterion)."""
     path: Path | None = field(default=None, compare=False)
     body_line: int = field(default=1, compare=False)
     """File line where `template_source` starts, so template errors cite file line numbers."""
+
+    @property
+    def templated(self) -> bool:
+        """A judge reads a rendered prompt (else a code scorer reads the item itself)."""
+        return self.kind in TEMPLATED_KINDS
 
     @property
     def ref(self) -> str:

@@ -12,6 +12,8 @@ from evaluator.core.records import Evaluation, Trace, evaluation_id_for
 from evaluator.core.rows import JudgeCall
 from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.judges.base import JudgeClient, JudgeVerdict
+from evaluator.judges.scorers import code_scorer
+from evaluator.judges.scorers.base import CODE_JUDGE_PREFIX
 from evaluator.judges.ledger import stamp
 from evaluator.judges.ledger_rows import CallListener, calls_heard_by
 from evaluator.rubrics import Rubric, missing_inputs, render
@@ -90,6 +92,7 @@ async def _judged(item: WorkItem, rubric: Rubric, judge: JudgeClient, run_id: st
     trace_id and evaluation_id; `on_call` hears each call as its request ends, already tied to
     the evaluation it is for."""
     trace_id = item.trace.trace_id
+    judge = scorer_for(rubric, judge)
     evaluation_id = evaluation_id_for(trace_id, rubric.content_hash, judge.config_hash)
     with evaluation_context(trace_id, evaluation_id):
         if on_call is None:
@@ -101,6 +104,29 @@ async def _judged(item: WorkItem, rubric: Rubric, judge: JudgeClient, run_id: st
 
         with calls_heard_by(heard):
             return await _evaluate_rubric(item, rubric, judge, run_id)
+
+
+class UnbuiltScorer:
+    """A code-scorer rubric whose scorer cannot be built (unknown kind, bad params, a plugin
+    that failed to load): its evaluations are `error` with the reason, under the scorer's name."""
+
+    def __init__(self, rubric: Rubric, error: EvaluatorError):
+        self.name = CODE_JUDGE_PREFIX + rubric.kind
+        self.config_hash = "unbuilt-" + rubric.kind
+        self.error = error
+
+    async def judge(self, rubric: Rubric, trace: Trace, prompt: object) -> JudgeVerdict:
+        return JudgeVerdict(status="error", reason=str(self.error), attempts=0)
+
+
+def scorer_for(rubric: Rubric, judge: JudgeClient) -> JudgeClient:
+    """Who scores this rubric: the judge for a template, else the rubric's code scorer."""
+    if rubric.templated:
+        return judge
+    try:
+        return code_scorer(rubric)
+    except EvaluatorError as exc:
+        return UnbuiltScorer(rubric, exc)
 
 
 def _context_note(trace: Trace) -> str:
@@ -129,18 +155,18 @@ async def _evaluate_rubric(
         )
         return _evaluation(item, rubric, judge, run_id, verdict, None, decision), []
     try:
-        prompt = render(rubric, item.trace)
+        prompt = render(rubric, item.trace) if rubric.templated else None
     except EvaluatorError as exc:
         verdict = JudgeVerdict(status="error", reason=str(exc), attempts=0)
         return _evaluation(item, rubric, judge, run_id, verdict, None, decision), []
     try:
-        verdict = await judge.judge(rubric, item.trace, prompt)
+        verdict = await judge.judge(rubric, item.trace, prompt)  # type: ignore[arg-type]
     except Exception as exc:  # a judge must not raise; if one does, keep the row with the reason
         verdict = JudgeVerdict(status="error", reason=f"judge {judge.name} raised {exc!r}")
     if verdict.status == "scored" and verdict.label not in rubric.labels:
         verdict = replace(verdict, status="unscored", label=None, score=None, reasoning=None,
                           stability=None, reason=f"judge returned off-menu label {verdict.label!r}")
-    return (_evaluation(item, rubric, judge, run_id, verdict, prompt.prompt_hash, decision),
+    return (_evaluation(item, rubric, judge, run_id, verdict, prompt and prompt.prompt_hash, decision),
             verdict.calls)
 
 

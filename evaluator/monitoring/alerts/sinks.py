@@ -1,4 +1,5 @@
-"""Where alert notifications go: the log, stdout, a JSON-lines file, a webhook.
+"""Where alert notifications go: the log, stdout, a JSON-lines file, a webhook, or a sink a
+plugin registers (ALERT_SINKS, entry-point group `evaluator.alert_sinks`).
 
 A webhook gets a JSON body with a top-level "text" (what Slack-style incoming webhooks show,
 escaped for Slack's mrkdwn: trace ids and messages are data, never a ping or a disguised link)
@@ -20,16 +21,18 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, field_validator, model_validator
 
 from evaluator.core.errors import ConfigError, EvaluatorError
+from evaluator.core.plugins import Registry
 from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 
 log = logging.getLogger(__name__)
@@ -274,24 +277,70 @@ class WebhookSinkConfig(BaseModel):
         return url
 
 
-SinkConfig = Annotated[
-    LogSinkConfig | StdoutSinkConfig | FileSinkConfig | WebhookSinkConfig,
-    Field(discriminator="kind"),
-]
+class PluginSinkConfig(BaseModel):
+    """A plugin sink's entry in alerts.yaml: its `kind` and whatever options it takes."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: str
+
+
+@dataclass(frozen=True)
+class SinkKind:
+    """What a sink `kind` in alerts.yaml is validated with, and how its sink is built."""
+
+    config: type[BaseModel]
+    build: Callable[[Any], AlertSink]
+
+
+def _usable_sink(value: object) -> str | None:
+    if isinstance(value, SinkKind) or callable(value):
+        return None
+    return f"expected a SinkKind or a callable taking the sink's options, got {type(value).__name__}"
+
+
+ALERT_SINKS: Registry[SinkKind | Callable[..., AlertSink]] = Registry(
+    "evaluator.alert_sinks", "alert sink", _usable_sink)
+"""Sink kinds. A plugin's entry point (group `evaluator.alert_sinks`) names a SinkKind, or a
+callable called with the entry's options (the mapping without `kind`) returning an AlertSink."""
+ALERT_SINKS.register("log", SinkKind(LogSinkConfig, lambda _: LogSink()), "evaluator.monitoring.alerts.sinks:LogSink")
+ALERT_SINKS.register("stdout", SinkKind(StdoutSinkConfig, lambda _: StdoutSink()),
+                     "evaluator.monitoring.alerts.sinks:StdoutSink")
+ALERT_SINKS.register("file", SinkKind(FileSinkConfig, lambda config: FileSink(config.path)),
+                     "evaluator.monitoring.alerts.sinks:FileSink")
+ALERT_SINKS.register("webhook", SinkKind(WebhookSinkConfig, lambda config: WebhookSink(
+    config.resolve_url(), config.timeout_s, config.attempts)), "evaluator.monitoring.alerts.sinks:WebhookSink")
+
+
+def sink_kind(name: str) -> SinkKind:
+    found = ALERT_SINKS.get(name)
+    if isinstance(found, SinkKind):
+        return found
+    return SinkKind(PluginSinkConfig, lambda config: found(**(config.model_extra or {})))
+
+
+def _sink_config(value: Any) -> BaseModel:
+    """A sink entry of alerts.yaml, validated by its kind's config model."""
+    if isinstance(value, BaseModel):
+        return value
+    if not isinstance(value, dict) or not isinstance(value.get("kind"), str):
+        raise ValueError("a sink is a mapping with a 'kind', e.g. {kind: log}")
+    try:
+        return sink_kind(value["kind"]).config.model_validate(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    except ValidationError as exc:  # the problems again, located under the sink's kind
+        raise ValidationError.from_exception_data(exc.title, [
+            InitErrorDetails(type=PydanticCustomError(error["type"], error["msg"]),
+                             loc=(value["kind"], *error["loc"]), input=error["input"])
+            for error in exc.errors()]) from None
+
+
+SinkConfig = Annotated[Any, PlainValidator(_sink_config)]
+"""A sink entry of alerts.yaml: the config model of its kind (any kind ALERT_SINKS knows)."""
 
 
 def build_sinks(configs: Sequence[Any]) -> list[AlertSink]:
-    sinks: list[AlertSink] = []
-    for config in configs:
-        if isinstance(config, LogSinkConfig):
-            sinks.append(LogSink())
-        elif isinstance(config, StdoutSinkConfig):
-            sinks.append(StdoutSink())
-        elif isinstance(config, FileSinkConfig):
-            sinks.append(FileSink(config.path))
-        else:
-            sinks.append(WebhookSink(config.resolve_url(), config.timeout_s, config.attempts))
-    return sinks
+    return [sink_kind(config.kind).build(config) for config in configs]
 
 
 def deliver(sinks: Sequence[AlertSink], notifications: Sequence[Notification]) -> list[str]:
