@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint bench gate clean lock conformance-envs
 
-$(STAMP): pyproject.toml constraints.txt
+EXAMPLE_PLUGIN := examples/evaluator-plugin-example
+
+$(STAMP): pyproject.toml constraints.txt $(EXAMPLE_PLUGIN)/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# the example plugin (README "Custom scorers and plugins"), for its test
+	$(BIN)/python -m pip install --quiet --no-deps -e $(EXAMPLE_PLUGIN)
 	touch $(STAMP)
 
 install: $(STAMP)

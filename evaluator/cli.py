@@ -227,19 +227,29 @@ def rubrics() -> None:
 
 @rubrics.command("list")
 def rubrics_list() -> None:
-    """Every rubric version, with labels, threshold and content hash."""
+    """Every rubric version, with its kind (judge, pairwise or a code scorer), labels,
+    threshold and content hash; then the code scorers available, built-in and from plugins."""
+    from evaluator.commands.plugins import plugin_rows
     from evaluator.core.tables import compact_table
+    from evaluator.judges.scorers import SCORERS
     from evaluator.monitoring.report import console as make_console
     from evaluator.rubrics import RubricRegistry
 
     table = compact_table("Rubrics")
-    for column in ("rubric", "labels (score)", "pass at", "needs", "hash"):
+    for column in ("rubric", "kind", "labels (score)", "pass at", "needs", "hash"):
         table.add_column(column, overflow="fold")
     for rubric in RubricRegistry.load(_settings().rubrics_dir).all():
         labels = "\n".join(f"{k} ({v:g})" for k, v in rubric.labels.items())
-        table.add_row(rubric.ref, labels, f"{rubric.pass_threshold:g}",
+        table.add_row(rubric.ref, rubric.kind, labels, f"{rubric.pass_threshold:g}",
                       ", ".join(rubric.required_inputs), rubric.content_hash[:12])
-    make_console().print(table)
+    scorers = compact_table("Code scorers (rubric kinds; plugins: entry-point group evaluator.scorers)")
+    for column in ("kind", "from", "target", "status"):
+        scorers.add_column(column, overflow="fold")
+    for row in plugin_rows(SCORERS.listing()):
+        scorers.add_row(*row)
+    out = make_console()
+    out.print(table)
+    out.print(scorers)
 
 
 @rubrics.command("lock")
@@ -377,6 +387,9 @@ def _register_command_modules() -> None:
     from evaluator.commands.export import export
 
     cli.add_command(export)
+    from evaluator.commands.plugins import plugins
+
+    cli.add_command(plugins)
 
 
 _register_command_modules()

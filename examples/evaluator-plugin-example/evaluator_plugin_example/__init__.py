@@ -1,0 +1,1 @@
+"""An example Evaluator plugin: one of each extension point, registered in pyproject.toml."""
