@@ -315,7 +315,10 @@ def evaluate_gate(db: Path, run_id: str, baseline: str | None, registry: RubricR
     with Store(db, read_only=True) as store:
         run = _completed_replay(store, run_id, "candidate")
         candidate = run_side(store, run_id, registry)
-        baseline = baseline or run.params["dataset"]
+        baseline = baseline or run.params.get("dataset")
+        if baseline is None:
+            raise GateUndecidedError(f"run {run_id} was not replayed from a dataset (a pytest "
+                                     "session's checks): name the run to compare with, --baseline RUN")
         if Path(baseline).is_file():
             reference = dataset_side(Path(baseline), read_dataset(Path(baseline)), registry,
                                      candidate.versions)

@@ -26,6 +26,7 @@ from evaluator.core.settings import Settings
 from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.judges.base import JudgeClient
 from evaluator.judges.budget import RunBudget
+from evaluator.judges.scorers import check_scorers
 from evaluator.pii.masking import ingest_masker, payload_masker, storage_masker
 from evaluator.regression.datasets import DatasetItem, hash_lines, read_dataset, read_manifest
 from evaluator.regression.targets import Target, load_target
@@ -33,7 +34,7 @@ from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.store import RubricSummary, Scope, Store
 from evaluator.store import replay_queries as queries
 from evaluator.store.scope import REPLAY_KIND
-from evaluator.worker.pipeline import evaluate_batch
+from evaluator.worker.pipeline import evaluate_batch, scorer_for
 
 REPLAY_DECISION = SampleDecision(True, "replay", 1.0)
 DEFAULT_CONCURRENCY = 16
@@ -117,6 +118,7 @@ def _setup(settings: Settings, rubric_refs: Sequence[str], judge_name: str,
 
     registry = RubricRegistry.load(settings.rubrics_dir)
     rubrics = [registry.get(ref) for ref in rubric_refs] or registry.latest()
+    check_scorers(rubrics)
     judge = load_judge(judge_name, settings.judges_dir, default_runtime(settings))
     if budget is not None:
         judge = budget.wrap(judge)
@@ -293,7 +295,7 @@ class _Session:
 
     def _error(self, trace_id: str, rubric: Rubric, reason: str) -> Evaluation:
         """The row an item gets per rubric when there is no output to judge."""
-        judge = self.setup.judge
+        judge = scorer_for(rubric, self.setup.judge)
         return Evaluation(
             evaluation_id=evaluation_id_for(trace_id, rubric.content_hash, judge.config_hash),
             trace_id=trace_id, rubric=rubric.criterion, rubric_version=rubric.version,

@@ -19,6 +19,7 @@ from evaluator.core.work import WorkItem
 from evaluator.ingest.files import TraceFormat, WorkCounts, stream_work
 from evaluator.judges.budget import RunBudget
 from evaluator.judges.config import load_judge_config
+from evaluator.judges.scorers import check_scorers
 from evaluator.queue.channel import InMemoryChannel
 from evaluator.queue.messages import ResultBatch
 from evaluator.rubrics import RubricRegistry
@@ -175,8 +176,8 @@ def run_embedded(
     budget = None if max_cost_usd is None else RunBudget(max_cost_usd)
     started = time.perf_counter()
     registry = RubricRegistry.load(settings.rubrics_dir)
-    for ref in rubric_refs:  # fail before any work on a typo
-        registry.get(ref)
+    # fail before any work on a typo, a bad code scorer or an unknown judge kind
+    check_scorers([registry.get(ref) for ref in rubric_refs] or registry.latest())
     load_judge_config(judge_name, settings.judges_dir)
     policy = sampling_policy(sample_rate, settings.sampling_config, settings.daily_budget_usd)
     check_rubric_names(policy, registry.criteria())

@@ -9,6 +9,13 @@ more through the entry-point group `evaluator.scorers`.
 """
 
 from evaluator.judges.scorers import builtin, similarity  # noqa: F401  (they register the built-ins)
-from evaluator.judges.scorers.base import SCORERS, CodeScorer, CodeScorerJudge, Score, code_scorer
+from evaluator.judges.scorers.base import (
+    SCORERS,
+    CodeScorer,
+    CodeScorerJudge,
+    Score,
+    check_scorers,
+    code_scorer,
+)
 
-__all__ = ["SCORERS", "CodeScorer", "CodeScorerJudge", "Score", "code_scorer"]
+__all__ = ["SCORERS", "CodeScorer", "CodeScorerJudge", "Score", "check_scorers", "code_scorer"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -103,3 +103,11 @@ def code_scorer(rubric: Rubric) -> CodeScorerJudge:
     with _BUILT_LOCK:
         _BUILT[rubric.content_hash] = built
     return built
+
+
+def check_scorers(rubrics: Sequence[Rubric]) -> None:
+    """Build the code scorer of every code-scorer rubric among `rubrics`, so a bad kind or bad
+    params stop a run before any work (RubricError naming the file)."""
+    for rubric in rubrics:
+        if not rubric.templated:
+            code_scorer(rubric)
