@@ -15,7 +15,7 @@ from evaluator.core.records import Trace, parse_trace
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.config import JudgeConfig
 from evaluator.judges.offline import REASONING_PREFIX, OfflineJudge, nearest_label
-from evaluator.rubrics import load_rubric, RenderedPrompt, Rubric
+from evaluator.rubrics import RenderedPrompt, Rubric, load_rubric
 
 LABELS = {
     "hallucination": ({"factual": 1.0, "hallucinated": 0.0}, 0.5),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import evaluator.api.pytest_run  # noqa: F401  (loaded before pytester's in-process runs: its
+
 # sys.modules snapshot would drop DuckDB after each run, and a native module loaded twice aborts)
 from evaluator.cli import main
 

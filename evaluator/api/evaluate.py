@@ -64,7 +64,7 @@ class Evaluated:
 def _trace(item: Item, defaults: Mapping[str, Any], max_text_chars: int) -> Trace:
     if isinstance(item, Trace):
         return item
-    values = {"output": item} if isinstance(item, str) else dict(item)
+    values: dict[str, Any] = {"output": item} if isinstance(item, str) else dict(item)
     unknown = sorted(set(values) - ITEM_FIELDS)
     if unknown:
         raise ConfigError(f"unknown item field(s) {', '.join(unknown)}; an item has "
@@ -106,9 +106,8 @@ async def evaluate_async(items: Item | Sequence[Item], *, rubrics: str | Sequenc
 
     chosen = _rubrics(RubricRegistry.load(settings.rubrics_dir), rubrics)
     check_scorers(chosen)
-    many = isinstance(items, Sequence) and not isinstance(items, str)
-    traces = [_trace(item, defaults, settings.max_text_chars)
-              for item in (items if many else [items])]  # type: ignore[union-attr]
+    listed: Sequence[Item] = ([items] if isinstance(items, (str, Mapping, Trace)) else items)
+    traces = [_trace(item, defaults, settings.max_text_chars) for item in listed]
     mask = ingest_masker(settings)
     if mask is not None:
         traces = [trace if trace.pii_masked else mask(trace) for trace in traces]

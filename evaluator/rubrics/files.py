@@ -59,7 +59,7 @@ class _CodeRubricFile(_FrontMatter):
 
     labels: dict[str, float] = Field(default_factory=lambda: {"pass": 1.0, "fail": 0.0}, min_length=2)
     pass_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    required_inputs: list[Input] = Field(default_factory=lambda: ["output"], min_length=1)
+    required_inputs: list[Input] = Field(default_factory=lambda: list[Input](["output"]), min_length=1)
     kind: str = Field(pattern=_NAME_PATTERN)  # type: ignore[assignment]
     params: dict[str, Any] = Field(default_factory=dict)
 

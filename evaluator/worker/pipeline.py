@@ -12,10 +12,10 @@ from evaluator.core.records import Evaluation, Trace, evaluation_id_for
 from evaluator.core.rows import JudgeCall
 from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.judges.base import JudgeClient, JudgeVerdict
-from evaluator.judges.scorers import code_scorer
-from evaluator.judges.scorers.base import CODE_JUDGE_PREFIX
 from evaluator.judges.ledger import stamp
 from evaluator.judges.ledger_rows import CallListener, calls_heard_by
+from evaluator.judges.scorers import code_scorer
+from evaluator.judges.scorers.base import CODE_JUDGE_PREFIX
 from evaluator.rubrics import Rubric, missing_inputs, render
 
 
@@ -166,7 +166,7 @@ async def _evaluate_rubric(
     if verdict.status == "scored" and verdict.label not in rubric.labels:
         verdict = replace(verdict, status="unscored", label=None, score=None, reasoning=None,
                           stability=None, reason=f"judge returned off-menu label {verdict.label!r}")
-    return (_evaluation(item, rubric, judge, run_id, verdict, prompt and prompt.prompt_hash, decision),
+    return (_evaluation(item, rubric, judge, run_id, verdict, prompt.prompt_hash if prompt else None, decision),
             verdict.calls)
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from evaluator.core.errors import ConfigError, EvaluatorError
 from evaluator.core.plugins import Registry
