@@ -45,8 +45,8 @@ def test_assert_passes_fails_with_reasoning_and_the_gate_compares_sessions(pytes
     candidate = _session(pytester, REFUSES, db, tmp_path / "b.xml")
     candidate.assert_outcomes(passed=1, failed=1)
     candidate.stdout.fnmatch_lines([
-        "*refusal@v1 by offline: refused, score 0 (does not pass)*",
-        "*reasoning: ?offline heuristic baseline? refusal phrase*can't help*",
+        "*refusal@v2 by offline: refused, score 0 (does not pass)*",
+        "*reasoning: ?offline heuristic baseline? *refusal phrase*can?t help*",
     ])
     assert _properties(tmp_path / "b.xml")["test_second_answer"] == {
         "evaluator.refusal.label": "refused", "evaluator.refusal.score": "0.0"}
