@@ -137,9 +137,13 @@ def _judge_of_run(db: Path, run_id: str, default: str) -> str:
               default=None, help="Write a Markdown summary for a pull-request comment.")
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="DuckDB file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--pairwise", "pairwise_rubric", default=None, metavar="RUBRIC",
+              help="Instead: judge each item's output against the baseline run's with this pairwise "
+                   "rubric (both orders), and gate on wins vs losses by a one-sided sign test.")
+@click.option("--judge", default=None, help="Judge of --pairwise [default: $EVALUATOR_JUDGE].")
 @click.pass_context
 def gate(ctx, run_id, baseline, min_pass_rate, max_regression, alpha, min_items, seed, junit_file,
-         markdown_file, db, as_json) -> None:
+         markdown_file, db, as_json, pairwise_rubric, judge) -> None:
     """Compare a replay run with a baseline, per rubric: a regression is more pass->fail than
     fail->pass items by the exact one-sided McNemar test at --alpha, or a broken floor. Exit 0
     pass, 1 regression, 2 could not decide (too few items, unfinished run, or an error)."""
@@ -149,6 +153,9 @@ def gate(ctx, run_id, baseline, min_pass_rate, max_regression, alpha, min_items,
     from evaluator.rubrics import RubricRegistry
 
     settings = _settings()
+    if pairwise_rubric is not None:
+        _pairwise_gate(ctx, db or settings.db_path, run_id, baseline, pairwise_rubric,
+                       judge or settings.judge, alpha, as_json)
     options = GateOptions(alpha=alpha, min_pass_rate=min_pass_rate, max_regression=max_regression,
                           min_items=min_items, seed=seed)
     try:
@@ -173,3 +180,26 @@ def gate(ctx, run_id, baseline, min_pass_rate, max_regression, alpha, min_items,
             out.print(f"note: {note}")
         out.print(f"gate: [bold]{result.verdict}[/] (exit {result.exit_code})")
     ctx.exit(result.exit_code)
+
+
+def _pairwise_gate(ctx, db: Path, run_id: str, baseline: str | None, rubric_ref: str, judge_name: str,
+                   alpha: float, as_json: bool) -> None:
+    from evaluator.judges.factory import load_judge
+    from evaluator.judges.runtime import default_runtime
+    from evaluator.regression.gate import GateUndecidedError, completed_replay
+    from evaluator.regression.pairwise import judge_pairwise, pairwise_gate
+    from evaluator.rubrics import RubricRegistry
+    from evaluator.store import Store
+
+    settings = _settings()
+    if baseline is None:
+        raise GateUndecidedError("--pairwise compares two runs' outputs: name the baseline run, --baseline RUN")
+    with Store(db, read_only=True) as store:
+        completed_replay(store, run_id, "candidate")
+        completed_replay(store, baseline, "baseline")
+    rubric = RubricRegistry.load(settings.rubrics_dir).get(rubric_ref)
+    judge = load_judge(judge_name, settings.judges_dir, default_runtime(settings))
+    result = pairwise_gate(rubric.criterion, baseline,
+                           judge_pairwise(db, run_id, baseline, rubric, judge, settings), alpha)
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.line())
+    ctx.exit(2 if result.p_value is None else 1 if result.regression else 0)

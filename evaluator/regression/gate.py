@@ -293,7 +293,7 @@ def run_side(store: Store, run_id: str, registry: RubricRegistry) -> Side:
     return side
 
 
-def _completed_replay(store: Store, run_id: str, role: str) -> RunRecord:
+def completed_replay(store: Store, run_id: str, role: str) -> RunRecord:
     from evaluator.regression.replay import REPLAY_KIND
 
     run = store.run(run_id)
@@ -313,7 +313,7 @@ def evaluate_gate(db: Path, run_id: str, baseline: str | None, registry: RubricR
     from evaluator.store.replay_queries import item_inputs
 
     with Store(db, read_only=True) as store:
-        run = _completed_replay(store, run_id, "candidate")
+        run = completed_replay(store, run_id, "candidate")
         candidate = run_side(store, run_id, registry)
         baseline = baseline or run.params.get("dataset")
         if baseline is None:
@@ -324,7 +324,7 @@ def evaluate_gate(db: Path, run_id: str, baseline: str | None, registry: RubricR
                                      candidate.versions)
             comparison = NEW_OUTPUTS if run.params.get("target") else JUDGE_AGREEMENT
         elif store.run(baseline) is not None:
-            _completed_replay(store, baseline, "baseline")
+            completed_replay(store, baseline, "baseline")
             reference = run_side(store, baseline, registry)
             comparison = RUN_VS_RUN
         else:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from evaluator.core.errors import RubricError, first_problem
 from evaluator.core.records import sha256_hex
-from evaluator.rubrics.model import TEMPLATED_KINDS, Rubric
+from evaluator.rubrics.model import PAIRWISE_LABELS, TEMPLATED_KINDS, Rubric
 from evaluator.rubrics.render import _compiled
 
 _NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -123,6 +123,9 @@ def load_rubric(path: Path) -> Rubric:
         front = model.model_validate(meta)
     except ValidationError as exc:
         raise _front_matter_error(path, exc, model) from None
+    if front.kind == "pairwise" and set(front.labels) != set(PAIRWISE_LABELS):
+        raise RubricError(f"{path}: a pairwise rubric's labels are {', '.join(PAIRWISE_LABELS)} "
+                          "(output A better, no difference, output B better), with their scores")
     passing = [score >= front.pass_threshold for score in front.labels.values()]
     if all(passing) or not any(passing):
         raise RubricError(
@@ -217,8 +220,10 @@ class RubricRegistry:
         return versions[version]
 
     def latest(self) -> list[Rubric]:
-        """The latest version of each criterion, sorted by criterion."""
-        return [versions[max(versions)] for _, versions in sorted(self._versions.items())]
+        """The latest version of each criterion, sorted by criterion: the rubrics a trace gets by
+        default. Pairwise rubrics are left out: they compare two runs (`gate --pairwise`)."""
+        found = [versions[max(versions)] for _, versions in sorted(self._versions.items())]
+        return [rubric for rubric in found if rubric.kind != "pairwise"]
 
     def criteria(self) -> list[str]:
         return sorted(self._versions)

@@ -18,7 +18,7 @@ from evaluator.core.records import TRUNCATION_MARK
 
 MAX_MESSAGES = 200
 """Messages of a conversation shown to the judge: the latest ones (a template loops over them)."""
-NOTED_FIELDS = ("input", "system", "context", "output", "expected")
+NOTED_FIELDS = ("input", "system", "context", "output", "expected", "output_a", "output_b")
 """The field names a cut note may mention, in this order ('input': question and messages)."""
 
 _BEFORE, _AFTER = TRUNCATION_MARK.split("{dropped}")
@@ -86,6 +86,7 @@ def fit(values: dict[str, Any], fields: frozenset[str], budget: int) -> tuple[di
             "system": cut(values["system"], limit),
             "output": cut(values["output"], limit),
             "expected": cut(values["expected"], limit),
+            **{name: cut(values[name], limit) for name in ("output_a", "output_b") if name in values},
             "context": [cut(doc, limit) for doc in values["context"]],
             "messages": [{"role": m["role"], "content": cut(m["content"], limit)}
                          for m in values["messages"]],

@@ -9,6 +9,8 @@ from typing import Any
 MAX_PROMPT_CHARS = 1_000_000
 LOCK_FILE_NAME = "rubrics.lock"
 TEMPLATED_KINDS = ("judge", "pairwise")
+PAIRWISE_LABELS = ("a_better", "tie", "b_better")
+"""A pairwise rubric's menu: which of two outputs (A shown first) is better, or neither."""
 """Rubric kinds written as a Jinja template (`v<N>.jinja`); code scorers are `v<N>.yaml`."""
 
 

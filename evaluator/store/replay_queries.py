@@ -156,3 +156,22 @@ def set_running(store: Store, run_id: str,
         "UPDATE runs SET status = 'running', finished_at = NULL,"
         " manifest = coalesce(?, manifest) WHERE run_id = ?",
         [None if manifest is None else canonical_json(manifest), run_id])
+
+
+@dataclass(frozen=True)
+class ItemOutput:
+    """What a replayed item's judge saw: the regenerated output, else the dataset item's own."""
+
+    item_id: str
+    trace_id: str
+    item_json: str
+    output: str | None
+
+
+def item_outputs(store: Store, run_id: str) -> list[ItemOutput]:
+    """The done items of a run without a target error, in dataset order."""
+    rows = store.conn.execute(
+        "SELECT item_id, trace_id, item_json, output FROM replay_items"
+        " WHERE run_id = ? AND status = ? AND target_error IS NULL ORDER BY position",
+        [run_id, DONE]).fetchall()
+    return [ItemOutput(*row) for row in rows]

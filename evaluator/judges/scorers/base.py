@@ -107,7 +107,11 @@ def code_scorer(rubric: Rubric) -> CodeScorerJudge:
 
 def check_scorers(rubrics: Sequence[Rubric]) -> None:
     """Build the code scorer of every code-scorer rubric among `rubrics`, so a bad kind or bad
-    params stop a run before any work (RubricError naming the file)."""
+    params stop a run before any work (RubricError naming the file); refuse pairwise rubrics,
+    which judge two runs' outputs, not one trace."""
     for rubric in rubrics:
+        if rubric.kind == "pairwise":
+            raise RubricError(f"{rubric.ref} is a pairwise rubric: it compares a replay run's outputs "
+                              f"with a baseline run's (`evaluator gate --pairwise {rubric.criterion}`)")
         if not rubric.templated:
             code_scorer(rubric)
