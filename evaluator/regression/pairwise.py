@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from evaluator.core.errors import ConfigError, EvaluatorError
-from evaluator.core.records import Evaluation, evaluation_id_for, parse_trace
+from evaluator.core.records import Evaluation, Status, evaluation_id_for, parse_trace
 from evaluator.core.rows import JudgeCall
 from evaluator.core.settings import Settings
 from evaluator.judges.base import JudgeClient, JudgeVerdict
 from evaluator.judges.ledger import stamp
 from evaluator.regression.datasets import DatasetItem
+from evaluator.regression.gate import mcnemar_one_sided_p
 from evaluator.rubrics import Rubric, render
 from evaluator.store import Store
 from evaluator.store import replay_queries as queries
@@ -57,12 +58,9 @@ class PairwiseGate:
 
 
 def sign_test(wins: int, losses: int) -> float | None:
-    """P(losses or more | wins + losses comparisons, each a loss with chance 1/2); None if none."""
-    from scipy.stats import binomtest  # lazy: scipy loads in ~0.3 s
-
-    if wins + losses == 0:
-        return None
-    return float(binomtest(losses, wins + losses, 0.5, alternative="greater").pvalue)
+    """P(losses or more | wins + losses comparisons, each a loss with chance 1/2), the gate's
+    exact binomial tail (the tests check it against scipy's binomtest); None without any."""
+    return None if wins + losses == 0 else mcnemar_one_sided_p(losses, wins)
 
 
 def _outputs(store: Store, run_id: str) -> dict[str, tuple[str, DatasetItem, str]]:
@@ -90,7 +88,8 @@ def _evaluation(rubric: Rubric, judge: JudgeClient, run_id: str, baseline_id: st
                 forward: JudgeVerdict, backward: JudgeVerdict) -> Evaluation:
     """One stored comparison from the run's side: both orders agree, else a tie."""
     labels = (forward.label, SWAPPED.get(backward.label or ""))
-    status, label, reason = "scored", labels[0], None
+    status: Status = "scored"
+    label, reason = labels[0], None
     if forward.status != "scored" or backward.status != "scored":
         failed = forward if forward.status != "scored" else backward
         status, label, reason = failed.status, None, f"{failed.status} in one order: {failed.reason}"
