@@ -17,7 +17,7 @@ from evaluator.core.settings import Settings
 from evaluator.regression.pairwise import sign_test
 from evaluator.regression.replay import start_replay
 from evaluator.store import Store
-from tests.support.judging import KEY, KEY_ENV, write_judge, judge_config
+from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer
 
 

@@ -5,7 +5,8 @@ numbers and capitalized names, never meaning. Every reasoning says so and names 
 It reads the trace directly; the rendered prompt is accepted for the JudgeClient contract only,
 so it never reads rubric text (RUBRIC_TEXT_NOTE). Which heuristic applies is the rubric's to
 say (`offline:` in its front matter, else the one named like its criterion: OFFLINE_HEURISTICS).
-Without evidence (hallucination or faithfulness without context) its verdict is `unscored` with that reason, never an assumption.
+Without evidence (hallucination or faithfulness without context) its verdict is `unscored` with
+that reason, never an assumption.
 """
 
 from __future__ import annotations
