@@ -10,10 +10,11 @@ cache, as a worker's). Nothing is stored unless `db=` names a DuckDB file.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evaluator.core.errors import ConfigError
 from evaluator.core.records import Evaluation, Message, Trace, canonical_json, parse_trace, sha256_hex
@@ -22,6 +23,9 @@ from evaluator.core.settings import Settings
 from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.judges.base import JudgeClient
 from evaluator.rubrics import Rubric, RubricRegistry
+
+if TYPE_CHECKING:
+    from evaluator.judges.runtime import JudgeRuntime
 
 API_DECISION = SampleDecision(True, "api", 1.0)
 ITEM_FIELDS = frozenset({"id", "input", "output", "context", "expected", "metadata", "system"})
@@ -82,14 +86,23 @@ def _rubrics(registry: RubricRegistry, names: str | Sequence[str] | None) -> lis
     return [registry.get(name) for name in ([names] if isinstance(names, str) else names)]
 
 
-def judge_for(name: str, settings: Settings, shared: bool = False) -> JudgeClient:
-    """Judge `name` on a runtime of its own (in-memory cache, per-process rate limits), or the
-    process's runtime for `settings` when `shared` (its Redis and cache)."""
+@functools.cache
+def _in_memory_runtime() -> JudgeRuntime:
+    """The API's runtime when no settings are given: one per process, so its in-memory cache
+    answers a repeated call and its rate limits hold across calls."""
     from evaluator.judges.cache import JudgeCache
-    from evaluator.judges.factory import load_judge
     from evaluator.judges.runtime import JudgeRuntime  # lazy: the judge chain loads on first use
 
-    runtime = JudgeRuntime.from_settings(settings) if shared else JudgeRuntime(cache=JudgeCache())
+    return JudgeRuntime(cache=JudgeCache())
+
+
+def judge_for(name: str, settings: Settings, shared: bool = False) -> JudgeClient:
+    """Judge `name` on the API's in-memory runtime (cache, per-process rate limits), or on the
+    process's runtime for `settings` when `shared` (its Redis and cache)."""
+    from evaluator.judges.factory import load_judge
+    from evaluator.judges.runtime import default_runtime  # lazy: the judge chain loads on first use
+
+    runtime = default_runtime(settings) if shared else _in_memory_runtime()
     return load_judge(name, settings.judges_dir, runtime)
 
 
