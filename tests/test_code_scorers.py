@@ -187,6 +187,12 @@ def test_a_user_code_rubric_runs_end_to_end_in_the_embedded_run(tmp_path, monkey
     assert {e.judge for e in code_rows} == {"code:regex", "code:normalized_match"}
     assert all(e.cost_usd == 0.0 and e.prompt_hash is None for e in code_rows)
     assert rows[("t-3", "refusal")].judge == "offline"
+    monkeypatch.setattr("sys.argv", ["evaluator", "show", "t-1", "--db", str(db), "--rubric", "order_id",
+                                     "--json"])
+    with pytest.raises(SystemExit):
+        main()
+    [shown] = json.loads(capsys.readouterr().out)["evaluations"]
+    assert shown["prompt"]["note"] == "no judge prompt: a code scorer (code:regex) scored it"
 
 
 def test_a_bad_code_rubric_stops_the_run_before_any_work(tmp_path, monkeypatch, capsys):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from evaluator.core.errors import EvaluatorError, StoreError
 from evaluator.core.records import MAX_TEXT_CHARS, Evaluation, Trace
+from evaluator.judges.scorers.base import CODE_JUDGE_PREFIX
 from evaluator.rubrics import RubricRegistry, render
 from evaluator.store import Store
 from evaluator.store.trace_queries import replay_item, trace_ids_like
@@ -102,6 +103,9 @@ def _replayed(store: Store, trace_id: str, max_text_chars: int) -> tuple[Trace |
 def check_prompt(evaluation: Evaluation, trace: Trace | None,
                  registry: RubricRegistry) -> PromptCheck:
     """Render the evaluation's rubric version for `trace` again and compare the hash."""
+    if evaluation.prompt_hash is None and evaluation.judge.startswith(CODE_JUDGE_PREFIX):
+        return PromptCheck("not checked", f"no judge prompt: a code scorer ({evaluation.judge}) "
+                                          "scored it")
     if evaluation.prompt_hash is None:
         return PromptCheck("not checked", f"no judge prompt: the evaluation is "
                                           f"{evaluation.status} ({evaluation.reason or 'no reason'})")
