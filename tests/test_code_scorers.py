@@ -185,7 +185,7 @@ def test_a_user_code_rubric_runs_end_to_end_in_the_embedded_run(tmp_path, monkey
     assert rows[("t-3", "answer")].status == "skipped"  # no expected answer: not applicable
     code_rows = [e for (_, rubric), e in rows.items() if rubric != "refusal"]
     assert {e.judge for e in code_rows} == {"code:regex", "code:normalized_match"}
-    assert all(e.cost_usd == 0.0 and e.prompt_hash is None for e in code_rows)
+    assert all(e.cost_usd == 0.0 and e.prompt_hash is None for e in code_rows if e.status == "scored")
     assert rows[("t-3", "refusal")].judge == "offline"
     monkeypatch.setattr("sys.argv", ["evaluator", "show", "t-1", "--db", str(db), "--rubric", "order_id",
                                      "--json"])
