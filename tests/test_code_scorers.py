@@ -209,3 +209,11 @@ def test_a_bad_code_rubric_stops_the_run_before_any_work(tmp_path, monkeypatch, 
     assert exit_.value.code == 2
     assert "broken/v1.yaml: params of scorer 'regex'" in capsys.readouterr().err
     assert not db.exists()
+
+
+def test_a_code_rubric_has_no_prompt_to_render(tmp_path):
+    from evaluator.rubrics import render
+
+    rubric = load_rubric(write_rubric(tmp_path, "is_json", kind="json_valid"))
+    with pytest.raises(RubricError, match=r"rubric is_json@v1 is scored in code \(json_valid\): it has no prompt"):
+        render(rubric, parse_trace({"trace_id": "t", "output": "{}"}))

@@ -68,6 +68,12 @@ def test_a_run_losing_in_both_orders_is_a_pairwise_regression(tmp_path, monkeypa
     assert stored["q8"].label == "tie" and "the two orders disagree" in stored["q8"].reason
     assert stored["q9"].label == "tie" and stored["q9"].reason is None
     assert calls == (20,)
+    # the comparisons are the run's evaluations too, yet the per-rubric gate leaves them out
+    monkeypatch.setattr("sys.argv", ["evaluator", "gate", "--db", str(db), "--run", runs[1],
+                                     "--baseline", runs[0], "--min-items", "1", "--json"])
+    with pytest.raises(SystemExit):
+        main()
+    assert [r["rubric"] for r in json.loads(capsys.readouterr().out)["rubrics"]] == ["refusal"]
 
 
 @pytest.mark.parametrize(("wins", "losses"), [(0, 0), (3, 3), (1, 9), (9, 1), (0, 12)])

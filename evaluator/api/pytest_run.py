@@ -29,7 +29,8 @@ def trace_id_for(run_id: str, item_id: str) -> str:
 def _item(item_id: str, payload: dict[str, Any]) -> DatasetItem:
     return DatasetItem(id=item_id[-100:], input=payload.get("input") or f"pytest {item_id}",
                        context=payload.get("context") or [], output=payload.get("output", ""),
-                       label_source="judge", metadata={"pytest_node_id": item_id})
+                       expected=payload.get("expected"), label_source="judge",
+                       metadata={"pytest_node_id": item_id})
 
 
 def store_run(db: str | Path, run_id: str, checks: Sequence[tuple[str, dict[str, Any], Evaluated]],

@@ -284,9 +284,11 @@ def run_side(store: Store, run_id: str, registry: RubricRegistry) -> Side:
     for row in item_outcomes(store, run_id):
         if row.status == "skipped":  # the rubric does not apply to this item
             continue
+        rubric = registry.get(f"{row.rubric}@v{row.rubric_version}")
+        if rubric.kind == "pairwise":  # a comparison with another run (gate --pairwise)
+            continue
         outcome = Outcome(None, None)
         if row.status == "scored" and row.label is not None:
-            rubric = registry.get(f"{row.rubric}@v{row.rubric_version}")
             score = rubric.score_for(row.label)
             outcome = Outcome(rubric.passes(score), score)
         side.add(row.rubric, row.rubric_version, row.item_id, outcome)

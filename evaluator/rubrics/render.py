@@ -220,6 +220,8 @@ def render(rubric: Rubric, trace: Trace, output_b: str | None = None) -> Rendere
     """The judge messages for one rubric and trace: static system text, then the trace data,
     cut to the prompt budget when it holds more. A pairwise rubric compares the trace's output
     (`output_a`) with `output_b`."""
+    if not rubric.templated:
+        raise RubricError(f"rubric {rubric.ref} is scored in code ({rubric.kind}): it has no prompt")
     if (rubric.kind == "pairwise") != (output_b is not None):
         raise RubricError(f"rubric {rubric.ref} is {rubric.kind}: it is rendered "
                           f"{'with' if rubric.kind == 'pairwise' else 'without'} a second output")
