@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from evaluator.core.records import Trace, parse_trace
+from evaluator.core.settings import Settings
 from evaluator.ingest.otel import EvaluatorSpanExporter
 from evaluator.ingest.otel.normalize import normalize_spans
 from evaluator.ingest.otel.spans import from_readable_span
@@ -33,9 +34,9 @@ class NoopExporter(SpanExporter):
 def _masker():
     """The project's PII masker when it is there; identity (and said so) otherwise."""
     try:
-        from evaluator.ingest.otel.exporter import default_mask
+        from evaluator.pii.masking import ingest_trace_masker
 
-        return default_mask(), "PII masker"
+        return ingest_trace_masker(Settings()), "PII masker"
     except ImportError:
         return (lambda trace: trace), "identity mask (evaluator.pii missing)"
 

@@ -20,10 +20,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from benchmarks.e2e_support import percentile
-from evaluator.core.settings import PROJECT_ROOT
+from evaluator.core.settings import PROJECT_ROOT, Settings
 from evaluator.core.stage_timing import timed
 from evaluator.ingest.otel import EvaluatorSpanExporter
-from evaluator.ingest.otel.exporter import default_mask
+from evaluator.pii.masking import ingest_trace_masker
 from evaluator.sampling.policy import SamplingPolicy
 
 
@@ -62,7 +62,7 @@ def emit(tracer, trace: dict, index: int, tag: str) -> None:
 def produce(redis_url: str, judge: str, traces_per_s: float, seconds: float, sample_rate: float,
             batch_size: int, tag: str) -> dict:
     waited: list[float] = []
-    masker = default_mask()
+    masker = ingest_trace_masker(Settings())
 
     def mask(trace):
         """Masks are applied right before the enqueue: the wait since the span ended so far is

@@ -26,7 +26,9 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Status, StatusCode
 
 from evaluator.core.records import Trace
+from evaluator.core.settings import Settings
 from evaluator.ingest.otel import EvaluatorSpanExporter
+from evaluator.pii.masking import payload_masker
 from evaluator.sampling.policy import SamplingPolicy, trace_fraction
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -294,6 +296,38 @@ def test_default_masker_is_the_project_pii_masker_and_fails_closed():
         return
     assert len(sink.items) == 1
     assert "alice.smith@example.com" not in sink.items[0].trace.output
+
+
+@pytest.mark.parametrize("mode", ["hash", "off"])
+def test_default_masker_follows_the_pii_mode_of_settings(mode):
+    """Without `mask`, EVALUATOR_PII_MODE applies (as in `evaluator receive` and `ingest`)."""
+    sink = Collect()
+    settings = Settings(pii_mode=mode, pii_hash_salt="exporter-test")
+    exporter = EvaluatorSpanExporter(sink=sink, policy=EVERYTHING, settings=settings)
+    provider, tracer = tracer_for(exporter)
+    chat(tracer, answer="Mail alice.smith@example.com for a refund.")
+    provider.shutdown()
+    [item] = sink.items
+    answer = "Mail alice.smith@example.com for a refund."
+    mask_text = payload_masker(settings)
+    if mode == "off":
+        assert mask_text is None and item.trace.output == answer
+    else:
+        assert mask_text is not None and item.trace.output == mask_text(answer)
+        assert "alice.smith" not in item.trace.output and "<EMAIL_1>" not in item.trace.output
+
+
+def test_default_masker_leaves_text_raw_for_a_raw_judge_but_still_refuses_pii_ids():
+    sink, dead = Collect(), Collect()
+    exporter = EvaluatorSpanExporter(sink=sink, dead_letters=dead, policy=EVERYTHING,
+                                     settings=Settings(pii_judge_sees="raw"))
+    provider, tracer = tracer_for(exporter)
+    chat(tracer, answer="Mail alice.smith@example.com for a refund.")
+    chat(tracer, answer="hi", **{"session.id": "bob@example.com"})
+    provider.shutdown()
+    assert [item.trace.output for item in sink.items] == ["Mail alice.smith@example.com for a refund."]
+    [refused] = dead.items
+    assert "session" in (refused.field or "") + refused.error and exporter.stats["invalid"] == 1
 
 
 def test_threads_share_one_exporter_without_losing_traces():

@@ -78,3 +78,16 @@ def dead_letter_masker(settings: Settings) -> Callable[[DeadLetter], DeadLetter]
 def ingest_masker(settings: Settings) -> Masker | None:
     """The masker applied at ingest: the storage masker, unless the judge must see raw text."""
     return None if settings.judge_sees_raw else storage_masker(settings)
+
+
+def ingest_trace_masker(settings: Settings) -> Masker:
+    """What ingest does to a sampled trace before it is enqueued (the span exporter, `evaluator
+    receive`, `evaluator ingest`): refuse ids that look like PII, then mask, unless the judge must
+    see raw text (EVALUATOR_PII_MODE, EVALUATOR_PII_JUDGE_SEES)."""
+    check, mask = identifier_check(settings), ingest_masker(settings)
+
+    def apply(trace: Trace) -> Trace:
+        trace = check(trace) if check else trace
+        return mask(trace) if mask else trace
+
+    return apply

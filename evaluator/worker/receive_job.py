@@ -8,13 +8,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from evaluator.core.records import Trace
 from evaluator.core.settings import Settings
 from evaluator.ingest.otel.exporter import EvaluatorSpanExporter, Pressure
 from evaluator.ingest.otel.logs import LogBuffer
 from evaluator.ingest.otel.receiver import OtlpReceiver, RunningReceiver
 from evaluator.judges.config import load_judge_config
-from evaluator.pii.masking import identifier_check, ingest_masker
+from evaluator.pii.masking import ingest_trace_masker
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.config import check_rubric_names, sampling_policy
 from evaluator.store.ledger_spend import LedgerSpend
@@ -27,18 +26,6 @@ LOG_RECORDS_BUFFERED = 200_000
 """GenAI log records waiting for their spans (each lives at most LOG_RECORD_MAX_AGE_S)."""
 LOG_RECORD_MAX_AGE_S = 120.0
 """Above the exporter's 30 s assembly timeout, so a record outlives its trace's assembly."""
-
-
-def trace_masker(settings: Settings):
-    """What the receiver does to a sampled trace before it is enqueued, as `evaluator ingest`:
-    refuse ids that look like PII, then mask (unless the judge must see raw text)."""
-    check, mask = identifier_check(settings), ingest_masker(settings)
-
-    def apply(trace: Trace) -> Trace:
-        trace = check(trace) if check else trace
-        return mask(trace) if mask else trace
-
-    return apply
 
 
 class ReceiverService:
@@ -60,12 +47,12 @@ class ReceiverService:
             self._pipeline = EmbeddedPipeline(db_path, judge, rubrics, registry, settings)
             exporter = EvaluatorSpanExporter(
                 sink=self._pipeline.send, dead_letters=self._pipeline.keep, spend=LedgerSpend(db_path),
-                judge=judge, rubrics=rubrics, policy=policy, mask=trace_masker(settings),
+                judge=judge, rubrics=rubrics, policy=policy, mask=ingest_trace_masker(settings),
                 settings=settings, settle_s=settings.receiver_log_wait_s)
         else:
             exporter = EvaluatorSpanExporter(
                 require_redis(settings), judge=judge, rubrics=rubrics, policy=policy,
-                mask=trace_masker(settings), settings=settings, settle_s=settings.receiver_log_wait_s)
+                mask=ingest_trace_masker(settings), settings=settings, settle_s=settings.receiver_log_wait_s)
         self.exporter = exporter
         logs = LogBuffer(LOG_RECORDS_BUFFERED, LOG_RECORD_MAX_AGE_S, time.monotonic)
         exporter.join_logs(logs)

@@ -38,7 +38,7 @@ from evaluator.ingest.otel.delivery import (
 from evaluator.ingest.otel.logs import LogBuffer
 from evaluator.ingest.otel.normalize import normalize_spans
 from evaluator.ingest.otel.spans import SpanRecord, from_readable_span, spans_payload
-from evaluator.pii.masking import dead_letter_masker
+from evaluator.pii.masking import dead_letter_masker, ingest_trace_masker
 from evaluator.queue.backpressure import QueueGauge
 from evaluator.sampling.policy import SamplingPolicy, decide
 from evaluator.sampling.spend import RedisSpend, SpendMeter, pacer_for
@@ -74,15 +74,6 @@ class Pressure:
     retry_after_s: int
     overloaded: bool
     """True: this process's own buffer is full (HTTP 429); False: downstream is (HTTP 503)."""
-
-
-def default_mask() -> Mask:
-    """The project's PII masker with its default configuration, imported on first use. A trace
-    whose session id looks like PII raises InvalidTraceError: it becomes a dead letter."""
-    from evaluator.pii import PiiConfig, PiiMasker
-
-    masker = PiiMasker(PiiConfig())
-    return lambda trace: masker.mask_trace(masker.check_identifiers(trace))
 
 
 def _throttle(redis_url: str, max_queue_depth: int, batch_size: int,
@@ -123,7 +114,9 @@ class EvaluatorSpanExporter(SpanExporter):
     flight (32 x 5 x 4 = 640, above max_in_flight).
 
     `settings` (default: read from the environment once, here) gives the text limit, the PII
-    masking of dead letters and the default `max_queue_depth`.
+    masking of traces (when `mask` is not given: EVALUATOR_PII_MODE and
+    EVALUATOR_PII_JUDGE_SEES, as `evaluator receive` masks) and of dead letters, and the default
+    `max_queue_depth`.
 
     No Redis command waits longer than `timeout_s` (2 s), nor does `shutdown`: an app exits in
     about that long even when Redis hangs. Put the exporter behind
@@ -342,7 +335,7 @@ class EvaluatorSpanExporter(SpanExporter):
 
     def _masker(self) -> Mask:
         if self._mask is None:
-            self._mask = default_mask()
+            self._mask = ingest_trace_masker(self.settings)
         return self._mask
 
     def _deliver_items(self, items: list[WorkItem]) -> bool:
