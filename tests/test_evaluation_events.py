@@ -110,3 +110,27 @@ def test_traces_without_otel_ids_are_sent_unparented(tmp_path: Path) -> None:
     [record] = collector.records
     assert (record.trace_id, record.span_id) == (b"", b"")
     assert events.stats["unparented"] == 1
+
+
+def test_a_redelivered_batch_emits_only_the_evaluations_it_stored(tmp_path: Path) -> None:
+    """At-least-once delivery: the channel can hand the sink a batch it already stored (an ack
+    lost, a worker retrying); each stored evaluation is announced once."""
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    trace = Trace(trace_id="0af7651916cd43dd8448eb211c80319c", span_id="b7ad6b7169203331", output="x")
+    first = ResultBatch(evaluations=[evaluation(evaluation_id="e1")], traces=[StoredTrace(trace, "random", 10.0)])
+    later = ResultBatch(evaluations=[evaluation(evaluation_id="e1"), evaluation(evaluation_id="e2"),
+                                     evaluation(evaluation_id="e2")],
+                        traces=[StoredTrace(trace, "random", 10.0)])
+    channel = InMemoryChannel()
+    exported = InMemoryLogRecordExporter()
+    events = EvaluationEvents(exported)
+    sink = Sink(channel, tmp_path / "e.duckdb", events=events)
+    for batch in (first, first, later):
+        channel.publish(batch)
+        sink.drain_once(block_ms=0)
+    events.shutdown()
+    sent = [log.log_record.attributes["evaluator.evaluation_id"] for log in exported.get_finished_logs()]
+    assert sorted(sent) == ["e1", "e2"]
+    assert events.stats["emitted"] == 2
+    assert all(log.log_record.span_id == 0xb7ad6b7169203331 for log in exported.get_finished_logs())

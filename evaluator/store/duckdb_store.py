@@ -213,10 +213,16 @@ class Store:
     def _insert_tables(self, tables: dict[str, pa.Table]) -> WriteResult:
         conn = self._writable()
         inserted: dict[str, int] = {}
+        new_evaluation_ids: frozenset[str] = frozenset()
         conn.begin()
         try:
             for name, table in tables.items():
-                inserted[name] = _insert_or_ignore(conn, name, table)
+                if name == "evaluations":
+                    new_evaluation_ids = frozenset(_insert_or_ignore_returning(
+                        conn, name, table, "evaluation_id"))
+                    inserted[name] = len(new_evaluation_ids)
+                else:
+                    inserted[name] = _insert_or_ignore(conn, name, table)
             conn.commit()
         except duckdb.Error as exc:
             conn.rollback()
@@ -224,7 +230,7 @@ class Store:
         except BaseException:
             conn.rollback()
             raise
-        return WriteResult(**inserted)
+        return WriteResult(**inserted, new_evaluation_ids=new_evaluation_ids)
 
     def start_run(self, run_id: str, kind: str, params: dict[str, Any]) -> None:
         try:
@@ -316,3 +322,17 @@ def _insert_or_ignore(conn: duckdb.DuckDBPyConnection, name: str, table: pa.Tabl
     finally:
         conn.unregister(view)
     return row[0] if row else 0
+
+
+def _insert_or_ignore_returning(conn: duckdb.DuckDBPyConnection, name: str, table: pa.Table,
+                                key: str) -> list[str]:
+    """As _insert_or_ignore, returning the keys of the rows inserted (not those already stored)."""
+    view = f"_batch_{name}"
+    columns = ", ".join(table.schema.names)
+    conn.register(view, table)
+    try:
+        rows = conn.execute(f"INSERT OR IGNORE INTO {name} ({columns}) SELECT {columns} FROM {view}"
+                            f" RETURNING {key}").fetchall()
+    finally:
+        conn.unregister(view)
+    return [row[0] for row in rows]

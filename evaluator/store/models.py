@@ -16,6 +16,8 @@ class WriteResult:
     traces: int = 0
     dead_letters: int = 0
     judge_calls: int = 0
+    new_evaluation_ids: frozenset[str] = frozenset()
+    """The evaluations this write stored (a redelivered one is not among them)."""
 
     @property
     def total(self) -> int:

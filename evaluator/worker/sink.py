@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from evaluator.core.records import DeadLetter, utcnow
+from evaluator.core.records import DeadLetter, Evaluation, utcnow
 from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ResultBatch
@@ -53,7 +53,8 @@ class Sink:
                  retention: LakeRetention | None = None,
                  hold_s: float = 0.0, poll_ms: int = 200) -> None:
         """`on_written` hears of each committed batch and the rows it actually inserted;
-        `events` gets every committed evaluation (queued for export: the sink never waits).
+        `events` gets every evaluation a batch newly stored (queued for export: the sink never
+        waits); one delivered again, already stored, is not announced again.
         `poll_ms` is how long one read waits for results: it bounds how long `run` takes to
         notice its stop event."""
         self.events = events
@@ -88,8 +89,9 @@ class Sink:
         self._unwritten = None
         if time.monotonic() - self._opened_at >= self.hold_s:
             self.release()
-        if self.events is not None:
-            self.events.emit(pending.evaluations, (stored.trace for stored in pending.traces))
+        if self.events is not None and written.new_evaluation_ids:
+            self.events.emit(_first_of_each(pending.evaluations, written.new_evaluation_ids),
+                             (stored.trace for stored in pending.traces))
         if self.on_written is not None:
             self.on_written(pending, written)
         metrics().record_written(pending.evaluations, len(pending.traces), len(pending.dead_letters))
@@ -192,3 +194,14 @@ class Sink:
                 pass
         finally:
             self.release()
+
+
+def _first_of_each(evaluations: list[Evaluation], stored: frozenset[str]) -> list[Evaluation]:
+    """The evaluations whose id is in `stored`, each id once."""
+    seen: set[str] = set()
+    found = []
+    for evaluation in evaluations:
+        if evaluation.evaluation_id in stored and evaluation.evaluation_id not in seen:
+            seen.add(evaluation.evaluation_id)
+            found.append(evaluation)
+    return found
