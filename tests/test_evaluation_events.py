@@ -134,3 +134,36 @@ def test_a_redelivered_batch_emits_only_the_evaluations_it_stored(tmp_path: Path
     assert sorted(sent) == ["e1", "e2"]
     assert events.stats["emitted"] == 2
     assert all(log.log_record.span_id == 0xb7ad6b7169203331 for log in exported.get_finished_logs())
+
+
+def test_event_counters_are_prometheus_metrics_the_sink_serves() -> None:
+    """emitted, exported, failed and unparented reach the registry `evaluator sink --metrics-port`
+    serves (deltas: the registry is the process's)."""
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExportResult
+
+    from evaluator.worker.metrics import metrics
+
+    class Refusing(InMemoryLogRecordExporter):
+        def export(self, batch):
+            return LogRecordExportResult.FAILURE
+
+    names = ("emitted", "exported", "failed", "unparented")
+
+    def counters() -> dict[str, float]:
+        registry = metrics().registry
+        return {name: registry.get_sample_value(f"evaluator_evaluation_events_{name}_total") or 0.0
+                for name in names}
+
+    before = counters()
+    parented = Trace(trace_id="0af7651916cd43dd8448eb211c80319c", span_id="b7ad6b7169203331", output="x")
+    accepting, refusing = EvaluationEvents(InMemoryLogRecordExporter()), EvaluationEvents(Refusing())
+    accepting.emit([evaluation(evaluation_id="e1"), evaluation(evaluation_id="e2", trace_id="t-0001")],
+                   [parented, Trace(trace_id="t-0001", output="x")])
+    refusing.emit([evaluation(evaluation_id="e3")], [parented])
+    accepting.shutdown()
+    refusing.shutdown()
+    after = counters()
+    assert {name: after[name] - before[name] for name in names} == {
+        "emitted": 3, "exported": 2, "failed": 1, "unparented": 1}
+    assert {name: accepting.stats[name] + refusing.stats[name] for name in names} == {
+        "emitted": 3, "exported": 2, "failed": 1, "unparented": 1}

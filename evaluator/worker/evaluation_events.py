@@ -11,7 +11,9 @@ Evaluator's own `evaluator.*` (status, rubric version, judge, evaluation id, sam
 They leave through the SDK's own pipeline: a LoggerProvider with its own
 BatchLogRecordProcessor in front of the OTLP/HTTP log exporter (EVALUATOR_EVENTS_ENDPOINT).
 `emit` only puts records on the processor's queue, so the sink never waits for the network;
-a full queue drops records, and failed exports are counted (`stats`), never raised.
+a full queue drops records, and failed exports are counted, never raised: `stats`, and the
+Prometheus counters `evaluator_evaluation_events_{emitted,exported,failed,unparented}_total`
+that `evaluator sink --metrics-port` serves (emitted - exported - failed: queued or dropped).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_s
 
 from evaluator.core.records import Evaluation, Trace
 from evaluator.core.settings import Settings
+from evaluator.worker.metrics import metrics
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +64,13 @@ class CountingExporter(LogRecordExporter):
         except Exception as exc:
             log.warning("evaluation events: export of %d failed: %r", len(batch), exc)
             result = LogRecordExportResult.FAILURE
+        succeeded = result is LogRecordExportResult.SUCCESS
         with self._lock:
-            if result is LogRecordExportResult.SUCCESS:
+            if succeeded:
                 self.exported += len(batch)
             else:
                 self.failed += len(batch)
+        (metrics().events_exported if succeeded else metrics().events_failed).inc(len(batch))
         return result
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -149,19 +154,25 @@ class EvaluationEvents:
 
     def emit(self, evaluations: Iterable[Evaluation], traces: Iterable[Trace]) -> None:
         """Queue one event per evaluation; never raises (a failure is logged and counted)."""
+        emitted = unparented = 0
         try:
             spans = {trace.trace_id: (trace.span_id, response_id_of(trace)) for trace in traces}
             for evaluation in evaluations:
                 span_id, response_id = spans.get(evaluation.trace_id, (None, None))
                 parent = _parent(evaluation.trace_id, span_id)
-                self.unparented += parent is None
+                unparented += parent is None
                 self._logger.emit(LogRecord(
                     timestamp=int(evaluation.created_at.timestamp() * 1e9), context=parent,
                     event_name=EVENT_NAME, body=None,
                     attributes=event_attributes(evaluation, response_id)))
-                self.emitted += 1
+                emitted += 1
         except Exception as exc:
             log.warning("evaluation events: emitting failed: %r", exc)
+        finally:
+            self.emitted += emitted
+            self.unparented += unparented
+            metrics().events_emitted.inc(emitted)
+            metrics().events_unparented.inc(unparented)
 
     def shutdown(self) -> None:
         try:

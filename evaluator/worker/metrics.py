@@ -60,6 +60,15 @@ class EvaluatorMetrics:
                                   buckets=LAG_BUCKETS, registry=r)
         self.sink_rows = Counter("evaluator_sink_rows_written", "Rows committed by the sink",
                                  ["table"], registry=r)
+        self.events_emitted = Counter("evaluator_evaluation_events_emitted",
+                                      "gen_ai.evaluation.result events queued for export", registry=r)
+        self.events_exported = Counter("evaluator_evaluation_events_exported",
+                                       "Evaluation events the OTLP endpoint accepted", registry=r)
+        self.events_failed = Counter("evaluator_evaluation_events_failed",
+                                     "Evaluation events whose export failed (not retried)", registry=r)
+        self.events_unparented = Counter("evaluator_evaluation_events_unparented",
+                                         "Evaluation events sent without a parent span (ids not OTel's)",
+                                         registry=r)
         self.alert_notifications = Counter("evaluator_alert_notifications",
                                            "Alert notifications sent", ["rule", "kind"], registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
