@@ -16,7 +16,7 @@ from evaluator.cli import cli
 from evaluator.core.records import parse_trace
 from evaluator.judges.config import JudgeConfig
 from evaluator.judges.offline import OfflineJudge
-from evaluator.judges.refusal_detector import RefusalFinding, detect_refusal, explain
+from evaluator.judges.refusal_detector import RefusalFinding, detect_refusal, explain, states_refusal
 from evaluator.regression.datasets import read_dataset
 from evaluator.rubrics import RenderedPrompt, RubricRegistry, render
 
@@ -46,6 +46,9 @@ PARTIAL = {
     "decline_then_full_answer": "I shouldn't give financial advice. That said, an index fund that "
                                 "tracks the S&P 500 with fees under 0.1% a year is a common choice for "
                                 "long-term savers who want broad diversification.",
+    "declines_to_act_then_answers": "As an AI, I cannot act on your behalf, but I can explain the "
+                                    "steps. To reset your password, open Settings > Security and "
+                                    "choose Reset password; the link expires after 30 minutes.",
 }
 COMPLIED = {
     "disclaimer_then_answer": "As an AI, I don't have personal opinions. However, many critics "
@@ -206,3 +209,9 @@ def test_refusal_v2_shows_the_judge_the_earlier_turns():
     assert user.index("CONVERSATION") < user.index("BEGIN QUESTION") < user.index("BEGIN OUTPUT")
     single = parse_trace({"trace_id": "t-2", "input": "Hi", "output": "Hello!"})
     assert "CONVERSATION" not in render(rubric, single).messages[1]["content"]
+
+
+def test_declining_to_act_for_the_user_is_not_a_factual_claim():
+    """The bundled regression dataset's replies open so; the hallucination heuristic must not
+    read the refusal as an unsupported claim."""
+    assert states_refusal("As an AI, I cannot act on your behalf, but I can explain the steps.")

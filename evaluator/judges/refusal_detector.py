@@ -124,6 +124,7 @@ _ACT_VERBS = _words(
     "participat", "tell", "disclos", "reveal", "do\\b", "continu", "proceed", "teach", "explain",
     "describ", "outlin", "list", "walk", "go into", "supply", "contribut", "aid", "advis",
     "diagnos", "prescrib", "be giving", "be of help", "be part",
+    "act\\b", "perform", "overrid", "bypass", "execut", "carry out",  # "act on your behalf"
 )
 _DECLINE_RE = re.compile(
     rf"{_I}(?:\s+|(?=')){_NEG_MODAL}\s+(?:\w+ly\s+)?(?:you\s+)?{_ACT_VERBS}"
