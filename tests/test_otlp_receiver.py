@@ -156,6 +156,19 @@ def test_bad_bodies_and_content_types(served):
     assert reply.status_code == 415
 
 
+def test_a_body_that_is_not_gzip_is_400_not_a_server_error(served, capture):
+    """A body announced as gzip that does not inflate is the client's fault: 400 with a Status,
+    and the receiver keeps serving."""
+    one = served()
+    reply = requests.post(f"{one.url}/v1/traces", data=b"not gzip",
+                          headers={**PROTOBUF, "Content-Encoding": "gzip"}, timeout=10)
+    assert reply.status_code == 400
+    assert "gzip" in Status.FromString(reply.content).message
+    chat(capture.tracer("app"), answer="still served")
+    [line] = capture.otlp_json_lines(logs=False)
+    assert requests.post(f"{one.url}/v1/traces", data=line, headers=JSON, timeout=10).status_code == 200
+
+
 def test_partial_success_counts_spans_without_ids_and_late_spans(served, capture):
     one = served()
     chat(capture.tracer("app"), answer="first")

@@ -11,7 +11,7 @@ Collector sends logs and spans in separate requests.
 Answers:
 - 200 with an Export*ServiceResponse; `partial_success.rejected_spans` counts the spans without
   a valid traceId/spanId and those that arrived after their trace was handed on;
-- 400 with a google.rpc.Status for a body that does not decode;
+- 400 with a google.rpc.Status for a body that does not decode (or inflate, when gzip);
 - 401 without the bearer token, when one is set; 413 past the size limit (aiohttp counts the
   body after decompression, so a gzip bomb stops there too); 415 for another content type;
 - 429 or 503 with Retry-After under back-pressure (EvaluatorSpanExporter.pressure), and 429
@@ -153,6 +153,10 @@ class OtlpReceiver:
             except web.HTTPRequestEntityTooLarge:
                 return _status(413, f"request body over {self.max_body_bytes:,} bytes "
                                "(EVALUATOR_RECEIVER_MAX_BODY_BYTES)", answer_type).response()
+            except web.RequestPayloadError as exc:  # a body that does not inflate, a cut one
+                return _status(400, f"the body could not be read ({exc}): send it whole, "
+                               "gzip-compressed only when Content-Encoding says gzip",
+                               answer_type).response()
             answer = await asyncio.get_running_loop().run_in_executor(
                 self._worker, self._guarded, export, body, content_type)
         finally:
