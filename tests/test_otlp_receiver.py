@@ -250,3 +250,23 @@ def test_receive_command_embedded_judges_and_stores(tmp_path, capture):
     assert len(by_rubric) == len(evaluations) == 4  # one per rubric
     assert by_rubric["faithfulness"] == "skipped"  # no retrieved context in this trace
     assert by_rubric["refusal"] == "scored"
+
+
+def test_a_port_in_use_is_one_line_naming_the_port(monkeypatch, capsys, tmp_path):
+    """`evaluator receive` on a taken port: a one-line error saying to pass another --port (not a
+    remark about files), exit 2, and the receiver's loop is shut down cleanly."""
+    from evaluator.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr("sys.argv", ["evaluator", "receive", "--embedded", "--port", str(port),
+                                         "--db", str(tmp_path / "r.duckdb")])
+        with pytest.raises(SystemExit) as exited:
+            main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+    assert "--port" in line and "file" not in line

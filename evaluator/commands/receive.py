@@ -29,14 +29,14 @@ def receive(host, port, embedded, judge, sample_rate, rubrics, db) -> None:
     from evaluator.worker.receive_job import ReceiverService
 
     settings = current_settings()
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     service = ReceiverService(
         settings, host=host or settings.receiver_addr,
         port=settings.receiver_port if port is None else port, judge=judge or settings.judge,
         sample_rate=settings.sample_rate if sample_rate is None else sample_rate, rubrics=rubrics,
         embedded=embedded, db_path=db)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     click.echo(f"receiving OTLP/HTTP on http://{host or settings.receiver_addr}:{service.port} "
                f"(/v1/traces, /v1/logs); {'judging here' if embedded else 'enqueuing to Redis'}",
                err=True)

@@ -45,6 +45,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from evaluator.core.errors import ConfigError
 from evaluator.ingest.otel.exporter import EvaluatorSpanExporter, Pressure
 from evaluator.ingest.otel.logs import LogBuffer
 from evaluator.ingest.otel.otlp_json import log_events, request_from_json, span_records
@@ -235,8 +236,12 @@ class RunningReceiver:
 
         async def start() -> None:
             await self._runner.setup()
-            site = web.TCPSite(self._runner, host, port)
-            await site.start()
+            try:
+                await web.TCPSite(self._runner, host, port).start()
+            except OSError as exc:
+                await self._runner.cleanup()
+                raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): pass "
+                                  "another --port or --host, or stop what uses it") from exc
             self.port = self._runner.addresses[0][1]
 
         def run() -> None:
@@ -246,6 +251,7 @@ class RunningReceiver:
             except BaseException as exc:
                 failure.append(exc)
                 started.set()
+                self._loop.close()
                 return
             started.set()
             self._loop.run_forever()
