@@ -189,3 +189,17 @@ def test_alert_checks_read_the_lake_on_their_read_write_store(db: Path, tmp_path
     hot_only = check_alerts(db, config, now=now, sinks=[]).to_dict()
     assert with_lake["rule_failures"] == [] and with_lake["results"] == before["results"]
     assert hot_only["results"] != before["results"]  # the cost rule's previous day is in the lake
+
+
+def test_an_unreadable_lake_file_is_a_store_error_naming_the_lake(db: Path, tmp_path: Path) -> None:
+    """A damaged Parquet file in the lake: readers fail with a StoreError saying which lake and
+    what to do (the CLI prints it as one line), not DuckDB's exception and a traceback."""
+    lake = tmp_path / "lake"
+    with Store(db, read_only=True) as store:
+        store.export_to_lake(lake)
+    damaged = lake / "evaluations" / "day=2026-03-01" / "rubric=relevance" / "data_0.parquet"
+    damaged.write_bytes(b"not parquet")
+    with pytest.raises(StoreError, match="cannot read the Parquet lake") as raised:
+        Store(db, read_only=True, lake=lake)
+    assert "data_0.parquet" in str(raised.value) and "EVALUATOR_LAKE_DIR" in str(raised.value)
+    assert len(str(raised.value).splitlines()) == 1

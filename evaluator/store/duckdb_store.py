@@ -107,7 +107,13 @@ class Store:
                 with _migration_lock(self.path):
                     apply_migrations(self._conn, str(self.path))
             if lake is not None:
-                lake_queries.attach_lake(self._conn, Path(lake))
+                try:
+                    lake_queries.attach_lake(self._conn, Path(lake))
+                except duckdb.Error as exc:
+                    raise StoreError(
+                        f"cannot read the Parquet lake {lake}: {str(exc).splitlines()[0]}; restore or"
+                        " remove the damaged file (export the day again from DuckDB if it is still"
+                        " there), or unset EVALUATOR_LAKE_DIR to read DuckDB alone") from exc
         except BaseException:
             self.close()
             raise
