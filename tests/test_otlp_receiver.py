@@ -247,7 +247,8 @@ def test_receive_command_embedded_judges_and_stores(tmp_path, capture):
     with Store(db, read_only=True) as store:
         evaluations = store.evaluations(trace_id=trace_id)
     by_rubric = {e.rubric: e.status for e in evaluations}
-    assert len(by_rubric) == len(evaluations) == 4  # one per rubric
+    assert len(by_rubric) == len(evaluations)  # one per rubric
+    assert {"hallucination", "faithfulness", "relevance", "refusal"} <= set(by_rubric)
     assert by_rubric["faithfulness"] == "skipped"  # no retrieved context in this trace
     assert by_rubric["refusal"] == "scored"
 
