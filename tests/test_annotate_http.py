@@ -131,6 +131,15 @@ def test_static_files_are_public_and_every_response_forbids_inline_script(page: 
         assert reply.headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_a_form_that_is_not_utf8_is_refused_with_a_page_not_a_server_error(page: PageClient, db: Path,
+                                                                          batch: str):
+    log_in(page)
+    reply = page.request("POST", f"/batches/{batch}/items/1/label", data=b"csrf=\xff\xfe&label=factual",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status == 400 and "nothing was saved" in reply.text
+    assert stored(db) == []
+
+
 def test_posts_need_the_csrf_token_and_our_origin(page: PageClient, db: Path, batch: str):
     csrf = log_in(page)
     form = {"label": "factual", "note": ""}

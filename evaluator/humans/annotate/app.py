@@ -147,7 +147,10 @@ async def _guard(request: web.Request,
         return _error(request, 403, "This page needs the token `evaluator annotate` printed when it "
                                     "started: open the link it printed.")
     if request.method == "POST":
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError as exc:  # UnicodeDecodeError included: not a form a browser sends
+            return _error(request, 400, f"The form could not be read ({exc}); nothing was saved.")
         given = form.get(security.CSRF_FIELD)
         if not (isinstance(given, str) and security.same(given, security.csrf_token(config.token))
                 and security.origin_allowed(request.headers.get("Origin"), request.scheme,
