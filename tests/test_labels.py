@@ -181,6 +181,22 @@ def test_jsonl_errors_and_cli_exit_code(db: Path, tmp_path: Path):
     assert (data["imported"], data["already_present"], len(data["rejected"])) == (0, 1, 3)
 
 
+def test_a_line_nested_past_the_parser_s_depth_is_a_rejected_row(db: Path, tmp_path: Path):
+    """Deeply nested JSON (hostile or broken) is one rejected line, in `labels import` and in
+    `agreement --file`, not a RecursionError traceback."""
+    path = tmp_path / "deep.jsonl"
+    good = {"trace_id": "t1", "rubric": "refusal", "label": "partial", "annotator": "a"}
+    path.write_text(f"{json.dumps(good)}\n" + '{"a":' * 100_000 + "1" + "}" * 100_000 + "\n",
+                    encoding="utf-8")
+    result = CliRunner().invoke(cli, ["labels", "import", str(path), "--db", str(db)])
+    assert result.exit_code == 1, result.output
+    assert "rejected line 2: not valid JSON" in result.output
+    assert [row[0] for row in stored_labels(db)] == ["t1"]
+    result = CliRunner().invoke(cli, ["agreement", "--file", str(path), "--a", "label", "--b", "label"])
+    assert not isinstance(result.exception, RecursionError), result.output
+    assert result.exit_code == 0 and "1 unreadable" in result.output, result.output
+
+
 def test_format_must_be_known(db: Path, tmp_path: Path):
     path = tmp_path / "labels.txt"
     path.write_text("trace_id,rubric,label,annotator\nt1,refusal,partial,a\n", encoding="utf-8")

@@ -87,7 +87,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
                 continue
             try:
                 row = json.loads(text)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
                 yield line, RowError(line, f"not valid JSON ({exc})")
                 continue
             if not isinstance(row, dict):
