@@ -87,6 +87,19 @@ def _evaluation(e) -> list[str]:
         lines.append(f"  reason: {e.reason}")
     if e.reasoning:
         lines += _block("reasoning", e.reasoning)
+    if e.claims is not None:
+        lines += _claims(e.claims)
+    return lines
+
+
+def _claims(claims) -> list[str]:
+    """Claim by claim: its verdict, the claim, and the evidence quoted for it."""
+    supported = sum(claim.verdict == "supported" for claim in claims)
+    lines = [f"  claims ({supported} of {len(claims)} supported):"]
+    for number, claim in enumerate(claims, start=1):
+        lines += _block(f"{number}. {claim.verdict}", claim.claim, "    ")
+        if claim.evidence:
+            lines += _block("evidence", claim.evidence, "      ")
     return lines
 
 

@@ -133,6 +133,26 @@ class Trace(BaseModel):
         return self.feedback == "negative"
 
 
+ClaimSupport = Literal["supported", "unsupported", "contradicted"]
+
+
+class ClaimVerdict(BaseModel):
+    """One claim of an evaluated answer as a judge checked it (rubrics with `claims: true`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    claim: str = Field(min_length=1)
+    verdict: ClaimSupport
+    evidence: str | None = None
+    """The words of the source (context, reference, question) that support or contradict it."""
+
+
+def supported_share(claims: Iterable[ClaimVerdict]) -> float | None:
+    """The share of claims the judge found supported; None without claims."""
+    verdicts = [claim.verdict for claim in claims]
+    return verdicts.count("supported") / len(verdicts) if verdicts else None
+
+
 class Evaluation(BaseModel):
     """One rubric applied to one trace by one judge, with full provenance."""
 
@@ -166,6 +186,9 @@ class Evaluation(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     stability: float | None = Field(default=None, ge=0.0, le=1.0)
     """Repeated judging (panels, samples): share of samples agreeing with the label."""
+    claims: list[ClaimVerdict] | None = None
+    """The claims the judge checked one by one, when the rubric asks for them (then `score` is
+    the supported share)."""
 
 
 def evaluation_id_for(trace_id: str, rubric_hash: str, judge_hash: str) -> str:

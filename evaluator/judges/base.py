@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from evaluator.core.records import Status, Trace
+from evaluator.core.records import ClaimVerdict, Status, Trace
 from evaluator.core.rows import JudgeCall
 from evaluator.judges.ledger import totals
 from evaluator.rubrics import RenderedPrompt, Rubric
@@ -36,6 +36,9 @@ class JudgeVerdict:
     judge: str | None = None
     judge_hash: str | None = None
     """The judge that answered, when it is not the one asked (a fallback took the call)."""
+    claims: list[ClaimVerdict] | None = None
+    """The claims the judge checked, when the rubric asks for them (`score` is then their
+    supported share)."""
 
 
 def verdict_from(calls: list[JudgeCall], **fields: Any) -> JudgeVerdict:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from evaluator.core.records import Trace
+from evaluator.core.records import ClaimVerdict, Trace
 from evaluator.core.rows import CACHED
 from evaluator.judges.base import JudgeLink, JudgeVerdict, verdict_from
 from evaluator.judges.ledger_rows import CallRows
@@ -59,6 +59,8 @@ class CachedVerdict:
     score: float | None
     reasoning: str | None
     raw_reply: str | None
+    claims: list[dict[str, Any]] | None = None
+    """JSON-ready ClaimVerdicts (entries written before claims existed have none)."""
 
     def encode(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -203,7 +205,7 @@ class CachedJudge:
     a miss asks `inner` and stores its verdict if scored. `identity(labels)` is the judge's
     request identity for a label menu (LLMJudge.identity)."""
 
-    def __init__(self, inner: JudgeLink, identity: Callable[[tuple[str, ...]], str],
+    def __init__(self, inner: JudgeLink, identity: Callable[[tuple[str, ...], bool], str],
                  cache: JudgeCache, rows: CallRows, ttl_s: int):
         self.inner = inner
         self.name = inner.name
@@ -215,18 +217,23 @@ class CachedJudge:
 
     async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt, *,
                     sample: int = 0, may_defer: bool = False) -> JudgeVerdict:
-        identity = self._identity(tuple(rubric.labels))
+        identity = self._identity(tuple(rubric.labels), rubric.claims)
         started = time.perf_counter()
         key = cache_key(identity, prompt.messages, sample)
         found = await self.cache.get(key)
         if found is not None:
             row = self._rows.row(sample, 0, CACHED, (time.perf_counter() - started) * 1000,
                                  cached=True, input_tokens=0, output_tokens=0, cost_usd=0.0)
+            claims = None if found.claims is None else [ClaimVerdict.model_validate(claim)
+                                                        for claim in found.claims]
             return verdict_from([row], status="scored", label=found.label, score=found.score,
-                                reasoning=found.reasoning, raw_reply=found.raw_reply, cached=True)
+                                reasoning=found.reasoning, raw_reply=found.raw_reply, cached=True,
+                                claims=claims)
         verdict = await self.inner.judge(rubric, trace, prompt, sample=sample, may_defer=may_defer)
         if verdict.status == "scored":
+            checked = None if verdict.claims is None else [claim.model_dump()
+                                                           for claim in verdict.claims]
             await self.cache.put(key, CachedVerdict(verdict.label or "", verdict.score,
-                                                    verdict.reasoning, verdict.raw_reply),
+                                                    verdict.reasoning, verdict.raw_reply, checked),
                                  self._ttl_s)
         return verdict

@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from evaluator.core.errors import ConfigError, VerdictParseError
-from evaluator.core.records import Trace, canonical_json
+from evaluator.core.records import Trace, canonical_json, supported_share
 from evaluator.core.rows import JudgeCall
 from evaluator.judges.attempt import Attempt, CallFailed, Sender
 from evaluator.judges.base import JudgeVerdict, verdict_from
@@ -65,7 +65,7 @@ class LLMJudge:
         self.transport = transport
         self.sender = sender
         self._mode: str | None = None
-        self._requests: dict[tuple[str, ...], tuple[dict[str, Any], str]] = {}
+        self._requests: dict[tuple[tuple[str, ...], bool], tuple[dict[str, Any], str]] = {}
 
     @property
     def mode(self) -> str:
@@ -74,15 +74,16 @@ class LLMJudge:
             self._mode = self._forced_mode or self.transport.structured_output_mode()
         return self._mode
 
-    def identity(self, labels: tuple[str, ...]) -> str:
-        """Everything that shapes a request for this label menu but its messages and sample
-        (model, api_base, parameters, max_tokens, mode, labels): what the cache keys on."""
-        return self._request_for(labels)[1]
+    def identity(self, labels: tuple[str, ...], claims: bool = False) -> str:
+        """Everything that shapes a request for this label menu (and claim list) but its
+        messages and sample (model, api_base, parameters, max_tokens, mode, labels): what the
+        cache keys on."""
+        return self._request_for(labels, claims)[1]
 
     async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt, *,
                     sample: int = 0, may_defer: bool = False) -> JudgeVerdict:
         labels = tuple(rubric.labels)
-        request = {**self._request_for(labels)[0],
+        request = {**self._request_for(labels, rubric.claims)[0],
                    "messages": [dict(message) for message in prompt.messages]}
         if sample and isinstance(self.params.get("seed"), int):
             request["seed"] = self.params["seed"] + sample
@@ -101,25 +102,29 @@ class LLMJudge:
             return verdict_from(attempt.calls, status="error", reason=str(failed))
         return self._parsed_verdict(rubric, labels, reply.text, attempt.calls)
 
-    def _request_for(self, labels: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+    def _request_for(self, labels: tuple[str, ...], claims: bool) -> tuple[dict[str, Any], str]:
         """The request arguments for a label menu, and the judge identity the cache keys on."""
-        found = self._requests.get(labels)
+        found = self._requests.get((labels, claims))
         if found is None:
-            identity = canonical_json({
+            shape: dict[str, Any] = {
                 "model": self.config.model, "api_base": self.config.api_base,
                 "params": self.params, "max_tokens": self._max_tokens, "mode": self.mode,
-                "labels": labels})
-            request = {**self.params, **structured_output_kwargs(self.mode, labels)}
-            found = self._requests[labels] = (request, identity)
+                "labels": labels}
+            if claims:  # added only then: identities of rubrics without claims stay as they were
+                shape["claims"] = True
+            request = {**self.params, **structured_output_kwargs(self.mode, labels, claims)}
+            found = self._requests[(labels, claims)] = (request, canonical_json(shape))
         return found
 
     @staticmethod
     def _parsed_verdict(rubric: Rubric, labels: tuple[str, ...], raw: str,
                         calls: list[JudgeCall]) -> JudgeVerdict:
         try:
-            parsed = parse_verdict(raw, labels)
+            parsed = parse_verdict(raw, labels, with_claims=rubric.claims)
         except VerdictParseError as exc:
             return verdict_from(calls, status="unscored", reason=str(exc), raw_reply=raw)
+        share = supported_share(parsed.claims or ())
         return verdict_from(calls, status="scored", label=parsed.label,
-                            score=rubric.score_for(parsed.label), reasoning=parsed.reasoning,
-                            raw_reply=raw)
+                            score=rubric.score_for(parsed.label) if share is None else share,
+                            reasoning=parsed.reasoning, raw_reply=raw,
+                            claims=list(parsed.claims) if parsed.claims is not None else None)

@@ -101,9 +101,10 @@ class PanelJudge:
         tally = ", ".join(f"{name} {n}" for name, n in counts.most_common())
         summary = (f"{self.aggregate} of {len(voting)} usable samples out of {len(verdicts)}: "
                    f"{tally}.")
-        chosen = agreeing[0].reasoning if agreeing else voting[0][1].reasoning
+        chosen = agreeing[0] if agreeing else voting[0][1]
         return replace(common, status="scored", label=label, score=score,
-                       reasoning=f"{summary}\n{chosen or ''}".strip(),
+                       reasoning=f"{summary}\n{chosen.reasoning or ''}".strip(),
+                       claims=chosen.claims,
                        stability=len(agreeing) / len(voting) if len(verdicts) > 1 else None)
 
 

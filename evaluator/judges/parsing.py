@@ -6,6 +6,11 @@ it cannot flip it. Without one, every verdict the reply holds (label-only JSON o
 label mentions) must agree. Nothing is guessed: conflicting verdicts, no allowed label, an
 off-menu JSON label, or only negated mentions ("not factual") raise VerdictParseError, and the
 pipeline records the evaluation as unscored with the raw reply kept.
+
+A rubric that asks for claims (`claims: true`) also gets the verdict's claim list, read only from
+the complete JSON verdicts that open or close the reply (the ones that decide the label), so a
+claim list quoted anywhere else cannot change the score. A malformed list, or framing verdicts
+whose lists differ, is a VerdictParseError too: the score depends on it.
 """
 
 from __future__ import annotations
@@ -17,11 +22,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from evaluator.core.errors import VerdictParseError
+from evaluator.core.records import ClaimVerdict
 from evaluator.core.stage_timing import timed
 
 LABEL_KEYS = ("label", "verdict", "answer")
 REASONING_KEYS = ("reasoning", "rationale", "explanation")
+CLAIMS_KEY = "claims"
+CLAIM_VERDICTS = ("supported", "unsupported", "contradicted")
+MAX_CLAIMS = 500
+"""Longest claim list read from one reply (a judge's reply is bounded by its max_tokens anyway)."""
 
 _MAX_OBJECT_STARTS = 1_000
 """How many `{` positions (from the end) are tried as JSON objects: bounds hostile replies."""
@@ -47,6 +59,8 @@ class ParsedVerdict:
     label: str
     reasoning: str | None
     method: str  # "json" | "text"
+    claims: tuple[ClaimVerdict, ...] | None = None
+    """Only when asked for (`with_claims`) and given by the deciding JSON verdict."""
 
 
 def canonical_label(text: str) -> str:
@@ -55,8 +69,9 @@ def canonical_label(text: str) -> str:
 
 
 @timed("parse")
-def parse_verdict(reply: str, labels: Sequence[str]) -> ParsedVerdict:
-    """The verdict in a judge reply; raises VerdictParseError (and nothing else) without one."""
+def parse_verdict(reply: str, labels: Sequence[str], with_claims: bool = False) -> ParsedVerdict:
+    """The verdict in a judge reply; raises VerdictParseError (and nothing else) without one.
+    `with_claims` also reads the claim list of the deciding JSON verdict."""
     if not isinstance(reply, str):
         raise VerdictParseError(f"judge reply is {type(reply).__name__}, not text")
     allowed = {canonical_label(label): label for label in labels if isinstance(label, str)}
@@ -65,7 +80,7 @@ def parse_verdict(reply: str, labels: Sequence[str]) -> ParsedVerdict:
         raise VerdictParseError("no allowed labels were given to parse the judge reply against")
     found = _json_verdicts(reply, allowed)
     if found:
-        return _from_json(reply, found, allowed)
+        return _from_json(reply, found, allowed, with_claims)
     return _from_text(reply, allowed)
 
 
@@ -77,6 +92,8 @@ class _JsonVerdict:
     reasoning: str | None
     start: int
     end: int
+    claims: Any = None
+    """The raw value of the object's "claims" key (None when it has none)."""
 
     @property
     def complete(self) -> bool:
@@ -128,16 +145,20 @@ def _read_json(obj: dict[str, Any], key: str, allowed: dict[str, str], start: in
     label = allowed.get(canonical_label(value)) if isinstance(value, str) else None
     values = {name.lower(): item for name, item in obj.items()}
     reasoning = next((values[n] for n in REASONING_KEYS if isinstance(values.get(n), str)), None)
-    return _JsonVerdict(key, value, label, reasoning, start, end)
+    return _JsonVerdict(key, value, label, reasoning, start, end, values.get(CLAIMS_KEY))
 
 
-def _from_json(reply: str, found: list[_JsonVerdict], allowed: dict[str, str]) -> ParsedVerdict:
+def _from_json(reply: str, found: list[_JsonVerdict], allowed: dict[str, str],
+               with_claims: bool) -> ParsedVerdict:
     complete = [verdict for verdict in found if verdict.complete]
     named = {verdict.label for verdict in complete if verdict.label}
     if len(named) > 1:
         raise _conflict("JSON verdicts", named, allowed)
-    if named and any(_frames(reply, verdict) for verdict in complete):
-        return ParsedVerdict(label=named.pop(), reasoning=complete[-1].reasoning, method="json")
+    framing = [verdict for verdict in complete if _frames(reply, verdict)]
+    if named and framing:
+        claims = _framing_claims(framing) if with_claims else None
+        return ParsedVerdict(label=named.pop(), reasoning=complete[-1].reasoning, method="json",
+                             claims=claims)
     off_menu = next((verdict for verdict in found if verdict.label is None), None)
     if off_menu is not None:
         raise VerdictParseError(
@@ -160,6 +181,43 @@ def _frames(reply: str, verdict: _JsonVerdict) -> bool:
     wins only when no text verdict around it disagrees."""
     return bool(_OPENING.fullmatch(reply, 0, verdict.start)
                 or _CLOSING.fullmatch(reply, verdict.end))
+
+
+def _framing_claims(framing: list[_JsonVerdict]) -> tuple[ClaimVerdict, ...] | None:
+    """The claim list the framing verdicts agree on (None when none of them has one)."""
+    lists = {read_claims(verdict.claims) for verdict in framing if verdict.claims is not None}
+    if len(lists) > 1:
+        raise VerdictParseError("judge reply's verdicts hold different claim lists; not "
+                                "guessing which one the judge meant")
+    return lists.pop() if lists else None
+
+
+def read_claims(value: Any) -> tuple[ClaimVerdict, ...]:
+    """A judge's claim list: objects with `claim` (text), `verdict` (supported, unsupported or
+    contradicted; case and separators ignored) and optional `evidence` (text or null). Other
+    keys are ignored; anything else raises VerdictParseError naming the entry."""
+    if not isinstance(value, list):
+        raise VerdictParseError(f"judge reply's {CLAIMS_KEY!r} is {type(value).__name__}, not a "
+                                "list of claims")
+    if len(value) > MAX_CLAIMS:
+        raise VerdictParseError(f"judge reply lists {len(value)} claims, more than {MAX_CLAIMS}")
+    return tuple(_claim(index, entry) for index, entry in enumerate(value))
+
+
+def _claim(index: int, entry: Any) -> ClaimVerdict:
+    fields = {str(key).lower(): item for key, item in entry.items()} if isinstance(
+        entry, dict) else {}
+    verdict = fields.get("verdict")
+    if isinstance(verdict, str):
+        verdict = canonical_label(verdict)
+    try:
+        return ClaimVerdict.model_validate({"claim": fields.get("claim"), "verdict": verdict,
+                                            "evidence": fields.get("evidence")})
+    except ValidationError:
+        shown = json.dumps(entry, ensure_ascii=False, default=str)[:200]
+        raise VerdictParseError(
+            f"judge reply's claim {index + 1} is not {{\"claim\": text, \"verdict\": one of "
+            f"{', '.join(CLAIM_VERDICTS)}, \"evidence\": text or null}}: {shown}") from None
 
 
 def _outside(reply: str, verdicts: list[_JsonVerdict]) -> str:

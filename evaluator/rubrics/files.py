@@ -41,6 +41,7 @@ class _FrontMatter(BaseModel):
     output_format: Literal["json"] = "json"
     kind: Literal["judge", "pairwise"] = "judge"
     offline: str | None = Field(default=None, pattern=_NAME_PATTERN)
+    claims: bool = False
 
     @field_validator("labels")
     @classmethod
@@ -150,6 +151,7 @@ def load_rubric(path: Path) -> Rubric:
         kind=front.kind,
         params=dict(getattr(front, "params", {})),
         offline=front.offline,
+        claims=front.claims,
         path=path,
         body_line=body_line,
     )

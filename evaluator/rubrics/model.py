@@ -39,6 +39,9 @@ class Rubric:
     """A code scorer's settings (they are in the file, so in `content_hash`)."""
     offline: str | None = None
     """The offline judge's heuristic for this rubric (None: the one named like the criterion)."""
+    claims: bool = False
+    """The verdict lists the response's claims, each supported, unsupported or contradicted
+    with its evidence; the evaluation's score is then the supported share."""
     path: Path | None = field(default=None, compare=False)
     body_line: int = field(default=1, compare=False)
     """File line where `template_source` starts, so template errors cite file line numbers."""

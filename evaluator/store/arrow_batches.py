@@ -7,6 +7,7 @@ from the migrations (store.schema). Duplicate keys are dropped here, first wins.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from operator import itemgetter
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from evaluator.core.records import DeadLetter, Evaluation, utcnow
+from evaluator.core.records import ClaimVerdict, DeadLetter, Evaluation, utcnow
 from evaluator.core.rows import JudgeCall, StoredTrace
 from evaluator.store.schema import arrow_schema
 
@@ -48,7 +49,14 @@ def _table(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
 
 def evaluations_table(evaluations: Sequence[Evaluation]) -> pa.Table:
     unique = first_per_key(evaluations, lambda e: e.evaluation_id)
-    return _table(EVALUATION_SCHEMA, [e.__dict__ for e in unique])
+    return _table(EVALUATION_SCHEMA, [e.__dict__ if e.claims is None else
+                                      {**e.__dict__, "claims": claims_json(e.claims)}
+                                      for e in unique])
+
+
+def claims_json(claims: Sequence[ClaimVerdict]) -> str:
+    """The claims column: a JSON list of {claim, verdict, evidence}."""
+    return json.dumps([claim.model_dump() for claim in claims], ensure_ascii=False)
 
 
 def judge_calls_table(calls: Sequence[JudgeCall]) -> pa.Table:

@@ -209,6 +209,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        7,
+        "claim-level verdicts: the claims a judge checked one by one",
+        """
+        -- JSON list of {claim, verdict: supported|unsupported|contradicted, evidence} when the
+        -- rubric asks for claims (NULL otherwise); the evaluation's score is the supported share.
+        ALTER TABLE evaluations ADD COLUMN claims VARCHAR;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].number

@@ -127,6 +127,8 @@ def evaluations(
     for row in conn.execute(sql, params).fetchall():
         values = dict(zip(names, row, strict=True))
         values["created_at"] = as_utc(values["created_at"])
+        if values["claims"] is not None:
+            values["claims"] = json.loads(values["claims"])
         records.append(Evaluation.model_validate(values))
     return records
 

@@ -72,6 +72,7 @@ def _evaluation(
         truncated=bool(item.trace.truncated),
         run_id=run_id,
         stability=verdict.stability if verdict.status == "scored" else None,
+        claims=verdict.claims if verdict.status == "scored" else None,
     )
     stamp(verdict.calls, evaluation.evaluation_id, evaluation.trace_id, rubric.criterion,
           rubric.version, run_id)

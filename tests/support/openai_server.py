@@ -19,6 +19,10 @@ OpenAI streams them (the usage in a last chunk when `stream_options.include_usag
 An `INJECT_FAULT=<kind>` marker in the last user message gives that request the fault, whatever
 the plan says: clients sharing one server (one process per instrumentation package in the
 conformance suite) each script their own faults that way.
+
+When the schema (or, in text mode, the system message) asks for claims, the verdict
+lists one claim per sentence of the OUTPUT block: "supported", with the sentence as evidence,
+when another block of the message holds it word for word, else "unsupported".
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ well-formed responses whose content holds no usable verdict."""
 OK = "ok"
 INJECT_FAULT = re.compile(r"INJECT_FAULT=(" + "|".join(FAULTS + (OK,)) + r")\b")
 EXPECT_LABEL = re.compile(r"EXPECT_LABEL=([^\s\"'<>,;]+)")
+OUTPUT_BLOCK = re.compile(r"<<<BEGIN OUTPUT>>>\n(.*?)\n<<<END OUTPUT>>>", re.DOTALL)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 REASONING = "Checked each claim of the answer against the material given, one by one."
 OFF_MENU_LABEL = "not_on_the_menu"
 GARBAGE = "~~ #### 0x1F 0x2A 0x3B #### ~~"
@@ -308,10 +314,15 @@ class OpenAIServer:
         messages = body["messages"]
         mode, tool_name = _reply_mode(body)
         label = OFF_MENU_LABEL if fault == "off_menu" else self._choose_label(body, messages)
+        claims = _claims(messages) if _asks_for_claims(body, messages) else None
         if mode == "text":
             text = f"Reasoning: {REASONING}\nLabel: {label}"
-        else:
+            if claims is not None:
+                text = json.dumps({"reasoning": REASONING, "claims": claims, "label": label})
+        elif claims is None:
             text = json.dumps({"reasoning": REASONING, "label": label})
+        else:
+            text = json.dumps({"reasoning": REASONING, "claims": claims, "label": label})
         if fault == "garbage":
             text = GARBAGE
         elif fault == "invalid_json":
@@ -359,15 +370,43 @@ def _reply_mode(body: dict[str, Any]) -> tuple[str, str]:
     return "text", ""
 
 
-def _label_enum(body: dict[str, Any]) -> list[str]:
+def _schema(body: dict[str, Any]) -> Any:
     schema: Any = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
     tools = body.get("tools") or []
     if schema is None and tools:
         schema = tools[0].get("function", {}).get("parameters")
+    return schema
+
+
+def _label_enum(body: dict[str, Any]) -> list[str]:
     try:
-        return list(schema["properties"]["label"]["enum"])
+        return list(_schema(body)["properties"]["label"]["enum"])
     except (KeyError, TypeError):
         return []
+
+
+def _asks_for_claims(body: dict[str, Any], messages: list[Any]) -> bool:
+    schema = _schema(body)
+    if isinstance(schema, dict):
+        return "claims" in (schema.get("properties") or {})
+    system = [_text_of(m) for m in messages if isinstance(m, dict) and m.get("role") == "system"]
+    return any('"claims"' in text for text in system)
+
+
+def _claims(messages: list[Any]) -> list[dict[str, Any]]:
+    """One claim per sentence of the last user message's OUTPUT block, checked word for word
+    against the rest of that message."""
+    users = [_text_of(m) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    found = OUTPUT_BLOCK.search(users[-1]) if users else None
+    if found is None:
+        return []
+    rest = users[-1][:found.start()] + users[-1][found.end():]
+    claims = []
+    for sentence in filter(None, SENTENCE_END.split(found.group(1).strip())):
+        supported = sentence in rest
+        claims.append({"claim": sentence, "verdict": "supported" if supported else "unsupported",
+                       "evidence": sentence if supported else None})
+    return claims
 
 
 def _text_of(message: Any) -> str:
