@@ -27,6 +27,8 @@ TOLERANCE = 1e-9
 TRACES = 240
 FLIP_EVERY = 4
 """The human disagrees with the judge on every 4th judged trace (deterministic)."""
+HALLUCINATION = RubricRegistry.load(PROJECT_ROOT / "rubrics").get("hallucination").ref
+"""The version `evaluator run` judges with (the latest)."""
 OPPOSITE = {"factual": "hallucinated", "hallucinated": "factual", "relevant": "partially_relevant",
             "mostly_relevant": "irrelevant", "partially_relevant": "relevant",
             "irrelevant": "mostly_relevant"}
@@ -170,7 +172,7 @@ def test_several_annotators_majority_and_inter_annotator_alpha(run_db: Path, tmp
     invoke("labels", "import", str(write_labels(tmp_path / "more.jsonl", rows)),
            "--db", str(run_db))
     group = groups_by_rubric(invoke("agreement", "--json", "--db", str(run_db), "--rubric",
-                                    "hallucination@v1", "--n-boot", "0"))["hallucination"]
+                                    HALLUCINATION, "--n-boot", "0"))["hallucination"]
 
     all_votes = {trace_id: {"ann": human_label(i, label)} for i, (trace_id, label)
                  in enumerate(judged(run_db, "hallucination"))}
@@ -199,7 +201,7 @@ def test_text_output_has_table_verdict_and_correction(run_db: Path, tmp_path: Pa
     import_ann_labels(run_db, tmp_path)
     output = invoke("agreement", "--db", str(run_db), "--n-boot", "100")
     assert "Judge vs human labels" in output
-    assert "hallucination@v1 x offline: Judge-human agreement is" in output
+    assert f"{HALLUCINATION} x offline: Judge-human agreement is" in output
     assert "failure rate: raw" in output and "Rogan-Gladen" in output
     assert "human \\ judge" in output
 

@@ -149,7 +149,7 @@ def test_bad_rows_are_rejected_with_their_line_and_reason(db: Path, tmp_path: Pa
     assert (result.rows, result.imported) == (11, 1)
     reasons = {problem.line: problem.reason for problem in result.rejected}
     assert sorted(reasons) == [4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
-    assert "unknown rubric 'hallucinaton'" in reasons[4] and "hallucination (v1)" in reasons[4]
+    assert "unknown rubric 'hallucinaton'" in reasons[4] and "hallucination (v1, v2)" in reasons[4]
     assert "'great' is not on the menu" in reasons[5] and "factual, hallucinated" in reasons[5]
     assert "neither 'label' nor 'score'" in reasons[6]
     assert "'annotator' is missing" in reasons[7]
