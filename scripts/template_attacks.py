@@ -23,15 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "escape_templates"
 SECONDS = 30
 ADDRESS_SPACE = 3 * 2**30
-FRONT_MATTER = """---
-criterion: escape
-version: 1
-description: A rubric file written to escape the sandbox.
-labels: {good: 1.0, bad: 0.0}
-pass_threshold: 0.5
-required_inputs: [output]
----
-"""
+FRONT_MATTER = (CORPUS / "front_matter.yaml").read_text(encoding="utf-8")
+"""The rubric header each template of the corpus is put under."""
 CHILD = """
 import json, sys, time, tracemalloc, resource
 from pathlib import Path

@@ -46,24 +46,24 @@ def test_persistence_is_read_from_config_or_unknown_when_config_is_disabled(
         assert redis_persistence(_client(server)).mode == mode
 
 
-def test_the_sink_warns_at_start_when_redis_does_not_persist(tmp_path, caplog):
-    with RedisServer(tmp_path / "redis", persistent=False) as server:
+def _start_and_stop_a_sink(tmp_path, caplog, persistent: bool) -> None:
+    """The sink's start-up against a Redis of its own, then an immediate stop."""
+    with RedisServer(tmp_path / "redis", persistent=persistent) as server:
         settings = _with_url(Settings.from_env(), server.url)
         stop = threading.Event()
         stop.set()
         with caplog.at_level(logging.INFO):
             run_sink(settings, tmp_path / "sink.duckdb", stop=stop)
+
+
+def test_the_sink_warns_at_start_when_redis_does_not_persist(tmp_path, caplog):
+    _start_and_stop_a_sink(tmp_path, caplog, persistent=False)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("REDIS HAS NO PERSISTENCE" in m and "appendonly yes" in m for m in warnings)
 
 
 def test_no_warning_when_redis_is_append_only(tmp_path, caplog):
-    with RedisServer(tmp_path / "redis", persistent=True) as server:
-        settings = _with_url(Settings.from_env(), server.url)
-        stop = threading.Event()
-        stop.set()
-        with caplog.at_level(logging.INFO):
-            run_sink(settings, tmp_path / "sink.duckdb", stop=stop)
+    _start_and_stop_a_sink(tmp_path, caplog, persistent=True)
     assert not [r for r in caplog.records if "PERSIST" in r.getMessage()]
 
 

@@ -20,51 +20,53 @@ from evaluator.core.records import Trace
 from evaluator.rubrics import load_rubric, render
 from tests.support.figures import record
 
-CORPUS = sorted((Path(__file__).parent / "data" / "escape_templates").glob("*.jinja"))
-FRONT_MATTER = """---
-criterion: escape
-version: 1
-description: A rubric file written to escape the sandbox.
-labels: {good: 1.0, bad: 0.0}
-pass_threshold: 0.5
-required_inputs: [output]
----
-"""
+CORPUS_DIR = Path(__file__).parent / "data" / "escape_templates"
+CORPUS = sorted(CORPUS_DIR.glob("*.jinja"))
+FRONT_MATTER = (CORPUS_DIR / "front_matter.yaml").read_text(encoding="utf-8")
+"""The rubric header each template of the corpus is put under (scripts/template_attacks.py too)."""
 TRACE = Trace(trace_id="t", input="What is the refund window?", context=["Refunds: 30 days."],
               output="Refunds are accepted within 30 days. " * 300)
 """An ordinary trace with an 11,100-character answer for the templates to loop and pad over."""
-SECONDS = 10.0
+CPU_SECONDS = 10.0
+"""A template's render may use this much CPU time (the render's thread's own: a busy machine
+or a parallel test run does not count against it)."""
+HANG_S = 60.0
+"""Wall-clock time after which a render that has not ended counts as hung."""
 MEMORY_BYTES = 64 * 2**20
 OUTCOMES: dict[str, str] = {}
+# test_zz_record_figures reads what the corpus tests left in OUTCOMES: one worker runs them all,
+# in order, under pytest-xdist (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("template_safety")
 
 
 def _attempt(template: Path, directory: Path) -> tuple[str, float, int]:
-    """Load and render one template in a watched thread: (error message, seconds, peak bytes)."""
+    """Load and render one template in a watched thread: (error message, CPU seconds, peak
+    bytes)."""
     rubric_file = directory / "escape" / "v1.jinja"
     rubric_file.parent.mkdir(parents=True)
     rubric_file.write_text(FRONT_MATTER + template.read_text(encoding="utf-8"), encoding="utf-8")
     outcome: dict[str, object] = {}
 
     def load_and_render() -> None:
+        started = time.thread_time()
         try:
             outcome["prompt"] = render(load_rubric(rubric_file), TRACE)
         except RubricError as exc:
             outcome["error"] = str(exc)
         except BaseException as exc:  # anything but a RubricError is a failure of the sandbox
             outcome["crash"] = exc
+        outcome["cpu_s"] = time.thread_time() - started
 
     tracemalloc.start()
-    started = time.perf_counter()
     worker = threading.Thread(target=load_and_render, daemon=True)
     worker.start()
-    worker.join(SECONDS)
-    elapsed = time.perf_counter() - started
+    worker.join(HANG_S)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert not worker.is_alive(), f"{template.name}: still running after {SECONDS:g} s"
+    assert not worker.is_alive(), f"{template.name}: still running after {HANG_S:g} s"
     assert "crash" not in outcome, f"{template.name}: raised {outcome.get('crash')!r}"
     assert "prompt" not in outcome, f"{template.name}: rendered without an error"
-    return str(outcome["error"]), elapsed, peak
+    return str(outcome["error"]), float(outcome["cpu_s"]), peak
 
 
 def test_the_corpus_is_large_enough():
@@ -73,12 +75,12 @@ def test_the_corpus_is_large_enough():
 
 @pytest.mark.parametrize("template", CORPUS, ids=[path.stem for path in CORPUS])
 def test_escape_attempt_fails_with_a_clear_rubric_error(template, tmp_path):
-    error, elapsed, peak = _attempt(template, tmp_path)
+    error, cpu_s, peak = _attempt(template, tmp_path)
     OUTCOMES[template.stem] = error
     assert error.startswith(("rubric escape@v1", str(tmp_path))), error
     assert "escape" in error and len(error) < 700, error
     assert "Traceback" not in error
-    assert elapsed < SECONDS and peak < MEMORY_BYTES, f"{elapsed:.1f} s, {peak:,} bytes"
+    assert cpu_s < CPU_SECONDS and peak < MEMORY_BYTES, f"{cpu_s:.1f} s of CPU, {peak:,} bytes"
 
 
 def test_zz_record_figures():
