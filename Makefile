@@ -21,8 +21,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/evaluator run
 
+# Two processes (pytest-xdist): the machine has two cores, and many tests wait on servers.
+# loadgroup keeps the modules marked xdist_group on one worker, in order.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # One virtualenv per instrumentation package set for tests/test_conformance.py, under
 # .venv-conformance/ (each rebuilt only when its requirements or constraints.txt changed).

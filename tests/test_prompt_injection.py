@@ -23,6 +23,10 @@ from evaluator.rubrics import RubricRegistry, neutralize, render
 from tests.support.figures import record
 from tests.support.lookalikes import looks_like
 
+# test_zz_record_figures reads what the case tests collected: one worker runs them all, in
+# order, under pytest-xdist (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("prompt_injection")
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_FILE = ROOT / "tests" / "data" / "injection_outputs.jsonl"
 CORPUS = [json.loads(line) for line in CORPUS_FILE.read_text(encoding="utf-8").split("\n") if line]
