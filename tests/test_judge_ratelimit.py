@@ -151,7 +151,8 @@ def test_two_worker_processes_share_one_limit_through_redis(redis_url: str) -> N
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True) for name in ("w1", "w2")]
         assert [worker.stdout.readline().strip() for worker in workers] == ["ready", "ready"]
-        time.sleep(3.0)  # the warm-ups' tokens are back
+        # The warm-ups' two tokens are back after two intervals (0.1 s): the bucket is full.
+        time.sleep(0.5)
         for worker in workers:
             worker.stdin.write("go\n")
             worker.stdin.flush()
