@@ -21,10 +21,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/evaluator run
 
-# Two processes (pytest-xdist): the machine has two cores, and many tests wait on servers.
-# loadgroup keeps the modules marked xdist_group on one worker, in order.
+# PYTEST_ARGS="-n 2 --dist loadgroup": two processes (pytest-xdist); loadgroup keeps the modules
+# marked xdist_group on one worker, in order.
+PYTEST_ARGS ?=
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # One virtualenv per instrumentation package set for tests/test_conformance.py, under
 # .venv-conformance/ (each rebuilt only when its requirements or constraints.txt changed).
