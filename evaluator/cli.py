@@ -10,22 +10,32 @@ from pathlib import Path
 
 import click
 
+from evaluator.commands.agreement import agreement, rubrics_check
+from evaluator.commands.alerts import alerts
+from evaluator.commands.annotate import annotate
+from evaluator.commands.context import current_settings
+from evaluator.commands.datasets import datasets
+from evaluator.commands.dead_letters import dead_letters
+from evaluator.commands.export import export
 from evaluator.commands.judge_checks import (
     exit_on_judge_errors,
     judge_check_options,
     preflight_unless,
 )
+from evaluator.commands.labels import labels
+from evaluator.commands.plugins import plugin_rows, plugins
 from evaluator.commands.progress import run_progress_bar
-from evaluator.core.errors import EvaluatorError
+from evaluator.commands.receive import receive
+from evaluator.commands.replay import gate, replay
+from evaluator.commands.schema import schema
+from evaluator.commands.show import show
+from evaluator.commands.user_errors import os_error_line
+from evaluator.core.errors import ConfigError, EvaluatorError
 from evaluator.core.since import SINCE_HELP, parse_since
+from evaluator.core.stage_timing import enable as enable_stage_timings
+from evaluator.core.tables import compact_table
 
 DEFAULT_TRACES = "datasets/sample_traces.jsonl"
-
-
-def _settings():
-    from evaluator.commands.context import current_settings
-
-    return current_settings()
 
 
 def _print_json(data) -> None:
@@ -41,11 +51,11 @@ def _print_json(data) -> None:
 def cli(ctx, log_level) -> None:
     """Evaluator: sample LLM traces, score them with versioned rubrics and a judge, store
     every score with provenance in DuckDB."""
+    # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
     from evaluator.core.logging_setup import configure_logging
-    from evaluator.core.stage_timing import enable as enable_stage_timings  # lazy: `--help` stays fast
 
     service = ctx.invoked_subcommand in ("worker", "sink", "receive")
-    settings = _settings()
+    settings = current_settings()
     configure_logging(log_level, default_level="INFO" if service else "WARNING", settings=settings,
                       debug_masker=lambda: _payload_masker(settings))
     if settings.stage_timings:
@@ -82,7 +92,7 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
     from evaluator.monitoring.run_errors import run_errors
     from evaluator.worker.embedded import run_embedded
 
-    settings = _settings()
+    settings = current_settings()
     traces = traces or BUNDLED_DATASETS_DIR / "sample_traces.jsonl"
     judge = judge or settings.judge
     preflight_unless(no_preflight, judge, settings)
@@ -94,6 +104,7 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
             max_cost_usd=max_cost, on_progress=on_progress,
         )
     errors = run_errors(report.db_path, report.run_id, report.summaries)
+    # lazy: DuckDB (through the dead-letter queries); `evaluator --help` stays fast
     from evaluator.commands.input_checks import exit_on_no_valid_trace, top_reason_lines
 
     no_valid_trace = (ctx, traces, fmt, report.traces_read, report.invalid,
@@ -103,6 +114,7 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
         exit_on_no_valid_trace(*no_valid_trace)
         exit_on_judge_errors(ctx, errors, max_error_share)
         return
+    # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
     from evaluator.monitoring.report import console as make_console
 
     console = make_console()
@@ -148,27 +160,31 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
 def report(db, run_id, all_runs, as_json, html_file, since) -> None:
     """Summarize stored evaluations of production traffic, or of --run RUN, or --all-runs
     (works while a sink is writing)."""
+    # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
     from evaluator.monitoring.report import database_report, judge_tables, status_table, summary_table
     from evaluator.store.scope import Scope
 
     scope = Scope.from_options(run_id, all_runs)
     if html_file is not None:
+        # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
         from evaluator.monitoring.html import write_html_report
 
-        settings = _settings()
+        settings = current_settings()
         written = write_html_report(db or settings.db_path, html_file, since=since, scope=scope,
                                     rubrics_dir=settings.rubrics_dir, lake=settings.lake_dir)
         click.echo(f"wrote {written}")
         return
+    # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
     from evaluator.sampling.spend_check import counted_spend
 
-    settings = _settings()
+    settings = current_settings()
     scope = scope.judged_since(None if since is None else parse_since(since))
     data = database_report(db or settings.db_path, scope, counted_spend(settings.redis_url),
                            lake=settings.lake_dir)
     if as_json:
         _print_json(data.to_dict())
         return
+    # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
     from evaluator.monitoring.report import console as make_console
 
     console = make_console()
@@ -200,9 +216,10 @@ def ingest(ctx, file, fmt, embedded, judge, sample_rate, rubrics, db, no_preflig
                    fmt=fmt, max_cost=None, as_json=False, no_preflight=no_preflight,
                    max_error_share=max_error_share)
         return
+    # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
     from evaluator.worker.ingest_job import ingest_to_queue
 
-    settings = _settings()
+    settings = current_settings()
     work, messages = ingest_to_queue(
         file, settings, judge or settings.judge,
         settings.sample_rate if sample_rate is None else sample_rate, rubrics, fmt=fmt,
@@ -211,6 +228,7 @@ def ingest(ctx, file, fmt, embedded, judge, sample_rate, rubrics, db, no_preflig
         f"read {work.traces_read} traces ({work.invalid} invalid, sent to the dead-letter "
         f"table), sampled {work.sampled}, enqueued {messages} messages"
     )
+    # lazy: DuckDB (through the dead-letter queries); `evaluator --help` stays fast
     from evaluator.commands.input_checks import echo_dead_letter_reasons, exit_on_no_valid_trace
 
     echo_dead_letter_reasons(work.dead_letter_reasons)
@@ -229,8 +247,7 @@ def rubrics() -> None:
 def rubrics_list() -> None:
     """Every rubric version, with its kind (judge, pairwise or a code scorer), labels,
     threshold and content hash; then the code scorers available, built-in and from plugins."""
-    from evaluator.commands.plugins import plugin_rows
-    from evaluator.core.tables import compact_table
+    # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
     from evaluator.judges.scorers import SCORERS
     from evaluator.monitoring.report import console as make_console
     from evaluator.rubrics import RubricRegistry
@@ -238,7 +255,7 @@ def rubrics_list() -> None:
     table = compact_table("Rubrics")
     for column in ("rubric", "kind", "labels (score)", "pass at", "needs", "hash"):
         table.add_column(column, overflow="fold")
-    for rubric in RubricRegistry.load(_settings().rubrics_dir).all():
+    for rubric in RubricRegistry.load(current_settings().rubrics_dir).all():
         labels = "\n".join(f"{k} ({v:g})" for k, v in rubric.labels.items())
         table.add_row(rubric.ref, rubric.kind, labels, f"{rubric.pass_threshold:g}",
                       ", ".join(rubric.required_inputs), rubric.content_hash[:12])
@@ -256,9 +273,10 @@ def rubrics_list() -> None:
 @click.option("--check", is_flag=True, help="Only verify; exit 2 if a published version changed.")
 def rubrics_lock(check) -> None:
     """Record new rubric versions in rubrics.lock (published versions can never change)."""
+    # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
     from evaluator.rubrics import LOCK_FILE_NAME, RubricRegistry, update_lock, verify_lock
 
-    directory = _settings().rubrics_dir
+    directory = current_settings().rubrics_dir
     registry = RubricRegistry.load(directory)
     lock_path = directory / LOCK_FILE_NAME
     if check:
@@ -276,11 +294,11 @@ def rubrics_lock(check) -> None:
 @click.option("--line", type=int, default=1, show_default=True, help="Which line of a JSONL file.")
 def rubrics_render(ref, trace_file, line) -> None:
     """Show the exact prompt a judge would get for REF (NAME[@vN]) on one trace."""
-    from evaluator.core.errors import ConfigError
+    # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
     from evaluator.core.records import parse_trace
     from evaluator.rubrics import RubricRegistry, render
 
-    settings = _settings()
+    settings = current_settings()
     rubric = RubricRegistry.load(settings.rubrics_dir).get(ref)
     try:
         text = trace_file.read_text(encoding="utf-8")
@@ -311,9 +329,10 @@ def rubrics_render(ref, trace_file, line) -> None:
               help="Skip checking that the default judge ($EVALUATOR_JUDGE) answers.")
 def worker(processes, threads, metrics_port, no_preflight) -> None:
     """Service mode: consume trace batches from Redis and judge them."""
+    # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
     from evaluator.worker.service import run_workers
 
-    settings = _settings()
+    settings = current_settings()
     preflight_unless(no_preflight, settings.judge, settings)
     metrics_port = settings.metrics_port if metrics_port is None else metrics_port
     click.get_current_context().exit(run_workers(settings, processes=processes, threads=threads,
@@ -331,9 +350,10 @@ def worker(processes, threads, metrics_port, no_preflight) -> None:
               help="Alert rules [default: $EVALUATOR_ALERTS_CONFIG or alerts.yaml].")
 def sink(db, metrics_port, alerts_every, alerts_config) -> None:
     """Service mode: the single writer draining results from Redis into DuckDB."""
+    # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
     from evaluator.worker.service import run_sink
 
-    settings = _settings()
+    settings = current_settings()
     db_path = db or settings.db_path
     every_s = settings.alerts_every_s if alerts_every is None else alerts_every
     run_sink(settings, db_path,
@@ -343,7 +363,7 @@ def sink(db, metrics_port, alerts_every, alerts_config) -> None:
              if every_s > 0 else None)
 
 
-def _alert_schedule(db_path: Path, every_s: float, config: Path, lake: Path | None):
+def _alert_schedule(db_path: Path, every_s: float, config: Path | None, lake: Path | None):
     """What starts the alert checks beside the sink (run_sink's `alongside`)."""
     from evaluator.monitoring.alerts import load_alert_config  # lazy: keeps `evaluator --help` fast
     from evaluator.monitoring.alerts.schedule import AlertSchedule  # lazy: as above
@@ -352,47 +372,21 @@ def _alert_schedule(db_path: Path, every_s: float, config: Path, lake: Path | No
     return lambda stop: AlertSchedule(db_path, rules, every_s, lake).start(stop)
 
 
-def _register_command_modules() -> None:
-    """Command groups that live in evaluator/commands/ (one line each)."""
-    from evaluator.commands.datasets import datasets
-    from evaluator.commands.replay import gate, replay
-
-    cli.add_command(datasets)
-    cli.add_command(replay)
-    cli.add_command(gate)
-    from evaluator.commands.alerts import alerts
-
-    cli.add_command(alerts)
-    from evaluator.commands.agreement import agreement, rubrics_check
-    from evaluator.commands.labels import labels
-
-    cli.add_command(labels)
-    cli.add_command(agreement)
-    from evaluator.commands.annotate import annotate
-
-    cli.add_command(annotate)
-    rubrics.add_command(rubrics_check)
-    from evaluator.commands.dead_letters import dead_letters
-
-    cli.add_command(dead_letters)
-    from evaluator.commands.show import show
-
-    cli.add_command(show)
-    from evaluator.commands.schema import schema
-
-    cli.add_command(schema)
-    from evaluator.commands.receive import receive
-
-    cli.add_command(receive)
-    from evaluator.commands.export import export
-
-    cli.add_command(export)
-    from evaluator.commands.plugins import plugins
-
-    cli.add_command(plugins)
-
-
-_register_command_modules()
+# The command groups that live in evaluator/commands/.
+cli.add_command(datasets)
+cli.add_command(replay)
+cli.add_command(gate)
+cli.add_command(alerts)
+cli.add_command(labels)
+cli.add_command(agreement)
+cli.add_command(annotate)
+rubrics.add_command(rubrics_check)
+cli.add_command(dead_letters)
+cli.add_command(show)
+cli.add_command(schema)
+cli.add_command(receive)
+cli.add_command(export)
+cli.add_command(plugins)
 
 
 def main() -> None:
@@ -412,7 +406,6 @@ def main() -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except OSError as exc:  # a path the user gave cannot be written or created
-        from evaluator.commands.user_errors import os_error_line
 
         click.echo(f"error: {os_error_line(exc)}", err=True)
         sys.exit(2)

@@ -18,6 +18,11 @@ from tests.support.redis_server import private_redis_url  # noqa: F401  (a fixtu
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # The judge cache stays in memory during tests: no cache file in the working tree.
 os.environ.setdefault("EVALUATOR_JUDGE_CACHE", "memory")
+# pytest-xdist's workers get COLUMNS=80 LINES=24 in their environment; without them, as in a
+# plain pytest run, the CLI's piped output is 160 columns wide (evaluator.monitoring.report).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 
 # Hypothesis profiles: `ci` (CI=true) runs every property at the example counts it names; `dev`,
 # the default elsewhere, a fifth of them (tests.support.examples scales explicit counts too).
@@ -27,7 +32,20 @@ hypothesis.settings.register_profile("dev", max_examples=CI_MAX_EXAMPLES // 5)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
                                  or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev"))
 
-REDIS_URL = os.environ.get("EVALUATOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def _test_redis_url() -> str:
+    """EVALUATOR_TEST_REDIS_URL, else database 13 of the local Redis. Under pytest-xdist each
+    worker (gwN) takes database 13 - N of that Redis: workers flush only their own."""
+    url = os.environ.get("EVALUATOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{int(db or 0) - int(worker[2:])}"
+
+
+REDIS_URL = _test_redis_url()
 
 
 @pytest.fixture
@@ -46,15 +64,3 @@ def redis_url() -> str:
     yield REDIS_URL
     client.flushdb()
 
-
-@pytest.fixture(autouse=True)
-def fresh_judge_runtime():
-    """Every test starts with an empty judge cache and fresh breakers and rate limiters: judges
-    built without a runtime share the process's (evaluator.judges.runtime.default_runtime)."""
-    from evaluator.core.settings import DEFAULTS
-    from evaluator.judges.runtime import default_runtime, reset_default_runtime
-
-    reset_default_runtime()
-    default_runtime(DEFAULTS.model_copy(update={"judge_cache": "memory"}))
-    yield
-    reset_default_runtime()

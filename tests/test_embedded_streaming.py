@@ -16,7 +16,7 @@ from evaluator.core.errors import StoreError
 from evaluator.core.settings import DEFAULTS
 from evaluator.ingest.files import collect_work
 from evaluator.judges.factory import load_judge
-from evaluator.judges.runtime import default_runtime
+from evaluator.judges.runtime import JudgeRuntime
 from evaluator.queue.channel import InMemoryChannel
 from evaluator.queue.messages import ResultBatch
 from evaluator.rubrics import RubricRegistry
@@ -44,7 +44,7 @@ def test_a_streamed_run_stores_what_the_pipeline_alone_gives_for_every_trace(tmp
     report = run_embedded(traces, db, "offline", sample_rate=1.0, batch_size=20, concurrent_chunks=3)
     registry = RubricRegistry.load(DEFAULTS.rubrics_dir)
     work = collect_work(traces, SamplingPolicy(1.0), settings=DEFAULTS)
-    judge = load_judge("offline", DEFAULTS.judges_dir, default_runtime(DEFAULTS))
+    judge = load_judge("offline", DEFAULTS.judges_dir, JudgeRuntime())
     expected = asyncio.run(evaluate_items(work.items, registry.latest(), judge, report.run_id))
     with Store(db, read_only=True) as store:
         stored = store.evaluations(run_id=report.run_id)

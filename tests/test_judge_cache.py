@@ -186,6 +186,20 @@ def test_the_environment_picks_the_backend(tmp_path: Path, monkeypatch: pytest.M
     assert runtime().cache.backend is None
 
 
+def test_the_cache_file_sits_next_to_the_database_a_run_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`evaluator run --db elsewhere/x.duckdb` (and a replay's --db) keeps its cache beside that
+    file, not beside EVALUATOR_DB's (the working directory by default)."""
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.setenv("EVALUATOR_DB", str(tmp_path / "default" / "evaluator.duckdb"))
+    traces = tmp_path / "traces.jsonl"
+    write_traces(traces, 2)
+    run_embedded(traces, tmp_path / "elsewhere" / "x.duckdb", "offline", 1.0,
+                 settings=Settings.from_env())
+    assert (tmp_path / "elsewhere" / ".evaluator-cache" / "judge.sqlite").exists()
+    assert not (tmp_path / "default").exists()
+
+
 def write_traces(path: Path, n: int) -> None:
     with path.open("w", encoding="utf-8") as out:
         for i in range(n):

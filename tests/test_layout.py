@@ -227,3 +227,62 @@ def test_every_package_says_what_it_owns_and_may_import(package):
 def test_the_cycle_finder_finds_cycles():
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+LAZY_MARK = "# lazy:"
+
+
+def unexplained_function_level_imports(path: Path) -> list[int]:
+    """Lines of imports inside functions without a `# lazy: <why>` comment. A run of adjacent
+    import statements shares one: on any of its lines or on the line just above it."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found: list[int] = []
+
+    def explained(run: list[ast.stmt]) -> bool:
+        first, last = run[0].lineno, run[-1].end_lineno or run[-1].lineno
+        return any(LAZY_MARK in line for line in lines[first - 2:last])
+
+    def check_body(body: list[ast.stmt]) -> None:
+        run: list[ast.stmt] = []
+        for statement in [*body, None]:
+            if isinstance(statement, (ast.Import, ast.ImportFrom)):
+                run.append(statement)
+                continue
+            if run and not explained(run):
+                found.extend(s.lineno for s in run)
+            run = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if inside:
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    block = getattr(child, field, None)
+                    if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                        check_body(block)
+            visit(child, inside)
+
+    visit(ast.parse("\n".join(lines), str(path)), False)
+    return sorted(set(found))
+
+
+def test_function_level_imports_say_why_they_are_lazy():
+    """A function-level import hides a dependency and costs a lookup each call; it is there only
+    when start-up time (or an optional, heavy dependency) needs it, and says so."""
+    unexplained = [f"{path.relative_to(ROOT)}:{line}" for path in MODULES.values()
+                   for line in unexplained_function_level_imports(path)]
+    assert not unexplained, (
+        f"move these imports to the top of the module, or add `{LAZY_MARK} <why>` (start-up "
+        "time, an optional dependency) on the import or the line above it:\n"
+        + "\n".join(unexplained))
+
+
+def test_the_lazy_import_check_finds_unexplained_imports(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text(
+        "import os\n\n\n"
+        "def a():\n    import json\n    return json\n\n\n"
+        "def b():\n    # lazy: heavy\n    import json\n    import csv\n    return json, csv\n\n\n"
+        "def c():\n    if True:\n        import json  # lazy: heavy\n        x = 1\n"
+        "        import csv\n    return x\n", encoding="utf-8")
+    assert unexplained_function_level_imports(source) == [5, 20]

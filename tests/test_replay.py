@@ -269,8 +269,6 @@ def test_resume_refuses_a_judge_that_changed(dataset: Path, tmp_path: Path, llm_
 
 def test_unchanged_replay_makes_zero_judge_calls(dataset: Path, tmp_path: Path, llm_settings,
                                                  monkeypatch):
-    from evaluator.judges.runtime import reset_default_runtime
-
     monkeypatch.setenv("EVALUATOR_JUDGE_CACHE", str(tmp_path / "judge-cache.sqlite"))
     db = tmp_path / "replay.duckdb"
     with OpenAIServer() as server:
@@ -279,7 +277,7 @@ def test_unchanged_replay_makes_zero_judge_calls(dataset: Path, tmp_path: Path, 
         calls = server.stats.total
         assert calls == first.judge_calls == 12 * JUDGED_RUBRICS - 3  # faithfulness skips 3 items
         assert sum(s.scored for s in first.summaries) == calls
-        reset_default_runtime()  # as a new process would: only the cache file carries over
+        # Each replay builds its judges' runtime from settings: only the cache file carries over.
         second = start_replay(dataset, db, settings, judge_name="local-test", run_id="second")
         assert second.status == "completed"
         assert server.stats.total == calls  # not one new HTTP request

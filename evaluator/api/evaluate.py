@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,13 +97,28 @@ def _in_memory_runtime() -> JudgeRuntime:
     return JudgeRuntime(cache=JudgeCache())
 
 
+_shared_runtimes: dict[tuple[object, ...], JudgeRuntime] = {}
+_shared_lock = threading.Lock()
+
+
+def _shared_runtime(settings: Settings) -> JudgeRuntime:
+    """The API's runtime for `settings`: one per process for each Redis, cache and database the
+    callers' settings name, so repeated calls share its cache, rate limits and breakers."""
+    from evaluator.judges.runtime import JudgeRuntime  # lazy: the judge chain loads on first use
+
+    key = (settings.redis_url, settings.judge_cache, settings.db_path, settings.judge_cache_max_entries)
+    with _shared_lock:
+        if key not in _shared_runtimes:
+            _shared_runtimes[key] = JudgeRuntime.from_settings(settings)
+        return _shared_runtimes[key]
+
+
 def judge_for(name: str, settings: Settings, shared: bool = False) -> JudgeClient:
     """Judge `name` on the API's in-memory runtime (cache, per-process rate limits), or on the
-    process's runtime for `settings` when `shared` (its Redis and cache)."""
-    from evaluator.judges.factory import load_judge
-    from evaluator.judges.runtime import default_runtime  # lazy: the judge chain loads on first use
+    API's runtime for `settings` when `shared` (its Redis and cache)."""
+    from evaluator.judges.factory import load_judge  # lazy: the judge chain loads on first use
 
-    runtime = default_runtime(settings) if shared else _in_memory_runtime()
+    runtime = _shared_runtime(settings) if shared else _in_memory_runtime()
     return load_judge(name, settings.judges_dir, runtime)
 
 

@@ -75,12 +75,14 @@ class EvaluatorCheck:
         session = self._session
         settings = Settings.from_env()
         if session.judge is None:
+            # lazy: nothing of ours loads until a test checks (a pytest plugin in every session)
             from evaluator.api.evaluate import judge_for
 
             session.judge = judge_for(session.judge_name or settings.judge, settings)
         item_id = self._item_id()
         payload = {"output": output, **inputs}
         if session.db is not None:  # the trace id a replay run gives its items
+            # lazy: nothing of ours loads until a test checks (a pytest plugin in every session)
             from evaluator.api.pytest_run import trace_id_for
 
             payload["id"] = trace_id_for(session.run_id, item_id)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from evaluator.commands.context import current_settings
+
 if TYPE_CHECKING:
     from evaluator.humans.agreement.results import (
         AlphaEstimate,
@@ -24,12 +26,6 @@ if TYPE_CHECKING:
 DEFAULT_N_BOOT = 1000
 
 
-def _settings():
-    from evaluator.commands.context import current_settings
-
-    return current_settings()
-
-
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -39,6 +35,7 @@ def _number(estimate: Statistic | dict[str, Any] | None, percent: bool = False,
     """'0.81 [0.74, 0.87]' (or percentages); '-' for a statistic that is undefined. Promotion
     checks still hand their kappa over as a dict."""
     if isinstance(estimate, dict):
+        # lazy: `evaluator --help` imports every command module: keep it fast
         from evaluator.humans.agreement.results import Estimate, Interval
 
         ci = estimate.get("ci")
@@ -65,6 +62,7 @@ def _rate(value: float | None) -> str:
 
 def _corrected(corrected: CorrectedRate) -> str:
     """The corrected failure rate with its interval, as percentages."""
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.humans.agreement.results import Estimate
 
     return _number(Estimate(value=corrected.corrected_rate, ci=corrected.ci, reason=None), True)
@@ -73,6 +71,7 @@ def _corrected(corrected: CorrectedRate) -> str:
 def _summary_table(groups: list[GroupAgreement]):
     """One row per rubric version x judge; intervals for the headline and the corrected rate
     only (--json has them all)."""
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from rich.table import Table
 
     from evaluator.humans.agreement.results import InterAnnotatorReport
@@ -102,6 +101,7 @@ def _summary_table(groups: list[GroupAgreement]):
 
 
 def _confusion_table(matrix: ConfusionCounts, corner: str = "human \\ judge"):
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from rich.table import Table
 
     table = Table()
@@ -114,6 +114,7 @@ def _confusion_table(matrix: ConfusionCounts, corner: str = "human \\ judge"):
 
 
 def _group_details(console, group: GroupAgreement) -> None:
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.humans.agreement.results import InterAnnotatorReport
 
     name = f"{group.ref} x {group.judge}"
@@ -156,6 +157,7 @@ def _print_collapsed(console, mapping: dict[str, str]) -> None:
 
 
 def _print_file_report(data: FileAgreement) -> None:
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.monitoring.report import console as make_console
 
     console = make_console()
@@ -173,6 +175,7 @@ def _print_file_report(data: FileAgreement) -> None:
 
 
 def _collapse_option(ctx, param, specs: tuple[str, ...]) -> dict[str, str]:
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.humans.agreement.collapse import parse_collapse
     from evaluator.humans.agreement.stats import AgreementError
 
@@ -213,6 +216,7 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
                                    "--judge and --db")
         if not column_a or not column_b:
             raise click.UsageError("--file needs --a COLUMN and --b COLUMN")
+        # lazy: `evaluator --help` imports every command module: keep it fast
         from evaluator.humans.agreement.from_file import file_agreement
 
         order = [label.strip() for label in labels_order.split(",")] if labels_order else None
@@ -225,11 +229,12 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
         return
     if column_a or column_b or labels_order or fmt:
         raise click.UsageError("--a, --b, --format and --labels-order go with --file")
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.humans.agreement.from_store import store_agreement
     from evaluator.rubrics import RubricRegistry
     from evaluator.store import Store
 
-    settings = _settings()
+    settings = current_settings()
     registry = RubricRegistry.load(settings.rubrics_dir)
     with Store(db or settings.db_path, read_only=True, lake=settings.lake_dir) as store:
         data = store_agreement(store, registry, rubric_ref, judge, n_boot=n_boot, seed=seed,
@@ -237,6 +242,7 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
     if as_json:
         _echo_json(data.to_dict())
         return
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.monitoring.report import console as make_console
 
     console = make_console()
@@ -271,18 +277,20 @@ def rubrics_check(ctx, ref, golden, against, judge, max_kappa_drop, max_flip_rat
                   n_boot, as_json) -> None:
     """May REF (NAME@vN) replace the current version? Replays the golden items with both and
     exits 0 (pass), 1 (kappa drops or labels flip past the limits) or 2 (cannot decide)."""
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.judges.factory import load_judge
-    from evaluator.judges.runtime import default_runtime  # lazy: as load_judge
+    from evaluator.judges.runtime import JudgeRuntime
     from evaluator.regression.promotion import check_promotion, current_version
     from evaluator.rubrics import RubricRegistry
 
-    settings = _settings()
+    settings = current_settings()
     registry = RubricRegistry.load(settings.rubrics_dir)
     candidate = registry.get(ref)
     current = registry.get(against) if against else current_version(registry, candidate)
-    judge_client = load_judge(judge or settings.judge, settings.judges_dir, default_runtime(settings))
+    judge_client = load_judge(judge or settings.judge, settings.judges_dir, JudgeRuntime.from_settings(settings))
     warnings = []
     if not getattr(judge_client, "reads_rubric_text", True):
+        # lazy: `evaluator --help` imports every command module: keep it fast
         from evaluator.judges.offline import RUBRIC_TEXT_NOTE
 
         warnings.append(RUBRIC_TEXT_NOTE)

@@ -8,15 +8,11 @@ from pathlib import Path
 
 import click
 
-
-def _settings():
-    from evaluator.commands.context import current_settings
-
-    return current_settings()
+from evaluator.commands.context import current_settings
 
 
 def _db(db: Path | None) -> Path:
-    return db or _settings().db_path
+    return db or current_settings().db_path
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -50,9 +46,10 @@ def check(db, config_file, at, as_json, fail_on_firing) -> None:
     """Evaluate every rule once, record and notify what fired or resolved.
 
     Exits with 2 when a rule could not be checked (the other rules still ran and notified)."""
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.monitoring.alerts import check_alerts, load_alert_config
 
-    settings = _settings()
+    settings = current_settings()
     report = check_alerts(db or settings.db_path, load_alert_config(config_file or settings.alerts_config),
                           now=_parse_time(at), lake=settings.lake_dir)
     if as_json:
@@ -66,6 +63,7 @@ def check(db, config_file, at, as_json, fail_on_firing) -> None:
 
 
 def _print_results(report) -> None:
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from rich.markup import escape
     from rich.table import Table
 
@@ -101,6 +99,7 @@ def _print_results(report) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_alerts(db, state, limit, as_json) -> None:
     """Stored alerts, newest first (works while the sink is writing)."""
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.store import Store
     from evaluator.store.alert_queries import latest_alerts
 

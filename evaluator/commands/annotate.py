@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from evaluator.commands.context import current_settings
+from evaluator.core.errors import DatasetError
+
 
 @click.command()
 @click.option("--rubric", "rubric_ref", default=None, help="Only batches of this rubric (NAME).")
@@ -26,8 +29,7 @@ def annotate(rubric_ref, batch, annotator, port, host, show_verdicts, db) -> Non
     """Label annotation batches in the browser, one item at a time, with keyboard shortcuts.
     Prints a link with a token (needed to use the page); Ctrl-C stops. Labels go to the store as
     `labels import` writes them, so `evaluator agreement` sees them at once."""
-    from evaluator.commands.context import current_settings
-    from evaluator.core.errors import DatasetError
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.humans.annotate.app import PageConfig, build_app
     from evaluator.humans.annotate.queue import AnnotationQueue, clean_annotator
     from evaluator.humans.annotate.security import new_token

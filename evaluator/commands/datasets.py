@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import click
 
+from evaluator.commands.context import current_settings
+from evaluator.core.errors import DatasetError
 from evaluator.core.since import SINCE_HELP
+from evaluator.core.tables import compact_table
 
 SHOWN_ITEMS = 5
 
 
-def _settings():
-    from evaluator.commands.context import current_settings
-
-    return current_settings()
-
-
 def _console():
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.monitoring.report import console
 
     return console()
@@ -47,11 +46,12 @@ def datasets() -> None:
 def datasets_build(name, rubric, since, label_source, limit, run_id, all_runs, db, as_json) -> None:
     """Turn failed evaluations of production traffic into dataset items (PII-masked, one per
     distinct input). Rebuilding appends new items and keeps every earlier one."""
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.regression.dataset_build import BuildOptions, build_dataset
     from evaluator.rubrics import RubricRegistry
     from evaluator.store.scope import Scope
 
-    settings = _settings()
+    settings = current_settings()
     options = BuildOptions(name, db or settings.db_path, rubric, since, label_source, limit,
                            Scope.from_options(run_id, all_runs), lake=settings.lake_dir)
     result = build_dataset(options, settings.datasets_dir, RubricRegistry.load(settings.rubrics_dir))
@@ -78,10 +78,10 @@ def datasets_build(name, rubric, since, label_source, limit, run_id, all_runs, d
 @datasets.command("list")
 def datasets_list() -> None:
     """The datasets with a manifest in the datasets directory."""
-    from evaluator.core.tables import compact_table
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.regression.datasets import list_datasets
 
-    directory = _settings().datasets_dir
+    directory = current_settings().datasets_dir
     table = compact_table(f"Datasets in {directory}")
     for column in ("name", "version", "items", "hash", "built at"):
         table.add_column(column, no_wrap=column != "name", overflow="fold")
@@ -100,11 +100,10 @@ def datasets_list() -> None:
               help="How many items to preview.")
 def datasets_show(dataset, shown) -> None:
     """Manifest, label counts and the first items of DATASET (a name or a .jsonl path)."""
-    from collections import Counter
-
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.regression.datasets import read_dataset, read_manifest, resolve_dataset
 
-    path = resolve_dataset(dataset, _settings().datasets_dir)
+    path = resolve_dataset(dataset, current_settings().datasets_dir)
     items = read_dataset(path)
     manifest = read_manifest(path)
     if manifest is None:
@@ -131,11 +130,11 @@ def datasets_show(dataset, shown) -> None:
 def datasets_validate(dataset) -> None:
     """Check every line of DATASET (a name or a .jsonl path): JSON, fields, unique ids, expected
     labels on the rubric menus, and the manifest. Lists each problem with its line number."""
-    from evaluator.core.errors import DatasetError
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.regression.datasets import check_dataset, resolve_dataset
     from evaluator.rubrics import RubricRegistry
 
-    settings = _settings()
+    settings = current_settings()
     path = resolve_dataset(dataset, settings.datasets_dir)
     check = check_dataset(path, RubricRegistry.load(settings.rubrics_dir))
     for error in check.errors:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from evaluator.core.since import SINCE_HELP
+from evaluator.commands.context import current_settings
+from evaluator.core.since import SINCE_HELP, parse_since
 
 
 @click.command("dead-letters")
@@ -22,8 +23,7 @@ from evaluator.core.since import SINCE_HELP
 def dead_letters(db, since, source, limit, as_json) -> None:
     """Rejected traces (kept, masked, in the store's dead_letters table): how many, the most
     common reasons, and the latest ones with their source line and payload."""
-    from evaluator.commands.context import current_settings
-    from evaluator.core.since import parse_since
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.monitoring.dead_letters import read_dead_letters
 
     report = read_dead_letters(db or current_settings().db_path,
@@ -35,6 +35,7 @@ def dead_letters(db, since, source, limit, as_json) -> None:
 
 
 def _print(report) -> None:
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from rich.table import Table
     from rich.text import Text
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from evaluator.core.since import SINCE_HELP
+from evaluator.commands.context import current_settings
+from evaluator.core.errors import ConfigError
+from evaluator.core.since import SINCE_HELP, parse_since
 
 
 @click.command()
@@ -20,9 +22,7 @@ def export(lake, since, until, db) -> None:
     """Write the days in [--since, --until) to a hive-partitioned Parquet lake (evaluations and
     judge calls by day then rubric, traces by day). A day already there is merged, not
     duplicated; DuckDB keeps its rows (the sink's EVALUATOR_HOT_DAYS moves them)."""
-    from evaluator.commands.context import current_settings
-    from evaluator.core.errors import ConfigError
-    from evaluator.core.since import parse_since
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.store import Store
 
     settings = current_settings()

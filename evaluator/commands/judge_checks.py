@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from evaluator.commands.context import current_settings
+
 if TYPE_CHECKING:
     from evaluator.monitoring.run_errors import RunErrors
 
@@ -25,6 +27,7 @@ def judge_check_options(command):
 def preflight_unless(skip: bool, judge: str, settings) -> None:
     """Check that `judge` answers (evaluator.judges.preflight), unless --no-preflight."""
     if not skip:
+        # lazy: `evaluator --help` imports every command module: keep it fast
         from evaluator.judges.preflight import preflight
 
         preflight(judge, settings.judges_dir)
@@ -32,7 +35,7 @@ def preflight_unless(skip: bool, judge: str, settings) -> None:
 
 def exit_on_judge_errors(ctx: click.Context, errors: RunErrors, max_share: float | None) -> None:
     """Exit JUDGE_ERRORS_EXIT (3), saying why in one line, when too many evaluations errored."""
-    from evaluator.commands.context import current_settings
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.monitoring.run_errors import JUDGE_ERRORS_EXIT
 
     if max_share is None:

@@ -7,13 +7,9 @@ from pathlib import Path
 
 import click
 
+from evaluator.commands.context import current_settings
+
 MAX_SHOWN_PROBLEMS = 20
-
-
-def _settings():
-    from evaluator.commands.context import current_settings
-
-    return current_settings()
 
 
 @click.group()
@@ -33,11 +29,12 @@ def labels_import(file, fmt, replace, db, as_json) -> None:
     """Import FILE (CSV or JSONL): trace_id or item_id, rubric, label and/or score, annotator,
     note. Re-importing a file changes nothing. Every rejected row is listed with its line, and
     exits 1 (the good rows are imported all the same)."""
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.humans.labels import import_labels
     from evaluator.rubrics import RubricRegistry
     from evaluator.store import Store
 
-    settings = _settings()
+    settings = current_settings()
     registry = RubricRegistry.load(settings.rubrics_dir)
     with Store(db or settings.db_path) as store:
         result = import_labels(file, store, registry, fmt=fmt, replace=replace)
@@ -76,11 +73,12 @@ def labels_import(file, fmt, replace, db, as_json) -> None:
 def labels_export(rubric_ref, n, out_prefix, judge, seed, skip_labelled, db, as_json) -> None:
     """Write a batch to annotate: every judge failure, traces whose repeated judging disagreed,
     then a sample of passes across their labels; shuffled, without the judge's verdicts."""
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.humans.labels import export_batch
     from evaluator.rubrics import RubricRegistry
     from evaluator.store import Store
 
-    settings = _settings()
+    settings = current_settings()
     registry = RubricRegistry.load(settings.rubrics_dir)
     out_prefix = out_prefix or Path(f"labels-{rubric_ref.replace('@', '-')}")
     with Store(db or settings.db_path) as store:

@@ -8,6 +8,7 @@ import json
 import click
 
 from evaluator.core.plugins import Plugin, Registry
+from evaluator.core.tables import compact_table
 
 
 def registries() -> list[Registry]:
@@ -35,7 +36,7 @@ def plugins(as_json) -> None:
     if as_json:
         click.echo(json.dumps([vars(plugin) for plugin in listing], indent=2))
         return
-    from evaluator.core.tables import compact_table
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.monitoring.report import console
 
     out = console()

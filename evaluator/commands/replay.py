@@ -7,19 +7,19 @@ from pathlib import Path
 
 import click
 
+from evaluator.commands.context import current_settings
 from evaluator.commands.judge_checks import (
     exit_on_judge_errors,
     judge_check_options,
     preflight_unless,
 )
 from evaluator.commands.progress import progress_bar
+from evaluator.core.errors import EvaluatorError
 
 INTERRUPTED_EXIT = 130
 
 
 def _settings():
-    from evaluator.commands.context import current_settings
-
     return current_settings()
 
 
@@ -61,6 +61,7 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
            as_json, no_preflight, max_error_share) -> None:
     """Evaluate every item of DATASET (a name or a .jsonl path) and store the run. Ctrl-C leaves
     a run that `--resume RUN` finishes. Exit 3 when too many evaluations errored."""
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.monitoring.run_errors import run_errors
     from evaluator.regression.datasets import resolve_dataset
     from evaluator.regression.replay import DEFAULT_CONCURRENCY, resume_replay, start_replay
@@ -91,6 +92,7 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
         click.echo(json.dumps({**report.to_dict(), "errors": errors.to_dict()}, indent=2,
                               default=str))
     else:
+        # lazy: `evaluator --help` imports every command module: keep it fast
         from evaluator.monitoring.report import console, summary_table
 
         out = console()
@@ -110,6 +112,7 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
 
 def _judge_of_run(db: Path, run_id: str, default: str) -> str:
     """The judge a replay run was started with (the preflight of --resume checks that one)."""
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.store import Store
 
     with Store(db, read_only=True) as store:
@@ -147,7 +150,7 @@ def gate(ctx, run_id, baseline, min_pass_rate, max_regression, alpha, min_items,
     """Compare a replay run with a baseline, per rubric: a regression is more pass->fail than
     fail->pass items by the exact one-sided McNemar test at --alpha, or a broken floor. Exit 0
     pass, 1 regression, 2 could not decide (too few items, unfinished run, or an error)."""
-    from evaluator.core.errors import EvaluatorError
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.regression.gate import GateOptions, GateUndecidedError, evaluate_gate
     from evaluator.regression.gate_output import gate_junit, gate_markdown, gate_table, write_text
     from evaluator.rubrics import RubricRegistry
@@ -172,6 +175,7 @@ def gate(ctx, run_id, baseline, min_pass_rate, max_regression, alpha, min_items,
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:
+        # lazy: `evaluator --help` imports every command module: keep it fast
         from evaluator.monitoring.report import console
 
         out = console()
@@ -184,8 +188,9 @@ def gate(ctx, run_id, baseline, min_pass_rate, max_regression, alpha, min_items,
 
 def _pairwise_gate(ctx, db: Path, run_id: str, baseline: str | None, rubric_ref: str, judge_name: str,
                    alpha: float, as_json: bool) -> None:
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.judges.factory import load_judge
-    from evaluator.judges.runtime import default_runtime
+    from evaluator.judges.runtime import JudgeRuntime
     from evaluator.regression.gate import GateUndecidedError, completed_replay
     from evaluator.regression.pairwise import judge_pairwise, pairwise_gate
     from evaluator.rubrics import RubricRegistry
@@ -198,7 +203,7 @@ def _pairwise_gate(ctx, db: Path, run_id: str, baseline: str | None, rubric_ref:
         completed_replay(store, run_id, "candidate")
         completed_replay(store, baseline, "baseline")
     rubric = RubricRegistry.load(settings.rubrics_dir).get(rubric_ref)
-    judge = load_judge(judge_name, settings.judges_dir, default_runtime(settings))
+    judge = load_judge(judge_name, settings.judges_dir, JudgeRuntime.from_settings(settings, db))
     result = pairwise_gate(rubric.criterion, baseline,
                            judge_pairwise(db, run_id, baseline, rubric, judge, settings), alpha)
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.line())

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from evaluator.commands.context import current_settings
+
 FIELDS = ("model", "provider", "status", "error", "finish_reason", "feedback", "prompt_version",
           "session_id", "user_id", "start_time", "latency_ms", "input_tokens", "output_tokens",
           "tags", "metadata", "truncated", "pii_masked")
@@ -22,7 +24,7 @@ def show(trace_id, db, rubric, no_prompt, as_json) -> None:
     """TRACE_ID (or a unique start of it) as stored, masked: the trace, each evaluation with
     label, score, reasoning, rubric version, judge and cost, and the exact prompt the judge
     saw (rendered again and checked against the stored prompt hash)."""
-    from evaluator.commands.context import current_settings
+    # lazy: `evaluator --help` imports every command module: keep it fast
     from evaluator.monitoring.trace_view import view_trace
     from evaluator.rubrics import RubricRegistry
 

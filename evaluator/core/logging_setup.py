@@ -154,6 +154,7 @@ def build_handler(stream: TextIO, json_lines: bool | None = None,
         handler.setFormatter(JsonLinesFormatter())
     else:
         try:
+            # lazy: rich only for a terminal, and optional: plain lines without it
             from rich.console import Console
             from rich.logging import RichHandler
 

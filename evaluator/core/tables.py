@@ -8,6 +8,7 @@ from typing import Any
 
 def compact_table(title: str | None = None, **options: Any):
     """A rich Table in the compact style; `options` go to rich's Table."""
+    # lazy: rich takes 0.2 s to import; the CLI imports this module at start-up
     from rich import box
     from rich.table import Table
 
@@ -24,12 +25,14 @@ class Fitted:
         self.records = records
 
     def __rich_console__(self, console, options):
+        # lazy: rich takes 0.2 s to import; the CLI imports this module at start-up
         from rich.measure import Measurement
 
         natural = Measurement.get(console, options.update(max_width=10_000), self.wide).maximum
         if natural <= options.max_width:
             yield self.wide
             return
+        # lazy: rich takes 0.2 s to import; the CLI imports this module at start-up
         from rich.text import Text
 
         if self.wide.title:

@@ -48,7 +48,7 @@ from evaluator.judges.panel import PanelJudge, panel_hash
 from evaluator.judges.preflight import RequireKey
 from evaluator.judges.ratelimit import RateLimitedSender
 from evaluator.judges.retrying import Retrying
-from evaluator.judges.runtime import JudgeRuntime, default_runtime
+from evaluator.judges.runtime import JudgeRuntime
 from evaluator.judges.transport import Transport, build_transport
 
 _NEXT = ("inner", "sender", "transport")
@@ -58,8 +58,9 @@ _NEXT = ("inner", "sender", "transport")
 def build_judge(config: JudgeConfig, judges_dir: Path | None = None,
                 runtime: JudgeRuntime | None = None,
                 budget: RunBudget | None = None) -> JudgeClient:
-    """Fallback and panel member names are loaded from `judges_dir`."""
-    judge = _unbudgeted(config, judges_dir, runtime)
+    """Fallback and panel member names are loaded from `judges_dir`. Without a runtime the
+    judge (all its members) gets one of its own, without a cache: entry points pass theirs."""
+    judge = _unbudgeted(config, judges_dir, runtime or JudgeRuntime())
     return judge if budget is None else budget.wrap(judge)
 
 
@@ -76,7 +77,7 @@ def build_llm_judge(config: JudgeConfig, runtime: JudgeRuntime | None = None, *,
                     fallbacks: Sequence[JudgeConfig] = (), transport: Transport | None = None,
                     backoff: Backoff | None = None) -> JudgeClient:
     """One LLM judge (`transport`: its transport, else the config's) and its fallbacks."""
-    runtime = runtime or default_runtime()
+    runtime = runtime or JudgeRuntime()
     backoff = backoff or Backoff()
     judge = _llm_chain(config, runtime, transport or build_transport(config), backoff)
     if not fallbacks:

@@ -189,6 +189,7 @@ class _Pipelined:
                     future.set_result(reply)
 
     async def _execute(self, batch: list[list[float | int]]) -> list[Any]:
+        # lazy: redis loads only when a judge uses Redis
         from redis.exceptions import NoScriptError
 
         for _ in range(2):

@@ -27,6 +27,7 @@ class LoopRedis:
         loop = asyncio.get_running_loop()
         found = self._clients.get(loop)
         if found is None:
+            # lazy: redis loads only when a judge uses Redis
             import redis.asyncio
 
             pool = redis.asyncio.BlockingConnectionPool.from_url(

@@ -1,6 +1,7 @@
 """What the judges of one process share: the response cache, rate limiters and circuit breakers.
 
-Built from the caller's Settings (`default_runtime(settings)`), or explicitly (tests, tools):
+Built once by the entry point from its Settings (`JudgeRuntime.from_settings`) and passed down to
+the judges it builds; or explicitly (tests, tools). From settings:
 - redis_url (EVALUATOR_REDIS_URL) set: rate limits and the cache live in Redis, shared by every
   worker;
 - else rate limits are per process and the cache is a SQLite file next to the DuckDB file
@@ -10,9 +11,9 @@ Built from the caller's Settings (`default_runtime(settings)`), or explicitly (t
 Breakers are always per process: each worker judges its own view of a failing provider.
 
 A call refused by an open circuit fails at once ("judge unavailable (circuit open)"): `run` and
-`replay` end quickly and say why. Service workers call `wait_out_open_circuits()` at start: there
-a call waits for the circuit (up to `breaker.max_wait_s`), so a judge outage delays evaluations
-instead of failing them.
+`replay` end quickly and say why. Service workers build theirs with `wait_for_open_circuit`:
+there a call waits for the circuit (up to `breaker.max_wait_s`), so a judge outage delays
+evaluations instead of failing them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 from pathlib import Path
 
 from evaluator.core.errors import ConfigError
-from evaluator.core.settings import DEFAULTS, Settings
+from evaluator.core.settings import Settings
 from evaluator.judges.breaker import CircuitBreaker
 from evaluator.judges.cache import JudgeCache, RedisBackend, SqliteBackend
 from evaluator.judges.config import JudgeConfig
@@ -38,6 +39,8 @@ CACHE_DIR = ".evaluator-cache"
 
 
 class JudgeRuntime:
+    """`JudgeRuntime()`: no cache, rate limits per process; each runtime has its own breakers."""
+
     def __init__(self, redis_url: str | None = None, cache: JudgeCache | None = None,
                  wait_for_open_circuit: bool = False):
         self.redis = LoopRedis(redis_url) if redis_url else None
@@ -49,9 +52,13 @@ class JudgeRuntime:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> JudgeRuntime:
-        runtime = cls(settings.redis_url, wait_for_open_circuit=_wait_for_open_circuit)
-        runtime.cache = _cache_from_spec(settings.judge_cache.strip(), runtime.redis, settings.db_path,
+    def from_settings(cls, settings: Settings, db_path: Path | None = None,
+                      wait_for_open_circuit: bool = False) -> JudgeRuntime:
+        """`db_path`: the DuckDB file the entry point writes (its --db, else settings.db_path);
+        the default cache file sits next to it."""
+        runtime = cls(settings.redis_url, wait_for_open_circuit=wait_for_open_circuit)
+        runtime.cache = _cache_from_spec(settings.judge_cache.strip(), runtime.redis,
+                                         Path(db_path or settings.db_path),
                                          settings.judge_cache_max_entries)
         return runtime
 
@@ -92,41 +99,3 @@ def _cache_from_spec(spec: str, redis: LoopRedis | None, db_path: Path,
         return JudgeCache(RedisBackend(redis))
     path = Path(spec) if spec else db_path.parent / CACHE_DIR / "judge.sqlite"
     return JudgeCache(SqliteBackend(path, max_entries=max_entries))
-
-
-_default: tuple[tuple[object, ...], JudgeRuntime] | None = None
-_default_lock = threading.Lock()
-_wait_for_open_circuit = False
-
-
-def wait_out_open_circuits() -> None:
-    """Service mode: this process's judge calls wait for an open circuit instead of failing."""
-    global _wait_for_open_circuit
-    with _default_lock:
-        _wait_for_open_circuit = True
-        if _default is not None:
-            _default[1].wait_for_open_circuit = True
-
-
-def reset_default_runtime() -> None:
-    """Forget the process's runtime (its cache, breakers, limiters, mode): tests start clean."""
-    global _default, _wait_for_open_circuit
-    with _default_lock:
-        _default = None
-        _wait_for_open_circuit = False
-
-
-def default_runtime(settings: Settings | None = None) -> JudgeRuntime:
-    """The process's runtime, shared by its judges: built from `settings` (the caller's, from its
-    entry point), and built again for settings with another redis_url, judge_cache, its bound or db_path.
-    Without settings: the current runtime, else one from the default settings."""
-    global _default
-    with _default_lock:
-        if settings is None and _default is not None:
-            return _default[1]
-        settings = settings or DEFAULTS
-        key = (settings.redis_url, settings.judge_cache, settings.db_path,
-               settings.judge_cache_max_entries)
-        if _default is None or _default[0] != key:
-            _default = (key, JudgeRuntime.from_settings(settings))
-        return _default[1]

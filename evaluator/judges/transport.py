@@ -53,9 +53,11 @@ def build_transport(config: JudgeConfig) -> Transport:
     if not config.model:
         raise ConfigError(f"judge '{config.name}': a model is required")
     if uses_openai_client(config):
+        # lazy: only the configured transport's client library loads (litellm takes ~1 s)
         from evaluator.judges.transport_openai import OpenAITransport
 
         return OpenAITransport(config)
+    # lazy: only the configured transport's client library loads (litellm takes ~1 s)
     from evaluator.judges.transport_litellm import LiteLLMTransport
 
     return LiteLLMTransport(config)

@@ -18,6 +18,7 @@ from evaluator.judges.transport import Reply
 def import_litellm() -> ModuleType:
     """Import litellm with the offline price map and without its stdout help banners."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # lazy: litellm takes ~1 s to import: only when a judge calls it
     import litellm
 
     litellm.suppress_debug_info = True

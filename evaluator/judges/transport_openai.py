@@ -45,6 +45,7 @@ class OpenAITransport:
     def structured_output_mode(self) -> str:
         """From litellm's price map; json_schema for models it does not know (local servers).
         Asked before the first request, so the openai import happens here, not mid-request."""
+        # lazy: openai takes 0.3 s to import: only when a judge calls it
         import openai  # noqa: F401
 
         return self._info.structured_output_mode() if self._info else "json_schema"
@@ -82,6 +83,7 @@ class OpenAITransport:
         per_key = self._clients.get(loop)
         client = per_key.get(api_key) if per_key else None
         if client is None:
+            # lazy: openai takes 0.3 s to import: only when a judge calls it
             import openai
 
             key = api_key or (NO_KEY if self._base_url else None)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.text import Text
 
 from evaluator.core.tables import compact_table
 from evaluator.sampling.spend_check import SpendCheck, spend_checks
@@ -30,8 +34,6 @@ def _pct(value: float | None) -> str:
 def summary_table(summaries: Sequence[RubricSummary], title: str = "Evaluation summary"):
     """Per rubric version and judge: counts, pass rates and one line per label; fits 80
     columns (one judge is named in the title, several under each rubric)."""
-    from rich.text import Text
-
     judges = sorted({s.judge for s in summaries})
     if len(judges) == 1:
         title = f"{title} (judge {judges[0]})"
@@ -70,10 +72,6 @@ def status_table(status_counts: dict[str, int], dead_letters: int):
 
 def console():
     """The terminal's console; when piped, at least 160 columns wide unless $COLUMNS says."""
-    import os
-
-    from rich.console import Console
-
     probe = Console()
     if probe.is_terminal or os.environ.get("COLUMNS"):
         return probe

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evaluator.core.errors import EvaluatorError, StoreError
-from evaluator.core.records import MAX_TEXT_CHARS, Evaluation, Trace
+from evaluator.core.records import MAX_TEXT_CHARS, Evaluation, Trace, parse_trace
 from evaluator.judges.scorers.base import CODE_JUDGE_PREFIX
+from evaluator.regression.datasets import DatasetItem
 from evaluator.rubrics import RubricRegistry, render
 from evaluator.store import Store
 from evaluator.store.trace_queries import replay_item, trace_ids_like
@@ -88,8 +89,6 @@ def _replayed(store: Store, trace_id: str, max_text_chars: int) -> tuple[Trace |
     row = replay_item(store, trace_id)
     if row is None:
         return None, "not stored (only its evaluations are)"
-    from evaluator.core.records import parse_trace
-    from evaluator.regression.datasets import DatasetItem
 
     item = DatasetItem.model_validate_json(row.item_json)
     origin = (f"dataset item {item.id!r} of replay {row.run_id}"

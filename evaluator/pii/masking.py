@@ -27,6 +27,7 @@ Masker = Callable[[Trace], Trace]
 def _pii_masker(mode: Mode, region: str, salt: str) -> PiiMasker | None:
     if mode == "off":
         return None
+    # lazy: the PII package takes 0.3 s to import: loaded when masking is on
     from evaluator.pii import PiiConfig, PiiMasker
 
     return PiiMasker(PiiConfig(mode=mode, phone_region=region, hash_salt=salt))

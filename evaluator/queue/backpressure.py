@@ -48,6 +48,7 @@ class QueueGauge:
     @classmethod
     def from_url(cls, url: str, max_depth: int, **kwargs) -> QueueGauge:
         """A gauge on its own client with short timeouts (a dead Redis must not stall the caller)."""
+        # lazy: redis loads only in Redis mode: `evaluator run` and the exporter's import do without it
         import redis
 
         client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)

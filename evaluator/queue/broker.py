@@ -9,6 +9,8 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware.asyncio import AsyncIO
 
 from evaluator.core.errors import BrokerError
+from evaluator.queue.heartbeat import Heartbeat
+from evaluator.queue.messages import QUEUE_NAME
 
 if TYPE_CHECKING:
     from dramatiq.brokers.redis import RedisBroker  # imported where built: redis loads lazily
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
 def redis_client(url: str, timeout_s: float = 30.0):
     """A Redis client that has answered PING, or BrokerError saying what to do. No command
     waits longer than `timeout_s` for a reply (nor 3 s for a connection)."""
+    # lazy: redis loads only in Redis mode: `evaluator run` and the exporter's import do without it
     import redis
 
     client = redis.Redis.from_url(url, socket_connect_timeout=min(3.0, timeout_s),
@@ -36,6 +39,7 @@ def build_producer_broker(redis_url: str, timeout_s: float = 30.0,
     """A Redis broker that consumes nothing (exporters and `evaluator ingest` enqueue; the sink
     sweeps for dead workers with it). It is NOT installed as dramatiq's global broker, so it
     never clobbers a broker the host app uses."""
+    # lazy: redis loads only in Redis mode: `evaluator run` and the exporter's import do without it
     from dramatiq.brokers.redis import RedisBroker
 
     return RedisBroker(client=redis_client(redis_url, timeout_s),
@@ -61,10 +65,8 @@ def build_broker(redis_url: str | None, heartbeat_timeout_s: float = 60.0,
     message APIs look it up there.
     """
     if redis_url:
+        # lazy: redis loads only in Redis mode: `evaluator run` and the exporter's import do without it
         from dramatiq.brokers.redis import RedisBroker
-
-        from evaluator.queue.heartbeat import Heartbeat
-        from evaluator.queue.messages import QUEUE_NAME
 
         broker: RedisBroker | StubBroker = RedisBroker(
             client=redis_client(redis_url), heartbeat_timeout=int(heartbeat_timeout_s * 1000),

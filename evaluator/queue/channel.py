@@ -78,6 +78,7 @@ class RedisStreamChannel:
         a Redis restarted without persistence takes with it."""
 
     def ensure_group(self) -> None:
+        # lazy: redis loads only in Redis mode: `evaluator run` and the exporter's import do without it
         import redis
 
         try:
@@ -132,6 +133,7 @@ class RedisStreamChannel:
     def _recovering(self) -> Iterator[None]:
         """On a lost connection, start again from the unacknowledged entries; when Redis lost
         the consumer group (restarted without persistence, flushed), create it again."""
+        # lazy: redis loads only in Redis mode: `evaluator run` and the exporter's import do without it
         import redis
 
         try:

@@ -31,6 +31,7 @@ class Persistence:
 
 def redis_persistence(client) -> Persistence:
     """Read `appendonly` and `save` with CONFIG GET (UNKNOWN when CONFIG is not allowed)."""
+    # lazy: redis loads only in Redis mode: `evaluator run` and the exporter's import do without it
     import redis
 
     try:

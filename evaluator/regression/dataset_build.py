@@ -29,6 +29,12 @@ from evaluator.regression.datasets import (
     write_dataset,
 )
 from evaluator.rubrics import RubricRegistry, parse_ref
+from evaluator.store import Store
+from evaluator.store.failure_queries import (
+    failing_judge_verdicts,
+    human_labels,
+    latest_judge_verdicts,
+)
 from evaluator.store.scope import PRODUCTION, REPLAY_KIND, Scope
 
 if TYPE_CHECKING:
@@ -150,13 +156,6 @@ def _check_scope(store: Store, scope: Scope) -> None:
 
 def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[DatasetItem]:
     """Qualifying traces as items, oldest failure first."""
-    from evaluator.store import Store
-    from evaluator.store.failure_queries import (
-        failing_judge_verdicts,
-        human_labels,
-        latest_judge_verdicts,
-    )
-
     criterion, version = parse_ref(options.rubric) if options.rubric else (None, None)
     if options.rubric:
         registry.get(options.rubric)  # an unknown rubric is a typo: say so before reading

@@ -25,7 +25,10 @@ import numpy as np
 from evaluator.core.errors import ConfigError, EvaluatorError
 from evaluator.humans.agreement.bootstrap import bootstrap_samples, percentile_interval
 from evaluator.regression.datasets import DatasetItem, read_dataset
+from evaluator.regression.replay import REPLAY_KIND
 from evaluator.rubrics import RubricRegistry
+from evaluator.store import Store
+from evaluator.store.replay_queries import item_inputs, item_outcomes
 
 if TYPE_CHECKING:
     from evaluator.store import RunRecord, Store
@@ -278,8 +281,6 @@ def dataset_side(path: Path, items: Sequence[DatasetItem], registry: RubricRegis
 def run_side(store: Store, run_id: str, registry: RubricRegistry) -> Side:
     """A replay run's verdicts. Scores are the label's score on the rubric menu on both sides
     (a judge's finer score has no counterpart in a dataset's expected labels)."""
-    from evaluator.store.replay_queries import item_outcomes
-
     side = Side(f"run {run_id}")
     for row in item_outcomes(store, run_id):
         if row.status == "skipped":  # the rubric does not apply to this item
@@ -296,8 +297,6 @@ def run_side(store: Store, run_id: str, registry: RubricRegistry) -> Side:
 
 
 def completed_replay(store: Store, run_id: str, role: str) -> RunRecord:
-    from evaluator.regression.replay import REPLAY_KIND
-
     run = store.run(run_id)
     if run is None or run.kind != REPLAY_KIND:
         raise GateUndecidedError(f"no replay run {run_id!r} in {store.path} to use as the {role}; "
@@ -311,9 +310,6 @@ def completed_replay(store: Store, run_id: str, role: str) -> RunRecord:
 def evaluate_gate(db: Path, run_id: str, baseline: str | None, registry: RubricRegistry,
                   options: GateOptions) -> GateResult:
     """Compare `run_id` with a baseline run id or dataset file (default: the run's dataset)."""
-    from evaluator.store import Store
-    from evaluator.store.replay_queries import item_inputs
-
     with Store(db, read_only=True) as store:
         run = completed_replay(store, run_id, "candidate")
         candidate = run_side(store, run_id, registry)

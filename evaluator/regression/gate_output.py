@@ -5,6 +5,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from rich.console import Group
+
+from evaluator.core.tables import Fitted, compact_table
 from evaluator.regression.gate import GATE_RULE, GateResult, RubricGate, change_names
 
 MAX_LISTED_ITEMS = 20
@@ -53,9 +56,6 @@ def _title(result: GateResult) -> str:
 
 def gate_table(result: GateResult):
     """The comparison table, then the statistic that decided each rubric."""
-    from rich.console import Group
-
-    from evaluator.core.tables import Fitted, compact_table
 
     names = (*columns(result), "decision")
     table = compact_table(f"Gate: {_title(result)}")

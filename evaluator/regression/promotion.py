@@ -18,7 +18,7 @@ from typing import Any
 
 from evaluator.core.errors import ConfigError, DatasetError, InvalidTraceError, RubricError
 from evaluator.core.records import MAX_TEXT_CHARS, Trace, parse_trace
-from evaluator.core.work import SampleDecision
+from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.humans.agreement.bootstrap import DEFAULT_N_BOOT
 from evaluator.humans.agreement.from_store import labels_order
 from evaluator.humans.agreement.report import kappa_with_ci
@@ -26,6 +26,7 @@ from evaluator.humans.agreement.stats import KappaWeights
 from evaluator.judges.base import JudgeClient
 from evaluator.regression.datasets import read_dataset
 from evaluator.rubrics import LOCK_FILE_NAME, Rubric, RubricRegistry
+from evaluator.worker.pipeline import evaluate_items
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNDECIDED = 0, 1, 2
 GOLDEN = SampleDecision(True, "golden", 1.0)
@@ -114,9 +115,6 @@ class PromotionCheck:
 def _judge_labels(items: list[GoldenItem], rubrics: list[Rubric], judge: JudgeClient
                   ) -> dict[tuple[str, int], str]:
     """(item id, rubric version) -> label, for the scored evaluations."""
-    from evaluator.core.work import WorkItem
-    from evaluator.worker.pipeline import evaluate_items
-
     work = [WorkItem(item.trace, GOLDEN) for item in items]
     evaluations = asyncio.run(evaluate_items(work, rubrics, judge))
     return {(e.trace_id, e.rubric_version): e.label for e in evaluations

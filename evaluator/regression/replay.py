@@ -26,6 +26,8 @@ from evaluator.core.settings import Settings
 from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.judges.base import JudgeClient
 from evaluator.judges.budget import RunBudget
+from evaluator.judges.factory import load_judge
+from evaluator.judges.runtime import JudgeRuntime
 from evaluator.judges.scorers import check_scorers
 from evaluator.pii.masking import ingest_masker, payload_masker, storage_masker
 from evaluator.regression.datasets import DatasetItem, hash_lines, read_dataset, read_manifest
@@ -111,15 +113,12 @@ class _Setup:
     """The text limit and PII masking of the traces built from items."""
 
 
-def _setup(settings: Settings, rubric_refs: Sequence[str], judge_name: str,
+def _setup(settings: Settings, db: Path, rubric_refs: Sequence[str], judge_name: str,
            target_spec: str | None, budget: RunBudget | None = None) -> _Setup:
-    from evaluator.judges.factory import load_judge
-    from evaluator.judges.runtime import default_runtime  # lazy: as load_judge
-
     registry = RubricRegistry.load(settings.rubrics_dir)
     rubrics = [registry.get(ref) for ref in rubric_refs] or registry.latest()
     check_scorers(rubrics)
-    judge = load_judge(judge_name, settings.judges_dir, default_runtime(settings))
+    judge = load_judge(judge_name, settings.judges_dir, JudgeRuntime.from_settings(settings, db))
     if budget is not None:
         judge = budget.wrap(judge)
     key = settings.target_api_key
@@ -146,7 +145,7 @@ def start_replay(dataset: Path, db: Path, settings: Settings, rubric_refs: Seque
         raise DatasetError(f"dataset {dataset} has no items: nothing to replay")
     judge_name = judge_name or settings.judge
     budget = None if max_cost_usd is None else RunBudget(max_cost_usd)
-    setup = _setup(settings, rubric_refs, judge_name, target, budget)
+    setup = _setup(settings, db, rubric_refs, judge_name, target, budget)
     built = read_manifest(dataset)
     lines = [item.line() for item in items]
     setup.manifest["dataset"] = {
@@ -182,7 +181,7 @@ def resume_replay(run_id: str, db: Path, settings: Settings, concurrency: int | 
         budget = None
         if params.get("max_cost_usd") is not None:  # what the run spent before counts too
             budget = RunBudget(params["max_cost_usd"], queries.run_cost(store, run_id))
-        setup = _setup(settings, params["rubrics"], params["judge"], params["target"], budget)
+        setup = _setup(settings, db, params["rubrics"], params["judge"], params["target"], budget)
         for what, now in (("rubrics", setup.manifest["rubrics"]), ("judge", setup.manifest["judge"])):
             if manifest.get(what) != now:
                 raise ConfigError(

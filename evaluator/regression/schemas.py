@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from evaluator.core.errors import ConfigError
+from evaluator.core.records import Trace
+from evaluator.regression.datasets import DatasetItem
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -88,14 +90,10 @@ class LabelRow(BaseModel):
 
 
 def _trace_schema() -> dict[str, Any]:
-    from evaluator.core.records import Trace
-
     return _described(Trace.model_json_schema(), TRACE_FIELDS)
 
 
 def _dataset_item_schema() -> dict[str, Any]:
-    from evaluator.regression.datasets import DatasetItem
-
     return _described(DatasetItem.model_json_schema(), DATASET_ITEM_FIELDS)
 
 

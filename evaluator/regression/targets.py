@@ -124,6 +124,7 @@ class OpenAIChatTarget:
 
     async def generate(self, item: DatasetItem) -> Generated:
         if self._client is None:
+            # lazy: openai takes 0.3 s to import: only when a replay has a --target
             from openai import AsyncOpenAI
 
             self._client = AsyncOpenAI(base_url=self.base_url, timeout=TIMEOUT_S,

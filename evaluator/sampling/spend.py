@@ -86,6 +86,7 @@ class RedisSpend:
     @classmethod
     def from_url(cls, url: str) -> RedisSpend:
         """A client with short timeouts: a dead Redis must not stall a producer."""
+        # lazy: redis loads only in Redis mode: `evaluator run` and the exporter's import do without it
         import redis
 
         return cls(redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5))

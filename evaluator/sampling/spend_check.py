@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from evaluator.sampling.spend import RedisSpend
+
 log = logging.getLogger(__name__)
 
 
@@ -46,7 +48,6 @@ def counted_spend(redis_url: str | None) -> dict[date, float] | None:
     """The workers' counters per day; None without Redis, or when it cannot be read (logged)."""
     if not redis_url:
         return None
-    from evaluator.sampling.spend import RedisSpend
 
     try:
         return RedisSpend.from_url(redis_url).by_day()

@@ -18,6 +18,8 @@ from evaluator.core.settings import DEFAULTS, Settings
 from evaluator.core.work import WorkItem
 from evaluator.judges.base import JudgeClient
 from evaluator.judges.budget import RunBudget
+from evaluator.judges.factory import load_judge
+from evaluator.judges.runtime import JudgeRuntime
 from evaluator.pii.masking import storage_masker
 from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ACTOR_NAME, QUEUE_NAME, ResultBatch, decode_items
@@ -50,14 +52,14 @@ class WorkerContext:
     """The entry point's: the text limit traces are validated to, the PII masking of stored
     traces and the judges' runtime. None (library use, tests): the defaults, and the judges get
     the process's current runtime."""
+    runtime: JudgeRuntime = field(default_factory=JudgeRuntime)
+    """What the judges share (cache, rate limits, breakers): the entry point's, built from its
+    settings (JudgeRuntime.from_settings). The default: one of this context's own, no cache."""
     _judges: dict[str, JudgeClient] = field(default_factory=dict)
 
     def judge(self, name: str) -> JudgeClient:
         if name not in self._judges:
-            from evaluator.judges.factory import load_judge
-            from evaluator.judges.runtime import default_runtime  # lazy: as load_judge
-
-            judge = load_judge(name, self.judges_dir, default_runtime(self.settings))
+            judge = load_judge(name, self.judges_dir, self.runtime)
             self._judges[name] = self.budget.wrap(judge) if self.budget else judge
         return self._judges[name]
 
@@ -120,6 +122,7 @@ async def publish_patiently(channel: ResultChannel, batch: ResultBatch,
     """Publish the results, waiting out a Redis outage (a restart, a failover) instead of
     failing the message: dramatiq's retry of a failed message needs Redis too, and when that
     enqueue fails as well the message is acknowledged later and its results are lost."""
+    # lazy: redis loads only in Redis mode: `evaluator run` and the exporter's import do without it
     import redis
 
     def outage(exc: BaseException) -> bool:

@@ -19,6 +19,7 @@ from evaluator.core.work import WorkItem
 from evaluator.ingest.files import TraceFormat, WorkCounts, stream_work
 from evaluator.judges.budget import RunBudget
 from evaluator.judges.config import load_judge_config
+from evaluator.judges.runtime import JudgeRuntime
 from evaluator.judges.scorers import check_scorers
 from evaluator.queue.channel import InMemoryChannel
 from evaluator.queue.messages import ResultBatch
@@ -225,7 +226,8 @@ class EmbeddedPipeline:
                  on_written: Callable[[ResultBatch, WriteResult], None] | None = None,
                  hold_s: float = 0.0) -> None:
         self.channel = InMemoryChannel()
-        context = WorkerContext(registry, self.channel, settings.judges_dir, budget, settings=settings)
+        context = WorkerContext(registry, self.channel, settings.judges_dir, budget, settings=settings,
+                                runtime=JudgeRuntime.from_settings(settings, db_path))
         self._stop = threading.Event()
         self._events = evaluation_events(settings)
         self._sink_thread = threading.Thread(

@@ -141,6 +141,7 @@ class EvaluationEvents:
     @classmethod
     def to_endpoint(cls, endpoint: str, timeout_s: float = 10.0) -> EvaluationEvents:
         """Through the SDK's OTLP/HTTP log exporter; headers from OTEL_EXPORTER_OTLP_(LOGS_)HEADERS."""
+        # lazy: the OTLP/HTTP exporter (requests, protobuf) loads only when events go to an endpoint
         from opentelemetry.exporter.otlp.proto.http import Compression
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 

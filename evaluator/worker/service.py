@@ -15,7 +15,7 @@ import dramatiq
 
 from evaluator.core.errors import ConfigError
 from evaluator.core.settings import Settings
-from evaluator.judges.runtime import wait_out_open_circuits
+from evaluator.judges.runtime import JudgeRuntime
 from evaluator.queue.broker import build_broker, build_producer_broker, redis_client
 from evaluator.queue.channel import RedisStreamChannel
 from evaluator.queue.heartbeat import Sweeper
@@ -61,7 +61,6 @@ def _serve_metrics(port: int | None, settings: Settings) -> None:
 def run_worker_process(settings: Settings, threads: int, stop: threading.Event | None = None,
                        metrics_port: int | None = None) -> None:
     url = require_redis(settings)
-    wait_out_open_circuits()  # a judge outage delays evaluations here instead of failing them
     broker = build_broker(url, settings.worker_heartbeat_timeout_s,
                           settings.broker_maintenance_chance)
     _serve_metrics(metrics_port, settings)
@@ -69,9 +68,11 @@ def run_worker_process(settings: Settings, threads: int, stop: threading.Event |
     channel = RedisStreamChannel(redis_client(url))
     warn_if_not_persistent(broker.client, "worker")
     registry = RubricRegistry.load(settings.rubrics_dir)
+    # wait_for_open_circuit: a judge outage delays evaluations here instead of failing them
+    runtime = JudgeRuntime.from_settings(settings, wait_for_open_circuit=True)
     register_evaluate_actor(broker, WorkerContext(registry, channel, settings.judges_dir,
                                                   spend=RedisSpend(redis_client(url)),
-                                                  settings=settings))
+                                                  settings=settings, runtime=runtime))
     stop = stop or _stop_event_on_signals()
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=IDLE_POLL_MS)
     # One message a thread, none waiting in memory (dramatiq fetches 2 a thread): a message

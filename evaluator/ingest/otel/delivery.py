@@ -94,6 +94,7 @@ class RedisDelivery:
                               f"{self._retry_at - self._clock():.0f} s")
         if self._connection is not None:
             return self._connection
+        # lazy: dramatiq and redis load on the first send: the host app's import stays light
         from evaluator.queue.broker import build_producer_broker, redis_client
         from evaluator.queue.channel import RedisStreamChannel
 
@@ -132,6 +133,7 @@ class RedisDelivery:
 
     @timed("enqueue")
     def send(self, items: list[WorkItem]) -> None:
+        # lazy: dramatiq and redis load on the first send: the host app's import stays light
         from evaluator.queue.producer import enqueue
 
         broker, _ = self._connect()
@@ -139,6 +141,7 @@ class RedisDelivery:
                                       batch_size=self._batch_size))
 
     def send_dead_letters(self, dead: list[DeadLetter]) -> bool:
+        # lazy: dramatiq and redis load on the first send: the host app's import stays light
         from evaluator.queue.messages import ResultBatch
 
         _, channel = self._connect()

@@ -12,8 +12,14 @@ from typing import TYPE_CHECKING
 
 from evaluator.core.errors import EvaluatorError
 from evaluator.core.records import utcnow
+from evaluator.core.settings import DEFAULTS
 from evaluator.core.since import parse_since
+from evaluator.humans.agreement.from_store import NoLabelsError, store_agreement
+from evaluator.monitoring.html.data import collect
+from evaluator.monitoring.html.page import render_page
+from evaluator.rubrics import RubricRegistry
 from evaluator.store import Store
+from evaluator.store.alert_queries import latest_alerts
 from evaluator.store.scope import PRODUCTION, Scope
 
 if TYPE_CHECKING:
@@ -25,11 +31,6 @@ AGREEMENT_BOOTSTRAP = 500
 
 def agreement_groups(store: Store, rubrics_dir: Path) -> tuple[list[GroupAgreement], str | None]:
     """Judge-vs-human agreement per rubric version and judge, or why there is none."""
-    try:
-        from evaluator.humans.agreement.from_store import NoLabelsError, store_agreement
-        from evaluator.rubrics import RubricRegistry
-    except ImportError:
-        return [], "Agreement statistics are not available in this version."
     try:
         report = store_agreement(store, RubricRegistry.load(rubrics_dir), n_boot=AGREEMENT_BOOTSTRAP)
     except NoLabelsError:
@@ -48,11 +49,6 @@ def write_html_report(db_path: str | Path, out_path: str | Path, since: str | No
                       rubrics_dir: Path | None = None, lake: Path | None = None) -> Path:
     """Read the store (also while a sink writes) and write the report of one scope (production
     traffic unless told; agreement and alerts are always production's); returns its path."""
-    from evaluator.core.settings import DEFAULTS
-    from evaluator.monitoring.html.data import collect
-    from evaluator.monitoring.html.page import render_page
-    from evaluator.store.alert_queries import latest_alerts
-
     now = now or utcnow()
     rubrics_dir = rubrics_dir or DEFAULTS.rubrics_dir
     with Store(db_path, read_only=True, lake=lake) as store:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from evaluator.monitoring.html import svg
+import evaluator.monitoring.html.svg as svg
 from evaluator.monitoring.html.data import ReportData
 from evaluator.monitoring.html.svg import PALETTE, Segment, Series, esc
 from evaluator.store.alert_queries import StoredAlert
