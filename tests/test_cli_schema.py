@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from evaluator.cli import cli
+from evaluator.commands.schema import SCHEMA_NAMES
 from evaluator.core.errors import InvalidTraceError
 from evaluator.core.records import parse_trace
 from evaluator.core.settings import PROJECT_ROOT
@@ -40,6 +41,10 @@ def formats_examples() -> dict[str, list[tuple[str, str]]]:
 def jsonl_examples(name: str) -> list[dict]:
     return [json.loads(line) for fence, block in formats_examples()[name] if fence == "jsonl"
             for line in block.splitlines() if line.strip()]
+
+
+def test_the_command_offers_every_schema():
+    assert SCHEMA_NAMES == tuple(SCHEMAS)
 
 
 @pytest.mark.parametrize("name", list(SCHEMAS))
