@@ -40,8 +40,8 @@ FILTERED_ANSWER = ANSWER[: ANSWER.index(REASONING) + len(REASONING) // 2]
 DRIVER_TIMEOUT_S = 120
 README_START, README_END = "<!-- conformance-table:start -->", "<!-- conformance-table:end -->"
 
-ALL_READ = ("input", "system", "output", "JSON answer whole", "stream", "finish reason", "model", "tokens",
-            "session", "user", "error")
+ALL_READ = ("input", "system", "output", "JSON answer whole", "stream", "finish reason", "filtered answer",
+            "model", "tokens", "session", "user", "error")
 
 
 @dataclass(frozen=True)
@@ -80,17 +80,18 @@ ROWS: dict[tuple[str, str], Row] = {
            ("span_only", ("context",), "retrieval span with ids only: context empty, reason stored"),
            ("span_and_event", ("context",), "retrieval span with ids only: context empty, reason stored"),
            ("event_only", (), "retrieval documents are not recorded in this mode: reason stored"))},
-    **{(name, "attributes"): Row(
-        "OpenLLMetry opentelemetry-instrumentation-openai", version, "span attributes (the default)",
-        ALL_READ, note=note)
-       for name, version, note in (
-           ("openllmetry-0-52", "0.52.6", "a content-filtered answer is recorded as the text \"FILTERED\""),
-           ("openllmetry-0-62", "0.62.4", ""))},
+    ("openllmetry-0-52", "attributes"): Row(
+        "OpenLLMetry opentelemetry-instrumentation-openai", "0.52.6", "span attributes (the default)",
+        tuple(read for read in ALL_READ if read != "filtered answer"),
+        note="a content-filtered answer is recorded as the placeholder \"FILTERED\": stored as no output, "
+             "the reason in `metadata.otel.output_missing`"),
+    ("openllmetry-0-62", "attributes"): Row(
+        "OpenLLMetry opentelemetry-instrumentation-openai", "0.62.4", "span attributes (the default)", ALL_READ),
     **{(name, "events"): Row(
         "OpenLLMetry opentelemetry-instrumentation-openai", version, "`use_attributes=False` (log records)",
-        tuple(read for read in ALL_READ if read != "stream"),
-        {s.STREAM: "no answer record (gen_ai.choice) was joined to them"},
-        "a streamed answer's `gen_ai.choice` record is emitted outside the span context: dead letter")
+        ALL_READ,
+        note="a streamed answer's `gen_ai.choice` record has no span context: joined to the one span of "
+             "the same service and scope open when it was emitted (none or several: dead letter)")
        for name, version in (("openllmetry-0-52", "0.52.6"), ("openllmetry-0-62", "0.62.4"))},
     ("openinference-0-1", "attributes"): Row(
         "openinference-instrumentation-openai", "0.1.66", "span attributes", ALL_READ + ("context",),
@@ -100,9 +101,8 @@ ROWS: dict[tuple[str, str], Row] = {
         tuple(read for read in ALL_READ if read != "session"),
         note="logfire's default scrubbing replaces a `session.id`: left out, the call is still evaluated"),
     ("logfire-5", "semconv_1"): Row(
-        "logfire", "5.4.0", "`instrument_openai(version=1)`", ("model", "error"),
-        {name: "they carry no message content" for name in _NO_CONTENT},
-        "content only in `request_data`/`response_data`, not read: dead letter"),
+        "logfire", "5.4.0", "`instrument_openai(version=1)`", tuple(read for read in ALL_READ if read != "session"),
+        note="content read from `request_data`/`response_data`; scrubbing replaces a `session.id`, as above"),
 }
 """The declared conformance results: README's table is this, rendered."""
 
@@ -202,6 +202,8 @@ def _reads(run: Run) -> set[str]:
     if ((filtered := trace(s.CONTENT_FILTER)) is not None and filtered.finish_reason == "content_filter"
             and run.sampled_because[filtered.trace_id] == "content_filter"):
         found.add("finish reason")
+    if filtered is not None and filtered.output == FILTERED_ANSWER:
+        found.add("filtered answer")
     if failed is not None and failed.model == s.MISSING_MODEL and (plain is None or plain.model == s.MODEL):
         found.add("model")
     if plain is not None and plain.input_tokens and plain.output_tokens:
@@ -245,6 +247,15 @@ def test_retrieval_without_text_says_why(runs, key):
     [trace] = runs[key].outcome(s.RAG_IDS_ONLY)
     assert trace.context == []
     assert "without document text" in trace.metadata["otel"]["context_missing"]
+
+
+@pytest.mark.parametrize("key", sorted(ROWS), ids="/".join)
+def test_content_filtered_answer_is_its_text_or_says_why(runs, key):
+    """Never an instrumentation's placeholder (OpenLLMetry 0.52's "FILTERED") taken for the answer."""
+    for item in runs[key].outcome(s.CONTENT_FILTER):
+        if isinstance(item, Trace):
+            assert item.output in (FILTERED_ANSWER, ""), item.output
+            assert item.output or "content-filtered" in item.metadata["otel"]["output_missing"]
 
 
 def render_table() -> str:

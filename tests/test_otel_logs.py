@@ -12,11 +12,11 @@ import json
 
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, use_span
 
 from evaluator.core.records import DeadLetter, Trace
 from evaluator.ingest.otel import EvaluatorLogExporter, EvaluatorSpanExporter
-from evaluator.ingest.otel.logs import LogBuffer, LogEvent
+from evaluator.ingest.otel.logs import AnswerWindow, LogBuffer, LogEvent, UnaddressedEvent, place
 from evaluator.ingest.otel.otlp_json import read_otlp_json_traces
 from evaluator.ingest.otel.spans import SpanEvent
 from evaluator.sampling.policy import SamplingPolicy
@@ -221,9 +221,8 @@ def test_logs_line_with_bad_ids_is_skipped_not_fatal(capture, tmp_path):
 
 
 def test_input_records_with_content_but_no_answer_record_say_so(capture, tmp_path):
-    """OpenLLMetry (0.52.6 and 0.62.4, use_attributes=False) emits a streamed answer's gen_ai.choice
-    record after the span's context is gone, without trace or span id (seen by
-    tests/test_conformance.py): capture is on, the answer just cannot be joined."""
+    """An answer record without trace or span id emitted after the span ended: no span was open
+    then, so it cannot be joined; capture is on, and the reason says what was seen."""
     attributes = {"gen_ai.provider.name": "openai"}
     with capture.tracer(OPENLLMETRY).start_as_current_span("openai.chat", kind=SpanKind.CLIENT) as span:
         span.set_attributes({"llm.request.type": "chat", "gen_ai.request.model": "gpt-4o-mini"})
@@ -234,3 +233,96 @@ def test_input_records_with_content_but_no_answer_record_say_so(capture, tmp_pat
     assert isinstance(dead, DeadLetter)
     assert "carry content, but no answer record (gen_ai.choice) was joined to them" in dead.error
     assert "content capture is off" not in dead.error
+
+
+# -- answer records without a span context (OpenLLMetry's streamed answers) -------------------
+
+
+def _open_stream(capture: Capture, question: str):
+    """OpenLLMetry with use_attributes=False, streaming: the span is not current while the app
+    reads the stream; the input records are emitted in its context, at the call."""
+    span = capture.tracer(OPENLLMETRY).start_span("openai.chat", kind=SpanKind.CLIENT, attributes={
+        "llm.request.type": "chat", "gen_ai.request.model": "gpt-4o-mini", "llm.is_streaming": True})
+    with use_span(span):
+        capture.emit(OPENLLMETRY, "gen_ai.user.message", {"content": question}, {"gen_ai.system": "openai"})
+    return span
+
+
+def _emit_choice(capture: Capture, answer: str, index: int = 0) -> None:
+    """Emitted outside any span context, as OpenLLMetry does when the stream is exhausted."""
+    capture.emit(OPENLLMETRY, "gen_ai.choice", {"index": index, "finish_reason": "stop",
+                                                "message": {"content": answer}}, {"gen_ai.system": "openai"})
+
+
+def test_streamed_answer_without_span_context_joins_the_one_span_open_then(capture, tmp_path):
+    live = Live(capture)
+    span = _open_stream(capture, "Count to 3")
+    _emit_choice(capture, "1 2 3")
+    span.end()
+    [trace] = live.traces()
+    assert (trace.question, trace.output, trace.finish_reason) == ("Count to 3", "1 2 3", "stop")
+    assert live.logs.stats["log_records_buffered"] == 0
+    [from_file] = _file(capture, tmp_path)
+    assert isinstance(from_file, Trace) and from_file.model_dump() == trace.model_dump()
+
+
+def test_streamed_answer_that_two_open_spans_could_hold_is_not_joined(capture, tmp_path):
+    """Two concurrent streams of one service: the first answer was emitted while both were open."""
+    first, second = _open_stream(capture, "Count to 3"), _open_stream(capture, "Count to 4")
+    _emit_choice(capture, "1 2 3")
+    first.end()
+    _emit_choice(capture, "1 2 3 4")
+    second.end()
+    results = {item.trace_id if isinstance(item, Trace) else json.loads(item.payload)[0]["trace_id"]: item
+               for item in _file(capture, tmp_path)}
+    first_id, second_id = (f"{span.context.trace_id:032x}" for span in (first, second))
+    assert isinstance(results[first_id], DeadLetter)
+    assert "not exactly one span of its service and scope was open" in results[first_id].error
+    assert isinstance(results[second_id], Trace) and results[second_id].output == "1 2 3 4"
+
+
+def test_answers_emitted_while_both_streams_were_open_join_neither_live_or_file(capture, tmp_path):
+    live = Live(capture)
+    first, second = _open_stream(capture, "Count to 3"), _open_stream(capture, "Count to 4")
+    _emit_choice(capture, "1 2 3")
+    _emit_choice(capture, "1 2 3 4")
+    first.end()
+    second.end()
+    assert live.traces() == [] and live.spans.stats["invalid"] == 2
+    assert all(isinstance(item, DeadLetter) for item in _file(capture, tmp_path))
+
+
+def _window(span_id: str, start: int = 10, end: int = 20, service: str = "shop", scope: str = OPENLLMETRY):
+    return AnswerWindow("t" + span_id, span_id, service, scope, start, end)
+
+
+def _record(time_ns: int = 15, index: int = 0, service: str = "shop", scope: str = OPENLLMETRY):
+    return UnaddressedEvent(service, scope, SpanEvent("gen_ai.choice", time_ns, {"body": {"index": index}}))
+
+
+def test_an_unaddressed_record_goes_to_the_one_window_holding_it():
+    record = _record()
+    placed, waiting = place([record], [_window("a"), _window("b", start=16)])
+    assert [(event.trace_id, event.span_id, event.event) for event in placed] == [("ta", "a", record.event)]
+    assert waiting == []
+
+
+def test_a_record_several_windows_hold_is_ambiguous_and_not_placed():
+    placed, waiting = place([_record()], [_window("a"), _window("b", start=12, end=15)])
+    assert (placed, waiting) == ([], [])
+
+
+def test_a_record_no_window_holds_waits():
+    records = [_record(time_ns=25), _record(service="other"), _record(scope="openinference.instrumentation")]
+    assert place(records, [_window("a")]) == ([], records)
+
+
+def test_records_of_one_choice_index_on_one_span_are_ambiguous_other_indexes_are_not():
+    assert place([_record(), _record(time_ns=16)], [_window("a")]) == ([], [])
+    placed, _ = place([_record(), _record(index=1)], [_window("a")])
+    assert len(placed) == 2
+
+
+def test_a_record_whose_only_window_is_not_placeable_is_not_placed():
+    """The live exporter: a window of an earlier batch, whose trace was already handed on."""
+    assert place([_record()], [_window("a")], placeable=lambda window: False) == ([], [])

@@ -5,7 +5,9 @@ Three families are understood, tried in this order for each field:
      `gen_ai.system_instructions`: JSON with typed `parts`);
   2. the older GenAI styles: indexed attributes (`gen_ai.prompt.N.*`, `gen_ai.completion.N.*`,
      as OpenLLMetry writes them) and span events (`gen_ai.user.message`, `gen_ai.choice`, ...);
-  3. OpenInference (`llm.input_messages.N.message.*`, `input.value`, `output.value`, ...).
+  3. OpenInference (`llm.input_messages.N.message.*`, `input.value`, `output.value`, ...);
+  4. logfire's semconv version 1 (`instrument_openai(version=1)`): the OpenAI request and
+     response as JSON in `request_data` / `response_data`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from evaluator.ingest.otel.spans import SpanRecord
 
 OUTPUT_KEYS_LOOKED_FOR = (
     "gen_ai.output.messages", "gen_ai.completion.0.content", "gen_ai.choice event",
-    "llm.output_messages.0.message.content", "output.value",
+    "llm.output_messages.0.message.content", "output.value", "response_data (logfire)",
 )
 
 _OPENINFERENCE_ROLES = {
@@ -55,6 +57,8 @@ class LlmCall:
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str | None = None
+    output_missing: str | None = None
+    """Why a call that did answer has no output text (a content-filtered answer)."""
     conventions: set[str] = field(default_factory=set)
 
 
@@ -251,6 +255,10 @@ def _read_semconv(call: LlmCall, attrs: Mapping[str, Any]) -> None:
         call.conventions.add("gen_ai")
 
 
+FILTERED_PLACEHOLDER = "FILTERED"
+"""OpenLLMetry (0.52 and earlier) records a content-filtered answer as this text, not the answer."""
+
+
 def _read_indexed_genai(call: LlmCall, attrs: Mapping[str, Any]) -> None:
     if not call.messages:
         prompts = indexed(attrs, "gen_ai.prompt")
@@ -265,6 +273,8 @@ def _read_indexed_genai(call: LlmCall, attrs: Mapping[str, Any]) -> None:
         if completions:
             call.output = content_text(completions[0].get("content"))
             call.finish_reason = call.finish_reason or first_str(completions[0].get("finish_reason"))
+            if call.finish_reason == "content_filter" and call.output == FILTERED_PLACEHOLDER:
+                call.output = ""
             call.conventions.add("gen_ai_legacy")
 
 
@@ -344,6 +354,25 @@ def _read_openinference(call: LlmCall, attrs: Mapping[str, Any]) -> None:
             call.conventions.add("openinference")
 
 
+def _read_logfire_v1(call: LlmCall, span: SpanRecord) -> None:
+    """logfire's semconv version 1: `request_data` is the chat request's JSON (`messages` in
+    OpenAI's format), `response_data` the response's message (a streamed answer's too)."""
+    if not _is_logfire(span):
+        return
+    request = loads_json(span.attributes.get("request_data"))
+    if not call.messages and isinstance(request, Mapping) and isinstance(request.get("messages"), (list, tuple)):
+        messages = [{"role": str(m.get("role") or "user"), "content": content_text(m.get("content"))}
+                    for m in request["messages"] if isinstance(m, Mapping)]
+        call.messages, system = _split_system(messages)
+        call.system = call.system or system
+        call.conventions.add("logfire")
+    response = loads_json(span.attributes.get("response_data"))
+    message = response.get("message") if isinstance(response, Mapping) else None
+    if not call.output and isinstance(message, Mapping) and message.get("content") is not None:
+        call.output = content_text(message["content"])
+        call.conventions.add("logfire")
+
+
 def read_llm_call(span: SpanRecord) -> LlmCall:
     attrs = span.attributes
     call = LlmCall(span)
@@ -351,6 +380,7 @@ def read_llm_call(span: SpanRecord) -> LlmCall:
     _read_indexed_genai(call, attrs)
     _read_events(call, span)
     _read_openinference(call, attrs)
+    _read_logfire_v1(call, span)
     call.model = first_str(attrs.get("gen_ai.response.model"), attrs.get("gen_ai.request.model"),
                            attrs.get("llm.model_name"), _invocation_model(attrs))
     call.provider = first_str(attrs.get("gen_ai.provider.name"), attrs.get("gen_ai.system"),
@@ -362,6 +392,12 @@ def read_llm_call(span: SpanRecord) -> LlmCall:
         "llm.token_count.completion"))
     call.finish_reason = (finish_reason_of(attrs.get("gen_ai.response.finish_reasons"))
                           or first_str(attrs.get("llm.finish_reason")) or call.finish_reason)
+    if not call.output and call.finish_reason == "content_filter" and (
+            call.system or any(message["content"] for message in call.messages)):
+        # content was captured (the question is there): the filter, not the settings, left no answer
+        call.output_missing = ("the answer was content-filtered and its text was not recorded"
+                               + (" (OpenLLMetry records the placeholder \"FILTERED\" instead)"
+                                  if "gen_ai_legacy" in call.conventions else ""))
     return call
 
 

@@ -299,9 +299,9 @@ class EvaluatorSpanExporter(SpanExporter):
         dead: list[DeadLetter] = []
         ignored = mask_failed = held_back = 0
         policy = self._pacer.policy(self.policy) if self._pacer and reachable else self.policy
+        if self._logs is not None:
+            ready = self._logs.attach_all(ready)
         for spans in ready:
-            if self._logs is not None:
-                spans = self._logs.attach(spans)
             if not any(is_genai_span(span) for span in spans):
                 ignored += 1
                 continue

@@ -118,9 +118,9 @@ def missing_content_hint(spans: Sequence[SpanRecord]) -> str:
     events = sorted({name for span in spans for name in _genai_events(span)})
     if events and _input_without_answer(spans):
         seen = (f"their GenAI events/log records ({', '.join(events[:4])}) carry content, but no answer "
-                "record (gen_ai.choice) was joined to them: it arrived without their trace and span id "
-                "(OpenLLMetry emits a streamed answer's record after the span's context is gone) or not "
-                "at all")
+                "record (gen_ai.choice) was joined to them: none arrived, or one arrived without their "
+                "trace and span id (OpenLLMetry emits a streamed answer's record after the span's context "
+                "is gone) and not exactly one span of its service and scope was open when it was emitted")
     elif events:
         seen = (f"their GenAI events/log records ({', '.join(events[:4])}) were received but carry "
                 "no message content, so content capture is off")

@@ -2,8 +2,9 @@
 
 A trace may be a single LLM span or a tree (a root chain/agent span with retriever, LLM and
 tool spans under it). The parts are taken from where they live:
-  - output: the answer of the LLM call that ended last (among calls that produced text),
-    else the answer an agent or chain span recorded (root first);
+  - output: the answer of the LLM call that ended last (among calls that produced text, or
+    whose answer was content-filtered without text: output "", the reason in
+    metadata.otel.output_missing), else the answer an agent or chain span recorded (root first);
   - input: the messages of the first LLM call (else the root's messages or `input.value`);
   - context: every retrieved document, in retrieval order;
   - latency and timestamps: the root span;
@@ -168,7 +169,7 @@ def normalize_spans(spans: Iterable[SpanRecord], max_text_chars: int = MAX_TEXT_
     for span in spans:
         by_role.setdefault(span_role(span), []).append(span)
     calls = [read_llm_call(span) for span in by_role.get("llm", [])]
-    answered = [call for call in calls if call.output]
+    answered = [call for call in calls if call.output or call.output_missing]
     final = max(answered, key=lambda c: c.span.end_ns or c.span.start_ns) if answered else None
     ordered = [root] + [span for span in spans if span is not root]
 
@@ -197,6 +198,7 @@ def normalize_spans(spans: Iterable[SpanRecord], max_text_chars: int = MAX_TEXT_
         "tools": [tool_name(span) for span in by_role.get("tool", [])],
         **({"service": root.service} if root.service else {}),
         **({"context_missing": context_note} if context_note else {}),
+        **({"output_missing": final.output_missing} if final is not None and final.output_missing else {}),
         **({"response_id": response_id} if (response_id := _response_id(final)) else {}),
     }
     problem = metadata_problem(metadata)

@@ -3,7 +3,9 @@
 Each line is one ExportTraceServiceRequest or ExportLogsServiceRequest (a file exporter in both
 the traces and the logs pipeline writes both kinds to one file; separate files can simply be
 concatenated) in the OTLP/JSON encoding. GenAI log records are joined to their spans by trace
-and span id (see evaluator.ingest.otel.logs) before each trace is normalized. That encoding differs
+and span id (see evaluator.ingest.otel.logs) before each trace is normalized; an answer record
+without ids goes to the one span of the file, of its service and scope, that was open when it
+was emitted (if there is exactly one). That encoding differs
 from protobuf's canonical JSON mapping in one way that matters here: trace and span ids are
 hex strings, where protobuf's JSON parser expects base64 for bytes fields. Ids are converted
 before handing the line to the protobuf parser; everything else is the proto package's job.
@@ -25,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from evaluator.core.errors import ConfigError, InvalidTraceError
 from evaluator.core.records import MAX_TEXT_CHARS, DeadLetter, Trace
 from evaluator.ingest.otel.conventions import is_genai_span, streamed_elsewhere
-from evaluator.ingest.otel.logs import LogEvent, from_otlp_log
+from evaluator.ingest.otel.logs import LogEvent, UnaddressedEvent, answer_windows, from_otlp_log, place
 from evaluator.ingest.otel.logs import join as join_logs
 from evaluator.ingest.otel.normalize import normalize_spans
 from evaluator.ingest.otel.spans import SpanRecord, from_otlp_span, spans_payload
@@ -87,11 +89,17 @@ def request_from_json(data: str | bytes) -> ExportTraceServiceRequest | ExportLo
     return request
 
 
-def log_events(request: ExportLogsServiceRequest) -> list[LogEvent]:
-    """The GenAI log events of a request (other records, and records without ids, are not ours)."""
-    events = (from_otlp_log(record) for resource_logs in request.resource_logs
+def log_events(request: ExportLogsServiceRequest) -> list[LogEvent | UnaddressedEvent]:
+    """The GenAI log events of a request (other records, and records without ids other than
+    answers, are not ours)."""
+    events = (from_otlp_log(record, _service(resource_logs.resource), scope_logs.scope.name)
+              for resource_logs in request.resource_logs
               for scope_logs in resource_logs.scope_logs for record in scope_logs.log_records)
     return [event for event in events if event is not None]
+
+
+def _service(resource: Any) -> str | None:
+    return next((kv.value.string_value for kv in resource.attributes if kv.key == "service.name"), None) or None
 
 
 def span_records(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list[str]]:
@@ -99,8 +107,7 @@ def span_records(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], 
     records: list[SpanRecord] = []
     invalid: list[str] = []
     for resource_spans in request.resource_spans:
-        service = next((kv.value.string_value for kv in resource_spans.resource.attributes
-                        if kv.key == "service.name"), None)
+        service = _service(resource_spans.resource)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8:
@@ -110,7 +117,7 @@ def span_records(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], 
     return records, invalid
 
 
-def parse_request_line(line: str) -> tuple[list[SpanRecord], list[LogEvent]]:
+def parse_request_line(line: str) -> tuple[list[SpanRecord], list[LogEvent | UnaddressedEvent]]:
     """Spans of one ExportTraceServiceRequest line, or the GenAI log events of one
     ExportLogsServiceRequest line. Raises ValueError (or ParseError) on a malformed line."""
     request = request_from_json(line)
@@ -130,6 +137,7 @@ def read_otlp_json_traces(path: Path, max_text_chars: int = MAX_TEXT_CHARS) -> I
         raise ConfigError(f"trace file {path} not found")
     traces: dict[str, list[SpanRecord]] = {}
     log_events: dict[str, list[LogEvent]] = {}
+    unaddressed: list[UnaddressedEvent] = []
     first_line: dict[str, int] = {}
     with open(path, encoding="utf-8", errors="replace") as lines:
         for number, line in enumerate(lines, start=1):
@@ -146,8 +154,15 @@ def read_otlp_json_traces(path: Path, max_text_chars: int = MAX_TEXT_CHARS) -> I
                 traces.setdefault(span.trace_id, []).append(span)
                 first_line.setdefault(span.trace_id, number)
             for event in events:
-                log_events.setdefault(event.trace_id, []).append(event)
-    for trace_id, spans in traces.items():
+                if isinstance(event, UnaddressedEvent):
+                    unaddressed.append(event)
+                else:
+                    log_events.setdefault(event.trace_id, []).append(event)
+    joined = {trace_id: join_logs(spans, log_events.pop(trace_id, ())) for trace_id, spans in traces.items()}
+    placed, _ = place(unaddressed, answer_windows(span for spans in joined.values() for span in spans))
+    for event in placed:
+        log_events.setdefault(event.trace_id, []).append(event)
+    for trace_id, spans in joined.items():
         spans = join_logs(spans, log_events.pop(trace_id, ()))
         if any(map(streamed_elsewhere, spans)) and not any(map(is_genai_span, spans)):
             continue  # the answer of this streamed call is in another trace
