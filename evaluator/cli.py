@@ -30,7 +30,7 @@ from evaluator.commands.replay import gate, replay
 from evaluator.commands.schema import schema
 from evaluator.commands.show import show
 from evaluator.commands.user_errors import os_error_line
-from evaluator.core.errors import ConfigError, EvaluatorError
+from evaluator.core.errors import EvaluatorError
 from evaluator.core.since import SINCE_HELP, parse_since
 from evaluator.core.stage_timing import enable as enable_stage_timings
 from evaluator.core.tables import compact_table
@@ -289,28 +289,43 @@ def rubrics_lock(check) -> None:
 
 @rubrics.command("render")
 @click.argument("ref")
-@click.option("--trace", "trace_file", type=click.Path(exists=True, path_type=Path), required=True,
+@click.option("--trace", "trace_file", type=click.Path(exists=True, path_type=Path), default=None,
               help="A JSON file with one trace, or a JSONL file (see --line).")
-@click.option("--line", type=int, default=1, show_default=True, help="Which line of a JSONL file.")
-def rubrics_render(ref, trace_file, line) -> None:
-    """Show the exact prompt a judge would get for REF (NAME[@vN]) on one trace."""
+@click.option("--item", "dataset", default=None,
+              help="A dataset (a name or a .jsonl path): one of its items, as a replay judges it "
+                   "(see --id, --line).")
+@click.option("--id", "item_id", default=None, help="With --item: the item with this id.")
+@click.option("--line", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Which line of a JSONL file (a trace, or a dataset item).")
+def rubrics_render(ref, trace_file, dataset, item_id, line) -> None:
+    """Show the exact prompt a judge would get for REF (NAME[@vN]) on one trace or dataset item;
+    warns on stderr when the rubric needs a field the trace or item lacks (a run would store
+    `skipped` for it and never ask the judge)."""
     # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
     from evaluator.core.records import parse_trace
-    from evaluator.rubrics import RubricRegistry, render
+    from evaluator.ingest.files import read_one_trace
+    from evaluator.regression.datasets import find_item, resolve_dataset
+    from evaluator.rubrics import RubricRegistry, missing_inputs, render
 
+    if (trace_file is None) == (dataset is None):
+        raise click.UsageError("give either --trace FILE or --item DATASET")
+    if item_id is not None and dataset is None:
+        raise click.UsageError("--id picks an item of --item DATASET")
     settings = current_settings()
     rubric = RubricRegistry.load(settings.rubrics_dir).get(ref)
-    try:
-        text = trace_file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"--trace {trace_file} is not UTF-8 text (bad byte at offset "
-                          f"{exc.start}): save it as UTF-8") from None
-    if trace_file.suffix == ".jsonl":
-        lines = [row for row in text.splitlines() if row.strip()]
-        if not 1 <= line <= len(lines):
-            raise click.BadParameter(f"{trace_file} has {len(lines)} lines", param_hint="--line")
-        text = lines[line - 1]
-    prompt = render(rubric, parse_trace(text, settings.max_text_chars))
+    if dataset is not None:
+        item = find_item(resolve_dataset(dataset, settings.datasets_dir), item_id, line)
+        trace = parse_trace(item.trace_payload(item.id), settings.max_text_chars)
+        subject = f"item {item.id!r}"
+    else:
+        trace = read_one_trace(trace_file, line, settings.max_text_chars)
+        subject = f"trace {trace.trace_id!r}"
+    missing = missing_inputs(rubric, trace)
+    if missing:
+        click.echo(f"warning: {subject} has no {' and no '.join(missing)}, which {rubric.ref} "
+                   "requires: a run stores this evaluation as skipped (not applicable) and never "
+                   "asks the judge; the prompt below shows the field empty", err=True)
+    prompt = render(rubric, trace)
     for message in prompt.messages:
         click.echo(f"===== {message['role']} =====")
         click.echo(message["content"])

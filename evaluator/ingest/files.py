@@ -142,6 +142,23 @@ class WorkStream:
         return self.counts
 
 
+def read_one_trace(path: Path, line: int = 1, max_text_chars: int = MAX_TEXT_CHARS) -> Trace:
+    """One trace: a JSON file holding one, or the `line`-th non-blank line (from 1) of a
+    `.jsonl` file. ConfigError for a file that is not UTF-8 or has no such line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (bad byte at offset {exc.start}): save it "
+                          "as UTF-8") from None
+    if path.suffix == ".jsonl":
+        lines = [row for row in text.splitlines() if row.strip()]
+        if not 1 <= line <= len(lines):
+            raise ConfigError(f"{path} has {len(lines)} non-blank lines, not a line {line}: "
+                              f"pick --line from 1 to {len(lines)}")
+        text = lines[line - 1]
+    return parse_trace(text, max_text_chars)
+
+
 def read_jsonl_traces(path: Path, max_text_chars: int = MAX_TEXT_CHARS) -> Iterator[Trace | DeadLetter]:
     """Each line becomes a Trace, or a DeadLetter naming the file, line and field (a line that is
     not valid UTF-8 too: its text is never silently altered)."""

@@ -284,6 +284,21 @@ def read_dataset(path: Path) -> list[DatasetItem]:
     return check.items
 
 
+def find_item(path: Path, item_id: str | None = None, line: int = 1) -> DatasetItem:
+    """One item of a dataset file: the one with `item_id`, else the `line`-th (from 1)."""
+    items = read_dataset(path)
+    if item_id is not None:
+        found = next((item for item in items if item.id == item_id), None)
+        if found is None:
+            raise DatasetError(f"{path} has no item with id {item_id!r}; `evaluator datasets "
+                               f"show {path}` lists its items")
+        return found
+    if not 1 <= line <= len(items):
+        raise DatasetError(f"{path} has {len(items)} items, not a line {line}: pick --line from "
+                           f"1 to {len(items)}, or an item by --id")
+    return items[line - 1]
+
+
 def read_manifest(path: Path) -> DatasetManifest | None:
     """The manifest next to a dataset file, None when there is none."""
     where = manifest_path(path)
