@@ -265,7 +265,8 @@ def test_the_embedded_run_stores_claims_a_cache_hit_keeps_them_and_show_lists_th
         "trace_id": "emb-1", "input": "What does Basic cost?", "context": [CONTEXT],
         "output": "Here is a concise summary. The Basic plan costs $10/month and includes 5 "
                   "users. Annual billing saves 30%."}) + "\n", encoding="utf-8")
-    settings_ = Settings.from_env(judges_dir=tmp_path / "judges")
+    settings_ = Settings.from_env(judges_dir=tmp_path / "judges",
+                                  judge_cache=str(tmp_path / "cache.sqlite"))  # both runs share it
     for db in ("first.duckdb", "second.duckdb"):
         run_embedded(traces, tmp_path / db, "local-claims", 1.0, ["faithfulness@v2"],
                      settings=settings_)
