@@ -238,3 +238,10 @@ def test_datasets_commands(db: Path, tmp_path: Path, monkeypatch):
     assert invalid.returncode == 2
     assert f"{bad}:2: not valid JSON" in invalid.stdout
     assert invalid.stderr.strip().count("\n") == 0 and "1 problem(s)" in invalid.stderr
+
+
+def test_a_utf8_byte_order_mark_does_not_make_the_first_item_invalid(tmp_path: Path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a", "input": "q", "output": "o", "label_source": "human"}\r\n')
+    check = check_dataset(path)
+    assert check.ok and [item.id for item in check.items] == ["a"], check.errors

@@ -422,3 +422,18 @@ def test_agent_span_answer_is_used_when_no_llm_call_recorded_content(tracing):
     trace = normalize_spans(_records(memory))
     assert trace.output == "Refund issued." and trace.question == "Refund?" and trace.model == "gpt-4o"
     assert trace.span_id == f"{memory.get_finished_spans()[1].context.span_id:016x}"
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_line(tracing, tmp_path):
+    """Files saved by Windows tools start with a BOM: the first line is read like the others, in
+    both trace formats (JSONL and OTLP/JSON), not turned into a dead letter."""
+    tracer, memory = tracing
+    emit_semconv(tracer)
+    otlp = tmp_path / "bom.otlp.jsonl"
+    otlp.write_bytes(b"\xef\xbb\xbf" + json.dumps(_encode(list(memory.get_finished_spans()))).encode() + b"\r\n")
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"trace_id": "b-1", "output": "first"}\r\n'
+                      b'{"trace_id": "b-2", "output": "second"}\r\n')
+    for path, fmt, count in ((otlp, "otlp-json", 1), (jsonl, "jsonl", 2)):
+        records = list(read_traces(path, fmt))
+        assert [type(r) for r in records] == [Trace] * count, (fmt, records)

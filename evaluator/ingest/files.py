@@ -9,6 +9,7 @@ chunk sizes, not the file. The one thing that grows with the file is the reused-
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -166,6 +167,8 @@ def read_jsonl_traces(path: Path, max_text_chars: int = MAX_TEXT_CHARS) -> Itera
         raise ConfigError(f"trace file {path} not found")
     with open(path, "rb") as lines:
         for number, raw in enumerate(lines, start=1):
+            if number == 1:  # a byte order mark (Windows tools write one) is not the line's text
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             if not raw.strip():
                 continue
             try:

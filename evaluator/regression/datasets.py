@@ -238,7 +238,7 @@ def check_dataset(path: Path, registry: RubricRegistry | None = None) -> Dataset
                            "datasets, `evaluator datasets build` creates one")
     check = DatasetCheck(path)
     first_line_of: dict[str, int] = {}
-    with open(path, encoding="utf-8", errors="replace") as lines:
+    with open(path, encoding="utf-8-sig", errors="replace") as lines:  # -sig: a BOM is not text
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue

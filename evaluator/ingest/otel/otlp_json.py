@@ -139,7 +139,7 @@ def read_otlp_json_traces(path: Path, max_text_chars: int = MAX_TEXT_CHARS) -> I
     log_events: dict[str, list[LogEvent]] = {}
     unaddressed: list[UnaddressedEvent] = []
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8", errors="replace") as lines:
+    with open(path, encoding="utf-8-sig", errors="replace") as lines:  # -sig: a BOM is not text
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
