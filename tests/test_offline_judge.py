@@ -286,3 +286,17 @@ def test_garbage_input_never_raises(criterion, output, question, context):
     if verdict.status == "scored":
         assert verdict.label in LABELS[criterion][0]
         assert 0.0 <= verdict.score <= 1.0
+
+
+def test_the_truncation_mark_is_not_judged_as_part_of_the_answer():
+    """An output cut at the text limit ends with Evaluator's own mark ('... 123 characters
+    removed ...'): its number is not an invented specific, nor its text an unsupported sentence."""
+    cut = parse_trace({"trace_id": "t-1", "input": QUESTION, "context": CONTEXT,
+                       "output": GROUNDED + " " + "x" * 5000}, max_text_chars=len(GROUNDED) + 200)
+    kept, mark = cut.output.split("\n[... truncated by evaluator")
+    assert cut.truncated == ["output"] and mark
+    whole = trace(kept)
+    for criterion in ("hallucination", "faithfulness"):
+        verdict = judge(criterion, cut)
+        assert verdict.label == judge(criterion, whole).label, (criterion, verdict.reasoning)
+        assert "truncated by evaluator" not in verdict.reasoning, verdict.reasoning

@@ -42,6 +42,7 @@ MAX_DEAD_LETTER_ERROR_CHARS = 2_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 TRUNCATION_MARK = "\n[... truncated by evaluator: {dropped} characters removed ...]"
+TRUNCATION_MARK_RE = re.compile(re.escape(TRUNCATION_MARK).replace(re.escape("{dropped}"), r"\d+"))
 
 Status = Literal["scored", "unscored", "error", "skipped"]
 TERMINAL_STATUSES: tuple[Status, ...] = ("scored", "unscored", "error", "skipped")

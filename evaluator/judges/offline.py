@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 
 from evaluator.core.plugins import Registry, needs_callable
-from evaluator.core.records import Trace
+from evaluator.core.records import TRUNCATION_MARK_RE, Trace
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.config import JudgeConfig
 from evaluator.judges.refusal_detector import detect_refusal, explain, states_refusal
@@ -156,7 +156,17 @@ class OfflineJudge:
             return _unscored(f"rubric {rubric.ref} defines no labels")
         if not trace.output.strip():
             return _unscored("output is empty: nothing to judge")
-        return heuristic(rubric, trace)
+        return heuristic(rubric, _without_truncation_marks(trace))
+
+
+def _without_truncation_marks(trace: Trace) -> Trace:
+    """The texts as the app wrote them: Evaluator's own mark on a cut field ('... 4,859
+    characters removed ...') is neither a claim of the answer nor evidence."""
+    if not trace.truncated:
+        return trace
+    return trace.model_copy(update={
+        "output": TRUNCATION_MARK_RE.sub("", trace.output),
+        "context": [TRUNCATION_MARK_RE.sub("", passage) for passage in trace.context]})
 
 
 
