@@ -4,6 +4,7 @@ zero judge calls when an unchanged dataset is replayed with a deterministic judg
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -366,3 +367,30 @@ def test_a_target_error_is_stored_masked(dataset: Path, tmp_path: Path, monkeypa
     stored = rows(db, "SELECT target_error FROM replay_items UNION ALL SELECT reason FROM evaluations")
     assert len(stored) == 24
     assert all("no account for <EMAIL_1>" in text for (text,) in stored), stored[0]
+
+
+
+def test_batches_are_stored_off_the_event_loop(dataset: Path, tmp_path: Path, monkeypatch,
+                                               settings: Settings):
+    """A DuckDB write (open, insert, close: 50-200 ms) on the event loop held every judge call
+    in flight; every write runs in a thread."""
+    from evaluator.regression import replay
+
+    monkeypatch.setattr(replay, "BATCH_ITEMS", 3)
+    on_loop: list[bool] = []
+    write = replay._Session._write
+
+    def recording(session, results):
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return write(session, results)
+
+    monkeypatch.setattr(replay._Session, "_write", recording)
+    report = start_replay(dataset, tmp_path / "replay.duckdb", settings, ["hallucination"],
+                          "offline", concurrency=2)
+    assert report.status == "completed" and report.done == 12
+    assert len(on_loop) >= 2 and not any(on_loop)
+    assert len(rows(tmp_path / "replay.duckdb", "select evaluation_id from evaluations")) == 12

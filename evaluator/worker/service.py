@@ -12,10 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware.asyncio import AsyncIO
 
 from evaluator.core.errors import ConfigError
 from evaluator.core.settings import Settings
 from evaluator.judges.runtime import JudgeRuntime
+from evaluator.judges.transport_openai import close_http_clients
 from evaluator.queue.broker import build_broker, build_producer_broker, redis_client
 from evaluator.queue.channel import RedisStreamChannel
 from evaluator.queue.heartbeat import Sweeper
@@ -35,6 +38,16 @@ IDLE_POLL_MS = 100
 """An idle dramatiq consumer backs off up to this long between polls of Redis (dramatiq's
 default, 1 s, held a message arriving after a quiet spell up to 1 s: p50 span end -> stored
 1.99 -> 1.50 s at 70 evals/s). Polling an empty queue 10 times a second costs next to nothing."""
+
+
+class ClosesJudgeClients(dramatiq.Middleware):
+    """Closes the judges' HTTP clients on dramatiq's event loop once the worker threads have
+    stopped, before the AsyncIO middleware stops that loop (which does not close them)."""
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            loop_thread.run_coroutine(close_http_clients())
 
 
 def require_redis(settings: Settings) -> str:
@@ -63,6 +76,7 @@ def run_worker_process(settings: Settings, threads: int, stop: threading.Event |
     url = require_redis(settings)
     broker = build_broker(url, settings.worker_heartbeat_timeout_s,
                           settings.broker_maintenance_chance)
+    broker.add_middleware(ClosesJudgeClients(), after=AsyncIO)  # its after_ hooks run first
     _serve_metrics(metrics_port, settings)
     metrics().watch_queue_depth("work", lambda: broker.do_qsize(QUEUE_NAME))
     channel = RedisStreamChannel(redis_client(url))
