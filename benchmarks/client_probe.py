@@ -1,8 +1,10 @@
 """Ceilings measured in a process of their own, printed as one JSON line (bench_limits runs it).
 
-    python -m benchmarks.client_probe litellm|openai URL --in-flight N --seconds S
+    python -m benchmarks.client_probe litellm|openai|openai-httpx URL --in-flight N --seconds S
         bare judge calls (a rendered faithfulness prompt, JSON-schema output, as the judge asks)
-        with N in flight: calls/s and CPU ms per call, after a warm-up.
+        with N in flight: calls/s, CPU ms per call and latency percentiles, after a warm-up.
+        `openai` is the openai client over aiohttp, as the judge's transport sends;
+        `openai-httpx` its default httpx stack (the transport's before issue 23).
     python -m benchmarks.client_probe dramatiq REDIS_URL --messages M
         a no-op async actor behind dramatiq's Redis broker and AsyncIO middleware, fed messages
         the size of ours (5 traces): messages/s through enqueue + consume + ack.
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import threading
 import time
 
@@ -52,9 +55,10 @@ def _caller(kind: str, url: str):
                                       temperature=0, max_tokens=1024, timeout=30, num_retries=0,
                                       max_retries=0)
         return call
-    from openai import AsyncOpenAI
+    import openai
 
-    client = AsyncOpenAI(base_url=url, api_key="bench", max_retries=0, timeout=30)
+    http = {} if kind == "openai-httpx" else {"http_client": openai.DefaultAioHttpClient(timeout=30)}
+    client = openai.AsyncOpenAI(base_url=url, api_key="bench", max_retries=0, timeout=30, **http)
 
     async def call() -> None:
         await client.chat.completions.create(model=MODEL, messages=messages, temperature=0,
@@ -68,18 +72,22 @@ async def _calls(kind: str, url: str, in_flight: int, seconds: float) -> dict:
     started = time.monotonic()
     window_start, window_end = started + WARMUP_S, started + WARMUP_S + seconds
     completed: list[float] = []
+    latencies: list[float] = []
     failed = 0
     cpu: list[float] = []
 
     async def lane() -> None:
         nonlocal failed
         while time.monotonic() < window_end:
+            sent = time.monotonic()
             try:
                 await call()
             except Exception:
                 failed += 1
                 continue
             completed.append(time.monotonic())
+            if window_start <= sent:
+                latencies.append((completed[-1] - sent) * 1000)
 
     async def clock() -> None:
         for at in (window_start, window_end):
@@ -88,8 +96,10 @@ async def _calls(kind: str, url: str, in_flight: int, seconds: float) -> dict:
 
     await asyncio.gather(clock(), *(lane() for _ in range(in_flight)))
     counted = sum(window_start <= t <= window_end for t in completed)
+    cuts = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else [float("nan")] * 19
     return {"kind": kind, "in_flight": in_flight, "calls_per_s": counted / seconds,
-            "cpu_ms_per_call": (cpu[1] - cpu[0]) * 1000 / max(counted, 1), "failed": failed}
+            "cpu_ms_per_call": (cpu[1] - cpu[0]) * 1000 / max(counted, 1), "failed": failed,
+            "p50_ms": cuts[9], "p95_ms": cuts[18]}
 
 
 def _dramatiq(redis_url: str, messages: int) -> dict:
@@ -136,7 +146,7 @@ def _dramatiq(redis_url: str, messages: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=["litellm", "openai", "dramatiq"])
+    parser.add_argument("kind", choices=["litellm", "openai", "openai-httpx", "dramatiq"])
     parser.add_argument("url")
     parser.add_argument("--in-flight", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8.0)
