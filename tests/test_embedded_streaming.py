@@ -98,3 +98,22 @@ def test_a_sink_without_hold_closes_the_store_after_each_flush(tmp_path):
     assert sink.drain_once() == 1
     with Store(db, read_only=True, lock_timeout_s=0.05) as store:
         assert store.dead_letter_count() == 1
+
+
+def test_traces_stream_in_through_a_named_pipe(tmp_path, traces):
+    """A producer writes traces into a FIFO while the run reads them: no file on disk."""
+    import os
+    import threading
+
+    fifo = tmp_path / "traces.fifo"
+    os.mkfifo(fifo)
+
+    def produce() -> None:
+        with open(fifo, "w", encoding="utf-8") as pipe:
+            pipe.write(traces.read_text(encoding="utf-8"))
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    report = run_embedded(fifo, tmp_path / "run.duckdb", "offline", sample_rate=1.0)
+    producer.join()
+    assert (report.traces_read, report.sampled) == (130, 130)

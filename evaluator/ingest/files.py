@@ -162,8 +162,9 @@ def read_one_trace(path: Path, line: int = 1, max_text_chars: int = MAX_TEXT_CHA
 
 def read_jsonl_traces(path: Path, max_text_chars: int = MAX_TEXT_CHARS) -> Iterator[Trace | DeadLetter]:
     """Each line becomes a Trace, or a DeadLetter naming the file, line and field (a line that is
-    not valid UTF-8 too: its text is never silently altered)."""
-    if not path.is_file():
+    not valid UTF-8 too: its text is never silently altered). `path` may be a named pipe
+    (mkfifo): a producer streams traces in without a file on disk."""
+    if not (path.is_file() or path.is_fifo()):
         raise ConfigError(f"trace file {path} not found")
     with open(path, "rb") as lines:
         for number, raw in enumerate(lines, start=1):
