@@ -37,8 +37,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check evaluator tests benchmarks scripts
 	$(BIN)/mypy evaluator
 
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# The peer libraries of bench_peers come with the `bench` extra; BENCH_ARGS=--quick for the quick mode.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # The CI regression gate, locally: replay the bundled example dataset with the offline judge and
 # gate the run against the dataset's expected labels (docs/ci/evaluator-gate.yml does the same in CI).

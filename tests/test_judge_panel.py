@@ -45,7 +45,7 @@ class SeededServer(OpenAIServer):
     """Answers the menu's label at index seed % len(menu): samples with seeds disagree."""
 
     def _choose_label(self, body: dict[str, Any], messages: list[Any]) -> str:
-        menu = openai_server._label_enum(body)
+        menu = openai_server._label_enum(body)[1]
         return menu[int(body.get("seed") or 0) % len(menu)]
 
 

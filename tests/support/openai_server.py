@@ -320,7 +320,7 @@ class OpenAIServer:
             if claims is not None:
                 text = json.dumps({"reasoning": REASONING, "claims": claims, "label": label})
         elif claims is None:
-            text = json.dumps({"reasoning": REASONING, "label": label})
+            text = json.dumps({"reasoning": REASONING, _label_enum(body)[0]: label})
         else:
             text = json.dumps({"reasoning": REASONING, "claims": claims, "label": label})
         if fault == "garbage":
@@ -355,7 +355,7 @@ class OpenAIServer:
             found = EXPECT_LABEL.findall(_text_of(users[-1]))
             if found:
                 return found[-1]
-        enum = _label_enum(body)
+        enum = _label_enum(body)[1]
         return enum[0] if enum else self.default_label
 
 
@@ -378,11 +378,16 @@ def _schema(body: dict[str, Any]) -> Any:
     return schema
 
 
-def _label_enum(body: dict[str, Any]) -> list[str]:
+def _label_enum(body: dict[str, Any]) -> tuple[str, list[str]]:
+    """The schema's label field and its choices: `label`, else the first field with an enum
+    (other evaluation libraries name it `choice`); ("label", []) when there is none."""
     try:
-        return list(_schema(body)["properties"]["label"]["enum"])
-    except (KeyError, TypeError):
-        return []
+        properties = _schema(body)["properties"]
+        fields = [name for name, spec in properties.items() if "enum" in spec]
+    except (KeyError, TypeError, AttributeError):
+        return "label", []
+    name = "label" if "label" in fields else next(iter(fields), "label")
+    return name, list(properties[name]["enum"]) if name in fields else []
 
 
 def _asks_for_claims(body: dict[str, Any], messages: list[Any]) -> bool:
