@@ -249,7 +249,8 @@ class _Session:
 
     async def _worker(self, queue: Iterator[tuple[str, DatasetItem]]) -> None:
         for trace_id, item in queue:
-            self.buffer.append(await self._replay(trace_id, item))
+            result = await self._replay(trace_id, item)
+            self.buffer.append(result)  # after the await: a write may have taken the buffer
             self.done += 1
             if self.progress is not None:
                 self.progress(self.done, self.total)
