@@ -158,15 +158,45 @@ def test_debug_logs_carry_no_raw_payload(tmp_path, monkeypatch, judge_sees):
     settings = Settings.from_env()
     configure_logging("DEBUG", stream=stream, json_lines=True, settings=settings,
                       debug_masker=lambda: payload_masker(settings))
+    traces = _write(tmp_path / "t.jsonl", [_everywhere("t-1")])
     try:
-        run_embedded(_write(tmp_path / "t.jsonl", [_everywhere("t-1")]), tmp_path / "log.duckdb",
-                     "offline", sample_rate=1.0, settings=settings)
+        run_embedded(traces, tmp_path / "log.duckdb", "offline", sample_rate=1.0, settings=settings)
+        _one_message_through_a_dramatiq_worker(traces, settings)
     finally:
         configure_logging("WARNING", stream=io.StringIO())
     logged = stream.getvalue()
     assert "Received message" in logged, "dramatiq logged its messages at DEBUG"
     assert _leaks(logged) == []
     assert "I am <EMAIL_1>" not in logged, "no trace payload at all, even masked"
+
+
+def _one_message_through_a_dramatiq_worker(traces: Path, settings: Settings) -> None:
+    """A service worker's path (the embedded run no longer goes through dramatiq): the message
+    holds what the producer enqueues, and dramatiq logs it at DEBUG."""
+    import dramatiq
+
+    from evaluator.core.settings import PROJECT_ROOT
+    from evaluator.ingest.files import collect_work
+    from evaluator.queue.broker import build_broker
+    from evaluator.queue.channel import InMemoryChannel
+    from evaluator.queue.messages import QUEUE_NAME, encode_items, work_message
+    from evaluator.rubrics import RubricRegistry
+    from evaluator.sampling.policy import SamplingPolicy
+    from evaluator.worker.actors import WorkerContext, register_evaluate_actor
+
+    items = collect_work(traces, SamplingPolicy(rate=1.0), settings=settings).items
+    broker = build_broker(None)
+    context = WorkerContext(RubricRegistry.load(PROJECT_ROOT / "rubrics"), InMemoryChannel(),
+                            PROJECT_ROOT / "judges", settings=settings)
+    actor = register_evaluate_actor(broker, context)
+    worker = dramatiq.Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        actor.send(work_message(encode_items(items), "offline", [], None))
+        broker.join(QUEUE_NAME, fail_fast=True)
+    finally:
+        worker.stop()
+        broker.close()
 
 
 class _KeepDeadLetters(SinkDelivery):
