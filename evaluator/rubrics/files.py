@@ -228,7 +228,9 @@ class RubricRegistry:
         return [rubric for rubric in found if rubric.kind != "pairwise"]
 
     def criteria(self) -> list[str]:
-        return sorted(self._versions)
+        """The criteria traces are judged on (what a sampling rate can name): pairwise ones
+        compare runs, and are never sampled."""
+        return [rubric.criterion for rubric in self.latest()]
 
     def all(self) -> list[Rubric]:
         return [found[n] for _, found in sorted(self._versions.items()) for n in sorted(found)]
