@@ -18,6 +18,7 @@ from evaluator.core.rows import StoredTrace
 from evaluator.core.settings import PROJECT_ROOT
 from evaluator.core.since import parse_since
 from evaluator.humans.labels import import_labels
+from evaluator.pii import PiiConfig, PiiMasker
 from evaluator.regression.dataset_build import BuildOptions, build_dataset
 from evaluator.regression.datasets import check_dataset, content_hash, read_dataset, read_manifest
 from evaluator.rubrics import RubricRegistry
@@ -119,6 +120,32 @@ def test_limit_caps_new_items_and_says_how_many_were_left_out(db: Path, tmp_path
     assert result.manifest.history[-1].left_out == 1
     rest = build_dataset(options(db, limit=1), tmp_path, REGISTRY)
     assert rest.added == 1 and rest.left_out == 0 and rest.manifest.item_count == 2
+
+
+def test_limit_reads_and_masks_only_the_items_it_adds(tmp_path: Path, monkeypatch):
+    """Selection, order and dedup run in the store: a build stops at its limit without masking
+    the rest, and still counts what it left out. Inputs masked at ingest carry their hash, so an
+    input the dataset already has is a duplicate there too, read or not."""
+    db = tmp_path / "many.duckdb"
+    masker = PiiMasker(PiiConfig())
+    rows = []
+    for i, question in enumerate(["Q0?", "Q1?", "Q0?", "Q2?", "Q3?", "Q1?", "Q4?"]):
+        stored = trace(f"m{i}", question)
+        stored = StoredTrace(masker.mask_trace(stored.trace), "random", 10.0)  # as at ingest
+        rows.append((stored, [verdict(f"m{i}", "hallucination", "hallucinated",
+                                      days_ago=10 - i)]))
+    store_traces(db, rows)
+    first = build_dataset(options(db, limit=2), tmp_path, REGISTRY)
+    assert [i.metadata["source_trace_id"] for i in read_dataset(first.path)] == ["m0", "m1"]
+    assert (first.candidates, first.added, first.duplicates, first.left_out) == (7, 2, 2, 3)
+
+    masked = []
+    original = PiiMasker.mask_trace
+    monkeypatch.setattr(PiiMasker, "mask_trace",
+                        lambda self, t: masked.append(t.trace_id) or original(self, t))
+    second = build_dataset(options(db, limit=1), tmp_path, REGISTRY)
+    assert masked == ["m3"], "Q0 and Q1 are in the dataset: the store skips them unread"
+    assert (second.candidates, second.added, second.duplicates, second.left_out) == (7, 1, 4, 2)
 
 
 def test_rubric_and_since_filters(db: Path, tmp_path: Path):

@@ -177,3 +177,26 @@ def test_report_in_headless_chromium(report, browser, tmp_path):
     assert state["scripts"] == 0 and state["requests"] == 0  # opens offline: nothing fetched
     assert state["overflow"] <= 0  # no sideways scrolling on a 1280 px laptop screen
     assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page") >= 3
+
+
+def test_worst_examples_take_each_traces_lowest_verdict(tmp_path: Path):
+    """Found in the store without reading trace text: one row per trace (its lowest score, then
+    rubric), the lowest first, heavier sampling weight first among equal scores."""
+    from evaluator.store.html_queries import ReportRows, lowest_scored
+    from evaluator.store.scope import Scope
+
+    db, now = tmp_path / "worst.duckdb", datetime.now(UTC)
+    rows = [evaluation("a", "relevance", now, label="partially_relevant", score=0.4),
+            evaluation("a", "faithfulness", now, label="unfaithful", score=0.0),
+            evaluation("a", "hallucination", now, label="hallucinated", score=0.0),
+            evaluation("b", "faithfulness", now, label="unfaithful", score=0.0, weight=10.0),
+            evaluation("c", "relevance", now, label="mostly_relevant", score=0.75),
+            evaluation("d", "relevance", now, label="relevant", score=1.0)]
+    traces = [StoredTrace(Trace(trace_id=t, input=f"question {t}?", output=f"answer {t}."),
+                          "random", 1.0) for t in "abcd"]
+    Store.write_once(db, rows, traces)
+    with Store(db, read_only=True) as store:
+        worst = lowest_scored(store, ReportRows(Scope.everything(), None), 3)
+    assert [(w.trace_id, w.rubric, w.score) for w in worst] == [
+        ("b", "faithfulness", 0.0), ("a", "faithfulness", 0.0), ("c", "relevance", 0.75)]
+    assert Trace.model_validate_json(worst[0].trace_json).output == "answer b."

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import scipy.stats
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
@@ -383,3 +384,31 @@ def test_export_records_each_items_stratum_and_selection_probability(judged_db: 
     assert {row[2:5] for row in rows} == {("hallucination", None, "offline")}
     text = (tmp_path / "b.csv").read_text() + (tmp_path / "b.jsonl").read_text()
     assert "failures" not in text and "stratum" not in text, "annotators see no verdict"
+
+
+def test_export_draws_uniformly_within_each_stratum(db: Path, tmp_path: Path):
+    """The draw happens in the store (seeded order per stratum): across seeds, every pass is
+    taken about equally often, at the selection probability the batch records."""
+    evaluations = [evaluation(f"f{i}", "hallucinated") for i in range(4)]
+    evaluations += [evaluation(f"p{i:02d}", "factual") for i in range(12)]
+    seeds = 30
+    taken: dict[str, int] = dict.fromkeys((e.trace_id for e in evaluations[4:]), 0)
+    with Store(db) as store:
+        store.write_batch(evaluations=evaluations, traces=[stored_trace(e.trace_id)
+                                                           for e in evaluations])
+        for seed in range(seeds):
+            result = export_batch(store, REGISTRY, "hallucination", 8, tmp_path / f"s{seed}",
+                                  seed=seed)
+            assert result.strata == {
+                "failures": {"eligible": 4, "taken": 4, "selection_probability": 1.0},
+                "pass:factual": {"eligible": 12, "taken": 4, "selection_probability": 1 / 3}}
+            for row in read_batch(tmp_path / f"s{seed}")[0]:
+                if row["trace_id"].startswith("p"):
+                    taken[row["trace_id"]] += 1
+        recorded = store.conn.execute(
+            "SELECT stratum, min(selection_probability), max(selection_probability), count(*)"
+            " FROM label_batch_items GROUP BY ALL ORDER BY ALL").fetchall()
+    assert recorded == [("failures", 1.0, 1.0, 4 * seeds),
+                        ("pass:factual", 1 / 3, 1 / 3, 4 * seeds)]
+    assert scipy.stats.chisquare(list(taken.values())).pvalue > 0.01
+    assert min(taken.values()) > 0

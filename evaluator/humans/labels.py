@@ -253,19 +253,21 @@ class ExportResult:
         return {**asdict(self), "total": self.total}
 
 
-def _evenly(strata: dict[str, list[str]], budget: int) -> dict[str, list[str]]:
-    """Take one from each stratum in turn: small strata are taken whole, the rest share."""
-    taken: dict[str, list[str]] = {name: [] for name in strata}
-    queues = {name: list(ids) for name, ids in strata.items() if ids}
-    while budget > 0 and queues:
-        for name in sorted(queues):
+def _evenly(sizes: dict[str, int], budget: int) -> dict[str, int]:
+    """How many to take of each stratum, one from each in turn (by name): small strata are
+    taken whole, the rest share."""
+    taken = dict.fromkeys(sizes, 0)
+    left = {name: size for name, size in sizes.items() if size}
+    while budget > 0 and left:
+        for name in sorted(left):
             if budget == 0:
                 break
-            taken[name].append(queues[name].pop())
+            taken[name] += 1
             budget -= 1
-            if not queues[name]:
-                del queues[name]
-    return {name: ids for name, ids in taken.items() if ids}
+            left[name] -= 1
+            if not left[name]:
+                del left[name]
+    return {name: count for name, count in taken.items() if count}
 
 
 def _batch_row(trace: Trace, rubric_ref: str, rubric: Rubric) -> dict[str, Any]:
@@ -281,7 +283,7 @@ def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record_batch(store: Store, result: ExportResult,
-                  drawn: dict[str, tuple[list[str], list[str]]], criterion: str,
+                  drawn: dict[str, tuple[int, list[str]]], criterion: str,
                   version: int | None, judge: str | None) -> None:
     """Store each chosen item's stratum and selection probability (taken / eligible)."""
     now = utcnow()
@@ -289,11 +291,11 @@ def _record_batch(store: Store, result: ExportResult,
     for stratum, (eligible, taken) in drawn.items():
         if not taken:
             continue
-        probability = len(taken) / len(eligible)
-        result.strata[stratum] = {"eligible": len(eligible), "taken": len(taken),
+        probability = len(taken) / eligible
+        result.strata[stratum] = {"eligible": eligible, "taken": len(taken),
                                   "selection_probability": probability}
         items += [{"trace_id": trace_id, "rubric": criterion, "rubric_version": version,
-                   "judge": judge, "stratum": stratum, "stratum_size": len(eligible),
+                   "judge": judge, "stratum": stratum, "stratum_size": eligible,
                    "stratum_taken": len(taken), "selection_probability": probability,
                    "exported_at": now} for trace_id in taken]
     ids = sorted(item["trace_id"] for item in items)
@@ -314,48 +316,31 @@ def export_batch(store: Store, registry: RubricRegistry, rubric_ref: str, n: int
         raise DatasetError(f"--n must be at least 1, got {n}")
     criterion, version = parse_ref(rubric_ref)
     rubric = registry.get(rubric_ref)
-    candidates = queries.export_candidates(store, criterion, version, judge)
-    if not candidates:
+    found = queries.select_export_candidates(store, criterion, version, judge, skip_labelled, seed)
+    if not found.judged:
         scope = f" by judge {judge}" if judge else ""
         raise DatasetError(f"no scored evaluations of {rubric_ref}{scope} in {store.path}: run "
                            f"`evaluator run --rubric {rubric_ref}` first")
-    skip = queries.labelled_trace_ids(store, criterion) if skip_labelled else set()
-    rng = random.Random(seed)
-    traces: dict[str, Trace] = {}
-    failures: list[str] = []
-    disagreements: list[str] = []
-    strata: dict[str, list[str]] = {}
-    result = ExportResult(rubric=rubric_ref, paths=[], seed=seed)
-    for trace_id, failed, disagreed, label, trace_json in candidates:
-        if trace_id in skip:
-            continue
-        if trace_json is None:
-            result.without_trace += 1
-            continue
-        traces[trace_id] = Trace.model_validate_json(trace_json)
-        if failed:
-            failures.append(trace_id)
-        elif disagreed:
-            disagreements.append(trace_id)
-        else:
-            strata.setdefault(label, []).append(trace_id)
-    for ids in (failures, disagreements, *strata.values()):
-        rng.shuffle(ids)
-    result.available = {"failures": len(failures), "disagreements": len(disagreements),
-                        **{f"pass:{label}": len(ids) for label, ids in sorted(strata.items())}}
-    chosen = failures[:n]
-    chosen += disagreements[:n - len(chosen)]
-    passes = _evenly(strata, n - len(chosen))
-    chosen += [trace_id for ids in passes.values() for trace_id in ids]
-    result.failures = min(len(failures), n)
-    result.disagreements = len(chosen) - result.failures - sum(map(len, passes.values()))
-    result.passes = {label: len(ids) for label, ids in passes.items()}
-    drawn = {"failures": (failures, failures[:result.failures]),
-             "disagreements": (disagreements, disagreements[:result.disagreements]),
-             **{f"pass:{label}": (strata[label], ids) for label, ids in passes.items()}}
-    _record_batch(store, result, drawn, criterion, version, judge)
-    rng.shuffle(chosen)
-    rows = [_batch_row(traces[trace_id], rubric_ref, rubric) for trace_id in chosen]
+    eligible = found.eligible
+    result = ExportResult(rubric=rubric_ref, paths=[], seed=seed, without_trace=found.without_trace)
+    failures, disagreements = eligible.get("failures", 0), eligible.get("disagreements", 0)
+    strata = {name.removeprefix("pass:"): size for name, size in eligible.items()
+              if name.startswith("pass:")}
+    result.available = {"failures": failures, "disagreements": disagreements,
+                        **{f"pass:{label}": size for label, size in sorted(strata.items())}}
+    result.failures = min(failures, n)
+    result.disagreements = min(disagreements, n - result.failures)
+    result.passes = _evenly(strata, n - result.failures - result.disagreements)
+    taken = {"failures": result.failures, "disagreements": result.disagreements,
+             **{f"pass:{label}": count for label, count in result.passes.items()}}
+    drawn = queries.draw_export_candidates(store, taken)
+    _record_batch(store, result, {stratum: (eligible.get(stratum, 0), [t for t, _ in rows])
+                                  for stratum, rows in drawn.items()},
+                  criterion, version, judge)
+    chosen = [row for stratum in taken for row in drawn[stratum]]
+    random.Random(seed).shuffle(chosen)
+    rows = [_batch_row(Trace.model_validate_json(trace_json), rubric_ref, rubric)
+            for _, trace_json in chosen]
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     csv_path, jsonl_path = (out_prefix.with_name(out_prefix.name + ext)

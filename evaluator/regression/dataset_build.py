@@ -10,10 +10,11 @@ Rebuilding appends inputs the dataset does not have yet and keeps every earlier 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from evaluator.core.errors import DatasetError
 from evaluator.core.records import Trace
@@ -31,17 +32,18 @@ from evaluator.regression.datasets import (
 from evaluator.rubrics import RubricRegistry, parse_ref
 from evaluator.store import Store
 from evaluator.store.failure_queries import (
-    failing_judge_verdicts,
+    HumanVerdictRow,
+    candidate_page,
     human_labels,
     latest_judge_verdicts,
+    select_candidates,
 )
 from evaluator.store.scope import PRODUCTION, REPLAY_KIND, Scope
 
-if TYPE_CHECKING:
-    from evaluator.store import Store
-
 LabelSourceOption = Literal["judge", "human", "both"]
 LABEL_SOURCES: tuple[LabelSourceOption, ...] = ("judge", "human", "both")
+PAGE = 500
+"""New candidates read from the store at a time (each is masked only when it is used)."""
 @dataclass(frozen=True)
 class BuildOptions:
     name: str
@@ -106,14 +108,6 @@ def _human_verdicts(rows, registry: RubricRegistry) -> dict[str, dict[str, _Verd
     return verdicts
 
 
-def _matches(rubric: str, verdict: _Verdict, criterion: str | None, version: int | None,
-             since: datetime | None) -> bool:
-    return (not verdict.passed
-            and (criterion is None or rubric == criterion)
-            and (version is None or verdict.rubric_version == version)
-            and (since is None or verdict.at >= since))
-
-
 def _item(trace: Trace, verdicts: dict[str, _Verdict], failed: list[str]) -> DatasetItem:
     judges = sorted({v.judge for v in verdicts.values() if v.judge})
     human = sorted(r for r, v in verdicts.items() if v.source == "human")
@@ -154,36 +148,23 @@ def _check_scope(store: Store, scope: Scope) -> None:
                            " or leave out --run for production traffic")
 
 
-def _candidates(options: BuildOptions, registry: RubricRegistry) -> list[DatasetItem]:
-    """Qualifying traces as items, oldest failure first."""
-    criterion, version = parse_ref(options.rubric) if options.rubric else (None, None)
-    if options.rubric:
-        registry.get(options.rubric)  # an unknown rubric is a typo: say so before reading
-    since = parse_since(options.since) if options.since else None
-    source, scope = options.label_source, options.scope
-    with Store(options.db, read_only=True, lake=options.lake) as store:
-        _check_scope(store, scope)
-        judged = (_judge_verdicts(failing_judge_verdicts(store, scope, criterion, version,
-                                                         since))
-                  if source != "human" else {})
-        humans = (_human_verdicts(human_labels(store, scope), registry)
-                  if source != "judge" else {})
-        if source == "both":  # the judge's verdicts on the rubrics people did not label
-            unjudged = sorted(humans.keys() - judged.keys())
-            judged.update(_judge_verdicts(latest_judge_verdicts(store, scope, unjudged)))
-        chosen: list[tuple[datetime, str, dict[str, _Verdict], list[str]]] = []
-        for trace_id in judged.keys() | humans.keys():
-            verdicts = {**judged.get(trace_id, {}), **humans.get(trace_id, {})}
-            matching = [v.at for r, v in verdicts.items() if _matches(r, v, criterion, version, since)]
-            if matching:
-                failed = sorted(r for r, v in verdicts.items() if not v.passed)
-                chosen.append((min(matching), trace_id, verdicts, failed))
-        chosen.sort(key=lambda entry: (entry[0], entry[1]))
-        traces = {s.trace.trace_id: s.trace for s in store.traces([entry[1] for entry in chosen])}
+def _new_items(store: Store, scope: Scope, humans: dict[str, dict[str, _Verdict]],
+               judge: bool) -> Iterator[DatasetItem]:
+    """The new candidates `select_candidates` ranked, as items, in order. Traces are read a page
+    at a time and masked one at a time, so a build that stops at its limit reads and masks
+    only what it needs."""
     # Mask here too: a stored trace may predate masking at ingest, or the rules may have grown.
     masker = PiiMasker(PiiConfig())
-    return [_item(masker.mask_trace(traces[trace_id]), verdicts, failed)
-            for _, trace_id, verdicts, failed in chosen]
+    after = 0
+    while page := candidate_page(store, after, PAGE):
+        ids = [row.trace_id for row in page]
+        judged = _judge_verdicts(latest_judge_verdicts(store, scope, ids)) if judge else {}
+        for row in page:
+            verdicts = {**judged.get(row.trace_id, {}), **humans.get(row.trace_id, {})}
+            failed = sorted(r for r, v in verdicts.items() if not v.passed)
+            trace = masker.mask_trace(Trace.model_validate_json(row.trace_json))
+            yield _item(trace, verdicts, failed)
+        after = page[-1].position
 
 
 def build_dataset(options: BuildOptions, datasets_dir: Path,
@@ -202,21 +183,39 @@ def build_dataset(options: BuildOptions, datasets_dir: Path,
     seen = {item.input_hash for item in existing}
     ids = {item.id for item in existing}
     new: list[DatasetItem] = []
-    candidates = _candidates(options, registry)
-    result.candidates = len(candidates)
-    for item in candidates:
-        if item.input_hash in seen:
-            result.duplicates += 1
-            continue
-        seen.add(item.input_hash)
-        if options.limit is not None and len(new) >= options.limit:
-            result.left_out += 1
-            continue
-        if item.id in ids:
-            raise DatasetError(f"{path}: item id {item.id} is taken by a different input; rename "
-                               "that item (ids of built items are input-hash prefixes)")
-        ids.add(item.id)
-        new.append(item)
+    criterion, version = parse_ref(options.rubric) if options.rubric else (None, None)
+    if options.rubric:
+        registry.get(options.rubric)  # an unknown rubric is a typo: say so before reading
+    since = parse_since(options.since) if options.since else None
+    source, scope = options.label_source, options.scope
+    with Store(options.db, read_only=True, lake=options.lake) as store:
+        _check_scope(store, scope)
+        humans = (_human_verdicts(human_labels(store, scope), registry)
+                  if source != "judge" else {})
+        counts = select_candidates(
+            store, scope, [HumanVerdictRow(trace_id, rubric, v.rubric_version, v.passed, v.at)
+                           for trace_id, verdicts in humans.items()
+                           for rubric, v in verdicts.items()],
+            source != "human", criterion, version, since, seen)
+        result.candidates = counts.qualifying
+        result.duplicates = counts.qualifying - counts.new
+        read = 0  # new candidates turned into items so far
+        items = _new_items(store, scope, humans, source != "human")
+        while options.limit is None or len(new) < options.limit:
+            item = next(items, None)
+            if item is None:
+                break
+            read += 1
+            if item.input_hash in seen:  # masking made it equal to an earlier input
+                result.duplicates += 1
+                continue
+            seen.add(item.input_hash)
+            if item.id in ids:
+                raise DatasetError(f"{path}: item id {item.id} is taken by a different input; "
+                                   "rename that item (ids of built items are input-hash prefixes)")
+            ids.add(item.id)
+            new.append(item)
+        result.left_out = counts.new - read
     result.added = len(new)
     if not existing and not new:
         result.notes.append("no failing verdicts matched: nothing to write")

@@ -87,6 +87,7 @@ def traces_table(traces: Sequence[StoredTrace], received_at: datetime | None = N
             "sample_weight": s.sample_weight,
             "start_time": s.trace.start_time,
             "received_at": received_at,
+            "input_hash": s.trace.input_hash,
         }
         for s in unique
     ]

@@ -168,12 +168,19 @@ def cost_per_day(store: Store, selected: ReportRows) -> list[DayCost]:
 
 
 def lowest_scored(store: Store, selected: ReportRows, limit: int) -> list[LowScored]:
-    """The lowest-scored evaluations, one per trace, with their trace."""
+    """The lowest-scored evaluations, one per trace, with their trace. Each trace's lowest
+    (score, rubric) is found without the trace text, which is read for the chosen few only."""
+    since = selected.scope.judged_since(selected.since)
     rows = store.conn.execute(
-        "SELECT e.trace_id, e.rubric, e.rubric_version, e.judge, e.label, e.score, e.reasoning,"
-        f" {_WHEN}, t.model, t.prompt_version, t.trace_json" + selected.sql + f" AND {_SCORED}"
-        " QUALIFY row_number() OVER (PARTITION BY e.trace_id ORDER BY e.score, e.rubric) = 1"
-        " ORDER BY e.score, e.sample_weight DESC, e.trace_id LIMIT $limit",
-        {**selected.params, "limit": limit},
+        "WITH worst AS (SELECT e.trace_id, min(e.score) AS score,"
+        " arg_min({'id': e.evaluation_id, 'weight': e.sample_weight}, (e.score, e.rubric)) AS pick"
+        f" FROM evaluations e WHERE {since.sql('e.run_id')} AND {_SCORED} GROUP BY e.trace_id"
+        " ORDER BY score, struct_extract(pick, 'weight') DESC, e.trace_id LIMIT $limit)"
+        " SELECT e.trace_id, e.rubric, e.rubric_version, e.judge, e.label, e.score, e.reasoning,"
+        f" {_WHEN}, t.model, t.prompt_version, t.trace_json"
+        " FROM worst w JOIN evaluations e ON e.evaluation_id = struct_extract(w.pick, 'id')"
+        " LEFT JOIN traces t ON t.trace_id = e.trace_id"
+        " ORDER BY e.score, e.sample_weight DESC, e.trace_id",
+        {**since.params(), "limit": limit},
     ).fetchall()
     return [LowScored(*row) for row in rows]

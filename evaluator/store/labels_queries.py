@@ -84,24 +84,75 @@ QUALIFY row_number() OVER (PARTITION BY rubric, rubric_version, judge, trace_id
 """
 
 
-def export_candidates(store: Store, rubric: str, version: int | None,
-                      judge: str | None) -> list[tuple[str, bool, bool, str, str | None]]:
-    """Per judged trace: (trace_id, any judge failed it, judging disagreed (judges gave
-    different labels, or one judge's repeated samples did: stability < 1), one of its labels
-    (the only one, unless they disagreed), the stored trace JSON or None)."""
+_EXPORT_CANDIDATES = "_export_candidates"
+
+
+@dataclass(frozen=True)
+class ExportStrata:
+    judged: int
+    """Judged traces of the rubric (skipped ones included)."""
+    eligible: dict[str, int]
+    """Traces that may be drawn, per stratum."""
+    without_trace: int
+    """Judged traces left out because the store holds no trace text for them."""
+
+
+def select_export_candidates(store: Store, rubric: str, version: int | None, judge: str | None,
+                             skip_labelled: bool, seed: int) -> ExportStrata:
+    """Sort the judged traces of the rubric into strata, in a temporary table: `failures` (any
+    judge failed it), `disagreements` (judges gave different labels, or one judge's repeated
+    samples did: stability < 1) and `pass:<label>`; within each, in a random order drawn from
+    `seed` (md5 of seed and trace id). With `skip_labelled`, traces people labelled on the
+    rubric are not eligible."""
     sql = f"""
+    CREATE OR REPLACE TEMP TABLE {_EXPORT_CANDIDATES} AS
     WITH judged AS ({_LATEST_SCORED}),
     per_trace AS (
-        SELECT trace_id, bool_or(NOT passed) AS failed,
-               count(DISTINCT label) > 1 OR coalesce(min(stability), 1.0) < 1.0 AS disagreed,
-               any_value(label) AS label
+        SELECT trace_id,
+               CASE WHEN bool_or(NOT passed) THEN 'failures'
+                    WHEN count(DISTINCT label) > 1 OR coalesce(min(stability), 1.0) < 1.0
+                    THEN 'disagreements'
+                    ELSE 'pass:' || any_value(label) END AS stratum
         FROM judged GROUP BY trace_id
+    ),
+    marked AS (
+        SELECT p.trace_id, p.stratum, t.trace_id IS NOT NULL AS stored,
+               $skip_labelled AND p.trace_id IN (
+                   SELECT trace_id FROM human_labels WHERE rubric = $rubric) AS skipped
+        FROM per_trace p LEFT JOIN (SELECT trace_id FROM traces) t USING (trace_id)
     )
-    SELECT p.trace_id, p.failed, p.disagreed, p.label, t.trace_json
-    FROM per_trace p LEFT JOIN traces t USING (trace_id)
-    ORDER BY p.trace_id
+    SELECT *, row_number() OVER (PARTITION BY stratum, stored, skipped
+                                 ORDER BY md5($seed || ':' || trace_id), trace_id) AS draw
+    FROM marked
     """
-    return store.conn.execute(sql, {"rubric": rubric, "version": version, "judge": judge}).fetchall()
+    store.conn.execute(sql, {"rubric": rubric, "version": version, "judge": judge,
+                             "skip_labelled": skip_labelled, "seed": str(seed)})
+    rows = store.conn.execute(f"SELECT stratum, stored, skipped, count(*) FROM {_EXPORT_CANDIDATES}"
+                              " GROUP BY ALL ORDER BY ALL").fetchall()
+    return ExportStrata(
+        judged=sum(count for *_, count in rows),
+        eligible={stratum: count for stratum, stored, skipped, count in rows
+                  if stored and not skipped},
+        without_trace=sum(count for _, stored, skipped, count in rows if not stored and not skipped))
+
+
+def draw_export_candidates(store: Store, taken: dict[str, int]) -> dict[str, list[tuple[str, str]]]:
+    """The first `taken[stratum]` traces of each stratum in its random order, as (trace_id,
+    trace JSON), in that order."""
+    sql = f"""
+    SELECT c.stratum, c.trace_id, t.trace_json
+    FROM {_EXPORT_CANDIDATES} c
+    JOIN (SELECT unnest($strata::VARCHAR[]) AS stratum, unnest($taken::BIGINT[]) AS taken) k
+      USING (stratum)
+    JOIN traces t USING (trace_id)
+    WHERE c.stored AND NOT c.skipped AND c.draw <= k.taken
+    ORDER BY c.stratum, c.draw
+    """
+    drawn: dict[str, list[tuple[str, str]]] = {stratum: [] for stratum in taken}
+    for stratum, trace_id, trace_json in store.conn.execute(
+            sql, {"strata": list(taken), "taken": list(taken.values())}).fetchall():
+        drawn[stratum].append((trace_id, trace_json))
+    return drawn
 
 
 def rubrics_with_evaluations(store: Store, rubric: str | None,
@@ -157,8 +208,3 @@ def human_labels_for(store: Store, rubric: str, version: int | None
 
 def human_label_count(store: Store) -> int:
     return store.conn.execute("SELECT count(*) FROM human_labels").fetchall()[0][0]
-
-
-def labelled_trace_ids(store: Store, rubric: str) -> set[str]:
-    return {row[0] for row in store.conn.execute(
-        "SELECT DISTINCT trace_id FROM human_labels WHERE rubric = ?", [rubric]).fetchall()}

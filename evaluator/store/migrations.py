@@ -218,6 +218,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE evaluations ADD COLUMN claims VARCHAR;
         """,
     ),
+    Migration(
+        8,
+        "traces: the input's hash, the key datasets build deduplicates on, as a column",
+        """
+        -- sha256 of the canonical JSON of the stored (masked) input, as PII masking sets it in
+        -- the trace JSON; NULL for a trace stored unmasked. A column, so a build finds repeated
+        -- inputs without reading the trace text.
+        ALTER TABLE traces ADD COLUMN input_hash VARCHAR;
+        UPDATE traces SET input_hash = trace_json ->> '$.input_hash';
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].number
