@@ -229,6 +229,93 @@ MIGRATIONS: tuple[Migration, ...] = (
         UPDATE traces SET input_hash = trace_json ->> '$.input_hash';
         """,
     ),
+    Migration(
+        9,
+        "the keys of traces, evaluations and judge calls stored uncompressed (moving days to the lake)",
+        """
+        -- Deleting a row makes DuckDB fetch its primary key to remove it from the index; from a
+        -- compressed (DICT_FSST) string segment that costs about as much as decompressing the
+        -- vector, ~20x the whole delete (benchmarks/bench_lake.py). Uncompressed keys take ~35
+        -- bytes a row more on disk. DuckDB cannot change a column's compression in place, so
+        -- the three tables are rebuilt once.
+        ALTER TABLE traces RENAME TO traces_before_9;
+        CREATE TABLE traces (
+            trace_id VARCHAR USING COMPRESSION uncompressed PRIMARY KEY,
+            trace_json VARCHAR NOT NULL,
+            model VARCHAR,
+            provider VARCHAR,
+            prompt_version VARCHAR,
+            status VARCHAR NOT NULL,
+            feedback VARCHAR,
+            finish_reason VARCHAR,
+            sample_reason VARCHAR NOT NULL,
+            sample_weight DOUBLE NOT NULL,
+            start_time TIMESTAMPTZ,
+            received_at TIMESTAMPTZ NOT NULL,
+            input_hash VARCHAR
+        );
+        INSERT INTO traces SELECT * FROM traces_before_9;
+        DROP TABLE traces_before_9;
+        ALTER TABLE evaluations RENAME TO evaluations_before_9;
+        CREATE TABLE evaluations (
+            evaluation_id VARCHAR USING COMPRESSION uncompressed PRIMARY KEY,
+            trace_id VARCHAR NOT NULL,
+            rubric VARCHAR NOT NULL,
+            rubric_version INTEGER NOT NULL,
+            rubric_hash VARCHAR NOT NULL,
+            judge VARCHAR NOT NULL,
+            judge_hash VARCHAR NOT NULL,
+            label VARCHAR,
+            score DOUBLE,
+            passed BOOLEAN,
+            reasoning VARCHAR,
+            status VARCHAR NOT NULL,
+            reason VARCHAR,
+            raw_reply VARCHAR,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            cost_usd DOUBLE,
+            latency_ms DOUBLE,
+            attempts INTEGER NOT NULL,
+            cached BOOLEAN NOT NULL,
+            prompt_hash VARCHAR,
+            sample_reason VARCHAR,
+            sample_weight DOUBLE NOT NULL,
+            truncated BOOLEAN NOT NULL,
+            run_id VARCHAR,
+            created_at TIMESTAMPTZ NOT NULL,
+            stability DOUBLE,
+            claims VARCHAR
+        );
+        INSERT INTO evaluations SELECT * FROM evaluations_before_9;
+        DROP TABLE evaluations_before_9;
+        ALTER TABLE judge_calls RENAME TO judge_calls_before_9;
+        CREATE TABLE judge_calls (
+            call_id VARCHAR USING COMPRESSION uncompressed PRIMARY KEY,
+            evaluation_id VARCHAR,
+            trace_id VARCHAR,
+            rubric VARCHAR,
+            rubric_version INTEGER,
+            run_id VARCHAR,
+            judge VARCHAR NOT NULL,
+            model VARCHAR,
+            transport VARCHAR,
+            sample INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            status VARCHAR NOT NULL,
+            http_status INTEGER,
+            error_class VARCHAR,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            cost_usd DOUBLE,
+            latency_ms DOUBLE,
+            cached BOOLEAN NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        INSERT INTO judge_calls SELECT * FROM judge_calls_before_9;
+        DROP TABLE judge_calls_before_9;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].number
