@@ -167,22 +167,45 @@ class Store:
         return [lake_queries.export_day(self.conn, lake, day)
                 for day in lake_queries.hot_days(self.conn, before=until, since=since)]
 
-    def roll_to_lake(self, lake: Path, before: date) -> list[lake_queries.DayExport]:
-        """Move every day before `before` to the lake: export it, check that the lake holds each
-        of its rows (counts read back), then delete it from DuckDB in one transaction."""
-        conn = self._writable()
+    def roll_to_lake(self, lake: Path, before: date,
+                     chunk_rows: int = lake_queries.ROLL_CHUNK_ROWS) -> list[lake_queries.DayExport]:
+        """Move every day before `before` to the lake on this connection: export each day, check
+        that the lake holds each of its rows (counts read back), then delete it chunk by chunk.
+        The sink runs the same steps, closing the file between them."""
         rolled = []
-        for day in lake_queries.hot_days(conn, before=before):
-            exported = lake_queries.export_day(conn, lake, day)
-            for table in lake_queries.LAKE_TABLES:
-                found = lake_queries.lake_count(conn, lake, table, day)
-                if found != exported.rows[table.name]:
-                    raise StoreError(f"the lake {lake} holds {found} {table.name} rows of {day}, "
-                                     f"not the {exported.rows[table.name]} exported: nothing was "
-                                     "deleted from DuckDB; check the lake's disk and export again")
-            lake_queries.delete_day(conn, day)
+        for day in self.days_to_roll(before):
+            exported = self.export_day_for_roll(lake, day)
+            for chunk in self.roll_chunks(day, chunk_rows):
+                self.delete_rolled_chunk(lake, chunk)
             rolled.append(exported)
         return rolled
+
+    def days_to_roll(self, before: date) -> list[date]:
+        """Days (UTC) before `before` with rows in DuckDB's evaluations, traces or judge calls."""
+        return lake_queries.hot_days(self._writable(), before=before)
+
+    def export_day_for_roll(self, lake: Path, day: date) -> lake_queries.DayExport:
+        """Export (merge) the day, then check that the lake holds each of its rows: else a
+        StoreError, before anything is deleted."""
+        conn = self._writable()
+        exported = lake_queries.export_day(conn, lake, day)
+        for table in lake_queries.LAKE_TABLES:
+            found = lake_queries.lake_count(conn, lake, table, day)
+            if found != exported.rows[table.name]:
+                raise StoreError(f"the lake {lake} holds {found} {table.name} rows of {day}, "
+                                 f"not the {exported.rows[table.name]} exported: nothing was "
+                                 "deleted from DuckDB; check the lake's disk and export again")
+        return exported
+
+    def roll_chunks(self, day: date, rows: int) -> list[lake_queries.RollChunk]:
+        """The day's rows of each lake table in slices of about `rows` (delete_rolled_chunk)."""
+        conn = self._writable()
+        return [chunk for table in lake_queries.LAKE_TABLES
+                for chunk in lake_queries.roll_chunks(conn, table, day, rows)]
+
+    def delete_rolled_chunk(self, lake: Path, chunk: lake_queries.RollChunk) -> lake_queries.ChunkDeleted:
+        """Delete the chunk's rows that the lake holds, in one transaction."""
+        return lake_queries.delete_chunk(self._writable(), lake, chunk)
 
     def checkpoint(self) -> None:
         """Write the WAL into the file now (its size then tells what the data takes)."""

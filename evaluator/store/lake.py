@@ -8,10 +8,17 @@ Layout (hive partitions; one `data_0.parquet` per partition; days are UTC):
 
 Exporting a day is idempotent and merging: the day's partitions are rewritten from the hot rows
 plus the rows the lake already had for that day (deduplicated on the table's key), each file
-written aside and moved into place with one atomic rename. Rolling a day (`roll_day`) exports
-it, reads the lake's row count back, and only when it holds every row deletes the day from
-DuckDB, in one transaction: a crash at any point leaves every row in DuckDB, the lake, or both
-(and both are read without double counting: see `attach_lake`).
+written aside and moved into place with one atomic rename (rows sorted by day column, then
+key, so a slice of the day reads few row groups).
+
+Rolling a day (Store.roll_to_lake, or the sink step by step) exports it, reads the lake's row
+count back, and only when it holds every row deletes the day from DuckDB in chunks
+(`roll_chunks`: slices of about `rows` rows in (day column, key) order), each in its own
+transaction. A chunk deletes only the rows whose key the lake's copy of that slice holds, so a
+row written for that day after the export (a late result) stays in DuckDB for the next roll.
+Between chunks the caller may close the file (the sink writes a batch). A crash at any point
+leaves every row in DuckDB, the lake, or both (both are read without double counting: see
+`attach_lake`); the next roll exports the day again (merging) and deletes what is left.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -42,6 +50,8 @@ LAKE_TABLES = (
     LakeTable("traces", "trace_id", "received_at", by_rubric=False),
 )
 DATA_FILE = "data_0.parquet"
+ROLL_CHUNK_ROWS = 100_000
+"""Rows a roll deletes in one transaction: ~0.3 s of holding the file (benchmarks/bench_lake.py)."""
 STAGING = ".staging"
 
 
@@ -117,7 +127,8 @@ def export_day(conn: duckdb.DuckDBPyConnection, lake: Path, day: date) -> DayExp
         staging.mkdir(parents=True)
         try:
             partition = "day, rubric" if table.by_rubric else "day"
-            conn.execute(f"COPY (SELECT *, $day AS day FROM ({merged})) TO '{_quote(str(staging))}'"
+            conn.execute(f"COPY (SELECT *, $day AS day FROM ({merged}) ORDER BY \"{table.day_column}\","
+                         f" \"{table.key}\") TO '{_quote(str(staging))}'"
                          f" (FORMAT parquet, PARTITION_BY ({partition}), FILENAME_PATTERN 'data_{{i}}',"
                          " OVERWRITE_OR_IGNORE true)", {"day": day})
             files += _move_into_place(staging, lake / table.name)
@@ -144,22 +155,72 @@ def lake_count(conn: duckdb.DuckDBPyConnection, lake: Path, table: LakeTable, da
     return (conn.execute(f"SELECT count(*) FROM ({select})").fetchone() or (0,))[0]
 
 
-def delete_day(conn: duckdb.DuckDBPyConnection, day: date) -> dict[str, int]:
-    """Delete one day of every lake table from DuckDB, in one transaction; rows deleted per table."""
-    deleted: dict[str, int] = {}
+@dataclass(frozen=True)
+class RollChunk:
+    """One slice of a day of one table, in (day column, key) order: after `after` (exclusive,
+    None: the day's start) through `through` (inclusive, None: the day's end)."""
+
+    table: LakeTable
+    day: date
+    after: tuple[datetime, str] | None
+    through: tuple[datetime, str] | None
+
+
+@dataclass(frozen=True)
+class ChunkDeleted:
+    chunk: RollChunk
+    hot: int
+    """The slice's rows in DuckDB before the delete."""
+    deleted: int
+    """Those the lake held, now deleted; the others (written after the export) stay."""
+
+
+def roll_chunks(conn: duckdb.DuckDBPyConnection, table: LakeTable, day: date, rows: int) -> list[RollChunk]:
+    """The day's rows of `table` in DuckDB cut into slices of `rows` (the last one open-ended)."""
+    bounds = conn.execute(
+        f"SELECT \"{table.day_column}\", \"{table.key}\" FROM (SELECT \"{table.day_column}\", \"{table.key}\","
+        f" row_number() OVER (ORDER BY \"{table.day_column}\", \"{table.key}\") AS n FROM {_hot(conn, table)}"
+        f" WHERE {_day_of(table)} = $day) WHERE n % $rows = 0 ORDER BY n",
+        {"day": day, "rows": rows}).fetchall()
+    edges: list[tuple[datetime, str] | None] = [None, *(tuple(bound) for bound in bounds), None]
+    return [RollChunk(table, day, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+
+def _in_chunk(chunk: RollChunk) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause of a chunk's rows (the plain bounds on the day column let DuckDB and
+    Parquet skip row groups by their min/max)."""
+    column, key = f'"{chunk.table.day_column}"', f'"{chunk.table.key}"'
+    parts = [f"{_day_of(chunk.table)} = $day"]
+    params: dict[str, Any] = {"day": chunk.day}
+    if chunk.after is not None:
+        parts.append(f"{column} >= $after_at AND ({column} > $after_at OR {key} > $after_key)")
+        params.update(after_at=chunk.after[0], after_key=chunk.after[1])
+    if chunk.through is not None:
+        parts.append(f"{column} <= $through_at AND ({column} < $through_at OR {key} <= $through_key)")
+        params.update(through_at=chunk.through[0], through_key=chunk.through[1])
+    return " AND ".join(parts), params
+
+
+def delete_chunk(conn: duckdb.DuckDBPyConnection, lake: Path, chunk: RollChunk) -> ChunkDeleted:
+    """Delete the chunk's rows that the lake holds (matched by key in the lake's same slice),
+    in one transaction."""
+    table = chunk.table
+    source = _hot(conn, table)
+    where, params = _in_chunk(chunk)
+    in_lake = _lake_rows(Path(lake), table, chunk.day)
     conn.begin()
     try:
-        for table in LAKE_TABLES:
-            source = _hot(conn, table)
-            (count,) = conn.execute(f"SELECT count(*) FROM {source} WHERE {_day_of(table)} = $day",
-                                    {"day": day}).fetchone() or (0,)
-            conn.execute(f"DELETE FROM {source} WHERE {_day_of(table)} = $day", {"day": day})
-            deleted[table.name] = count
+        (hot,) = conn.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone() or (0,)
+        deleted = 0
+        if hot and in_lake is not None:
+            (deleted,) = conn.execute(
+                f"DELETE FROM {source} WHERE {where} AND \"{table.key}\" IN"
+                f" (SELECT \"{table.key}\" FROM ({in_lake}) AS lake_rows WHERE {where})", params).fetchone() or (0,)
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
-    return deleted
+    return ChunkDeleted(chunk, hot, deleted)
 
 
 def attach_lake(conn: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:

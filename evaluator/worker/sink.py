@@ -10,27 +10,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from evaluator.core.records import DeadLetter, Evaluation, utcnow
 from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ResultBatch
 from evaluator.store import Store, WriteResult
+from evaluator.store.lake import ROLL_CHUNK_ROWS
 from evaluator.worker.evaluation_events import EvaluationEvents
 from evaluator.worker.metrics import metrics
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 @dataclass
 class LakeRetention:
-    """Days (UTC) older than `hot_days` move from DuckDB to the Parquet lake (Store.roll_to_lake:
-    export, verify, delete), looked for when the sink starts and every `every_s` after."""
+    """Days (UTC) older than `hot_days` move from DuckDB to the Parquet lake (export, verify,
+    delete in chunks of `chunk_rows`), looked for when the sink starts and every `every_s` after."""
 
     lake: Path
     hot_days: int
     every_s: float = 3600.0
     now: Callable[[], datetime] = field(default=utcnow)
+    chunk_rows: int = ROLL_CHUNK_ROWS
 
     def cutoff(self) -> date:
         """The first day kept in DuckDB."""
@@ -60,6 +65,8 @@ class Sink:
         self.events = events
         self.retention = retention
         self._rolled_at: float | None = None
+        self.longest_roll_hold_s = 0.0
+        """The longest a single roll step held the store (s)."""
         self.channel = channel
         self.on_written = on_written
         self.db_path = Path(db_path)
@@ -100,21 +107,52 @@ class Sink:
         return len(pending)
 
     def roll_if_due(self) -> None:
-        """Move old days to the lake when `retention` says it is time. A failure is logged and
-        tried again at the next interval: every row stays in DuckDB until the lake holds it."""
+        """Move old days to the lake when `retention` says it is time. The file is opened for
+        each step (a day's export, then each chunk's delete) and the sink writes a waiting batch
+        between chunks, so results and readers wait for one step, not for a whole day. A
+        failure is logged and tried again at the next interval: every row stays in DuckDB until
+        the lake holds it, and a day left half-deleted is finished then."""
         if self.retention is None or (self._rolled_at is not None
                                       and time.monotonic() - self._rolled_at < self.retention.every_s):
             return
         self._rolled_at = time.monotonic()
         try:
-            with Store(self.db_path) as store:
-                rolled = store.roll_to_lake(self.retention.lake, before=self.retention.cutoff())
+            self._roll(self.retention)
         except Exception as exc:
             log.error("sink: moving old days to the lake %s failed (%s); they stay in DuckDB, "
                       "next try in %.0f s", self.retention.lake, exc, self.retention.every_s)
-            return
-        for day in rolled:
-            log.info("sink: moved %s to the lake %s: %s", day.day, self.retention.lake, day.rows)
+
+    def _roll(self, retention: LakeRetention) -> None:
+        before = retention.cutoff()
+        for day in self._holding(Store.days_to_roll, before):
+            exported = self._holding(Store.export_day_for_roll, retention.lake, day)
+            chunks = self._holding(Store.roll_chunks, day, retention.chunk_rows)
+            left = 0
+            for chunk in chunks:
+                if self._stopping.is_set():
+                    log.info("sink: stopping; the rest of %s moves at the next start", day)
+                    return
+                self._write_between_chunks()
+                done = self._holding(Store.delete_rolled_chunk, retention.lake, chunk)
+                left += done.hot - done.deleted
+            log.info("sink: moved %s to the lake %s: %s%s", day, retention.lake, exported.rows,
+                     f" ({left} rows written after the export stay for the next roll)" if left else "")
+
+    def _holding(self, step: Callable[Concatenate[Store, _P], _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run one roll step on the store opened for it alone; the longest hold is kept."""
+        self.release()
+        started = time.monotonic()
+        with Store(self.db_path) as store:
+            result = step(store, *args, **kwargs)
+        self.longest_roll_hold_s = max(self.longest_roll_hold_s, time.monotonic() - started)
+        return result
+
+    def _write_between_chunks(self) -> None:
+        """Store what results are waiting; a failure here is the run loop's to retry."""
+        try:
+            self.drain_once(block_ms=0)
+        except Exception as exc:
+            log.warning("sink: writing results between roll chunks failed (%r); rolling on", exc)
 
     def _write(self, pending: ResultBatch) -> WriteResult:
         if self.hold_s <= 0:
