@@ -297,3 +297,27 @@ def test_the_sink_writes_a_batch_between_chunks(db: Path, tmp_path: Path,
     assert steps == ["write", "chunk"] * (5 + 5 + 3)
     assert 0 < sink.longest_roll_hold_s
     assert hot_counts(db)["evaluations"] == 40 + 13  # day 2 and 3, and what came in meanwhile
+
+
+def test_migration_7_keeps_every_row_and_key_and_stores_keys_uncompressed(tmp_path: Path) -> None:
+    from evaluator.store.migrations import MIGRATIONS, apply_migrations
+
+    db = tmp_path / "old.duckdb"
+    conn = duckdb.connect(str(db))
+    apply_migrations(conn, str(db), MIGRATIONS[:6])
+    conn.close()
+    with duckdb.connect(str(db)) as old:  # rows written at schema 6
+        old.execute("INSERT INTO evaluations (evaluation_id, trace_id, rubric, rubric_version, rubric_hash,"
+                    " judge, judge_hash, status, attempts, cached, sample_weight, truncated, created_at,"
+                    " stability) SELECT 'e-' || i, 't-' || i, 'relevance', 1, 'h', 'offline', 'j', 'scored',"
+                    " 1, false, 1.0, false, TIMESTAMPTZ '2026-03-01 12:00:00+00', 0.5 FROM range(3000) r(i)")
+    with Store(db) as store:  # migrates
+        written = store.write_batch([make_eval(1, evaluation_id="e-1"), make_eval(2, evaluation_id="e-new")])
+        store.checkpoint()
+        stored = store.conn.execute("SELECT count(*), count(stability) FROM evaluations").fetchone()
+        compression = {row[0] for row in store.conn.execute(
+            "SELECT compression FROM pragma_storage_info('evaluations') WHERE column_name = 'evaluation_id'"
+            " AND segment_type = 'VARCHAR'").fetchall()}
+    assert written.new_evaluation_ids == {"e-new"}  # the primary key came through
+    assert stored == (3001, 3000)
+    assert compression == {"Uncompressed"}
