@@ -5,18 +5,30 @@ A simulated week: every day, one day of evaluations (four rubrics), their traces
 judge-call ledger rows are written in sink-sized batches. With retention (EVALUATOR_HOT_DAYS=1)
 the sink's roll runs at each day's start and moves what is older to the lake; without it,
 everything stays in DuckDB (the baseline). The file's size is read after a checkpoint.
+
+Moving one day, before and after, on the same rows: the previous roll (keys compressed as
+DuckDB chooses, the whole day deleted in one transaction that holds the file throughout) against
+the sink's roll (keys stored uncompressed, migration 7; the day deleted in chunks, the file
+opened for each step), with its rate and the longest single hold of the file.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import duckdb
+
 from evaluator.core.records import Evaluation, Trace
 from evaluator.core.rows import JudgeCall, StoredTrace
+from evaluator.queue.channel import InMemoryChannel
 from evaluator.store import Scope, Store
+from evaluator.store import lake as lake_queries
+from evaluator.store.migrations import MIGRATIONS, apply_migrations
+from evaluator.worker.sink import LakeRetention, Sink
 
 RUBRICS = ("hallucination", "faithfulness", "relevance", "refusal")
 DAYS = 7
@@ -96,6 +108,54 @@ def _query_ms(db: Path, lake: Path | None, repeat: int = 3) -> float:
     return best * 1000
 
 
+FIRST_COMPRESSED_KEYS = 6
+"""The last migration before keys were stored uncompressed (the previous roll's schema)."""
+
+
+def _previous_roll(hot_only: Path, directory: Path, day: date) -> tuple[int, float]:
+    """The roll as it was: the same rows in a file of schema 6, the day exported, then deleted
+    in one transaction. Returns (rows moved, seconds: all of it one hold of the file)."""
+    db = directory / "previous.duckdb"
+    conn = duckdb.connect(str(db))
+    try:
+        conn.execute("SET TimeZone = 'UTC'")
+        apply_migrations(conn, str(db), MIGRATIONS[:FIRST_COMPRESSED_KEYS])
+        conn.execute(f"ATTACH '{hot_only}' AS source (READ_ONLY)")
+        for table in lake_queries.LAKE_TABLES:
+            conn.execute(f"INSERT INTO main.{table.name} SELECT * FROM source.{table.name}")
+        conn.execute("DETACH source")
+        conn.execute("CHECKPOINT")
+        started = time.perf_counter()
+        exported = lake_queries.export_day(conn, directory / "previous-lake", day)
+        conn.begin()
+        for table in lake_queries.LAKE_TABLES:
+            conn.execute(f"DELETE FROM main.{table.name} WHERE CAST(timezone('UTC', {table.day_column})"
+                         " AS DATE) = $day", {"day": day})
+        conn.commit()
+        conn.execute("CHECKPOINT")
+        return sum(exported.rows.values()), time.perf_counter() - started
+    finally:
+        conn.close()
+
+
+def _sink_roll(hot_only: Path, directory: Path, day: date) -> tuple[int, float, float]:
+    """The sink's roll of the same day (chunks, the file opened per step). Returns (rows moved,
+    seconds, the longest hold of the file in seconds)."""
+    db = Path(shutil.copy(hot_only, directory / "chunked.duckdb"))
+    lake = directory / "chunked-lake"
+    retention = LakeRetention(lake, hot_days=0, now=lambda: datetime(day.year, day.month, day.day,
+                                                                      tzinfo=UTC) + timedelta(days=1))
+    sink = Sink(InMemoryChannel(), db, retention=retention)
+    started = time.perf_counter()
+    sink.roll_if_due()
+    elapsed = time.perf_counter() - started
+    with Store(db) as store:
+        if store.days_to_roll(day + timedelta(days=1)):
+            raise RuntimeError(f"the sink's roll left rows of {day} in DuckDB")
+    moved = sum(lake_queries.lake_count(duckdb.connect(), lake, table, day) for table in lake_queries.LAKE_TABLES)
+    return moved, elapsed, sink.longest_roll_hold_s
+
+
 def run(quick: bool = False) -> list[dict]:
     traces_per_day = 2_500 if quick else 25_000
     evaluations = traces_per_day * len(RUBRICS)
@@ -107,8 +167,18 @@ def run(quick: bool = False) -> list[dict]:
         lake_mb = sum(p.stat().st_size for p in lake.rglob("*.parquet")) / 2**20
         hot_plus_lake_ms = _query_ms(rolled["db"], lake)
         hot_only_ms = _query_ms(hot_only["db"], None)
+        day = date(2026, 3, 1)
+        previous_rows, previous_s = _previous_roll(hot_only["db"], directory, day)
+        sink_rows, sink_s, longest_hold_s = _sink_roll(hot_only["db"], directory, day)
+    if previous_rows != sink_rows:
+        raise RuntimeError(f"the two rolls moved {previous_rows} and {sink_rows} rows")
     week = f"{DAYS} days x {evaluations:,} evaluations"
+    one_day = f"one day of {evaluations:,} evaluations ({sink_rows:,} rows) out of a week"
     return [
+        _row(f"roll rate, sink's chunked roll on uncompressed keys, {one_day}", sink_rows / sink_s, "rows/s",
+             "previous roll: one transaction, compressed keys", previous_rows / previous_s),
+        _row(f"longest single hold of the DuckDB file while moving {one_day}", longest_hold_s * 1000, "ms",
+             "previous roll: the whole move is one hold", previous_s * 1000),
         _row(f"export (roll) rate: evaluations + traces + judge calls moved to the lake, {week}",
              rolled["export_rows"] / rolled["export_s"], "rows/s"),
         _row(f"DuckDB file after day {DAYS} / after day {HOT_DAYS + 1}, EVALUATOR_HOT_DAYS={HOT_DAYS}",
