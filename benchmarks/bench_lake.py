@@ -8,7 +8,7 @@ everything stays in DuckDB (the baseline). The file's size is read after a check
 
 Moving one day, before and after, on the same rows: the previous roll (keys compressed as
 DuckDB chooses, the whole day deleted in one transaction that holds the file throughout) against
-the sink's roll (keys stored uncompressed, migration 7; the day deleted in chunks, the file
+the sink's roll (keys stored uncompressed, migration 8; the day deleted in chunks, the file
 opened for each step), with its rate and the longest single hold of the file.
 """
 
@@ -108,18 +108,19 @@ def _query_ms(db: Path, lake: Path | None, repeat: int = 3) -> float:
     return best * 1000
 
 
-FIRST_COMPRESSED_KEYS = 6
-"""The last migration before keys were stored uncompressed (the previous roll's schema)."""
+BEFORE_UNCOMPRESSED_KEYS = next(i for i, m in enumerate(MIGRATIONS) if "stored uncompressed" in m.description)
+"""How many migrations the previous roll's schema had (keys compressed as DuckDB chooses)."""
 
 
 def _previous_roll(hot_only: Path, directory: Path, day: date) -> tuple[int, float]:
-    """The roll as it was: the same rows in a file of schema 6, the day exported, then deleted
-    in one transaction. Returns (rows moved, seconds: all of it one hold of the file)."""
+    """The roll as it was: the same rows in a file of the schema before keys were stored
+    uncompressed, the day exported, then deleted in one transaction. Returns (rows moved,
+    seconds: all of it one hold of the file)."""
     db = directory / "previous.duckdb"
     conn = duckdb.connect(str(db))
     try:
         conn.execute("SET TimeZone = 'UTC'")
-        apply_migrations(conn, str(db), MIGRATIONS[:FIRST_COMPRESSED_KEYS])
+        apply_migrations(conn, str(db), MIGRATIONS[:BEFORE_UNCOMPRESSED_KEYS])
         conn.execute(f"ATTACH '{hot_only}' AS source (READ_ONLY)")
         for table in lake_queries.LAKE_TABLES:
             conn.execute(f"INSERT INTO main.{table.name} SELECT * FROM source.{table.name}")

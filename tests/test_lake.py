@@ -299,14 +299,15 @@ def test_the_sink_writes_a_batch_between_chunks(db: Path, tmp_path: Path,
     assert hot_counts(db)["evaluations"] == 40 + 13  # day 2 and 3, and what came in meanwhile
 
 
-def test_migration_7_keeps_every_row_and_key_and_stores_keys_uncompressed(tmp_path: Path) -> None:
+def test_the_uncompressed_keys_migration_keeps_every_row_and_key(tmp_path: Path) -> None:
     from evaluator.store.migrations import MIGRATIONS, apply_migrations
 
     db = tmp_path / "old.duckdb"
     conn = duckdb.connect(str(db))
-    apply_migrations(conn, str(db), MIGRATIONS[:6])
+    rebuild = next(i for i, m in enumerate(MIGRATIONS) if "stored uncompressed" in m.description)
+    apply_migrations(conn, str(db), MIGRATIONS[:rebuild])
     conn.close()
-    with duckdb.connect(str(db)) as old:  # rows written at schema 6
+    with duckdb.connect(str(db)) as old:  # rows written before the migration
         old.execute("INSERT INTO evaluations (evaluation_id, trace_id, rubric, rubric_version, rubric_hash,"
                     " judge, judge_hash, status, attempts, cached, sample_weight, truncated, created_at,"
                     " stability) SELECT 'e-' || i, 't-' || i, 'relevance', 1, 'h', 'offline', 'j', 'scored',"
