@@ -8,7 +8,7 @@ everything stays in DuckDB (the baseline). The file's size is read after a check
 
 Moving one day, before and after, on the same rows: the previous roll (keys compressed as
 DuckDB chooses, the whole day deleted in one transaction that holds the file throughout) against
-the sink's roll (keys stored uncompressed, migration 8; the day deleted in chunks, the file
+the sink's roll (keys stored uncompressed, migration 9; the day deleted in chunks, the file
 opened for each step), with its rate and the longest single hold of the file.
 """
 
