@@ -80,6 +80,9 @@ def test_variables_are_read_typed(monkeypatch, tmp_path):
     ("EVALUATOR_MAX_ERROR_SHARE", "2", "EVALUATOR_MAX_ERROR_SHARE='2' must be at most 1"),
     ("EVALUATOR_PII_MODE", "scramble", "EVALUATOR_PII_MODE='scramble': use 'mask', 'hash' or 'off'"),
     ("EVALUATOR_PII_JUDGE_SEES", "both", "EVALUATOR_PII_JUDGE_SEES='both': use 'masked' or 'raw'"),
+    ("EVALUATOR_EVENTS_ENDPOINT", "collector:4318/v1/logs",
+     "EVALUATOR_EVENTS_ENDPOINT='collector:4318/v1/logs': give an http:// or https:// URL with a host, "
+     "e.g. http://collector:4318/v1/logs"),
     ("EVALUATOR_DB", "", None),  # empty: unset
 ])
 def test_a_bad_value_names_its_variable(monkeypatch, name, value, message):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from evaluator.core.errors import ConfigError
@@ -74,6 +75,17 @@ class Settings(BaseSettings):
     """Days (UTC) the sink keeps in DuckDB; older ones move to lake_dir. Unset: never moved."""
     events_endpoint: str | None = None
     """OTLP/HTTP logs endpoint the sink sends a `gen_ai.evaluation.result` event per evaluation to."""
+
+    @field_validator("events_endpoint")
+    @classmethod
+    def _an_http_url(cls, value: str | None) -> str | None:
+        """Refused at start: the exporter would only log each failed export."""
+        if value is not None:
+            url = urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError("give an http:// or https:// URL with a host, "
+                                 "e.g. http://collector:4318/v1/logs")
+        return value
     receiver_addr: str = "127.0.0.1"
     """Address `evaluator receive` listens on (`0.0.0.0`: every interface)."""
     receiver_port: int = Field(4318, ge=0, le=65535)
@@ -128,6 +140,8 @@ def _describe(error: Any) -> str:
         problem = f"must be at most {context['le']:g}"
     elif kind == "literal_error":
         return f"{name}={error['input']!r}: use {context['expected']}"
+    elif kind == "value_error":
+        return f"{name}={error['input']!r}: {context['error']}"
     else:
         return f"{name}={error['input']!r}: {error['msg']}"
     return f"{name}={error['input']!r} {problem}"
