@@ -88,9 +88,12 @@ def test_a_new_migration_keeps_existing_rows_and_a_newer_file_is_refused(db):
 
 
 def test_read_only_open_of_an_unmigrated_file_says_how_to_upgrade(db):
+    """The way to upgrade adds nothing to the store: `evaluator run` would add the bundled sample
+    traces to production traffic."""
     duckdb.connect(str(db)).close()
-    with pytest.raises(StoreError, match="open it once read-write"):
+    with pytest.raises(StoreError, match="open it once read-write") as raised:
         Store(db, read_only=True)
+    assert "`evaluator sink`" in str(raised.value) and "e.g. `evaluator run`" not in str(raised.value)
 
 
 def test_arrow_batch_columns_match_the_tables(db):

@@ -386,5 +386,6 @@ def require_current(conn: duckdb.DuckDBPyConnection, where: str) -> None:
     if missing:
         raise StoreError(
             f"{where} is at schema migration {max(applied, default=0)}, this evaluator needs"
-            f" {LATEST_VERSION}: open it once read-write (e.g. `evaluator run`) to upgrade it"
+            f" {LATEST_VERSION}: open it once read-write to upgrade it (`evaluator sink` does when it"
+            " starts; not `evaluator run`, which would add its traces to the store)"
         )
