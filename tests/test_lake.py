@@ -322,3 +322,24 @@ def test_the_uncompressed_keys_migration_keeps_every_row_and_key(tmp_path: Path)
     assert written.new_evaluation_ids == {"e-new"}  # the primary key came through
     assert stored == (3001, 3000)
     assert compression == {"Uncompressed"}
+
+
+def test_a_lake_written_before_a_column_was_added_reads_it_as_null(db: Path, tmp_path: Path) -> None:
+    """Migrations add columns (evaluations.claims, migration 7): a lake exported before one has
+    files without it, and reading or merging them must not fail on the missing column."""
+    lake = tmp_path / "lake"
+    before = summary(db)
+    with Store(db) as store:
+        store.roll_to_lake(lake, before=DAYS[2])
+    for path in (lake / "evaluations").rglob("*.parquet"):
+        duckdb.execute(f"COPY (SELECT * EXCLUDE (claims) FROM read_parquet('{path}')) TO '{path}.old'"
+                       " (FORMAT parquet)")
+        path.with_name(path.name + ".old").replace(path)
+    assert summary(db, lake) == before
+    with Store(db, read_only=True, lake=lake) as store:
+        assert store.conn.execute("SELECT count(*), count(claims) FROM evaluations").fetchone() == (60, 0)
+    write_day(db, DAYS[0], 100, 1)  # a late row: the day is merged with the old files
+    with Store(db) as store:
+        store.roll_to_lake(lake, before=DAYS[2])
+    with Store(db, read_only=True, lake=lake) as store:
+        assert store.conn.execute("SELECT count(*) FROM evaluations").fetchone() == (62,)

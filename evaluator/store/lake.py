@@ -82,15 +82,21 @@ def _glob(lake: Path, table: LakeTable, day: date | None = None) -> str:
     return str(lake / table.name / day_part / ("*/*.parquet" if table.by_rubric else "*.parquet"))
 
 
-def _lake_rows(lake: Path, table: LakeTable, day: date | None = None) -> str | None:
-    """A SELECT of the table's columns from its lake files (of one day), or None without files."""
+def _lake_rows(conn: duckdb.DuckDBPyConnection, lake: Path, table: LakeTable,
+               day: date | None = None) -> str | None:
+    """A SELECT of the table's columns from its lake files (of one day), or None without files.
+    A column added by a later migration than the files' export reads as NULL."""
     pattern = _glob(lake, table, day)
     base = lake / table.name
     if not base.is_dir() or not any(base.glob(pattern[len(str(base)) + 1:])):
         return None
     hive_types = "{'day': DATE, 'rubric': VARCHAR}" if table.by_rubric else "{'day': DATE}"
-    return (f"SELECT {_columns(table)} FROM read_parquet('{_quote(pattern)}', hive_partitioning = true,"
-            f" hive_types = {hive_types}, union_by_name = true)")
+    source = (f"read_parquet('{_quote(pattern)}', hive_partitioning = true, hive_types = {hive_types},"
+              " union_by_name = true)")
+    present = {row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    columns = ", ".join(f'"{name}"' if name in present else f'CAST(NULL AS {sql_type}) AS "{name}"'
+                        for name, sql_type in table_columns()[table.name])
+    return f"SELECT {columns} FROM {source}"
 
 
 def _quote(text: str) -> str:
@@ -115,7 +121,7 @@ def export_day(conn: duckdb.DuckDBPyConnection, lake: Path, day: date) -> DayExp
     for table in LAKE_TABLES:
         source = _hot(conn, table)
         hot = f"SELECT {_columns(table)} FROM {source} WHERE {_day_of(table)} = $day"
-        existing = _lake_rows(lake, table, day)
+        existing = _lake_rows(conn, lake, table, day)
         merged = hot if existing is None else (
             f"{hot} UNION ALL BY NAME SELECT * FROM ({existing}) AS lake_rows WHERE \"{table.key}\""
             f" NOT IN (SELECT {table.key} FROM {source} WHERE {_day_of(table)} = $day)")
@@ -149,7 +155,7 @@ def _move_into_place(staging: Path, target: Path) -> int:
 
 
 def lake_count(conn: duckdb.DuckDBPyConnection, lake: Path, table: LakeTable, day: date) -> int:
-    select = _lake_rows(Path(lake), table, day)
+    select = _lake_rows(conn, Path(lake), table, day)
     if select is None:
         return 0
     return (conn.execute(f"SELECT count(*) FROM ({select})").fetchone() or (0,))[0]
@@ -207,7 +213,7 @@ def delete_chunk(conn: duckdb.DuckDBPyConnection, lake: Path, chunk: RollChunk) 
     table = chunk.table
     source = _hot(conn, table)
     where, params = _in_chunk(chunk)
-    in_lake = _lake_rows(Path(lake), table, chunk.day)
+    in_lake = _lake_rows(conn, Path(lake), table, chunk.day)
     conn.begin()
     try:
         (hot,) = conn.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone() or (0,)
@@ -229,7 +235,7 @@ def attach_lake(conn: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:
     tables that have lake files."""
     attached = []
     for table in LAKE_TABLES:
-        select = _lake_rows(Path(lake), table)
+        select = _lake_rows(conn, Path(lake), table)
         if select is None:
             continue
         hot = _hot(conn, table)
