@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
 import evaluator.worker.embedded
-from evaluator.core.errors import StoreError
+from evaluator.core.errors import ResultsNotStoredError, StoreError
 from evaluator.core.settings import DEFAULTS
 from evaluator.ingest.files import collect_work
 from evaluator.judges.factory import load_judge
@@ -117,3 +118,39 @@ def test_traces_stream_in_through_a_named_pipe(tmp_path, traces):
     report = run_embedded(fifo, tmp_path / "run.duckdb", "offline", sample_rate=1.0)
     producer.join()
     assert (report.traces_read, report.sampled) == (130, 130)
+
+
+def _failing_writes(monkeypatch) -> None:
+    """A store whose batch writes fail (a full disk): opening it and marking runs still work."""
+    def full_disk(self, *args, **kwargs):
+        raise StoreError(f"writing a batch to {self.path} failed, nothing was written: disk full")
+
+    monkeypatch.setattr(Store, "write_batch", full_disk)
+
+
+def test_a_sink_that_cannot_write_when_stopping_says_what_it_did_not_store(tmp_path, monkeypatch):
+    _failing_writes(monkeypatch)
+    channel, stop = InMemoryChannel(), threading.Event()
+    for n in range(3):
+        channel.publish(_batch_with_a_dead_letter(n))
+    stop.set()
+    sink = Sink(channel, tmp_path / "full.duckdb", hold_s=1.0, poll_ms=10)
+    sink.run(stop, retry_delay_s=0.0)
+    assert sink.unstored is not None
+    assert len(sink.unstored.batch.dead_letters) + channel.depth() == 3
+    assert "disk full" in sink.unstored.reason
+
+
+def test_a_run_whose_results_cannot_be_stored_fails_and_says_how_many(tmp_path, traces, monkeypatch):
+    small = tmp_path / "five.jsonl"
+    small.write_text("".join(traces.read_text(encoding="utf-8").splitlines(True)[:5]), encoding="utf-8")
+    _failing_writes(monkeypatch)
+    db = tmp_path / "full.duckdb"
+    with pytest.raises(ResultsNotStoredError) as raised:
+        run_embedded(small, db, "offline", sample_rate=1.0, batch_size=2)
+    message = str(raised.value)
+    rubrics = len(RubricRegistry.load(DEFAULTS.rubrics_dir).latest())
+    assert f"{5 * rubrics} evaluations of 5 sampled traces" in message and "disk full" in message
+    with Store(db, read_only=True) as store:
+        [run] = store.runs()
+    assert run.status == "failed" and "disk full" in run.summary["error"]

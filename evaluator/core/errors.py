@@ -44,6 +44,10 @@ class StoreError(EvaluatorError):
     """The DuckDB store could not be opened, migrated or written."""
 
 
+class ResultsNotStoredError(StoreError):
+    """Results the sink was given could not be written when it stopped: the run failed."""
+
+
 class BrokerError(EvaluatorError):
     """The queue broker (Redis) is unreachable or misconfigured."""
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from evaluator.core.errors import ResultsNotStoredError
 from evaluator.core.records import DeadLetter
 from evaluator.core.settings import DEFAULTS, Settings
 from evaluator.core.work import WorkItem
@@ -192,9 +193,9 @@ def run_embedded(
         counts = _evaluate(traces_path, db_path, judge_name, policy, rubric_refs, registry,
                            settings, budget, batch_size, concurrent_chunks, fmt, report.run_id,
                            progress)
-    except BaseException:
+    except BaseException as exc:
         with Store(db_path) as store:  # never leave the run 'running'
-            store.finish_run(report.run_id, "failed")
+            store.finish_run(report.run_id, "failed", summary={"error": f"{type(exc).__name__}: {exc}"})
         raise
     report.traces_read, report.invalid, report.reused_ids = (
         counts.traces_read, counts.invalid, counts.reused_ids)
@@ -230,10 +231,10 @@ class EmbeddedPipeline:
                                 runtime=JudgeRuntime.from_settings(settings, db_path))
         self._stop = threading.Event()
         self._events = evaluation_events(settings)
-        self._sink_thread = threading.Thread(
-            target=Sink(self.channel, Path(db_path), on_written=on_written, events=self._events,
-                        hold_s=hold_s, poll_ms=SINK_POLL_MS).run,
-            args=(self._stop,), name="evaluator-sink")
+        self._sink = Sink(self.channel, Path(db_path), on_written=on_written, events=self._events,
+                          hold_s=hold_s, poll_ms=SINK_POLL_MS)
+        self._sink_thread = threading.Thread(target=self._sink.run, args=(self._stop,),
+                                             name="evaluator-sink")
         self._chunks: queue.Queue[list[WorkItem] | None] = queue.Queue(maxsize=MAX_WAITING_CHUNKS)
         self._judging_thread = ThreadPoolExecutor(1, thread_name_prefix="evaluator-judging")
         self._judging = self._judging_thread.submit(asyncio.run, _judge_chunks(
@@ -259,7 +260,8 @@ class EmbeddedPipeline:
 
     def close(self) -> None:
         """End the judging loop (unjudged chunks are dropped: call join first to judge them),
-        then let the sink write what is left, and stop it."""
+        then let the sink write what is left, and stop it. Raises ResultsNotStoredError, saying
+        how many and why, when the sink could not write them all."""
         if not self._judging.done():
             _drain(self._chunks)
             self._chunks.put(None)
@@ -268,6 +270,14 @@ class EmbeddedPipeline:
         self._sink_thread.join()
         if self._events is not None:
             self._events.shutdown()
+        unstored = self._sink.unstored
+        if unstored is not None:
+            for _, left in self.channel.read(max_entries=self.channel.depth(), block_ms=0):
+                unstored.batch.extend(left)  # type: ignore[arg-type]  # in process: batches
+            raise ResultsNotStoredError(
+                f"{unstored.describe()} could not be stored in {self._sink.db_path}: "
+                f"{unstored.reason}. Make the store writable and evaluate these traces again "
+                "(what was stored is not stored twice)")
 
     def _hand_over(self, chunk: list[WorkItem] | None) -> None:
         while True:

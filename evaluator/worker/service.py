@@ -15,7 +15,7 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware.asyncio import AsyncIO
 
-from evaluator.core.errors import ConfigError
+from evaluator.core.errors import ConfigError, ResultsNotStoredError
 from evaluator.core.settings import Settings
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.judges.transport_openai import close_http_clients
@@ -145,8 +145,14 @@ def run_sink(settings: Settings, db_path: Path, stop: threading.Event | None = N
         alongside(stop)
     log.info("sink pid %s writing %s", os.getpid(), db_path)
     events = evaluation_events(settings)
+    sink = Sink(channel, db_path, events=events, retention=lake_retention(settings))
     try:
-        Sink(channel, db_path, events=events, retention=lake_retention(settings)).run(stop)
+        sink.run(stop)
     finally:
         if events is not None:
             events.shutdown()
+    if sink.unstored is not None:
+        raise ResultsNotStoredError(
+            f"{sink.unstored.describe()} could not be stored in {db_path}: {sink.unstored.reason}. "
+            "They stay unacknowledged in Redis: start `evaluator sink` again once the store can "
+            "be written")

@@ -22,6 +22,10 @@ from evaluator.worker.evaluation_events import EvaluationEvents
 from evaluator.worker.metrics import metrics
 
 log = logging.getLogger(__name__)
+STOP_ATTEMPTS = 3
+"""Tries to write what is left when the sink stops, before it gives the rest up as unstored."""
+STOP_RETRY_CAP_S = 0.2
+"""The longest wait between those tries: stopping should not hang on a broken store."""
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
@@ -40,6 +44,20 @@ class LakeRetention:
     def cutoff(self) -> date:
         """The first day kept in DuckDB."""
         return self.now().date() - timedelta(days=self.hot_days)
+
+
+@dataclass(frozen=True)
+class Unstored:
+    """Results read from the channel that the sink could not write before it stopped, and why.
+    Entries of a durable channel (Redis) stay unacknowledged and come again at the next start;
+    the in-process channel's are lost with the process."""
+
+    batch: ResultBatch
+    reason: str
+
+    def describe(self) -> str:
+        return (f"{len(self.batch.evaluations)} evaluations of {len(self.batch.traces)} sampled "
+                f"traces and {len(self.batch.dead_letters)} dead letters")
 
 
 class Sink:
@@ -76,6 +94,8 @@ class Sink:
         self.poll_ms = poll_ms
         self.rows_written = 0
         self._unwritten: tuple[ResultBatch, list[str]] | None = None
+        self.unstored: Unstored | None = None
+        """Set when `run` stopped with results it could not write."""
         self._store: Store | None = None
         self._opened_at = 0.0
         self._stopping = threading.Event()
@@ -228,10 +248,27 @@ class Sink:
                              is_retryable=lambda exc: isinstance(exc, Exception))
         try:
             retry_call(drain_until_stopped, policy, on_retry=warn, sleep=stop.wait)
-            while self.drain_once(block_ms=min(50, self.poll_ms)):
-                pass
+            self._drain_rest(retry_delay_s, warn)
         finally:
             self.release()
+
+    def _drain_rest(self, retry_delay_s: float, warn: Callable[[BaseException, int, float], None]) -> None:
+        """Write what is left, trying STOP_ATTEMPTS times; past them, keep in `unstored` the
+        batch that failed and why (the caller decides what that means), never raise."""
+        def drain() -> None:
+            while self.drain_once(block_ms=min(50, self.poll_ms)):
+                pass
+
+        policy = RetryPolicy(Backoff(min(retry_delay_s, STOP_RETRY_CAP_S), jitter="none", multiplier=1.0),
+                             is_retryable=lambda exc: isinstance(exc, Exception),
+                             max_attempts=STOP_ATTEMPTS)
+        try:
+            retry_call(drain, policy, on_retry=warn)
+        except Exception as exc:
+            batch = self._unwritten[0] if self._unwritten is not None else ResultBatch()
+            self.unstored = Unstored(batch, f"{type(exc).__name__}: {exc}")
+            log.error("sink: stopped with %s not stored in %s (%s)", self.unstored.describe(),
+                      self.db_path, self.unstored.reason)
 
 
 def _first_of_each(evaluations: list[Evaluation], stored: frozenset[str]) -> list[Evaluation]:
