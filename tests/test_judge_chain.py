@@ -156,7 +156,7 @@ def test_require_key_alone(monkeypatch) -> None:
 
 def test_cached_judge_alone() -> None:
     inner = StubJudge()
-    cached = CachedJudge(inner, lambda labels: "identity", JudgeCache(),
+    cached = CachedJudge(inner, lambda labels, claims: "identity", JudgeCache(),
                          CallRows("stub", "m", "t"), ttl_s=60)
     miss = run(cached.judge(RUBRIC, TRACE, prompt()))
     hit = run(cached.judge(RUBRIC, TRACE, prompt()))
@@ -168,7 +168,7 @@ def test_cached_judge_alone() -> None:
 
 def test_cached_judge_does_not_keep_an_unusable_verdict() -> None:
     inner = StubJudge(verdict=JudgeVerdict(status="unscored", reason="no label"))
-    cached = CachedJudge(inner, lambda labels: "identity", JudgeCache(),
+    cached = CachedJudge(inner, lambda labels, claims: "identity", JudgeCache(),
                          CallRows("stub", "m", "t"), ttl_s=60)
     run(cached.judge(RUBRIC, TRACE, prompt()))
     assert not run(cached.judge(RUBRIC, TRACE, prompt())).cached and len(inner.asked) == 2
