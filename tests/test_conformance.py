@@ -1,10 +1,12 @@
 """Conformance: the real instrumentation packages, a real openai client, both ingestion paths.
 
-Each package set runs in its own virtualenv (`make conformance-envs`, which `.ci/run` calls
-before `make test`; scripts/conformance_envs.py) a driver (tests/conformance/driver.py) that
-instruments openai against the local test server in every mode of the package and writes the
-spans and log records (Collector file format) plus what the live EvaluatorSpanExporter and
-EvaluatorLogExporter built from the same objects. Here the file is read the way
+Each package set is installed in its own virtualenv (`make conformance-envs`, which `.ci/run`
+calls before `make test`; scripts/conformance_envs.py). One driver process
+(tests/conformance/driver.py) imports openai, the SDK and the evaluator once and forks a child
+per set on that set's packages, which instruments openai against the local test server in every
+mode of the package and writes the spans and log records (Collector file format) plus what the
+live EvaluatorSpanExporter and EvaluatorLogExporter built from the same objects. The drivers run
+once for the module (all its tests in one xdist group). Here the file is read the way
 `evaluator run/ingest --format otlp-json` reads it, and for every set and mode:
   - the file path and the live exporters build the same Traces and the same number of dead letters;
   - what is read (input, system, output, JSON answer kept whole, streaming, finish reason and
@@ -28,11 +30,11 @@ import pytest
 
 from evaluator.core.records import DeadLetter, Trace
 from evaluator.ingest.otel.otlp_json import read_otlp_json_traces
-from scripts.conformance_envs import ROOT, env_python, package_sets
+from scripts.conformance_envs import ROOT, is_built, package_sets
 from tests.conformance import scenarios as s
 from tests.support.openai_server import REASONING, OpenAIServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("conformance")]
 
 ANSWER = f"Reasoning: {REASONING}\nLabel: pass"
 JSON_ANSWER = json.dumps({"reasoning": REASONING, "label": "pass"})
@@ -140,7 +142,7 @@ def _read_run(out: Path) -> Run:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[tuple[str, str], Run]:
     sets = sorted(package_sets())
-    missing = [name for name in sets if not env_python(name).exists()]
+    missing = [name for name in sets if not is_built(name)]
     if missing:
         message = f"conformance virtualenvs missing ({', '.join(missing)}): run `make conformance-envs`"
         if os.environ.get("CI", "").lower() == "true":
@@ -149,13 +151,11 @@ def runs(tmp_path_factory) -> dict[tuple[str, str], Run]:
     out = tmp_path_factory.mktemp("conformance")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "TRACELOOP_"))}
     with OpenAIServer() as server:
-        drivers = {name: subprocess.Popen(
-            [str(env_python(name)), "-m", "tests.conformance.driver", name, server.base_url, str(out / name)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name in sets}
-        logs = {name: driver.communicate(timeout=DRIVER_TIMEOUT_S)[0] for name, driver in drivers.items()}
-    failed = [name for name, driver in drivers.items() if driver.returncode != 0]
-    if failed:
-        pytest.fail("conformance driver(s) failed:\n" + "\n".join(f"--- {name}\n{logs[name]}" for name in failed))
+        driver = subprocess.run([sys.executable, "-m", "tests.conformance.driver", server.base_url, str(out), *sets],
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                timeout=DRIVER_TIMEOUT_S)
+    if driver.returncode != 0:
+        pytest.fail(f"the conformance driver failed:\n{driver.stdout}")
     return {(name, mode.name): _read_run(out / name / mode.name)
             for name in sets for mode in _modes(name)}
 

@@ -1,14 +1,17 @@
-"""Conformance driver: one instrumentation package set around a real openai client, every mode.
+"""Conformance driver: each instrumentation package set around a real openai client, every mode.
 
-Runs with the python of that set's virtualenv (scripts/conformance_envs.py), from the project
-root:
+Runs with the main virtualenv's python, from the project root:
 
-    .venv-conformance/<set>/bin/python -m tests.conformance.driver SET BASE_URL OUT_DIR
+    .venv/bin/python -m tests.conformance.driver BASE_URL OUT_DIR SET [SET ...]
 
-The parent imports openai, the SDK and the evaluator once; each mode runs in a forked child
-(modes differ in environment variables the packages read once, at instrumentation or at first
-use). The child sets the mode's environment, instruments openai with the package, makes the
-calls of `scenarios` against the local OpenAI-compatible test server and writes to OUT_DIR/<mode>/:
+It imports openai, the SDK and the evaluator once, then forks one child per package set (in
+parallel), which puts that set's virtualenv (scripts/conformance_envs.py) first on its path and
+imports the set's packages; every package both hold has one version (constraints.txt, checked),
+so what was imported before the fork is what the set's virtualenv holds. Each mode runs in a
+child forked from the set's (modes differ in environment variables the packages read once, at
+instrumentation or at first use). The mode's child sets the mode's environment, instruments
+openai with the package, makes the calls of `scenarios` against the local OpenAI-compatible
+test server and writes to OUT_DIR/<set>/<mode>/:
   - otlp.jsonl: its spans and log records, as the Collector's file exporter writes them;
   - live.json: the scenarios' trace ids, the Traces the live EvaluatorSpanExporter (with the
     EvaluatorLogExporter) built and why each was sampled, and both exporters' counters.
@@ -38,6 +41,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from evaluator.ingest.otel import EvaluatorLogExporter, EvaluatorSpanExporter
 from evaluator.sampling.policy import SamplingPolicy
+from scripts.conformance_envs import use_env
 from tests.conformance import scenarios as s
 from tests.support.otlp_files import otlp_json_lines
 
@@ -304,31 +308,46 @@ def run_mode(package_set: PackageSet, mode: Mode, base_url: str, out: Path) -> N
     recorder.write(out, scenario_traces)
 
 
-def main(argv: list[str]) -> int:
-    name, base_url, out = argv
+def _forked(run: Callable[[], None]) -> int:
+    """Run `run` in a forked child (its traceback printed if it raises); the child's pid."""
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            run()
+            status = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    return pid
+
+
+def _wait(pids: dict[str, int]) -> list[str]:
+    """The names whose child failed."""
+    return [name for name, pid in pids.items() if os.waitpid(pid, 0)[1] != 0]
+
+
+def run_set(name: str, base_url: str, out: Path) -> None:
+    use_env(name)
     package_set = SETS[name]
     for module in package_set.preload:
         importlib.import_module(module)
     failed = []
-    for mode in package_set.modes:
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                run_mode(package_set, mode, base_url, Path(out) / mode.name)
-                status = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(status)
-        _, status = os.waitpid(pid, 0)
-        if status != 0:
-            failed.append(mode.name)
+    for mode in package_set.modes:  # one after another: the sets already run side by side
+        pid = _forked(lambda mode=mode: run_mode(package_set, mode, base_url, out / mode.name))
+        failed += _wait({mode.name: pid})
     if failed:
-        print(f"conformance driver {name}: mode(s) {', '.join(failed)} failed (see the traceback above)",
-              file=sys.stderr)
+        raise RuntimeError(f"conformance driver {name}: mode(s) {', '.join(failed)} failed "
+                           "(see the traceback above)")
+
+
+def main(argv: list[str]) -> int:
+    base_url, out, *names = argv
+    failed = _wait({name: _forked(lambda name=name: run_set(name, base_url, Path(out) / name))
+                    for name in names})
     return 1 if failed else 0
 
 
