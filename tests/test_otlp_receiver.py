@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import socket
 import time
 
@@ -17,6 +18,10 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
@@ -40,7 +45,7 @@ class Served:
     """A receiver on a free port, in sink mode: what it enqueues lands in `items`."""
 
     def __init__(self, token: str | None = None, max_body_bytes: int = 2**20, settle_s: float = 0.0,
-                 overloaded=None, redis_url: str | None = None) -> None:
+                 overloaded=None, redis_url: str | None = None, shutdown_grace_s: float = 5.0) -> None:
         self.items: list = []
         self.dead: list = []
         if redis_url:
@@ -54,7 +59,7 @@ class Served:
         self.exporter.join_logs(self.logs)
         self.receiver = OtlpReceiver(self.exporter, self.logs, max_body_bytes=max_body_bytes,
                                      token=token, overloaded=overloaded)
-        self.running = RunningReceiver(self.receiver, "127.0.0.1", 0)
+        self.running = RunningReceiver(self.receiver, "127.0.0.1", 0, shutdown_grace_s=shutdown_grace_s)
         self.url = f"http://127.0.0.1:{self.running.port}"
 
     def stop(self) -> None:
@@ -186,6 +191,52 @@ def test_partial_success_counts_spans_without_ids_and_late_spans(served, capture
     assert answer.partial_success.rejected_spans == 1
     assert "after their trace was handed on" in answer.partial_success.error_message
     assert [t.output for t in one.traces()] == ["first"]
+
+
+def test_log_records_with_bad_ids_are_rejected_in_partial_success(served):
+    one = served()
+    request = ExportLogsServiceRequest()
+    scope = request.resource_logs.add().scope_logs.add()
+    scope.log_records.add(event_name="gen_ai.user.message", trace_id=b"\1" * 3, span_id=b"\2" * 8)
+    scope.log_records.add(event_name="gen_ai.user.message", trace_id=b"\1" * 16, span_id=b"\2" * 8)
+    scope.log_records.add(event_name="app.audit", trace_id=b"\1" * 3)  # not GenAI: not ours to judge
+    reply = requests.post(f"{one.url}/v1/logs", data=request.SerializeToString(), headers=PROTOBUF,
+                          timeout=10)
+    answer = ExportLogsServiceResponse.FromString(reply.content)
+    assert (reply.status_code, answer.partial_success.rejected_log_records) == (200, 1)
+    assert "'gen_ai.user.message'" in answer.partial_success.error_message
+    assert "traceId/spanId" in answer.partial_success.error_message
+
+
+def test_an_empty_json_request_is_accepted_on_both_paths(served):
+    one = served()
+    for path in ("/v1/traces", "/v1/logs"):
+        reply = requests.post(f"{one.url}{path}", data=b"{}", headers=JSON, timeout=10)
+        assert (reply.status_code, json.loads(reply.content)) == (200, {})
+
+
+@pytest.mark.parametrize("encoding", ["zstd", "compress"])
+def test_an_unsupported_content_encoding_is_415_naming_the_supported_ones(served, encoding):
+    one = served()
+    reply = requests.post(f"{one.url}/v1/traces", data=b"\x28\xb5\x2f\xfd",
+                          headers={**PROTOBUF, "Content-Encoding": encoding}, timeout=10)
+    assert reply.status_code == 415
+    message = Status.FromString(reply.content).message
+    assert encoding in message and "gzip" in message and "identity" in message
+
+
+def test_stopping_closes_a_connection_stuck_in_a_request_within_the_grace(caplog):
+    one = Served(shutdown_grace_s=0.2)
+    with socket.create_connection(("127.0.0.1", one.running.port)) as stuck:
+        stuck.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                      b"Content-Length: 100\r\n\r\nonly part of it")
+        time.sleep(0.1)  # the request reached its handler
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING):
+            one.stop()
+        assert time.monotonic() - started < 5  # aiohttp's default grace is 60 s
+        assert stuck.recv(100) == b""  # closed
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_back_pressure_is_429_or_503_with_retry_after(served):

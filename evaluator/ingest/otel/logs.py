@@ -153,14 +153,31 @@ def from_sdk_log(record: Any) -> LogEvent | UnaddressedEvent | None:
 def from_otlp_log(record: OtlpLogRecord, service: str | None = None,
                   scope: str | None = None) -> LogEvent | UnaddressedEvent | None:
     """One OTLP log record; `service` and `scope` are those of the resource and scope it is listed under."""
-    body = any_value(record.body) if record.HasField("body") else None
-    event = _event(record.event_name, key_values(record.attributes), body,
-                   record.time_unix_nano or record.observed_time_unix_nano)
-    has_ids = len(record.trace_id) == 16 and len(record.span_id) == 8 and any(record.trace_id)
-    if not has_ids and any(record.trace_id + record.span_id):
-        return None  # malformed ids: not a record emitted outside any span
-    return _addressed(event, record.trace_id.hex() if has_ids else None,
+    if _malformed_ids(record):
+        return None  # not a record emitted outside any span: see malformed_genai_record
+    has_ids = any(record.trace_id)
+    return _addressed(_otlp_event(record), record.trace_id.hex() if has_ids else None,
                       record.span_id.hex() if has_ids else None, service, scope)
+
+
+def malformed_genai_record(record: OtlpLogRecord) -> str | None:
+    """The event name of a GenAI record whose trace or span id is set but not valid (it can be
+    joined to no span, so receivers reject it), else None."""
+    if not _malformed_ids(record):
+        return None
+    event = _otlp_event(record)
+    return event.name if event is not None else None
+
+
+def _malformed_ids(record: OtlpLogRecord) -> bool:
+    valid = len(record.trace_id) == 16 and len(record.span_id) == 8 and any(record.trace_id)
+    return not valid and any(record.trace_id + record.span_id)
+
+
+def _otlp_event(record: OtlpLogRecord) -> SpanEvent | None:
+    body = any_value(record.body) if record.HasField("body") else None
+    return _event(record.event_name, key_values(record.attributes), body,
+                  record.time_unix_nano or record.observed_time_unix_nano)
 
 
 def join(spans: Sequence[SpanRecord], events: Iterable[LogEvent]) -> list[SpanRecord]:

@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.json_format import ParseDict, ParseError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -27,11 +27,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from evaluator.core.errors import ConfigError, InvalidTraceError
 from evaluator.core.records import MAX_TEXT_CHARS, DeadLetter, Trace
 from evaluator.ingest.otel.conventions import is_genai_span, streamed_elsewhere
-from evaluator.ingest.otel.logs import LogEvent, UnaddressedEvent, answer_windows, from_otlp_log, place
+from evaluator.ingest.otel.logs import (
+    LogEvent,
+    UnaddressedEvent,
+    answer_windows,
+    from_otlp_log,
+    malformed_genai_record,
+    place,
+)
 from evaluator.ingest.otel.logs import join as join_logs
 from evaluator.ingest.otel.normalize import normalize_spans
 from evaluator.ingest.otel.spans import SpanRecord, from_otlp_span, spans_payload
 
+Request = TypeVar("Request", ExportTraceServiceRequest, ExportLogsServiceRequest)
 _HEX_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
@@ -80,22 +88,36 @@ def _is_logs(request: dict[str, Any]) -> bool:
     return "resourceLogs" in request or "resource_logs" in request
 
 
-def request_from_json(data: str | bytes) -> ExportTraceServiceRequest | ExportLogsServiceRequest:
+def request_from_json(data: str | bytes, kind: type[Request] | None = None
+                      ) -> ExportTraceServiceRequest | ExportLogsServiceRequest:
     """One ExportTraceServiceRequest or ExportLogsServiceRequest in the OTLP/JSON encoding (hex
-    ids). Raises ValueError (or ParseError) when it is neither."""
-    prepared = _prepare(json.loads(data))
+    ids). Raises ValueError (or ParseError) when it is neither. `kind` is the request an OTLP
+    endpoint expects: `{}` is then an empty one, as the specification allows."""
+    decoded = json.loads(data)
+    if kind is not None and decoded == {}:
+        return kind()
+    prepared = _prepare(decoded)
     request = ExportLogsServiceRequest() if _is_logs(prepared) else ExportTraceServiceRequest()
     ParseDict(prepared, request, ignore_unknown_fields=True)
     return request
 
 
-def log_events(request: ExportLogsServiceRequest) -> list[LogEvent | UnaddressedEvent]:
+def log_events(request: ExportLogsServiceRequest) -> tuple[list[LogEvent | UnaddressedEvent], list[str]]:
     """The GenAI log events of a request (other records, and records without ids other than
-    answers, are not ours)."""
-    events = (from_otlp_log(record, _service(resource_logs.resource), scope_logs.scope.name)
-              for resource_logs in request.resource_logs
-              for scope_logs in resource_logs.scope_logs for record in scope_logs.log_records)
-    return [event for event in events if event is not None]
+    answers, are not ours), and the names of the GenAI records whose traceId/spanId is set but
+    not valid (not converted)."""
+    events: list[LogEvent | UnaddressedEvent] = []
+    invalid: list[str] = []
+    for resource_logs in request.resource_logs:
+        service = _service(resource_logs.resource)
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                malformed = malformed_genai_record(record)
+                if malformed is not None:
+                    invalid.append(malformed)
+                elif (event := from_otlp_log(record, service, scope_logs.scope.name)) is not None:
+                    events.append(event)
+    return events, invalid
 
 
 def _service(resource: Any) -> str | None:
@@ -122,7 +144,7 @@ def parse_request_line(line: str) -> tuple[list[SpanRecord], list[LogEvent | Una
     ExportLogsServiceRequest line. Raises ValueError (or ParseError) on a malformed line."""
     request = request_from_json(line)
     if isinstance(request, ExportLogsServiceRequest):
-        return [], log_events(request)
+        return [], log_events(request)[0]  # records with bad ids: their trace's dead letter says so
     records, invalid = span_records(request)
     if invalid:
         raise ValueError(f"span {invalid[0]!r} has no valid traceId/spanId")

@@ -12,8 +12,11 @@ Answers:
 - 200 with an Export*ServiceResponse; `partial_success.rejected_spans` counts the spans without
   a valid traceId/spanId and those that arrived after their trace was handed on;
 - 400 with a google.rpc.Status for a body that does not decode (or inflate, when gzip);
-- 401 without the bearer token, when one is set; 413 past the size limit (aiohttp counts the
-  body after decompression, so a gzip bomb stops there too); 415 for another content type;
+- 401 without the bearer token, when one is set; 413 past the size limit (counted on the wire
+  and again after inflating, so a gzip bomb stops there too); 415 for another content type or
+  a Content-Encoding other than gzip or identity. The receiver inflates gzip itself (aiohttp's
+  own decompression is off): aiohttp would answer an encoding it cannot decode, zstd say, with
+  a plain-text 400 before the request reaches us;
 - 429 or 503 with Retry-After under back-pressure (EvaluatorSpanExporter.pressure), and 429
   when more than `max_waiting_requests` wait for the processing thread. OTLP clients retry
   those after Retry-After.
@@ -26,10 +29,10 @@ import asyncio
 import hmac
 import logging
 import threading
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 from aiohttp import web
 from google.protobuf.json_format import MessageToJson, ParseError
@@ -48,13 +51,16 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from evaluator.core.errors import ConfigError
 from evaluator.ingest.otel.exporter import EvaluatorSpanExporter, Pressure
 from evaluator.ingest.otel.logs import LogBuffer
-from evaluator.ingest.otel.otlp_json import log_events, request_from_json, span_records
+from evaluator.ingest.otel.otlp_json import Request, log_events, request_from_json, span_records
 
 log = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-Request = TypeVar("Request", ExportTraceServiceRequest, ExportLogsServiceRequest)
+SHUTDOWN_GRACE_S = 5.0
+"""How long stopping waits for requests in flight before it closes their connections."""
+ENCODINGS = ("gzip", "identity")
+"""The Content-Encodings OTLP/HTTP asks of a receiver."""
 TICK_S = 0.5
 """How often traces whose wait is over (settled, or past the assembly timeout) are handed on
 while no request comes."""
@@ -100,10 +106,12 @@ class OtlpReceiver:
         self.max_waiting_requests = max_waiting_requests
         self._waiting = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluator-receiver")
-        self.counts = {"requests": 0, "refused": 0, "rejected_spans": 0, "log_records": 0}
+        self.counts = {"requests": 0, "refused": 0, "rejected_spans": 0, "log_records": 0,
+                       "rejected_log_records": 0}
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body_bytes)
+        app = web.Application(client_max_size=self.max_body_bytes,
+                              handler_args={"auto_decompress": False})
         app.router.add_post("/v1/traces", self._traces)
         app.router.add_post("/v1/logs", self._logs)
         app.cleanup_ctx.append(self._ticking)
@@ -144,6 +152,10 @@ class OtlpReceiver:
         if content_type not in (PROTOBUF, JSON):
             return _status(415, f"unsupported content type {content_type!r}: use {PROTOBUF} or {JSON}",
                            answer_type).response()
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+        if encoding not in ENCODINGS:
+            return _status(415, f"unsupported Content-Encoding {encoding!r}: send "
+                           f"{' or '.join(ENCODINGS)}", answer_type).response()
         if self._waiting >= self.max_waiting_requests:
             self.counts["refused"] += 1
             return _status(429, "too many requests waiting", answer_type, retry_after_s=1).response()
@@ -154,18 +166,27 @@ class OtlpReceiver:
             except web.HTTPRequestEntityTooLarge:
                 return _status(413, f"request body over {self.max_body_bytes:,} bytes "
                                "(EVALUATOR_RECEIVER_MAX_BODY_BYTES)", answer_type).response()
-            except web.RequestPayloadError as exc:  # a body that does not inflate, a cut one
-                return _status(400, f"the body could not be read ({exc}): send it whole, "
-                               "gzip-compressed only when Content-Encoding says gzip",
+            except web.RequestPayloadError as exc:  # a cut body
+                return _status(400, f"the body could not be read ({exc}): send it whole",
                                answer_type).response()
             answer = await asyncio.get_running_loop().run_in_executor(
-                self._worker, self._guarded, export, body, content_type)
+                self._worker, self._guarded, export, body, content_type, encoding == "gzip")
         finally:
             self._waiting -= 1
         return answer.response()
 
-    def _guarded(self, export: Callable[[bytes, str], Answer], body: bytes, content_type: str) -> Answer:
+    def _guarded(self, export: Callable[[bytes, str], Answer], body: bytes, content_type: str,
+                 gzipped: bool) -> Answer:
         self.counts["requests"] += 1
+        if gzipped:
+            try:
+                body = _gunzip(body, self.max_body_bytes)
+            except _TooLarge:
+                return _status(413, f"request body over {self.max_body_bytes:,} bytes once inflated "
+                               "(EVALUATOR_RECEIVER_MAX_BODY_BYTES)", content_type)
+            except zlib.error as exc:
+                return _status(400, f"the body could not be read ({exc}): gzip-compress it only "
+                               "when Content-Encoding says gzip", content_type)
         pressure = self.exporter.pressure() or (self._overloaded() if self._overloaded else None)
         if pressure is not None:
             self.counts["refused"] += 1
@@ -201,14 +222,39 @@ class OtlpReceiver:
 
     def _export_logs(self, body: bytes, content_type: str) -> Answer:
         request = _decode(body, content_type, ExportLogsServiceRequest)
-        events = log_events(request)
+        events, invalid = log_events(request)
         self.logs.add(events)
         self.counts["log_records"] += len(events)
-        return Answer(200, _encode(ExportLogsServiceResponse(), content_type), content_type)
+        response = ExportLogsServiceResponse()
+        if invalid:
+            self.counts["rejected_log_records"] += len(invalid)
+            response.partial_success.rejected_log_records = len(invalid)
+            response.partial_success.error_message = (
+                f"{len(invalid)} GenAI log records without a valid traceId/spanId (first: {invalid[0]!r})")
+        return Answer(200, _encode(response, content_type), content_type)
 
     def _retry_s(self) -> int:
         pressure = self.exporter.pressure()
         return pressure.retry_after_s if pressure else 1
+
+
+class _TooLarge(Exception):
+    """An inflated body past the size limit."""
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """The gzip body inflated (its members one after another, as gzip allows), raising
+    _TooLarge as soon as it passes `limit` bytes rather than inflating a bomb whole."""
+    inflated = bytearray()
+    while body:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        inflated += inflater.decompress(body, limit + 1 - len(inflated))
+        if len(inflated) > limit or inflater.unconsumed_tail:
+            raise _TooLarge
+        if not inflater.eof:
+            raise zlib.error("the gzip stream ends early")
+        body = inflater.unused_data
+    return bytes(inflated)
 
 
 def _decode(body: bytes, content_type: str, kind: type[Request]) -> Request:
@@ -216,7 +262,7 @@ def _decode(body: bytes, content_type: str, kind: type[Request]) -> Request:
         request = kind()
         request.ParseFromString(body)
         return request
-    parsed = request_from_json(body)
+    parsed = request_from_json(body, kind)
     if not isinstance(parsed, kind):
         raise ValueError(f"expected an {kind.__name__}")
     return parsed
@@ -224,12 +270,16 @@ def _decode(body: bytes, content_type: str, kind: type[Request]) -> Request:
 
 class RunningReceiver:
     """The receiver served from a thread of its own (the CLI and tests): `port` is the bound
-    port (useful with port 0), `stop()` closes the server, then flushes and closes the exporter."""
+    port (useful with port 0), `stop()` closes the server, gives requests in flight
+    `shutdown_grace_s` to finish (then closes their connections: a client stuck sending a body
+    would otherwise hold the stop for aiohttp's 60 s), then flushes and closes the exporter."""
 
-    def __init__(self, receiver: OtlpReceiver, host: str, port: int) -> None:
+    def __init__(self, receiver: OtlpReceiver, host: str, port: int,
+                 shutdown_grace_s: float = SHUTDOWN_GRACE_S) -> None:
         self.receiver = receiver
         self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(receiver.application(), access_log=None)
+        self._runner = web.AppRunner(receiver.application(), access_log=None,
+                                     shutdown_timeout=shutdown_grace_s)
         started = threading.Event()
         failure: list[BaseException] = []
         self.port = port
