@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -151,11 +152,18 @@ def runs(tmp_path_factory) -> dict[tuple[str, str], Run]:
     out = tmp_path_factory.mktemp("conformance")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "TRACELOOP_"))}
     with OpenAIServer() as server:
-        driver = subprocess.run([sys.executable, "-m", "tests.conformance.driver", server.base_url, str(out), *sets],
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                timeout=DRIVER_TIMEOUT_S)
+        # a session of its own: on timeout the driver's forked children go with it
+        driver = subprocess.Popen([sys.executable, "-m", "tests.conformance.driver", server.base_url, str(out), *sets],
+                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  start_new_session=True)
+        try:
+            log = driver.communicate(timeout=DRIVER_TIMEOUT_S)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(driver.pid, signal.SIGKILL)
+            log = driver.communicate()[0]
+            pytest.fail(f"the conformance driver took over {DRIVER_TIMEOUT_S} s:\n{log}")
     if driver.returncode != 0:
-        pytest.fail(f"the conformance driver failed:\n{driver.stdout}")
+        pytest.fail(f"the conformance driver failed:\n{log}")
     return {(name, mode.name): _read_run(out / name / mode.name)
             for name in sets for mode in _modes(name)}
 
