@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from evaluator.store.labels_queries import _LATEST_SCORED
+from evaluator.store.labels_queries import judged
 from evaluator.store.schema import arrow_schema
 
 if TYPE_CHECKING:
@@ -51,8 +51,7 @@ def design_rows(store: Store, rubric: str, version: int, judge: str
                 ) -> list[DesignRow]:
     """Every judged trace of the group that is in a batch or has a human label of the rubric."""
     sql = f"""
-    WITH judged AS ({_LATEST_SCORED}),
-    latest_batch AS (
+    WITH latest_batch AS (
         SELECT * FROM label_batch_items
         WHERE rubric = $rubric AND (rubric_version IS NULL OR rubric_version = $version)
         QUALIFY row_number() OVER (PARTITION BY trace_id
@@ -60,12 +59,12 @@ def design_rows(store: Store, rubric: str, version: int, judge: str
     )
     SELECT j.trace_id, j.sample_weight, NOT j.passed, b.batch_id, b.stratum,
            b.selection_probability
-    FROM judged j LEFT JOIN latest_batch b USING (trace_id)
+    FROM {judged(store, rubric, version, judge)} j LEFT JOIN latest_batch b USING (trace_id)
     WHERE b.batch_id IS NOT NULL OR j.trace_id IN (
         SELECT trace_id FROM human_labels WHERE rubric = $rubric AND label IS NOT NULL)
     ORDER BY j.trace_id
     """
-    rows = store.conn.execute(sql, {"rubric": rubric, "version": version, "judge": judge}).fetchall()
+    rows = store.conn.execute(sql, {"rubric": rubric, "version": version}).fetchall()
     return [DesignRow(*row) for row in rows]
 
 
@@ -73,7 +72,7 @@ def production_verdicts(store: Store, rubric: str, version: int, judge: str
                         ) -> list[tuple[float, bool, int]]:
     """(sample_weight, the judge failed it, how many traces) over the group's judged traces."""
     sql = f"""
-    WITH judged AS ({_LATEST_SCORED})
-    SELECT sample_weight, NOT passed, count(*) FROM judged GROUP BY ALL ORDER BY ALL
+    SELECT sample_weight, NOT passed, count(*) FROM {judged(store, rubric, version, judge)}
+    GROUP BY ALL ORDER BY ALL
     """
-    return store.conn.execute(sql, {"rubric": rubric, "version": version, "judge": judge}).fetchall()
+    return store.conn.execute(sql).fetchall()

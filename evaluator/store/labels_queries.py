@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from evaluator.core.records import canonical_json, sha256_hex
 from evaluator.store.schema import arrow_schema
 from evaluator.store.scope import PRODUCTION
 
@@ -76,12 +77,29 @@ def count_without_evaluations(store: Store, batch: pa.Table) -> int:
 
 
 _LATEST_SCORED = f"""
-SELECT * FROM evaluations
+SELECT trace_id, rubric, rubric_version, judge, label, score, passed, sample_weight, stability
+FROM evaluations
 WHERE status = 'scored' AND label IS NOT NULL AND rubric = $rubric AND {PRODUCTION.sql()}
   AND ($version IS NULL OR rubric_version = $version) AND ($judge IS NULL OR judge = $judge)
 QUALIFY row_number() OVER (PARTITION BY rubric, rubric_version, judge, trace_id
                            ORDER BY created_at DESC, evaluation_id DESC) = 1
 """
+
+
+def judged(store: Store, rubric: str, version: int | None, judge: str | None) -> str:
+    """A temporary table of the group's judge rows (the latest scored evaluation of each trace,
+    the columns that agreement and export read), ranked once per Store: the several queries of
+    one group read it instead of ranking the evaluations again. Reads open a Store per command,
+    so it is that command's snapshot."""
+    name = "_judged_" + sha256_hex(canonical_json([rubric, version, judge]))[:16]
+    others = store.conn.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary"
+        " AND starts_with(table_name, '_judged_') AND table_name <> $name", {"name": name}).fetchall()
+    for (other,) in others:  # groups are read one after another: hold one in memory
+        store.conn.execute(f"DROP TABLE {other}")
+    store.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} AS {_LATEST_SCORED}",
+                       {"rubric": rubric, "version": version, "judge": judge})
+    return name
 
 
 _EXPORT_CANDIDATES = "_export_candidates"
@@ -106,14 +124,13 @@ def select_export_candidates(store: Store, rubric: str, version: int | None, jud
     rubric are not eligible."""
     sql = f"""
     CREATE OR REPLACE TEMP TABLE {_EXPORT_CANDIDATES} AS
-    WITH judged AS ({_LATEST_SCORED}),
-    per_trace AS (
+    WITH per_trace AS (
         SELECT trace_id,
                CASE WHEN bool_or(NOT passed) THEN 'failures'
                     WHEN count(DISTINCT label) > 1 OR coalesce(min(stability), 1.0) < 1.0
                     THEN 'disagreements'
                     ELSE 'pass:' || any_value(label) END AS stratum
-        FROM judged GROUP BY trace_id
+        FROM {judged(store, rubric, version, judge)} GROUP BY trace_id
     ),
     marked AS (
         SELECT p.trace_id, p.stratum, t.trace_id IS NOT NULL AS stored,
@@ -125,8 +142,7 @@ def select_export_candidates(store: Store, rubric: str, version: int | None, jud
                                  ORDER BY md5($seed || ':' || trace_id), trace_id) AS draw
     FROM marked
     """
-    store.conn.execute(sql, {"rubric": rubric, "version": version, "judge": judge,
-                             "skip_labelled": skip_labelled, "seed": str(seed)})
+    store.conn.execute(sql, {"rubric": rubric, "skip_labelled": skip_labelled, "seed": str(seed)})
     rows = store.conn.execute(f"SELECT stratum, stored, skipped, count(*) FROM {_EXPORT_CANDIDATES}"
                               " GROUP BY ALL ORDER BY ALL").fetchall()
     return ExportStrata(
@@ -170,28 +186,25 @@ def judge_human_rows(store: Store, rubric: str, version: int, judge: str
     """(trace_id, judge label, judge score, annotator, human label, human score) for every
     human label that meets the group's latest scored evaluation of its trace."""
     sql = f"""
-    WITH judged AS ({_LATEST_SCORED})
     SELECT e.trace_id, e.label, e.score, h.annotator, h.label, h.score
-    FROM judged e JOIN human_labels h
+    FROM {judged(store, rubric, version, judge)} e JOIN human_labels h
       ON h.trace_id = e.trace_id AND h.rubric = e.rubric
      AND (h.rubric_version IS NULL OR h.rubric_version = e.rubric_version)
     WHERE h.label IS NOT NULL
     ORDER BY e.trace_id, h.annotator
     """
-    return store.conn.execute(sql, {"rubric": rubric, "version": version, "judge": judge}).fetchall()
+    return store.conn.execute(sql).fetchall()
 
 
 def production_counts(store: Store, rubric: str, version: int, judge: str
                       ) -> dict[str, Any]:
     """Scored evaluations of the group and their failures, raw and by sampling weight."""
     sql = f"""
-    WITH judged AS ({_LATEST_SCORED})
     SELECT count(*), count(*) FILTER (WHERE NOT passed), sum(sample_weight),
            sum(sample_weight) FILTER (WHERE NOT passed), sum(sample_weight * sample_weight)
-    FROM judged
+    FROM {judged(store, rubric, version, judge)}
     """
-    n, failed, weight, weight_failed, weight_squared = store.conn.execute(
-        sql, {"rubric": rubric, "version": version, "judge": judge}).fetchall()[0]
+    n, failed, weight, weight_failed, weight_squared = store.conn.execute(sql).fetchall()[0]
     return {"n": n, "failed": failed, "weight": weight or 0.0,
             "weight_failed": weight_failed or 0.0, "weight_squared": weight_squared or 0.0}
 
