@@ -72,8 +72,11 @@ class BuildResult:
     candidates: int = 0
     added: int = 0
     duplicates: int = 0
-    """Qualifying inputs the dataset already had, or that repeated an earlier one."""
+    """Qualifying inputs the dataset already had, or that repeated an earlier one. Past the
+    limit, traces are not read: inputs are compared by their stored hash, so two stored inputs
+    that only today's masking rules would make equal count as two there."""
     left_out: int = 0
+    """New inputs past the limit (counted by stored hash, as above)."""
     kept: int = 0
     notes: list[str] = field(default_factory=list)
 
