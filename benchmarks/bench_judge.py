@@ -170,7 +170,7 @@ def _worker(client: str, url: str, count: int) -> dict:
     from evaluator.core.work import SampleDecision, WorkItem
     from evaluator.queue.broker import build_broker
     from evaluator.queue.channel import InMemoryChannel
-    from evaluator.queue.messages import QUEUE_NAME, ResultBatch, encode_items, work_message
+    from evaluator.queue.messages import QUEUE_NAME, encode_items, work_message
     from evaluator.rubrics import RubricRegistry
     from evaluator.worker.actors import WorkerContext, register_evaluate_actor
 
@@ -199,8 +199,7 @@ def _worker(client: str, url: str, count: int) -> dict:
     finally:
         worker.stop()
         broker.close()
-    evaluations = [e for _, entry in channel.read(10**6, 1)
-                   for e in ResultBatch.from_json(entry).evaluations]
+    evaluations = [e for _, batch in channel.read(10**6, 1) for e in batch.evaluations]
     scored = sum(e.status == "scored" for e in evaluations)
     if len(evaluations) != count or scored != count:
         raise RuntimeError(f"{len(evaluations)} evaluations, {scored} scored, of {count}")

@@ -42,6 +42,7 @@ def sample_request() -> tuple[list[dict], dict]:
 
 
 def _caller(kind: str, url: str):
+    """The call to make, and what closes its client at the end (None: litellm keeps its own)."""
     messages, response_format = sample_request()
     if kind == "litellm":
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -54,7 +55,7 @@ def _caller(kind: str, url: str):
                                       messages=messages, response_format=response_format,
                                       temperature=0, max_tokens=1024, timeout=30, num_retries=0,
                                       max_retries=0)
-        return call
+        return call, None
     import openai
 
     http = {} if kind == "openai-httpx" else {"http_client": openai.DefaultAioHttpClient(timeout=30)}
@@ -63,11 +64,11 @@ def _caller(kind: str, url: str):
     async def call() -> None:
         await client.chat.completions.create(model=MODEL, messages=messages, temperature=0,
                                              response_format=response_format, max_tokens=1024)
-    return call
+    return call, client.close
 
 
 async def _calls(kind: str, url: str, in_flight: int, seconds: float) -> dict:
-    call = _caller(kind, url)
+    call, close = _caller(kind, url)
     await call()  # first call pays the lazy set-up
     started = time.monotonic()
     window_start, window_end = started + WARMUP_S, started + WARMUP_S + seconds
@@ -95,6 +96,8 @@ async def _calls(kind: str, url: str, in_flight: int, seconds: float) -> dict:
             cpu.append(time.process_time())
 
     await asyncio.gather(clock(), *(lane() for _ in range(in_flight)))
+    if close is not None:
+        await close()
     counted = sum(window_start <= t <= window_end for t in completed)
     cuts = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else [float("nan")] * 19
     return {"kind": kind, "in_flight": in_flight, "calls_per_s": counted / seconds,
