@@ -268,7 +268,9 @@ def _alone(client: str, url: str, count: int) -> dict:
     if client.startswith("openai"):
         import openai
 
-        sdk = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0, timeout=60)
+        # over aiohttp, as the judge's transport sends (evaluator.judges.transport_openai)
+        sdk = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0, timeout=60,
+                                 http_client=openai.DefaultAioHttpClient(timeout=60))
 
         async def call(prompt: list) -> object:
             if client == "openai-post":
@@ -296,7 +298,10 @@ def _alone(client: str, url: str, count: int) -> dict:
         await asyncio.gather(*(one(p) for p in messages[: 2 * IN_FLIGHT]))
         cpu, wall = time.process_time(), time.perf_counter()
         await asyncio.gather(*(one(p) for p in messages))
-        return time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if client.startswith("openai"):
+            await sdk.close()
+        return wall, cpu
 
     wall, cpu = asyncio.run(measure())
     return {"per_s": count / wall, "cpu_ms": cpu / count * 1000}
