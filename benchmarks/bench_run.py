@@ -5,7 +5,7 @@ interpreter in the same benchmark), and CLI start-up time.
 Trace files are generated here from the bundled sample (each copy gets a new trace id), never
 committed; the memory rows stream them through a named pipe instead (a writer thread here, the
 run reading the FIFO), so a million traces need no 2 GB file. Every run is its own
-`evaluator run` process; peak RSS is that process's ru_maxrss.
+`evaluator run` process; peak RSS is that process's VmHWM, polled while it runs.
 """
 
 from __future__ import annotations
@@ -83,6 +83,19 @@ def _baseline_tree(tmp: Path) -> Path | None:
     return tree
 
 
+def _peak_rss_mb(pid: int, done: threading.Event, peak: list[float]) -> None:
+    """Poll the process's VmHWM (its own high-water mark: the rusage of a child carries the
+    parent's RSS at fork over, here the whole benchmark runner's) until `done`."""
+    while not done.wait(0.1):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak[0] = max(peak[0], int(line.split()[1]) / 1024)
+
+
 def _run(tree: Path, traces: Path, db: Path, rate: float) -> tuple[float, float, dict]:
     """Wall seconds and peak RSS (MB) of one `evaluator run` process, and its summary."""
     for stale in (db, db.with_suffix(".duckdb.wal")):
@@ -93,12 +106,17 @@ def _run(tree: Path, traces: Path, db: Path, rate: float) -> tuple[float, float,
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL)
+    done, peak = threading.Event(), [0.0]
+    watcher = threading.Thread(target=_peak_rss_mb, args=(process.pid, done, peak), daemon=True)
+    watcher.start()
     out = process.stdout.read() if process.stdout else b""
-    _, status, usage = os.wait4(process.pid, 0)
+    done.set()
+    watcher.join()
+    status = process.wait()
     wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    if status != 0:
         raise RuntimeError(f"evaluator run in {tree} failed ({status})")
-    return wall, usage.ru_maxrss / 1024, json.loads(out)
+    return wall, peak[0], json.loads(out)
 
 
 def _fixed_cost_rows(trees: dict[str, Path], tmp: Path, repeats: int) -> list[dict]:
