@@ -98,3 +98,34 @@ def test_render_of_a_rubric_file_that_is_not_utf8_is_one_line(tmp_path, monkeypa
     code, _, err = run_main(monkeypatch, capsys, "rubrics", "render", "refusal",
                             "--trace", str(trace))
     assert_one_line(code, err, "not UTF-8")
+
+
+def test_a_judge_path_that_does_not_exist_names_it_and_lists_the_judges(workdir, monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, "run", "--traces", str(workdir["traces"]), "--db",
+                            str(workdir["db"]), "--judge", "../../x", "--no-preflight")
+    assert_one_line(code, err, "judge '../../x' not found", "offline", "openai-gpt-4o-mini")
+    assert "available judges: none" not in err
+
+
+def test_traces_that_are_a_directory_say_so(workdir, tmp_path, monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, "run", "--traces", str(tmp_path), "--db",
+                            str(workdir["db"]), "--no-preflight")
+    assert_one_line(code, err, f"{tmp_path} is a directory")
+
+
+def test_gate_takes_a_dataset_name_as_baseline_as_replay_does(workdir):
+    runner = CliRunner()
+    by_file = runner.invoke(cli, ["gate", "--run", str(workdir["replay"]), "--db", str(workdir["db"]),
+                                  "--baseline", str(DATASET), "--json"])
+    by_name = runner.invoke(cli, ["gate", "--run", str(workdir["replay"]), "--db", str(workdir["db"]),
+                                  "--baseline", DATASET.stem, "--json"])
+    assert by_name.exit_code == by_file.exit_code != 2, by_name.output
+    assert json.loads(by_name.stdout)["rubrics"] == json.loads(by_file.stdout)["rubrics"]
+
+
+def test_show_of_a_trace_that_was_not_sampled_says_only_sampled_traces_are_stored(workdir, monkeypatch,
+                                                                                 capsys):
+    with open(SAMPLE, encoding="utf-8") as handle:
+        unsampled = json.loads(handle.readlines()[12])["trace_id"]  # the store holds the first 12
+    code, _, err = run_main(monkeypatch, capsys, "show", unsampled, "--db", str(workdir["db"]))
+    assert_one_line(code, err, f"{unsampled!r}", "not sampled", "only sampled traces are stored")

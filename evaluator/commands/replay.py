@@ -122,9 +122,9 @@ def _judge_of_run(db: Path, run_id: str, default: str) -> str:
 
 @click.command()
 @click.option("--run", "run_id", required=True, help="The replay run to check.")
-@click.option("--baseline", default=None, metavar="RUN|FILE",
-              help="A replay run id, or a dataset file whose expected labels are the baseline "
-                   "[default: the run's dataset].")
+@click.option("--baseline", default=None, metavar="RUN|DATASET",
+              help="A replay run id, or a dataset (a name, as `replay` takes, or a .jsonl path) "
+                   "whose expected labels are the baseline [default: the run's dataset].")
 @click.option("--min-pass-rate", type=click.FloatRange(0, 1), default=None,
               help="Fail a rubric whose pass rate is below R.")
 @click.option("--max-regression", type=click.FloatRange(0, 1), default=None,
@@ -163,7 +163,7 @@ def gate(ctx, run_id, baseline, min_pass_rate, max_regression, alpha, min_items,
                           min_items=min_items, seed=seed)
     try:
         result = evaluate_gate(db or settings.db_path, run_id, baseline,
-                               RubricRegistry.load(settings.rubrics_dir), options)
+                               RubricRegistry.load(settings.rubrics_dir), options, settings.datasets_dir)
     except EvaluatorError:
         raise
     except Exception as exc:  # a crash must not read as "regression" (exit 1)

@@ -192,6 +192,8 @@ def read_traces(path: Path, fmt: TraceFormat = "jsonl",
                 max_text_chars: int = MAX_TEXT_CHARS) -> Iterator[Trace | DeadLetter]:
     """Traces from a file in either format: our JSONL (one Trace a line) or OTLP/JSON; text
     fields past `max_text_chars` (Settings.max_text_chars) are cut and marked."""
+    if Path(path).is_dir():
+        raise ConfigError(f"trace file {path} is a directory: give the file of traces in it")
     if fmt == "otlp-json":
         from evaluator.ingest.otel.otlp_json import read_otlp_json_traces  # lazy: protobuf and OTel take 0.35 s
 

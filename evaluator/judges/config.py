@@ -153,14 +153,16 @@ def _check_size(data: Any, path: Path) -> None:
 def load_judge_config(name_or_path: str, judges_dir: Path | None = None) -> JudgeConfig:
     """Load `<judges_dir>/<name>.yaml` (judges_dir: Settings.judges_dir; the bundled judges/ when
     None) or an explicit path with yaml.safe_load, and validate it."""
+    judges_dir = judges_dir or DEFAULT_JUDGES_DIR
     path = Path(name_or_path)
     if path.suffix not in {".yaml", ".yml"}:
-        path = (judges_dir or DEFAULT_JUDGES_DIR) / f"{name_or_path}.yaml"
+        path = judges_dir / f"{name_or_path}.yaml"
     if not path.is_file():
-        available = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        available = sorted(p.stem for p in judges_dir.glob("*.yaml")) if judges_dir.is_dir() else []
         raise ConfigError(
-            f"judge config {path} not found; available judges: {', '.join(available) or 'none'}"
-        )
+            f"judge {name_or_path!r} not found (no file {path}); judges in {judges_dir} "
+            f"(EVALUATOR_JUDGES_DIR): {', '.join(available) or 'none'}; or give the path of a "
+            "judge .yaml file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:

@@ -81,8 +81,10 @@ def _resolve(store: Store, trace_id: str) -> str:
         more = "+" if len(found) == MAX_MATCHES else ""
         raise StoreError(f"{len(found)}{more} trace ids start with {trace_id!r} "
                          f"({', '.join(found)}): give more of the id")
-    raise StoreError(f"no trace or evaluation with id {trace_id!r} in {store.path}: see "
-                     "`evaluator dead-letters` if it was rejected, or pass --db")
+    raise StoreError(f"no trace or evaluation with id {trace_id!r} in {store.path}: it was not "
+                     "sampled (only sampled traces are stored; evaluate it with `evaluator run "
+                     "--traces FILE --sample-rate 1` on a file holding it), or it was rejected "
+                     "(`evaluator dead-letters` lists those), or it is in another store (--db)")
 
 
 def _replayed(store: Store, trace_id: str, max_text_chars: int) -> tuple[Trace | None, str]:

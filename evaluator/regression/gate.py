@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from evaluator.core.errors import ConfigError, EvaluatorError
+from evaluator.core.errors import ConfigError, DatasetError, EvaluatorError
 from evaluator.humans.agreement.bootstrap import bootstrap_samples, percentile_interval
-from evaluator.regression.datasets import DatasetItem, read_dataset
+from evaluator.regression.datasets import DatasetItem, read_dataset, resolve_dataset
 from evaluator.regression.replay import REPLAY_KIND
 from evaluator.rubrics import RubricRegistry
 from evaluator.store import Store
@@ -307,9 +307,23 @@ def completed_replay(store: Store, run_id: str, role: str) -> RunRecord:
     return run
 
 
+def _baseline_dataset(store: Store, baseline: str, datasets_dir: Path | None) -> Path | None:
+    """The dataset file a baseline names: a path, or (unless a run has that id) a dataset name."""
+    if Path(baseline).is_file():
+        return Path(baseline)
+    if datasets_dir is None or store.run(baseline) is not None:
+        return None
+    try:
+        named = resolve_dataset(baseline, datasets_dir)
+    except DatasetError:  # not a dataset name either
+        return None
+    return named if named.is_file() else None
+
+
 def evaluate_gate(db: Path, run_id: str, baseline: str | None, registry: RubricRegistry,
-                  options: GateOptions) -> GateResult:
-    """Compare `run_id` with a baseline run id or dataset file (default: the run's dataset)."""
+                  options: GateOptions, datasets_dir: Path | None = None) -> GateResult:
+    """Compare `run_id` with a baseline: a dataset file, a run id, or a dataset name looked up
+    as `replay` does (in `datasets_dir`, then the bundled datasets); by default the run's dataset."""
     with Store(db, read_only=True) as store:
         run = completed_replay(store, run_id, "candidate")
         candidate = run_side(store, run_id, registry)
@@ -317,9 +331,9 @@ def evaluate_gate(db: Path, run_id: str, baseline: str | None, registry: RubricR
         if baseline is None:
             raise GateUndecidedError(f"run {run_id} was not replayed from a dataset (a pytest "
                                      "session's checks): name the run to compare with, --baseline RUN")
-        if Path(baseline).is_file():
-            reference = dataset_side(Path(baseline), read_dataset(Path(baseline)), registry,
-                                     candidate.versions)
+        dataset = _baseline_dataset(store, baseline, datasets_dir)
+        if dataset is not None:
+            reference = dataset_side(dataset, read_dataset(dataset), registry, candidate.versions)
             comparison = NEW_OUTPUTS if run.params.get("target") else JUDGE_AGREEMENT
         elif store.run(baseline) is not None:
             completed_replay(store, baseline, "baseline")
@@ -327,7 +341,8 @@ def evaluate_gate(db: Path, run_id: str, baseline: str | None, registry: RubricR
             comparison = RUN_VS_RUN
         else:
             raise GateUndecidedError(f"baseline {baseline!r} is neither a dataset file nor a run "
-                                     f"in {db}")
+                                     f"in {db}, nor the name of a dataset"
+                                     f"{f' in {datasets_dir} or' if datasets_dir else ''} bundled")
         rubrics = [compare_rubric(name, candidate, reference, options, comparison)
                    for name in sorted(candidate.outcomes)]
         regressed = sorted({item for r in rubrics for item in r.regressed})
