@@ -343,3 +343,25 @@ def test_a_lake_written_before_a_column_was_added_reads_it_as_null(db: Path, tmp
         store.roll_to_lake(lake, before=DAYS[2])
     with Store(db, read_only=True, lake=lake) as store:
         assert store.conn.execute("SELECT count(*) FROM evaluations").fetchone() == (62,)
+
+
+def test_show_reads_a_trace_that_moved_to_the_lake(db: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from evaluator.cli import cli
+
+    lake = tmp_path / "lake"
+    with Store(db) as store:
+        store.roll_to_lake(lake, before=DAYS[2])
+    runner = CliRunner()
+    hot_only = runner.invoke(cli, ["show", "trace-1", "--db", str(db)])
+    assert hot_only.exit_code != 0 and "EVALUATOR_LAKE_DIR" in str(hot_only.exception)
+    monkeypatch.setenv("EVALUATOR_LAKE_DIR", str(lake))
+    shown = runner.invoke(cli, ["show", "trace-1", "--db", str(db), "--json"])
+    assert shown.exit_code == 0, shown.output
+    view = json.loads(shown.output)
+    assert view["trace"]["trace_id"] == "trace-1"
+    assert sorted(e["rubric"] for e in view["evaluations"]) == ["faithfulness", "relevance"]

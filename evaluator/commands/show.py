@@ -30,7 +30,7 @@ def show(trace_id, db, rubric, no_prompt, as_json) -> None:
 
     settings = current_settings()
     view = view_trace(db or settings.db_path, trace_id, RubricRegistry.load(settings.rubrics_dir),
-                      rubric, settings.max_text_chars)
+                      rubric, settings.max_text_chars, settings.lake_dir)
     if as_json:
         data = view.to_dict()
         if no_prompt:

@@ -55,12 +55,14 @@ class TraceView:
 
 
 def view_trace(db_path: Path, trace_id: str, registry: RubricRegistry,
-               rubric: str | None = None, max_text_chars: int = MAX_TEXT_CHARS) -> TraceView:
+               rubric: str | None = None, max_text_chars: int = MAX_TEXT_CHARS,
+               lake: Path | None = None) -> TraceView:
     """The trace with id `trace_id` (or the one trace whose id starts with it) and its
-    evaluations, oldest first; `rubric` keeps only that criterion's. A replayed item is rebuilt
-    as a trace cut to `max_text_chars`, as the replay did."""
-    with Store(db_path, read_only=True) as store:
-        trace_id = _resolve(store, trace_id)
+    evaluations, oldest first, from DuckDB and the Parquet `lake` together; `rubric` keeps only
+    that criterion's. A replayed item is rebuilt as a trace cut to `max_text_chars`, as the
+    replay did."""
+    with Store(db_path, read_only=True, lake=lake) as store:
+        trace_id = _resolve(store, trace_id, lake)
         stored = store.traces([trace_id])
         evaluations = store.evaluations(trace_id=trace_id, rubric=rubric)
         if stored:
@@ -73,7 +75,7 @@ def view_trace(db_path: Path, trace_id: str, registry: RubricRegistry,
                      [(e, check_prompt(e, trace, registry)) for e in evaluations])
 
 
-def _resolve(store: Store, trace_id: str) -> str:
+def _resolve(store: Store, trace_id: str, lake: Path | None) -> str:
     found = trace_ids_like(store, trace_id, MAX_MATCHES)
     if trace_id in found or len(found) == 1:
         return trace_id if trace_id in found else found[0]
@@ -84,7 +86,9 @@ def _resolve(store: Store, trace_id: str) -> str:
     raise StoreError(f"no trace or evaluation with id {trace_id!r} in {store.path}: it was not "
                      "sampled (only sampled traces are stored; evaluate it with `evaluator run "
                      "--traces FILE --sample-rate 1` on a file holding it), or it was rejected "
-                     "(`evaluator dead-letters` lists those), or it is in another store (--db)")
+                     "(`evaluator dead-letters` lists those), or it is in another store (--db)"
+                     + ("" if lake is not None else ", or its day moved to the Parquet lake "
+                        "(set EVALUATOR_LAKE_DIR to read it too)"))
 
 
 def _replayed(store: Store, trace_id: str, max_text_chars: int) -> tuple[Trace | None, str]:
