@@ -154,3 +154,15 @@ def test_a_run_whose_results_cannot_be_stored_fails_and_says_how_many(tmp_path, 
     with Store(db, read_only=True) as store:
         [run] = store.runs()
     assert run.status == "failed" and "disk full" in run.summary["error"]
+
+
+def test_a_store_that_stays_unwritable_fails_the_run_instead_of_hanging(tmp_path, traces, monkeypatch):
+    """More results than the reader lets wait for the sink (MAX_WAITING_RESULTS): the sink gives
+    up after its patience instead of retrying while the reader waits for it forever."""
+    _failing_writes(monkeypatch)
+    monkeypatch.setattr(evaluator.worker.embedded, "SINK_PATIENCE_S", 0.3)
+    db = tmp_path / "full.duckdb"
+    with pytest.raises(ResultsNotStoredError, match="disk full"):
+        run_embedded(SAMPLE, db, "offline", sample_rate=1.0, batch_size=1, concurrent_chunks=4)
+    with Store(db, read_only=True) as store:
+        assert [run.status for run in store.runs()] == ["failed"]

@@ -43,6 +43,9 @@ SINK_HOLD_S = 2.0
 """The sink keeps the store open across flushes while results keep coming, at most this long."""
 SINK_POLL_MS = 20
 """How long one sink read waits: it bounds how long the sink takes to stop at the end."""
+SINK_PATIENCE_S = 120.0
+"""How long the embedded sink keeps trying a batch the store refuses (a lock held by another
+process, a full disk) before the run fails: the reader waits for the sink meanwhile."""
 WAIT_S = 0.05
 """How often the reader, waiting to hand a chunk over, checks that the judging loop still runs."""
 PROGRESS_INTERVAL_S = 0.1
@@ -234,6 +237,7 @@ class EmbeddedPipeline:
         self._sink = Sink(self.channel, Path(db_path), on_written=on_written, events=self._events,
                           hold_s=hold_s, poll_ms=SINK_POLL_MS)
         self._sink_thread = threading.Thread(target=self._sink.run, args=(self._stop,),
+                                             kwargs={"patience_s": SINK_PATIENCE_S},
                                              name="evaluator-sink")
         self._chunks: queue.Queue[list[WorkItem] | None] = queue.Queue(maxsize=MAX_WAITING_CHUNKS)
         self._judging_thread = ThreadPoolExecutor(1, thread_name_prefix="evaluator-judging")
@@ -245,12 +249,19 @@ class EmbeddedPipeline:
         return self._chunks.full() or self.channel.depth() >= MAX_WAITING_RESULTS
 
     def send(self, items: list[WorkItem]) -> None:
-        _wait_below(self.channel.depth, MAX_WAITING_RESULTS, self._sink_thread)
+        self._wait_for_the_sink()
         self._hand_over(items)
 
     def keep(self, dead: list[DeadLetter]) -> None:
-        _wait_below(self.channel.depth, MAX_WAITING_RESULTS, self._sink_thread)
+        self._wait_for_the_sink()
         self.channel.publish(ResultBatch(dead_letters=dead))
+
+    def _wait_for_the_sink(self) -> None:
+        """Back-pressure; raises once the sink gave up (`close` then says what was not stored)."""
+        _wait_below(self.channel.depth, MAX_WAITING_RESULTS, self._sink_thread)
+        if self._sink.unstored is not None:
+            raise ResultsNotStoredError(f"the sink stopped writing {self._sink.db_path}: "
+                                        f"{self._sink.unstored.reason}")
 
     def join(self) -> None:
         """Wait until every chunk sent is judged (raises what the judging loop raised); send

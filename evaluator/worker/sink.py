@@ -229,25 +229,33 @@ class Sink:
             text = encoded.decode("utf-8", "replace") if isinstance(encoded, bytes) else encoded
             return ResultBatch(dead_letters=[DeadLetter.from_error("results-channel", text, exc)])
 
-    def run(self, stop: threading.Event, retry_delay_s: float = 1.0) -> None:
+    def run(self, stop: threading.Event, retry_delay_s: float = 1.0,
+            patience_s: float | None = None) -> None:
         """Drain until `stop` is set, then drain what is left. Failures (Redis down, store
         locked) are logged and retried every retry_delay_s (a wait that `stop` cuts short);
-        unacknowledged entries are never dropped."""
+        unacknowledged entries are never dropped. With `patience_s`, a batch still failing that
+        long after its first try is given up: kept in `unstored`, and the sink stops."""
         self._stopping = stop
 
-        def drain_until_stopped() -> None:
-            while not stop.is_set():
-                self.drain_once()
-                self.roll_if_due()
+        def drain_and_roll() -> None:
+            self.drain_once()
+            self.roll_if_due()
 
         def warn(exc: BaseException, attempts: int, wait_s: float) -> None:
             log.warning("sink: %r; retrying in %.1fs", exc, wait_s)
 
         # store locked, Redis restarting: the batch is kept and tried again
         policy = RetryPolicy(Backoff(retry_delay_s, cap_s=math.inf, jitter="none", multiplier=1.0),
-                             is_retryable=lambda exc: isinstance(exc, Exception))
+                             is_retryable=lambda exc: isinstance(exc, Exception) and not stop.is_set(),
+                             deadline_s=patience_s)
         try:
-            retry_call(drain_until_stopped, policy, on_retry=warn, sleep=stop.wait)
+            while not stop.is_set():
+                try:
+                    retry_call(drain_and_roll, policy, on_retry=warn, sleep=stop.wait)
+                except Exception as exc:
+                    if not stop.is_set():  # out of patience
+                        self._give_up(exc)
+                        return
             self._drain_rest(retry_delay_s, warn)
         finally:
             self.release()
@@ -265,10 +273,13 @@ class Sink:
         try:
             retry_call(drain, policy, on_retry=warn)
         except Exception as exc:
-            batch = self._unwritten[0] if self._unwritten is not None else ResultBatch()
-            self.unstored = Unstored(batch, f"{type(exc).__name__}: {exc}")
-            log.error("sink: stopped with %s not stored in %s (%s)", self.unstored.describe(),
-                      self.db_path, self.unstored.reason)
+            self._give_up(exc)
+
+    def _give_up(self, exc: Exception) -> None:
+        batch = self._unwritten[0] if self._unwritten is not None else ResultBatch()
+        self.unstored = Unstored(batch, f"{type(exc).__name__}: {exc}")
+        log.error("sink: stopped with %s not stored in %s (%s)", self.unstored.describe(),
+                  self.db_path, self.unstored.reason)
 
 
 def _first_of_each(evaluations: list[Evaluation], stored: frozenset[str]) -> list[Evaluation]:
