@@ -66,6 +66,11 @@ class OpenAITransport:
             data = await (await self._client(api_key)).post("/chat/completions", cast_to=object, body=body)
         except ValueError as exc:  # a 200 whose body is not JSON
             raise MalformedReplyError(f"the reply body is not JSON: {exc}") from exc
+        except Exception as exc:
+            refused = _refused_connection(exc)
+            if refused is None:
+                raise
+            raise refused from refused.__cause__
         try:
             return self._reply(data)
         except (AttributeError, IndexError, KeyError, TypeError) as exc:
@@ -140,3 +145,24 @@ async def close_http_clients() -> None:
         found = _loop_clients.pop(loop, None)
     if found is not None:
         await found[1].aclose()
+
+
+def _refused_connection(exc: Exception) -> Exception | None:
+    """The aiohttp backend reports a connection that could not be made (refused, no route, DNS)
+    as a connect *timeout*; under it lies the socket error (an OSError that is not a
+    TimeoutError). Raised as the connection error it is: nothing was sent, nothing is billed,
+    and the user is told the judge is unreachable, not slow."""
+    import openai  # lazy: loaded by the first request already (_client)
+
+    if not isinstance(exc, openai.APITimeoutError):
+        return None
+    cause = exc.__cause__ or exc.__context__
+    for _ in range(8):
+        if cause is None:
+            return None
+        if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+            error = openai.APIConnectionError(request=exc.request)
+            error.__cause__ = cause
+            return error
+        cause = cause.__cause__ or cause.__context__
+    return None
