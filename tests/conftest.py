@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import hypothesis  # imported early: see below
 import pytest
@@ -64,3 +65,10 @@ def redis_url() -> str:
     yield REDIS_URL
     client.flushdb()
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background by a shell without job control (`make test &`) inherits
+    SIGINT ignored, and so would every process it starts: the Ctrl-C tests (replay, annotate)
+    would wait for a signal nobody hears. Give the suite Python's usual Ctrl-C back."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
