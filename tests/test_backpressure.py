@@ -252,6 +252,22 @@ def test_exporter_samples_less_when_the_judge_is_slow_or_down(judge_state, priva
         exporter = EvaluatorSpanExporter(private_redis_url, judge="stalled",
                                          policy=SamplingPolicy(rate=1.0), mask=lambda t: t,
                                          batch_size=batch_size, max_queue_depth=max_depth)
+        app_thread, in_request, exported_in_request = threading.get_ident(), [False], []
+        export = exporter.export
+
+        def export_noting_the_thread(spans):
+            if threading.get_ident() == app_thread and in_request[0]:
+                exported_in_request.append(len(spans))
+            return export(spans)
+
+        def request(index: int, error: bool = False) -> float:
+            in_request[0] = True
+            try:
+                return _chat(tracer, index, error)
+            finally:
+                in_request[0] = False
+
+        exporter.export = export_noting_the_thread
         provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=50))
         tracer = provider.get_tracer("app")
@@ -259,13 +275,13 @@ def test_exporter_samples_less_when_the_judge_is_slow_or_down(judge_state, priva
         try:
             with DepthWatch(private_redis_url) as watch:
                 for index in range(2_500):  # ~5 s of traffic at ~500 LLM calls a second
-                    durations.append(_chat(tracer, index))
+                    durations.append(request(index))
                     if index % 50 == 49:
                         time.sleep(0.1)
                 provider.force_flush()
             before = exporter.stats
             for index in range(30):  # always-evaluate traces, sent although the queue is full
-                durations.append(_chat(tracer, 10_000 + index, error=True))
+                durations.append(request(10_000 + index, error=True))
             provider.force_flush()
             after = exporter.stats
         finally:
@@ -283,7 +299,9 @@ def test_exporter_samples_less_when_the_judge_is_slow_or_down(judge_state, priva
     assert after["traces_enqueued"] - before["traces_enqueued"] == 30
     assert after["dropped_backpressure"] == before["dropped_backpressure"]
     assert after["dropped_enqueue_failed"] == 0
-    assert p99_ms < 5.0 and max(durations) < 0.25, "the app's request path waited on the exporter"
+    # the app's request path never waits on the exporter: its Redis round trips run on the
+    # span processor's thread (the time each span took is a figure above, not a test)
+    assert exported_in_request == []
 
 
 def _trace_file(path: Path, count: int) -> Path:

@@ -14,7 +14,7 @@ from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.queue.messages import ResultBatch, encode_items, work_message
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.spend import InMemorySpend
-from evaluator.worker.actors import WorkerContext, process_message
+from evaluator.worker.actors import WorkerContext, process_message, publish_patiently
 from evaluator.worker.early_results import EarlyResults
 from tests.support.judging import KEY, KEY_ENV, judge_config, write_judge
 from tests.support.openai_server import OpenAIServer
@@ -175,3 +175,39 @@ def test_a_call_is_published_before_its_in_flight_slot_is_reused(tmp_path, monke
     assert calls[0].evaluation_id and calls[0].trace_id == "t0" and calls[0].rubric
     assert context.spend.spent_on(calls[0].created_at.date()) == pytest.approx(
         sum(call.cost_usd for call in calls))
+
+
+@pytest.mark.redis
+def test_a_publish_cut_off_by_a_kill_counts_no_spend(tmp_path, monkeypatch, redis_url):
+    """Counting a call's cost and publishing it are one Redis transaction: a worker killed
+    mid-publish leaves neither behind, so the day's counted spend never holds calls the ledger
+    will not get (`evaluator report`'s spend reconciliation would show them as unrecorded)."""
+    import redis
+
+    from evaluator.queue.channel import RedisStreamChannel
+    from evaluator.sampling.spend import RedisSpend, spend_key
+    from tests.support.tcp_proxy import CuttingProxy
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    direct = redis.Redis.from_url(redis_url)
+    port, db = direct.connection_pool.connection_kwargs["port"], direct.connection_pool.connection_kwargs["db"]
+    with OpenAIServer() as server, CuttingProxy(port, lambda chunk: b"XADD" in chunk) as proxy:
+        through_proxy = redis.Redis(port=proxy.port, db=db, socket_timeout=5)
+        context = _context(tmp_path, server)
+        context.channel = RedisStreamChannel(through_proxy)
+        context.spend = RedisSpend(through_proxy)
+        early = EarlyResults(context.channel, context.spend)
+        batch = asyncio.run(asyncio.wait_for(process_message(context, _message(1), early), 60))
+    assert proxy.cuts > 0
+    assert len(batch.judge_calls) == JUDGED
+    day = spend_key(batch.judge_calls[0].created_at.date())
+    assert (direct.xlen("evaluator:results"), direct.get(day)) == (0, None), \
+        "spend was counted for calls never published"
+
+    # the message's rest, published once Redis answers again, is counted with it
+    rest = early.rest(batch)
+    asyncio.run(publish_patiently(RedisStreamChannel(direct), rest, RedisSpend(direct)))
+    (entry,) = direct.xrange("evaluator:results")
+    published = ResultBatch.from_json(entry[1][b"b"]).judge_calls
+    assert len(published) == JUDGED
+    assert float(direct.get(day)) == pytest.approx(sum(call.cost_usd for call in published))

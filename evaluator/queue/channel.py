@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -88,8 +88,19 @@ class RedisStreamChannel:
                 raise BrokerError(f"cannot create consumer group on {self.stream}: {exc}") from None
 
     @timed("publish")
-    def publish(self, batch: ResultBatch) -> None:
-        self._client.xadd(self.stream, {"b": batch.to_json()})
+    def publish(self, batch: ResultBatch, counters: Mapping[str, float] | None = None,
+                counters_ttl_s: int = 0) -> None:
+        """Add the entry; with `counters` (key -> amount, each kept `counters_ttl_s`), increase
+        them in the same transaction: a process killed mid-publish leaves neither behind."""
+        if not counters:
+            self._client.xadd(self.stream, {"b": batch.to_json()})
+            return
+        pipe = self._client.pipeline(transaction=True)
+        for key, amount in counters.items():
+            pipe.incrbyfloat(key, amount)
+            pipe.expire(key, counters_ttl_s)
+        pipe.xadd(self.stream, {"b": batch.to_json()})
+        pipe.execute()
 
     def read(self, max_entries: int, block_ms: int) -> list[Entry]:
         """Entries delivered earlier but never acknowledged come first: after a sink crash, and

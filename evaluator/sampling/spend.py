@@ -30,6 +30,8 @@ from typing import Protocol
 from evaluator.core.records import utcnow
 from evaluator.core.retry import Backoff
 from evaluator.core.rows import JudgeCall
+from evaluator.queue.channel import RedisStreamChannel, ResultChannel
+from evaluator.queue.messages import ResultBatch
 from evaluator.sampling.policy import SamplingPolicy, ScaledPolicies
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,10 @@ class SpendMeter(Protocol):
 
 
 class SpendRecorder(Protocol):
-    def record(self, calls: Iterable[JudgeCall]) -> None:
-        """Add the known cost of these judge calls to their days' spend."""
+    def publish_counted(self, channel: ResultChannel, batch: ResultBatch) -> None:
+        """Publish `batch` and add its judge calls' known cost to their days' spend, both or
+        neither: a worker killed between the two would leave counted spend that the ledger
+        never gets (or ledger rows never counted)."""
 
 
 class InMemorySpend:
@@ -71,6 +75,11 @@ class InMemorySpend:
         with self._lock:
             for day, cost in _cost_by_day(calls).items():
                 self._spent[day] += cost
+
+    def publish_counted(self, channel: ResultChannel, batch: ResultBatch) -> None:
+        """In one process nothing can die between the two; a failed publish counts nothing."""
+        channel.publish(batch)
+        self.record(batch.judge_calls)
 
     def spent_on(self, day: date) -> float:
         with self._lock:
@@ -100,6 +109,15 @@ class RedisSpend:
             pipe.incrbyfloat(spend_key(day), cost)
             pipe.expire(spend_key(day), SPEND_KEY_TTL_S)
         pipe.execute()
+
+    def publish_counted(self, channel: ResultChannel, batch: ResultBatch) -> None:
+        """One transaction on a results stream (of the same Redis, as the worker sets them up)."""
+        if not isinstance(channel, RedisStreamChannel):
+            channel.publish(batch)
+            self.record(batch.judge_calls)
+            return
+        counters = {spend_key(day): cost for day, cost in _cost_by_day(batch.judge_calls).items()}
+        channel.publish(batch, counters, SPEND_KEY_TTL_S)
 
     def spent_on(self, day: date) -> float:
         value = self._client.get(spend_key(day))

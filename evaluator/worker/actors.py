@@ -25,7 +25,7 @@ from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ACTOR_NAME, QUEUE_NAME, ResultBatch, decode_items
 from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.sampling.spend import SpendRecorder
-from evaluator.worker.early_results import EarlyResults
+from evaluator.worker.early_results import EarlyResults, publish_counted
 from evaluator.worker.metrics import metrics
 from evaluator.worker.pipeline import evaluate_batch
 
@@ -118,6 +118,7 @@ def _for_storage(trace: Trace, settings: Settings) -> Trace:
 
 
 async def publish_patiently(channel: ResultChannel, batch: ResultBatch,
+                            spend: SpendRecorder | None = None,
                             patience_s: float = PUBLISH_PATIENCE_S) -> None:
     """Publish the results, waiting out a Redis outage (a restart, a failover) instead of
     failing the message: dramatiq's retry of a failed message needs Redis too, and when that
@@ -132,7 +133,7 @@ async def publish_patiently(channel: ResultChannel, batch: ResultBatch,
         log.warning("publishing results failed (%r); retrying in %.1fs", exc, wait_s)
 
     async def publish() -> None:
-        channel.publish(batch)
+        publish_counted(channel, spend, batch)
 
     await retry_call_async(publish, RetryPolicy(PUBLISH_BACKOFF, outage, deadline_s=patience_s),
                            on_retry=warn)
@@ -147,7 +148,7 @@ def register_evaluate_actor(broker: dramatiq.Broker, context: WorkerContext) -> 
         early = EarlyResults(context.channel, context.spend)
         rest = early.rest(await process_message(context, message, early))
         if len(rest):
-            await publish_patiently(context.channel, rest)
+            await publish_patiently(context.channel, rest, context.spend)
 
     return dramatiq.Actor(
         evaluate_batch,

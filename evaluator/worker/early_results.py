@@ -79,15 +79,14 @@ class EarlyResults:
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        """Count and publish what completed since the last flush. What fails to publish goes
-        with the rest of the message's results."""
+        """Count and publish what completed since the last flush, in one step. What fails to
+        publish is not counted: it goes with the rest of the message's results."""
         self._flush_scheduled = False
         fresh, self._fresh = self._fresh, ResultBatch()
         if not len(fresh):
             return
-        self._count(fresh.judge_calls)
         try:
-            self._channel.publish(fresh)
+            publish_counted(self._channel, self._spend, fresh)
         except Exception as exc:
             log.warning("publishing %d completed results early failed (%r); they go with the "
                         "rest of the message", len(fresh), exc)
@@ -105,11 +104,11 @@ class EarlyResults:
                            traces=unpublished(batch.traces), dead_letters=batch.dead_letters,
                            judge_calls=unpublished(batch.judge_calls))
 
-    def _count(self, calls: list[JudgeCall]) -> None:
-        """A failure here costs the daily budget's accuracy, not results."""
-        if self._spend is None or not calls:
-            return
-        try:
-            self._spend.record(calls)
-        except Exception as exc:
-            log.warning("adding %d judge calls to today's spend failed: %r", len(calls), exc)
+
+
+def publish_counted(channel: ResultChannel, spend: SpendRecorder | None, batch: ResultBatch) -> None:
+    """Publish `batch`, its judge calls counted as today's spend in the same step (when `spend`)."""
+    if spend is None:
+        channel.publish(batch)
+    else:
+        spend.publish_counted(channel, batch)

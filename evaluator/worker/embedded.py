@@ -31,7 +31,7 @@ from evaluator.sampling.spend import BudgetPacer
 from evaluator.store import RubricSummary, Scope, Store, WriteResult
 from evaluator.store.ledger_spend import LedgerSpend
 from evaluator.worker.actors import WorkerContext, process_items
-from evaluator.worker.early_results import EarlyResults
+from evaluator.worker.early_results import EarlyResults, publish_counted
 from evaluator.worker.evaluation_events import evaluation_events
 from evaluator.worker.sink import Sink
 
@@ -338,7 +338,7 @@ async def _judge_chunks(context: WorkerContext, chunks: queue.Queue[list[WorkIte
             rest = early.rest(await process_items(context, items, [], judge_name, rubric_refs,
                                                   run_id, early))
             if len(rest):
-                context.channel.publish(rest)
+                publish_counted(context.channel, context.spend, rest)
         finally:
             slots.release()
 
