@@ -21,9 +21,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/evaluator run
 
-# PYTEST_ARGS="-n 2 --dist loadgroup": two processes (pytest-xdist); loadgroup keeps the modules
-# marked xdist_group on one worker, in order.
-PYTEST_ARGS ?=
+# One pytest process per core, at most 4 (pytest-xdist; each takes its own Redis database);
+# loadgroup keeps the modules marked xdist_group on one worker, in order. PYTEST_ARGS= runs serially.
+PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadgroup
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
