@@ -82,6 +82,44 @@ def test_the_openai_body_carries_server_parameters_and_the_right_token_limit(
     assert set(body) == {"model", "messages", "temperature", "top_k", "response_format", token_key}
 
 
+class HeaderServer(OpenAIServer):
+    """Keeps the headers and target URL of the requests it answered."""
+
+    seen: list[tuple[dict[str, str], str]]
+
+    async def _chat(self, request: Any) -> Any:
+        self.seen = [*getattr(self, "seen", []), (dict(request.headers), str(request.url))]
+        return await super()._chat(request)
+
+
+def test_the_openai_transport_sends_the_openai_clients_headers_and_the_key() -> None:
+    import openai
+
+    with HeaderServer() as server:
+        assert judge_all(make_judge(server, "openai"), [prompt()])[0].status == "scored"
+    [(headers, _)] = server.seen
+    assert headers["Authorization"] == f"Bearer {KEY}"
+    assert headers["User-Agent"] == f"AsyncOpenAI/Python {openai.__version__}"
+    assert headers["X-Stainless-Lang"] == "python" and "OpenAI-Organization" not in headers
+
+
+def test_the_openai_transport_goes_through_http_proxy_unless_no_proxy_names_the_host(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with HeaderServer() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.host}:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        behind = JudgeConfig(name="j", model="openai/m", client="openai",
+                             api_base="http://judge.invalid:8123/v1", api_key_env=KEY_ENV)
+        judge = build_llm_judge(behind, JudgeRuntime(), backoff=Backoff(base_s=0.01))
+        assert judge_all(judge, [prompt()])[0].status == "scored"
+        assert [url for _, url in proxy.seen] == ["http://judge.invalid:8123/v1/chat/completions"]
+        monkeypatch.setenv("NO_PROXY", "judge.invalid")
+        judge = build_llm_judge(behind, JudgeRuntime(), backoff=Backoff(base_s=0.01))
+        assert judge_all(judge, [prompt()])[0].status == "error"  # no such host, no proxy
+        assert len(proxy.seen) == 1
+
+
 def test_same_rubrics_through_both_transports_give_the_same_evaluations(
         server: OpenAIServer) -> None:
     rubrics = RubricRegistry.load(REPO / "rubrics").latest()

