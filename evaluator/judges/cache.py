@@ -15,6 +15,7 @@ a single writer, the sink. A backend that fails is a miss, never a failed evalua
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,6 +87,11 @@ PURGE_EVERY_PUTS = 1_000
 class SqliteBackend:
     """A SQLite file shared by the processes of one machine (WAL mode: readers never block).
 
+    Writes never run on the caller's event loop: a put joins the batch a writer thread of its
+    own commits next (one transaction for every put that arrived while the last one was being
+    written) and returns once it is committed. Reads (a few microseconds from the page cache)
+    use a connection of their own, so they never wait for a write.
+
     Bounded: every PURGE_EVERY_PUTS writes (or a tenth of `max_entries`, if fewer) and at open,
     expired rows are deleted, then the oldest written rows beyond `max_entries`. `expired` and
     `evicted` count the rows this process deleted."""
@@ -101,34 +108,58 @@ class SqliteBackend:
         self.expired = 0
         self.evicted = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False,
-                                     isolation_level=None)
+        self._conn = self._connect()
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("CREATE TABLE IF NOT EXISTS judge_cache (key TEXT PRIMARY KEY,"
                            " value TEXT NOT NULL, expires_at REAL NOT NULL)")
         self._conn.execute("CREATE INDEX IF NOT EXISTS judge_cache_expiry ON judge_cache (expires_at)")
+        self._purge()
+        self._reader = self._connect()
+        self._reading = threading.Lock()
         self._lock = threading.Lock()
-        with self._lock:
-            self._purge()
+        """Guards the pending batch."""
+        self._pending: list[tuple[str, str, float]] = []
+        self._batch: Future[None] | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-cache")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=5.0, check_same_thread=False,
+                               isolation_level=None)
 
     async def get(self, key: str) -> str | None:
-        with self._lock:
-            row = self._conn.execute("SELECT value, expires_at FROM judge_cache WHERE key = ?",
-                                     (key,)).fetchone()
+        with self._reading:
+            row = self._reader.execute("SELECT value, expires_at FROM judge_cache WHERE key = ?",
+                                       (key,)).fetchone()
         return row[0] if row and row[1] > self._clock() else None
 
     async def put(self, key: str, value: str, ttl_s: int) -> None:
         with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO judge_cache VALUES (?, ?, ?)",
-                               (key, value, self._clock() + ttl_s))
-            self._puts += 1
-            if self._puts % self._purge_every == 0:
-                self._purge()
+            self._pending.append((key, value, self._clock() + ttl_s))
+            if self._batch is None:
+                self._batch = self._writer.submit(self._write_pending)
+            batch = self._batch
+        # shielded: a cancelled caller must not cancel the batch other puts wait for
+        await asyncio.shield(asyncio.wrap_future(batch))
+
+    def _write_pending(self) -> None:
+        """The writer thread: commit every put pending now in one transaction."""
+        with self._lock:
+            rows, self._pending, self._batch = self._pending, [], None
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.executemany("INSERT OR REPLACE INTO judge_cache VALUES (?, ?, ?)", rows)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        before, self._puts = self._puts, self._puts + len(rows)
+        if self._puts // self._purge_every > before // self._purge_every:
+            self._purge()
 
     def _purge(self) -> None:
         """Delete the expired rows, then the oldest beyond max_entries (rows written with one
-        TTL expire in the order they were written). Caller holds the lock."""
+        TTL expire in the order they were written). At open, then on the writer thread."""
         self.expired += self._conn.execute("DELETE FROM judge_cache WHERE expires_at <= ?",
                                            (self._clock(),)).rowcount
         (count,) = self._conn.execute("SELECT count(*) FROM judge_cache").fetchone()
