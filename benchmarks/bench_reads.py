@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from evaluator.store import LATEST_VERSION, Store
+from evaluator.store import LATEST_VERSION, Store, latest_queries
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".bench-cache"
@@ -216,6 +216,7 @@ def build_store(path: Path, evaluations: int, anchor: datetime) -> None:
         for statement in replay.split(";"):
             conn.execute(statement, {k: v for k, v in {"anchor": anchor, "items": REPLAY_ITEMS}
                                      .items() if f"${k}" in statement})
+        latest_queries.refill(conn)  # the rows went in around Store.write_batch
         store.checkpoint()
 
 
@@ -225,11 +226,28 @@ def _shift_forward(path: Path, anchor: datetime, now: datetime) -> None:
     with Store(path) as store:
         for table, columns in (("traces", ("start_time", "received_at")),
                                ("evaluations", ("created_at",)), ("judge_calls", ("created_at",)),
-                               ("human_labels", ("imported_at",))):
+                               ("human_labels", ("imported_at",)),
+                               ("latest_verdicts", ("created_at",))):
             sets = ", ".join(f"{c} = {c} + $delta" for c in columns)
             store.conn.execute(f"UPDATE {table} SET {sets}", {"delta": delta})
         store.conn.execute("DELETE FROM alerts")
         store.checkpoint()
+
+
+def _migrate_older(evaluations: int, path: Path) -> None:
+    """A cached store of an older schema (same generator) is migrated as a user's store would
+    be, instead of built again (4,000,000 evaluations take minutes to build)."""
+    for older in sorted(CACHE.glob(f"reads-{evaluations}-s*-g{GENERATOR_VERSION}.duckdb")):
+        if older == path or not older.with_suffix(".anchor").exists():
+            continue
+        started = time.perf_counter()
+        with Store(older):
+            pass
+        older.rename(path)
+        older.with_suffix(".anchor").rename(path.with_suffix(".anchor"))
+        print(f"  migrated {older.name} to {path.name} in {time.perf_counter() - started:.0f}s",
+              flush=True)
+        return
 
 
 def cached_store(evaluations: int) -> Path:
@@ -238,6 +256,8 @@ def cached_store(evaluations: int) -> Path:
     path = CACHE / f"reads-{evaluations}-s{LATEST_VERSION}-g{GENERATOR_VERSION}.duckdb"
     stamp = path.with_suffix(".anchor")
     now = datetime.now(UTC)
+    if not path.exists():
+        _migrate_older(evaluations, path)
     if not (path.exists() and stamp.exists()):
         for stale in CACHE.glob(f"reads-{evaluations}-*"):
             stale.unlink()

@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 
 import evaluator.store.lake as lake_queries
+import evaluator.store.latest_queries as latest_queries
 import evaluator.store.queries as queries
 from evaluator.core.errors import StoreError
 from evaluator.core.records import DeadLetter, Evaluation, canonical_json
@@ -92,6 +93,9 @@ class Store:
         tables need a Store opened without it."""
         self.path = Path(path)
         self.read_only = read_only
+        self.reads_lake = False
+        """Whether `evaluations` reads the lake's rows too (then latest_verdicts, which describes
+        DuckDB's rows, is not what readers rank: evaluator.store.latest_queries)."""
         if read_only and not self.path.exists():
             raise StoreError(
                 f"no store at {self.path}: run `evaluator run` first (it creates the database)"
@@ -108,7 +112,8 @@ class Store:
                     apply_migrations(self._conn, str(self.path))
             if lake is not None:
                 try:
-                    lake_queries.attach_lake(self._conn, Path(lake))
+                    attached = lake_queries.attach_lake(self._conn, Path(lake))
+                    self.reads_lake = "evaluations" in attached
                 except duckdb.Error as exc:
                     raise StoreError(
                         f"cannot read the Parquet lake {lake}: {str(exc).splitlines()[0]}; restore or"
@@ -250,6 +255,7 @@ class Store:
                     new_evaluation_ids = frozenset(_insert_or_ignore_returning(
                         conn, name, table, "evaluation_id"))
                     inserted[name] = len(new_evaluation_ids)
+                    latest_queries.record_written(conn, table, new_evaluation_ids)
                 else:
                     inserted[name] = _insert_or_ignore(conn, name, table)
             conn.commit()

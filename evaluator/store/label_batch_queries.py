@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from evaluator.store.labels_queries import judged
+from evaluator.store.labels_queries import judged, judged_weights
 from evaluator.store.schema import arrow_schema
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class DesignRow:
 def design_rows(store: Store, rubric: str, version: int, judge: str
                 ) -> list[DesignRow]:
     """Every judged trace of the group that is in a batch or has a human label of the rubric."""
+    source, params = judged(store, rubric, version, judge, "labelled")
     sql = f"""
     WITH latest_batch AS (
         SELECT * FROM label_batch_items
@@ -59,20 +60,21 @@ def design_rows(store: Store, rubric: str, version: int, judge: str
     )
     SELECT j.trace_id, j.sample_weight, NOT j.passed, b.batch_id, b.stratum,
            b.selection_probability
-    FROM {judged(store, rubric, version, judge)} j LEFT JOIN latest_batch b USING (trace_id)
+    FROM {source} j LEFT JOIN latest_batch b USING (trace_id)
     WHERE b.batch_id IS NOT NULL OR j.trace_id IN (
         SELECT trace_id FROM human_labels WHERE rubric = $rubric AND label IS NOT NULL)
     ORDER BY j.trace_id
     """
-    rows = store.conn.execute(sql, {"rubric": rubric, "version": version}).fetchall()
+    rows = store.conn.execute(sql, {**params, "rubric": rubric, "version": version}).fetchall()
     return [DesignRow(*row) for row in rows]
 
 
 def production_verdicts(store: Store, rubric: str, version: int, judge: str
                         ) -> list[tuple[float, bool, int]]:
     """(sample_weight, the judge failed it, how many traces) over the group's judged traces."""
+    source, params = judged_weights(store, rubric, version, judge)
     sql = f"""
-    SELECT sample_weight, NOT passed, count(*) FROM {judged(store, rubric, version, judge)}
+    SELECT sample_weight, NOT passed, sum(n) FROM {source}
     GROUP BY ALL ORDER BY ALL
     """
-    return store.conn.execute(sql).fetchall()
+    return store.conn.execute(sql, params).fetchall()

@@ -9,11 +9,12 @@ rate that agreement corrects is production's, so replay runs stay out of both.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
 from evaluator.core.records import canonical_json, sha256_hex
+from evaluator.store.latest_queries import NEWEST_FIRST, SCORED_LABELLED
 from evaluator.store.schema import arrow_schema
 from evaluator.store.scope import PRODUCTION
 
@@ -76,34 +77,69 @@ def count_without_evaluations(store: Store, batch: pa.Table) -> int:
         store.conn.unregister(_BATCH)
 
 
-_LATEST_SCORED = """
-SELECT trace_id, rubric, rubric_version, judge, label, score, passed, sample_weight, stability
-FROM evaluations
-WHERE status = 'scored' AND label IS NOT NULL AND rubric = $rubric AND """ + PRODUCTION.sql() + """
-  AND ($version IS NULL OR rubric_version = $version) AND ($judge IS NULL OR judge = $judge)
-QUALIFY row_number() OVER (PARTITION BY {partition}
-                           ORDER BY created_at DESC, evaluation_id DESC) = 1
-"""
+_JUDGED_COLUMNS = ("trace_id, rubric, rubric_version, judge, label, score, passed, sample_weight,"
+                   " stability")
+_GROUP_WHERE = ("rubric = $judged_rubric"
+                " AND ($judged_version IS NULL OR rubric_version = $judged_version)"
+                " AND ($judged_judge IS NULL OR judge = $judged_judge)")
+_LABELLED = "_judged_labelled"
+_WEIGHTS = "_judged_weights"
+JudgedRows = Literal["all", "labelled"]
 
 
-def judged(store: Store, rubric: str, version: int | None, judge: str | None) -> str:
-    """A temporary table of the group's judge rows (the latest scored evaluation of each trace,
-    the columns that agreement and export read), ranked once per Store: the several queries of
-    one group read it instead of ranking the evaluations again. Reads open a Store per command,
-    so it is that command's snapshot."""
-    name = "_judged_" + sha256_hex(canonical_json([rubric, version, judge]))[:16]
+def judged(store: Store, rubric: str, version: int | None, judge: str | None,
+           rows: JudgedRows = "all") -> tuple[str, dict[str, Any]]:
+    """The group's judge rows (the latest scored evaluation of each trace, the columns agreement
+    and export read), as a relation to select from and the parameters it takes: the
+    latest_verdicts rows of the group. `labelled`: only (at least) those of traces with a human
+    label or in an annotation batch, from a temporary table of every group's, made once per
+    Store (its reads are that command's snapshot), so the queries that join people's labels
+    do not read a million verdicts per group. A Store reading the lake too ranks the group's
+    evaluations into a temporary table instead (`rows` aside), dropping another group's:
+    groups are read one after another, hold one in memory."""
+    params = {"judged_rubric": rubric, "judged_version": version, "judged_judge": judge}
+    if store.reads_lake:
+        return _ranked(store, params), {}
+    source = "latest_verdicts"
+    if rows == "labelled":
+        store.conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_LABELLED} AS SELECT * FROM latest_verdicts"
+            " WHERE trace_id IN (SELECT trace_id FROM human_labels"
+            " UNION SELECT trace_id FROM label_batch_items)")
+        source = _LABELLED
+    return (f"(SELECT {_JUDGED_COLUMNS} FROM {source} WHERE {_GROUP_WHERE}"
+            f" AND {PRODUCTION.sql()})", params)
+
+
+def _ranked(store: Store, params: dict[str, Any]) -> str:
+    name = "_judged_" + sha256_hex(canonical_json(list(params.values())))[:16]
     others = store.conn.execute(
         "SELECT table_name FROM duckdb_tables() WHERE temporary"
         " AND starts_with(table_name, '_judged_') AND table_name <> $name", {"name": name}).fetchall()
-    for (other,) in others:  # groups are read one after another: hold one in memory
+    for (other,) in others:
         store.conn.execute(f"DROP TABLE {other}")
-    # one version and one judge: partitioning by trace alone is the same, at half the cost
-    partition = ("trace_id" if version is not None and judge is not None
-                 else "rubric_version, judge, trace_id")
-    store.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} AS "
-                       + _LATEST_SCORED.format(partition=partition),
-                       {"rubric": rubric, "version": version, "judge": judge})
+    store.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} AS SELECT {_JUDGED_COLUMNS}"
+                       f" FROM evaluations WHERE {SCORED_LABELLED} AND {_GROUP_WHERE}"
+                       f" AND {PRODUCTION.sql()}"
+                       " QUALIFY row_number() OVER (PARTITION BY trace_id, rubric_version, judge"
+                       f" ORDER BY {NEWEST_FIRST}) = 1", params)
     return name
+
+
+def judged_weights(store: Store, rubric: str, version: int, judge: str
+                   ) -> tuple[str, dict[str, Any]]:
+    """The group's judge rows counted by (sample_weight, passed), as a relation of
+    (sample_weight, passed, n) and its parameters; without the lake, from a temporary table of
+    every group's counts made once per Store."""
+    params = {"judged_rubric": rubric, "judged_version": version, "judged_judge": judge}
+    if store.reads_lake:
+        return (f"(SELECT sample_weight, passed, count(*) AS n FROM {_ranked(store, params)}"
+                " GROUP BY ALL)"), {}
+    store.conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {_WEIGHTS} AS SELECT rubric, rubric_version, judge,"
+        f" sample_weight, passed, count(*) AS n FROM latest_verdicts WHERE {PRODUCTION.sql()}"
+        " GROUP BY ALL")
+    return f"(SELECT sample_weight, passed, n FROM {_WEIGHTS} WHERE {_GROUP_WHERE})", params
 
 
 _EXPORT_CANDIDATES = "_export_candidates"
@@ -126,6 +162,7 @@ def select_export_candidates(store: Store, rubric: str, version: int | None, jud
     samples did: stability < 1) and `pass:<label>`; within each, in a random order drawn from
     `seed` (md5 of seed and trace id). With `skip_labelled`, traces people labelled on the
     rubric are not eligible."""
+    source, params = judged(store, rubric, version, judge)
     sql = f"""
     CREATE OR REPLACE TEMP TABLE {_EXPORT_CANDIDATES} AS
     WITH per_trace AS (
@@ -134,7 +171,7 @@ def select_export_candidates(store: Store, rubric: str, version: int | None, jud
                     WHEN count(DISTINCT label) > 1 OR coalesce(min(stability), 1.0) < 1.0
                     THEN 'disagreements'
                     ELSE 'pass:' || any_value(label) END AS stratum
-        FROM {judged(store, rubric, version, judge)} GROUP BY trace_id
+        FROM {source} GROUP BY trace_id
     ),
     marked AS (
         SELECT p.trace_id, p.stratum, t.trace_id IS NOT NULL AS stored,
@@ -146,7 +183,8 @@ def select_export_candidates(store: Store, rubric: str, version: int | None, jud
                                  ORDER BY md5($seed || ':' || trace_id), trace_id) AS draw
     FROM marked
     """
-    store.conn.execute(sql, {"rubric": rubric, "skip_labelled": skip_labelled, "seed": str(seed)})
+    store.conn.execute(sql, {**params, "rubric": rubric, "skip_labelled": skip_labelled,
+                             "seed": str(seed)})
     rows = store.conn.execute(f"SELECT stratum, stored, skipped, count(*) FROM {_EXPORT_CANDIDATES}"
                               " GROUP BY ALL ORDER BY ALL").fetchall()
     return ExportStrata(
@@ -189,26 +227,28 @@ def judge_human_rows(store: Store, rubric: str, version: int, judge: str
                      ) -> list[tuple[str, str, float | None, str, str, float | None]]:
     """(trace_id, judge label, judge score, annotator, human label, human score) for every
     human label that meets the group's latest scored evaluation of its trace."""
+    source, params = judged(store, rubric, version, judge, "labelled")
     sql = f"""
     SELECT e.trace_id, e.label, e.score, h.annotator, h.label, h.score
-    FROM {judged(store, rubric, version, judge)} e JOIN human_labels h
+    FROM {source} e JOIN human_labels h
       ON h.trace_id = e.trace_id AND h.rubric = e.rubric
      AND (h.rubric_version IS NULL OR h.rubric_version = e.rubric_version)
     WHERE h.label IS NOT NULL
     ORDER BY e.trace_id, h.annotator
     """
-    return store.conn.execute(sql).fetchall()
+    return store.conn.execute(sql, params).fetchall()
 
 
 def production_counts(store: Store, rubric: str, version: int, judge: str
                       ) -> dict[str, Any]:
     """Scored evaluations of the group and their failures, raw and by sampling weight."""
+    source, params = judged_weights(store, rubric, version, judge)
     sql = f"""
-    SELECT count(*), count(*) FILTER (WHERE NOT passed), sum(sample_weight),
-           sum(sample_weight) FILTER (WHERE NOT passed), sum(sample_weight * sample_weight)
-    FROM {judged(store, rubric, version, judge)}
+    SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (WHERE NOT passed), 0), sum(sample_weight * n),
+           sum(sample_weight * n) FILTER (WHERE NOT passed), sum(sample_weight * sample_weight * n)
+    FROM {source}
     """
-    n, failed, weight, weight_failed, weight_squared = store.conn.execute(sql).fetchall()[0]
+    n, failed, weight, weight_failed, weight_squared = store.conn.execute(sql, params).fetchall()[0]
     return {"n": n, "failed": failed, "weight": weight or 0.0,
             "weight_failed": weight_failed or 0.0, "weight_squared": weight_squared or 0.0}
 

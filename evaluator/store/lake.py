@@ -33,6 +33,7 @@ from typing import Any
 
 import duckdb
 
+import evaluator.store.latest_queries as latest_queries
 from evaluator.store.schema import table_columns
 
 
@@ -219,14 +220,32 @@ def delete_chunk(conn: duckdb.DuckDBPyConnection, lake: Path, chunk: RollChunk) 
         (hot,) = conn.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone() or (0,)
         deleted = 0
         if hot and in_lake is not None:
-            (deleted,) = conn.execute(
-                f"DELETE FROM {source} WHERE {where} AND \"{table.key}\" IN"
-                f" (SELECT \"{table.key}\" FROM ({in_lake}) AS lake_rows WHERE {where})", params).fetchone() or (0,)
+            in_both = (f"{where} AND \"{table.key}\" IN"
+                       f" (SELECT \"{table.key}\" FROM ({in_lake}) AS lake_rows WHERE {where})")
+            if table.name == "evaluations":
+                deleted = _delete_evaluations(conn, source, in_both, params)
+            else:
+                (deleted,) = conn.execute(f"DELETE FROM {source} WHERE {in_both}",
+                                          params).fetchone() or (0,)
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
     return ChunkDeleted(chunk, hot, deleted)
+
+
+def _delete_evaluations(conn: duckdb.DuckDBPyConnection, source: str, where: str,
+                        params: dict[str, Any]) -> int:
+    """Delete the evaluations `where` selects, and rank their groups' latest verdicts again
+    from the evaluations left (latest_queries)."""
+    rolled = "_rolled_evaluations"
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {rolled} AS SELECT evaluation_id, trace_id, rubric,"
+                 f" rubric_version, judge FROM {source} WHERE {where}", params)
+    (deleted,) = conn.execute(f"DELETE FROM {source} WHERE evaluation_id IN"
+                              f" (SELECT evaluation_id FROM {rolled})").fetchone() or (0,)
+    latest_queries.forget_deleted(conn, rolled, source)
+    conn.execute(f"DROP TABLE {rolled}")  # a failure rolls the transaction back, this too
+    return deleted
 
 
 def attach_lake(conn: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:

@@ -316,6 +316,39 @@ MIGRATIONS: tuple[Migration, ...] = (
         DROP TABLE judge_calls_before_9;
         """,
     ),
+    Migration(
+        10,
+        "latest verdicts: each (trace, rubric version, judge)'s latest scored evaluation, kept as it is written",
+        """
+        -- The latest scored, labelled evaluation (newest created_at, then largest evaluation_id)
+        -- of each trace, rubric version and judge among the evaluations in DuckDB, whatever
+        -- their run (readers apply their scope to run_id). Writes keep it (Store.write_batch),
+        -- and so does moving days to the lake, so agreement, labels export and datasets build
+        -- read one row per trace instead of ranking every evaluation
+        -- (evaluator.store.latest_queries).
+        CREATE TABLE latest_verdicts (
+            trace_id VARCHAR NOT NULL,
+            rubric VARCHAR NOT NULL,
+            rubric_version INTEGER NOT NULL,
+            judge VARCHAR NOT NULL,
+            evaluation_id VARCHAR NOT NULL,
+            run_id VARCHAR,
+            label VARCHAR NOT NULL,
+            score DOUBLE,
+            passed BOOLEAN,
+            sample_weight DOUBLE NOT NULL,
+            stability DOUBLE,
+            created_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (trace_id, rubric, rubric_version, judge)
+        );
+        INSERT INTO latest_verdicts
+        SELECT trace_id, rubric, rubric_version, judge, evaluation_id, run_id, label, score, passed,
+               sample_weight, stability, created_at
+        FROM evaluations WHERE status = 'scored' AND label IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY trace_id, rubric, rubric_version, judge
+                                   ORDER BY created_at DESC, evaluation_id DESC) = 1;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].number
