@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from evaluator.store import MIGRATIONS, Store
+from evaluator.store import MIGRATIONS, Store, label_batch_queries, labels_queries
 from evaluator.store.latest_queries import LATEST_SCORED_RANKED
 from evaluator.store.migrations import apply_migrations
 from tests.test_lake import DAYS, at, write_day
@@ -113,3 +113,35 @@ def test_the_migration_ranks_an_existing_store(tmp_path: Path):
     with Store(db) as store:
         assert [row[4] for row in latest(store)] == ["eval-2"]
         assert latest(store) == ranked(store)
+
+
+def _agreement_reads(store: Store) -> list:
+    reads = []
+    for rubric in ("faithfulness", "relevance"):
+        reads += [labels_queries.judge_human_rows(store, rubric, 1, "offline"),
+                  labels_queries.production_counts(store, rubric, 1, "offline"),
+                  label_batch_queries.production_verdicts(store, rubric, 1, "offline"),
+                  label_batch_queries.design_rows(store, rubric, 1, "offline")]
+    return reads
+
+
+def test_agreement_reads_the_same_from_the_table_and_ranked_over_hot_plus_lake(tmp_path: Path):
+    db, lake = tmp_path / "s.duckdb", tmp_path / "lake"
+    write_day(db, DAYS[0], 0, 6)
+    write_day(db, DAYS[2], 10, 6)
+    with Store(db) as store:
+        store.start_run("replay-1", "replay", {})
+        store.write_batch([make_eval(99, trace_id="replay-1/item", run_id="replay-1",
+                                     label="unfaithful", passed=False, score=0.0)])
+        store.conn.execute(
+            "INSERT INTO human_labels (label_id, trace_id, rubric, rubric_version, label,"
+            " annotator, imported_at) SELECT 'l' || i, 'trace-' || i, 'faithfulness', 1,"
+            " CASE WHEN i % 3 = 0 THEN 'unfaithful' ELSE 'faithful' END, 'ann', now()"
+            " FROM range(0, 16) t(i) UNION ALL SELECT 'r', 'replay-1/item', 'faithfulness', 1,"
+            " 'faithful', 'ann', now()")
+        before = _agreement_reads(store)
+        assert before[0] and before[1]["n"] == 12  # the replay's verdict is not production's
+        store.roll_to_lake(lake, before=DAYS[1])
+    with Store(db, read_only=True, lake=lake) as store:
+        assert store.reads_lake
+        assert _agreement_reads(store) == before
