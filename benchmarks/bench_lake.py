@@ -24,6 +24,7 @@ import duckdb
 
 from evaluator.core.records import Evaluation, Trace
 from evaluator.core.rows import JudgeCall, StoredTrace
+from evaluator.core.usage import Usage
 from evaluator.queue.channel import InMemoryChannel
 from evaluator.store import Scope, Store
 from evaluator.store import lake as lake_queries
@@ -59,14 +60,13 @@ def _day_rows(day: date, traces_per_day: int, start: int):
                 rubric_hash="r" * 64, judge="openai/gpt-4o-mini", judge_hash="j" * 64,
                 label="pass" if i % 5 else "fail", score=1.0 if i % 5 else 0.0, passed=bool(i % 5),
                 reasoning="The answer is supported by the second document. " * 4, status="scored",
-                raw_reply='{"reasoning": "...", "label": "pass"}', input_tokens=850, output_tokens=120,
-                cost_usd=0.00021, latency_ms=840.0, attempts=1, prompt_hash="p" * 64,
+                raw_reply='{"reasoning": "...", "label": "pass"}', usage=Usage(850, 120, 0.00021, 840.0),
+                attempts=1, prompt_hash="p" * 64,
                 sample_reason="random", sample_weight=10.0, created_at=moment))
             calls.append(JudgeCall(call_id=f"call-{evaluation_id}", judge="openai/gpt-4o-mini",
                                    model="gpt-4o-mini", transport="openai", sample=0, attempt=1,
-                                   status="ok", input_tokens=850, output_tokens=120, cost_usd=0.00021,
-                                   latency_ms=840.0, created_at=moment, evaluation_id=evaluation_id,
-                                   trace_id=trace_id, rubric=rubric, rubric_version=1))
+                                   status="ok", usage=Usage(850, 120, 0.00021, 840.0), created_at=moment,
+                                   evaluation_id=evaluation_id, trace_id=trace_id, rubric=rubric, rubric_version=1))
     return traces, evaluations, calls, moment
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from evaluator.core.records import Evaluation
+from evaluator.core.usage import Usage
 from evaluator.store import Store
 from evaluator.store.arrow_batches import EVALUATION_SCHEMA
 
@@ -35,7 +36,7 @@ def _evaluations(count: int, prefix: str) -> list[Evaluation]:
             label="faithful" if i % 5 else "unfaithful", score=1.0 if i % 5 else 0.0,
             passed=bool(i % 5), reasoning="The answer is supported by the second document. " * 4,
             status="scored", raw_reply='{"reasoning": "...", "label": "faithful"}',
-            input_tokens=850, output_tokens=120, cost_usd=0.00021, latency_ms=840.0, attempts=1,
+            usage=Usage(850, 120, 0.00021, 840.0), attempts=1,
             prompt_hash="p" * 64, sample_reason="random", sample_weight=10.0, run_id="bench",
         )
         for i in range(count)

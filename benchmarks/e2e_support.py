@@ -15,6 +15,7 @@ from pathlib import Path
 
 from evaluator.core.records import Evaluation, parse_trace
 from evaluator.core.rows import StoredTrace
+from evaluator.core.usage import Usage
 from evaluator.core.work import SampleDecision
 from evaluator.store.duckdb_store import Store
 
@@ -86,13 +87,13 @@ def result_batches(prefix: str, traces: int, per_batch: int, samples: list[dict]
                        rubric=rubric, rubric_version=1, rubric_hash="r" * 64, judge="bench",
                        judge_hash="j" * 64, label="pass", score=1.0, passed=True,
                        reasoning="Checked each claim.", status="scored", raw_reply=reply,
-                       input_tokens=900, output_tokens=40, latency_ms=300.0, attempts=1,
+                       usage=Usage(900, 40, None, 300.0), attempts=1,
                        prompt_hash="p" * 64, sample_reason="random", sample_weight=10.0)
             for item in chunk for r, rubric in enumerate(rubrics)]
         traces_ = [StoredTrace(item.trace, "random", 10.0) for item in chunk]
         calls = [JudgeCall.new(judge="bench", model="openai/bench-judge", transport="openai",
-                               sample=0, attempt=1, status="ok", input_tokens=900,
-                               output_tokens=40, latency_ms=300.0, evaluation_id=e.evaluation_id,
+                               sample=0, attempt=1, status="ok", usage=Usage(900, 40, None, 300.0),
+                               evaluation_id=e.evaluation_id,
                                trace_id=e.trace_id, rubric=e.rubric, rubric_version=1)
                  for e in evaluations]
         batches.append(ResultBatch(evaluations=evaluations, traces=traces_, judge_calls=calls))

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from evaluator.cli import cli
 from evaluator.core.rows import JudgeCall
 from evaluator.core.settings import PROJECT_ROOT
+from evaluator.core.usage import Usage
 from evaluator.store import Store
 
 SAMPLE = PROJECT_ROOT / "datasets" / "sample_traces.jsonl"
@@ -47,8 +48,8 @@ def store(tmp_path_factory) -> dict[str, str]:
                           ("anthropic-claude-3-5-haiku", "hallucination")):
         for _ in range(3):
             call = JudgeCall.new(judge=judge, model="m", transport="openai", sample=0, attempt=1,
-                                 status="ok", input_tokens=1_234_567, output_tokens=98_765,
-                                 cost_usd=12.3456, latency_ms=1534.2, cached=False)
+                                 status="ok", usage=Usage(1_234_567, 98_765, 12.3456, 1534.2),
+                                 cached=False)
             call.rubric = rubric
             calls.append(call)
     with Store(db) as opened:

@@ -73,7 +73,7 @@ def test_builtin_scorers(tmp_path, kind, params, output, expected, label):
     verdict = score(tmp_path, kind, params, output, expected)
     assert (verdict.status, verdict.label) == ("scored", label), verdict.reasoning
     assert verdict.score == (1.0 if label == "pass" else 0.0)
-    assert verdict.reasoning and verdict.cost_usd == 0.0 and verdict.attempts == 0
+    assert verdict.reasoning and verdict.usage.cost_usd == 0.0 and verdict.attempts == 0
 
 
 def test_a_scorer_needing_expected_is_unscored_without_it(tmp_path):
@@ -185,7 +185,7 @@ def test_a_user_code_rubric_runs_end_to_end_in_the_embedded_run(tmp_path, monkey
     assert rows[("t-3", "answer")].status == "skipped"  # no expected answer: not applicable
     code_rows = [e for (_, rubric), e in rows.items() if rubric != "refusal"]
     assert {e.judge for e in code_rows} == {"code:regex", "code:normalized_match"}
-    assert all(e.cost_usd == 0.0 and e.prompt_hash is None for e in code_rows if e.status == "scored")
+    assert all(e.usage.cost_usd == 0.0 and e.prompt_hash is None for e in code_rows if e.status == "scored")
     assert rows[("t-3", "refusal")].judge == "offline"
     monkeypatch.setattr("sys.argv", ["evaluator", "show", "t-1", "--db", str(db), "--rubric", "order_id",
                                      "--json"])

@@ -73,7 +73,7 @@ def test_calls_of_a_message_killed_midway_are_published_and_counted(tmp_path, mo
     assert len(calls) == 3 and all(call.status == "ok" for call in calls)
     assert all(call.evaluation_id and call.trace_id == "t0" for call in calls)
     assert context.channel.traces() == [], "the trace's results wait for its last rubric"
-    spent = sum(call.cost_usd for call in calls)
+    spent = sum(call.usage.cost_usd for call in calls)
     assert spent > 0
     assert context.spend.spent_on(calls[0].created_at.date()) == pytest.approx(spent)
 
@@ -114,7 +114,7 @@ def test_each_record_of_a_finished_message_is_published_once(tmp_path, monkeypat
         c.call_id for c in batch.judge_calls)
     assert sorted(context.channel.traces()) == ["t0", "t1"]
     assert context.spend.spent_on(batch.judge_calls[0].created_at.date()) == pytest.approx(
-        sum(call.cost_usd for call in batch.judge_calls))
+        sum(call.usage.cost_usd for call in batch.judge_calls))
 
 
 class FailingChannel(RecordingChannel):
@@ -174,7 +174,7 @@ def test_a_call_is_published_before_its_in_flight_slot_is_reused(tmp_path, monke
     assert len(calls) >= 1, "the first reply's ledger row waited for its evaluation to finish"
     assert calls[0].evaluation_id and calls[0].trace_id == "t0" and calls[0].rubric
     assert context.spend.spent_on(calls[0].created_at.date()) == pytest.approx(
-        sum(call.cost_usd for call in calls))
+        sum(call.usage.cost_usd for call in calls))
 
 
 @pytest.mark.redis
@@ -210,4 +210,4 @@ def test_a_publish_cut_off_by_a_kill_counts_no_spend(tmp_path, monkeypatch, redi
     (entry,) = direct.xrange("evaluator:results")
     published = ResultBatch.from_json(entry[1][b"b"]).judge_calls
     assert len(published) == JUDGED
-    assert float(direct.get(day)) == pytest.approx(sum(call.cost_usd for call in published))
+    assert float(direct.get(day)) == pytest.approx(sum(call.usage.cost_usd for call in published))

@@ -55,8 +55,8 @@ def test_run_with_litellm_judge_stores_scored_verdicts(tmp_path, judge_settings)
     assert len(scored) == 57 == calls
     assert sum(e.rubric == "correctness" for e in scored) == 12, "graded against the reference"
     for evaluation in scored:
-        assert evaluation.judge == "local-test" and evaluation.input_tokens > 0
-        assert evaluation.cost_usd is not None and evaluation.cost_usd > 0
+        assert evaluation.judge == "local-test" and evaluation.usage.input_tokens > 0
+        assert evaluation.usage.cost_usd is not None and evaluation.usage.cost_usd > 0
         assert evaluation.reasoning and evaluation.prompt_hash
         assert evaluation.label is not None and evaluation.passed is not None
 

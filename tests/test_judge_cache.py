@@ -54,13 +54,13 @@ def test_a_repeated_call_is_a_free_marked_hit_with_a_ledger_row() -> None:
         first = judge_all(judge, [prompt("supported")])[0]
         second = judge_all(judge, [prompt("supported")])[0]
         assert server.stats.total == 1
-    assert (first.cached, first.attempts) == (False, 1) and first.cost_usd > 0
+    assert (first.cached, first.attempts) == (False, 1) and first.usage.cost_usd > 0
     assert (second.status, second.label) == ("scored", "supported")
     assert second.reasoning == first.reasoning
-    assert (second.cached, second.attempts, second.cost_usd) == (True, 0, 0.0)
-    assert second.input_tokens == second.output_tokens == 0
+    assert (second.cached, second.attempts, second.usage.cost_usd) == (True, 0, 0.0)
+    assert second.usage.input_tokens == second.usage.output_tokens == 0
     [row] = second.calls
-    assert (row.status, row.cached, row.cost_usd, row.attempt) == ("cached", True, 0.0, 0)
+    assert (row.status, row.cached, row.usage.cost_usd, row.attempt) == ("cached", True, 0.0, 0)
 
 
 @pytest.mark.parametrize("params", [{"temperature": 0.7}, {}])
@@ -257,5 +257,5 @@ def test_a_second_run_in_another_process_makes_zero_judge_calls(
         ledger = store.conn.execute("SELECT count(*), count(*) FILTER (WHERE cached),"
                                     " sum(cost_usd) FROM judge_calls").fetchone()
     assert len(evaluations) == 50 and all(e.cached and e.status == "scored" for e in evaluations)
-    assert all(e.cost_usd == 0.0 and e.attempts == 0 for e in evaluations)
+    assert all(e.usage.cost_usd == 0.0 and e.attempts == 0 for e in evaluations)
     assert ledger == (50, 50, 0.0)

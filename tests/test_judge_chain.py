@@ -13,6 +13,7 @@ import pytest
 
 from evaluator.core.retry import Backoff
 from evaluator.core.rows import CACHED, ERROR, OK
+from evaluator.core.usage import Usage
 from evaluator.judges import factory
 from evaluator.judges.attempt import (
     Attempt,
@@ -137,7 +138,7 @@ def test_the_assembled_chain_judges_through_an_in_memory_transport(monkeypatch) 
     first, again = judge_all(judge, [prompt()]), judge_all(judge, [prompt()])
     assert (first[0].status, first[0].label, first[0].attempts) == ("scored", "supported", 2)
     assert [c.status for c in first[0].calls] == [ERROR, OK]
-    assert first[0].cost_usd == pytest.approx((12 * 1 + 5 * 2) / 1e6)
+    assert first[0].usage.cost_usd == pytest.approx((12 * 1 + 5 * 2) / 1e6)
     assert again[0].cached and transport.sent == 2
 
 
@@ -162,7 +163,7 @@ def test_cached_judge_alone() -> None:
     hit = run(cached.judge(RUBRIC, TRACE, prompt()))
     other_sample = run(cached.judge(RUBRIC, TRACE, prompt(), sample=1))
     assert (miss.cached, hit.cached, other_sample.cached) == (False, True, False)
-    assert (hit.label, hit.cost_usd, [c.status for c in hit.calls]) == ("supported", 0.0, [CACHED])
+    assert (hit.label, hit.usage.cost_usd, [c.status for c in hit.calls]) == ("supported", 0.0, [CACHED])
     assert len(inner.asked) == 2
 
 
@@ -175,7 +176,7 @@ def test_cached_judge_does_not_keep_an_unusable_verdict() -> None:
 
 
 def test_fallback_judge_alone_carries_the_ledger_and_names_who_answered() -> None:
-    spent = CallRows("first", "m", "t").row(0, 1, ERROR, 3.0, cost_usd=0.0)
+    spent = CallRows("first", "m", "t").row(0, 1, ERROR, 3.0, Usage(cost_usd=0.0))
     first = StubJudge("first", raises=Deferred("circuit open", [spent]))
     second = StubJudge("second")
     verdict = run(FallbackJudge([first, second]).judge(RUBRIC, TRACE, prompt()))
@@ -279,7 +280,7 @@ def test_ledger_sender_alone_prices_each_request() -> None:
         with pytest.raises(Exception, match="HTTP"):
             run(ledger.send(sent))
     run(ledger.send(sent))
-    assert [(c.status, c.attempt, c.http_status, c.cost_usd) for c in sent.calls] == [
+    assert [(c.status, c.attempt, c.http_status, c.usage.cost_usd) for c in sent.calls] == [
         (ERROR, 1, 500, 0.0), (ERROR, 2, None, None), (OK, 3, 200, pytest.approx(22 / 1e6))]
     assert {c.sample for c in sent.calls} == {1}
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from evaluator.cli import cli
 from evaluator.core.rows import JudgeCall
+from evaluator.core.usage import Usage
 from evaluator.store import Store
 from evaluator.store.cost_queries import Spend
 
@@ -22,8 +23,7 @@ DAY2 = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
 def call(judge: str, rubric: str, cost: float | None, when: datetime, status: str = "ok",
          cached: bool = False) -> JudgeCall:
     row = JudgeCall.new(judge=judge, model="m", transport="openai", sample=0, attempt=1,
-                        status=status, input_tokens=100, output_tokens=10, cost_usd=cost,
-                        latency_ms=50.0, cached=cached)
+                        status=status, usage=Usage(100, 10, cost, 50.0), cached=cached)
     row.created_at, row.rubric, row.run_id = when, rubric, "run-1"
     return row
 

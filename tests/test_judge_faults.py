@@ -98,6 +98,6 @@ def test_thirty_percent_faults_end_every_evaluation_right(
                     assert [row[1] for row in rows[-2:]] == ["ok", "ok"]
         timed_out = any(row[1] == "error" and row[2] is None for row in rows)
         if rows:
-            assert (e.cost_usd is None) == timed_out, "a timeout's cost is unknown, not $0"
+            assert (e.usage.cost_usd is None) == timed_out, "a timeout's cost is unknown, not $0"
     assert statuses["skipped"] == len(NO_CONTEXT) + TRACES  # no reference answer: correctness
     assert statuses["scored"] > 100 and statuses["unscored"] > 5

@@ -86,8 +86,8 @@ def test_majority_keeps_the_disagreement_and_the_ledger(
     assert [(s["judge"], s["label"]) for s in samples] == [
         ("member-0", "supported"), ("member-1", "supported"), ("member-2", "unsupported")]
     assert [c.judge for c in verdict.calls] == ["member-0", "member-1", "member-2"]
-    assert verdict.attempts == 3 and verdict.cost_usd == pytest.approx(
-        sum(c.cost_usd for c in verdict.calls))
+    assert verdict.attempts == 3 and verdict.usage.cost_usd == pytest.approx(
+        sum(c.usage.cost_usd for c in verdict.calls))
 
 
 def test_a_tie_goes_to_the_stricter_label(tmp_path: Path,
@@ -121,7 +121,7 @@ def test_repeat_samples_of_one_judge_use_offset_seeds_and_are_cached_each() -> N
     assert (first.label, first.stability) == ("supported", pytest.approx(2 / 3)), first.raw_reply
     assert sorted(c.sample for c in first.calls) == [0, 1, 2]
     assert (second.label, second.stability, second.cached) == (first.label, first.stability, True)
-    assert second.cost_usd == 0.0 and second.attempts == 0
+    assert second.usage.cost_usd == 0.0 and second.attempts == 0
 
 
 def test_samples_per_rubric(tmp_path: Path) -> None:

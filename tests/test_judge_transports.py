@@ -131,12 +131,12 @@ def test_same_rubrics_through_both_transports_give_the_same_evaluations(
     for client in CLIENTS:
         judge = make_judge(server, client, model="openai/gpt-4o-mini")
         results[client] = asyncio.run(evaluate_batch(items, rubrics, judge, run_id="run-1"))
-    volatile = {"latency_ms", "created_at"}
+    volatile: dict[str, Any] = {"usage": {"latency_ms"}, "created_at": True}
     dumped = {client: [e.model_dump(exclude=volatile) for e in batch.evaluations]
               for client, batch in results.items()}
     assert dumped["openai"] == dumped["litellm"]
-    assert all(e["status"] == "scored" and e["cost_usd"] > 0 for e in dumped["openai"])
-    ledgers = {client: [(c.evaluation_id, c.status, c.input_tokens, c.output_tokens, c.cost_usd)
+    assert all(e["status"] == "scored" and e["usage"]["cost_usd"] > 0 for e in dumped["openai"])
+    ledgers = {client: [(c.evaluation_id, c.status, c.usage.input_tokens, c.usage.output_tokens, c.usage.cost_usd)
                         for c in batch.judge_calls] for client, batch in results.items()}
     assert ledgers["openai"] == ledgers["litellm"] and len(ledgers["openai"]) == 3 * len(rubrics)
     assert {c.transport for c in results["litellm"].judge_calls} == {"litellm"}
@@ -158,11 +158,11 @@ def test_retries_and_the_ledger_are_the_same_on_both_transports(server: OpenAISe
     judge = make_judge(server, client, limits={"timeout_s": 0.5, "max_attempts": 5})
     verdict = judge_all(judge, [prompt("supported")])[0]
     assert (verdict.status, verdict.label, verdict.attempts) == ("scored", "supported", 5)
-    rows = [(c.attempt, c.status, c.http_status, c.cost_usd is None) for c in verdict.calls]
+    rows = [(c.attempt, c.status, c.http_status, c.usage.cost_usd is None) for c in verdict.calls]
     assert rows[:2] == [(1, "error", 429, False), (2, "error", 500, False)]
     assert rows[2][:2] == (3, "error") and rows[2][3], "a timeout's cost is unknown"
     assert rows[3][:2] == (4, "error") and rows[4][:3] == (5, "ok", 200)
-    assert verdict.cost_usd is None, "one unknown attempt makes the total unknown"
+    assert verdict.usage.cost_usd is None, "one unknown attempt makes the total unknown"
     assert server.stats.total == 5
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from evaluator.core.errors import StoreError
 from evaluator.core.rows import JudgeCall
+from evaluator.core.usage import Usage
 from evaluator.store import Scope, Store
 from evaluator.store import lake as lake_module
 from tests.test_store import make_eval, make_trace
@@ -29,10 +30,10 @@ def write_day(db: Path, day: date, first: int, count: int) -> None:
     for n in range(first, first + count):
         for rubric in ("faithfulness", "relevance"):
             evaluations.append(make_eval(n, evaluation_id=f"eval-{n}-{rubric}", rubric=rubric, run_id=None,
-                                         created_at=at(day), score=(n % 2) * 1.0, attempts=1, cost_usd=0.1,
+                                         created_at=at(day), score=(n % 2) * 1.0, attempts=1, usage=Usage(cost_usd=0.1),
                                          label="faithful" if n % 2 else "unfaithful", passed=bool(n % 2)))
             calls.append(JudgeCall(call_id=f"call-{n}-{rubric}", judge="offline", model="m", transport=None,
-                                   sample=0, attempt=1, status="ok", cost_usd=0.001, created_at=at(day),
+                                   sample=0, attempt=1, status="ok", usage=Usage(cost_usd=0.001), created_at=at(day),
                                    evaluation_id=f"eval-{n}-{rubric}", trace_id=f"trace-{n}", rubric=rubric,
                                    rubric_version=1))
         traces.append(make_trace(n))

@@ -65,18 +65,18 @@ def test_json_schema_mode_scores_with_tokens_and_cost_from_config_prices(server:
     assert llm_judge_of(judge).mode == "json_schema"
     assert (verdict.status, verdict.label, verdict.score, verdict.attempts) == ("scored", "unsupported", 0.0, 1)
     assert verdict.reasoning and verdict.raw_reply.startswith("{")
-    assert verdict.input_tokens > 0 and verdict.output_tokens > 0
-    expected = (verdict.input_tokens * 1.0 + verdict.output_tokens * 2.0) / 1e6
-    assert verdict.cost_usd == pytest.approx(expected)
-    assert verdict.latency_ms > 0 and verdict.reason is None
+    assert verdict.usage.input_tokens > 0 and verdict.usage.output_tokens > 0
+    expected = (verdict.usage.input_tokens * 1.0 + verdict.usage.output_tokens * 2.0) / 1e6
+    assert verdict.usage.cost_usd == pytest.approx(expected)
+    assert verdict.usage.latency_ms > 0 and verdict.reason is None
 
 
 def test_cost_is_unknown_for_an_unpriced_model_and_priced_by_litellm_for_a_known_one(
     server: OpenAIServer,
 ) -> None:
-    assert judge_one(make_judge(server)).cost_usd is None
+    assert judge_one(make_judge(server)).usage.cost_usd is None
     known = judge_one(make_judge(server, model="openai/gpt-4o-mini"))
-    assert known.status == "scored" and known.cost_usd is not None and known.cost_usd > 0
+    assert known.status == "scored" and known.usage.cost_usd is not None and known.usage.cost_usd > 0
 
 
 def test_forced_tool_call_mode(server: OpenAIServer) -> None:
@@ -151,7 +151,7 @@ def test_truncated_reply_is_retried_with_twice_the_room(server: OpenAIServer) ->
     verdict = judge_one(make_judge(server))
     assert (verdict.status, verdict.attempts) == ("scored", 2)
     assert [r.max_tokens for r in server.stats.requests] == [1024, 2048]
-    assert verdict.output_tokens > 1024, "tokens of the truncated attempt are counted too"
+    assert verdict.usage.output_tokens > 1024, "tokens of the truncated attempt are counted too"
 
 
 def test_truncated_twice_is_unscored(server: OpenAIServer) -> None:

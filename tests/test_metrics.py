@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from evaluator.core.records import utcnow
 from evaluator.core.settings import Settings
+from evaluator.core.usage import Usage
 from evaluator.queue.channel import InMemoryChannel
 from evaluator.queue.messages import ResultBatch, work_message
 from evaluator.rubrics import RubricRegistry
@@ -54,9 +55,8 @@ def judged(**fields):
 def test_record_evaluations():
     m = EvaluatorMetrics(CollectorRegistry())
     evaluations = [
-        judged().model_copy(update={"latency_ms": 800.0, "input_tokens": 500, "output_tokens": 40,
-                                    "attempts": 3}),
-        judged(cost=None).model_copy(update={"latency_ms": 100.0}),
+        judged().model_copy(update={"usage": Usage(500, 40, 0.002, 800.0), "attempts": 3}),
+        judged(cost=None).model_copy(update={"usage": Usage(latency_ms=100.0)}),
         judged().model_copy(update={"cached": True}),
         evaluation("t2", "faithfulness", utcnow(), status="skipped", attempts=0, cost=None),
     ]
@@ -76,8 +76,7 @@ def test_record_evaluations():
 
 def test_recording_costs_microseconds_per_evaluation():
     m = EvaluatorMetrics(CollectorRegistry())
-    batch = [judged().model_copy(update={"latency_ms": 500.0, "input_tokens": 300,
-                                         "output_tokens": 30}) for _ in range(2000)]
+    batch = [judged().model_copy(update={"usage": Usage(300, 30, 0.002, 500.0)}) for _ in range(2000)]
     m.record_evaluations(batch[:10])  # label children created once
     started = time.process_time()
     m.record_evaluations(batch)

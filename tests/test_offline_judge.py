@@ -206,10 +206,10 @@ def test_every_verdict_honours_the_contract(criterion, output):
     assert verdict.label in LABELS[criterion][0]
     assert 0.0 <= verdict.score <= 1.0
     assert verdict.reasoning.startswith(REASONING_PREFIX)
-    assert verdict.cost_usd == 0.0
-    assert verdict.input_tokens is None and verdict.output_tokens is None
+    assert verdict.usage.cost_usd == 0.0
+    assert verdict.usage.input_tokens is None and verdict.usage.output_tokens is None
     assert verdict.attempts == 1
-    assert verdict.latency_ms is not None and verdict.latency_ms >= 0
+    assert verdict.usage.latency_ms is not None and verdict.usage.latency_ms >= 0
 
 
 def test_labels_come_from_the_rubric_not_from_the_judge():
@@ -228,8 +228,9 @@ def test_nearest_label_breaks_ties_toward_the_lower_label():
 def test_verdicts_are_deterministic():
     item = trace(GROUNDED + " You also get a 25% discount.")
     for criterion in LABELS:
-        first, second = judge(criterion, item), judge(criterion, item)
-        assert dataclasses.replace(first, latency_ms=None) == dataclasses.replace(second, latency_ms=None)
+        first, second = (dataclasses.replace(v, usage=dataclasses.replace(v.usage, latency_ms=None))
+                         for v in (judge(criterion, item), judge(criterion, item)))
+        assert first == second
 
 
 def test_unknown_criterion_is_unscored():

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from evaluator.core.errors import ConfigError
 from evaluator.core.records import MAX_TEXT_CHARS, parse_trace
 from evaluator.core.settings import Settings
+from evaluator.core.usage import Usage
 from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.ingest.otel import EvaluatorSpanExporter
 from evaluator.judges.base import JudgeVerdict
@@ -106,7 +107,7 @@ class FixedCostJudge:
     async def judge(self, rubric, trace, prompt) -> JudgeVerdict:
         self.calls += 1
         await asyncio.sleep(0.001)
-        return JudgeVerdict(status="scored", label="factual", cost_usd=self.cost)
+        return JudgeVerdict(status="scored", label="factual", usage=Usage(cost_usd=self.cost))
 
 
 def test_budget_stops_calls_at_the_cap_with_one_wave_of_overshoot_at_most():

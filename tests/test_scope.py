@@ -21,6 +21,7 @@ from evaluator.cli import cli
 from evaluator.core.records import utcnow
 from evaluator.core.rows import JudgeCall
 from evaluator.core.settings import PROJECT_ROOT
+from evaluator.core.usage import Usage
 from evaluator.humans.agreement.from_store import store_agreement
 from evaluator.monitoring.alerts import check_alerts
 from evaluator.rubrics import RubricRegistry
@@ -42,8 +43,7 @@ def judge_calls(run_id: str | None, cost: float, count: int) -> list[JudgeCall]:
     rows = []
     for _ in range(count):
         row = JudgeCall.new(judge="gpt", model="m", transport="openai", sample=0, attempt=1,
-                            status="ok", input_tokens=100, output_tokens=10, cost_usd=cost,
-                            latency_ms=50.0, cached=False)
+                            status="ok", usage=Usage(100, 10, cost, 50.0), cached=False)
         row.rubric, row.run_id = "hallucination", run_id
         rows.append(row)
     return rows

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from evaluator.core.records import parse_trace
 from evaluator.core.rows import JudgeCall
 from evaluator.core.settings import Settings
+from evaluator.core.usage import Usage
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.policy import SamplingPolicy, decide
 from evaluator.sampling.spend import (
@@ -32,7 +33,7 @@ NOON = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 def _call(cost: float | None, when: datetime = NOON) -> JudgeCall:
     return JudgeCall(call_id=f"c-{cost}-{when.isoformat()}", judge="j", model="m", transport="t",
-                     sample=0, attempt=1, status="ok", cost_usd=cost, created_at=when)
+                     sample=0, attempt=1, status="ok", usage=Usage(cost_usd=cost), created_at=when)
 
 
 def _traces(n: int, prefix: str = "t", **fields) -> list:
@@ -187,7 +188,7 @@ def test_worker_spend_in_redis_paces_the_span_exporter(redis_url, priced_judge):
         context = WorkerContext(RubricRegistry.load(settings.rubrics_dir), InMemoryChannel(),
                                 settings.judges_dir, spend=spend)
         batch = asyncio.run(process_message(context, work_message(items, "priced", [], None)))
-    costs = [c.cost_usd for c in batch.judge_calls]
+    costs = [c.usage.cost_usd for c in batch.judge_calls]
     assert len(costs) == 16 and all(c and c > 0 for c in costs)
     spent = spend.spent_on(datetime.now(UTC).date())
     assert spent == pytest.approx(sum(costs))

@@ -16,6 +16,7 @@ import pytest
 from evaluator.core.errors import StoreError
 from evaluator.core.records import DeadLetter, Evaluation, Trace
 from evaluator.core.rows import StoredTrace
+from evaluator.core.usage import USAGE_FIELDS, Usage
 from evaluator.store import LATEST_VERSION, MIGRATIONS, Migration, Scope, Store
 from evaluator.store.arrow_batches import DEAD_LETTER_SCHEMA, EVALUATION_SCHEMA, TRACE_SCHEMA
 from evaluator.store.migrations import applied_numbers, apply_migrations
@@ -102,7 +103,8 @@ def test_arrow_batch_columns_match_the_tables(db):
                               ("dead_letters", DEAD_LETTER_SCHEMA)):
             columns = [r[0] for r in store.conn.execute(f"DESCRIBE {table}").fetchall()]
             assert columns == schema.names
-    assert EVALUATION_SCHEMA.names == list(Evaluation.model_fields)
+    assert EVALUATION_SCHEMA.names == [name for field in Evaluation.model_fields  # usage stored flat
+                                       for name in (USAGE_FIELDS if field == "usage" else (field,))]
     assert DEAD_LETTER_SCHEMA.names == [f for f in DeadLetter.model_fields if f != "MAX_PAYLOAD_CHARS"]
 
 
@@ -174,8 +176,8 @@ def test_read_only_on_missing_file_says_to_run_first(db):
 def test_evaluations_round_trip_every_field(db):
     full = make_eval(
         1, label="unfaithful", score=0.1 + 0.2, passed=False, reasoning="why\nwith ünïcode ✓",
-        reason="judge said so", raw_reply='{"label": "unfaithful"}', input_tokens=2**40,
-        output_tokens=7, cost_usd=1e-7, latency_ms=12.345, attempts=3, cached=True,
+        reason="judge said so", raw_reply='{"label": "unfaithful"}',
+        usage=Usage(2**40, 7, 1e-7, 12.345), attempts=3, cached=True,
         prompt_hash="ph", sample_reason="negative_feedback", sample_weight=0.125, truncated=True,
         created_at=datetime(2025, 6, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2))),
     )
@@ -190,7 +192,7 @@ def test_evaluations_round_trip_every_field(db):
     assert got["eval-2"].model_dump() == bare.model_dump()
     assert got["eval-1"].created_at.utcoffset() == timedelta(0)  # same instant, told in UTC
     assert got["eval-2"].created_at == bare.created_at and got["eval-2"].created_at.tzinfo is not None
-    assert got["eval-2"].cost_usd is None and got["eval-2"].input_tokens is None
+    assert got["eval-2"].usage.cost_usd is None and got["eval-2"].usage.input_tokens is None
     assert got["eval-2"].score is None and got["eval-2"].passed is None
 
 

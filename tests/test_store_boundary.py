@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from evaluator.core.usage import Usage
 from evaluator.store import Store
 from evaluator.store.schema import ARROW_TYPES, arrow_schema, table_columns
 
@@ -85,7 +86,7 @@ def test_a_resumed_replay_reads_its_pending_items_in_order_and_what_it_has_spent
     def judged(n: int, run_id: str, cost: float | None) -> Evaluation:
         return Evaluation(evaluation_id=f"e{n}", trace_id=f"{run_id}/i{n}", rubric="r",
                           rubric_version=1, rubric_hash="h", judge="j", judge_hash="h",
-                          status="scored", run_id=run_id, cost_usd=cost)
+                          status="scored", run_id=run_id, usage=Usage(cost_usd=cost))
 
     with Store(tmp_path / "s.duckdb") as store:
         store.start_run("r1", "replay", {})

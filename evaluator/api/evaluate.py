@@ -21,6 +21,7 @@ from evaluator.core.errors import ConfigError
 from evaluator.core.records import Evaluation, Message, Trace, canonical_json, parse_trace, sha256_hex
 from evaluator.core.rows import JudgeCall, StoredTrace
 from evaluator.core.settings import Settings
+from evaluator.core.usage import FREE
 from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.judges.base import JudgeClient
 from evaluator.rubrics import Rubric, RubricRegistry
@@ -62,8 +63,7 @@ class Evaluated:
     @property
     def cost_usd(self) -> float | None:
         """What the judge calls cost; None when any cost is unknown."""
-        costs = [call.cost_usd for call in self.judge_calls]
-        return None if any(cost is None for cost in costs) else sum(c for c in costs if c is not None)
+        return sum((call.usage for call in self.judge_calls), FREE).cost_usd
 
 
 def _trace(item: Item, defaults: Mapping[str, Any], max_text_chars: int) -> Trace:

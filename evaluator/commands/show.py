@@ -75,7 +75,8 @@ def _lines(view, with_prompts: bool) -> list[str]:
 def _evaluation(e) -> list[str]:
     score = "-" if e.score is None else f"{e.score:g}"
     passed = {True: "pass", False: "fail", None: "-"}[e.passed]
-    cost = ("unknown" if e.cost_usd is None else f"${e.cost_usd:.6f}") if e.attempts else "none"
+    spent = e.usage.cost_usd
+    cost = ("unknown" if spent is None else f"${spent:.6f}") if e.attempts else "none"
     lines = [
         "",
         f"evaluation {e.rubric}@v{e.rubric_version} by judge {e.judge} "

@@ -25,6 +25,7 @@ from evaluator.core.trace_limits import (
     identifier_problem,
     metadata_problem,
 )
+from evaluator.core.usage import Usage
 
 MAX_TEXT_CHARS = 100_000
 """Longest text field (output, input, one context document) kept by default; longer ones are
@@ -173,10 +174,8 @@ class Evaluation(BaseModel):
     status: Status
     reason: str | None = None
     raw_reply: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost_usd: float | None = None
-    latency_ms: float | None = None
+    usage: Usage = Usage()
+    """What judging it used (stored and sent as the four flat columns)."""
     attempts: int = 0
     cached: bool = False
     prompt_hash: str | None = None

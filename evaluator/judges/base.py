@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from evaluator.core.records import ClaimVerdict, Status, Trace
 from evaluator.core.rows import JudgeCall
+from evaluator.core.usage import Usage
 from evaluator.judges.ledger import totals
 from evaluator.rubrics import RenderedPrompt, Rubric
 
@@ -22,11 +23,7 @@ class JudgeVerdict:
     reason: str | None = None
     """Why the verdict is unscored or error (empty when scored)."""
     raw_reply: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost_usd: float | None = None
-    """None means unknown, never free: report it as unknown."""
-    latency_ms: float | None = None
+    usage: Usage = Usage()
     attempts: int = 1
     cached: bool = False
     calls: list[JudgeCall] = field(default_factory=list)
@@ -44,9 +41,7 @@ class JudgeVerdict:
 def verdict_from(calls: list[JudgeCall], **fields: Any) -> JudgeVerdict:
     """A verdict whose tokens, cost, latency and attempts are its ledger rows' totals."""
     summed = totals(calls)
-    return JudgeVerdict(input_tokens=summed.input_tokens, output_tokens=summed.output_tokens,
-                        cost_usd=summed.cost_usd, latency_ms=summed.latency_ms,
-                        attempts=summed.attempts, calls=calls, **fields)
+    return JudgeVerdict(usage=summed.usage, attempts=summed.attempts, calls=calls, **fields)
 
 
 class JudgeClient(Protocol):

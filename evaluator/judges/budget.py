@@ -16,6 +16,7 @@ import threading
 
 from evaluator.core.errors import ConfigError
 from evaluator.core.records import Trace
+from evaluator.core.usage import Usage
 from evaluator.judges.base import JudgeClient, JudgeVerdict
 from evaluator.rubrics import RenderedPrompt, Rubric
 
@@ -85,12 +86,12 @@ class BudgetedJudge:
 
     async def judge(self, rubric: Rubric, trace: Trace, prompt: RenderedPrompt) -> JudgeVerdict:
         if not await self.budget.start():
-            return JudgeVerdict(status="skipped", attempts=0, cost_usd=0.0, reason=(
+            return JudgeVerdict(status="skipped", attempts=0, usage=Usage(cost_usd=0.0), reason=(
                 f"{BUDGET_EXHAUSTED} (spent ${self.budget.spent_usd:.4f} of "
                 f"${self.budget.max_cost_usd:.4f})"))
         verdict = None
         try:
             verdict = await self.inner.judge(rubric, trace, prompt)
         finally:
-            self.budget.finish(verdict.cost_usd if verdict is not None else None)
+            self.budget.finish(verdict.usage.cost_usd if verdict is not None else None)
         return verdict

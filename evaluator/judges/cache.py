@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from evaluator.core.records import ClaimVerdict, Trace
 from evaluator.core.rows import CACHED
+from evaluator.core.usage import Usage
 from evaluator.judges.base import JudgeLink, JudgeVerdict, verdict_from
 from evaluator.judges.ledger_rows import CallRows
 from evaluator.judges.redis_clients import LoopRedis
@@ -254,7 +255,7 @@ class CachedJudge:
         found = await self.cache.get(key)
         if found is not None:
             row = self._rows.row(sample, 0, CACHED, (time.perf_counter() - started) * 1000,
-                                 cached=True, input_tokens=0, output_tokens=0, cost_usd=0.0)
+                                 Usage(input_tokens=0, output_tokens=0, cost_usd=0.0), cached=True)
             claims = None if found.claims is None else [ClaimVerdict.model_validate(claim)
                                                         for claim in found.claims]
             return verdict_from([row], status="scored", label=found.label, score=found.score,

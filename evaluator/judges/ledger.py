@@ -4,9 +4,10 @@ Evaluation they produced."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from evaluator.core.rows import JudgeCall
+from evaluator.core.usage import FREE, Usage
 
 
 @dataclass(slots=True)
@@ -14,33 +15,17 @@ class CallTotals:
     """What a list of calls adds up to, as the Evaluation reports it."""
 
     attempts: int
-    input_tokens: int | None
-    output_tokens: int | None
-    cost_usd: float | None
-    latency_ms: float
+    """HTTP attempts: the cache hits are not."""
+    usage: Usage
+    """Summed tokens and latency; cost is unknown if any call's is, or without calls."""
 
 
 def totals(calls: Sequence[JudgeCall]) -> CallTotals:
     """HTTP attempts, summed tokens and latency; cost is unknown if any call's is."""
-    attempts = 0
-    input_tokens = output_tokens = None
-    cost: float | None = 0.0
-    latency = 0.0
-    for call in calls:
-        if not call.cached:
-            attempts += 1
-        if call.input_tokens is not None:
-            input_tokens = (input_tokens or 0) + call.input_tokens
-        if call.output_tokens is not None:
-            output_tokens = (output_tokens or 0) + call.output_tokens
-        if call.cost_usd is None:
-            cost = None
-        elif cost is not None:
-            cost += call.cost_usd
-        latency += call.latency_ms or 0.0
-    if not calls:
-        cost = None
-    return CallTotals(attempts, input_tokens, output_tokens, cost, round(latency, 3))
+    summed = sum((call.usage for call in calls), FREE)
+    return CallTotals(sum(not call.cached for call in calls),
+                      replace(summed, cost_usd=summed.cost_usd if calls else None,
+                              latency_ms=round(summed.latency_ms or 0.0, 3)))
 
 
 def stamp(calls: Iterable[JudgeCall], evaluation_id: str, trace_id: str, rubric: str,

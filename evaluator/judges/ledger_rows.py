@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import replace
 from typing import Any
 
 from evaluator.core.rows import ERROR, OK, JudgeCall
+from evaluator.core.usage import Usage
 from evaluator.judges.attempt import Attempt, Sender
 from evaluator.judges.config import JudgePrices
 from evaluator.judges.retry import is_timeout
@@ -60,11 +62,12 @@ class CallRows:
         self.model = model
         self.transport = transport
 
-    def row(self, sample: int, attempt: int, status: str, latency_ms: float,
+    def row(self, sample: int, attempt: int, status: str, latency_ms: float, usage: Usage,
             **fields: Any) -> JudgeCall:
+        """A row whose `usage` took `latency_ms` (rounded here)."""
         return JudgeCall.new(judge=self.judge, model=self.model, transport=self.transport,
                              sample=sample, attempt=attempt, status=status,
-                             latency_ms=round(latency_ms, 3), **fields)
+                             usage=replace(usage, latency_ms=round(latency_ms, 3)), **fields)
 
 
 def price_usd(prices: JudgePrices | None, reply: Reply) -> float | None:
@@ -95,15 +98,14 @@ class LedgerSender:
             timed_out = is_timeout(exc)  # litellm gives its client-side timeouts a 408
             status = None if timed_out else getattr(exc, "status_code", None)
             self._append(attempt, self.rows.row(
-                attempt.sample, number, ERROR, latency_ms, error_class=type(exc).__name__,
-                http_status=status if isinstance(status, int) else None,
-                cost_usd=None if timed_out else 0.0))
+                attempt.sample, number, ERROR, latency_ms, Usage(cost_usd=None if timed_out else 0.0),
+                error_class=type(exc).__name__, http_status=status if isinstance(status, int) else None))
             raise
         latency_ms = (time.perf_counter() - started) * 1000
         self._append(attempt, self.rows.row(
-            attempt.sample, number, OK, latency_ms, http_status=200,
-            input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
-            cost_usd=price_usd(self.prices, reply)))
+            attempt.sample, number, OK, latency_ms,
+            Usage(reply.input_tokens, reply.output_tokens, price_usd(self.prices, reply)),
+            http_status=200))
         return reply
 
     @staticmethod

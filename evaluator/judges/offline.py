@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from evaluator.core.plugins import Registry, needs_callable
 from evaluator.core.records import TRUNCATION_MARK_RE, Trace
+from evaluator.core.usage import Usage
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.config import JudgeConfig
 from evaluator.judges.refusal_detector import detect_refusal, explain, states_refusal
@@ -140,8 +141,7 @@ class OfflineJudge:
         except Exception as exc:  # the contract: a verdict, never an exception
             reason = f"offline heuristic failed: {type(exc).__name__}: {exc}"
             verdict = JudgeVerdict(status="error", reason=reason, reasoning=REASONING_PREFIX + reason)
-        verdict.cost_usd = 0.0
-        verdict.latency_ms = (time.perf_counter() - started) * 1000.0
+        verdict.usage = Usage(cost_usd=0.0, latency_ms=(time.perf_counter() - started) * 1000.0)
         return verdict
 
     def _judge(self, rubric: Rubric, trace: Trace) -> JudgeVerdict:

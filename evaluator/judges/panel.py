@@ -73,9 +73,8 @@ class PanelJudge:
             raw_reply=json.dumps([_sample_record(name, sample, verdict)
                                   for (name, sample), verdict in zip(who, verdicts, strict=True)],
                                  ensure_ascii=False),
-            input_tokens=summed.input_tokens, output_tokens=summed.output_tokens,
-            cost_usd=summed.cost_usd if calls else None,
-            latency_ms=max((v.latency_ms or 0.0 for v in verdicts), default=None),
+            usage=replace(summed.usage,  # the samples are judged at once: the longest is the wait
+                          latency_ms=max((v.usage.latency_ms or 0.0 for v in verdicts), default=None)),
             attempts=sum(v.attempts for v in verdicts), calls=calls,
             cached=all(v.cached for v in verdicts),
         )

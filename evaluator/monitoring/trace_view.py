@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from evaluator.core.errors import EvaluatorError, StoreError
 from evaluator.core.records import MAX_TEXT_CHARS, Evaluation, Trace, parse_trace
+from evaluator.core.usage import spread_usage
 from evaluator.judges.scorers.base import CODE_JUDGE_PREFIX
 from evaluator.regression.datasets import DatasetItem
 from evaluator.rubrics import RubricRegistry, render
@@ -49,7 +50,8 @@ class TraceView:
             "trace_id": self.trace_id,
             "origin": self.origin,
             "trace": None if self.trace is None else self.trace.model_dump(mode="json"),
-            "evaluations": [{**evaluation.model_dump(mode="json"), "prompt": check.to_dict()}
+            "evaluations": [{**spread_usage(evaluation.model_dump(mode="json")),
+                             "prompt": check.to_dict()}
                             for evaluation, check in self.evaluations],
         }
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from evaluator.core.errors import InvalidTraceError
 from evaluator.core.records import MAX_TEXT_CHARS, DeadLetter, Evaluation, Trace, parse_trace
 from evaluator.core.rows import JudgeCall, StoredTrace
+from evaluator.core.usage import gather_usage, spread_usage
 from evaluator.core.work import SampleDecision, WorkItem
 
 QUEUE_NAME = "evaluator"
@@ -96,7 +97,7 @@ class ResultBatch:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "evaluations": [e.model_dump(mode="json") for e in self.evaluations],
+                "evaluations": [spread_usage(e.model_dump(mode="json")) for e in self.evaluations],
                 "traces": [
                     {
                         "trace": t.trace.model_dump(mode="json", exclude_defaults=True),
@@ -133,7 +134,7 @@ class _WireTrace(BaseModel):
 class _WireBatch(BaseModel):
     """The JSON form of a ResultBatch, as to_json writes it."""
 
-    evaluations: list[Evaluation]
+    evaluations: list[Annotated[Evaluation, BeforeValidator(gather_usage)]]
     traces: list[_WireTrace]
     dead_letters: list[DeadLetter]
     judge_calls: list[dict[str, Any]] = []

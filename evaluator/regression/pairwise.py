@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +105,8 @@ def _evaluation(rubric: Rubric, judge: JudgeClient, run_id: str, baseline_id: st
                   f"A = {baseline_id}, B = this run: {backward.reasoning}",
         status=status, reason=reason if status != "scored" or label == "tie" else None,
         raw_reply=json.dumps([forward.raw_reply, backward.raw_reply]),
-        input_tokens=sum(v.input_tokens or 0 for v in (forward, backward)),
-        output_tokens=sum(v.output_tokens or 0 for v in (forward, backward)),
-        cost_usd=None if any(v.cost_usd is None for v in (forward, backward))
-        else (forward.cost_usd or 0.0) + (backward.cost_usd or 0.0),
+        usage=replace(forward.usage + backward.usage,  # the two orders are judged at once
+                      latency_ms=max(v.usage.latency_ms or 0.0 for v in (forward, backward))),
         attempts=forward.attempts + backward.attempts, cached=forward.cached and backward.cached,
         sample_reason=f"pairwise vs {baseline_id}", run_id=run_id)
     stamp(forward.calls + backward.calls, evaluation.evaluation_id, trace_id, rubric.criterion, rubric.version, run_id)

@@ -142,9 +142,9 @@ def _text(value: bytes | str) -> str:
 def _cost_by_day(calls: Iterable[JudgeCall]) -> dict[date, float]:
     costs: dict[date, float] = defaultdict(float)
     for call in calls:
-        if call.cost_usd:
+        if call.usage.cost_usd:
             when = call.created_at or utcnow()
-            costs[when.astimezone(UTC).date()] += call.cost_usd
+            costs[when.astimezone(UTC).date()] += call.usage.cost_usd
     return dict(costs)
 
 

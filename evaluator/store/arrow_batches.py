@@ -49,8 +49,8 @@ def _table(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
 
 def evaluations_table(evaluations: Sequence[Evaluation]) -> pa.Table:
     unique = first_per_key(evaluations, lambda e: e.evaluation_id)
-    return _table(EVALUATION_SCHEMA, [e.__dict__ if e.claims is None else
-                                      {**e.__dict__, "claims": claims_json(e.claims)}
+    return _table(EVALUATION_SCHEMA, [{**e.__dict__, **e.usage.flat()} if e.claims is None else
+                                      {**e.__dict__, **e.usage.flat(), "claims": claims_json(e.claims)}
                                       for e in unique])
 
 
@@ -61,8 +61,7 @@ def claims_json(claims: Sequence[ClaimVerdict]) -> str:
 
 def judge_calls_table(calls: Sequence[JudgeCall]) -> pa.Table:
     unique = first_per_key(calls, lambda c: c.call_id)
-    return _table(JUDGE_CALL_SCHEMA, [{name: getattr(c, name) for name in JUDGE_CALL_SCHEMA.names}
-                                      for c in unique])
+    return _table(JUDGE_CALL_SCHEMA, [c.flat() for c in unique])
 
 
 def dead_letters_table(dead_letters: Sequence[DeadLetter]) -> pa.Table:

@@ -10,6 +10,7 @@ import duckdb
 
 from evaluator.core.records import TERMINAL_STATUSES, Evaluation, Trace
 from evaluator.core.rows import StoredTrace
+from evaluator.core.usage import gather_usage
 from evaluator.store.arrow_batches import EVALUATION_SCHEMA
 from evaluator.store.models import RubricSummary, RunRecord
 from evaluator.store.scope import Scope
@@ -129,7 +130,7 @@ def evaluations(
         values["created_at"] = as_utc(values["created_at"])
         if values["claims"] is not None:
             values["claims"] = json.loads(values["claims"])
-        records.append(Evaluation.model_validate(values))
+        records.append(Evaluation.model_validate(gather_usage(values)))
     return records
 
 

@@ -91,16 +91,17 @@ class EvaluatorMetrics:
             if e.cached:
                 child(self.judge_cache_hits, judge).inc()
                 continue
-            if e.latency_ms is not None:
-                child(self.judge_latency, judge).observe(e.latency_ms / 1000)
-            if e.input_tokens:
-                child(self.judge_tokens, judge, "input").inc(e.input_tokens)
-            if e.output_tokens:
-                child(self.judge_tokens, judge, "output").inc(e.output_tokens)
-            if e.cost_usd is None:
+            usage = e.usage
+            if usage.latency_ms is not None:
+                child(self.judge_latency, judge).observe(usage.latency_ms / 1000)
+            if usage.input_tokens:
+                child(self.judge_tokens, judge, "input").inc(usage.input_tokens)
+            if usage.output_tokens:
+                child(self.judge_tokens, judge, "output").inc(usage.output_tokens)
+            if usage.cost_usd is None:
                 child(self.judge_cost_unknown, judge).inc()
             else:
-                child(self.judge_cost, judge).inc(e.cost_usd)
+                child(self.judge_cost, judge).inc(usage.cost_usd)
             if e.attempts > 1:
                 child(self.judge_retries, judge).inc(e.attempts - 1)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from evaluator.core.records import Evaluation, Trace, sha256_hex
 from evaluator.core.rows import StoredTrace
+from evaluator.core.usage import Usage
 from evaluator.monitoring.alerts import AlertConfig
 from evaluator.monitoring.alerts.sinks import Notification
 from evaluator.store import Store
@@ -38,7 +39,7 @@ def evaluation(trace_id: str, rubric: str, at: datetime, *, label: str | None = 
         evaluation_id=sha256_hex(f"{trace_id}|{rubric}|{judge}")[:32], trace_id=trace_id,
         rubric=rubric, rubric_version=1, rubric_hash="rh", judge=judge, judge_hash="jh",
         label=label if status == "scored" else None, score=score if status == "scored" else None,
-        status=status, sample_weight=weight, cost_usd=cost, attempts=attempts, created_at=at,
+        status=status, sample_weight=weight, usage=Usage(cost_usd=cost), attempts=attempts, created_at=at,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Protocol
 from evaluator.core.errors import ConfigError, RubricError
 from evaluator.core.plugins import Registry, needs_callable
 from evaluator.core.records import Trace, canonical_json, sha256_hex
+from evaluator.core.usage import Usage
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.offline import nearest_label
 from evaluator.rubrics import RenderedPrompt, Rubric
@@ -65,9 +66,8 @@ class CodeScorerJudge:
         except Exception as exc:  # the contract: a verdict, never an exception
             verdict = JudgeVerdict(status="error", reason=f"scorer {rubric.kind} failed: "
                                                           f"{type(exc).__name__}: {exc}")
-        verdict.cost_usd = 0.0
         verdict.attempts = 0
-        verdict.latency_ms = (time.perf_counter() - started) * 1000.0
+        verdict.usage = Usage(cost_usd=0.0, latency_ms=(time.perf_counter() - started) * 1000.0)
         return verdict
 
 
