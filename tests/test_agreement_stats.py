@@ -234,14 +234,14 @@ def test_bootstrap_intervals_contain_the_estimate_and_repeat_for_a_seed():
         ci = first[name]["ci"]
         assert ci["low"] <= first[name]["value"] <= ci["high"], name
         assert ci["n_boot"] == 500 and ci["n_undefined"] == 0
-    assert kappa_with_ci(judge, human, n_boot=500, seed=3)["ci"] == first["kappa"]["ci"]
+    assert kappa_with_ci(judge, human, n_boot=500, seed=3).to_dict()["ci"] == first["kappa"]["ci"]
     assert agreement_report(judge, human, n_boot=0).kappa.ci is None
 
 
 def test_count_resampling_has_the_spread_of_index_resampling():
     """Multinomial cell counts are the same bootstrap as resampling (B, n) item indices."""
     judge, human, order = random_label_pairs(5, 2000, 3, agreement=0.6)
-    ci = kappa_with_ci(judge, human, n_boot=2000, seed=1)["ci"]
+    ci = kappa_with_ci(judge, human, n_boot=2000, seed=1).to_dict()["ci"]
     rng = np.random.default_rng(2)
     j, h = np.array(judge), np.array(human)
     resamples = rng.integers(0, 2000, (400, 2000))

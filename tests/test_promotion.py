@@ -91,6 +91,13 @@ def test_equivalent_candidate_passes(rubrics_dir: Path, golden: Path):
     assert data["left_out"]["no_expected_label"] == 1
     assert data["flip_rate"] == 0.0 and data["kappa_drop"] == 0.0
     assert data["candidate_kappa"]["value"] == data["current_kappa"]["value"] > 0.4
+    assert list(data) == ["candidate", "current", "judge", "golden", "statistic", "max_kappa_drop",
+                          "max_flip_rate", "items", "compared", "left_out", "candidate_kappa",
+                          "current_kappa", "kappa_drop", "flip_rate", "flipped_items", "decision",
+                          "reasons", "exit_code", "warnings"]
+    for kappa in (data["candidate_kappa"], data["current_kappa"]):
+        assert list(kappa) == ["value", "ci", "reason", "n", "weights", "labels"]
+        assert list(kappa["ci"]) == ["low", "high", "confidence", "method", "n_boot", "n_undefined"]
 
 
 def test_worse_candidate_fails_on_kappa_and_flips(rubrics_dir: Path, golden: Path):
@@ -108,7 +115,7 @@ def test_worse_candidate_fails_on_kappa_and_flips(rubrics_dir: Path, golden: Pat
     work = [WorkItem(item.trace, GOLDEN) for item in items]
     for rubric, reported in ((candidate, result.candidate_kappa), (current, result.current_kappa)):
         labels = [e.label for e in asyncio.run(evaluate_items(work, [rubric], judge))]
-        assert abs(reported["value"] - cohen_kappa_score(expected, labels)) < TOLERANCE
+        assert abs(reported.value - cohen_kappa_score(expected, labels)) < TOLERANCE
     assert result.flip_rate == 1.0 and result.kappa_drop > 0.5
 
 

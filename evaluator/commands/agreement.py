@@ -18,10 +18,11 @@ if TYPE_CHECKING:
         Estimate,
         FileAgreement,
         GroupAgreement,
+        KappaEstimate,
         MeanKappa,
     )
 
-    Statistic = Estimate | AlphaEstimate | MeanKappa
+    Statistic = Estimate | AlphaEstimate | MeanKappa | KappaEstimate
 
 DEFAULT_N_BOOT = 1000
 
@@ -30,17 +31,8 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def _number(estimate: Statistic | dict[str, Any] | None, percent: bool = False,
-            interval: bool = True) -> str:
-    """'0.81 [0.74, 0.87]' (or percentages); '-' for a statistic that is undefined. Promotion
-    checks still hand their kappa over as a dict."""
-    if isinstance(estimate, dict):
-        # lazy: `evaluator --help` imports every command module: keep it fast
-        from evaluator.humans.agreement.results import Estimate, Interval
-
-        ci = estimate.get("ci")
-        estimate = Estimate(value=estimate.get("value"), reason=estimate.get("reason"),
-                            ci=Interval(**ci) if ci else None)
+def _number(estimate: Statistic | None, percent: bool = False, interval: bool = True) -> str:
+    """'0.81 [0.74, 0.87]' (or percentages); '-' for a statistic that is undefined."""
     if estimate is None or estimate.value is None:
         return "-"
     show = (lambda x: f"{100 * x:.1f}%") if percent else (lambda x: f"{x:.2f}")

@@ -22,6 +22,7 @@ from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.humans.agreement.bootstrap import DEFAULT_N_BOOT
 from evaluator.humans.agreement.from_store import labels_order
 from evaluator.humans.agreement.report import kappa_with_ci
+from evaluator.humans.agreement.results import KappaEstimate
 from evaluator.humans.agreement.stats import KappaWeights
 from evaluator.judges.base import JudgeClient
 from evaluator.regression.datasets import read_dataset
@@ -96,8 +97,8 @@ class PromotionCheck:
     items: int = 0
     compared: int = 0
     left_out: dict[str, int] = field(default_factory=dict)
-    candidate_kappa: dict[str, Any] | None = None
-    current_kappa: dict[str, Any] | None = None
+    candidate_kappa: KappaEstimate | None = None
+    current_kappa: KappaEstimate | None = None
     kappa_drop: float | None = None
     flip_rate: float | None = None
     flipped_items: list[str] = field(default_factory=list)
@@ -130,16 +131,15 @@ def _decide(check: PromotionCheck, min_items: int) -> None:
     if candidate is None or current is None or flip_rate is None:
         raise RuntimeError(f"bug: {check.compared} golden items were compared but the kappas or "
                            "the flip rate are missing; please report it")
-    undefined = [(name, result["reason"]) for name, result in
-                 (("candidate", candidate), ("current", current)) if result["value"] is None]
-    if undefined:
-        check.reasons += [f"the {name}'s {check.statistic} is undefined: {reason}"
-                          for name, reason in undefined]
+    if candidate.value is None or current.value is None:
+        check.reasons += [f"the {name}'s {check.statistic} is undefined: {result.reason}"
+                          for name, result in (("candidate", candidate), ("current", current))
+                          if result.value is None]
         return
-    check.kappa_drop = current["value"] - candidate["value"]
+    check.kappa_drop = current.value - candidate.value
     if check.kappa_drop > check.max_kappa_drop:
         check.reasons.append(f"{check.statistic} drops by {check.kappa_drop:.3f} "
-                             f"({current['value']:.3f} -> {candidate['value']:.3f}), more than "
+                             f"({current.value:.3f} -> {candidate.value:.3f}), more than "
                              f"the allowed {check.max_kappa_drop:g}")
     if flip_rate > check.max_flip_rate:
         check.reasons.append(f"{flip_rate:.1%} of the items change label, more than the "

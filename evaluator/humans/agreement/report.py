@@ -37,6 +37,7 @@ from evaluator.humans.agreement.results import (
     ConfusionCounts,
     Estimate,
     InterAnnotatorReport,
+    KappaEstimate,
     LabelMetrics,
     MeanKappa,
     PairKappa,
@@ -83,8 +84,8 @@ def _label_tables(judge_codes: np.ndarray, human_codes: np.ndarray, k: int, n_bo
 def kappa_with_ci(judge_labels: Sequence[Hashable], human_labels: Sequence[Hashable],
                   labels_order: Sequence[Hashable] | None = None, weights: KappaWeights = None,
                   n_boot: int = DEFAULT_N_BOOT, seed: int | None = 0,
-                  confidence: float = DEFAULT_CONFIDENCE) -> dict[str, Any]:
-    """Cohen's kappa with a percentile-bootstrap interval: {"value", "ci", "reason", "n", ...}."""
+                  confidence: float = DEFAULT_CONFIDENCE) -> KappaEstimate:
+    """Cohen's kappa with a percentile-bootstrap interval."""
     check_bootstrap_settings(n_boot, confidence)
     check_choice(weights, KAPPA_WEIGHTS, "kappa weights")
     judge, human, order = encode_label_pairs(
@@ -93,7 +94,7 @@ def kappa_with_ci(judge_labels: Sequence[Hashable], human_labels: Sequence[Hasha
     table, resampled = _label_tables(judge, human, len(order), n_boot, np.random.default_rng(seed))
     samples = None if resampled is None else kappa_batch(resampled, weights)
     result = estimate(kappa_batch(table, weights), samples, confidence, UNDEFINED_REASONS["kappa"])
-    return {**result.to_dict(), "n": len(judge), "weights": weights, "labels": order}
+    return KappaEstimate(result.value, result.ci, result.reason, len(judge), weights, order)
 
 
 def agreement_report(judge_labels: Sequence[Hashable], human_labels: Sequence[Hashable],

@@ -39,6 +39,18 @@ class Estimate(_Serializable):
 
 
 @dataclass(frozen=True)
+class KappaEstimate(_Serializable):
+    """Cohen's kappa (`weights`: None, linear or quadratic) of `n` pairs over the `labels`."""
+
+    value: float | None
+    ci: Interval | None
+    reason: str | None
+    n: int
+    weights: str | None
+    labels: list[Hashable]
+
+
+@dataclass(frozen=True)
 class AlphaEstimate(_Serializable):
     """Krippendorff's alpha at a measurement level."""
 
