@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from evaluator.core.usage import spread_usage
 from evaluator.store import MIGRATIONS, Store, label_batch_queries, labels_queries
 from evaluator.store.latest_queries import LATEST_SCORED_RANKED
 from evaluator.store.migrations import apply_migrations
@@ -105,7 +106,8 @@ def test_the_migration_ranks_an_existing_store(tmp_path: Path):
         columns = [name for name, *_ in store.conn.execute("DESCRIBE evaluations").fetchall()]
     conn = duckdb.connect(str(db))
     for n, created in ((1, T0), (2, T0 + timedelta(hours=1))):
-        values = make_eval(n, trace_id="trace-1", rubric_hash=f"rh{n}", created_at=created).model_dump()
+        values = spread_usage(make_eval(n, trace_id="trace-1", rubric_hash=f"rh{n}",
+                                        created_at=created).model_dump())
         values["claims"] = None
         conn.execute(f"INSERT INTO evaluations ({', '.join(columns)}) VALUES"
                      f" ({', '.join('?' for _ in columns)})", [values[c] for c in columns])
