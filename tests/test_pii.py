@@ -331,3 +331,29 @@ def test_masking_never_raises_leaves_no_detectable_pii_and_is_idempotent(text):
         assert current.find(masked) == []
         assert current.mask_text(masked) == masked
 
+
+
+def test_short_pii_free_texts_are_scanned_once_and_text_with_pii_every_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 23.4: metadata keys, ids and labels recur in every trace; the masker remembers the
+    short ones its detectors found clean (and only those: nothing personal is kept)."""
+    import evaluator.pii.masker as masker_module
+
+    scans: list[str] = []
+    real_scan = masker_module.TextScan
+
+    def counting_scan(text: str):
+        scans.append(text)
+        return real_scan(text)
+
+    monkeypatch.setattr(masker_module, "TextScan", counting_scan)
+    masker = PiiMasker()
+    for _ in range(3):
+        assert masker.mask_text("source_trace_id") == "source_trace_id"  # a long token: scanned
+        assert masker.mask_text("mail bob@example.com") == "mail <EMAIL_1>"
+    assert scans.count("source_trace_id") == 1
+    assert scans.count("mail bob@example.com") == 3
+    long_clean = "a plain sentence, key=value, nothing personal in it; " * 3
+    masker.mask_text(long_clean)
+    masker.mask_text(long_clean)
+    assert scans.count(long_clean) == 2, "long texts are not remembered"

@@ -50,6 +50,13 @@ keeps placeholders below the seven digits that would make them look like a phone
 
 Detector = Callable[[TextScan], Iterator[PiiMatch]]
 
+CLEAN_MEMO_CHARS = 64
+CLEAN_MEMO_ENTRIES = 4096
+"""Short texts the detectors found free of PII are remembered (up to this many, then forgotten
+all at once): metadata keys, ids and labels that look like tokens (`source_trace_id`) recur in
+every trace, and each ran every detector again (~0.08 ms of the ~0.33 ms a replayed item's
+masking took). Only PII-free text is kept, so the memo never holds personal data."""
+
 IDENTIFIERS = ("trace_id", "span_id", "session_id")
 _RANDOM_ID = {"trace_id": re.compile("[0-9a-f]{32}"), "span_id": re.compile("[0-9a-f]{16}")}
 """OpenTelemetry ids, random by construction: never checked (a 16-digit span id can pass the
@@ -121,10 +128,14 @@ class PiiMasker:
         self._detectors = [found for kind, found in _CHEAP_DETECTORS.items() if kind in config.kinds]
         self._phone_digits = national_min_digits(config.phone_region) if "phone" in config.kinds else None
         self._hash_key = config.hash_salt.encode("utf-8")
+        self._clean: dict[str, None] = {}
 
     def find(self, text: str) -> list[PiiMatch]:
         """Every PII match in `text` after overlap resolution, in text order (mode is ignored)."""
         if not text:
+            return []
+        short = len(text) <= CLEAN_MEMO_CHARS
+        if short and text in self._clean:
             return []
         scan = TextScan(text)
         if scan.empty:
@@ -132,7 +143,12 @@ class PiiMasker:
         candidates = [match for detector in self._detectors for match in detector(scan)]
         if self._phone_digits is not None:
             candidates += find_phones(scan, self.config.phone_region, self._phone_digits, candidates)
-        return resolve_overlaps(candidates)
+        matches = resolve_overlaps(candidates)
+        if short and not matches:
+            if len(self._clean) >= CLEAN_MEMO_ENTRIES:
+                self._clean.clear()
+            self._clean[text] = None
+        return matches
 
     def mask_text(self, text: str, placeholders: Placeholders | None = None) -> str:
         """`text` with each PII match replaced by its placeholder. Pass the same `placeholders`
