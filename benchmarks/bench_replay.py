@@ -4,12 +4,16 @@ mix with the client's).
 
 Baselines from the same run: for the offline judge, `evaluate_items` over the same traces with
 no store and no run bookkeeping (what replay adds is the difference); for the server rows, the
-ceiling the latency allows at that concurrency (in-flight requests / latency), and the bare
-openai client (`benchmarks.client_probe`, a process of its own) with as many calls in flight
-against the same server, interleaved with the replays: on a shared machine that is what any
-client gets right now, so replay's ratio to it is what our own code costs. The ledger's
+ceiling the latency allows at that concurrency (in-flight requests / latency), and two bare
+clients (`benchmarks.client_probe`, each a process of its own) with as many calls in flight
+against the same server, interleaved with the replays: a ready body posted with aiohttp alone
+(the leanest client: what this machine allows right now, server included) and the openai
+client's own call. On a shared machine the leanest client's rate is the ceiling that can be
+reached at that moment, so replay's ratio to it is what our own code costs. The ledger's
 latency per call (judge_calls.latency_ms) is set against the server's: a queue in the client
-(its connection pool, a stalled event loop) shows there first.
+(its connection pool, a stalled event loop) shows there first. CPU per item is the whole
+process's and the event-loop thread's (the one that caps the rate), the judge server's per
+request beside it; the load average says how busy the machine was.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.procstat import cpu_s
 from evaluator.core.records import parse_trace
 from evaluator.core.settings import Settings
 from evaluator.core.work import WorkItem
@@ -119,6 +125,31 @@ def _cpu_timed(replay: Callable[[], ReplayReport]) -> tuple[ReplayReport, float]
     return report, (time.process_time() - started) * 1000 / report.total
 
 
+@dataclass
+class _Measured:
+    """One replay against the local server, with what it cost whom."""
+
+    report: ReplayReport
+    db: Path
+    cpu_ms: float
+    """This process's CPU per item (every thread: the store writes and the cache's too)."""
+    loop_cpu_ms: float
+    """The event loop's thread alone (asyncio.run runs on the caller's thread)."""
+    server_cpu_ms: float
+    """The judge server process's CPU per request while the replay ran."""
+    load: float
+    """The machine's 1-minute load average right after."""
+
+
+def _measured(replay: Callable[[], ReplayReport], db: Path, server_pid: int) -> _Measured:
+    process, thread, server = time.process_time(), time.thread_time(), cpu_s(server_pid)
+    report = replay()
+    per_item = 1000 / report.total
+    return _Measured(report, db, (time.process_time() - process) * per_item,
+                     (time.thread_time() - thread) * per_item,
+                     (cpu_s(server_pid) - server) * per_item, os.getloadavg()[0])
+
+
 @contextmanager
 def _cold_judge_cache(directory: Path) -> Iterator[None]:
     """A judge cache file of our own, empty at the start (restores the environment after)."""
@@ -143,8 +174,9 @@ def _offline_row(tmp: Path, settings: Settings, quick: bool) -> dict:
 
 
 def _bare_client(kind: str, url: str) -> dict:
-    """The bare openai client (`openai`: over aiohttp as our transport; `openai-httpx`: its
-    default stack) with SERVER_CONCURRENCY calls in flight, in a process of its own."""
+    """A bare client (`aiohttp`: a ready body posted with aiohttp alone, the leanest a Python
+    client gets; `openai`: the openai client's own call, the transport before issue 23 item 4)
+    with SERVER_CONCURRENCY calls in flight, in a process of its own."""
     probe = subprocess.run(
         [sys.executable, "-m", "benchmarks.client_probe", kind, url, "--in-flight",
          str(SERVER_CONCURRENCY), "--seconds", str(PROBE_S)],
@@ -163,7 +195,8 @@ def _ledger_ms(db: Path) -> tuple[float, float]:
     return cuts[9], cuts[18]
 
 
-def _server_rows(tmp: Path, settings: Settings, base_url: str, quick: bool) -> list[dict]:
+def _server_rows(tmp: Path, settings: Settings, base_url: str, quick: bool,
+                 server_pid: int) -> list[dict]:
     ceiling = SERVER_CONCURRENCY / (LATENCY_MS / 1000)
     judge_settings = _judge_settings(tmp, base_url)
     # Client imports take seconds: not timed. Other traces, so the cache knows none of them.
@@ -173,51 +206,52 @@ def _server_rows(tmp: Path, settings: Settings, base_url: str, quick: bool) -> l
                      "bench-local", target=target)
     rows = []
     count = 600 if quick else 1500
-    replays: list[tuple[ReplayReport, float, Path]] = []
-    bare: dict[str, list[dict]] = {"openai": [], "openai-httpx": []}
-    for repeat in range(1 if quick else 2):  # interleaved: the machine's load hits all alike
+    replays: list[_Measured] = []
+    bare: dict[str, list[dict]] = {"aiohttp": [], "openai": []}
+    for repeat in range(1 if quick else 3):  # interleaved: the machine's load hits all alike
         llm = _dataset(tmp / f"llm-{repeat}.jsonl", count, offset=repeat * count, unique=True)
         db = tmp / f"llm-{repeat}.duckdb"
-        report, cpu_ms = _cpu_timed(lambda llm=llm, db=db: start_replay(
+        replays.append(_measured(lambda llm=llm, db=db: start_replay(
             llm, db, judge_settings, ["relevance"], "bench-local",
-            concurrency=SERVER_CONCURRENCY))
-        replays.append((report, cpu_ms, db))
+            concurrency=SERVER_CONCURRENCY), db, server_pid))
         for kind in bare:
             bare[kind].append(_bare_client(kind, base_url))
-    report, cpu_ms, db = sorted(replays, key=lambda r: r[0].items_per_s)[len(replays) // 2]
-    bare_calls = statistics.median(b["calls_per_s"] for b in bare["openai"])
-    httpx_calls = statistics.median(b["calls_per_s"] for b in bare["openai-httpx"])
+    middle = sorted(range(len(replays)), key=lambda i: replays[i].report.items_per_s)[len(replays) // 2]
+    run, lean, sdk = replays[middle], bare["aiohttp"][middle], bare["openai"][middle]
+    report = run.report
     what = f"LLM judge at {LATENCY_MS} ms, 1 rubric, concurrency {SERVER_CONCURRENCY}"
     median_of = f"median of {len(replays)}, " if len(replays) > 1 else ""
+    lean_name = f"bare aiohttp client, {SERVER_CONCURRENCY} in flight, same moment, calls/s"
     rows.append(_row(f"items/s, {what} ({median_of}{report.total} items, no cache hits)",
                      report.items_per_s, "items/s", "latency ceiling (in flight / latency)",
                      ceiling, goal=">= 0.9 of the ceiling"))
-    rows.append(_row(f"items/s, {what}, against the bare client", report.items_per_s, "items/s",
-                     f"bare openai client over aiohttp, {SERVER_CONCURRENCY} in flight, calls/s",
-                     bare_calls))
-    rows.append(_row(f"calls/s, bare openai client's default httpx pool (the transport before "
-                     f"issue 23), {SERVER_CONCURRENCY} in flight", httpx_calls, "calls/s",
-                     "the same client over aiohttp", bare_calls))
-    rows.append(_row(f"client CPU per item, {what}", cpu_ms, "ms",
-                     "bare client (aiohttp) CPU per call",
-                     statistics.median(b["cpu_ms_per_call"] for b in bare["openai"])))
-    rows.append(_row("CPU per call, bare openai client, default httpx pool",
-                     statistics.median(b["cpu_ms_per_call"] for b in bare["openai-httpx"]), "ms",
-                     "over aiohttp",
-                     statistics.median(b["cpu_ms_per_call"] for b in bare["openai"])))
-    p50, p95 = _ledger_ms(db)
+    rows.append(_row(f"items/s, {what}, against the leanest client", report.items_per_s,
+                     "items/s", lean_name, lean["calls_per_s"], goal=">= 0.9"))
+    rows.append(_row(f"calls/s, {lean_name.removesuffix(', calls/s')} (what this machine "
+                     "allows now)", lean["calls_per_s"], "calls/s", "latency ceiling", ceiling))
+    rows.append(_row(f"items/s, {what}, against the openai client's own call", report.items_per_s,
+                     "items/s", f"bare openai client (its aiohttp backend), {SERVER_CONCURRENCY} "
+                     "in flight, calls/s", sdk["calls_per_s"]))
+    rows.append(_row(f"client CPU per item, {what} (the process: loop, store and cache threads)",
+                     run.cpu_ms, "ms", "bare aiohttp client CPU per call", lean["cpu_ms_per_call"]))
+    rows.append(_row(f"client CPU per item, {what}, event-loop thread", run.loop_cpu_ms, "ms",
+                     "bare openai client CPU per call", sdk["cpu_ms_per_call"]))
+    rows.append(_row("judge server CPU per request (the local server, during the replay)",
+                     run.server_cpu_ms, "ms"))
+    p50, p95 = _ledger_ms(run.db)
     rows.append(_row(f"ledger latency per call, p50, {what}", p50, "ms", "server latency",
                      LATENCY_MS, goal="<= 1.1x the server's"))
     rows.append(_row(f"ledger latency per call, p95, {what}", p95, "ms", "server latency",
                      LATENCY_MS))
-    rows.append(_row("bare client latency per call, p50 (aiohttp)",
-                     statistics.median(b["p50_ms"] for b in bare["openai"]), "ms",
+    rows.append(_row("bare aiohttp client latency per call, p50", lean["p50_ms"], "ms",
                      "server latency", LATENCY_MS))
+    rows.append(_row("load average (1 min) after the replay above", run.load, "",
+                     "cores", os.cpu_count()))
     again = start_replay(tmp / "llm-0.jsonl", tmp / "llm-0.duckdb", judge_settings,
                          ["relevance"], "bench-local", concurrency=SERVER_CONCURRENCY)
     rows.append(_row(f"items/s, the same dataset again, verdicts from the judge cache "
                      f"({again.judge_calls} judge calls)", again.items_per_s, "items/s",
-                     "first replay", replays[0][0].items_per_s, goal="0 judge calls"))
+                     "first replay", replays[0].report.items_per_s, goal="0 judge calls"))
     target = _dataset(tmp / "target.jsonl", 300 if quick else 1500)
     report, cpu_ms = _cpu_timed(lambda: start_replay(
         target, tmp / "target.duckdb", settings, judge_name="offline",
@@ -238,7 +272,8 @@ def run(quick: bool = False) -> list[dict]:
         port = _free_port()
         server = _start_server(port)
         try:
-            rows += _server_rows(tmp, settings, f"http://127.0.0.1:{port}/v1", quick)
+            rows += _server_rows(tmp, settings, f"http://127.0.0.1:{port}/v1", quick,
+                                 server.pid)
         finally:
             server.terminate()
             server.wait(timeout=10)

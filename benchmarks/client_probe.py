@@ -1,10 +1,12 @@
 """Ceilings measured in a process of their own, printed as one JSON line (bench_limits runs it).
 
-    python -m benchmarks.client_probe litellm|openai|openai-httpx URL --in-flight N --seconds S
+    python -m benchmarks.client_probe aiohttp|litellm|openai|openai-httpx URL --in-flight N --seconds S
         bare judge calls (a rendered faithfulness prompt, JSON-schema output, as the judge asks)
         with N in flight: calls/s, CPU ms per call and latency percentiles, after a warm-up.
-        `openai` is the openai client over aiohttp, as the judge's transport sends;
-        `openai-httpx` its default httpx stack (the transport's before issue 23).
+        `aiohttp` is the leanest client: a ready body posted with aiohttp alone (what any
+        Python client can reach on this machine right now); `openai` the openai client's own
+        call over its aiohttp backend (the judge's transport before issue 23 item 4);
+        `openai-httpx` its default httpx stack.
     python -m benchmarks.client_probe dramatiq REDIS_URL --messages M
         a no-op async actor behind dramatiq's Redis broker and AsyncIO middleware, fed messages
         the size of ours (5 traces): messages/s through enqueue + consume + ack.
@@ -44,6 +46,19 @@ def sample_request() -> tuple[list[dict], dict]:
 def _caller(kind: str, url: str):
     """The call to make, and what closes its client at the end (None: litellm keeps its own)."""
     messages, response_format = sample_request()
+    if kind == "aiohttp":
+        import aiohttp
+
+        body = json.dumps({"model": MODEL, "messages": messages, "temperature": 0,
+                           "response_format": response_format, "max_tokens": 1024}).encode()
+        headers = {"Content-Type": "application/json", "Authorization": "Bearer bench"}
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+        async def post() -> None:
+            async with session.post(f"{url}/chat/completions", data=body, headers=headers) as reply:
+                reply.raise_for_status()
+                json.loads(await reply.read())
+        return post, session.close
     if kind == "litellm":
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
@@ -149,7 +164,7 @@ def _dramatiq(redis_url: str, messages: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=["litellm", "openai", "openai-httpx", "dramatiq"])
+    parser.add_argument("kind", choices=["aiohttp", "litellm", "openai", "openai-httpx", "dramatiq"])
     parser.add_argument("url")
     parser.add_argument("--in-flight", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8.0)
