@@ -142,7 +142,7 @@ def test_agreement_reads_the_same_from_the_table_and_ranked_over_hot_plus_lake(t
             " FROM range(0, 16) t(i) UNION ALL SELECT 'r', 'replay-1/item', 'faithfulness', 1,"
             " 'faithful', 'ann', now()")
         before = _agreement_reads(store)
-        assert before[0] and before[1]["n"] == 12  # the replay's verdict is not production's
+        assert before[0] and before[1].n == 12  # the replay's verdict is not production's
         store.roll_to_lake(lake, before=DAYS[1])
     with Store(db, read_only=True, lake=lake) as store:
         assert store.reads_lake

@@ -334,13 +334,13 @@ def export_batch(store: Store, registry: RubricRegistry, rubric_ref: str, n: int
     taken = {"failures": result.failures, "disagreements": result.disagreements,
              **{f"pass:{label}": count for label, count in result.passes.items()}}
     drawn = queries.draw_export_candidates(store, taken)
-    _record_batch(store, result, {stratum: (eligible.get(stratum, 0), [t for t, _ in rows])
+    _record_batch(store, result, {stratum: (eligible.get(stratum, 0), [t.trace_id for t in rows])
                                   for stratum, rows in drawn.items()},
                   criterion, version, judge)
     chosen = [row for stratum in taken for row in drawn[stratum]]
     random.Random(seed).shuffle(chosen)
-    rows = [_batch_row(Trace.model_validate_json(trace_json), rubric_ref, rubric)
-            for _, trace_json in chosen]
+    rows = [_batch_row(Trace.model_validate_json(drawn_trace.trace_json), rubric_ref, rubric)
+            for drawn_trace in chosen]
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     csv_path, jsonl_path = (out_prefix.with_name(out_prefix.name + ext)

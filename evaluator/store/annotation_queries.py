@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from evaluator.store.queries import as_utc
 from evaluator.store.scope import PRODUCTION
@@ -98,12 +98,17 @@ def labelled_counts(store: Store, batch_ids: list[str]) -> dict[str, dict[str, i
     return counts
 
 
-def latest_label_from(store: Store, annotator: str, source: str) -> tuple[str, str] | None:
-    """(label_id, trace_id) of the annotator's newest label written by `source`, if any."""
+class LabelRef(NamedTuple):
+    label_id: str
+    trace_id: str
+
+
+def latest_label_from(store: Store, annotator: str, source: str) -> LabelRef | None:
+    """The annotator's newest label written by `source`, if any."""
     row = store.conn.execute(
         "SELECT label_id, trace_id FROM human_labels WHERE annotator = ? AND source = ?"
         " ORDER BY imported_at DESC, label_id DESC LIMIT 1", [annotator, source]).fetchone()
-    return None if row is None else (row[0], row[1])
+    return None if row is None else LabelRef(*row)
 
 
 def delete_label(store: Store, label_id: str) -> bool:

@@ -8,7 +8,7 @@ labels_queries (production traffic only).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import pyarrow as pa
 
@@ -69,12 +69,19 @@ def design_rows(store: Store, rubric: str, version: int, judge: str
     return [DesignRow(*row) for row in rows]
 
 
+class ProductionVerdict(NamedTuple):
+    """How many of the group's judged traces have this sampling weight and judge verdict."""
+
+    sample_weight: float
+    judge_failed: bool
+    traces: int
+
+
 def production_verdicts(store: Store, rubric: str, version: int, judge: str
-                        ) -> list[tuple[float, bool, int]]:
-    """(sample_weight, the judge failed it, how many traces) over the group's judged traces."""
+                        ) -> list[ProductionVerdict]:
     source, params = judged_weights(store, rubric, version, judge)
     sql = f"""
     SELECT sample_weight, NOT passed, sum(n) FROM {source}
     GROUP BY ALL ORDER BY ALL
     """
-    return store.conn.execute(sql, params).fetchall()
+    return [ProductionVerdict(*row) for row in store.conn.execute(sql, params).fetchall()]

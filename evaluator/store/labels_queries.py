@@ -9,7 +9,7 @@ rate that agreement corrects is production's, so replay runs stay out of both.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import pyarrow as pa
 
@@ -194,9 +194,13 @@ def select_export_candidates(store: Store, rubric: str, version: int | None, jud
         without_trace=sum(count for _, stored, skipped, count in rows if not stored and not skipped))
 
 
-def draw_export_candidates(store: Store, taken: dict[str, int]) -> dict[str, list[tuple[str, str]]]:
-    """The first `taken[stratum]` traces of each stratum in its random order, as (trace_id,
-    trace JSON), in that order."""
+class DrawnTrace(NamedTuple):
+    trace_id: str
+    trace_json: str
+
+
+def draw_export_candidates(store: Store, taken: dict[str, int]) -> dict[str, list[DrawnTrace]]:
+    """The first `taken[stratum]` traces of each stratum, in its random order."""
     sql = f"""
     SELECT c.stratum, c.trace_id, t.trace_json
     FROM {_EXPORT_CANDIDATES} c
@@ -206,27 +210,43 @@ def draw_export_candidates(store: Store, taken: dict[str, int]) -> dict[str, lis
     WHERE c.stored AND NOT c.skipped AND c.draw <= k.taken
     ORDER BY c.stratum, c.draw
     """
-    drawn: dict[str, list[tuple[str, str]]] = {stratum: [] for stratum in taken}
+    drawn: dict[str, list[DrawnTrace]] = {stratum: [] for stratum in taken}
     for stratum, trace_id, trace_json in store.conn.execute(
             sql, {"strata": list(taken), "taken": list(taken.values())}).fetchall():
-        drawn[stratum].append((trace_id, trace_json))
+        drawn[stratum].append(DrawnTrace(trace_id, trace_json))
     return drawn
 
 
+class JudgedGroup(NamedTuple):
+    rubric: str
+    rubric_version: int
+    judge: str
+
+
 def rubrics_with_evaluations(store: Store, rubric: str | None,
-                             judge: str | None) -> list[tuple[str, int, str]]:
-    """(rubric, rubric_version, judge) groups that have scored production evaluations."""
-    return store.conn.execute(
+                             judge: str | None) -> list[JudgedGroup]:
+    """The (rubric, rubric_version, judge) groups that have scored production evaluations."""
+    return [JudgedGroup(*row) for row in store.conn.execute(
         "SELECT DISTINCT rubric, rubric_version, judge FROM evaluations WHERE status = 'scored'"
         f" AND {PRODUCTION.sql()}"
         " AND ($rubric IS NULL OR rubric = $rubric) AND ($judge IS NULL OR judge = $judge)"
-        " ORDER BY ALL", {"rubric": rubric, "judge": judge}).fetchall()
+        " ORDER BY ALL", {"rubric": rubric, "judge": judge}).fetchall()]
 
 
-def judge_human_rows(store: Store, rubric: str, version: int, judge: str
-                     ) -> list[tuple[str, str, float | None, str, str, float | None]]:
-    """(trace_id, judge label, judge score, annotator, human label, human score) for every
-    human label that meets the group's latest scored evaluation of its trace."""
+class JudgeHumanRow(NamedTuple):
+    """One human label beside the judge's verdict on the same trace."""
+
+    trace_id: str
+    judge_label: str
+    judge_score: float | None
+    annotator: str
+    human_label: str
+    human_score: float | None
+
+
+def judge_human_rows(store: Store, rubric: str, version: int, judge: str) -> list[JudgeHumanRow]:
+    """Every human label that meets the group's latest scored evaluation of its trace, by
+    trace then annotator."""
     source, params = judged(store, rubric, version, judge, "labelled")
     sql = f"""
     SELECT e.trace_id, e.label, e.score, h.annotator, h.label, h.score
@@ -236,31 +256,43 @@ def judge_human_rows(store: Store, rubric: str, version: int, judge: str
     WHERE h.label IS NOT NULL
     ORDER BY e.trace_id, h.annotator
     """
-    return store.conn.execute(sql, params).fetchall()
+    return [JudgeHumanRow(*row) for row in store.conn.execute(sql, params).fetchall()]
 
 
-def production_counts(store: Store, rubric: str, version: int, judge: str
-                      ) -> dict[str, Any]:
-    """Scored evaluations of the group and their failures, raw and by sampling weight."""
+@dataclass(frozen=True)
+class ProductionCounts:
+    """Scored evaluations of a group and their failures, raw and by sampling weight."""
+
+    n: int
+    failed: int
+    weight: float
+    weight_failed: float
+
+
+def production_counts(store: Store, rubric: str, version: int, judge: str) -> ProductionCounts:
     source, params = judged_weights(store, rubric, version, judge)
     sql = f"""
-    SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (WHERE NOT passed), 0), sum(sample_weight * n),
-           sum(sample_weight * n) FILTER (WHERE NOT passed), sum(sample_weight * sample_weight * n)
+    SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (WHERE NOT passed), 0),
+           coalesce(sum(sample_weight * n), 0.0),
+           coalesce(sum(sample_weight * n) FILTER (WHERE NOT passed), 0.0)
     FROM {source}
     """
-    n, failed, weight, weight_failed, weight_squared = store.conn.execute(sql, params).fetchall()[0]
-    return {"n": n, "failed": failed, "weight": weight or 0.0,
-            "weight_failed": weight_failed or 0.0, "weight_squared": weight_squared or 0.0}
+    return ProductionCounts(*store.conn.execute(sql, params).fetchall()[0])
 
 
-def human_labels_for(store: Store, rubric: str, version: int | None
-                     ) -> list[tuple[str, str, str]]:
-    """(trace_id, annotator, label) of the rubric's labels that apply to `version`."""
-    return store.conn.execute(
+class HumanLabel(NamedTuple):
+    trace_id: str
+    annotator: str
+    label: str
+
+
+def human_labels_for(store: Store, rubric: str, version: int | None) -> list[HumanLabel]:
+    """The rubric's labels that apply to `version`, by trace then annotator."""
+    return [HumanLabel(*row) for row in store.conn.execute(
         "SELECT trace_id, annotator, label FROM human_labels WHERE rubric = $rubric"
         " AND label IS NOT NULL AND (rubric_version IS NULL OR $version IS NULL"
         " OR rubric_version = $version) ORDER BY trace_id, annotator",
-        {"rubric": rubric, "version": version}).fetchall()
+        {"rubric": rubric, "version": version}).fetchall()]
 
 
 def human_label_count(store: Store) -> int:

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
-from operator import itemgetter
+from operator import attrgetter
 
 from evaluator.core.errors import RubricError
 from evaluator.humans.agreement.bootstrap import DEFAULT_N_BOOT
@@ -34,6 +34,7 @@ from evaluator.humans.agreement.store_correction import corrected_failure_rate
 from evaluator.rubrics import Rubric, RubricRegistry, parse_ref
 from evaluator.store import Store
 from evaluator.store import labels_queries as queries
+from evaluator.store.labels_queries import JudgeHumanRow
 
 PAIRING = ("one pair per item: the judge's label against the annotators' majority label "
            "(ties left out)")
@@ -76,26 +77,27 @@ def majority(labels: list[str]) -> str | None:
     return counts[0][0]
 
 
-def labelled_pairs(rows: list[tuple], rubric: Rubric) -> LabelledPairs:
+def labelled_pairs(rows: list[JudgeHumanRow], rubric: Rubric) -> LabelledPairs:
     """Rows of queries.judge_human_rows (sorted by trace), one consensus pair per item."""
     pairs = LabelledPairs(human_label_rows=len(rows))
     menu = rubric.labels
-    for trace_id, group in groupby(rows, key=itemgetter(0)):
-        item_rows = [row for row in group if row[4] in menu]
+    for trace_id, group in groupby(rows, key=attrgetter("trace_id")):
+        item_rows = [row for row in group if row.human_label in menu]
         if not item_rows:
             continue
-        consensus = majority([row[4] for row in item_rows])
+        consensus = majority([row.human_label for row in item_rows])
         if consensus is None:
             pairs.ties += 1
             continue
-        judge_label, judge_score = item_rows[0][1], item_rows[0][2]
-        human_scores = [menu[row[4]] if row[5] is None else row[5] for row in item_rows]
+        judge_label, judge_score = item_rows[0].judge_label, item_rows[0].judge_score
+        human_scores = [menu[row.human_label] if row.human_score is None else row.human_score
+                        for row in item_rows]
         pairs.trace_ids.append(trace_id)
         pairs.judge_labels.append(judge_label)
         pairs.human_labels.append(consensus)
         pairs.judge_scores.append(menu[judge_label] if judge_score is None else judge_score)
         pairs.human_scores.append(sum(human_scores) / len(human_scores))
-    pairs.off_menu = sum(row[4] not in menu for row in rows)
+    pairs.off_menu = sum(row.human_label not in menu for row in rows)
     return pairs
 
 
@@ -103,16 +105,16 @@ def inter_annotator(store: Store, rubric: Rubric, n_boot: int,
                     seed: int) -> InterAnnotatorReport | Unavailable:
     """Annotators x items agreement over the rubric's labelled items, or a reason it is absent."""
     rows = [row for row in queries.human_labels_for(store, rubric.criterion, rubric.version)
-            if row[2] in rubric.labels]
-    annotators = sorted({row[1] for row in rows})
-    items = sorted({row[0] for row in rows})
+            if row.label in rubric.labels]
+    annotators = sorted({row.annotator for row in rows})
+    items = sorted({row.trace_id for row in rows})
     if len(annotators) < 2:
         return Unavailable(reason=f"{len(annotators)} annotator(s) labelled {rubric.ref}: "
                            "inter-annotator agreement needs at least two on the same items")
     column = {trace_id: i for i, trace_id in enumerate(items)}
     matrix: list[list[str | None]] = [[None] * len(items) for _ in annotators]
-    for trace_id, annotator, label in rows:
-        matrix[annotators.index(annotator)][column[trace_id]] = label
+    for row in rows:
+        matrix[annotators.index(row.annotator)][column[row.trace_id]] = row.label
     ordinal = len(rubric.labels) > 2
     try:
         return inter_annotator_report(matrix, "ordinal" if ordinal else "nominal",
@@ -130,7 +132,7 @@ def failure_rates(store: Store, rubric: Rubric, judge: str, pairs: LabelledPairs
                   n_boot: int, seed: int) -> FailureRates:
     """Raw and sample-weighted failure rates in production, and the Rogan-Gladen correction."""
     counts = queries.production_counts(store, rubric.criterion, rubric.version, judge)
-    n, weight = counts["n"], counts["weight"]
+    n, weight = counts.n, counts.weight
     corrected, reason = None, None
     if not n or not pairs.judge_labels:
         reason = "no human-labelled items to measure the judge's sensitivity with"
@@ -143,9 +145,9 @@ def failure_rates(store: Store, rubric: Rubric, judge: str, pairs: LabelledPairs
         except AgreementError as exc:
             reason = str(exc)
     return FailureRates(
-        n_production=n, n_failed=counts["failed"],
-        raw_rate=counts["failed"] / n if n else None,
-        weighted_rate=counts["weight_failed"] / weight if weight else None,
+        n_production=n, n_failed=counts.failed,
+        raw_rate=counts.failed / n if n else None,
+        weighted_rate=counts.weight_failed / weight if weight else None,
         basis=RATE_BASIS, corrected=corrected, reason=reason)
 
 
@@ -193,16 +195,16 @@ def store_agreement(store: Store, registry: RubricRegistry, rubric_ref: str | No
                             "`evaluator labels export --rubric NAME --n 200`, fill in label and "
                             "annotator, then `evaluator labels import FILE`")
     groups, missing = [], []
-    for name, found_version, judge_name in queries.rubrics_with_evaluations(
-            store, criterion, judge):
-        if version is not None and found_version != version:
+    for found in queries.rubrics_with_evaluations(store, criterion, judge):
+        if version is not None and found.rubric_version != version:
             continue
+        ref = f"{found.rubric}@v{found.rubric_version}"
         try:
-            rubric = registry.get(f"{name}@v{found_version}")
+            rubric = registry.get(ref)
         except RubricError:
-            missing.append(f"{name}@v{found_version}")
+            missing.append(ref)
             continue
-        groups.append(group_report(store, rubric, judge_name, n_boot, seed, collapse_labels))
+        groups.append(group_report(store, rubric, found.judge, n_boot, seed, collapse_labels))
     if not groups and not missing:
         scope = ((f" of {rubric_ref}" if rubric_ref else "")
                  + (f" by judge {judge}" if judge else ""))

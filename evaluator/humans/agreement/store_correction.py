@@ -37,8 +37,9 @@ def corrected_failure_rate(store: Store, rubric: str, version: int,
     humans' consensus verdict), plus how each stratum was weighted."""
     design = {row.trace_id: row for row in queries.design_rows(store, rubric, version, judge)}
     verdicts = queries.production_verdicts(store, rubric, version, judge)
-    weights = np.repeat([row[0] for row in verdicts], [row[2] for row in verdicts])
-    fails = np.repeat([row[1] for row in verdicts], [row[2] for row in verdicts])
+    traces = [row.traces for row in verdicts]
+    weights = np.repeat([row.sample_weight for row in verdicts], traces)
+    fails = np.repeat([row.judge_failed for row in verdicts], traces)
     production_by_verdict = {verdict: int((fails == verdict).sum()) for verdict in (False, True)}
     items = [design[trace_id] for trace_id in trace_ids]
     strata = [_stratum(row) for row in items]

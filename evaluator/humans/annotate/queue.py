@@ -205,9 +205,9 @@ class AnnotationQueue:
             latest = queries.latest_label_from(store, annotator, batch.source)
             if latest is None:
                 return batch, None
-            queries.delete_label(store, latest[0])
+            queries.delete_label(store, latest.label_id)
             order = shown_order(batch.batch_id, queries.batch_trace_ids(store, batch.batch_id))
-        return batch, order.index(latest[1]) + 1
+        return batch, order.index(latest.trace_id) + 1
 
     def _write(self) -> Store:
         """Read-write for one label or undo: held for milliseconds, so the sink is not kept out."""
