@@ -102,11 +102,11 @@ class HTTPClient:
     """One event loop's aiohttp session for one key, sending what the openai client would."""
 
     def __init__(self, api_key: str | None, base_url: str | None, timeout_s: float):
-        # lazy: openai takes 0.3 s to import: only when a judge calls it; httpx2 is its HTTP
-        # library (the requests and responses its errors carry)
-        import aiohttp
-        import httpx2
-        import openai
+        # openai takes 0.3 s to import, so it and its HTTP libraries load only when a judge
+        # calls: httpx2 builds the requests and responses its errors carry
+        import aiohttp  # lazy: only when a judge calls
+        import httpx2  # lazy: only when a judge calls
+        import openai  # lazy: only when a judge calls
 
         self._openai, self._httpx = openai, httpx2
         self.sdk = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s,
