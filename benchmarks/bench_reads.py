@@ -319,7 +319,9 @@ def timed(args: list[str], env: dict[str, str], scratch: Path) -> tuple[float, f
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode not in (0, 1):  # gate and alerts check may exit 1 on what they find
+    # gate and alerts check exit 1 on what they find; anything else is a failed command
+    findings = args[0] in ("gate", "alerts")
+    if child.returncode not in ((0, 1) if findings else (0,)):
         raise RuntimeError(f"evaluator {' '.join(args)} exited {child.returncode}: "
                            f"{errors.decode(errors='replace')[-2000:]}")
     return wall, usage.ru_utime + usage.ru_stime, int(peak.read_text()) / 1024

@@ -29,8 +29,9 @@ from evaluator.commands.receive import receive
 from evaluator.commands.replay import gate, replay
 from evaluator.commands.schema import schema
 from evaluator.commands.show import show
-from evaluator.commands.user_errors import os_error_line
+from evaluator.commands.user_errors import os_error_line, out_of_memory
 from evaluator.core.errors import EvaluatorError
+from evaluator.core.read_memory import read_memory_mb, set_read_memory_mb
 from evaluator.core.since import SINCE_HELP, parse_since
 from evaluator.core.stage_timing import enable as enable_stage_timings
 from evaluator.core.tables import compact_table
@@ -60,6 +61,7 @@ def cli(ctx, log_level) -> None:
                       debug_masker=lambda: _payload_masker(settings))
     if settings.stage_timings:
         enable_stage_timings(settings.stage_timings)
+    set_read_memory_mb(settings.read_memory_mb)
 
 
 def _payload_masker(settings):
@@ -423,5 +425,12 @@ def main() -> None:
     except OSError as exc:  # a path the user gave cannot be written or created
 
         click.echo(f"error: {os_error_line(exc)}", err=True)
+        sys.exit(2)
+    except Exception as exc:
+        if not out_of_memory(exc):
+            raise
+        click.echo(f"error: {exc}".splitlines()[0] + "; raise EVALUATOR_READ_MEMORY_MB (DuckDB's"
+                   f" memory for reading the store, now {read_memory_mb()} MB), or set it to 0"
+                   " for DuckDB's own limit", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from evaluator.cli import cli, main
+from evaluator.core import read_memory
 from evaluator.core.settings import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT / "datasets" / "sample_traces.jsonl"
@@ -129,3 +130,13 @@ def test_show_of_a_trace_that_was_not_sampled_says_only_sampled_traces_are_store
         unsampled = json.loads(handle.readlines()[12])["trace_id"]  # the store holds the first 12
     code, _, err = run_main(monkeypatch, capsys, "show", unsampled, "--db", str(workdir["db"]))
     assert_one_line(code, err, f"{unsampled!r}", "not sampled", "only sampled traces are stored")
+
+
+def test_a_read_past_the_read_memory_limit_is_one_line_naming_the_setting(workdir, tmp_path,
+                                                                          monkeypatch, capsys):
+    monkeypatch.setenv("EVALUATOR_READ_MEMORY_MB", "1")
+    monkeypatch.setattr(read_memory, "_read_memory_mb", read_memory.read_memory_mb())  # restored after
+    code, _, err = run_main(monkeypatch, capsys, "report", "--db", str(workdir["db"]), "--html",
+                            str(tmp_path / "r.html"))
+    assert code == 2 and err.startswith("error: Out of Memory Error")
+    assert "raise EVALUATOR_READ_MEMORY_MB" in err and "now 1 MB" in err and len(err.splitlines()) == 1

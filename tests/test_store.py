@@ -377,3 +377,20 @@ def test_threads_of_one_process_opening_a_new_file_migrate_it_once(tmp_path):
         assert failures == []
         with Store(path, read_only=True) as store:
             assert applied_numbers(store.conn) == [m.number for m in MIGRATIONS]
+
+
+def test_read_only_stores_take_the_read_memory_limit_and_writers_only_when_asked(db, monkeypatch):
+    from evaluator.core import read_memory
+
+    Store.write_once(db, [make_eval(1)])
+    monkeypatch.setattr(read_memory, "_read_memory_mb", 123)
+
+    def limit(store: Store) -> str:
+        return store.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    with Store(db, read_only=True) as store:
+        assert limit(store) == "117.3 MiB"  # 123 MB
+    with Store(db, memory_limit_mb=150) as store:
+        assert limit(store) == "143.0 MiB"
+    with Store(db) as store:
+        assert limit(store) not in ("117.3 MiB", "143.0 MiB")

@@ -81,7 +81,8 @@ def labels_export(rubric_ref, n, out_prefix, judge, seed, skip_labelled, db, as_
     settings = current_settings()
     registry = RubricRegistry.load(settings.rubrics_dir)
     out_prefix = out_prefix or Path(f"labels-{rubric_ref.replace('@', '-')}")
-    with Store(db or settings.db_path) as store:
+    # it reads like a report and writes one small batch: the read commands' memory limit
+    with Store(db or settings.db_path, memory_limit_mb=settings.read_memory_mb) as store:
         result = export_batch(store, registry, rubric_ref, n, out_prefix, seed=seed, judge=judge,
                               skip_labelled=skip_labelled)
     if as_json:

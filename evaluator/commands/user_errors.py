@@ -4,6 +4,7 @@ that cannot exist, a --db under a file, no permission), instead of a traceback."
 from __future__ import annotations
 
 import errno
+import sys
 
 _HINTS = {
     errno.EEXIST: "a file stands where a directory is needed",
@@ -24,3 +25,9 @@ def os_error_line(exc: OSError) -> str:
     hint = _HINTS.get(exc.errno)  # type: ignore[arg-type]
     return (f"cannot use {where}: {what}{f' ({hint})' if hint else ''}; give a path in a "
             "directory you can write, or fix the path's permissions")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """DuckDB ran out of the memory it may use (only when DuckDB is loaded: `--help` does not)."""
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(exc, duckdb.OutOfMemoryException)

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from evaluator.core.errors import ConfigError
+from evaluator.core.read_memory import DEFAULT_READ_MEMORY_MB
 from evaluator.core.records import MAX_TEXT_CHARS, MIN_TEXT_CHARS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +74,8 @@ class Settings(BaseSettings):
     """Parquet lake that `export` writes, the sink rolls old days into, and reports read too."""
     hot_days: int | None = Field(None, ge=1)
     """Days (UTC) the sink keeps in DuckDB; older ones move to lake_dir. Unset: never moved."""
+    read_memory_mb: int = Field(DEFAULT_READ_MEMORY_MB, ge=0)
+    """DuckDB's memory limit for the commands that read the store (0: DuckDB's own, 80 % of RAM)."""
     events_endpoint: str | None = None
     """OTLP/HTTP logs endpoint the sink sends a `gen_ai.evaluation.result` event per evaluation to."""
 

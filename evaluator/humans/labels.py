@@ -316,7 +316,7 @@ def export_batch(store: Store, registry: RubricRegistry, rubric_ref: str, n: int
         raise DatasetError(f"--n must be at least 1, got {n}")
     criterion, version = parse_ref(rubric_ref)
     rubric = registry.get(rubric_ref)
-    found = queries.select_export_candidates(store, criterion, version, judge, skip_labelled, seed)
+    found = queries.select_export_candidates(store, criterion, version, judge, skip_labelled)
     if not found.judged:
         scope = f" by judge {judge}" if judge else ""
         raise DatasetError(f"no scored evaluations of {rubric_ref}{scope} in {store.path}: run "
@@ -333,7 +333,7 @@ def export_batch(store: Store, registry: RubricRegistry, rubric_ref: str, n: int
     result.passes = _evenly(strata, n - result.failures - result.disagreements)
     taken = {"failures": result.failures, "disagreements": result.disagreements,
              **{f"pass:{label}": count for label, count in result.passes.items()}}
-    drawn = queries.draw_export_candidates(store, taken)
+    drawn = queries.draw_export_candidates(store, taken, seed)
     _record_batch(store, result, {stratum: (eligible.get(stratum, 0), [t.trace_id for t in rows])
                                   for stratum, rows in drawn.items()},
                   criterion, version, judge)

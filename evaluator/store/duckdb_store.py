@@ -24,6 +24,7 @@ import evaluator.store.lake as lake_queries
 import evaluator.store.latest_queries as latest_queries
 import evaluator.store.queries as queries
 from evaluator.core.errors import StoreError
+from evaluator.core.read_memory import read_memory_mb
 from evaluator.core.records import DeadLetter, Evaluation, canonical_json
 from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.core.rows import JudgeCall, StoredTrace
@@ -87,10 +88,12 @@ class Store:
     """One open DuckDB file. Use one Store per thread, and close it as soon as you can."""
 
     def __init__(self, path: str | Path, read_only: bool = False, lock_timeout_s: float = 10.0,
-                 lake: Path | None = None):
+                 lake: Path | None = None, memory_limit_mb: int | None = None):
         """With `lake` (a Parquet lake directory, evaluator.store.lake), every query reads the
         evaluations, traces and judge calls of DuckDB and of the lake together. Writes to those
-        tables need a Store opened without it."""
+        tables need a Store opened without it. `memory_limit_mb`: DuckDB's memory limit
+        (default: evaluator.core.read_memory's when read-only, else DuckDB's own, 80 % of RAM:
+        writes build indexes in memory)."""
         self.path = Path(path)
         self.read_only = read_only
         self.reads_lake = False
@@ -110,6 +113,9 @@ class Store:
             else:
                 with _migration_lock(self.path):
                     apply_migrations(self._conn, str(self.path))
+            limit = read_memory_mb() if memory_limit_mb is None and read_only else memory_limit_mb
+            if limit:  # after migrating: a migration may rank and index every row
+                self._conn.execute(f"SET memory_limit = '{int(limit)}MB'")
             if lake is not None:
                 try:
                     attached = lake_queries.attach_lake(self._conn, Path(lake))

@@ -156,11 +156,11 @@ class ExportStrata:
 
 
 def select_export_candidates(store: Store, rubric: str, version: int | None, judge: str | None,
-                             skip_labelled: bool, seed: int) -> ExportStrata:
+                             skip_labelled: bool) -> ExportStrata:
     """Sort the judged traces of the rubric into strata, in a temporary table: `failures` (any
     judge failed it), `disagreements` (judges gave different labels, or one judge's repeated
-    samples did: stability < 1) and `pass:<label>`; within each, in a random order drawn from
-    `seed` (md5 of seed and trace id). With `skip_labelled`, traces people labelled on the
+    samples did: stability < 1) and `pass:<label>`; `draw_export_candidates` takes each one's
+    in a random order drawn from `seed`. With `skip_labelled`, traces people labelled on the
     rubric are not eligible."""
     source, params = judged(store, rubric, version, judge)
     sql = f"""
@@ -168,23 +168,17 @@ def select_export_candidates(store: Store, rubric: str, version: int | None, jud
     WITH per_trace AS (
         SELECT trace_id,
                CASE WHEN bool_or(NOT passed) THEN 'failures'
-                    WHEN count(DISTINCT label) > 1 OR coalesce(min(stability), 1.0) < 1.0
+                    WHEN min(label) <> max(label) OR coalesce(min(stability), 1.0) < 1.0
                     THEN 'disagreements'
                     ELSE 'pass:' || any_value(label) END AS stratum
         FROM {source} GROUP BY trace_id
-    ),
-    marked AS (
-        SELECT p.trace_id, p.stratum, t.trace_id IS NOT NULL AS stored,
-               $skip_labelled AND p.trace_id IN (
-                   SELECT trace_id FROM human_labels WHERE rubric = $rubric) AS skipped
-        FROM per_trace p LEFT JOIN (SELECT trace_id FROM traces) t USING (trace_id)
     )
-    SELECT *, row_number() OVER (PARTITION BY stratum, stored, skipped
-                                 ORDER BY md5($seed || ':' || trace_id), trace_id) AS draw
-    FROM marked
+    SELECT p.trace_id, p.stratum, t.trace_id IS NOT NULL AS stored,
+           $skip_labelled AND p.trace_id IN (
+               SELECT trace_id FROM human_labels WHERE rubric = $rubric) AS skipped
+    FROM per_trace p LEFT JOIN (SELECT trace_id FROM traces) t USING (trace_id)
     """
-    store.conn.execute(sql, {**params, "rubric": rubric, "skip_labelled": skip_labelled,
-                             "seed": str(seed)})
+    store.conn.execute(sql, {**params, "rubric": rubric, "skip_labelled": skip_labelled})
     rows = store.conn.execute(f"SELECT stratum, stored, skipped, count(*) FROM {_EXPORT_CANDIDATES}"
                               " GROUP BY ALL ORDER BY ALL").fetchall()
     return ExportStrata(
@@ -199,22 +193,22 @@ class DrawnTrace(NamedTuple):
     trace_json: str
 
 
-def draw_export_candidates(store: Store, taken: dict[str, int]) -> dict[str, list[DrawnTrace]]:
-    """The first `taken[stratum]` traces of each stratum, in its random order."""
-    sql = f"""
-    SELECT c.stratum, c.trace_id, t.trace_json
-    FROM {_EXPORT_CANDIDATES} c
-    JOIN (SELECT unnest($strata::VARCHAR[]) AS stratum, unnest($taken::BIGINT[]) AS taken) k
-      USING (stratum)
-    JOIN traces t USING (trace_id)
-    WHERE c.stored AND NOT c.skipped AND c.draw <= k.taken
-    ORDER BY c.stratum, c.draw
-    """
-    drawn: dict[str, list[DrawnTrace]] = {stratum: [] for stratum in taken}
-    for stratum, trace_id, trace_json in store.conn.execute(
-            sql, {"strata": list(taken), "taken": list(taken.values())}).fetchall():
-        drawn[stratum].append(DrawnTrace(trace_id, trace_json))
-    return drawn
+def draw_export_candidates(store: Store, taken: dict[str, int],
+                           seed: int) -> dict[str, list[DrawnTrace]]:
+    """The first `taken[stratum]` eligible traces of each stratum in its random order (md5 of
+    seed and trace id, so each is drawn with the same probability), in that order. Only the
+    chosen traces' text is read (looked up by key)."""
+    drawn: dict[str, list[str]] = {}
+    for stratum, count in taken.items():
+        drawn[stratum] = [row[0] for row in store.conn.execute(
+            f"SELECT trace_id FROM {_EXPORT_CANDIDATES} WHERE stratum = $stratum AND stored"
+            " AND NOT skipped ORDER BY md5($seed || ':' || trace_id), trace_id LIMIT $count",
+            {"stratum": stratum, "seed": str(seed), "count": count}).fetchall()]
+    texts = dict(store.conn.execute(
+        "SELECT trace_id, trace_json FROM traces WHERE trace_id IN (SELECT unnest($ids))",
+        {"ids": [trace_id for ids in drawn.values() for trace_id in ids]}).fetchall())
+    return {stratum: [DrawnTrace(trace_id, texts[trace_id]) for trace_id in ids]
+            for stratum, ids in drawn.items()}
 
 
 class JudgedGroup(NamedTuple):
