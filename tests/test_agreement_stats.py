@@ -89,12 +89,12 @@ def check_label_statistics(judge: list, human: list, order: list) -> None:
         human, judge, labels=order, average=None, zero_division=np.nan)
     rows = per_label_metrics(judge, human, order)
     for row, p, r, f, s in zip(rows, precision, recall, f1, support, strict=True):
-        assert row["support"] == s
+        assert row.support == s
         for name, reference in (("precision", p), ("recall", r), ("f1", f)):
             if np.isnan(reference):
-                assert row[name] is None and row["undefined"][name]
+                assert getattr(row, name) is None and row.undefined[name]
             else:
-                assert row[name] == pytest.approx(reference, abs=TOLERANCE)
+                assert getattr(row, name) == pytest.approx(reference, abs=TOLERANCE)
 
 
 @pytest.mark.parametrize("seed,n,k", [(0, 1, 2), (1, 7, 2), (2, 50, 3), (3, 400, 4), (4, 3000, 4),
@@ -277,10 +277,10 @@ def test_rogan_gladen_recovers_a_constructed_prevalence():
     judge = ["fail"] * 90 + ["pass"] * 10 + ["fail"] * 30 + ["pass"] * 170
     human = ["fail"] * 100 + ["pass"] * 200
     result = corrected_prevalence(3000, 10_000, judge, human, "fail", n_boot=500)
-    json.dumps(result, allow_nan=False)
-    assert (result["sensitivity"], result["specificity"]) == pytest.approx((0.9, 0.85))
-    assert result["corrected_rate"] == pytest.approx(0.2, abs=1e-12) and not result["clipped"]
-    assert result["ci"]["low"] < 0.2 < result["ci"]["high"]
+    json.dumps(result.to_dict(), allow_nan=False)
+    assert (result.sensitivity, result.specificity) == pytest.approx((0.9, 0.85))
+    assert result.corrected_rate == pytest.approx(0.2, abs=1e-12) and not result.clipped
+    assert result.ci.low < 0.2 < result.ci.high
     assert rogan_gladen(0.05, 0.9, 0.85) == 0.0  # fewer flags than false positives alone: clipped
 
 
@@ -295,9 +295,9 @@ def test_rogan_gladen_corrects_a_simulated_judge():
         int(judge_of(production_truth).sum()), production_truth.size,
         [to_label[x] for x in judge_of(labelled_truth)], [to_label[x] for x in labelled_truth],
         "fail")
-    assert abs(result["apparent_rate"] - 0.25) > 0.02  # the raw rate is biased...
-    assert result["corrected_rate"] == pytest.approx(0.25, abs=0.02)  # ...the corrected one is not
-    assert result["ci"]["low"] < 0.25 < result["ci"]["high"]
+    assert abs(result.apparent_rate - 0.25) > 0.02  # the raw rate is biased...
+    assert result.corrected_rate == pytest.approx(0.25, abs=0.02)  # ...the corrected one is not
+    assert result.ci.low < 0.25 < result.ci.high
 
 
 def test_rogan_gladen_refuses_a_chance_level_judge():

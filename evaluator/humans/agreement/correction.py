@@ -14,7 +14,6 @@ approximation ignores. Each resample redraws the human-labelled pairs (multinomi
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -25,6 +24,7 @@ from evaluator.humans.agreement.bootstrap import (
     check_bootstrap_settings,
     percentile_interval,
 )
+from evaluator.humans.agreement.results import CorrectedPrevalence
 from evaluator.humans.agreement.stats import AgreementError, encode_label_pairs, safe_ratio
 
 CHANCE_LEVEL_REASON = ("the judge is no better than chance at spotting {label} "
@@ -62,7 +62,7 @@ def corrected_prevalence(n_flagged: int, n_production: int,
                          judge_labels: Sequence[Hashable], human_labels: Sequence[Hashable],
                          positive_label: Hashable, n_boot: int = DEFAULT_N_BOOT,
                          seed: int | None = 0, confidence: float = DEFAULT_CONFIDENCE
-                         ) -> dict[str, Any]:
+                         ) -> CorrectedPrevalence:
     """True rate of `positive_label` in production, from the judge's flag rate there.
 
     `n_flagged` of `n_production` outputs were given `positive_label` by the judge;
@@ -91,20 +91,18 @@ def corrected_prevalence(n_flagged: int, n_production: int,
         raise AgreementError(CHANCE_LEVEL_REASON.format(label=repr(positive_label), youden=youden))
     apparent = n_flagged / n_production
     unclipped = (apparent + specificity - 1) / youden
-    result: dict[str, Any] = {
-        "positive_label": positive_label, "n_production": n_production, "n_flagged": n_flagged,
-        "n_labelled": len(judge), "apparent_rate": apparent,
-        "sensitivity": sensitivity, "specificity": specificity,
-        "youden_j": youden, "corrected_rate": min(max(unclipped, 0.0), 1.0),
-        "clipped": not 0.0 <= unclipped <= 1.0, "ci": None,
-    }
+    ci = None
     if n_boot:
         rng = np.random.default_rng(seed)
         tables = bootstrap_samples(lambda rows: rows, table.ravel(), n_boot, rng).reshape(-1, 2, 2)
         apparent_resampled = rng.binomial(n_production, apparent, size=n_boot) / n_production
-        result["ci"] = percentile_interval(
+        ci = percentile_interval(
             _corrected_batch(tables, apparent_resampled), confidence,
             method=("percentile bootstrap over the labelled pairs and the production sample "
                     "(Rogan-Gladen undefined in n_undefined resamples, which the interval "
-                    "leaves out)")).to_dict()
-    return result
+                    "leaves out)"))
+    return CorrectedPrevalence(
+        positive_label=positive_label, n_production=n_production, n_flagged=n_flagged,
+        n_labelled=len(judge), apparent_rate=apparent, sensitivity=sensitivity,
+        specificity=specificity, youden_j=youden, corrected_rate=min(max(unclipped, 0.0), 1.0),
+        clipped=not 0.0 <= unclipped <= 1.0, ci=ci)

@@ -82,6 +82,19 @@ class LabelMetrics(_Serializable):
 
 
 @dataclass(frozen=True)
+class LabelScores(_Serializable):
+    """Point precision, recall and F1 of one label; None where undefined, the reason in
+    `undefined` (statistic -> why)."""
+
+    label: Hashable
+    support: int
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    undefined: dict[str, str]
+
+
+@dataclass(frozen=True)
 class ConfusionCounts(_Serializable):
     """Counts of label pairs, `rows` (the reference) by `columns` (the judge's role)."""
 
@@ -191,6 +204,24 @@ class CorrectedRate(_Serializable):
     method: str
     ci: Interval | None
     strata: list[StratumWeight] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CorrectedPrevalence(_Serializable):
+    """The true rate of `positive_label` in production from the judge's flag rate there
+    (Rogan-Gladen over simple random labelled pairs)."""
+
+    positive_label: Hashable
+    n_production: int
+    n_flagged: int
+    n_labelled: int
+    apparent_rate: float
+    sensitivity: float
+    specificity: float
+    youden_j: float
+    corrected_rate: float
+    clipped: bool
+    ci: Interval | None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from evaluator.core.errors import EvaluatorError
+from evaluator.humans.agreement.results import LabelScores
 
 KappaWeights = Literal["linear", "quadratic"] | None
 KAPPA_WEIGHTS = (None, "linear", "quadratic")
@@ -252,7 +253,7 @@ def f1_average(judge_labels: Sequence[Hashable], human_labels: Sequence[Hashable
 
 
 def per_label_metrics(judge_labels: Sequence[Hashable], human_labels: Sequence[Hashable],
-                      labels_order: Sequence[Hashable] | None = None) -> list[dict[str, Any]]:
+                      labels_order: Sequence[Hashable] | None = None) -> list[LabelScores]:
     """One row per label: support, precision, recall, F1; None (with reasons) where undefined.
 
     A table row, not a single number, so an undefined cell is `None` rather than an error.
@@ -261,15 +262,12 @@ def per_label_metrics(judge_labels: Sequence[Hashable], human_labels: Sequence[H
     scores = per_label_batch(matrix.counts)
     rows = []
     for i, label in enumerate(matrix.labels):
-        row: dict[str, Any] = {"label": label, "support": int(scores["support"][i])}
-        reasons = {}
-        for name in ("precision", "recall", "f1"):
-            value = float(scores[name][i])
-            row[name] = None if np.isnan(value) else value
-            if row[name] is None:
-                reasons[name] = UNDEFINED_REASONS[name]
-        row["undefined"] = reasons
-        rows.append(row)
+        values = {name: None if np.isnan(value := float(scores[name][i])) else value
+                  for name in ("precision", "recall", "f1")}
+        rows.append(LabelScores(
+            label=label, support=int(scores["support"][i]), **values,
+            undefined={name: UNDEFINED_REASONS[name] for name, value in values.items()
+                       if value is None}))
     return rows
 
 
