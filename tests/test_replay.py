@@ -394,3 +394,35 @@ def test_batches_are_stored_off_the_event_loop(dataset: Path, tmp_path: Path, mo
     assert report.status == "completed" and report.done == 12
     assert len(on_loop) >= 2 and not any(on_loop)
     assert len(rows(tmp_path / "replay.duckdb", "select evaluation_id from evaluations")) == 12
+
+
+def test_the_collector_skips_what_outlives_the_run_only_while_it_runs(
+        dataset: Path, tmp_path: Path, monkeypatch, settings: Settings):
+    """Issue 23.4: a full collection walked every object of the process (~0.1 s pauses that
+    held every call in flight); during a replay what existed before it is frozen, after it
+    (completed or not) the collector is as it was."""
+    import gc
+
+    from evaluator.regression import replay
+
+    frozen: list[int] = []
+    write = replay._Session._write
+
+    def recording(session, results):
+        frozen.append(gc.get_freeze_count())
+        return write(session, results)
+
+    monkeypatch.setattr(replay._Session, "_write", recording)
+    report = start_replay(dataset, tmp_path / "replay.duckdb", settings, ["hallucination"],
+                          "offline", concurrency=2)
+    assert report.status == "completed"
+    assert frozen and all(count > 0 for count in frozen)
+    assert gc.get_freeze_count() == 0
+
+    def failing(session, results):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(replay._Session, "_write", failing)
+    with pytest.raises(OSError):
+        start_replay(dataset, tmp_path / "again.duckdb", settings, ["hallucination"], "offline")
+    assert gc.get_freeze_count() == 0
