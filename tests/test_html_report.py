@@ -200,3 +200,23 @@ def test_worst_examples_take_each_traces_lowest_verdict(tmp_path: Path):
     assert [(w.trace_id, w.rubric, w.score) for w in worst] == [
         ("b", "faithfulness", 0.0), ("a", "faithfulness", 0.0), ("c", "relevance", 0.75)]
     assert Trace.model_validate_json(worst[0].trace_json).output == "answer b."
+
+
+def test_worst_examples_look_past_a_trace_that_fills_the_first_rows(tmp_path: Path):
+    """The rows read first (lowest score, heaviest weight) all belong to one trace judged by
+    many rubrics: the next traces are still found, as ranking every trace would."""
+    from evaluator.store.html_queries import ReportRows, lowest_scored
+    from evaluator.store.scope import Scope
+
+    db, now = tmp_path / "worst.duckdb", datetime.now(UTC)
+    rows = [evaluation("a", f"rubric-{i:03}", now, label="bad", score=0.0, weight=50.0)
+            for i in range(40)]
+    rows += [evaluation(t, "relevance", now, label="meh", score=score, weight=weight)
+             for t, score, weight in (("b", 0.0, 5.0), ("c", 0.0, 5.0), ("d", 0.25, 99.0),
+                                      ("e", 0.5, 1.0))]
+    Store.write_once(db, rows)
+    with Store(db, read_only=True) as store:
+        worst = lowest_scored(store, ReportRows(Scope.everything(), None), 4)
+    assert [(w.trace_id, w.rubric) for w in worst] == [
+        ("a", "rubric-000"), ("b", "relevance"), ("c", "relevance"), ("d", "relevance")]
+    assert all(w.trace_json is None for w in worst)  # no trace stored: none made up

@@ -12,11 +12,28 @@ from evaluator.store.scope import PRODUCTION, Scope
 if TYPE_CHECKING:
     from evaluator.store.duckdb_store import Store
 
-SPEND_KEYS = {"judge": "judge", "rubric": "coalesce(rubric, '-')",
-              "day": "strftime(created_at, '%Y-%m-%d')"}
-"""How the ledger can be grouped (day in UTC: the store's session time zone)."""
+
+
+def utc_day(column: str) -> str:
+    """The UTC day of a timestamp column as a number: grouping by it, then formatting the few
+    days (utc_day_text), costs a tenth of formatting every row's day."""
+    return f"epoch_us({column}) // 86400000000"
+
+
+def utc_day_text(day: str) -> str:
+    """YYYY-MM-DD of a utc_day number."""
+    return f"strftime(make_timestamp({day} * 86400000000), '%Y-%m-%d')"
+
+
+_DAY, _DAY_TEXT = utc_day("created_at"), utc_day_text("key")
+
+SPEND_KEYS = {"judge": ("judge", "key"), "rubric": ("coalesce(rubric, '-')", "key"),
+              "day": (_DAY, _DAY_TEXT)}
+"""How the ledger can be grouped: the grouping expression, and how a group is shown (day in
+UTC)."""
 
 _SPEND_SQL = """
+SELECT {shown} AS key, * EXCLUDE (key) FROM (
 SELECT {key} AS key,
     count(*) AS calls,
     count(*) FILTER (WHERE cached) AS cached,
@@ -28,7 +45,7 @@ SELECT {key} AS key,
     avg(latency_ms) FILTER (WHERE NOT cached) AS mean_latency_ms
 FROM judge_calls
 WHERE {scope}
-GROUP BY ALL
+GROUP BY ALL)
 ORDER BY key
 """
 
@@ -101,7 +118,8 @@ class RepeatAgreement:
 def spend_by(store: Store, group: str,
              scope: Scope = PRODUCTION) -> list[Spend]:
     """Ledger totals grouped by `group`: judge, rubric or day."""
-    sql = _SPEND_SQL.format(key=SPEND_KEYS[group], scope=scope.sql())
+    key, shown = SPEND_KEYS[group]
+    sql = _SPEND_SQL.format(key=key, shown=shown, scope=scope.sql())
     return [Spend(*row) for row in store.conn.execute(sql, scope.params()).fetchall()]
 
 
@@ -122,6 +140,7 @@ def known_spend_on(store: Store, day: date) -> float:
 def service_spend_by_day(store: Store) -> dict[date, float]:
     """Known spend per UTC day of the calls service-mode workers made (no run id), the ones
     they also count in Redis (evaluator.sampling.spend_check)."""
-    rows = store.conn.execute("SELECT strftime(created_at, '%Y-%m-%d'), coalesce(sum(cost_usd), 0)"
-                        " FROM judge_calls WHERE run_id IS NULL GROUP BY ALL").fetchall()
+    rows = store.conn.execute(f"SELECT {_DAY_TEXT}, cost FROM (SELECT {_DAY} AS key,"
+                              " coalesce(sum(cost_usd), 0) AS cost FROM judge_calls"
+                              " WHERE run_id IS NULL GROUP BY ALL)").fetchall()
     return {date.fromisoformat(day): float(cost) for day, cost in rows}
