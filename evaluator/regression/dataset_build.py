@@ -42,8 +42,10 @@ from evaluator.store.scope import PRODUCTION, REPLAY_KIND, Scope
 
 LabelSourceOption = Literal["judge", "human", "both"]
 LABEL_SOURCES: tuple[LabelSourceOption, ...] = ("judge", "human", "both")
-PAGE = 500
-"""New candidates read from the store at a time (each is masked only when it is used)."""
+PAGE = 2000
+"""New candidates read from the store at a time: each page looks its traces and verdicts up in
+one pass over the store's keys (~0.3 s at 4,000,000 evaluations), so a build of up to about
+this many items takes one; each is masked only when it is used."""
 @dataclass(frozen=True)
 class BuildOptions:
     name: str
