@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 from evaluator.core.records import MAX_DEAD_LETTER_CHARS
 from evaluator.ingest.files import DEAD_LETTER_CHUNK, DEAD_LETTER_CHUNK_CHARS, REUSED_ID, stream_work
+from evaluator.ingest.seen_ids import SeenIds, _key
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
 from evaluator.worker.embedded import run_embedded
@@ -72,3 +74,35 @@ def test_a_run_that_fails_midway_is_not_left_running(tmp_path, monkeypatch):
                      "offline", sample_rate=1.0)
     with Store(db, read_only=True) as store:
         assert [run.status for run in store.runs()] == ["failed"]
+
+
+def test_seen_ids_keep_the_first_content_across_merges():
+    """Ids merged into the sorted arrays are found as well as the latest ones in the dict; a
+    key whose hash ends in NUL bytes (numpy strips them from an S16 value) is found too."""
+    seen = SeenIds(merge_at=7)
+    ids = [f"trace-{n}" for n in range(100)] + ["", "\udcff", "x" * 128]
+    for n, trace_id in enumerate(ids):
+        assert seen.first(trace_id, n) == n, "a new id keeps its own content"
+    for n, trace_id in enumerate(ids):
+        assert seen.first(trace_id, 10_000 + n) == n, "a reused id gives the first content"
+    assert len(seen) == len(ids)
+    nul = next(f"id-{n}" for n in range(100_000) if _key(f"id-{n}").endswith(b"\0"))
+    seen.first(nul, 5)
+    for n in range(7):
+        seen.first(f"filler-{n}", n)
+    assert seen.first(nul, 6) == 5
+
+
+def test_seen_ids_take_about_24_bytes_an_id():
+    """The reused-id check is what grows with a file: ~24 bytes an id once merged (a dict of
+    str -> digest took ~150-230)."""
+    seen = SeenIds(merge_at=1_000)
+    tracemalloc.start()
+    try:
+        for n in range(50_000):
+            seen.first(f"{n:032x}", n)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen.nbytes == 24 * 50_000
+    assert held < 40 * 50_000, held

@@ -3,14 +3,13 @@
 A file is streamed, never held: each record is checked for a reused trace_id, sampled, masked
 and handed on in chunks (work items `batch_size` at a time, dead letters at most
 DEAD_LETTER_CHUNK at a time and DEAD_LETTER_CHUNK_CHARS of payload), so memory follows the
-chunk sizes, not the file. The one thing that grows with the file is the reused-id check: a
-16-byte digest per trace id (about 150 bytes a trace with the dict's overhead).
+chunk sizes, not the file. The one thing that grows with the file is the reused-id check: about
+24 bytes a trace id (evaluator.ingest.seen_ids).
 """
 
 from __future__ import annotations
 
 import codecs
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from evaluator.core.errors import ConfigError, InvalidTraceError
 from evaluator.core.records import MAX_TEXT_CHARS, DeadLetter, Trace, parse_trace
 from evaluator.core.settings import DEFAULTS, Settings
 from evaluator.core.work import WorkItem
+from evaluator.ingest.seen_ids import SeenIds, content_digest
 from evaluator.pii.masking import dead_letter_masker, identifier_check, ingest_masker
 from evaluator.sampling.policy import SamplingPolicy, decide
 from evaluator.sampling.spend import BudgetPacer, SpendMeter, pacer_for
@@ -74,7 +74,7 @@ class WorkStream:
         self._batch_size = batch_size
         self._check_ids, self._mask, self._mask_dead = (identifier_check(settings), ingest_masker(settings),
                                                         dead_letter_masker(settings))
-        self._digests: dict[str, bytes] = {}
+        self._seen = SeenIds()
         self._items: list[WorkItem] = []
         self._dead: list[DeadLetter] = []
         self._dead_chars = 0
@@ -108,10 +108,8 @@ class WorkStream:
     def _check_reuse(self, trace: Trace) -> None:
         """The first trace with an id wins; a later one with other content is a dead letter (a
         repeat of the very same trace passes: judging it again is idempotent)."""
-        digest = hashlib.blake2b(trace.model_dump_json().encode("utf-8", "surrogatepass"),
-                                 digest_size=16).digest()
-        first = self._digests.setdefault(trace.trace_id, digest)
-        if first != digest:
+        digest = content_digest(trace.model_dump_json())
+        if self._seen.first(trace.trace_id, digest) != digest:
             self.counts.reused_ids += 1
             raise InvalidTraceError(f"invalid trace: field 'trace_id': {REUSED_ID} as an earlier "
                                     "trace of this source; the first one is kept", field="trace_id")
