@@ -253,3 +253,18 @@ def test_declining_to_act_for_the_user_is_not_a_factual_claim():
     """The bundled regression dataset's replies open so; the hallucination heuristic must not
     read the refusal as an unsupported claim."""
     assert states_refusal("As an AI, I cannot act on your behalf, but I can explain the steps.")
+
+
+def test_states_refusal_is_the_decline_or_limit_role_of_every_labelled_sentence():
+    """states_refusal checks only the two roles it asks about, and remembers recent sentences:
+    the same answer as the full role of the sentence, first time and remembered."""
+    from evaluator.judges.refusal_detector import Role, _normalized, _role, _without_quoted_speech
+    from evaluator.judges.text_stats import split_sentences
+
+    sentences = {sentence for split in SPLITS.values() for item in split
+                 for sentence in split_sentences(item.output)} | {"", '""', "  ", "x" * 2500}
+    assert len(sentences) > 500
+    for _ in range(2):
+        for sentence in sentences:
+            role = _role(_without_quoted_speech(_normalized(sentence)).strip(), 1, False)
+            assert states_refusal(sentence) == (role in (Role.DECLINE, Role.LIMIT)), sentence

@@ -62,6 +62,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Literal
 
 from evaluator.judges.text_stats import content_stems, names, numbers, split_sentences
@@ -287,15 +288,27 @@ class _Piece:
     """Index of the sentence the piece comes from."""
 
 
-def _role(text: str, position: int, yes_no_request: bool) -> Role:
-    stripped = text[:MAX_SENTENCE_CHARS].strip().strip('"')
-    if not stripped:
-        return Role.OFFER
+def _stripped(text: str) -> str:
+    return text[:MAX_SENTENCE_CHARS].strip().strip('"')
+
+
+def _refusal_role(stripped: str, yes_no_request: bool) -> Role | None:
+    """DECLINE or LIMIT when a (stripped, non-empty) piece declines or states a limitation."""
     declines = _DECLINE_RE.search(stripped) and not _NOT_A_DECLINE_RE.search(stripped)
     if declines or (not yes_no_request and _IMPERSONAL_RE.search(stripped)):
         return Role.DECLINE
     if _LIMIT_RE.search(stripped):
         return Role.LIMIT
+    return None
+
+
+def _role(text: str, position: int, yes_no_request: bool) -> Role:
+    stripped = _stripped(text)
+    if not stripped:
+        return Role.OFFER
+    role = _refusal_role(stripped, yes_no_request)
+    if role is not None:
+        return role
     if position == 0 and not yes_no_request and _PREMISE_RE.search(stripped):
         return Role.PREMISE
     if stripped.endswith("?") or _OFFER_RE.search(stripped):
@@ -398,7 +411,22 @@ def explain(finding: RefusalFinding) -> str:
         quote=quote, help=finding.help_words)
 
 
+_CACHED_SENTENCE_MAX = 2000
+"""Sentences up to this length are remembered by states_refusal."""
+
+
 def states_refusal(sentence: str) -> bool:
-    """Whether a sentence declines or states a limitation of the assistant (not a factual claim)."""
-    return _role(_without_quoted_speech(_normalized(sentence)).strip(), 1, False) in (Role.DECLINE, Role.LIMIT)
+    """Whether a sentence declines or states a limitation of the assistant (not a factual claim).
+    Remembered for recent sentences: every rubric judged on a trace asks of the same ones."""
+    if len(sentence) <= _CACHED_SENTENCE_MAX:
+        return _cached_states_refusal(sentence)
+    return _states_refusal(sentence)
+
+
+def _states_refusal(sentence: str) -> bool:
+    stripped = _stripped(_without_quoted_speech(_normalized(sentence)).strip())
+    return bool(stripped) and _refusal_role(stripped, False) is not None
+
+
+_cached_states_refusal = lru_cache(maxsize=4096)(_states_refusal)
 

@@ -61,6 +61,28 @@ def neutralize(text: str) -> str:
     return text
 
 
+_KNOWN: dict[str, str] = {}
+"""Recent texts and their neutral form (a neutral text is its own: neutralize is idempotent)."""
+KNOWN_MAX = 512
+"""Texts remembered before the memory is cleared."""
+KNOWN_MAX_CHARS = 20_000
+"""Longer texts are neutralized every time: the memory stays a few MB at most."""
+
+
+def neutralized(text: str) -> str:
+    """`neutralize(text)`, remembered for recent texts: each rubric judged on a trace
+    neutralizes the same fields, and `data_block` neutralizes them again. A text seen before
+    costs a dict lookup (its hash is computed once per string object)."""
+    found = _KNOWN.get(text)
+    if found is None:
+        found = neutralize(text)
+        if len(text) <= KNOWN_MAX_CHARS:
+            if len(_KNOWN) >= KNOWN_MAX:
+                _KNOWN.clear()
+            _KNOWN[text] = _KNOWN[found] = found
+    return found
+
+
 def data_block(name: str, text: str) -> str:
     """Template global: wrap text in BEGIN/END markers (re-neutralized, so joins stay inert)."""
     if not isinstance(name, str) or not _BLOCK_NAME.fullmatch(name):
@@ -70,6 +92,6 @@ def data_block(name: str, text: str) -> str:
             f"data_block({name!r}, ...) needs a string, not {type(text).__name__}; "
             "join lists first, e.g. context|join('\\n\\n')"
         )
-    return f"<<<BEGIN {name.upper()}>>>\n{neutralize(text)}\n<<<END {name.upper()}>>>"
+    return f"<<<BEGIN {name.upper()}>>>\n{neutralized(text)}\n<<<END {name.upper()}>>>"
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,14 +13,15 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, n
 from jinja2.exceptions import SecurityError
 
 from evaluator.core.errors import RubricError
-from evaluator.core.records import canonical_json, sha256_hex
 from evaluator.core.stage_timing import timed
 from evaluator.rubrics.fit import cut_fields, fit, latest_messages
 from evaluator.rubrics.limits import LimitedSandbox, bound_template, render_budget
 from evaluator.rubrics.model import MAX_PROMPT_CHARS, RenderedPrompt, Rubric
-from evaluator.rubrics.neutralize import data_block, neutralize
+from evaluator.rubrics.neutralize import data_block, neutralized
 
 if TYPE_CHECKING:
+    from hashlib import _Hash
+
     from jinja2 import Template
 
     from evaluator.core.records import Trace
@@ -39,6 +42,8 @@ class _Compiled:
     system_message: str
     fields: frozenset[str]
     """The trace values the template names: only their text counts against the budget."""
+    hash_head: _Hash
+    """sha256 fed with every prompt's text before the user message's (see _prompt_hash)."""
 
 
 _COMPILED: dict[str, _Compiled] = {}
@@ -71,7 +76,22 @@ def _compile(rubric: Rubric) -> _Compiled:
     if not system:
         raise RubricError(f"{where}: the system block is empty; write the judge instructions there")
     fields = frozenset(meta.find_undeclared_variables(tree))
-    return _Compiled(template, f"{system}\n\n{_reply_instructions(rubric)}", fields)
+    system_message = f"{system}\n\n{_reply_instructions(rubric)}"
+    head = f'[{{"content":{json.dumps(system_message, ensure_ascii=False)},"role":"system"}},{{"content":'
+    return _Compiled(template, system_message, fields, hashlib.sha256(head.encode("utf-8")))
+
+
+_HASH_TAIL = b',"role":"user"}]'
+
+
+def _prompt_hash(compiled: _Compiled, user: str) -> str:
+    """sha256_hex(canonical_json(messages)) of the system and user messages, without encoding
+    the rubric's system message again: the canonical JSON (sorted keys, no spaces, UTF-8) is
+    the hash head, the user message's JSON string, then _HASH_TAIL."""
+    digest = compiled.hash_head.copy()
+    digest.update(json.dumps(user, ensure_ascii=False).encode("utf-8"))
+    digest.update(_HASH_TAIL)
+    return digest.hexdigest()
 
 
 def _check_layout(where: str, tree: nodes.Template) -> None:
@@ -182,20 +202,20 @@ def _describe_render_error(rubric: Rubric, template: Template, block: str, exc: 
 
 def _trace_values(rubric: Rubric, trace: Trace, output_b: str | None) -> dict[str, Any]:
     messages = [] if isinstance(trace.input, str) else trace.input
-    pair = {} if output_b is None else {"output_a": neutralize(trace.output),
-                                        "output_b": neutralize(output_b)}
+    pair = {} if output_b is None else {"output_a": neutralized(trace.output),
+                                        "output_b": neutralized(output_b)}
     return {
         **pair,
         "criterion": rubric.criterion,
         "labels": list(rubric.labels),
-        "question": neutralize(trace.question),
+        "question": neutralized(trace.question),
         "messages": latest_messages([
-            {"role": neutralize(m.role), "content": neutralize(m.content)} for m in messages
+            {"role": neutralized(m.role), "content": neutralized(m.content)} for m in messages
         ]),
-        "system": neutralize(trace.system or ""),
-        "context": [neutralize(doc) for doc in trace.context],
-        "output": neutralize(trace.output),
-        "expected": neutralize(trace.expected or ""),
+        "system": neutralized(trace.system or ""),
+        "context": [neutralized(doc) for doc in trace.context],
+        "output": neutralized(trace.output),
+        "expected": neutralized(trace.expected or ""),
     }
 
 
@@ -260,7 +280,7 @@ def render(rubric: Rubric, trace: Trace, output_b: str | None = None) -> Rendere
     )
     return RenderedPrompt(
         messages=messages,
-        prompt_hash=sha256_hex(canonical_json(messages)),
+        prompt_hash=_prompt_hash(compiled, user),
         truncated=truncated,
     )
 
