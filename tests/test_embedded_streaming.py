@@ -92,6 +92,30 @@ def test_a_holding_sink_keeps_the_store_open_across_flushes_and_releases_it(tmp_
         assert store.dead_letter_count() == 2
 
 
+def test_the_sink_writes_with_duckdb_memory_capped(tmp_path, monkeypatch):
+    """Unbounded, DuckDB's memory for a writer grows with the table (primary-key indexes, row
+    groups rewritten at a checkpoint); the sink's store is opened with WRITER_MEMORY_MB."""
+    channel, db = InMemoryChannel(), tmp_path / "capped.duckdb"
+    sink = Sink(channel, db, max_wait_s=0.05, hold_s=3600.0, poll_ms=10)
+    channel.publish(_batch_with_a_dead_letter(0))
+    assert sink.drain_once() == 1
+    assert sink._store is not None
+    [(limit,)] = sink._store.conn.execute("SELECT current_setting('memory_limit')").fetchall()
+    sink.release()
+    assert limit == "122.0 MiB"  # DuckDB's MB is 1000^2 bytes
+    opened: list[int | None] = []
+    original = Store.__init__
+
+    def spy(self, *args, memory_limit_mb=None, **kwargs):
+        opened.append(memory_limit_mb)
+        original(self, *args, memory_limit_mb=memory_limit_mb, **kwargs)
+
+    monkeypatch.setattr(Store, "__init__", spy)
+    channel.publish(_batch_with_a_dead_letter(1))
+    assert Sink(channel, db, max_wait_s=0.05, poll_ms=10).drain_once() == 1
+    assert opened == [128], "write_once (the service sink's) is capped too"
+
+
 def test_a_sink_without_hold_closes_the_store_after_each_flush(tmp_path):
     channel, db = InMemoryChannel(), tmp_path / "open-close.duckdb"
     sink = Sink(channel, db, max_wait_s=0.05, poll_ms=10)

@@ -64,6 +64,29 @@ def test_opening_applies_and_records_every_migration(db):
     assert all(isinstance(applied_at, datetime) for _, _, applied_at in rows)
 
 
+def _tables(conn: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return conn.execute("SELECT table_name, sql FROM duckdb_tables() ORDER BY table_name").fetchall()
+
+
+def test_a_new_file_has_the_tables_the_migrations_build_one_by_one(tmp_path):
+    """A new file is created from FRESH_SCHEMA in one transaction; the result is the schema of
+    a file that ran every migration (after a new migration, paste the text this prints)."""
+    stepwise = duckdb.connect(str(tmp_path / "stepwise.duckdb"))
+    for count in range(1, len(MIGRATIONS) + 1):
+        apply_migrations(stepwise, "stepwise", MIGRATIONS[:count])
+    with Store(tmp_path / "fresh.duckdb") as store:
+        fresh = _tables(store.conn)
+        constraints = store.conn.execute(
+            "SELECT table_name, constraint_text FROM duckdb_constraints() ORDER BY ALL").fetchall()
+        ledger = store.conn.execute("SELECT number, description FROM schema_migrations"
+                                    " ORDER BY number").fetchall()
+    expected = "\n".join(sql for name, sql in _tables(stepwise) if name != "schema_migrations")
+    assert fresh == _tables(stepwise), f"FRESH_SCHEMA should be:\n{expected}"
+    assert constraints == stepwise.execute(
+        "SELECT table_name, constraint_text FROM duckdb_constraints() ORDER BY ALL").fetchall()
+    assert ledger == [(m.number, m.description) for m in MIGRATIONS]
+
+
 @pytest.mark.parametrize("start", range(len(MIGRATIONS)))
 def test_database_created_at_an_older_migration_upgrades(db, start):
     conn = duckdb.connect(str(db))

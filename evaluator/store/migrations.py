@@ -1,7 +1,8 @@
 """Numbered, append-only schema migrations, applied when a read-write store opens.
 
 Never edit or renumber a published migration: a database in the field has already run it.
-A schema change is a new entry at the end of MIGRATIONS.
+A schema change is a new entry at the end of MIGRATIONS, and FRESH_SCHEMA becomes the tables
+as the migrations now leave them (tests/test_migrations.py checks it and prints the new text).
 """
 
 from __future__ import annotations
@@ -353,6 +354,156 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 LATEST_VERSION = MIGRATIONS[-1].number
 
+FRESH_SCHEMA = """
+CREATE TABLE alerts(
+    alert_id VARCHAR PRIMARY KEY,
+    "rule" VARCHAR NOT NULL,
+    labels VARCHAR NOT NULL,
+    dedup_key VARCHAR NOT NULL,
+    priority VARCHAR NOT NULL,
+    time_window VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    fired_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    resolved_at TIMESTAMP WITH TIME ZONE,
+    last_evaluated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    notified_at TIMESTAMP WITH TIME ZONE,
+    observed DOUBLE,
+    interval_low DOUBLE,
+    interval_high DOUBLE,
+    threshold DOUBLE,
+    n BIGINT,
+    n_effective DOUBLE,
+    example_trace_ids VARCHAR NOT NULL,
+    message VARCHAR NOT NULL
+);
+CREATE TABLE dead_letters(
+    dead_letter_id VARCHAR PRIMARY KEY,
+    "source" VARCHAR NOT NULL,
+    "error" VARCHAR NOT NULL,
+    field VARCHAR,
+    payload VARCHAR NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL
+);
+CREATE TABLE evaluations(
+    evaluation_id VARCHAR USING COMPRESSION Uncompressed PRIMARY KEY,
+    trace_id VARCHAR NOT NULL,
+    rubric VARCHAR NOT NULL,
+    rubric_version INTEGER NOT NULL,
+    rubric_hash VARCHAR NOT NULL,
+    judge VARCHAR NOT NULL,
+    judge_hash VARCHAR NOT NULL,
+    "label" VARCHAR,
+    score DOUBLE,
+    passed BOOLEAN,
+    reasoning VARCHAR,
+    status VARCHAR NOT NULL,
+    reason VARCHAR,
+    raw_reply VARCHAR,
+    input_tokens BIGINT,
+    output_tokens BIGINT,
+    cost_usd DOUBLE,
+    latency_ms DOUBLE,
+    attempts INTEGER NOT NULL,
+    cached BOOLEAN NOT NULL,
+    prompt_hash VARCHAR,
+    sample_reason VARCHAR,
+    sample_weight DOUBLE NOT NULL,
+    truncated BOOLEAN NOT NULL,
+    run_id VARCHAR,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    stability DOUBLE,
+    claims VARCHAR
+);
+CREATE TABLE human_labels(
+    label_id VARCHAR PRIMARY KEY,
+    trace_id VARCHAR NOT NULL,
+    rubric VARCHAR NOT NULL,
+    rubric_version INTEGER,
+    "label" VARCHAR,
+    score DOUBLE,
+    annotator VARCHAR NOT NULL,
+    note VARCHAR,
+    "source" VARCHAR,
+    imported_at TIMESTAMP WITH TIME ZONE NOT NULL
+);
+CREATE TABLE judge_calls(
+    call_id VARCHAR USING COMPRESSION Uncompressed PRIMARY KEY,
+    evaluation_id VARCHAR,
+    trace_id VARCHAR,
+    rubric VARCHAR,
+    rubric_version INTEGER,
+    run_id VARCHAR,
+    judge VARCHAR NOT NULL,
+    model VARCHAR,
+    transport VARCHAR,
+    "sample" INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    status VARCHAR NOT NULL,
+    http_status INTEGER,
+    error_class VARCHAR,
+    input_tokens BIGINT,
+    output_tokens BIGINT,
+    cost_usd DOUBLE,
+    latency_ms DOUBLE,
+    cached BOOLEAN NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL
+);
+CREATE TABLE label_batch_items(
+    batch_id VARCHAR,
+    trace_id VARCHAR,
+    rubric VARCHAR NOT NULL,
+    rubric_version INTEGER,
+    judge VARCHAR,
+    stratum VARCHAR NOT NULL,
+    stratum_size BIGINT NOT NULL,
+    stratum_taken BIGINT NOT NULL,
+    selection_probability DOUBLE NOT NULL,
+    exported_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY(batch_id, trace_id)
+);
+CREATE TABLE replay_items(
+    run_id VARCHAR,
+    item_id VARCHAR,
+    "position" INTEGER NOT NULL,
+    trace_id VARCHAR NOT NULL,
+    item_json VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    output VARCHAR,
+    target_error VARCHAR,
+    target_latency_ms DOUBLE,
+    updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY(run_id, item_id)
+);
+CREATE TABLE runs(
+    run_id VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    started_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    finished_at TIMESTAMP WITH TIME ZONE,
+    status VARCHAR NOT NULL,
+    params VARCHAR,
+    manifest VARCHAR,
+    summary VARCHAR
+);
+CREATE TABLE traces(
+    trace_id VARCHAR USING COMPRESSION Uncompressed PRIMARY KEY,
+    trace_json VARCHAR NOT NULL,
+    model VARCHAR,
+    provider VARCHAR,
+    prompt_version VARCHAR,
+    status VARCHAR NOT NULL,
+    feedback VARCHAR,
+    finish_reason VARCHAR,
+    sample_reason VARCHAR NOT NULL,
+    sample_weight DOUBLE NOT NULL,
+    start_time TIMESTAMP WITH TIME ZONE,
+    received_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    input_hash VARCHAR
+);
+"""
+"""Every table as MIGRATIONS leave it (DuckDB's own CREATE statements): a new file is created
+from it in one transaction, ~10 ms instead of ~100 ms for replaying the nine migrations (the
+rebuilds of migration 9 most of it), on every first run."""
+
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     number INTEGER PRIMARY KEY,
@@ -390,6 +541,8 @@ def apply_migrations(
     if all(m.number in done for m in migrations):
         return []  # the common case: every open of an up-to-date store costs one query
     conn.execute(_CREATE_LEDGER)
+    if not done and migrations is MIGRATIONS:
+        return _create_fresh(conn, where)
     applied: list[int] = []
     for migration in migrations:
         if migration.number in done:
@@ -409,6 +562,20 @@ def apply_migrations(
             ) from exc
         applied.append(migration.number)
     return applied
+
+
+def _create_fresh(conn: duckdb.DuckDBPyConnection, where: str) -> list[int]:
+    """A file without migrations gets FRESH_SCHEMA and every migration recorded, at once."""
+    conn.begin()
+    try:
+        conn.execute(FRESH_SCHEMA)
+        conn.executemany("INSERT INTO schema_migrations VALUES (?, ?, now())",
+                         [[m.number, m.description] for m in MIGRATIONS])
+        conn.commit()
+    except duckdb.Error as exc:
+        conn.rollback()
+        raise StoreError(f"{where}: creating the schema failed: {exc}") from exc
+    return [m.number for m in MIGRATIONS]
 
 
 def require_current(conn: duckdb.DuckDBPyConnection, where: str) -> None:

@@ -17,6 +17,7 @@ from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.queue.channel import ResultChannel
 from evaluator.queue.messages import ResultBatch
 from evaluator.store import Store, WriteResult
+from evaluator.store.duckdb_store import WRITER_MEMORY_MB
 from evaluator.store.lake import ROLL_CHUNK_ROWS
 from evaluator.worker.evaluation_events import EvaluationEvents
 from evaluator.worker.metrics import metrics
@@ -177,9 +178,11 @@ class Sink:
     def _write(self, pending: ResultBatch) -> WriteResult:
         if self.hold_s <= 0:
             return Store.write_once(self.db_path, pending.evaluations, pending.traces,
-                                    pending.dead_letters, judge_calls=pending.judge_calls)
+                                    pending.dead_letters, judge_calls=pending.judge_calls,
+                                    memory_limit_mb=WRITER_MEMORY_MB)
         if self._store is None:
-            self._store, self._opened_at = Store(self.db_path), time.monotonic()
+            self._store = Store(self.db_path, memory_limit_mb=WRITER_MEMORY_MB)
+            self._opened_at = time.monotonic()
         try:
             return self._store.write_batch(pending.evaluations, pending.traces,
                                            pending.dead_letters, pending.judge_calls)
