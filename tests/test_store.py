@@ -19,7 +19,12 @@ from evaluator.core.rows import StoredTrace
 from evaluator.core.usage import USAGE_FIELDS, Usage
 from evaluator.store import LATEST_VERSION, MIGRATIONS, Migration, Scope, Store
 from evaluator.store.arrow_batches import DEAD_LETTER_SCHEMA, EVALUATION_SCHEMA, TRACE_SCHEMA
-from evaluator.store.migrations import applied_numbers, apply_migrations
+from evaluator.store.migrations import (
+    FRESH_SCHEMA,
+    FRESH_SCHEMA_VERSION,
+    applied_numbers,
+    apply_migrations,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,27 +69,43 @@ def test_opening_applies_and_records_every_migration(db):
     assert all(isinstance(applied_at, datetime) for _, _, applied_at in rows)
 
 
-def _tables(conn: duckdb.DuckDBPyConnection) -> list[tuple]:
-    return conn.execute("SELECT table_name, sql FROM duckdb_tables() ORDER BY table_name").fetchall()
-
-
 def test_a_new_file_has_the_tables_the_migrations_build_one_by_one(tmp_path):
-    """A new file is created from FRESH_SCHEMA in one transaction; the result is the schema of
-    a file that ran every migration (after a new migration, paste the text this prints)."""
+    """A new file is created from FRESH_SCHEMA in one transaction, then the migrations after
+    FRESH_SCHEMA_VERSION run; the result is the schema of a file that ran every migration. The
+    snapshot itself is checked too (after a new migration, paste the text this prints and
+    raise FRESH_SCHEMA_VERSION)."""
     stepwise = duckdb.connect(str(tmp_path / "stepwise.duckdb"))
     for count in range(1, len(MIGRATIONS) + 1):
         apply_migrations(stepwise, "stepwise", MIGRATIONS[:count])
     with Store(tmp_path / "fresh.duckdb") as store:
-        fresh = _tables(store.conn)
-        constraints = store.conn.execute(
-            "SELECT table_name, constraint_text FROM duckdb_constraints() ORDER BY ALL").fetchall()
-        ledger = store.conn.execute("SELECT number, description FROM schema_migrations"
-                                    " ORDER BY number").fetchall()
-    expected = "\n".join(sql for name, sql in _tables(stepwise) if name != "schema_migrations")
-    assert fresh == _tables(stepwise), f"FRESH_SCHEMA should be:\n{expected}"
-    assert constraints == stepwise.execute(
+        assert _schema(store.conn) == _schema(stepwise)
+    snapshot = duckdb.connect(str(tmp_path / "snapshot.duckdb"))
+    snapshot.execute(FRESH_SCHEMA)
+    upto = duckdb.connect(str(tmp_path / "upto.duckdb"))
+    for count in range(1, FRESH_SCHEMA_VERSION + 1):
+        apply_migrations(upto, "upto", MIGRATIONS[:count])
+    expected = "\n".join(sql for name, sql in _schema(upto)[0] if name != "schema_migrations")
+    assert _schema(snapshot)[0] == [row for row in _schema(upto)[0] if row[0] != "schema_migrations"], (
+        f"FRESH_SCHEMA should be (one table a line here):\n{expected}")
+
+
+def test_a_new_file_runs_the_migrations_past_the_fresh_schema(tmp_path):
+    later = Migration(LATEST_VERSION + 1, "a note", "ALTER TABLE evaluations ADD COLUMN note VARCHAR")
+    conn = duckdb.connect(str(tmp_path / "new.duckdb"))
+    assert apply_migrations(conn, "new", (*MIGRATIONS, later)) == [*range(1, LATEST_VERSION + 1),
+                                                                   LATEST_VERSION + 1]
+    assert applied_numbers(conn) == [*range(1, LATEST_VERSION + 2)]
+    assert "note" in [row[0] for row in conn.execute("DESCRIBE evaluations").fetchall()]
+
+
+def _schema(conn: duckdb.DuckDBPyConnection) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """Tables (DuckDB's CREATE statements), constraints and the migration ledger."""
+    tables = conn.execute("SELECT table_name, sql FROM duckdb_tables() ORDER BY table_name").fetchall()
+    constraints = conn.execute(
         "SELECT table_name, constraint_text FROM duckdb_constraints() ORDER BY ALL").fetchall()
-    assert ledger == [(m.number, m.description) for m in MIGRATIONS]
+    ledger = conn.execute("SELECT number, description FROM schema_migrations ORDER BY number"
+                          ).fetchall() if any(name == "schema_migrations" for name, _ in tables) else []
+    return tables, constraints, ledger
 
 
 @pytest.mark.parametrize("start", range(len(MIGRATIONS)))
