@@ -15,7 +15,6 @@ a single writer, the sink. A backend that fails is a miss, never a failed evalua
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -85,13 +84,25 @@ PURGE_EVERY_PUTS = 1_000
 """The SQLite file is pruned once per this many writes (and when it opens)."""
 
 
+_Row = tuple[str, str, float]
+"""key, value, expires_at"""
+_UNWRITTEN: dict[Path, dict[str, _Row]] = {}
+"""Rows put but not committed yet, by file, for every SqliteBackend of this process: a read
+finds them there (it reads its own writes) without waiting for a writer thread."""
+_UNWRITTEN_LOCK = threading.Lock()
+
+
 class SqliteBackend:
     """A SQLite file shared by the processes of one machine (WAL mode: readers never block).
 
-    Writes never run on the caller's event loop: a put joins the batch a writer thread of its
-    own commits next (one transaction for every put that arrived while the last one was being
-    written) and returns once it is committed. Reads (a few microseconds from the page cache)
-    use a connection of their own, so they never wait for a write.
+    Writes never hold the caller: a put is handed to a writer thread of this backend's own,
+    which commits every put that arrived meanwhile in one transaction, and returns at once
+    (awaiting each commit added ~4 ms to every judged item at p50 and ~40 ms at p95 with 64 in
+    flight: the writer waited for the busy event loop's GIL). Until it is committed, a read of
+    the same file in this process finds the row in `_UNWRITTEN`; other processes see it a
+    commit later, and the interpreter waits for the writer at exit. Reads (a few microseconds
+    from the page cache) use a connection of their own, so they never wait for a write.
+    `flush()` waits until every put so far is in the file.
 
     Bounded: every PURGE_EVERY_PUTS writes (or a tenth of `max_entries`, if fewer) and at open,
     expired rows are deleted, then the oldest written rows beyond `max_entries`. `expired` and
@@ -118,45 +129,64 @@ class SqliteBackend:
         self._purge()
         self._reader = self._connect()
         self._reading = threading.Lock()
-        self._lock = threading.Lock()
-        """Guards the pending batch."""
-        self._pending: list[tuple[str, str, float]] = []
+        with _UNWRITTEN_LOCK:
+            self._unwritten = _UNWRITTEN.setdefault(self.path.resolve(), {})
+        self._pending: list[_Row] = []
         self._batch: Future[None] | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-cache")
+        self._warned_at = float("-inf")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=5.0, check_same_thread=False,
                                isolation_level=None)
 
     async def get(self, key: str) -> str | None:
-        with self._reading:
-            row = self._reader.execute("SELECT value, expires_at FROM judge_cache WHERE key = ?",
-                                       (key,)).fetchone()
-        return row[0] if row and row[1] > self._clock() else None
+        row = self._unwritten.get(key)
+        if row is None:
+            with self._reading:
+                row = self._reader.execute("SELECT key, value, expires_at FROM judge_cache"
+                                           " WHERE key = ?", (key,)).fetchone()
+        return row[1] if row and row[2] > self._clock() else None
 
     async def put(self, key: str, value: str, ttl_s: int) -> None:
-        with self._lock:
-            self._pending.append((key, value, self._clock() + ttl_s))
+        row = (key, value, self._clock() + ttl_s)
+        with _UNWRITTEN_LOCK:
+            self._unwritten[key] = row
+            self._pending.append(row)
             if self._batch is None:
                 self._batch = self._writer.submit(self._write_pending)
-            batch = self._batch
-        # shielded: a cancelled caller must not cancel the batch other puts wait for
-        await asyncio.shield(asyncio.wrap_future(batch))
+
+    def flush(self) -> None:
+        """Wait until every put so far is in the file (the writer takes its work in order)."""
+        self._writer.submit(lambda: None).result()
 
     def _write_pending(self) -> None:
-        """The writer thread: commit every put pending now in one transaction."""
-        with self._lock:
+        """The writer thread: commit every put pending now in one transaction. A batch that
+        cannot be written is a warning: its rows are asked of the judge again next time."""
+        with _UNWRITTEN_LOCK:
             rows, self._pending, self._batch = self._pending, [], None
-        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self._conn.executemany("INSERT OR REPLACE INTO judge_cache VALUES (?, ?, ?)", rows)
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-        before, self._puts = self._puts, self._puts + len(rows)
-        if self._puts // self._purge_every > before // self._purge_every:
-            self._purge()
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany("INSERT OR REPLACE INTO judge_cache VALUES (?, ?, ?)", rows)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            before, self._puts = self._puts, self._puts + len(rows)
+            if self._puts // self._purge_every > before // self._purge_every:
+                self._purge()
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._warned_at > 10.0:
+                self._warned_at = now
+                log.warning("judge cache file %s could not be written (%r): %d verdicts not "
+                            "cached", self.path, exc, len(rows))
+        finally:
+            with _UNWRITTEN_LOCK:
+                for row in rows:
+                    if self._unwritten.get(row[0]) is row:
+                        del self._unwritten[row[0]]
 
     def _purge(self) -> None:
         """Delete the expired rows, then the oldest beyond max_entries (rows written with one
