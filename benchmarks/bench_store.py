@@ -15,7 +15,7 @@ import duckdb
 
 from evaluator.core.records import Evaluation
 from evaluator.core.usage import Usage
-from evaluator.store import Store
+from evaluator.store import Store, latest_queries
 from evaluator.store.arrow_batches import EVALUATION_SCHEMA
 
 SINK_GOAL = ">= 10,000 evals/s"
@@ -84,6 +84,7 @@ def _preload(path: Path, count: int) -> None:
             """,
             [count],
         )
+        latest_queries.refill(store.conn)  # the rows went in around Store.write_batch
 
 
 def _write_once_rows_per_s(path: Path, rows: int, batch: int, repeats: int = 3) -> float:
