@@ -102,7 +102,7 @@ def test_the_sink_writes_with_duckdb_memory_capped(tmp_path, monkeypatch):
     assert sink._store is not None
     [(limit,)] = sink._store.conn.execute("SELECT current_setting('memory_limit')").fetchall()
     sink.release()
-    assert limit == "122.0 MiB"  # DuckDB's MB is 1000^2 bytes
+    assert limit == "61.0 MiB"  # DuckDB's MB is 1000^2 bytes
     opened: list[int | None] = []
     original = Store.__init__
 
@@ -113,7 +113,7 @@ def test_the_sink_writes_with_duckdb_memory_capped(tmp_path, monkeypatch):
     monkeypatch.setattr(Store, "__init__", spy)
     channel.publish(_batch_with_a_dead_letter(1))
     assert Sink(channel, db, max_wait_s=0.05, poll_ms=10).drain_once() == 1
-    assert opened == [128], "write_once (the service sink's) is capped too"
+    assert opened == [64], "write_once (the service sink's) is capped too"
 
 
 def test_a_sink_without_hold_closes_the_store_after_each_flush(tmp_path):
@@ -190,3 +190,51 @@ def test_a_store_that_stays_unwritable_fails_the_run_instead_of_hanging(tmp_path
         run_embedded(SAMPLE, db, "offline", sample_rate=1.0, batch_size=1, concurrent_chunks=4)
     with Store(db, read_only=True) as store:
         assert [run.status for run in store.runs()] == ["failed"]
+
+
+def test_a_run_opens_its_store_once(tmp_path, traces, monkeypatch):
+    """Each open of a DuckDB file is a connect and each close a checkpoint: a run opens the file
+    once, its sink writes with that store and hands it back for the run's summary."""
+    opened: list[Path] = []
+    original = Store.__init__
+
+    def counting(self, path, *args, **kwargs):
+        opened.append(Path(path))
+        original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "__init__", counting)
+    db = tmp_path / "once.duckdb"
+    small = tmp_path / "three.jsonl"
+    small.write_text("".join(traces.read_text(encoding="utf-8").splitlines(True)[:3]), encoding="utf-8")
+    report = run_embedded(small, db, "offline", sample_rate=1.0)
+    assert opened == [db]
+    monkeypatch.setattr(Store, "__init__", original)
+    with Store(db, read_only=True) as store:
+        assert store.run(report.run_id).status == "completed"
+        assert len(store.evaluations(run_id=report.run_id)) == report.evaluations > 0
+
+
+def test_a_sink_keeping_its_store_hands_it_over_when_it_stops(tmp_path):
+    channel, stop, db = InMemoryChannel(), threading.Event(), tmp_path / "kept.duckdb"
+    given = Store(db)
+    sink = Sink(channel, db, max_wait_s=0.05, hold_s=3600.0, poll_ms=10, store=given,
+                keep_store=True)
+    channel.publish(_batch_with_a_dead_letter(0))
+    stop.set()
+    sink.run(stop, retry_delay_s=0.0)
+    kept = sink.take_store()
+    assert kept is given and sink.take_store() is None
+    assert kept.dead_letter_count() == 1, "written with the store it was given, still open"
+    kept.close()
+
+
+def test_a_sink_that_gives_up_closes_the_store_it_was_to_keep(tmp_path, monkeypatch):
+    _failing_writes(monkeypatch)
+    channel, stop, db = InMemoryChannel(), threading.Event(), tmp_path / "full.duckdb"
+    sink = Sink(channel, db, hold_s=1.0, poll_ms=10, store=Store(db), keep_store=True)
+    channel.publish(_batch_with_a_dead_letter(0))
+    stop.set()
+    sink.run(stop, retry_delay_s=0.0)
+    assert sink.unstored is not None and sink.take_store() is None
+    with Store(db, read_only=True, lock_timeout_s=0.5) as store:  # not left open
+        assert store.dead_letter_count() == 0

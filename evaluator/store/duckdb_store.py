@@ -72,11 +72,12 @@ def _connect(path: Path, read_only: bool, lock_timeout_s: float) -> duckdb.DuckD
         raise StoreError(f"cannot open the store {path}: {exc}") from exc
 
 
-WRITER_MEMORY_MB = 128
-"""DuckDB's buffer memory for the sink's writes. Unbounded (DuckDB's default is 80% of RAM), an
+WRITER_MEMORY_MB = 64
+"""DuckDB's memory limit for the sink's writes. Unbounded (DuckDB's default is 80% of RAM), an
 insert loads the primary keys' indexes and a checkpoint rewrites row groups in memory, so a
-writer's memory grew with the table: ~90 MB more at 245,000 evaluations, and a checkpoint
-took 230 MB more at once. Capped, DuckDB evicts to the file instead (a checkpoint takes longer)."""
+writer grew with the table: +90 MB for an insert at 245,000 evaluations, +230 MB for a
+checkpoint. At 64 MB the same insert takes +65 MB and the checkpoint +75 MB (128 MB: +80 and
++135); DuckDB evicts to the file instead (benchmarks/bench_run.py's memory rows)."""
 
 
 _MIGRATING: dict[Path, threading.Lock] = {}

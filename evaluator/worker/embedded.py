@@ -29,6 +29,7 @@ from evaluator.sampling.config import check_rubric_names, sampling_policy
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.sampling.spend import BudgetPacer
 from evaluator.store import RubricSummary, Scope, Store, WriteResult
+from evaluator.store.duckdb_store import WRITER_MEMORY_MB
 from evaluator.store.ledger_spend import LedgerSpend
 from evaluator.worker.actors import WorkerContext, process_items
 from evaluator.worker.early_results import EarlyResults, publish_counted
@@ -189,13 +190,18 @@ def run_embedded(
     report = RunReport(run_id=new_run_id(), db_path=Path(db_path), judge=judge_name, budget=budget)
     params = {"traces": str(traces_path), "judge": judge_name, "sample_rate": sample_rate,
               "rubrics": list(rubric_refs), "max_cost_usd": max_cost_usd}
-    with Store(db_path) as store:
+    # One open of the file for the whole run: the sink writes with it and hands it back.
+    store = Store(db_path, memory_limit_mb=WRITER_MEMORY_MB)
+    try:
         store.start_run(report.run_id, "run", params)
+    except BaseException:
+        store.close()
+        raise
     progress = _ProgressReporter(on_progress)
     try:
-        counts = _evaluate(traces_path, db_path, judge_name, policy, rubric_refs, registry,
-                           settings, budget, batch_size, concurrent_chunks, fmt, report.run_id,
-                           progress)
+        counts, kept = _evaluate(traces_path, store, judge_name, policy, rubric_refs, registry,
+                                 settings, budget, batch_size, concurrent_chunks, fmt,
+                                 report.run_id, progress)
     except BaseException as exc:
         with Store(db_path) as store:  # never leave the run 'running'
             store.finish_run(report.run_id, "failed", summary={"error": f"{type(exc).__name__}: {exc}"})
@@ -206,7 +212,7 @@ def run_embedded(
     report.daily_budget = counts.pacer
     report.dead_letter_reasons = counts.dead_letter_reasons
     report.already_stored = progress.already_stored
-    with Store(db_path) as store:
+    with kept or Store(db_path) as store:
         report.summaries = store.rubric_summary(Scope.run(report.run_id))
         if report.already_stored:
             report.stored_summaries = [s for s in store.rubric_summary(Scope.production())
@@ -222,20 +228,22 @@ class EmbeddedPipeline:
     handed over as objects, in chunks. `send` and `keep` wait while too many chunks wait to be
     judged or too many results wait for the sink (memory follows the chunk size, not the
     input); `full` says whether they would. With `hold_s`, the sink keeps the store open across
-    flushes up to that long (see Sink)."""
+    flushes up to that long (see Sink); given `store` (open on `db_path`), it starts with it, and
+    `close` returns the store the sink holds at the end, open."""
 
     def __init__(self, db_path: Path, judge_name: str, rubric_refs: Sequence[str],
                  registry: RubricRegistry, settings: Settings, budget: RunBudget | None = None,
                  concurrency: int = 4, run_id: str | None = None,
                  on_written: Callable[[ResultBatch, WriteResult], None] | None = None,
-                 hold_s: float = 0.0) -> None:
+                 hold_s: float = 0.0, store: Store | None = None) -> None:
         self.channel = InMemoryChannel()
         context = WorkerContext(registry, self.channel, settings.judges_dir, budget, settings=settings,
                                 runtime=JudgeRuntime.from_settings(settings, db_path))
         self._stop = threading.Event()
         self._events = evaluation_events(settings)
         self._sink = Sink(self.channel, Path(db_path), on_written=on_written, events=self._events,
-                          hold_s=hold_s, poll_ms=SINK_POLL_MS)
+                          hold_s=hold_s, poll_ms=SINK_POLL_MS, store=store,
+                          keep_store=store is not None)
         self._sink_thread = threading.Thread(target=self._sink.run, args=(self._stop,),
                                              kwargs={"patience_s": SINK_PATIENCE_S},
                                              name="evaluator-sink")
@@ -269,10 +277,11 @@ class EmbeddedPipeline:
         self._hand_over(None)
         self._judging.result()
 
-    def close(self) -> None:
+    def close(self) -> Store | None:
         """End the judging loop (unjudged chunks are dropped: call join first to judge them),
         then let the sink write what is left, and stop it. Raises ResultsNotStoredError, saying
-        how many and why, when the sink could not write them all."""
+        how many and why, when the sink could not write them all. Returns the store the sink
+        still holds when it was given one (the caller closes it), else None."""
         if not self._judging.done():
             _drain(self._chunks)
             self._chunks.put(None)
@@ -289,6 +298,7 @@ class EmbeddedPipeline:
                 f"{unstored.describe()} could not be stored in {self._sink.db_path}: "
                 f"{unstored.reason}. Make the store writable and evaluate these traces again "
                 "(what was stored is not stored twice)")
+        return self._sink.take_store()
 
     def _hand_over(self, chunk: list[WorkItem] | None) -> None:
         while True:
@@ -302,24 +312,35 @@ class EmbeddedPipeline:
                 continue
 
 
-def _evaluate(traces_path: Path, db_path: Path, judge_name: str, policy: SamplingPolicy,
+def _evaluate(traces_path: Path, store: Store, judge_name: str, policy: SamplingPolicy,
               rubric_refs: Sequence[str], registry: RubricRegistry, settings: Settings,
               budget: RunBudget | None, batch_size: int, concurrency: int, fmt: TraceFormat,
-              run_id: str, progress: _ProgressReporter) -> WorkCounts:
+              run_id: str, progress: _ProgressReporter) -> tuple[WorkCounts, Store | None]:
     """Stream the file through an embedded pipeline that runs meanwhile; its sink holds the
-    store across flushes (this process is the only writer while the run lasts)."""
-    pipeline = EmbeddedPipeline(db_path, judge_name, rubric_refs, registry, settings, budget,
-                                concurrency, run_id, on_written=progress.written, hold_s=SINK_HOLD_S)
+    store across flushes (this process is the only writer while the run lasts), starting with
+    `store` (now the pipeline's), and gives back the one it holds at the end, if any."""
+    db_path = store.path
+    try:
+        pipeline = EmbeddedPipeline(db_path, judge_name, rubric_refs, registry, settings, budget,
+                                    concurrency, run_id, on_written=progress.written,
+                                    hold_s=SINK_HOLD_S, store=store)
+    except BaseException:
+        store.close()
+        raise
     try:
         counts = stream_work(Path(traces_path), policy, pipeline.send, pipeline.keep, fmt,
-                             LedgerSpend(Path(db_path), beside_writer=True), batch_size, settings,
+                             LedgerSpend(db_path, beside_writer=True), batch_size, settings,
                              progress.read)
         progress.reading_done(counts)
         pipeline.join()
-    finally:
-        pipeline.close()
+    except BaseException:
+        kept = pipeline.close()
+        if kept is not None:
+            kept.close()
+        raise
+    kept = pipeline.close()
     progress.finish()
-    return counts
+    return counts, kept
 
 
 async def _judge_chunks(context: WorkerContext, chunks: queue.Queue[list[WorkItem] | None],

@@ -75,12 +75,16 @@ class Sink:
                  on_written: Callable[[ResultBatch, WriteResult], None] | None = None,
                  events: EvaluationEvents | None = None,
                  retention: LakeRetention | None = None,
-                 hold_s: float = 0.0, poll_ms: int = 200) -> None:
+                 hold_s: float = 0.0, poll_ms: int = 200, store: Store | None = None,
+                 keep_store: bool = False) -> None:
         """`on_written` hears of each committed batch and the rows it actually inserted;
         `events` gets every evaluation a batch newly stored (queued for export: the sink never
         waits); one delivered again, already stored, is not announced again.
         `poll_ms` is how long one read waits for results: it bounds how long `run` takes to
-        notice its stop event."""
+        notice its stop event. With `hold_s`, `store` (an open read-write Store of `db_path`,
+        the sink's from then on) is held first instead of opening the file again; with
+        `keep_store`, the store the sink holds when `run` stops stays open for `take_store`
+        (each open and close of a DuckDB file costs a connect and a checkpoint)."""
         self.events = events
         self.retention = retention
         self._rolled_at: float | None = None
@@ -97,8 +101,9 @@ class Sink:
         self._unwritten: tuple[ResultBatch, list[str]] | None = None
         self.unstored: Unstored | None = None
         """Set when `run` stopped with results it could not write."""
-        self._store: Store | None = None
-        self._opened_at = 0.0
+        self._store: Store | None = store
+        self._opened_at = time.monotonic()
+        self._keep_store = keep_store
         self._stopping = threading.Event()
 
     def drain_once(self, block_ms: int | None = None) -> int:
@@ -111,7 +116,8 @@ class Sink:
         pending, entry_ids = self._unwritten
         if not entry_ids:
             self._unwritten = None
-            self.release()
+            if not (self._keep_store and self._stopping.is_set()):
+                self.release()
             return 0
         written = self._write(pending)
         self._unwritten = None
@@ -190,6 +196,11 @@ class Sink:
             self.release()
             raise
 
+    def take_store(self) -> Store | None:
+        """The store the sink held when it stopped (see `keep_store`), now the caller's to close."""
+        store, self._store = self._store, None
+        return store
+
     def release(self) -> None:
         """Close the store if this sink holds it open."""
         if self._store is not None:
@@ -261,7 +272,8 @@ class Sink:
                         return
             self._drain_rest(retry_delay_s, warn)
         finally:
-            self.release()
+            if not self._keep_store or self.unstored is not None:
+                self.release()
 
     def _drain_rest(self, retry_delay_s: float, warn: Callable[[BaseException, int, float], None]) -> None:
         """Write what is left, trying STOP_ATTEMPTS times; past them, keep in `unstored` the
