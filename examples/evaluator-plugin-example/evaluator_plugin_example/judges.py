@@ -4,6 +4,7 @@ of `params.fail_words`, else its highest. Free and instant, for smoke tests of a
 from __future__ import annotations
 
 from evaluator.core.records import Trace
+from evaluator.core.usage import Usage
 from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.config import JudgeConfig
 from evaluator.judges.kinds import JudgeContext
@@ -22,7 +23,7 @@ class KeywordJudge:
         label = labels[0] if found else labels[-1]
         reasoning = f"found {found[0]!r}" if found else "none of the fail words found"
         return JudgeVerdict(status="scored", label=label, score=rubric.labels[label],
-                            reasoning=reasoning, cost_usd=0.0)
+                            reasoning=reasoning, usage=Usage(cost_usd=0.0))
 
 
 def build_keyword_judge(config: JudgeConfig, context: JudgeContext) -> KeywordJudge:
