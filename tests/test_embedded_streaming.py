@@ -238,3 +238,19 @@ def test_a_sink_that_gives_up_closes_the_store_it_was_to_keep(tmp_path, monkeypa
     assert sink.unstored is not None and sink.take_store() is None
     with Store(db, read_only=True, lock_timeout_s=0.5) as store:  # not left open
         assert store.dead_letter_count() == 0
+
+
+def test_a_run_stopped_by_a_bad_argument_leaves_no_new_store(tmp_path, traces):
+    """The store opens while the rubrics load; a run that stops there removes the file it made
+    (and keeps one that was there)."""
+    from evaluator.core.errors import EvaluatorError
+
+    db = tmp_path / "new.duckdb"
+    with pytest.raises(EvaluatorError):
+        run_embedded(traces, db, "offline", rubric_refs=["no_such_rubric"])
+    assert not db.exists() and not (tmp_path / "new.duckdb.wal").exists()
+    Store(db).close()
+    with pytest.raises(EvaluatorError):
+        run_embedded(traces, db, "offline", rubric_refs=["no_such_rubric"])
+    with Store(db, read_only=True) as store:
+        assert store.runs() == []

@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -181,17 +182,23 @@ def run_embedded(
     settings = settings or DEFAULTS
     budget = None if max_cost_usd is None else RunBudget(max_cost_usd)
     started = time.perf_counter()
-    registry = RubricRegistry.load(settings.rubrics_dir)
-    # fail before any work on a typo, a bad code scorer or an unknown judge kind
-    check_scorers([registry.get(ref) for ref in rubric_refs] or registry.latest())
-    load_judge_config(judge_name, settings.judges_dir)
-    policy = sampling_policy(sample_rate, settings.sampling_config, settings.daily_budget_usd)
-    check_rubric_names(policy, registry.criteria())
+    # One open of the file for the whole run (the sink writes with it and hands it back), made
+    # while the rubrics compile: DuckDB's connect and commit leave the GIL.
+    opening = _OpeningStore(Path(db_path))
+    try:
+        registry = RubricRegistry.load(settings.rubrics_dir)
+        # fail before any work on a typo, a bad code scorer or an unknown judge kind
+        check_scorers([registry.get(ref) for ref in rubric_refs] or registry.latest())
+        load_judge_config(judge_name, settings.judges_dir)
+        policy = sampling_policy(sample_rate, settings.sampling_config, settings.daily_budget_usd)
+        check_rubric_names(policy, registry.criteria())
+    except BaseException:
+        opening.discard()
+        raise
     report = RunReport(run_id=new_run_id(), db_path=Path(db_path), judge=judge_name, budget=budget)
     params = {"traces": str(traces_path), "judge": judge_name, "sample_rate": sample_rate,
               "rubrics": list(rubric_refs), "max_cost_usd": max_cost_usd}
-    # One open of the file for the whole run: the sink writes with it and hands it back.
-    store = Store(db_path, memory_limit_mb=WRITER_MEMORY_MB)
+    store = opening.store()
     try:
         store.start_run(report.run_id, "run", params)
     except BaseException:
@@ -220,6 +227,29 @@ def run_embedded(
         report.elapsed_s = time.perf_counter() - started
         store.finish_run(report.run_id, "completed", summary=report.to_dict())
     return report
+
+
+class _OpeningStore:
+    """The run's store, opened (created and migrated when new) in a thread of its own."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._existed = path.exists()
+        self._opener = ThreadPoolExecutor(1, thread_name_prefix="evaluator-open")
+        self._opened = self._opener.submit(Store, path, memory_limit_mb=WRITER_MEMORY_MB)
+        self._opener.shutdown(wait=False)
+
+    def store(self) -> Store:
+        """The open store (raises what opening it raised)."""
+        return self._opened.result()
+
+    def discard(self) -> None:
+        """The run stops before it starts: close the store, and remove the file if this made it."""
+        with suppress(Exception):  # the reason the run stops is the caller's to raise
+            self._opened.result().close()
+        if not self._existed:
+            for made in (self._path, self._path.with_name(self._path.name + ".wal")):
+                made.unlink(missing_ok=True)
 
 
 class EmbeddedPipeline:
