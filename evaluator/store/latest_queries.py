@@ -33,21 +33,25 @@ def record_written(conn: duckdb.DuckDBPyConnection, evaluations: pa.Table,
                    inserted: frozenset[str]) -> None:
     """Take the batch's newly stored evaluations into latest_verdicts, inside the writing
     transaction. Rows whose id was already stored (a redelivery) were not written, so they
-    change nothing; a new row replaces its group's row only if it is newer."""
+    change nothing; a new row replaces its group's row only if it is newer. The table has no
+    key index (migration 11): the two statements find a group's row by joining the batch's
+    few groups to it."""
     if not inserted:
         return
+    newest = (f"(SELECT {COLUMNS} FROM {_BATCH}"
+              f" WHERE {SCORED_LABELLED} AND evaluation_id IN (SELECT unnest($ids::VARCHAR[]))"
+              f" QUALIFY row_number() OVER (PARTITION BY {', '.join(_GROUP)}"
+              f" ORDER BY {NEWEST_FIRST}) = 1)")
     conn.register(_BATCH, evaluations)
     try:
         conn.execute(
-            f"INSERT INTO latest_verdicts ({COLUMNS})"
-            f" SELECT {COLUMNS} FROM {_BATCH}"
-            f" WHERE {SCORED_LABELLED} AND evaluation_id IN (SELECT unnest($ids::VARCHAR[]))"
-            f" QUALIFY row_number() OVER (PARTITION BY {', '.join(_GROUP)} ORDER BY {NEWEST_FIRST}) = 1"
-            f" ON CONFLICT ({', '.join(_GROUP)}) DO UPDATE SET"
-            f" {', '.join(f'{c} = excluded.{c}' for c in COLUMNS.split(', ') if c not in _GROUP)}"
-            " WHERE excluded.created_at > latest_verdicts.created_at"
-            " OR (excluded.created_at = latest_verdicts.created_at"
-            "     AND excluded.evaluation_id > latest_verdicts.evaluation_id)",
+            f"DELETE FROM latest_verdicts l USING {newest} e WHERE {_same_group('l')}"
+            " AND (e.created_at > l.created_at"
+            "      OR (e.created_at = l.created_at AND e.evaluation_id > l.evaluation_id))",
+            {"ids": sorted(inserted)})
+        conn.execute(
+            f"INSERT INTO latest_verdicts ({COLUMNS}) SELECT {COLUMNS} FROM {newest} e"
+            f" WHERE NOT EXISTS (SELECT 1 FROM latest_verdicts l WHERE {_same_group('l')})",
             {"ids": sorted(inserted)})
     finally:
         conn.unregister(_BATCH)

@@ -352,6 +352,33 @@ MIGRATIONS: tuple[Migration, ...] = (
                                    ORDER BY created_at DESC, evaluation_id DESC) = 1;
         """,
     ),
+    Migration(
+        11,
+        "latest verdicts without a primary key (the sink's writes load every key index they insert into)",
+        """
+        -- DuckDB loads a table's key index into memory to insert into it: with migration 10's
+        -- key the sink's writes held a second index as large as the evaluations' (and did not
+        -- fit its memory limit at 400,000 evaluations). The writes keep one row per trace,
+        -- rubric version and judge themselves (evaluator.store.latest_queries).
+        ALTER TABLE latest_verdicts RENAME TO latest_verdicts_before_11;
+        CREATE TABLE latest_verdicts (
+            trace_id VARCHAR NOT NULL,
+            rubric VARCHAR NOT NULL,
+            rubric_version INTEGER NOT NULL,
+            judge VARCHAR NOT NULL,
+            evaluation_id VARCHAR NOT NULL,
+            run_id VARCHAR,
+            label VARCHAR NOT NULL,
+            score DOUBLE,
+            passed BOOLEAN,
+            sample_weight DOUBLE NOT NULL,
+            stability DOUBLE,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        INSERT INTO latest_verdicts SELECT * FROM latest_verdicts_before_11;
+        DROP TABLE latest_verdicts_before_11;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].number
