@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -438,3 +439,31 @@ def test_read_only_stores_take_the_read_memory_limit_and_writers_only_when_asked
         assert limit(store) == "143.0 MiB"
     with Store(db) as store:
         assert limit(store) not in ("117.3 MiB", "143.0 MiB")
+
+
+def test_a_writer_whose_memory_limit_the_store_outgrew_raises_it_instead_of_failing(db, caplog):
+    """DuckDB keeps a table's key index in memory to insert into it: a writer's fixed limit
+    that a small store fits in is too small for a big one, and every batch failed with out of
+    memory (the sink at 4,000,000 evaluations under 64 MB). The limit doubles until the write fits."""
+    fill = textwrap.dedent(f"""
+        from evaluator.store import Store
+        with Store({str(db)!r}) as store:
+            store.conn.execute(
+                "INSERT INTO evaluations (evaluation_id, trace_id, rubric, rubric_version,"
+                " rubric_hash, judge, judge_hash, status, attempts, cached, sample_weight,"
+                " truncated, created_at) SELECT md5(i::VARCHAR), 't' || i, 'faithfulness', 1, 'h',"
+                " 'offline', 'j', 'scored', 1, false, 1.0, false, now() FROM range(300000) r(i)")
+            store.checkpoint()
+        """)  # another process, as the sink reopening a big store: this one loads the index anew
+    subprocess.run([sys.executable, "-c", fill], check=True)
+    with Store(db, memory_limit_mb=16) as store:
+        # ids spread over the key index, as the sink's (hashes) are: an insert visits most of it
+        written = store.write_batch(evaluations=[make_eval(n, evaluation_id=hashlib.md5(b"new %d" % n).hexdigest())
+                                                 for n in range(1000)])
+        limit = store.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert written.evaluations == 1000
+    assert limit != "15.2 MiB"
+    assert "memory limit" in caplog.text
+    caplog.clear()
+    with Store(db, memory_limit_mb=16) as store:  # the sink's next batch starts where this ended
+        assert store.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0] == limit

@@ -8,9 +8,10 @@ process, with short backoff, up to lock_timeout_s.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -45,6 +46,8 @@ _LOCK_MESSAGES = (
     "different configuration than existing connections",
 )
 
+log = logging.getLogger(__name__)
+
 
 def _is_lock_conflict(exc: BaseException) -> bool:
     """Another process (or a Store of this process in the other mode) holds the file."""
@@ -77,8 +80,14 @@ WRITER_MEMORY_MB = 64
 insert loads the primary keys' indexes and a checkpoint rewrites row groups in memory, so a
 writer grew with the table: +90 MB for an insert at 245,000 evaluations, +230 MB for a
 checkpoint. At 64 MB the same insert takes +65 MB and the checkpoint +75 MB (128 MB: +80 and
-+135); DuckDB evicts to the file instead (benchmarks/bench_run.py's memory rows)."""
++135); DuckDB evicts to the file instead (benchmarks/bench_run.py's memory rows). The key
+indexes themselves must fit: a store that outgrows the limit doubles it (4,000,000 evaluations
+needed 256 MB)."""
 
+
+_WRITES_NEEDED_MB: dict[Path, int] = {}
+"""The memory limit a file's writes were raised to in this process: the sink opens the file
+for each batch, and each would run out of memory under the first limit again."""
 
 _MIGRATING: dict[Path, threading.Lock] = {}
 _MIGRATING_GUARD = threading.Lock()
@@ -121,9 +130,13 @@ class Store:
             else:
                 with _migration_lock(self.path):
                     apply_migrations(self._conn, str(self.path))
-            limit = read_memory_mb() if memory_limit_mb is None and read_only else memory_limit_mb
-            if limit:  # after migrating: a migration may rank and index every row
-                self._conn.execute(f"SET memory_limit = '{int(limit)}MB'")
+            self._memory_limit_mb = (read_memory_mb() if memory_limit_mb is None and read_only
+                                     else memory_limit_mb)
+            if self._memory_limit_mb and not read_only:  # what writes here needed before
+                self._memory_limit_mb = max(self._memory_limit_mb,
+                                            _WRITES_NEEDED_MB.get(self.path.resolve(), 0))
+            if self._memory_limit_mb:  # after migrating: a migration may rank and index every row
+                self._conn.execute(f"SET memory_limit = '{int(self._memory_limit_mb)}MB'")
             if lake is not None:
                 try:
                     attached = lake_queries.attach_lake(self._conn, Path(lake))
@@ -260,6 +273,23 @@ class Store:
                                                  received_at))
 
     def _insert_tables(self, tables: dict[str, pa.Table]) -> WriteResult:
+        """A write that runs out of a set memory limit is tried again under twice the limit:
+        DuckDB holds a table's key index in memory to insert into it, so what a writer needs
+        grows with the store (the limit bounds what it takes beyond that)."""
+        while True:
+            try:
+                return self._insert_tables_once(tables)
+            except duckdb.OutOfMemoryException as exc:
+                if not self._memory_limit_mb:
+                    raise StoreError(f"writing a batch to {self.path} failed, nothing was written:"
+                                     f" {exc}") from exc
+                self._memory_limit_mb *= 2
+                _WRITES_NEEDED_MB[self.path.resolve()] = self._memory_limit_mb
+                log.warning("the store %s needs more memory to write than its limit: DuckDB's "
+                            "memory limit is now %d MB", self.path, self._memory_limit_mb)
+                self._writable().execute(f"SET memory_limit = '{int(self._memory_limit_mb)}MB'")
+
+    def _insert_tables_once(self, tables: dict[str, pa.Table]) -> WriteResult:
         conn = self._writable()
         inserted: dict[str, int] = {}
         new_evaluation_ids: frozenset[str] = frozenset()
@@ -274,6 +304,9 @@ class Store:
                 else:
                     inserted[name] = _insert_or_ignore(conn, name, table)
             conn.commit()
+        except duckdb.OutOfMemoryException:
+            conn.rollback()
+            raise
         except duckdb.Error as exc:
             conn.rollback()
             raise StoreError(f"writing a batch to {self.path} failed, nothing was written: {exc}") from exc
@@ -370,7 +403,7 @@ def _insert_or_ignore(conn: duckdb.DuckDBPyConnection, name: str, table: pa.Tabl
     try:
         row = conn.execute(f"INSERT OR IGNORE INTO {name} ({columns}) SELECT {columns} FROM {view}").fetchone()
     finally:
-        conn.unregister(view)
+        _unregister(conn, view)
     return row[0] if row else 0
 
 
@@ -384,5 +417,12 @@ def _insert_or_ignore_returning(conn: duckdb.DuckDBPyConnection, name: str, tabl
         rows = conn.execute(f"INSERT OR IGNORE INTO {name} ({columns}) SELECT {columns} FROM {view}"
                             f" RETURNING {key}").fetchall()
     finally:
-        conn.unregister(view)
+        _unregister(conn, view)
     return [row[0] for row in rows]
+
+
+def _unregister(conn: duckdb.DuckDBPyConnection, view: str) -> None:
+    """Drop a registered batch; after a failed statement the aborted transaction refuses it,
+    and the statement's own error is the one to raise (the view goes with the rollback)."""
+    with suppress(duckdb.TransactionException):
+        conn.unregister(view)
