@@ -467,3 +467,27 @@ def test_a_writer_whose_memory_limit_the_store_outgrew_raises_it_instead_of_fail
     caplog.clear()
     with Store(db, memory_limit_mb=16) as store:  # the sink's next batch starts where this ended
         assert store.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0] == limit
+
+
+def test_a_write_out_of_memory_keeping_latest_verdicts_raises_the_limit_too(db):
+    """The latest verdicts are kept in the writing transaction: out of memory there (a join of
+    the batch's groups to a big latest_verdicts) was hidden behind the aborted transaction's
+    refusal to unregister the batch, so the writer did not raise its limit and every batch of
+    a million-trace run failed."""
+    fill = textwrap.dedent(f"""
+        from evaluator.store import Store
+        with Store({str(db)!r}) as store:
+            store.conn.execute(
+                "INSERT INTO latest_verdicts (trace_id, rubric, rubric_version, judge,"
+                " evaluation_id, run_id, label, score, passed, sample_weight, stability, created_at)"
+                " SELECT md5(i::VARCHAR), 'faithfulness', 1, 'offline', sha256(i::VARCHAR), 'r',"
+                " 'faithful', 1.0, true, 1.0, NULL, now() FROM range(400000) r(i)")
+            store.checkpoint()
+        """)  # another process, as the sink reopening a big store
+    subprocess.run([sys.executable, "-c", fill], check=True)
+    with Store(db, memory_limit_mb=16) as store:
+        written = store.write_batch(evaluations=[
+            make_eval(n, evaluation_id=hashlib.sha256(b"new %d" % n).hexdigest(),
+                      trace_id=hashlib.md5(b"%d" % n).hexdigest(), judge="offline")
+            for n in range(1000)])
+    assert written.evaluations == 1000

@@ -12,6 +12,8 @@ describe; its readers rank the evaluations instead (`LATEST_SCORED_RANKED`).
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import duckdb
 import pyarrow as pa
 
@@ -54,7 +56,10 @@ def record_written(conn: duckdb.DuckDBPyConnection, evaluations: pa.Table,
             f" WHERE NOT EXISTS (SELECT 1 FROM latest_verdicts l WHERE {_same_group('l')})",
             {"ids": sorted(inserted)})
     finally:
-        conn.unregister(_BATCH)
+        # after a failed statement the aborted transaction refuses this; the statement's own
+        # error (out of memory: the writer raises its limit and tries again) is the one to raise
+        with suppress(duckdb.TransactionException):
+            conn.unregister(_BATCH)
 
 
 def forget_deleted(conn: duckdb.DuckDBPyConnection, deleted: str, evaluations: str) -> None:
