@@ -53,7 +53,8 @@ def _batched_rows_per_s(path: Path, evaluations: list[Evaluation]) -> float:
 def _executemany_rows_per_s(path: Path, evaluations: list[Evaluation]) -> float:
     Store(path).close()  # migrated schema, then the plain-connection baseline
     names = EVALUATION_SCHEMA.names
-    rows = [tuple(getattr(e, n) for n in names) for e in evaluations]
+    flat = [{**e.__dict__, **e.usage.flat()} for e in evaluations]
+    rows = [tuple(row[n] for n in names) for row in flat]
     sql = (f"INSERT OR IGNORE INTO evaluations ({', '.join(names)})"
            f" VALUES ({', '.join('?' * len(names))})")
     conn = duckdb.connect(str(path))
