@@ -334,6 +334,7 @@ def test_worker_judges_or_dead_letters_every_item():
     seen: Counter = Counter()
     context = WorkerContext(REGISTRY, InMemoryChannel(), ROOT / "judges")
     rubrics = REGISTRY.latest()
+    shows_output_and_context = next(r for r in rubrics if r.criterion == "faithfulness")
 
     @settings(FUZZ, max_examples=examples(500))
     @given(st.lists(work_entries, min_size=1, max_size=3),
@@ -353,8 +354,8 @@ def test_worker_judges_or_dead_letters_every_item():
                 assert evaluation.status in TERMINAL_STATUSES
                 assert evaluation.status == "scored" or evaluation.reason
                 assert evaluation.truncated == bool(stored.trace.truncated)
-            if {"output", "context"} & set(stored.trace.truncated):  # shown by rubrics[0]
-                note = render(rubrics[0], stored.trace).messages[-1]["content"]
+            if {"output", "context"} & set(stored.trace.truncated):  # faithfulness shows both
+                note = render(shows_output_and_context, stored.trace).messages[-1]["content"]
                 assert note.startswith("Note: these fields were too long and were truncated")
                 seen["truncated"] += 1
         assert all(d.error for d in batch.dead_letters)
