@@ -441,21 +441,27 @@ def test_read_only_stores_take_the_read_memory_limit_and_writers_only_when_asked
         assert limit(store) not in ("117.3 MiB", "143.0 MiB")
 
 
+def _fill_in_another_process(db: Path, insert_sql: str) -> None:
+    """Run `insert_sql` on the store and checkpoint, in another process: as when the sink
+    reopens a big store, the test's own process then loads the key indexes anew (lazily)."""
+    fill = textwrap.dedent(f"""
+        from evaluator.store import Store
+        with Store({str(db)!r}) as store:
+            store.conn.execute({insert_sql!r})
+            store.checkpoint()
+        """)
+    subprocess.run([sys.executable, "-c", fill], check=True)
+
+
 def test_a_writer_whose_memory_limit_the_store_outgrew_raises_it_instead_of_failing(db, caplog):
     """DuckDB keeps a table's key index in memory to insert into it: a writer's fixed limit
     that a small store fits in is too small for a big one, and every batch failed with out of
     memory (the sink at 4,000,000 evaluations under 64 MB). The limit doubles until the write fits."""
-    fill = textwrap.dedent(f"""
-        from evaluator.store import Store
-        with Store({str(db)!r}) as store:
-            store.conn.execute(
-                "INSERT INTO evaluations (evaluation_id, trace_id, rubric, rubric_version,"
-                " rubric_hash, judge, judge_hash, status, attempts, cached, sample_weight,"
-                " truncated, created_at) SELECT md5(i::VARCHAR), 't' || i, 'faithfulness', 1, 'h',"
-                " 'offline', 'j', 'scored', 1, false, 1.0, false, now() FROM range(300000) r(i)")
-            store.checkpoint()
-        """)  # another process, as the sink reopening a big store: this one loads the index anew
-    subprocess.run([sys.executable, "-c", fill], check=True)
+    _fill_in_another_process(
+        db, "INSERT INTO evaluations (evaluation_id, trace_id, rubric, rubric_version,"
+            " rubric_hash, judge, judge_hash, status, attempts, cached, sample_weight, truncated,"
+            " created_at) SELECT md5(i::VARCHAR), 't' || i, 'faithfulness', 1, 'h', 'offline', 'j',"
+            " 'scored', 1, false, 1.0, false, now() FROM range(300000) r(i)")
     with Store(db, memory_limit_mb=16) as store:
         # ids spread over the key index, as the sink's (hashes) are: an insert visits most of it
         written = store.write_batch(evaluations=[make_eval(n, evaluation_id=hashlib.md5(b"new %d" % n).hexdigest())
@@ -474,17 +480,11 @@ def test_a_write_out_of_memory_keeping_latest_verdicts_raises_the_limit_too(db):
     the batch's groups to a big latest_verdicts) was hidden behind the aborted transaction's
     refusal to unregister the batch, so the writer did not raise its limit and every batch of
     a million-trace run failed."""
-    fill = textwrap.dedent(f"""
-        from evaluator.store import Store
-        with Store({str(db)!r}) as store:
-            store.conn.execute(
-                "INSERT INTO latest_verdicts (trace_id, rubric, rubric_version, judge,"
-                " evaluation_id, run_id, label, score, passed, sample_weight, stability, created_at)"
-                " SELECT md5(i::VARCHAR), 'faithfulness', 1, 'offline', sha256(i::VARCHAR), 'r',"
-                " 'faithful', 1.0, true, 1.0, NULL, now() FROM range(400000) r(i)")
-            store.checkpoint()
-        """)  # another process, as the sink reopening a big store
-    subprocess.run([sys.executable, "-c", fill], check=True)
+    _fill_in_another_process(
+        db, "INSERT INTO latest_verdicts (trace_id, rubric, rubric_version, judge, evaluation_id,"
+            " run_id, label, score, passed, sample_weight, stability, created_at)"
+            " SELECT md5(i::VARCHAR), 'faithfulness', 1, 'offline', sha256(i::VARCHAR), 'r',"
+            " 'faithful', 1.0, true, 1.0, NULL, now() FROM range(400000) r(i)")
     with Store(db, memory_limit_mb=16) as store:
         written = store.write_batch(evaluations=[
             make_eval(n, evaluation_id=hashlib.sha256(b"new %d" % n).hexdigest(),
