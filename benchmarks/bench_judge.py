@@ -267,13 +267,13 @@ def _alone(client: str, url: str, count: int) -> dict:
     request = {"temperature": 0, "max_tokens": 1024,
                **structured_output_kwargs("json_schema", tuple(rubric.labels))}
     if client == "openai-post":
-        from evaluator.judges.transport_openai import HTTPClient
+        from evaluator.judges.transport_openai import HTTPClient, openai_client
 
         sdk: Any = None  # our transport's post, made on the loop that measures
 
         async def call(prompt: list) -> object:
             nonlocal sdk
-            sdk = sdk or HTTPClient("sk-bench", url, 60)
+            sdk = sdk or HTTPClient(openai_client("sk-bench", url), 60)
             return await sdk.post({"model": "bench-judge", "messages": prompt, **request})
     elif client.startswith("openai"):
         import openai

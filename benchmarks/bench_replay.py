@@ -205,7 +205,9 @@ def _server_rows(tmp: Path, settings: Settings, base_url: str, quick: bool,
         start_replay(warm_up, tmp / "warm-up.duckdb", judge_settings, ["relevance"],
                      "bench-local", target=target)
     rows = []
-    count = 600 if quick else 1500
+    # Whole rounds of SERVER_CONCURRENCY: a run of n items takes ceil(n / in flight) latencies at
+    # best, so with 600 the ceiling itself allowed 0.94 of in-flight/latency (10 rounds for 9.4).
+    count = SERVER_CONCURRENCY * (10 if quick else 24)
     replays: list[_Measured] = []
     bare: dict[str, list[dict]] = {"aiohttp": [], "openai": []}
     for repeat in range(1 if quick else 3):  # interleaved: the machine's load hits all alike

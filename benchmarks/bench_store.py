@@ -16,7 +16,7 @@ import duckdb
 from evaluator.core.records import Evaluation
 from evaluator.core.usage import Usage
 from evaluator.store import Store, latest_queries
-from evaluator.store.arrow_batches import EVALUATION_SCHEMA
+from evaluator.store.schema import column_names
 
 SINK_GOAL = ">= 10,000 evals/s"
 
@@ -52,10 +52,10 @@ def _batched_rows_per_s(path: Path, evaluations: list[Evaluation]) -> float:
 
 def _executemany_rows_per_s(path: Path, evaluations: list[Evaluation]) -> float:
     Store(path).close()  # migrated schema, then the plain-connection baseline
-    names = EVALUATION_SCHEMA.names
+    names = column_names("evaluations")
     flat = [{**e.__dict__, **e.usage.flat()} for e in evaluations]
     rows = [tuple(row[n] for n in names) for row in flat]
-    sql = (f"INSERT OR IGNORE INTO evaluations ({', '.join(names)})"
+    sql = (f"INSERT INTO evaluations ({', '.join(names)})"
            f" VALUES ({', '.join('?' * len(names))})")
     conn = duckdb.connect(str(path))
     try:

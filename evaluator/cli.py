@@ -30,6 +30,8 @@ from evaluator.commands.replay import gate, replay
 from evaluator.commands.schema import schema
 from evaluator.commands.show import show
 from evaluator.commands.user_errors import os_error_line, out_of_memory
+from evaluator.core.allocator import keep_big_blocks_mapped
+from evaluator.core.collector import for_bulk_work
 from evaluator.core.errors import EvaluatorError
 from evaluator.core.read_memory import read_memory_mb, set_read_memory_mb
 from evaluator.core.since import SINCE_HELP, parse_since
@@ -99,6 +101,8 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
     judge = judge or settings.judge
     preflight_unless(no_preflight, judge, settings)
     progress, on_progress = run_progress_bar() if sys.stderr.isatty() else (nullcontext(), None)
+    for_bulk_work()  # this process ends with the run
+    keep_big_blocks_mapped()
     with progress:
         report = run_embedded(
             traces, db or settings.db_path, judge,
@@ -117,7 +121,7 @@ def run(ctx, traces, judge, sample_rate, db, rubrics, fmt, max_cost, as_json, no
         exit_on_judge_errors(ctx, errors, max_error_share)
         return
     # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
-    from evaluator.monitoring.report import console as make_console
+    from evaluator.core.tables import console as make_console
 
     console = make_console()
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(report.sample_reasons.items()))
@@ -163,7 +167,6 @@ def report(db, run_id, all_runs, as_json, html_file, since) -> None:
     """Summarize stored evaluations of production traffic, or of --run RUN, or --all-runs
     (works while a sink is writing)."""
     # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
-    from evaluator.monitoring.report import database_report, judge_tables, status_table, summary_table
     from evaluator.store.scope import Scope
 
     scope = Scope.from_options(run_id, all_runs)
@@ -177,6 +180,7 @@ def report(db, run_id, all_runs, as_json, html_file, since) -> None:
         click.echo(f"wrote {written}")
         return
     # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
+    from evaluator.monitoring.report import database_report, judge_tables, status_table, summary_table
     from evaluator.sampling.spend_check import counted_spend
 
     settings = current_settings()
@@ -187,7 +191,7 @@ def report(db, run_id, all_runs, as_json, html_file, since) -> None:
         _print_json(data.to_dict())
         return
     # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
-    from evaluator.monitoring.report import console as make_console
+    from evaluator.core.tables import console as make_console
 
     console = make_console()
     title = f"Evaluations in {data.db}: {scope.describe()}"
@@ -250,8 +254,8 @@ def rubrics_list() -> None:
     """Every rubric version, with its kind (judge, pairwise or a code scorer), labels,
     threshold and content hash; then the code scorers available, built-in and from plugins."""
     # lazy: `evaluator --help` stays fast: these (pydantic, DuckDB, rich, the judges) load on use
+    from evaluator.core.tables import console as make_console
     from evaluator.judges.scorers import SCORERS
-    from evaluator.monitoring.report import console as make_console
     from evaluator.rubrics import RubricRegistry
 
     table = compact_table("Rubrics")

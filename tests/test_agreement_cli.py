@@ -131,6 +131,18 @@ def test_end_to_end_kappa_matches_sklearn(run_db: Path, tmp_path: Path):
                ) < TOLERANCE
 
 
+def test_agreement_does_not_compile_the_rubrics(run_db: Path, tmp_path: Path, monkeypatch):
+    """Agreement reads the rubrics' labels and scores: a template that would not compile (a
+    version nobody judged with) does not stop it."""
+    from tests.support.rubric_files import rubrics_with_a_system_block_that_does_not_render
+
+    import_ann_labels(run_db, tmp_path)
+    monkeypatch.setenv("EVALUATOR_RUBRICS_DIR",
+                       str(rubrics_with_a_system_block_that_does_not_render(tmp_path)))
+    groups = groups_by_rubric(invoke("agreement", "--json", "--db", str(run_db), "--n-boot", "20"))
+    assert groups["relevance"]["agreement"]["kappa"]["value"] is not None
+
+
 def test_corrected_failure_rate_next_to_the_raw_one(run_db: Path, tmp_path: Path):
     import_ann_labels(run_db, tmp_path)
     groups = groups_by_rubric(invoke("agreement", "--json", "--db", str(run_db), "--rubric",

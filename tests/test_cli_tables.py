@@ -104,7 +104,7 @@ def test_status_table_lists_every_status():
 
 
 def test_console_honours_columns(monkeypatch):
-    from evaluator.monitoring.report import console
+    from evaluator.core.tables import console
 
     monkeypatch.setenv("COLUMNS", "80")
     assert console().width == 80

@@ -114,3 +114,25 @@ def test_undefined_corrections_are_refused_with_a_reason():
     with pytest.raises(AgreementError, match="positive finite"):
         design_corrected_rate([1.0], [True], [True, False], [True, False], [1.0, 0.0],
                               ["s", "s"])
+
+
+def test_production_counted_by_weight_and_verdict_gives_the_same_result():
+    """A store passes its production traces counted by (weight, verdict): the same estimate,
+    interval and counts as one entry per trace."""
+    w = world(np.random.default_rng(3))
+    weights, fails = np.asarray(w["weights"]), np.asarray(w["fails"])
+    cells, counts = np.unique(np.column_stack([weights, fails]), axis=0, return_counts=True)
+    labelled = (w["judge"], w["human"], w["item_weights"], w["strata"])
+    each = design_corrected_rate(weights, fails, *labelled, n_boot=300, seed=5).to_dict()
+    counted = design_corrected_rate(cells[:, 0], cells[:, 1].astype(bool), *labelled,
+                                    n_boot=300, seed=5, production_counts=counts).to_dict()
+    for key in ("apparent_rate", "sensitivity", "specificity", "corrected_rate"):
+        assert counted[key] == pytest.approx(each[key], rel=1e-12)
+    for key in ("low", "high"):
+        assert counted["ci"][key] == pytest.approx(each["ci"][key], rel=1e-12)
+    assert {**counted, "apparent_rate": 0, "corrected_rate": 0, "ci": 0} == {
+        **each, "apparent_rate": 0, "corrected_rate": 0, "ci": 0}
+    assert counted["n_production"] == len(weights)
+    with pytest.raises(AgreementError, match="production_counts"):
+        design_corrected_rate([1.0, 2.0], [True, False], [True, False], [True, False],
+                              [1.0, 1.0], ["s", "s"], production_counts=[1, 0])

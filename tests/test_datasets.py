@@ -23,6 +23,7 @@ from evaluator.regression.dataset_build import BuildOptions, build_dataset
 from evaluator.regression.datasets import check_dataset, content_hash, read_dataset, read_manifest
 from evaluator.rubrics import RubricRegistry
 from evaluator.store import Store
+from evaluator.store.scope import Scope
 
 REGISTRY = RubricRegistry.load(PROJECT_ROOT / "rubrics")
 
@@ -148,6 +149,30 @@ def test_limit_reads_and_masks_only_the_items_it_adds(tmp_path: Path, monkeypatc
     assert (second.candidates, second.added, second.duplicates, second.left_out) == (7, 1, 4, 2)
 
 
+def test_pages_continue_after_the_last_candidate_read(tmp_path: Path, monkeypatch):
+    """A build reads new candidates a page at a time, each page after the last trace read
+    (oldest failure, then trace id): failures judged at the same moment are neither skipped
+    nor read twice at a page's edge, and the order is the one a single page gives."""
+    from evaluator.regression import dataset_build
+
+    db = tmp_path / "pages.duckdb"
+    at = utcnow() - timedelta(days=1)
+    rows = []
+    for i in range(7):  # t0..t6, the last four failing at one moment; t5 repeats t0's input
+        stored = trace(f"t{i}", f"Question {0 if i == 5 else i}?")
+        found = verdict(f"t{i}", "hallucination", "hallucinated")
+        rows.append((stored, [found.model_copy(
+            update={"created_at": at + timedelta(seconds=min(i, 3))})]))
+    store_traces(db, rows)
+    whole = build_dataset(options(db, name="whole"), tmp_path, REGISTRY)
+    monkeypatch.setattr(dataset_build, "PAGE", 2)
+    paged = build_dataset(options(db, name="paged"), tmp_path, REGISTRY)
+    ids = [item.metadata["source_trace_id"] for item in read_dataset(paged.path)]
+    assert ids == ["t0", "t1", "t2", "t3", "t4", "t6"]
+    assert ids == [item.metadata["source_trace_id"] for item in read_dataset(whole.path)]
+    assert (paged.candidates, paged.added, paged.duplicates) == (7, 6, 1)
+
+
 def test_rubric_and_since_filters(db: Path, tmp_path: Path):
     relevance = build_dataset(options(db, name="rel", rubric="relevance@v1"), tmp_path, REGISTRY)
     assert [i.metadata["source_trace_id"] for i in read_dataset(relevance.path)] == ["t3"]
@@ -187,6 +212,34 @@ def test_human_labels_confirm_override_and_mark_items(db: Path, tmp_path: Path):
     assert {i.metadata["source_trace_id"] for i in judge} == {"t1", "t3"}
 
 
+def test_human_ties_go_to_the_latest_import_and_a_given_score_decides(db: Path, tmp_path: Path):
+    """People's verdict on a (trace, rubric): the label most annotators gave, a tie going to the
+    latest import; its own score, when given, decides pass or fail against that rubric
+    version's threshold (else the label's score on the rubric)."""
+    def imported(*rows: dict) -> None:
+        path = tmp_path / "labels.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        with Store(db) as store:
+            import_labels(path, store, REGISTRY)
+
+    def built(name: str) -> dict[str, tuple]:
+        result = build_dataset(options(db, name=name), tmp_path, REGISTRY)
+        return {i.metadata["source_trace_id"]: (i.label_source, i.expected_labels)
+                for i in read_dataset(result.path)}
+
+    imported({"trace_id": "t4", "rubric": "relevance", "label": "irrelevant", "annotator": "ann"},
+             {"trace_id": "t3", "rubric": "relevance@v1", "label": "irrelevant", "score": 0.9,
+              "annotator": "ann"})
+    imported({"trace_id": "t4", "rubric": "relevance", "label": "relevant", "annotator": "bob"})
+    first = built("tie")
+    assert "t4" not in first, "one against one: the latest import (relevant) stands"
+    assert "t3" not in first, "people's own score 0.9 passes, whatever the label"
+    assert set(first) == {"t1"}
+    imported({"trace_id": "t4", "rubric": "relevance", "label": "irrelevant", "annotator": "cy"})
+    assert built("majority")["t4"] == ("human", {"hallucination": "factual",
+                                                 "relevance": "irrelevant"})
+
+
 def test_items_are_pii_masked(tmp_path: Path):
     db = tmp_path / "pii.duckdb"
     leaked = trace("p1", "Email me at jane.doe@example.com please",
@@ -195,6 +248,72 @@ def test_items_are_pii_masked(tmp_path: Path):
     text = build_dataset(options(db), tmp_path, REGISTRY).path.read_text(encoding="utf-8")
     assert "jane.doe@example.com" not in text and "555 0100" not in text
     assert "<EMAIL_1>" in text
+
+
+def test_latest_verdicts_give_the_builds_that_ranking_the_evaluations_gives(tmp_path: Path,
+                                                                          monkeypatch):
+    """Without the lake, production and all-runs builds read each pair's newest verdict from
+    latest_verdicts (one row per rubric version and judge) instead of ranking every evaluation:
+    the same items, counts and order, whatever version or judge is newest, at equal times too."""
+    from evaluator.store import failure_queries
+
+    db = tmp_path / "mixed.duckdb"
+    now = utcnow()
+
+    def at(found: Evaluation, days_ago: float, run_id: str | None = None) -> Evaluation:
+        return found.model_copy(update={"created_at": now - timedelta(days=days_ago),
+                                        "run_id": run_id})
+
+    with Store(db) as store:
+        store.start_run("nightly", "run", {})
+        store.start_run("replayed", "replay", {})
+    store_traces(db, [
+        # a newer pass by another judge hides an older failure
+        (trace("p1", "Q1?"), [at(verdict("p1", "hallucination@v1", "hallucinated", "a"), 3),
+                              at(verdict("p1", "hallucination@v1", "factual", "b"), 1)]),
+        # a newer version fails after the older one passed
+        (trace("p2", "Q2?"), [at(verdict("p2", "hallucination@v1", "factual"), 3),
+                              at(verdict("p2", "hallucination@v2", "hallucinated"), 1)]),
+        # two judges fail: the newer failure is the pair's
+        (trace("p3", "Q3?"), [at(verdict("p3", "relevance", "irrelevant", "a"), 2),
+                              at(verdict("p3", "relevance", "irrelevant", "b"), 0.5),
+                              at(verdict("p3", "hallucination", "factual"), 0.2)]),
+        # a pass and a failure at the same moment: the larger evaluation id is the newer
+        (trace("p4", "Q4?"), [at(verdict("p4", "hallucination", "hallucinated", "a"), 2),
+                              at(verdict("p4", "hallucination", "factual", "b"), 2),
+                              at(verdict("p4", "faithfulness", "unfaithful", "c"), 2),
+                              at(verdict("p4", "faithfulness", "faithful", "d"), 2)]),
+        # an `evaluator run` fails what the worker passed earlier (both production traffic)
+        (trace("p5", "Q5?"), [at(verdict("p5", "faithfulness", "faithful"), 2),
+                              at(verdict("p5", "faithfulness", "unfaithful", "b"), 1, "nightly")]),
+        (trace("p6", "Q2?"), [at(verdict("p6", "hallucination@v1", "hallucinated"), 4)]),
+        (trace("p7", "Q7?"), [at(verdict("p7", "refusal", "refused"), 5),
+                              at(verdict("p7", "relevance", "irrelevant", "b"), 6, "nightly")]),
+    ])
+    Store.write_once(db, evaluations=[at(verdict("replayed/x", "hallucination", "hallucinated"), 1,
+                                         "replayed")])
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(json.dumps({"trace_id": "p7", "rubric": "refusal", "label": "complied",
+                                  "annotator": "ann"}) + "\n", encoding="utf-8")
+    with Store(db) as store:
+        import_labels(labels, store, REGISTRY)
+
+    def built(ranked: bool, name: str, **changes) -> tuple:
+        monkeypatch.setattr(failure_queries, "_ranks_evaluations", lambda store, scope: ranked)
+        result = build_dataset(options(db, name=f"{name}-{ranked}", **changes), tmp_path, REGISTRY)
+        items = read_dataset(result.path) if result.path.exists() else []
+        return ([(i.metadata["source_trace_id"], i.expected_labels, i.label_source) for i in items],
+                result.candidates, result.duplicates, result.left_out)
+
+    for name, changes in {
+        "all": {}, "judge": {"label_source": "judge"}, "human": {"label_source": "human"},
+        "v1": {"rubric": "hallucination@v1"}, "any": {"rubric": "hallucination"},
+        "recent": {"since": "36h"}, "runs": {"scope": Scope.everything()},
+        "nightly": {"scope": Scope.run("nightly")}, "limit": {"limit": 1},
+    }.items():
+        assert built(True, name, **changes) == built(False, name, **changes), name
+    # p1: hidden by a newer pass; p2 repeats p6's older input
+    assert [row[0] for row in built(False, "check")[0]] == ["p7", "p6", "p4", "p5", "p3"]
 
 
 def test_a_build_never_overwrites_a_dataset_it_cannot_read(db: Path, tmp_path: Path):

@@ -38,13 +38,15 @@ def judge_settings(tmp_path, monkeypatch):
     return make
 
 
-def test_run_with_litellm_judge_stores_scored_verdicts(tmp_path, judge_settings):
+@pytest.mark.parametrize("in_processes", [False, True], ids=["one process", "read and judged in processes"])
+def test_run_with_litellm_judge_stores_scored_verdicts(tmp_path, judge_settings, in_processes):
     traces = tmp_path / "traces.jsonl"
     _write_traces(traces, 12)
     db = tmp_path / "llm.duckdb"
     with OpenAIServer() as server:
         report = run_embedded(traces, db, "local-test", sample_rate=1.0,
-                              settings=judge_settings(server))
+                              settings=judge_settings(server), read_in_a_process=in_processes,
+                              judge_in_a_process=in_processes)
         calls = server.stats.total
     with Store(db, read_only=True) as store:
         evaluations = store.evaluations()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from evaluator.queue.messages import ResultBatch
 from evaluator.rubrics import RubricRegistry
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
+from evaluator.store.duckdb_store import RUN_WRITER_MEMORY_MB, WRITER_MEMORY_MB
 from evaluator.worker.embedded import run_embedded
 from evaluator.worker.pipeline import evaluate_items
 from evaluator.worker.sink import Sink
@@ -92,6 +94,19 @@ def test_a_holding_sink_keeps_the_store_open_across_flushes_and_releases_it(tmp_
         assert store.dead_letter_count() == 2
 
 
+def _memory_limits_of_opened_stores(monkeypatch) -> list[int | None]:
+    """The `memory_limit_mb` of every Store opened from now on, in order."""
+    opened: list[int | None] = []
+    original = Store.__init__
+
+    def spy(self, *args, memory_limit_mb=None, **kwargs):
+        opened.append(memory_limit_mb)
+        original(self, *args, memory_limit_mb=memory_limit_mb, **kwargs)
+
+    monkeypatch.setattr(Store, "__init__", spy)
+    return opened
+
+
 def test_the_sink_writes_with_duckdb_memory_capped(tmp_path, monkeypatch):
     """Unbounded, DuckDB's memory for a writer grows with the table (primary-key indexes, row
     groups rewritten at a checkpoint); the sink's store is opened with WRITER_MEMORY_MB."""
@@ -103,17 +118,39 @@ def test_the_sink_writes_with_duckdb_memory_capped(tmp_path, monkeypatch):
     [(limit,)] = sink._store.conn.execute("SELECT current_setting('memory_limit')").fetchall()
     sink.release()
     assert limit == "61.0 MiB"  # DuckDB's MB is 1000^2 bytes
-    opened: list[int | None] = []
-    original = Store.__init__
-
-    def spy(self, *args, memory_limit_mb=None, **kwargs):
-        opened.append(memory_limit_mb)
-        original(self, *args, memory_limit_mb=memory_limit_mb, **kwargs)
-
-    monkeypatch.setattr(Store, "__init__", spy)
+    opened = _memory_limits_of_opened_stores(monkeypatch)
     channel.publish(_batch_with_a_dead_letter(1))
     assert Sink(channel, db, max_wait_s=0.05, poll_ms=10).drain_once() == 1
     assert opened == [64], "write_once (the service sink's) is capped too"
+
+
+def test_a_stopped_sink_on_a_closed_channel_writes_what_is_left_without_waiting_to_poll(tmp_path):
+    """The embedded run closes its channel once everything is judged: the sink's reads stop
+    waiting (here they would wait an hour each) and what was published is written."""
+    channel, stop = InMemoryChannel(), threading.Event()
+    for n in range(2):
+        channel.publish(_batch_with_a_dead_letter(n))
+    stop.set()
+    channel.close()
+    channel.publish(_batch_with_a_dead_letter(2))  # still taken after close
+    sink = Sink(channel, tmp_path / "closed.duckdb", max_wait_s=3600.0, hold_s=3600.0,
+                poll_ms=3_600_000)
+    sink.run(stop)
+    assert channel.read(max_entries=10, block_ms=3_600_000) == []
+    with Store(tmp_path / "closed.duckdb", read_only=True) as store:
+        assert store.dead_letter_count() == 3
+
+
+def test_a_runs_writes_are_capped_at_the_runs_lower_limit(tmp_path, traces, monkeypatch):
+    """Every store the run writes results with (its first open, the sink's reopens after each
+    hold) takes RUN_WRITER_MEMORY_MB, not the service sink's WRITER_MEMORY_MB."""
+    opened = _memory_limits_of_opened_stores(monkeypatch)
+    monkeypatch.setattr(evaluator.worker.embedded, "SINK_HOLD_S", 0.0)  # reopen for each flush
+    report = run_embedded(traces, tmp_path / "run.duckdb", "offline", sample_rate=1.0)
+    assert report.evaluations > 0
+    *writes, summary = opened  # the last open writes the run's summary, after the sink
+    assert len(writes) > 1 and set(writes) == {RUN_WRITER_MEMORY_MB} != {WRITER_MEMORY_MB}
+    assert summary is None
 
 
 def test_a_sink_without_hold_closes_the_store_after_each_flush(tmp_path):
@@ -254,3 +291,36 @@ def test_a_run_stopped_by_a_bad_argument_leaves_no_new_store(tmp_path, traces):
         run_embedded(traces, db, "offline", rubric_refs=["no_such_rubric"])
     with Store(db, read_only=True) as store:
         assert store.runs() == []
+
+
+def test_a_run_compiles_the_versions_it_uses_and_still_stops_on_a_broken_one(tmp_path, traces):
+    """Issue 23 item 2: a run compiles only the rubric versions it judges with. An older version
+    whose system block fails to render does not stop it; the same fault in a version it uses
+    stops it before any work, and a syntax error in any version stops it, naming file and line."""
+    from evaluator.core.errors import RubricError
+    from evaluator.core.settings import Settings
+
+    rubrics = tmp_path / "rubrics"
+    shutil.copytree(DEFAULTS.rubrics_dir, rubrics)
+    old, used = rubrics / "faithfulness" / "v1.jinja", rubrics / "faithfulness" / "v2.jinja"
+    front = old.read_text(encoding="utf-8").split("{% block system %}")[0]
+    old.write_text(front + "{% block system %}{{ output }}{% endblock %}{% block user %}y{% endblock %}",
+                   encoding="utf-8")
+    settings = Settings(rubrics_dir=rubrics)
+    report = run_embedded(traces, tmp_path / "ok.duckdb", "offline", sample_rate=1.0, settings=settings)
+    with Store(tmp_path / "ok.duckdb", read_only=True) as store:
+        stored = store.evaluations(run_id=report.run_id)
+    assert {e.rubric_version for e in stored if e.rubric == "faithfulness"} == {2}
+    assert len(stored) == 130 * len(RubricRegistry.load(DEFAULTS.rubrics_dir).latest())
+
+    used.write_text(used.read_text(encoding="utf-8").split("{% block system %}")[0]
+                    + "{% block system %}{{ output }}{% endblock %}{% block user %}y{% endblock %}",
+                    encoding="utf-8")
+    with pytest.raises(RubricError, match=r"faithfulness/v2.jinja.*system block failed to render"):
+        run_embedded(traces, tmp_path / "used.duckdb", "offline", sample_rate=1.0, settings=settings)
+    assert not (tmp_path / "used.duckdb").exists()  # stopped before any work
+
+    old.write_text(front + "{% block system %}x{% endblock %}{% block user %}{% if x %}{% endblock %}",
+                   encoding="utf-8")
+    with pytest.raises(RubricError, match=r"faithfulness/v1.jinja, line \d+: template syntax error"):
+        run_embedded(traces, tmp_path / "syntax.duckdb", "offline", sample_rate=1.0, settings=settings)

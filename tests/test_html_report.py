@@ -22,6 +22,7 @@ from evaluator.store import Store
 from evaluator.worker.embedded import run_embedded
 from tests.support import chromium
 from tests.support.alert_streams import evaluation
+from tests.support.rubric_files import rubrics_with_a_system_block_that_does_not_render
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = '</dd><script>alert("x")</script><img src=x onerror="alert(1)">'
@@ -109,6 +110,18 @@ def test_without_human_labels_the_section_says_how_to_get_them(tmp_path):
     html = write_html_report(db, tmp_path / "r.html").read_text()
     assert "No human labels yet" in section(html, "agreement")
     assert "No alerts recorded" in section(html, "alerts")
+
+
+def test_the_agreement_card_does_not_compile_the_rubrics(report, tmp_path):
+    """The card reads the rubrics' labels and scores: a template that would not compile (here a
+    version nobody judged with) does not take the agreement off the page."""
+    path, _ = report
+    rubrics = rubrics_with_a_system_block_that_does_not_render(tmp_path)
+    html = write_html_report(path.parent.parent / "report.duckdb", tmp_path / "r.html",
+                             rubrics_dir=rubrics).read_text()
+    agreement = section(html, "agreement")
+    assert "relevance@v1" in agreement and "kappa" in agreement
+    assert "could not be computed" not in agreement
 
 
 def test_since_filters_and_validates(report, tmp_path):
@@ -220,3 +233,146 @@ def test_worst_examples_look_past_a_trace_that_fills_the_first_rows(tmp_path: Pa
     assert [(w.trace_id, w.rubric) for w in worst] == [
         ("a", "rubric-000"), ("b", "relevance"), ("c", "relevance"), ("d", "relevance")]
     assert all(w.trace_json is None for w in worst)  # no trace stored: none made up
+
+
+@pytest.mark.parametrize("passes", [None, 1, 3])
+def test_traffic_sums_equal_the_join_they_replace(tmp_path: Path, passes: int | None):
+    """The charts read one rollup of the evaluations joined to their traces (per quarter hour):
+    at every bucket size, and for the span and the rates by model and prompt version, its sums
+    equal the same figures counted over every joined row, with and without `since`, whether the
+    join is made in one pass or in several (each over the traces whose id hashes to one part)."""
+    from evaluator.monitoring.html.data import BUCKETS, MONDAY
+    from evaluator.store import html_queries as queries
+    from evaluator.store.html_queries import ReportRows
+    from evaluator.store.scope import Scope
+
+    db, start = tmp_path / "traffic.duckdb", datetime(2026, 11, 2, 7, 59, 59, 999_999, tzinfo=UTC)
+    rows, traces = [], []
+    for i in range(120):
+        at = start + timedelta(minutes=97 * i, microseconds=i)
+        trace_id = f"t{i}"
+        if i % 4:  # a quarter of the evaluations have no stored trace: created_at counts
+            traces.append(StoredTrace(Trace(trace_id=trace_id, input="q?", output="a.",
+                                            model=[None, "m1", "m2"][i % 3],
+                                            prompt_version=f"v{i % 2}",
+                                            start_time=at - timedelta(seconds=i)), "random", 1.0))
+        for rubric, score in (("relevance", (i % 5) / 4), ("refusal", float(i % 2))):
+            row = evaluation(trace_id, rubric, at, label="x", score=score, weight=1.0 + i % 7,
+                             status="error" if i % 11 == 0 else "scored")
+            rows.append(row.model_copy(update={"passed": score >= 0.5}))
+    Store.write_once(db, rows, traces)
+    when = "coalesce(t.start_time, e.created_at)"
+    with Store(db, read_only=True) as store:
+        for since in (None, start + timedelta(days=2)):
+            selected = ReportRows(Scope.everything(), since)
+            rolled = queries.traffic(store, selected, passes)
+            every_row = (" FROM evaluations e LEFT JOIN traces t USING (trace_id)"
+                         f" WHERE {selected.scope.judged_since(since).sql('e.run_id')}")
+            joined = every_row + " AND e.status = 'scored' GROUP BY ALL ORDER BY ALL"
+            first, last = store.conn.execute(f"SELECT min({when}), max({when})" + every_row,
+                                             selected.params).fetchall()[0]
+            assert (queries.totals(store, selected, rolled, queries.verdicts(store, selected)).first,
+                    queries.totals(store, selected, rolled, queries.verdicts(store, selected)).last) == (first, last)
+            for seconds, _ in BUCKETS:
+                align = MONDAY if seconds == 7 * 86400 else 0
+                origin = (int(first.timestamp()) - align) // seconds * seconds + align
+                expected = store.conn.execute(
+                    f"SELECT e.rubric, CAST(floor((epoch({when}) - $origin) / $seconds) AS BIGINT),"
+                    " count(*), sum(e.sample_weight * CAST(e.passed AS DOUBLE)) / sum(e.sample_weight),"
+                    " sum(e.sample_weight * e.score) / sum(e.sample_weight)" + joined,
+                    {**selected.params, "origin": origin, "seconds": seconds}).fetchall()
+                got = queries.bucket_rates(store, rolled, origin, seconds)
+                assert [(r.rubric, r.bucket, r.scored) for r in got] == [row[:3] for row in expected]
+                assert [x for r in got for x in (r.pass_rate, r.mean_score)] == pytest.approx(
+                    [x for row in expected for x in row[3:]])
+            for column in ("model", "prompt_version"):
+                expected = store.conn.execute(
+                    f"SELECT coalesce(t.{column}, '(unknown)'), e.rubric, count(*),"
+                    " sum(e.sample_weight * CAST(e.passed AS DOUBLE)) / sum(e.sample_weight)"
+                    + joined, selected.params).fetchall()
+                got = queries.pass_rate_by(store, rolled, column)  # type: ignore[arg-type]
+                assert [(r.group, r.rubric, r.n) for r in got] == [row[:3] for row in expected]
+                assert [r.pass_rate for r in got] == pytest.approx([row[3] for row in expected])
+
+
+def test_totals_and_label_mix_equal_counting_every_row(tmp_path: Path):
+    """The totals' counts, pass rate and judges and the label mix are sums over one count of
+    the evaluations per rubric, status, label and judge: the same figures as counting every
+    row, with and without `since`, and when `since` selects nothing."""
+    from evaluator.store import html_queries as queries
+    from evaluator.store.html_queries import ReportRows
+    from evaluator.store.scope import Scope
+
+    db, start = tmp_path / "totals.duckdb", datetime(2026, 11, 2, 8, tzinfo=UTC)
+    rows = []
+    for i in range(90):
+        status = ("scored", "scored", "scored", "error", "skipped", "unscored")[i % 6]
+        label, score = (("good", 1.0), ("meh", 0.5), ("bad", 0.0), ("meh", None))[i % 4]
+        row = evaluation(f"t{i // 3}", ("relevance", "refusal")[i % 2], start + timedelta(hours=i),
+                         label=label, score=score, status=status, weight=1.0 + i % 5,
+                         judge=("judge-b", "judge-a", "judge-c")[i % 3])
+        rows.append(row.model_copy(update={"passed": None if score is None else score >= 0.5}))
+    Store.write_once(db, rows)
+    with Store(db, read_only=True) as store:
+        for since in (None, start + timedelta(hours=40), start + timedelta(days=30)):
+            selected = ReportRows(Scope.everything(), since)
+            every_row = selected.evaluations_sql
+            got = queries.totals(store, selected, queries.traffic(store, selected),
+                                 queries.verdicts(store, selected))
+            expected = store.conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE e.status = 'scored'),"
+                " count(*) FILTER (WHERE e.status = 'unscored'),"
+                " count(*) FILTER (WHERE e.status = 'error'),"
+                " count(*) FILTER (WHERE e.status = 'skipped'),"
+                " sum(e.sample_weight * CAST(e.passed AS DOUBLE)) FILTER (WHERE e.status = 'scored')"
+                " / sum(e.sample_weight) FILTER (WHERE e.status = 'scored'),"
+                " string_agg(DISTINCT e.judge, ', ' ORDER BY e.judge)" + every_row,
+                selected.params).fetchall()[0]
+            assert (got.evaluations, got.scored, got.unscored, got.errors, got.skipped) == expected[:5]
+            assert got.pass_rate == pytest.approx(expected[5]) and got.judges == expected[6]
+            labels = store.conn.execute(
+                "SELECT e.rubric, e.label, count(*), sum(e.sample_weight), avg(e.score)" + every_row
+                + " AND e.status = 'scored' AND e.label IS NOT NULL GROUP BY ALL"
+                " ORDER BY e.rubric, avg(e.score) DESC", selected.params).fetchall()
+            counted = queries.label_counts(store, queries.verdicts(store, selected))
+            assert [(c.rubric, c.label, c.n) for c in counted] == [row[:3] for row in labels]
+            assert [x for c in counted for x in (c.weight, c.mean_score)] == pytest.approx(
+                [x for row in labels for x in row[3:]])
+            assert (got.evaluations == 0) == (since == start + timedelta(days=30))
+
+
+@pytest.mark.parametrize("passes", [1, 3])
+def test_the_join_counts_the_distinct_traces_judged(tmp_path: Path, passes: int):
+    """Every selected evaluation's trace stored: the distinct traces are the stored ones less
+    those the join found no selected evaluation for (traces never judged, or judged before
+    `since`), with no count of distinct ids; with an evaluation whose trace is not stored, they
+    are counted apart. Both equal counting the distinct trace ids."""
+    from evaluator.store import html_queries as queries
+    from evaluator.store.html_queries import ReportRows
+    from evaluator.store.scope import Scope
+
+    db, start = tmp_path / "traces.duckdb", datetime(2026, 11, 2, 8, tzinfo=UTC)
+    rows = [evaluation(f"t{i // 2}", ("relevance", "refusal")[i % 2], start + timedelta(hours=i),
+                       label="good", score=1.0) for i in range(60)]
+    traces = [StoredTrace(Trace(trace_id=f"t{i}", input="q?", output="a.", model=f"m{i % 2}"),
+                          "random", 1.0) for i in range(40)]  # t30..t39 never judged
+    Store.write_once(db, rows, traces)
+
+    def check(counted_when: tuple[bool, bool, bool]) -> None:
+        """`counted_when`: whether the join counts them, with each `since`."""
+        with Store(db, read_only=True) as store:
+            for since, counted in zip((None, start + timedelta(hours=25), start + timedelta(days=30)),
+                                      counted_when, strict=True):
+                selected = ReportRows(Scope.everything(), since)
+                rolled = queries.traffic(store, selected, passes)
+                [(distinct,)] = store.conn.execute("SELECT count(DISTINCT e.trace_id)"
+                                                   + selected.evaluations_sql,
+                                                   selected.params).fetchall()
+                assert (rolled.traces is not None) == counted
+                totals = queries.totals(store, selected, rolled, queries.verdicts(store, selected))
+                assert totals.traces == distinct
+
+    check((True, True, True))
+    Store.write_once(db, [evaluation("not-stored", "relevance", start + timedelta(hours=50),
+                                     label="good", score=1.0)])
+    check((False, False, True))  # since 30 days: the evaluation without a trace is not selected

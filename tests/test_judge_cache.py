@@ -16,7 +16,14 @@ import redis
 from evaluator.core.retry import Backoff
 from evaluator.core.settings import Settings
 from evaluator.judges.base import JudgeClient
-from evaluator.judges.cache import REDIS_PREFIX, JudgeCache, RedisBackend, SqliteBackend, cache_key
+from evaluator.judges.cache import (
+    REDIS_PREFIX,
+    CachedVerdict,
+    JudgeCache,
+    RedisBackend,
+    SqliteBackend,
+    cache_key,
+)
 from evaluator.judges.factory import build_llm_judge
 from evaluator.judges.redis_clients import LoopRedis
 from evaluator.judges.runtime import JudgeRuntime
@@ -235,9 +242,19 @@ def test_the_cache_file_sits_next_to_the_database_a_run_writes(
     monkeypatch.setenv("EVALUATOR_DB", str(tmp_path / "default" / "evaluator.duckdb"))
     traces = tmp_path / "traces.jsonl"
     write_traces(traces, 2)
+    built: list[JudgeRuntime] = []
+    real = JudgeRuntime.from_settings.__func__  # type: ignore[attr-defined]
+
+    def from_settings(cls, *args, **kwargs):
+        built.append(real(cls, *args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(JudgeRuntime, "from_settings", classmethod(from_settings))
     run_embedded(traces, tmp_path / "elsewhere" / "x.duckdb", "offline", 1.0,
                  settings=Settings.from_env())
-    assert (tmp_path / "elsewhere" / ".evaluator-cache" / "judge.sqlite").exists()
+    # the offline judge never caches: the file is not even created, only named
+    assert not (tmp_path / "elsewhere" / ".evaluator-cache").exists()
+    assert built[0].cache.backend.path == tmp_path / "elsewhere" / ".evaluator-cache" / "judge.sqlite"
     assert not (tmp_path / "default").exists()
 
 
@@ -278,3 +295,16 @@ def test_a_second_run_in_another_process_makes_zero_judge_calls(
     assert len(evaluations) == 50 and all(e.cached and e.status == "scored" for e in evaluations)
     assert all(e.usage.cost_usd == 0.0 and e.attempts == 0 for e in evaluations)
     assert ledger == (50, 50, 0.0)
+
+
+def test_a_cached_verdict_is_stored_as_the_same_json_as_before():
+    """encode() writes the fields in order without dataclasses.asdict's deep copy (issue 23
+    item 4): the bytes stored in the cache file are unchanged, and they decode back."""
+    import dataclasses
+
+    for verdict in (CachedVerdict("relevant", 1.0, "why ✓", '{"label": "relevant"}'),
+                    CachedVerdict("supported", None, None, None,
+                                  [{"claim": "a", "verdict": "supported", "evidence": None}])):
+        assert verdict.encode() == json.dumps(dataclasses.asdict(verdict), ensure_ascii=False,
+                                              separators=(",", ":"))
+        assert CachedVerdict.decode(verdict.encode()) == verdict

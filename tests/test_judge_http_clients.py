@@ -104,3 +104,35 @@ def test_a_stopping_worker_closes_the_clients_on_dramatiqs_loop(
     assert statuses == ["scored"]
     assert all(client.is_closed() for client in clients_of(judge))
     assert unclosed_warnings(caplog) == []
+
+
+def test_new_loops_and_judges_reuse_the_openai_client_built_for_a_key_and_server(
+        server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 23.4: building the openai client (its httpx client and SSL context, ~24 ms) on each
+    new loop held the first calls of every replay; it never sends, so one per key and server
+    serves every loop and judge (the preflight's builds the run's)."""
+    import openai
+
+    from evaluator.judges import transport_openai
+
+    built: list[openai.AsyncOpenAI] = []
+
+    class Counted(openai.AsyncOpenAI):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(openai, "AsyncOpenAI", Counted)
+    monkeypatch.setattr(transport_openai, "_openai_clients", {})
+    monkeypatch.setenv(KEY_ENV, KEY)
+    for _ in range(2):
+        judge = build_llm_judge(judge_config(server, client="openai"), JudgeRuntime(),
+                                backoff=Backoff(base_s=0.01))
+        assert asyncio.run(one_call(judge)) == "scored"
+        assert asyncio.run(one_call(judge)) == "scored"
+    assert len(built) == 1
+    monkeypatch.setenv(KEY_ENV, "sk-another-key")
+    judge = build_llm_judge(judge_config(server, client="openai"), JudgeRuntime(),
+                            backoff=Backoff(base_s=0.01))
+    assert asyncio.run(one_call(judge)) == "scored"
+    assert len(built) == 2, "a key of its own"

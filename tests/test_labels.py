@@ -20,8 +20,10 @@ from evaluator.core.rows import StoredTrace
 from evaluator.core.settings import PROJECT_ROOT
 from evaluator.humans.label_files import csv_safe, csv_unescape
 from evaluator.humans.labels import EXPORT_COLUMNS, export_batch, import_labels, label_id_for
-from evaluator.rubrics import RubricRegistry
+from evaluator.rubrics import RubricRegistry, files
 from evaluator.store import Store
+from evaluator.store.label_batch_queries import BatchItem
+from evaluator.store.schema import column_names
 
 REGISTRY = RubricRegistry.load(PROJECT_ROOT / "rubrics")
 JUDGE_REASONING = "JUDGE-REASONING-MUST-NOT-LEAK"
@@ -315,6 +317,22 @@ def test_filled_batch_imports_back(judged_db: Path, tmp_path: Path):
     assert "5 rows: 5 imported" in result.output and "ignored columns" not in result.output
 
 
+def test_export_and_build_compile_no_template(judged_db: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch):
+    """Neither command renders a prompt: their rubrics are parsed and checked, not compiled (a
+    compile is ~90 % of loading a version)."""
+    def compiled(rubric):
+        raise AssertionError(f"{rubric.ref} was compiled")
+
+    monkeypatch.setattr(files, "_compiled", compiled)
+    runner = CliRunner(env={"EVALUATOR_DATASETS_DIR": str(tmp_path / "datasets")})
+    for args in (["labels", "export", "--rubric", "hallucination", "--n", "5",
+                  "--out", str(tmp_path / "batch")], ["datasets", "build", "--name", "failures"]):
+        result = runner.invoke(cli, [*args, "--db", str(judged_db)])
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "datasets" / "failures.jsonl").exists()
+
+
 def test_export_needs_evaluations(db: Path, tmp_path: Path):
     with Store(db) as store:
         with pytest.raises(DatasetError, match="evaluator run --rubric refusal"):
@@ -384,6 +402,12 @@ def test_export_records_each_items_stratum_and_selection_probability(judged_db: 
     assert {row[2:5] for row in rows} == {("hallucination", None, "offline")}
     text = (tmp_path / "b.csv").read_text() + (tmp_path / "b.jsonl").read_text()
     assert "failures" not in text and "stratum" not in text, "annotators see no verdict"
+
+
+def test_a_batch_item_has_every_column_of_its_table():
+    """Items are recorded as structs of the table's columns (no Arrow table): a column added by
+    a migration must be added to BatchItem too."""
+    assert BatchItem._fields == tuple(column_names("label_batch_items"))
 
 
 def test_export_draws_uniformly_within_each_stratum(db: Path, tmp_path: Path):

@@ -147,3 +147,26 @@ def test_agreement_reads_the_same_from_the_table_and_ranked_over_hot_plus_lake(t
     with Store(db, read_only=True, lake=lake) as store:
         assert store.reads_lake
         assert _agreement_reads(store) == before
+
+
+def test_agreement_finds_the_same_groups_from_the_table_as_from_every_evaluation(tmp_path: Path):
+    """Groups come from latest_verdicts and the scored evaluations without a label (which the
+    table leaves out): the same as reading every evaluation, as a Store with a lake does."""
+    db, lake = tmp_path / "s.duckdb", tmp_path / "lake"
+    write_day(db, DAYS[0], 0, 6)
+    write_day(db, DAYS[2], 10, 6)
+    with Store(db) as store:
+        store.start_run("replay-1", "replay", {})
+        store.write_batch([
+            make_eval(97, trace_id="trace-11", run_id=None, judge="scorer", label=None, score=0.4,
+                      passed=False, created_at=at(DAYS[2])),
+            make_eval(98, trace_id="replay-1/item", run_id="replay-1", judge="replayed")])
+        groups = labels_queries.rubrics_with_evaluations(store, None, None)
+        assert [tuple(group) for group in groups] == [
+            ("faithfulness", 1, "offline"), ("faithfulness", 1, "scorer"),
+            ("relevance", 1, "offline")]
+        assert labels_queries.rubrics_with_evaluations(store, "faithfulness", "scorer") == groups[1:2]
+        store.roll_to_lake(lake, before=DAYS[1])
+    with Store(db, read_only=True, lake=lake) as store:
+        assert store.reads_lake
+        assert labels_queries.rubrics_with_evaluations(store, None, None) == groups

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import shutil
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +15,7 @@ from evaluator.judges.base import JudgeVerdict
 from evaluator.judges.config import JudgeConfig
 from evaluator.judges.offline import REASONING_PREFIX, OfflineJudge, nearest_label
 from evaluator.rubrics import RenderedPrompt, Rubric, load_rubric
+from tests.support.rubric_files import bundled_rubrics_with_v2
 
 LABELS = {
     "hallucination": ({"factual": 1.0, "hallucinated": 0.0}, 0.5),
@@ -141,14 +141,9 @@ def test_rubrics_check_with_the_offline_judge_warns_it_does_not_read_rubric_text
     from click.testing import CliRunner
 
     from evaluator.cli import cli
-    from evaluator.core.settings import PROJECT_ROOT
 
-    rubrics = tmp_path / "rubrics"
-    shutil.copytree(PROJECT_ROOT / "rubrics", rubrics)
-    v1 = (rubrics / "hallucination" / "v1.jinja").read_text(encoding="utf-8")
-    reworded = v1.replace("version: 1\n", "version: 2\n", 1).replace(
-        "description: >-\n", "description: >-\n  Reworded.\n", 1)
-    (rubrics / "hallucination" / "v2.jinja").write_text(reworded, encoding="utf-8")
+    rubrics = bundled_rubrics_with_v2(tmp_path, "hallucination", lambda text: text.replace(
+        "description: >-\n", "description: >-\n  Reworded.\n", 1))
     monkeypatch.setenv("EVALUATOR_RUBRICS_DIR", str(rubrics))
     item = {"id": "g1", "input": QUESTION, "context": CONTEXT, "output": GROUNDED,
             "expected_labels": {"hallucination": "factual"}, "label_source": "human"}

@@ -353,7 +353,20 @@ def test_short_pii_free_texts_are_scanned_once_and_text_with_pii_every_time(
         assert masker.mask_text("mail bob@example.com") == "mail <EMAIL_1>"
     assert scans.count("source_trace_id") == 1
     assert scans.count("mail bob@example.com") == 3
-    long_clean = "a plain sentence, key=value, nothing personal in it; " * 3
-    masker.mask_text(long_clean)
-    masker.mask_text(long_clean)
-    assert scans.count(long_clean) == 2, "long texts are not remembered"
+    document = "a plain sentence, key=value, nothing personal in it; " * 3
+    too_long = "x" * (masker_module.CLEAN_MEMO_CHARS + 1)
+    for _ in range(2):
+        masker.mask_text(document)
+        masker.mask_text(too_long)
+    assert scans.count(document) == 1, "a retrieved document recurs: remembered"
+    for _ in range(2):
+        assert masker.mask_text("You answer from the handbook.") == "You answer from the handbook."
+    assert scans.count("You answer from the handbook.") == 1, "nothing to start a detector from"
+    assert scans.count(too_long) == 2, "longer texts are not remembered"
+    filler = [f"f{n} " * (masker_module.CLEAN_MEMO_CHARS // 6) for n in
+              range(masker_module.CLEAN_MEMO_TOTAL_CHARS // (masker_module.CLEAN_MEMO_CHARS // 2) + 1)]
+    for text in filler:
+        masker.mask_text(text)
+    masker.mask_text(document)
+    assert scans.count(document) == 2, "past its size the memo is forgotten"
+    assert len(masker._clean) <= masker_module.CLEAN_MEMO_ENTRIES

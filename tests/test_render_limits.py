@@ -16,6 +16,7 @@ import pytest
 
 from evaluator.core.records import MAX_TEXT_CHARS, parse_trace
 from evaluator.rubrics import MAX_PROMPT_CHARS, RubricRegistry, render
+from evaluator.rubrics.budget import size_of
 
 ROOT = Path(__file__).resolve().parent.parent
 RUBRICS = RubricRegistry.load(ROOT / "rubrics").latest()
@@ -156,3 +157,8 @@ def test_a_template_that_repeats_the_data_still_fits(tmp_path):
     assert CUT_MARK.search(user.split("\n<<<END OUTPUT 0>>>")[0])
     assert user.startswith("Note: these fields were too long and were truncated before "
                            "evaluation: output.")
+
+
+def test_a_scalar_stands_for_one_character():
+    assert [size_of(value) for value in (None, 7, 1.5, True, object())] == [1] * 5
+    assert size_of(["ab", None, 3]) == 3 + 2 + 1 + 1

@@ -20,8 +20,11 @@ RUBRICS = [rubric for rubric in RubricRegistry.load(ROOT / "rubrics").all() if r
 CORPUS = [json.loads(line)["output"] for line in
           (ROOT / "tests" / "data" / "injection_outputs.jsonl").read_text(encoding="utf-8").split("\n")
           if line]
+# Any character a trace can hold: not a lone surrogate (parse_trace refuses one, UTF-8 cannot
+# carry it, and the prompt hash is taken over UTF-8).
 NASTY = st.text(st.one_of(st.sampled_from('<>"\\/\n\t\r\x00\x1b\u2028\u200b\u2039\uff1c\u2329'
-                                          "BEGINDdatasystem|é😀"), st.characters()), max_size=200)
+                                          "BEGINDdatasystem|é😀"), st.characters(codec="utf-8")),
+                max_size=200)
 
 
 def _fuzz(ci_examples: int) -> settings:

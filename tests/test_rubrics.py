@@ -17,6 +17,7 @@ from evaluator.core.records import MAX_TEXT_CHARS, Trace, parse_trace
 from evaluator.rubrics import (
     LOCK_FILE_NAME,
     RubricRegistry,
+    compile_templates,
     data_block,
     load_rubric,
     missing_inputs,
@@ -235,6 +236,37 @@ def test_registry_get_latest_all_and_helpful_errors(tmp_path: Path) -> None:
         registry.get("nope")
     with pytest.raises(RubricError, match="'demo' has no version 7; available: v1, v2"):
         registry.get("demo@v7")
+
+
+def test_a_registry_loaded_without_compiling_checks_every_version_and_compiles_on_use(
+    tmp_path: Path,
+) -> None:
+    """A job compiles only the versions it uses (issue 23, item 2): a syntax or layout error in
+    any version still stops the load, with the file and line; an error that only rendering the
+    system block shows is raised when that version is compiled, as a full load raises it."""
+    system_fails = "{% block system %}\nx {{ output }}\n{% endblock %}{% block user %}y{% endblock %}"
+    unused = write_rubric(tmp_path, body=system_fails, version=1)
+    write_rubric(tmp_path, version=2)
+    with pytest.raises(RubricError, match="system block failed to render: UndefinedError"):
+        RubricRegistry.load(tmp_path)
+    registry = RubricRegistry.load(tmp_path, compile_all=False)
+    compile_templates(registry.latest())
+    assert "Evaluate this." in render(registry.get("demo"), make_trace(output="answer")).messages[1]["content"]
+    failing = f"v1.jinja, line {line_of(unused, 'x {{ output }}')}): the system block failed to render"
+    with pytest.raises(RubricError, match=re.escape(failing)):
+        compile_templates([registry.get("demo@v1")])
+    with pytest.raises(RubricError, match=re.escape(failing)):
+        render(registry.get("demo@v1"), make_trace(output="answer"))
+    for body, bad_line, message in [
+        ("{% block system %}x{% endblock %}\n{% block user %}\n{% if output %}\n{% endblock %}",
+         "{% endblock %}", "template syntax error: Encountered unknown tag 'endblock'"),
+        ("{% block system %}x{% endblock %}\nstray text\n{% block user %}y{% endblock %}",
+         "stray text", "content outside the blocks is never sent"),
+    ]:
+        broken = write_rubric(tmp_path, body=body, version=1)
+        with pytest.raises(RubricError) as raised:
+            RubricRegistry.load(tmp_path, compile_all=False)
+        assert f"v1.jinja, line {line_of(broken, bad_line)}: {message}" in str(raised.value)
 
 
 def test_registry_rejects_a_file_in_the_wrong_directory(tmp_path: Path) -> None:

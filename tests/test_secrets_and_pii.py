@@ -92,7 +92,11 @@ def test_no_artifact_of_a_run_holds_the_key_or_raw_pii(client, tmp_path):
         (judges / "leaky.yaml").write_text(yaml.safe_dump({
             "name": "leaky", "kind": "litellm", "client": client, "model": "openai/leaky-judge",
             "api_base": server.base_url, "api_key_env": KEY_ENV, "params": {"temperature": 0},
-            "limits": {"max_attempts": 2, "timeout_s": 10}}), encoding="utf-8")
+            "limits": {"max_attempts": 2, "timeout_s": 10},
+            # the breaker stays closed: with a third of the calls faulted it would open within
+            # ~20 calls and which verdicts fail (the dataset's source) would be left to chance
+            "breaker": {"consecutive_failures": 1000, "failure_rate": 1.0, "window": 1000},
+        }), encoding="utf-8")
         env = {**os.environ, KEY_ENV: key, "EVALUATOR_LOG_LEVEL": "DEBUG", "LITELLM_LOG": "DEBUG",
                "EVALUATOR_DB": str(db), "EVALUATOR_JUDGES_DIR": str(judges),
                "EVALUATOR_DATASETS_DIR": str(datasets)}
@@ -101,7 +105,7 @@ def test_no_artifact_of_a_run_holds_the_key_or_raw_pii(client, tmp_path):
         echoed_401s = server.stats.by_status.get(401, 0)
     _run(["report", "--json"], env, logs)
     _run(["report", "--html", str(tmp_path / "report.html")], env, logs)
-    _run(["datasets", "build", "--name", "pii-failures", "--json"], env, logs)
+    built = _run(["datasets", "build", "--name", "pii-failures", "--json"], env, logs)
 
     tables = database_text(db)
     artifacts = {f"duckdb:{table}": text for table, text in tables.items()}
@@ -113,7 +117,7 @@ def test_no_artifact_of_a_run_holds_the_key_or_raw_pii(client, tmp_path):
     record("secrets_and_pii", client=client, pii_values=len(PII), artifacts=len(artifacts),
            echoed_401s=echoed_401s, leaks=len(found))
     assert echoed_401s > 0, "the 401 fault that echoes the key never fired"
-    assert any(path.suffix == ".jsonl" for path in datasets.iterdir()), "no dataset was built"
+    assert any(path.suffix == ".jsonl" for path in datasets.iterdir()), f"no dataset was built: {built.stdout[-2000:]}"
     assert {"evaluations", "traces", "dead_letters"} <= tables.keys()
     assert "[redacted]" in tables["evaluations"] or "401" in tables["evaluations"]
     assert not found, found

@@ -16,10 +16,17 @@ import pytest
 
 from evaluator.core.errors import StoreError
 from evaluator.core.records import DeadLetter, Evaluation, Trace
-from evaluator.core.rows import StoredTrace
+from evaluator.core.rows import JudgeCall, StoredTrace
 from evaluator.core.usage import USAGE_FIELDS, Usage
 from evaluator.store import LATEST_VERSION, MIGRATIONS, Migration, Scope, Store
-from evaluator.store.arrow_batches import DEAD_LETTER_SCHEMA, EVALUATION_SCHEMA, TRACE_SCHEMA
+from evaluator.store.batches import (
+    dead_letters_batch,
+    evaluations_batch,
+    judge_calls_batch,
+    staged,
+    traces_batch,
+)
+from evaluator.store.duckdb_store import RUN_WRITER_MEMORY_MB
 from evaluator.store.migrations import (
     FRESH_SCHEMA,
     FRESH_SCHEMA_VERSION,
@@ -142,15 +149,16 @@ def test_read_only_open_of_an_unmigrated_file_says_how_to_upgrade(db):
     assert "`evaluator sink`" in str(raised.value) and "e.g. `evaluator run`" not in str(raised.value)
 
 
-def test_arrow_batch_columns_match_the_tables(db):
+def test_batch_columns_match_the_tables(db):
+    batches = (evaluations_batch([make_eval(1)]), traces_batch([make_trace(1)]),
+               dead_letters_batch([DeadLetter.from_error("t", "x", ValueError("y"))]))
     with Store(db) as store:
-        for table, schema in (("evaluations", EVALUATION_SCHEMA), ("traces", TRACE_SCHEMA),
-                              ("dead_letters", DEAD_LETTER_SCHEMA)):
-            columns = [r[0] for r in store.conn.execute(f"DESCRIBE {table}").fetchall()]
-            assert columns == schema.names
-    assert EVALUATION_SCHEMA.names == [name for field in Evaluation.model_fields  # usage stored flat
-                                       for name in (USAGE_FIELDS if field == "usage" else (field,))]
-    assert DEAD_LETTER_SCHEMA.names == [f for f in DeadLetter.model_fields if f != "MAX_PAYLOAD_CHARS"]
+        for batch in batches:
+            columns = [r[0] for r in store.conn.execute(f"DESCRIBE {batch.table}").fetchall()]
+            assert columns == list(batch.names) == batch.arrow().schema.names
+    assert list(batches[0].names) == [name for field in Evaluation.model_fields  # usage stored flat
+                                      for name in (USAGE_FIELDS if field == "usage" else (field,))]
+    assert list(batches[2].names) == [f for f in DeadLetter.model_fields if f != "MAX_PAYLOAD_CHARS"]
 
 
 # -- writes --------------------------------------------------------------------------------------
@@ -453,26 +461,77 @@ def _fill_in_another_process(db: Path, insert_sql: str) -> None:
     subprocess.run([sys.executable, "-c", fill], check=True)
 
 
-def test_a_writer_whose_memory_limit_the_store_outgrew_raises_it_instead_of_failing(db, caplog):
-    """DuckDB keeps a table's key index in memory to insert into it: a writer's fixed limit
-    that a small store fits in is too small for a big one, and every batch failed with out of
-    memory (the sink at 4,000,000 evaluations under 64 MB). The limit doubles until the write fits."""
+def test_a_write_to_a_big_store_holds_no_key_index_and_keeps_the_writers_limit(db, caplog):
+    """DuckDB holds a table's whole key index in memory to insert into it: a writer's memory
+    grew with the store (the sink's 64 MB at a million evaluations doubled to 128). The
+    tables the sink writes have no key index (migration 12): a write under a small limit
+    loads none, keeps the limit, and still skips the ids already stored."""
     _fill_in_another_process(
         db, "INSERT INTO evaluations (evaluation_id, trace_id, rubric, rubric_version,"
             " rubric_hash, judge, judge_hash, status, attempts, cached, sample_weight, truncated,"
             " created_at) SELECT md5(i::VARCHAR), 't' || i, 'faithfulness', 1, 'h', 'offline', 'j',"
             " 'scored', 1, false, 1.0, false, now() FROM range(300000) r(i)")
-    with Store(db, memory_limit_mb=16) as store:
-        # ids spread over the key index, as the sink's (hashes) are: an insert visits most of it
-        written = store.write_batch(evaluations=[make_eval(n, evaluation_id=hashlib.md5(b"new %d" % n).hexdigest())
-                                                 for n in range(1000)])
+    stored = [make_eval(n, evaluation_id=hashlib.md5(b"%d" % n).hexdigest()) for n in range(500)]
+    new = [make_eval(n, evaluation_id=hashlib.md5(b"new %d" % n).hexdigest()) for n in range(1000)]
+    with Store(db, memory_limit_mb=24) as store:  # a 1,000-row batch's own work needs ~20 MB
+        written = store.write_batch(evaluations=[*stored, *new])
         limit = store.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        [(index_bytes,)] = store.conn.execute(
+            "SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'ART_INDEX'").fetchall()
     assert written.evaluations == 1000
-    assert limit != "15.2 MiB"
-    assert "memory limit" in caplog.text
-    caplog.clear()
-    with Store(db, memory_limit_mb=16) as store:  # the sink's next batch starts where this ended
-        assert store.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0] == limit
+    assert written.new_evaluation_ids == {e.evaluation_id for e in new}
+    assert (limit, index_bytes) == ("22.8 MiB", 0)
+    assert "memory limit" not in caplog.text
+
+
+def test_the_runs_writes_of_a_few_thousand_evaluations_fit_its_lower_limit(db, caplog):
+    """The embedded run writes under RUN_WRITER_MEMORY_MB (DuckDB caches the blocks a write
+    scans up to its limit: the lower limit keeps that cache from growing with the store). A
+    batch of 3,000 evaluations, beside 300,000 stored ones and their latest verdicts, fits it:
+    the limit is not raised, and the ids stored are still skipped."""
+    _fill_in_another_process(
+        db, "INSERT INTO evaluations (evaluation_id, trace_id, rubric, rubric_version,"
+            " rubric_hash, judge, judge_hash, status, label, attempts, cached, sample_weight,"
+            " truncated, created_at) SELECT md5(i::VARCHAR), md5('t' || i // 5), 'r' || i % 5, 1,"
+            " 'h', 'offline', 'j', 'scored', 'faithful', 1, false, 1.0, false, now()"
+            " FROM range(300000) r(i); INSERT INTO latest_verdicts"
+            " SELECT trace_id, rubric, rubric_version, judge, evaluation_id, run_id, label, score,"
+            " passed, sample_weight, stability, created_at FROM evaluations")
+    stored = [make_eval(n, evaluation_id=hashlib.md5(b"%d" % n).hexdigest()) for n in range(500)]
+    new = [make_eval(n, evaluation_id=hashlib.md5(b"new %d" % n).hexdigest(),
+                     trace_id=f"new-{n // 5}", rubric=f"r{n % 5}") for n in range(3000)]
+    with Store(db, memory_limit_mb=RUN_WRITER_MEMORY_MB) as store:
+        written = store.write_batch(evaluations=[*stored, *new])
+        limit = store.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        [(latest,)] = store.conn.execute("SELECT count(*) FROM latest_verdicts").fetchall()
+    assert written.new_evaluation_ids == {e.evaluation_id for e in new}
+    assert (limit, latest) == ("30.5 MiB", 303000)
+    assert "memory limit" not in caplog.text
+
+
+def test_a_store_with_the_key_indexes_upgrades_keeping_rows_and_deduplication(db):
+    """Migration 12 rebuilds traces, evaluations and judge calls without their keys: a store
+    made before it keeps its rows, and redelivered rows are still not stored twice."""
+    call = JudgeCall.new(judge="offline", model=None, transport=None, sample=0, attempt=1,
+                         status="ok")
+    batch = dict(evaluations=[make_eval(1), make_eval(2)], traces=[make_trace(1)], judge_calls=[call])
+    conn = duckdb.connect(str(db))
+    apply_migrations(conn, "test", MIGRATIONS[:11])
+    for rows in (evaluations_batch(batch["evaluations"]), traces_batch(batch["traces"]),
+                 judge_calls_batch(batch["judge_calls"])):
+        with staged(conn, "old_rows", rows) as view:
+            conn.execute(f"INSERT INTO {rows.table} ({', '.join(rows.names)}) SELECT * FROM {view}")
+    conn.close()
+    assert Store.write_once(db, **batch).total == 0
+    assert Store.write_once(db, [make_eval(1), make_eval(3)]).evaluations == 1
+    with Store(db, read_only=True) as store:
+        assert applied_numbers(store.conn) == [m.number for m in MIGRATIONS]
+        assert [e.evaluation_id for e in store.evaluations()] == ["eval-1", "eval-2", "eval-3"]
+        assert store.traces() == [make_trace(1)]
+        assert store.conn.execute("SELECT call_id FROM judge_calls").fetchall() == [(call.call_id,)]
+        assert store.conn.execute(
+            "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+            " AND table_name IN ('traces', 'evaluations', 'judge_calls')").fetchall() == []
 
 
 def test_a_write_out_of_memory_keeping_latest_verdicts_raises_the_limit_too(db):

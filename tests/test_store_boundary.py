@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 
 from evaluator.core.usage import Usage
 from evaluator.store import Store
-from evaluator.store.schema import ARROW_TYPES, arrow_schema, table_columns
+from evaluator.store.schema import arrow_schema, arrow_types, table_columns
 
 PACKAGE = Path(__file__).resolve().parent.parent / "evaluator"
 STORE = PACKAGE / "store"
@@ -33,7 +35,7 @@ def test_every_table_built_by_the_migrations_has_the_derived_columns_and_types(t
     for table, columns in derived.items():
         schema = arrow_schema(table)
         assert schema.names == [name for name, _ in columns]
-        assert [field.type for field in schema] == [ARROW_TYPES[t] for _, t in columns]
+        assert [field.type for field in schema] == [arrow_types()[t] for _, t in columns]
 
 
 def test_a_subset_schema_keeps_the_asked_order_and_the_table_types():
@@ -97,3 +99,31 @@ def test_a_resumed_replay_reads_its_pending_items_in_order_and_what_it_has_spent
             queries.PendingItem("r1/i2", '{"id": "i2"}'), queries.PendingItem("r1/i1", '{"id": "i1"}')]
         assert queries.run_cost(store, "r1") == 0.25
         assert queries.run_cost(store, "nothing yet") == 0
+
+
+def loaded_by(imports: str, watched: set[str]) -> set[str]:
+    """Which of the `watched` modules importing `imports` loads, in a fresh interpreter."""
+    code = f"import sys, {imports}; print(sorted(set({sorted(watched)!r}) & set(sys.modules)))"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(ast.literal_eval(found.stdout.strip()))
+
+
+def test_read_commands_import_no_arrow():
+    """Only writes build Arrow tables: the store, the dataset build and the label export (its
+    batch is recorded from a list parameter) import no pyarrow (nor the numpy it loads), ~0.15 s
+    and ~45 MB of every read command's start."""
+    assert loaded_by("evaluator.store, evaluator.regression.dataset_build, evaluator.humans.labels,"
+                     " evaluator.commands.labels", {"pyarrow", "numpy"}) == set()
+
+
+def test_the_html_report_and_agreement_import_no_arrow():
+    """They read labels, verdicts and annotation batches (numpy for the bootstraps), never build
+    Arrow tables: no pyarrow, ~0.1 s and ~40 MB of `report --html` and `agreement`."""
+    assert loaded_by("evaluator.monitoring.html, evaluator.humans.agreement.from_store,"
+                     " evaluator.humans.agreement.store_correction", {"pyarrow"}) == set()
+
+
+def test_cli_start_imports_no_event_loop_or_entry_points():
+    """Every command's start imports every command module: the annotation page's asyncio and
+    the plugin listing's entry points (importlib.metadata) are imported when those run."""
+    assert loaded_by("evaluator.cli", {"asyncio", "importlib.metadata"}) == set()

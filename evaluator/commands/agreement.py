@@ -150,7 +150,7 @@ def _print_collapsed(console, mapping: dict[str, str]) -> None:
 
 def _print_file_report(data: FileAgreement) -> None:
     # lazy: `evaluator --help` imports every command module: keep it fast
-    from evaluator.monitoring.report import console as make_console
+    from evaluator.core.tables import console as make_console
 
     console = make_console()
     report = data.agreement
@@ -227,7 +227,8 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
     from evaluator.store import Store
 
     settings = current_settings()
-    registry = RubricRegistry.load(settings.rubrics_dir)
+    # agreement reads the rubrics' labels and scores, never renders a template: not compiled
+    registry = RubricRegistry.load(settings.rubrics_dir, compile_all=False)
     with Store(db or settings.db_path, read_only=True, lake=settings.lake_dir) as store:
         data = store_agreement(store, registry, rubric_ref, judge, n_boot=n_boot, seed=seed,
                                collapse_labels=collapse_specs)
@@ -235,7 +236,7 @@ def agreement(rubric_ref, judge, db, file, column_a, column_b, fmt, labels_order
         _echo_json(data.to_dict())
         return
     # lazy: `evaluator --help` imports every command module: keep it fast
-    from evaluator.monitoring.report import console as make_console
+    from evaluator.core.tables import console as make_console
 
     console = make_console()
     console.print(_summary_table(data.groups))

@@ -67,7 +67,7 @@ def _print_results(report) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from evaluator.monitoring.report import console
+    from evaluator.core.tables import console
 
     table = Table(title=f"Alert rules at {report.checked_at:%Y-%m-%d %H:%M:%S %Z}",
                   title_justify="left")

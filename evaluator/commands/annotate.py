@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
@@ -62,6 +61,8 @@ def annotate(rubric_ref, batch, annotator, port, host, show_verdicts, db) -> Non
         if not is_loopback(host):
             click.echo(f"  listening on {host}: other machines can reach the page (not encrypted); "
                        "share the link only with your annotators")
+
+    import asyncio  # lazy: every command's start imports this module
 
     try:
         asyncio.run(serve(app, host, port, ready))

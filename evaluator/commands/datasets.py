@@ -18,7 +18,7 @@ SHOWN_ITEMS = 5
 
 def _console():
     # lazy: `evaluator --help` imports every command module: keep it fast
-    from evaluator.monitoring.report import console
+    from evaluator.core.tables import console
 
     return console()
 
@@ -54,7 +54,9 @@ def datasets_build(name, rubric, since, label_source, limit, run_id, all_runs, d
     settings = current_settings()
     options = BuildOptions(name, db or settings.db_path, rubric, since, label_source, limit,
                            Scope.from_options(run_id, all_runs), lake=settings.lake_dir)
-    result = build_dataset(options, settings.datasets_dir, RubricRegistry.load(settings.rubrics_dir))
+    # rubrics give labels' scores and thresholds, never render: templates are checked, not compiled
+    registry = RubricRegistry.load(settings.rubrics_dir, compile_all=False)
+    result = build_dataset(options, settings.datasets_dir, registry)
     manifest = result.manifest
     if as_json:
         click.echo(json.dumps({

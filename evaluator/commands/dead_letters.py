@@ -39,8 +39,8 @@ def _print(report) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from evaluator.core.tables import console as make_console
     from evaluator.monitoring.dead_letters import preview
-    from evaluator.monitoring.report import console as make_console
 
     console = make_console()
     console.print(report.describe(), markup=False, highlight=False)

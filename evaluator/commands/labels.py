@@ -79,7 +79,8 @@ def labels_export(rubric_ref, n, out_prefix, judge, seed, skip_labelled, db, as_
     from evaluator.store import Store
 
     settings = current_settings()
-    registry = RubricRegistry.load(settings.rubrics_dir)
+    # its rubric's labels are read, never rendered: templates are checked, not compiled
+    registry = RubricRegistry.load(settings.rubrics_dir, compile_all=False)
     out_prefix = out_prefix or Path(f"labels-{rubric_ref.replace('@', '-')}")
     # it reads like a report and writes one small batch: the read commands' memory limit
     with Store(db or settings.db_path, memory_limit_mb=settings.read_memory_mb) as store:

@@ -4,11 +4,14 @@ plugins that failed to load (one line each, with the reason)."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from evaluator.core.plugins import Plugin, Registry
 from evaluator.core.tables import compact_table
+
+if TYPE_CHECKING:  # importlib.metadata under it: every command's start imports this module
+    from evaluator.core.plugins import Plugin, Registry
 
 
 def registries() -> list[Registry]:
@@ -37,7 +40,7 @@ def plugins(as_json) -> None:
         click.echo(json.dumps([vars(plugin) for plugin in listing], indent=2))
         return
     # lazy: `evaluator --help` imports every command module: keep it fast
-    from evaluator.monitoring.report import console
+    from evaluator.core.tables import console
 
     out = console()
     for registry in registries():

@@ -93,7 +93,8 @@ def replay(ctx, dataset, rubrics, judge, target, concurrency, resume_run, run_id
                               default=str))
     else:
         # lazy: `evaluator --help` imports every command module: keep it fast
-        from evaluator.monitoring.report import console, summary_table
+        from evaluator.core.tables import console
+        from evaluator.monitoring.report import summary_table
 
         out = console()
         out.print(f"replay [bold]{report.run_id}[/]: {report.done}/{report.total} items "
@@ -176,7 +177,7 @@ def gate(ctx, run_id, baseline, min_pass_rate, max_regression, alpha, min_items,
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:
         # lazy: `evaluator --help` imports every command module: keep it fast
-        from evaluator.monitoring.report import console
+        from evaluator.core.tables import console
 
         out = console()
         out.print(gate_table(result))

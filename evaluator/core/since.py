@@ -32,3 +32,9 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise ConfigError(f"--since {text!r}: give {SINCE_HELP}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def nothing_since(since: datetime, before: int) -> str:
+    """What an empty `--since` result left out."""
+    return (f"no evaluations judged since {since.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({before} "
+            f"stored before): give an earlier --since")

@@ -49,6 +49,16 @@ class SampleDecision:
             return SampleDecision(True, self.reason, 1.0 / rate, rate)
         return SampleDecision(False, NOT_SAMPLED, 0.0, rate)
 
+    def __reduce__(self) -> tuple:
+        """Pickled with its rubric rates as a dict (a read-only view pickles not)."""
+        return _decision, (self.sampled, self.reason, self.weight, self.rate, dict(self.rubric_rates))
+
+
+def _decision(sampled: bool, reason: str, weight: float, rate: float | None,
+              rubric_rates: dict[str, float]) -> SampleDecision:
+    return SampleDecision(sampled, reason, weight, rate,
+                          MappingProxyType(rubric_rates) if rubric_rates else NO_RUBRIC_RATES)
+
 
 @dataclass(frozen=True)
 class WorkItem:
@@ -56,3 +66,6 @@ class WorkItem:
 
     trace: Trace
     decision: SampleDecision
+    prompts: Mapping[str, object] | None = field(default=None, compare=False)
+    """Its rubrics' prompts (or render errors) by rubric content hash, when rendered ahead of
+    the judge (evaluator.worker.prompts_ahead); None: each is rendered when judged."""

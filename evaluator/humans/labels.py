@@ -22,8 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
-import pyarrow as pa
-
 from evaluator.core.errors import DatasetError, RubricError
 from evaluator.core.records import Trace, sha256_hex, utcnow
 from evaluator.humans.label_files import RowError, read_rows, write_csv, write_jsonl
@@ -214,7 +212,9 @@ def import_rows(rows: Iterable[tuple[int, dict[str, Any] | RowError]], source: s
     now = utcnow()
     for values in accepted:
         values.update(source=source, imported_at=now)
-    batch = pa.Table.from_pylist(accepted, schema=queries.HUMAN_LABEL_SCHEMA)
+    import pyarrow as pa  # lazy: only an import builds an Arrow table (an export does not)
+
+    batch = pa.Table.from_pylist(accepted, schema=queries.human_label_schema())
     outcome = queries.insert_labels(store, batch, lines, replace)
     result.imported = outcome.inserted
     result.already_present = outcome.already_present
@@ -287,24 +287,21 @@ def _record_batch(store: Store, result: ExportResult,
                   version: int | None, judge: str | None) -> None:
     """Store each chosen item's stratum and selection probability (taken / eligible)."""
     now = utcnow()
-    items: list[dict[str, Any]] = []
+    chosen: list[tuple[str, str, int, int, float]] = []  # trace, stratum, eligible, taken, p
     for stratum, (eligible, taken) in drawn.items():
         if not taken:
             continue
         probability = len(taken) / eligible
         result.strata[stratum] = {"eligible": eligible, "taken": len(taken),
                                   "selection_probability": probability}
-        items += [{"trace_id": trace_id, "rubric": criterion, "rubric_version": version,
-                   "judge": judge, "stratum": stratum, "stratum_size": eligible,
-                   "stratum_taken": len(taken), "selection_probability": probability,
-                   "exported_at": now} for trace_id in taken]
-    ids = sorted(item["trace_id"] for item in items)
+        chosen += [(trace_id, stratum, eligible, len(taken), probability) for trace_id in taken]
+    ids = sorted(trace_id for trace_id, *_ in chosen)
     result.batch_id = "batch-" + sha256_hex(
         "\x1f".join([result.rubric, judge or "", now.isoformat(), *ids]))[:16]
-    for item in items:
-        item["batch_id"] = result.batch_id
-    batch_queries.record_batch(store, pa.Table.from_pylist(
-        items, schema=batch_queries.BATCH_ITEM_SCHEMA))
+    batch_queries.record_batch(store, [
+        batch_queries.BatchItem(result.batch_id, trace_id, criterion, version, judge, stratum,
+                                eligible, taken, probability, now)
+        for trace_id, stratum, eligible, taken, probability in chosen])
 
 
 def export_batch(store: Store, registry: RubricRegistry, rubric_ref: str, n: int,

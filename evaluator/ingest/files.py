@@ -4,7 +4,7 @@ A file is streamed, never held: each record is checked for a reused trace_id, sa
 and handed on in chunks (work items `batch_size` at a time, dead letters at most
 DEAD_LETTER_CHUNK at a time and DEAD_LETTER_CHUNK_CHARS of payload), so memory follows the
 chunk sizes, not the file. The one thing that grows with the file is the reused-id check: about
-24 bytes a trace id (evaluator.ingest.seen_ids).
+16 bytes a trace id (evaluator.ingest.seen_ids).
 """
 
 from __future__ import annotations

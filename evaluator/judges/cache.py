@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -65,7 +65,10 @@ class CachedVerdict:
     """JSON-ready ClaimVerdicts (entries written before claims existed have none)."""
 
     def encode(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        # the fields in order, as asdict() gives them, without its deep copy (~0.15 ms an item)
+        fields = {"label": self.label, "score": self.score, "reasoning": self.reasoning,
+                  "raw_reply": self.raw_reply, "claims": self.claims}
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def decode(cls, text: str | bytes) -> CachedVerdict:

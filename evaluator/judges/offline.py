@@ -128,6 +128,8 @@ class OfflineJudge:
     """JudgeClient that scores with lexical heuristics; free, deterministic, never raises."""
 
     reads_rubric_text = False
+    never_waits = True
+    """`judge` returns without awaiting anything: a batch awaits it in turn, with no task each."""
 
     def __init__(self, config: JudgeConfig):
         self.config = config

@@ -19,6 +19,7 @@ evaluations instead of failing them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from evaluator.core.errors import ConfigError
@@ -44,7 +45,8 @@ class JudgeRuntime:
     def __init__(self, redis_url: str | None = None, cache: JudgeCache | None = None,
                  wait_for_open_circuit: bool = False):
         self.redis = LoopRedis(redis_url) if redis_url else None
-        self.cache = cache
+        self._cache = cache
+        self._make_cache: Callable[[], JudgeCache] | None = None
         self.wait_for_open_circuit = wait_for_open_circuit
         self._breakers: dict[str, CircuitBreaker] = {}
         self._limiters: dict[str, RateLimiter | None] = {}
@@ -57,10 +59,28 @@ class JudgeRuntime:
         """`db_path`: the DuckDB file the entry point writes (its --db, else settings.db_path);
         the default cache file sits next to it."""
         runtime = cls(settings.redis_url, wait_for_open_circuit=wait_for_open_circuit)
-        runtime.cache = _cache_from_spec(settings.judge_cache.strip(), runtime.redis,
-                                         Path(db_path or settings.db_path),
-                                         settings.judge_cache_max_entries)
+        made = _cache_from_spec(settings.judge_cache.strip(), runtime.redis,
+                                Path(db_path or settings.db_path), settings.judge_cache_max_entries)
+        if callable(made):
+            runtime._make_cache = made
+        else:
+            runtime._cache = made
         return runtime
+
+    @property
+    def cache(self) -> JudgeCache | None:
+        """The judges' response cache. A SQLite file is opened (created) at the first use:
+        a run whose judges never cache (the offline judge's) neither creates nor opens one
+        (that took 30-140 ms of a run's fixed cost on a busy disk, for its writes and syncs)."""
+        with self._lock:
+            if self._make_cache is not None:
+                self._cache, self._make_cache = self._make_cache(), None
+            return self._cache
+
+    @cache.setter
+    def cache(self, cache: JudgeCache | None) -> None:
+        with self._lock:
+            self._cache, self._make_cache = cache, None
 
     def breaker(self, config: JudgeConfig) -> CircuitBreaker:
         with self._lock:
@@ -88,7 +108,8 @@ class JudgeRuntime:
 
 
 def _cache_from_spec(spec: str, redis: LoopRedis | None, db_path: Path,
-                     max_entries: int) -> JudgeCache | None:
+                     max_entries: int) -> JudgeCache | Callable[[], JudgeCache] | None:
+    """The cache a spec names; a SQLite file's as the function that opens it."""
     if spec == "off":
         return None
     if spec == "memory":
@@ -98,4 +119,4 @@ def _cache_from_spec(spec: str, redis: LoopRedis | None, db_path: Path,
             raise ConfigError("EVALUATOR_JUDGE_CACHE=redis needs EVALUATOR_REDIS_URL")
         return JudgeCache(RedisBackend(redis))
     path = Path(spec) if spec else db_path.parent / CACHE_DIR / "judge.sqlite"
-    return JudgeCache(SqliteBackend(path, max_entries=max_entries))
+    return lambda: JudgeCache(SqliteBackend(path, max_entries=max_entries))

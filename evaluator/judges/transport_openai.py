@@ -90,18 +90,41 @@ class OpenAITransport:
         per_key = self._clients.get(loop)
         client = per_key.get(api_key) if per_key else None
         if client is None or client.is_closed():
-            client = HTTPClient(api_key or (NO_KEY if self._base_url else None), self._base_url,
-                                self._timeout)
+            client = HTTPClient(self._sdk(api_key), self._timeout)
             with self._lock:
                 self._clients.setdefault(loop, {})[api_key] = client
             await _closed_with_loop(loop, client)
         return client
 
+    def _sdk(self, api_key: str | None) -> Any:
+        return openai_client(api_key or (NO_KEY if self._base_url else None), self._base_url)
+
+
+_openai_clients: dict[tuple[str | None, str | None], Any] = {}
+_openai_clients_lock = threading.Lock()
+
+
+def openai_client(api_key: str | None, base_url: str | None) -> Any:
+    """The process's openai client for a key and server, on every loop and for every judge:
+    what a request carries (URL, headers) and how a failed one is raised; it never sends (so its
+    timeout is not ours). Building one took ~24 ms on the loop (its httpx client and SSL
+    context): it held the first calls of every replay; the preflight's request now builds the
+    one the run uses (issue 23)."""
+    with _openai_clients_lock:
+        client = _openai_clients.get((api_key, base_url))
+        if client is None:
+            import openai  # lazy: openai takes 0.3 s to import, only when a judge calls
+
+            client = _openai_clients[(api_key, base_url)] = openai.AsyncOpenAI(
+                api_key=api_key, base_url=base_url, max_retries=0)
+        return client
+
 
 class HTTPClient:
-    """One event loop's aiohttp session for one key, sending what the openai client would."""
+    """One event loop's aiohttp session for one key, sending what the openai client `sdk`
+    would (its URL and headers), raising its errors."""
 
-    def __init__(self, api_key: str | None, base_url: str | None, timeout_s: float):
+    def __init__(self, sdk: Any, timeout_s: float):
         # openai takes 0.3 s to import, so it and its HTTP libraries load only when a judge
         # calls: httpx2 builds the requests and responses its errors carry
         import aiohttp  # lazy: only when a judge calls
@@ -109,8 +132,7 @@ class HTTPClient:
         import openai  # lazy: only when a judge calls
 
         self._openai, self._httpx = openai, httpx2
-        self.sdk = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s,
-                                      max_retries=0)
+        self.sdk = sdk
         self.url = f"{self.sdk.base_url}chat/completions"
         self.headers = {name: value for name, value in self.sdk.default_headers.items()
                         if isinstance(value, str)}
@@ -151,7 +173,6 @@ class HTTPClient:
 
     async def close(self) -> None:
         await self.session.close()
-        await self.sdk.close()
 
 
 def env_proxy(url: str) -> str | None:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.text import Text
 
+from evaluator.core.since import nothing_since
 from evaluator.core.tables import compact_table
 from evaluator.sampling.spend_check import SpendCheck, spend_checks
 from evaluator.store import RubricSummary, Store
@@ -70,14 +69,6 @@ def status_table(status_counts: dict[str, int], dead_letters: int):
     return table
 
 
-def console():
-    """The terminal's console; when piped, at least 160 columns wide unless $COLUMNS says."""
-    probe = Console()
-    if probe.is_terminal or os.environ.get("COLUMNS"):
-        return probe
-    return Console(width=max(probe.width, 160))
-
-
 @dataclass(frozen=True)
 class DatabaseReport:
     """What `evaluator report` shows of one scope; `to_dict()` is its JSON."""
@@ -134,12 +125,6 @@ def database_report(db_path: Path, scope: Scope = PRODUCTION,
             spend_reconciliation=None if counted is None else spend_checks(
                 counted, service_spend_by_day(store)),
             judged_before=store.judged_before(scope))
-
-
-def nothing_since(since: datetime, before: int) -> str:
-    """What an empty `--since` result left out."""
-    return (f"no evaluations judged since {since.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({before} "
-            f"stored before): give an earlier --since")
 
 
 def judge_tables(report: DatabaseReport) -> list:

@@ -38,19 +38,32 @@ class InMemoryChannel:
     as they are, never encoded: the publisher must not change a batch once published."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[Entry] = queue.Queue()
+        self._queue: queue.Queue[Entry | None] = queue.Queue()
+        """Entries, and the None `close` puts to wake a waiting reader."""
         self._next_id = 0
+        self._closed = False
 
     def publish(self, batch: ResultBatch) -> None:
         self._next_id += 1
         self._queue.put((str(self._next_id), batch))
 
+    def close(self) -> None:
+        """Nothing more is coming: a read waiting now returns at once, and later reads take
+        what is left without waiting (an embedded sink that was told to stop then writes at
+        once instead of after its poll interval, twice)."""
+        self._closed = True
+        self._queue.put(None)
+
     def read(self, max_entries: int, block_ms: int) -> list[Entry]:
         entries: list[Entry] = []
         try:
-            entries.append(self._queue.get(timeout=block_ms / 1000))
-            while len(entries) < max_entries:
-                entries.append(self._queue.get_nowait())
+            entry = self._queue.get(timeout=0 if self._closed else block_ms / 1000)
+            while True:
+                if entry is not None:
+                    entries.append(entry)
+                if len(entries) >= max_entries:
+                    break
+                entry = self._queue.get_nowait()
         except queue.Empty:
             pass
         return entries

@@ -9,7 +9,6 @@ Rebuilding appends inputs the dataset does not have yet and keeps every earlier 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,9 +31,11 @@ from evaluator.regression.datasets import (
 from evaluator.rubrics import RubricRegistry, parse_ref
 from evaluator.store import Store
 from evaluator.store.failure_queries import (
-    HumanVerdictRow,
-    candidate_page,
-    human_labels,
+    RubricScale,
+    candidate_pages,
+    choose_human_labels,
+    human_verdicts,
+    keep_human_verdicts,
     latest_judge_verdicts,
     select_candidates,
 )
@@ -93,24 +94,15 @@ class _Verdict:
     judge: str | None = None
 
 
-def _human_verdicts(rows, registry: RubricRegistry) -> dict[str, dict[str, _Verdict]]:
-    """trace -> rubric -> the label most annotators gave (the latest import breaks ties)."""
-    grouped: dict[tuple[str, str], list] = {}
-    for row in rows:
-        grouped.setdefault((row.trace_id, row.rubric), []).append(row)
-    verdicts: dict[str, dict[str, _Verdict]] = {}
-    for (trace_id, rubric_name), labels in grouped.items():
-        counts = Counter(row.label for row in labels)
-        top = max(counts.values())
-        chosen = [row for row in labels if counts[row.label] == top][-1]
-        ref = rubric_name if chosen.rubric_version is None else f"{rubric_name}@v{chosen.rubric_version}"
-        rubric = registry.get(ref)
-        score = chosen.score if chosen.score is not None else rubric.labels.get(chosen.label)
-        if score is None:
-            continue
-        verdicts.setdefault(trace_id, {})[rubric_name] = _Verdict(
-            chosen.label, rubric.passes(score), "human", chosen.rubric_version, chosen.imported_at)
-    return verdicts
+def _scales(named: list[tuple[str, int | None]], registry: RubricRegistry) -> list[RubricScale]:
+    """Every label's score and the pass threshold of each rubric version people's labels name
+    (no version: the latest); an unknown one is an error naming the rubrics there are."""
+    scales = []
+    for name, version in named:
+        rubric = registry.get(name if version is None else f"{name}@v{version}")
+        scales += [RubricScale(name, version, label, score, rubric.pass_threshold)
+                   for label, score in rubric.labels.items()]
+    return scales
 
 
 def _item(trace: Trace, verdicts: dict[str, _Verdict], failed: list[str]) -> DatasetItem:
@@ -143,6 +135,14 @@ def _judge_verdicts(rows) -> dict[str, dict[str, _Verdict]]:
     return verdicts
 
 
+def _human_verdicts(rows) -> dict[str, dict[str, _Verdict]]:
+    verdicts: dict[str, dict[str, _Verdict]] = {}
+    for row in rows:
+        verdicts.setdefault(row.trace_id, {})[row.rubric] = _Verdict(
+            row.label, row.passed, "human", row.rubric_version, row.judged_at)
+    return verdicts
+
+
 def _check_scope(store: Store, scope: Scope) -> None:
     """A named run must exist and judge stored traces (a replay judges dataset items)."""
     store.check_scope(scope)
@@ -153,23 +153,21 @@ def _check_scope(store: Store, scope: Scope) -> None:
                            " or leave out --run for production traffic")
 
 
-def _new_items(store: Store, scope: Scope, humans: dict[str, dict[str, _Verdict]],
-               judge: bool) -> Iterator[DatasetItem]:
-    """The new candidates `select_candidates` ranked, as items, in order. Traces are read a page
+def _new_items(store: Store, scope: Scope, judge: bool) -> Iterator[DatasetItem]:
+    """The new candidates `select_candidates` found, as items, in order. Traces are read a page
     at a time and masked one at a time, so a build that stops at its limit reads and masks
     only what it needs."""
     # Mask here too: a stored trace may predate masking at ingest, or the rules may have grown.
     masker = PiiMasker(PiiConfig())
-    after = 0
-    while page := candidate_page(store, after, PAGE):
+    for page in candidate_pages(store, PAGE):
         ids = [row.trace_id for row in page]
-        judged = _judge_verdicts(latest_judge_verdicts(store, scope, ids)) if judge else {}
+        judged = _judge_verdicts(latest_judge_verdicts(store, scope, ids)) if judge and ids else {}
+        humans = _human_verdicts(human_verdicts(store, ids)) if ids else {}
         for row in page:
             verdicts = {**judged.get(row.trace_id, {}), **humans.get(row.trace_id, {})}
             failed = sorted(r for r, v in verdicts.items() if not v.passed)
             trace = masker.mask_trace(Trace.model_validate_json(row.trace_json))
             yield _item(trace, verdicts, failed)
-        after = page[-1].position
 
 
 def build_dataset(options: BuildOptions, datasets_dir: Path,
@@ -195,17 +193,14 @@ def build_dataset(options: BuildOptions, datasets_dir: Path,
     source, scope = options.label_source, options.scope
     with Store(options.db, read_only=True, lake=options.lake) as store:
         _check_scope(store, scope)
-        humans = (_human_verdicts(human_labels(store, scope), registry)
-                  if source != "judge" else {})
-        counts = select_candidates(
-            store, scope, [HumanVerdictRow(trace_id, rubric, v.rubric_version, v.passed, v.at)
-                           for trace_id, verdicts in humans.items()
-                           for rubric, v in verdicts.items()],
-            source != "human", criterion, version, since, seen)
+        keep_human_verdicts(store, _scales(choose_human_labels(store, scope), registry)
+                            if source != "judge" else None)
+        counts = select_candidates(store, scope, source != "human", criterion, version, since,
+                                   seen)
         result.candidates = counts.qualifying
         result.duplicates = counts.qualifying - counts.new
         read = 0  # new candidates turned into items so far
-        items = _new_items(store, scope, humans, source != "human")
+        items = _new_items(store, scope, source != "human")
         while options.limit is None or len(new) < options.limit:
             item = next(items, None)
             if item is None:

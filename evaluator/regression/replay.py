@@ -3,9 +3,8 @@ under test when a target is given, as a stored run that Ctrl-C leaves resumable.
 
 Each item is judged as the trace `<run_id>/<item_id>`, so a run's evaluations never collide with
 another run's (evaluation ids hash the trace id); `replay_items` maps them back to item ids.
-Results are written in batches, each batch's items marked done after its evaluations are stored:
-a crash in between only means those items are judged again on resume, and their rows, having
-the same evaluation ids, are not stored twice.
+Results are written in batches, each batch's items marked done after its evaluations are stored
+(evaluator.regression.replay_writer).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from typing import Any
 
 from evaluator.core.errors import ConfigError, DatasetError, EvaluatorError
 from evaluator.core.records import Evaluation, Trace, evaluation_id_for, parse_trace
-from evaluator.core.rows import JudgeCall
 from evaluator.core.settings import Settings
 from evaluator.core.work import SampleDecision, WorkItem
 from evaluator.judges.base import JudgeClient
@@ -32,6 +30,7 @@ from evaluator.judges.runtime import JudgeRuntime
 from evaluator.judges.scorers import check_scorers
 from evaluator.pii.masking import ingest_masker, payload_masker, storage_masker
 from evaluator.regression.datasets import DatasetItem, hash_lines, read_dataset, read_manifest
+from evaluator.regression.replay_writer import ItemResult, ReplayWriter
 from evaluator.regression.targets import Target, load_target
 from evaluator.rubrics import Rubric, RubricRegistry
 from evaluator.store import RubricSummary, Scope, Store
@@ -43,10 +42,8 @@ REPLAY_DECISION = SampleDecision(True, "replay", 1.0)
 DEFAULT_CONCURRENCY = 16
 BATCH_ITEMS = 2000
 FLUSH_INTERVAL_S = 2.0
-"""A batch is stored every FLUSH_INTERVAL_S or BATCH_ITEMS items, whichever comes first: each
-write opens and closes the file (so `evaluator report` can read it in between), 50-200 ms here,
-in a thread of its own, one write at a time: on the event loop it held every call in flight
-(ledger p50 at 64 in flight and 200 ms: 407 ms)."""
+"""A batch is stored every FLUSH_INTERVAL_S or BATCH_ITEMS items, whichever comes first, by
+evaluator.regression.replay_writer (in a thread of its own, one write at a time)."""
 MAX_ERROR_CHARS = 400
 
 Progress = Callable[[int, int], None]
@@ -166,7 +163,8 @@ def start_replay(dataset: Path, db: Path, settings: Settings, rubric_refs: Seque
         queries.set_running(store, run_id, setup.manifest)
         queries.add_items(store, run_id, [(item.id, trace_id, line)
                                                for (trace_id, item), line in zip(pending, lines, strict=True)])
-    return _execute(run_id, db, setup, pending, concurrency, progress)
+        counts = queries.item_counts(store, run_id)
+    return _execute(run_id, db, setup, pending, concurrency, progress, counts)
 
 
 def resume_replay(run_id: str, db: Path, settings: Settings, concurrency: int | None = None,
@@ -195,7 +193,8 @@ def resume_replay(run_id: str, db: Path, settings: Settings, concurrency: int | 
         pending = [(item.trace_id, DatasetItem.model_validate_json(item.item_json))
                    for item in queries.pending_items(store, run_id)]
         queries.set_running(store, run_id)
-    return _execute(run_id, db, setup, pending, concurrency, progress)
+        counts = queries.item_counts(store, run_id)
+    return _execute(run_id, db, setup, pending, concurrency, progress, counts)
 
 
 def _check_concurrency(concurrency: int) -> None:
@@ -208,13 +207,6 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "..."
 
 
-@dataclass
-class _ItemResult:
-    done: queries.ItemDone
-    evaluations: list[Evaluation]
-    judge_calls: list[JudgeCall] = field(default_factory=list)
-
-
 class _Session:
     """One process's pass over a run's pending items: bounded concurrency, batched writes."""
 
@@ -224,11 +216,10 @@ class _Session:
         self.concurrency = concurrency
         self.total, self.done_before, self.done = total, done_before, done_before
         self.progress = progress
-        self.buffer: list[_ItemResult] = []
+        self.buffer: list[ItemResult] = []
         self.last_flush = time.monotonic()
-        self._writing: asyncio.Future[None] | None = None
-        self.judge_calls = 0
-        self.cached = 0
+        self.writer = ReplayWriter(db, run_id)
+        self.last_round = False
         self.mask_for_judge = ingest_masker(setup.settings)
         self.mask_for_store = storage_masker(setup.settings)
         self.mask_text = payload_masker(setup.settings)
@@ -241,10 +232,7 @@ class _Session:
         try:
             await asyncio.gather(*(self._worker(queue) for _ in range(workers)))
         finally:
-            if self._writing is not None:
-                await asyncio.wait([self._writing])
-                self._writing.result()
-            await asyncio.to_thread(self._write, self._taken())
+            await self.writer.finish(self._taken())
             if self.setup.target is not None:
                 await self.setup.target.close()
 
@@ -258,8 +246,11 @@ class _Session:
             if (len(self.buffer) >= BATCH_ITEMS
                     or time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S):
                 self._start_write()
+        if not self.last_round:  # every item has started: open the file for the last writes
+            self.last_round = True
+            self.writer.hold_open(self._taken())
 
-    async def _replay(self, trace_id: str, item: DatasetItem) -> _ItemResult:
+    async def _replay(self, trace_id: str, item: DatasetItem) -> ItemResult:
         setup = self.setup
         output = context = latency_ms = None
         if setup.target is not None:
@@ -267,7 +258,7 @@ class _Session:
                 generated = await setup.target.generate(item)
             except Exception as exc:  # the app under test failed on this item: record why
                 error = f"target {setup.target.spec} failed: {self._storable(_short(exc))}"
-                return _ItemResult(queries.ItemDone(item.id, None, error, None),
+                return ItemResult(queries.ItemDone(item.id, None, error, None),
                                    [self._error(trace_id, rubric, error) for rubric in setup.rubrics])
             output, context, latency_ms = generated.output, generated.context, generated.latency_ms
         try:
@@ -276,12 +267,12 @@ class _Session:
         except EvaluatorError as exc:
             error = f"cannot judge the output: {exc}"
             done = queries.ItemDone(item.id, self._storable(output), error, latency_ms)
-            return _ItemResult(done, [self._error(trace_id, rubric, error)
+            return ItemResult(done, [self._error(trace_id, rubric, error)
                                       for rubric in setup.rubrics])
         trace, stored = self._masked(trace)
         judged = await evaluate_batch([WorkItem(trace, REPLAY_DECISION)], setup.rubrics,
                                       setup.judge, self.run_id)
-        return _ItemResult(queries.ItemDone(item.id, stored if output is not None else None, None,
+        return ItemResult(queries.ItemDone(item.id, stored if output is not None else None, None,
                                             latency_ms), judged.evaluations, judged.judge_calls)
 
     def _storable(self, output: str | None) -> str | None:
@@ -312,37 +303,21 @@ class _Session:
         )
 
     def _start_write(self) -> None:
-        """Store the finished items in a thread, unless a write is still running (the buffer
-        waits for the next check then); a failed write raises here."""
-        if self._writing is not None:
-            if not self._writing.done():
-                return
-            self._writing.result()
-        self._writing = asyncio.ensure_future(asyncio.to_thread(self._write, self._taken()))
+        """Store the finished items, unless a write is still running (the buffer waits for the
+        next check then); a failed write raises here."""
+        if not self.writer.busy():
+            self.writer.start(self._taken())
 
-    def _taken(self) -> list[_ItemResult]:
+    def _taken(self) -> list[ItemResult]:
         taken, self.buffer = self.buffer, []
         self.last_flush = time.monotonic()
         return taken
 
-    def _write(self, results: list[_ItemResult]) -> None:
-        """Store the items' evaluations, then mark them done."""
-        if not results:
-            return
-        evaluations = [e for result in results for e in result.evaluations]
-        judge_calls = [c for result in results for c in result.judge_calls]
-        with Store(self.db) as store:
-            store.write_batch(evaluations=evaluations, judge_calls=judge_calls)
-            queries.mark_done(store, self.run_id, [result.done for result in results])
-        self.judge_calls += sum(e.attempts for e in evaluations if not e.cached)
-        self.cached += sum(e.cached for e in evaluations)
-
 
 def _execute(run_id: str, db: Path, setup: _Setup, pending: list[tuple[str, DatasetItem]],
-             concurrency: int, progress: Progress | None) -> ReplayReport:
+             concurrency: int, progress: Progress | None,
+             counts: queries.ItemCounts) -> ReplayReport:
     started = time.perf_counter()
-    with Store(db) as store:
-        counts = queries.item_counts(store, run_id)
     session = _Session(run_id, db, setup, concurrency, counts.total, counts.done, progress)
     status = "interrupted"
     # What exists now (the items, the libraries loaded) outlives the run: the collector's full
@@ -368,8 +343,8 @@ def _finish(run_id: str, db: Path, status: str, session: _Session, elapsed_s: fl
         report = ReplayReport(
             run_id=run_id, db=db, status=status, total=counts.total, done=counts.done,
             done_this_session=counts.done - session.done_before,
-            target_errors=counts.target_errors, judge_calls=session.judge_calls,
-            cached=session.cached, elapsed_s=elapsed_s,
+            target_errors=counts.target_errors, judge_calls=session.writer.judge_calls,
+            cached=session.writer.cached, elapsed_s=elapsed_s,
             summaries=store.rubric_summary(Scope.run(run_id)),
         )
         store.finish_run(run_id, status, summary=report.to_dict())

@@ -22,10 +22,10 @@ from evaluator.rubrics.files import RubricRegistry, load_rubric, parse_ref
 from evaluator.rubrics.lock import update_lock, verify_lock
 from evaluator.rubrics.model import LOCK_FILE_NAME, MAX_PROMPT_CHARS, RenderedPrompt, Rubric
 from evaluator.rubrics.neutralize import data_block, neutralize
-from evaluator.rubrics.render import missing_inputs, render
+from evaluator.rubrics.render import compile_templates, missing_inputs, render
 
 __all__ = [
     "LOCK_FILE_NAME", "MAX_PROMPT_CHARS", "RenderedPrompt", "Rubric", "RubricRegistry",
-    "data_block", "load_rubric", "missing_inputs", "neutralize", "parse_ref", "render",
+    "compile_templates", "data_block", "load_rubric", "missing_inputs", "neutralize", "parse_ref", "render",
     "update_lock", "verify_lock",
 ]

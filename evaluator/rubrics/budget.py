@@ -106,6 +106,8 @@ def size_of(value: Any, known: dict[int, int] | None = None) -> int:
     kind = type(value)
     if kind is str:
         return len(value)
+    if value is None or kind is int or kind is float or kind is bool:  # before the ABC checks
+        return 1
     if kind is list or kind is tuple:
         items: Any = value
     elif kind is dict:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import traceback
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +51,9 @@ class _Compiled:
 _COMPILED: dict[str, _Compiled] = {}
 """By rubric content hash: each version is compiled (and its system block rendered) once."""
 
+_PARSED: dict[str, nodes.Template] = {}
+"""By rubric content hash: templates checked by `check_template`, until compiled."""
+
 
 def _compiled(rubric: Rubric) -> _Compiled:
     compiled = _COMPILED.get(rubric.content_hash)
@@ -57,19 +62,50 @@ def _compiled(rubric: Rubric) -> _Compiled:
     return compiled
 
 
-def _compile(rubric: Rubric) -> _Compiled:
+def compile_templates(rubrics: Iterable[Rubric]) -> None:
+    """Compile these rubrics' templates now (each version once in the process), so a template
+    that does not compile, or whose system block fails to render, stops a job before any work."""
+    for rubric in rubrics:
+        if rubric.templated:
+            _compiled(rubric)
+
+
+def check_template(rubric: Rubric) -> None:
+    """Parse the template and check its layout: syntax errors, content outside the blocks and a
+    missing block raise here, at a tenth of a compile's cost. The system block is rendered, and
+    errors only that shows raised, when the version is compiled (first render or
+    `compile_templates`)."""
+    if rubric.content_hash not in _COMPILED:
+        _PARSED[rubric.content_hash] = _parse(rubric)
+
+
+def _parse(rubric: Rubric) -> nodes.Template:
     env, where = _environment(), str(rubric.path or rubric.ref)
     # Leading newlines make Jinja's line numbers the rubric file's line numbers.
     source = "\n" * (rubric.body_line - 1) + rubric.template_source
-    try:
+    with _as_rubric_error(where):
         tree = env.parse(source, name=rubric.ref, filename=where)
-        code = env.compile(bound_template(tree), name=rubric.ref, filename=where)
+    _check_layout(where, tree)
+    return tree
+
+
+@contextlib.contextmanager
+def _as_rubric_error(where: str) -> Iterator[None]:
+    """Jinja's parse and compile errors as RubricErrors naming the file (and line)."""
+    try:
+        yield
     except TemplateSyntaxError as exc:
         message = f"{where}, line {exc.lineno}: template syntax error: {exc.message}"
         raise RubricError(message) from None
     except Exception as exc:  # e.g. RecursionError on absurd nesting
         raise RubricError(f"{where}: template does not compile: {type(exc).__name__}") from None
-    _check_layout(where, tree)
+
+
+def _compile(rubric: Rubric) -> _Compiled:
+    env, where = _environment(), str(rubric.path or rubric.ref)
+    tree = _PARSED.pop(rubric.content_hash, None) or _parse(rubric)
+    with _as_rubric_error(where):
+        code = env.compile(bound_template(tree), name=rubric.ref, filename=where)
     template = env.template_class.from_code(env, code, env.make_globals(None))
     static = {"criterion": rubric.criterion, "labels": list(rubric.labels)}
     system = _render_block(rubric, template, "system", static)

@@ -11,15 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 import evaluator.store.lake as lake_queries
 import evaluator.store.latest_queries as latest_queries
@@ -29,15 +28,21 @@ from evaluator.core.read_memory import read_memory_mb
 from evaluator.core.records import DeadLetter, Evaluation, canonical_json
 from evaluator.core.retry import Backoff, RetryPolicy, retry_call
 from evaluator.core.rows import JudgeCall, StoredTrace
-from evaluator.store.arrow_batches import (
-    dead_letters_table,
-    evaluations_table,
-    judge_calls_table,
-    traces_table,
+from evaluator.store.batches import (
+    Batch,
+    dead_letters_batch,
+    evaluations_batch,
+    judge_calls_batch,
+    staged,
+    traces_batch,
 )
 from evaluator.store.migrations import apply_migrations, require_current
 from evaluator.store.models import RubricSummary, RunRecord, WriteResult
+from evaluator.store.schema import column_names
 from evaluator.store.scope import PRODUCTION, Scope
+
+if TYPE_CHECKING:
+    from evaluator.store.stored_keys import StoredKeys
 
 _LOCK_MESSAGES = (
     "could not set lock",
@@ -76,13 +81,20 @@ def _connect(path: Path, read_only: bool, lock_timeout_s: float) -> duckdb.DuckD
 
 
 WRITER_MEMORY_MB = 64
-"""DuckDB's memory limit for the sink's writes. Unbounded (DuckDB's default is 80% of RAM), an
-insert loads the primary keys' indexes and a checkpoint rewrites row groups in memory, so a
-writer grew with the table: +90 MB for an insert at 245,000 evaluations, +230 MB for a
-checkpoint. At 64 MB the same insert takes +65 MB and the checkpoint +75 MB (128 MB: +80 and
-+135); DuckDB evicts to the file instead (benchmarks/bench_run.py's memory rows). The key
-indexes themselves must fit: a store that outgrows the limit doubles it (4,000,000 evaluations
-needed 256 MB)."""
+"""DuckDB's memory limit for the sink's writes. Unbounded (DuckDB's default is 80% of RAM), a
+checkpoint rewrites row groups in memory, so a writer grew with the table (+230 MB for a
+checkpoint at 245,000 evaluations; +75 MB at 64 MB): DuckDB evicts to the file instead
+(benchmarks/bench_run.py's memory rows). The tables written most have no key index to hold
+(migration 12), so the limit holds however large the store grows; a write that still does not
+fit (a big latest_verdicts join, the key indexes of the small tables) doubles it."""
+
+RUN_WRITER_MEMORY_MB = 32
+"""The limit for the embedded run's writes (`evaluator run`: batches of at most a few thousand
+evaluations; the service's sink may drain a backlog in batches of 20,000 rows). Each write scans
+the stored ids (no key index), and DuckDB keeps the blocks it read up to its limit: at 64 MB
+that cache grew with the store, 3 MB at 100,000 traces to ~40 MB past 1,000,000, the run's
+main growth in memory; at 32 MB it stops at ~10-12 MB. A write of 10,000 evaluations into a
+store of ~900,000 fits in 32 MB (24 does not)."""
 
 
 _WRITES_NEEDED_MB: dict[Path, int] = {}
@@ -161,7 +173,7 @@ class Store:
         judge_calls: Sequence[JudgeCall] = (),
         memory_limit_mb: int | None = None,
     ) -> WriteResult:
-        """Open, write one batch, close: the sink's pattern. Arrow tables are built before the
+        """Open, write one batch, close: the sink's pattern. The batches are built before the
         file is opened, so the lock is held only for the insert itself."""
         tables = _batch_tables(evaluations, traces, dead_letters, judge_calls)
         with cls(path, lock_timeout_s=lock_timeout_s, memory_limit_mb=memory_limit_mb) as store:
@@ -178,6 +190,11 @@ class Store:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
+
+    @property
+    def memory_limit_mb(self) -> int | None:
+        """DuckDB's memory limit this Store set, in MB (None: DuckDB's own, 80 % of RAM)."""
+        return self._memory_limit_mb
 
     @property
     def conn(self) -> duckdb.DuckDBPyConnection:
@@ -265,20 +282,22 @@ class Store:
         dead_letters: Sequence[DeadLetter] = (),
         judge_calls: Sequence[JudgeCall] = (),
         received_at: datetime | None = None,
+        stored_keys: StoredKeys | None = None,
     ) -> WriteResult:
         """Insert all of them in one transaction; rows whose key is already stored are skipped.
-        `received_at` stamps the traces (default: now; backfills and simulations set it)."""
+        `received_at` stamps the traces (default: now; backfills and simulations set it).
+        `stored_keys` (a writer that holds the file across writes keeps one for it) lets a
+        batch of new ids skip the scans of the stored ids."""
         self._writable()
         return self._insert_tables(_batch_tables(evaluations, traces, dead_letters, judge_calls,
-                                                 received_at))
+                                                 received_at), stored_keys)
 
-    def _insert_tables(self, tables: dict[str, pa.Table]) -> WriteResult:
-        """A write that runs out of a set memory limit is tried again under twice the limit:
-        DuckDB holds a table's key index in memory to insert into it, so what a writer needs
-        grows with the store (the limit bounds what it takes beyond that)."""
+    def _insert_tables(self, tables: dict[str, Batch],
+                       stored_keys: StoredKeys | None = None) -> WriteResult:
+        """A write that runs out of a set memory limit is tried again under twice the limit."""
         while True:
             try:
-                return self._insert_tables_once(tables)
+                return self._insert_tables_once(tables, stored_keys)
             except duckdb.OutOfMemoryException as exc:
                 if not self._memory_limit_mb:
                     raise StoreError(f"writing a batch to {self.path} failed, nothing was written:"
@@ -289,20 +308,22 @@ class Store:
                             "memory limit is now %d MB", self.path, self._memory_limit_mb)
                 self._writable().execute(f"SET memory_limit = '{int(self._memory_limit_mb)}MB'")
 
-    def _insert_tables_once(self, tables: dict[str, pa.Table]) -> WriteResult:
+    def _insert_tables_once(self, tables: dict[str, Batch],
+                            stored_keys: StoredKeys | None) -> WriteResult:
         conn = self._writable()
         inserted: dict[str, int] = {}
         new_evaluation_ids: frozenset[str] = frozenset()
+        keys = stored_keys.batch_keys(tables) if stored_keys is not None else None
         conn.begin()
         try:
-            for name, table in tables.items():
-                if name == "evaluations":
-                    new_evaluation_ids = frozenset(_insert_or_ignore_returning(
-                        conn, name, table, "evaluation_id"))
-                    inserted[name] = len(new_evaluation_ids)
-                    latest_queries.record_written(conn, table, new_evaluation_ids)
-                else:
-                    inserted[name] = _insert_or_ignore(conn, name, table)
+            all_new = stored_keys is not None and keys is not None and stored_keys.all_new(conn, keys)
+            for name, batch in tables.items():
+                with staged(conn, f"_batch_{name}", batch) as view:
+                    ids = _insert_new(conn, name, view, checked=all_new and name in NEW_WHEN_CHECKED)
+                    inserted[name] = len(ids)
+                    if name == "evaluations":
+                        new_evaluation_ids = frozenset(ids)
+                        latest_queries.record_written(conn, view, new_evaluation_ids, new_groups=all_new)
             conn.commit()
         except duckdb.OutOfMemoryException:
             conn.rollback()
@@ -313,6 +334,8 @@ class Store:
         except BaseException:
             conn.rollback()
             raise
+        if stored_keys is not None and keys is not None:
+            stored_keys.written(keys, inserted.get("traces", 0), inserted.get("evaluations", 0))
         return WriteResult(**inserted, new_evaluation_ids=new_evaluation_ids)
 
     def start_run(self, run_id: str, kind: str, params: dict[str, Any]) -> None:
@@ -382,47 +405,40 @@ def _json_or_none(value: dict[str, Any] | None) -> str | None:
 def _batch_tables(evaluations: Sequence[Evaluation], traces: Sequence[StoredTrace],
                   dead_letters: Sequence[DeadLetter],
                   judge_calls: Sequence[JudgeCall] = (),
-                  received_at: datetime | None = None) -> dict[str, pa.Table]:
+                  received_at: datetime | None = None) -> dict[str, Batch]:
     """Only non-empty tables: an empty batch costs no statement."""
-    tables: dict[str, pa.Table] = {}
+    tables: dict[str, Batch] = {}
     if judge_calls:
-        tables["judge_calls"] = judge_calls_table(judge_calls)
+        tables["judge_calls"] = judge_calls_batch(judge_calls)
     if traces:
-        tables["traces"] = traces_table(traces, received_at)
+        tables["traces"] = traces_batch(traces, received_at)
     if evaluations:
-        tables["evaluations"] = evaluations_table(evaluations)
+        tables["evaluations"] = evaluations_batch(evaluations)
     if dead_letters:
-        tables["dead_letters"] = dead_letters_table(dead_letters)
+        tables["dead_letters"] = dead_letters_batch(dead_letters)
     return tables
 
 
-def _insert_or_ignore(conn: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> int:
-    view = f"_batch_{name}"
-    columns = ", ".join(table.schema.names)
-    conn.register(view, table)
-    try:
-        row = conn.execute(f"INSERT OR IGNORE INTO {name} ({columns}) SELECT {columns} FROM {view}").fetchone()
-    finally:
-        _unregister(conn, view)
-    return row[0] if row else 0
+_KEYS = {"traces": "trace_id", "evaluations": "evaluation_id", "judge_calls": "call_id",
+         "dead_letters": "dead_letter_id"}
+"""The id each written table is deduplicated on. traces, evaluations and judge calls have no key
+index (migration 12): DuckDB would hold it whole in memory to insert."""
 
 
-def _insert_or_ignore_returning(conn: duckdb.DuckDBPyConnection, name: str, table: pa.Table,
-                                key: str) -> list[str]:
-    """As _insert_or_ignore, returning the keys of the rows inserted (not those already stored)."""
-    view = f"_batch_{name}"
-    columns = ", ".join(table.schema.names)
-    conn.register(view, table)
-    try:
-        rows = conn.execute(f"INSERT OR IGNORE INTO {name} ({columns}) SELECT {columns} FROM {view}"
-                            f" RETURNING {key}").fetchall()
-    finally:
-        _unregister(conn, view)
+NEW_WHEN_CHECKED = frozenset({"traces", "evaluations"})
+"""The tables whose batch rows are known new when StoredKeys finds none of their ids stored."""
+
+
+def _insert_new(conn: duckdb.DuckDBPyConnection, name: str, batch: str, checked: bool = False) -> list[str]:
+    """Insert the rows of the staged `batch` (one per id: store.batches) whose id is not stored
+    yet; return the ids inserted. The check reads the table's id column (a scan: no key index),
+    inside the writing transaction, so it sees every committed row (one writer at a time: the
+    sink is the one writer of these tables); `checked`: StoredKeys found none of the batch's
+    ids stored, so the rows are inserted without it."""
+    key = _KEYS[name]
+    columns = ", ".join(column_names(name))
+    unstored = "" if checked else f" WHERE NOT EXISTS (SELECT 1 FROM {name} s WHERE s.{key} = b.{key})"
+    rows = conn.execute(
+        f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {batch} b{unstored} RETURNING {key}"
+    ).fetchall()
     return [row[0] for row in rows]
-
-
-def _unregister(conn: duckdb.DuckDBPyConnection, view: str) -> None:
-    """Drop a registered batch; after a failed statement the aborted transaction refuses it,
-    and the statement's own error is the one to raise (the view goes with the rollback)."""
-    with suppress(duckdb.TransactionException):
-        conn.unregister(view)

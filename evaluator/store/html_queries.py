@@ -9,7 +9,8 @@ traffic, not just the sample.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,11 +31,19 @@ class ReportRows:
     scope: Scope
     since: datetime | None
 
-    @property
-    def sql(self) -> str:
-        """FROM and WHERE clauses over `e` (evaluations) and `t` (their traces)."""
-        return (" FROM evaluations e LEFT JOIN traces t USING (trace_id)"
-                f" WHERE {self.scope.judged_since(self.since).sql('e.run_id')}")
+    def traffic_sql(self, part: int, parts: int, groups: str) -> str:
+        """A FROM clause: the selected evaluations `e` whose trace id hashes to `part` of `parts`
+        (all of them when `parts` is 1) fully joined to `t`, the stored traces of that part,
+        each with its start time and the number of its (model, prompt version) pair in the
+        table `groups` (its column `trace_group`): the join's hash table holds two numbers a
+        trace beside its id, not the two strings. A trace none of them judged has a row of its
+        own (its `e` columns NULL): how the join counts the distinct traces judged."""
+        of_part = "true" if parts == 1 else f"hash(trace_id) % {int(parts)} = {int(part)}"
+        return (f" FROM (SELECT *{self.evaluations_sql} AND {of_part.replace('trace_id', 'e.trace_id')})"
+                " e FULL JOIN (SELECT trace_id, g.trace_group, start_time"
+                f" FROM traces JOIN {groups} g ON traces.model IS NOT DISTINCT FROM g.model"
+                " AND traces.prompt_version IS NOT DISTINCT FROM g.prompt_version"
+                f" WHERE {of_part}) t USING (trace_id)")
 
     @property
     def evaluations_sql(self) -> str:
@@ -116,61 +125,145 @@ class LowScored:
     trace_json: str | None
 
 
-def totals(store: Store, selected: ReportRows) -> ReportTotals:
-    """Apart: the counts, the distinct traces and judges, and the span (over the traces). DuckDB
-    computes several DISTINCT aggregates of one query, or its join, for every aggregate of it:
-    one query took twice as long as the four."""
-    def one(select: str, source: str) -> tuple:
-        [row] = store.conn.execute(f"SELECT {select}{source}", selected.params).fetchall()
+QUARTER_S = 900
+"""The grain of `Traffic`: every chart bucket is a whole number of quarter hours and starts on one."""
+TRACE_JOIN_BYTES = 200
+"""DuckDB memory a stored trace takes in the hash table of the evaluations' join to their traces
+(its id, start time and group number; at 4,000,000 evaluations, 1,000,000 traces: the join fit in
+a 200 MB limit, not in 185 MB)."""
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The selected evaluations joined to their traces once, counted in a temporary table per
+    rubric, scored or not, trace model, prompt version and quarter hour of when the app answered
+    (a group can have a row per pass of the join: readers sum). The totals' span, the rates over
+    time and the rates by model and prompt version are sums over its rows."""
+
+    table: str = "_report_traffic"
+    groups: str = "_report_trace_groups"
+    """Each distinct (model, prompt version) of the stored traces, numbered (`trace_group`)."""
+    traces: int | None = None
+    """How many distinct traces the selected evaluations judged, when every one of those traces
+    is stored (the stored traces less those the join found no evaluation for); else None."""
+
+
+def join_passes(store: Store, traces: int) -> int:
+    """How many passes the join takes, each over the traces whose id hashes to one part, so that
+    each pass's hash table fits in the store's memory limit: one that does not spills to disk
+    (at 4,000,000 evaluations and the default 200 MB, a join that spilled cost twice the CPU)."""
+    if not store.memory_limit_mb:
+        return 1
+    return max(1, math.ceil(traces * TRACE_JOIN_BYTES / (store.memory_limit_mb * 2**20)))
+
+
+def traffic(store: Store, selected: ReportRows, passes: int | None = None) -> Traffic:
+    """The join counts the traces' (model, prompt version) by number; the numbers become the
+    names again in the rollup's few rows."""
+    made = Traffic()
+    (stored,) = store.conn.execute("SELECT count(*) FROM traces").fetchall()[0]
+    passes = passes or join_passes(store, stored)
+    store.conn.execute(f"CREATE OR REPLACE TEMP TABLE {made.groups} AS SELECT row_number() OVER ()"
+                       " AS trace_group, model, prompt_version"
+                       " FROM (SELECT DISTINCT model, prompt_version FROM traces)")
+    numbered = f"{made.table}_numbered"
+    for part in range(passes):
+        select = (f"SELECT e.rubric, {_SCORED} AS scored, t.trace_group,"
+                  f" CAST(floor(epoch({_WHEN}) / {QUARTER_S}) AS BIGINT) AS quarter, count(*) AS n,"
+                  " sum(e.sample_weight * CAST(e.passed AS DOUBLE)) AS passed_weight,"
+                  " sum(e.sample_weight) AS weight, sum(e.sample_weight * e.score) AS score_weight,"
+                  f" min({_WHEN}) AS first, max({_WHEN}) AS last"
+                  + selected.traffic_sql(part, passes, made.groups) + " GROUP BY ALL")
+        store.conn.execute(f"CREATE OR REPLACE TEMP TABLE {numbered} AS {select}" if part == 0
+                           else f"INSERT INTO {numbered} {select}", selected.params)
+    # an evaluation's rubric is never NULL: a row without one is a trace none of them judged
+    [(unjudged, without_trace)] = store.conn.execute(
+        "SELECT coalesce(sum(n) FILTER (WHERE rubric IS NULL), 0),"
+        " coalesce(sum(n) FILTER (WHERE rubric IS NOT NULL AND trace_group IS NULL), 0)"
+        f" FROM {numbered}").fetchall()
+    store.conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE {made.table} AS SELECT r.rubric, r.scored,"
+        " coalesce(g.model, '(unknown)') AS model,"
+        " coalesce(g.prompt_version, '(unknown)') AS prompt_version, r.quarter, r.n,"
+        " r.passed_weight, r.weight, r.score_weight, r.first, r.last"
+        f" FROM {numbered} r LEFT JOIN {made.groups} g USING (trace_group)"
+        " WHERE r.rubric IS NOT NULL")
+    store.conn.execute(f"DROP TABLE {numbered}")
+    return replace(made, traces=None if without_trace else stored - unjudged)
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """The selected evaluations counted in a temporary table per rubric, status, label and judge
+    (a few rows): the totals' counts, pass rate and judges and the label mix are sums over it
+    (one scan of the evaluations instead of three)."""
+
+    table: str = "_report_verdicts"
+
+
+def verdicts(store: Store, selected: ReportRows) -> Verdicts:
+    made = Verdicts()
+    store.conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE {made.table} AS SELECT e.rubric, e.status, e.label, e.judge,"
+        " count(*) AS n, sum(e.sample_weight * CAST(e.passed AS DOUBLE)) AS passed_weight,"
+        " sum(e.sample_weight) AS weight, sum(e.score) AS score_sum, count(e.score) AS scores"
+        + selected.evaluations_sql + " GROUP BY ALL", selected.params)
+    return made
+
+
+def totals(store: Store, selected: ReportRows, rolled: Traffic, counted: Verdicts) -> ReportTotals:
+    """The counts, pass rate and judges from `counted`; the distinct traces and the span from
+    `rolled` (the traces counted apart when some evaluations have no stored trace)."""
+    def one(sql: str, params: dict[str, Any] | None = None) -> tuple:
+        [row] = store.conn.execute(sql, params).fetchall()
         return tuple(row)
 
-    counts = one("count(*), count(*) FILTER (WHERE e.status = 'scored'),"
-                 " count(*) FILTER (WHERE e.status = 'unscored'),"
-                 " count(*) FILTER (WHERE e.status = 'error'),"
-                 " count(*) FILTER (WHERE e.status = 'skipped'),"
-                 f" sum(e.sample_weight * CAST(e.passed AS DOUBLE)) FILTER (WHERE {_SCORED})"
-                 f" / sum(e.sample_weight) FILTER (WHERE {_SCORED})", selected.evaluations_sql)
-    (traces,) = one("count(DISTINCT e.trace_id)", selected.evaluations_sql)
-    (judges,) = one("string_agg(judge, ', ' ORDER BY judge) FROM (SELECT DISTINCT e.judge",
-                    selected.evaluations_sql + ")")
-    first, last = one(f"min({_WHEN}), max({_WHEN})", selected.sql)
-    evaluations, scored, unscored, errors, skipped, pass_rate = counts
-    return ReportTotals(evaluations, traces, scored, unscored, errors, skipped, first, last,
+    scored = "status = 'scored'"
+    counts = one("SELECT coalesce(sum(n), 0), "
+                 + ", ".join(f"coalesce(sum(n) FILTER (WHERE status = '{status}'), 0)"
+                             for status in ("scored", "unscored", "error", "skipped"))
+                 + f", sum(passed_weight) FILTER (WHERE {scored})"
+                 f" / sum(weight) FILTER (WHERE {scored}) FROM {counted.table}")
+    (traces,) = ((rolled.traces,) if rolled.traces is not None
+                 else one("SELECT count(DISTINCT e.trace_id)" + selected.evaluations_sql,
+                          selected.params))
+    (judges,) = one("SELECT string_agg(judge, ', ' ORDER BY judge)"
+                    f" FROM (SELECT DISTINCT judge FROM {counted.table})")
+    first, last = one(f"SELECT min(first), max(last) FROM {rolled.table}")
+    evaluations, scored_n, unscored, errors, skipped, pass_rate = counts
+    return ReportTotals(evaluations, traces, scored_n, unscored, errors, skipped, first, last,
                         judges, pass_rate)
 
 
-def bucket_rates(store: Store, selected: ReportRows, origin: int, seconds: int) -> list[BucketRate]:
+def bucket_rates(store: Store, rolled: Traffic, origin: int, seconds: int) -> list[BucketRate]:
     """Scored rows per rubric and time bucket, with weighted pass rate and mean score."""
+    if origin % QUARTER_S or seconds % QUARTER_S:
+        raise ValueError(f"buckets of {seconds} s from {origin} do not start on quarter hours")
     rows = store.conn.execute(
-        f"SELECT e.rubric, CAST(floor((epoch({_WHEN}) - $origin) / $seconds) AS BIGINT), count(*),"
-        " sum(e.sample_weight * CAST(e.passed AS DOUBLE)) / sum(e.sample_weight),"
-        " sum(e.sample_weight * e.score) / sum(e.sample_weight)"
-        + selected.sql + f" AND {_SCORED} GROUP BY ALL ORDER BY ALL",
-        {**selected.params, "origin": origin, "seconds": seconds},
+        f"SELECT rubric, (quarter * {QUARTER_S} - $origin) // $seconds AS bucket, sum(n),"
+        " sum(passed_weight) / sum(weight), sum(score_weight) / sum(weight)"
+        f" FROM {rolled.table} WHERE scored GROUP BY ALL ORDER BY ALL",
+        {"origin": origin, "seconds": seconds},
     ).fetchall()
     return [BucketRate(*row) for row in rows]
 
 
-def label_counts(store: Store, selected: ReportRows) -> list[LabelCount]:
+def label_counts(store: Store, counted: Verdicts) -> list[LabelCount]:
     """Scored rows per rubric and label; per rubric, the best mean score first."""
     rows = store.conn.execute(
-        "SELECT e.rubric, e.label, count(*), sum(e.sample_weight), avg(e.score)"
-        + selected.evaluations_sql
-        + f" AND {_SCORED} AND e.label IS NOT NULL GROUP BY ALL ORDER BY e.rubric, avg(e.score) DESC",
-        selected.params,
-    ).fetchall()
+        "SELECT rubric, label, sum(n), sum(weight), sum(score_sum) / sum(scores) AS mean_score"
+        f" FROM {counted.table} WHERE status = 'scored' AND label IS NOT NULL"
+        " GROUP BY ALL ORDER BY rubric, mean_score DESC").fetchall()
     return [LabelCount(*row) for row in rows]
 
 
-def pass_rate_by(store: Store, selected: ReportRows,
+def pass_rate_by(store: Store, rolled: Traffic,
                  column: Literal["model", "prompt_version"]) -> list[GroupRate]:
     """Weighted pass rate per rubric and trace model or prompt version ('(unknown)' if none)."""
     assert column in ("model", "prompt_version")  # a column name, never user input
     rows = store.conn.execute(
-        f"SELECT coalesce(t.{column}, '(unknown)'), e.rubric, count(*),"
-        " sum(e.sample_weight * CAST(e.passed AS DOUBLE)) / sum(e.sample_weight)"
-        + selected.sql + f" AND {_SCORED} GROUP BY ALL ORDER BY ALL",
-        selected.params,
+        f"SELECT {column}, rubric, sum(n), sum(passed_weight) / sum(weight)"
+        f" FROM {rolled.table} WHERE scored GROUP BY ALL ORDER BY ALL",
     ).fetchall()
     return [GroupRate(*row) for row in rows]
 
@@ -202,7 +295,9 @@ def lowest_scored(store: Store, selected: ReportRows, limit: int) -> list[LowSco
             " ORDER BY e.score, e.sample_weight DESC, e.trace_id LIMIT $n",
             {**since.params(), "n": rows_taken}).fetchall()
         picks = store.conn.execute(
-            "SELECT e.trace_id, min(e.score) AS score, arg_min(e.evaluation_id, (e.score, e.rubric)),"
+            "SELECT e.trace_id, min(e.score) AS score, arg_min(struct_pack(rubric := e.rubric,"
+            " version := e.rubric_version, judge := e.judge, label := e.label, score := e.score,"
+            " reasoning := e.reasoning, created_at := e.created_at), (e.score, e.rubric)),"
             f" arg_min(e.sample_weight, (e.score, e.rubric)) AS weight{where}"
             " AND e.trace_id IN (SELECT unnest($ids)) GROUP BY e.trace_id"
             " ORDER BY score, weight DESC, e.trace_id LIMIT $limit",
@@ -214,10 +309,9 @@ def lowest_scored(store: Store, selected: ReportRows, limit: int) -> list[LowSco
                 <= _rank(last_row[0], last_row[1], last_row[2]))):
             break
         rows_taken *= 4
-    chosen = store.conn.execute(
-        "SELECT trace_id, rubric, rubric_version, judge, label, score, reasoning, created_at,"
-        " sample_weight FROM evaluations WHERE evaluation_id IN (SELECT unnest($ids))",
-        {"ids": [pick[2] for pick in picks]}).fetchall()
+    # each pick carries its row's columns: looking the rows up by evaluation id read every id
+    chosen = [(trace_id, row["rubric"], row["version"], row["judge"], row["label"], row["score"],
+               row["reasoning"], row["created_at"], weight) for trace_id, _, row, weight in picks]
     traces = {row[0]: row[1:] for row in store.conn.execute(
         "SELECT trace_id, start_time, model, prompt_version, trace_json FROM traces"
         " WHERE trace_id IN (SELECT unnest($ids))", {"ids": [row[0] for row in chosen]}).fetchall()}

@@ -8,30 +8,39 @@ labels_queries (production traffic only).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
-import pyarrow as pa
-
 from evaluator.store.labels_queries import judged, judged_weights
-from evaluator.store.schema import arrow_schema
+from evaluator.store.schema import column_names, struct_type
 
 if TYPE_CHECKING:
     from evaluator.store.duckdb_store import Store
 
-BATCH_ITEM_SCHEMA = arrow_schema("label_batch_items")
 
-_TABLE = "_batch_label_batch_items"
+class BatchItem(NamedTuple):
+    """One exported item and how it was drawn: a row of `label_batch_items`."""
+
+    batch_id: str
+    trace_id: str
+    rubric: str
+    rubric_version: int | None
+    judge: str | None
+    stratum: str
+    stratum_size: int
+    stratum_taken: int
+    selection_probability: float
+    exported_at: datetime
 
 
-def record_batch(store: Store, items: pa.Table) -> None:
-    """Store the items of one exported batch (BATCH_ITEM_SCHEMA) in one statement."""
-    columns = ", ".join(BATCH_ITEM_SCHEMA.names)
-    store.conn.register(_TABLE, items)
-    try:
-        store.conn.execute(f"INSERT OR IGNORE INTO label_batch_items ({columns})"
-                     f" SELECT {columns} FROM {_TABLE}")
-    finally:
-        store.conn.unregister(_TABLE)
+def record_batch(store: Store, items: list[BatchItem]) -> None:
+    """Store the items of one exported batch in one statement (a list parameter, not an Arrow
+    table: an export imports no pyarrow)."""
+    columns = ", ".join(column_names("label_batch_items"))
+    store.conn.execute(
+        f"INSERT OR IGNORE INTO label_batch_items ({columns}) SELECT item.* FROM"
+        f" (SELECT unnest($items::{struct_type('label_batch_items')}[]) AS item)",
+        {"items": [item._asdict() for item in items]})
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,7 @@ describe; its readers rank the evaluations instead (`LATEST_SCORED_RANKED`).
 
 from __future__ import annotations
 
-from contextlib import suppress
-
 import duckdb
-import pyarrow as pa
 
 COLUMNS = ("trace_id, rubric, rubric_version, judge, evaluation_id, run_id, label, score, passed,"
            " sample_weight, stability, created_at")
@@ -28,38 +25,32 @@ LATEST_SCORED_RANKED = (f"SELECT {COLUMNS} FROM evaluations WHERE {SCORED_LABELL
                         f" ORDER BY {NEWEST_FIRST}) = 1")
 """What latest_verdicts holds, ranked from the evaluations themselves."""
 
-_BATCH = "_latest_batch"
-
-
-def record_written(conn: duckdb.DuckDBPyConnection, evaluations: pa.Table,
-                   inserted: frozenset[str]) -> None:
-    """Take the batch's newly stored evaluations into latest_verdicts, inside the writing
-    transaction. Rows whose id was already stored (a redelivery) were not written, so they
-    change nothing; a new row replaces its group's row only if it is newer. The table has no
-    key index (migration 11): the two statements find a group's row by joining the batch's
-    few groups to it."""
+def record_written(conn: duckdb.DuckDBPyConnection, batch: str, inserted: frozenset[str],
+                   new_groups: bool = False) -> None:
+    """Take the newly stored evaluations of the staged `batch` (store.batches) into
+    latest_verdicts, inside the writing transaction. Rows whose id was already stored (a
+    redelivery) were not written, so they change nothing; a new row replaces its group's row
+    only if it is newer. The table has no key index (migration 11): the two statements find a
+    group's row by joining the batch's few groups to it, a scan of the table. `new_groups`: no
+    group of the batch has a row (none of its trace ids is stored: evaluator.store.stored_keys),
+    so its newest rows are inserted without looking."""
     if not inserted:
         return
-    newest = (f"(SELECT {COLUMNS} FROM {_BATCH}"
+    newest = (f"(SELECT {COLUMNS} FROM {batch}"
               f" WHERE {SCORED_LABELLED} AND evaluation_id IN (SELECT unnest($ids::VARCHAR[]))"
               f" QUALIFY row_number() OVER (PARTITION BY {', '.join(_GROUP)}"
               f" ORDER BY {NEWEST_FIRST}) = 1)")
-    conn.register(_BATCH, evaluations)
-    try:
-        conn.execute(
-            f"DELETE FROM latest_verdicts l USING {newest} e WHERE {_same_group('l')}"
-            " AND (e.created_at > l.created_at"
-            "      OR (e.created_at = l.created_at AND e.evaluation_id > l.evaluation_id))",
-            {"ids": sorted(inserted)})
-        conn.execute(
-            f"INSERT INTO latest_verdicts ({COLUMNS}) SELECT {COLUMNS} FROM {newest} e"
-            f" WHERE NOT EXISTS (SELECT 1 FROM latest_verdicts l WHERE {_same_group('l')})",
-            {"ids": sorted(inserted)})
-    finally:
-        # after a failed statement the aborted transaction refuses this; the statement's own
-        # error (out of memory: the writer raises its limit and tries again) is the one to raise
-        with suppress(duckdb.TransactionException):
-            conn.unregister(_BATCH)
+    ids = {"ids": sorted(inserted)}
+    if new_groups:
+        conn.execute(f"INSERT INTO latest_verdicts ({COLUMNS}) SELECT {COLUMNS} FROM {newest} e", ids)
+        return
+    conn.execute(
+        f"DELETE FROM latest_verdicts l USING {newest} e WHERE {_same_group('l')}"
+        " AND (e.created_at > l.created_at"
+        "      OR (e.created_at = l.created_at AND e.evaluation_id > l.evaluation_id))", ids)
+    conn.execute(
+        f"INSERT INTO latest_verdicts ({COLUMNS}) SELECT {COLUMNS} FROM {newest} e"
+        f" WHERE NOT EXISTS (SELECT 1 FROM latest_verdicts l WHERE {_same_group('l')})", ids)
 
 
 def forget_deleted(conn: duckdb.DuckDBPyConnection, deleted: str, evaluations: str) -> None:

@@ -11,8 +11,8 @@ import duckdb
 from evaluator.core.records import TERMINAL_STATUSES, Evaluation, Trace
 from evaluator.core.rows import StoredTrace
 from evaluator.core.usage import gather_usage
-from evaluator.store.arrow_batches import EVALUATION_SCHEMA
 from evaluator.store.models import RubricSummary, RunRecord
+from evaluator.store.schema import column_names
 from evaluator.store.scope import Scope
 
 _SUMMARY_SQL = """
@@ -102,7 +102,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
 
-_EVALUATION_COLUMNS = ", ".join(EVALUATION_SCHEMA.names)
+_EVALUATION_COLUMNS = ", ".join(column_names("evaluations"))
 
 
 def evaluations(
@@ -123,7 +123,7 @@ def evaluations(
     if limit is not None:
         sql += " LIMIT $limit"
         params["limit"] = limit
-    names = EVALUATION_SCHEMA.names
+    names = column_names("evaluations")
     records = []
     for row in conn.execute(sql, params).fetchall():
         values = dict(zip(names, row, strict=True))

@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from evaluator.core.records import canonical_json, utcnow
-from evaluator.store.schema import TIMESTAMP, arrow_schema
+from evaluator.store.schema import arrow_schema, arrow_types
 
 if TYPE_CHECKING:
     from evaluator.store.duckdb_store import Store
@@ -84,7 +84,7 @@ def add_items(store: Store, run_id: str,
         pa.array(columns[1], pa.string()),
         pa.array(columns[2], pa.string()),
         pa.array([PENDING] * len(items), pa.string()),
-        pa.array([now] * len(items), TIMESTAMP),
+        pa.array([now] * len(items), arrow_types()["TIMESTAMPTZ"]),
     ], schema=_NEW_ITEMS)
     names = ", ".join(_NEW_ITEMS.names)
     _register(store.conn, "_new_replay_items", table,

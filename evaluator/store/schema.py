@@ -11,23 +11,25 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import cache
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from evaluator.store.migrations import MIGRATIONS, Migration
 
-TIMESTAMP = pa.timestamp("us", tz="UTC")
-"""Naive datetimes are taken as UTC; aware ones are converted to UTC (TIMESTAMPTZ keeps the instant)."""
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-ARROW_TYPES: dict[str, pa.DataType] = {
-    "VARCHAR": pa.string(),
-    "INTEGER": pa.int32(),
-    "BIGINT": pa.int64(),
-    "DOUBLE": pa.float64(),
-    "BOOLEAN": pa.bool_(),
-    "TIMESTAMPTZ": TIMESTAMP,
-}
-"""The SQL types the migrations use, and the Arrow type each is inserted as."""
+
+@cache
+def arrow_types() -> dict[str, pa.DataType]:
+    """The SQL types the migrations use, and the Arrow type each is inserted as. TIMESTAMPTZ:
+    naive datetimes are taken as UTC; aware ones are converted to UTC (it keeps the instant)."""
+    # lazy: pyarrow (and numpy under it) costs ~0.15 s to import; read commands never build Arrow tables
+    import pyarrow as pa
+
+    return {"VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
+            "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(),
+            "TIMESTAMPTZ": pa.timestamp("us", tz="UTC")}
+
 
 _CREATE = re.compile(r"CREATE TABLE (\w+) \((.*?)\n\s*\);", re.DOTALL)
 _ADD = re.compile(r"ALTER TABLE (\w+) ADD COLUMN (\w+) (\w+)")
@@ -65,9 +67,28 @@ def _latest() -> dict[str, list[tuple[str, str]]]:
     return table_columns()
 
 
+def column_types(table: str) -> list[tuple[str, str]]:
+    """A store table's (column, SQL type) pairs, in table order."""
+    return list(_latest()[table])
+
+
+def column_names(table: str) -> list[str]:
+    """A store table's columns, in table order."""
+    return [name for name, _ in _latest()[table]]
+
+
+def struct_type(table: str) -> str:
+    """The DuckDB STRUCT type of a store table's rows (every column, in table order): rows
+    passed as a list parameter are cast to a list of it, without building an Arrow table."""
+    return "STRUCT(" + ", ".join(f"{name} {sql_type}" for name, sql_type in _latest()[table]) + ")"
+
+
 def arrow_schema(table: str, columns: Sequence[str] | None = None) -> pa.Schema:
     """The Arrow schema of a store table's rows: every column in table order, or the named ones
     in the order given."""
     types = dict(_latest()[table])
-    names = [name for name, _ in _latest()[table]] if columns is None else columns
-    return pa.schema([(name, ARROW_TYPES[types[name]]) for name in names])
+    names = column_names(table) if columns is None else columns
+    # lazy: pyarrow (and numpy under it) costs ~0.15 s to import; read commands never build Arrow tables
+    import pyarrow as pa
+
+    return pa.schema([(name, arrow_types()[types[name]]) for name in names])

@@ -100,13 +100,18 @@ async def process_items(context: WorkerContext, items: list[WorkItem], dead: lis
         dead.extend(DeadLetter.from_error(_source(run_id), {"trace": i.trace.model_dump(mode="json")}, exc)
                     for i in items)
         return ResultBatch(dead_letters=dead)
-    traces = [StoredTrace(_for_storage(i.trace, settings), i.decision.reason, i.decision.weight) for i in items]
+    traces = [stored_trace(item, settings) for item in items]
     early = early or EarlyResults(context.channel, context.spend)
     early.expect(traces, len(rubrics))
     judged = await evaluate_batch(items, rubrics, judge, run_id, early.judged, early.called)
     metrics().record_evaluations(judged.evaluations)
     return ResultBatch(evaluations=judged.evaluations, traces=traces, dead_letters=dead,
                        judge_calls=judged.judge_calls)
+
+
+def stored_trace(item: WorkItem, settings: Settings) -> StoredTrace:
+    """A work item's trace as the store keeps it, with its sampling decision."""
+    return StoredTrace(_for_storage(item.trace, settings), item.decision.reason, item.decision.weight)
 
 
 def _for_storage(trace: Trace, settings: Settings) -> Trace:

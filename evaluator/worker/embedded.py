@@ -8,41 +8,56 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from evaluator.core.errors import ResultsNotStoredError
+from evaluator.core.errors import EvaluatorError, ResultsNotStoredError
 from evaluator.core.records import DeadLetter
 from evaluator.core.settings import DEFAULTS, Settings
 from evaluator.core.work import WorkItem
 from evaluator.ingest.files import TraceFormat, WorkCounts, stream_work
+from evaluator.ingest.reading_process import (
+    ReadingProcess,
+    ReadingProcessError,
+    big_input,
+    reads_in_a_process,
+)
 from evaluator.judges.budget import RunBudget
 from evaluator.judges.config import load_judge_config
 from evaluator.judges.runtime import JudgeRuntime
 from evaluator.judges.scorers import check_scorers
-from evaluator.queue.channel import InMemoryChannel
+from evaluator.queue.channel import InMemoryChannel, ResultChannel
 from evaluator.queue.messages import ResultBatch
-from evaluator.rubrics import RubricRegistry
+from evaluator.rubrics import Rubric, RubricRegistry, compile_templates
 from evaluator.sampling.config import check_rubric_names, sampling_policy
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.sampling.spend import BudgetPacer
 from evaluator.store import RubricSummary, Scope, Store, WriteResult
-from evaluator.store.duckdb_store import WRITER_MEMORY_MB
+from evaluator.store.duckdb_store import RUN_WRITER_MEMORY_MB
 from evaluator.store.ledger_spend import LedgerSpend
 from evaluator.worker.actors import WorkerContext, process_items
 from evaluator.worker.early_results import EarlyResults, publish_counted
 from evaluator.worker.evaluation_events import evaluation_events
-from evaluator.worker.sink import Sink
+from evaluator.worker.judging_process import JudgingProcess
+from evaluator.worker.prompts_ahead import with_prompts
+from evaluator.worker.sink import MAX_ROWS, Sink
 
 MAX_WAITING_CHUNKS = 16
 """Chunks of sampled traces read ahead of the judging loop before the reader waits."""
+MAX_JUDGING_IN_FLIGHT = 400
+"""Traces handed to a judging process and not judged yet before the reader waits."""
 MAX_WAITING_RESULTS = 64
 """Results-channel entries waiting for the sink before the reader waits."""
 SINK_HOLD_S = 2.0
 """The sink keeps the store open across flushes while results keep coming, at most this long."""
+HELD_SINK_MAX_ROWS = 2_000
+"""Rows a sink that holds the store writes at most per batch. The results gathered meanwhile wait
+in memory, so the batch bounds the run's memory; a held sink's write of new ids costs the batch,
+not the store (evaluator.store.stored_keys), so smaller batches cost little more."""
 SINK_POLL_MS = 20
 """How long one sink read waits: it bounds how long the sink takes to stop at the end."""
 SINK_PATIENCE_S = 120.0
@@ -175,10 +190,14 @@ def run_embedded(
     fmt: TraceFormat = "jsonl",
     max_cost_usd: float | None = None,
     on_progress: OnProgress | None = None,
+    read_in_a_process: bool | None = None,
+    judge_in_a_process: bool | None = None,
 ) -> RunReport:
     """Evaluate a trace file in this process. With `max_cost_usd`, evaluations past the run's
     judge budget end as `skipped` (see evaluator.judges.budget). `on_progress` hears how far
-    the run is (see RunProgress), from the reading thread and the sink's."""
+    the run is (see RunProgress), from the reading thread and the sink's. `read_in_a_process`:
+    whether a process of its own reads, samples and masks the file while this one judges and
+    stores (None: for a big file or a named pipe, see evaluator.ingest.reading_process)."""
     settings = settings or DEFAULTS
     budget = None if max_cost_usd is None else RunBudget(max_cost_usd)
     started = time.perf_counter()
@@ -186,9 +205,12 @@ def run_embedded(
     # while the rubrics compile: DuckDB's connect and commit leave the GIL.
     opening = _OpeningStore(Path(db_path))
     try:
-        registry = RubricRegistry.load(settings.rubrics_dir)
+        # every version is parsed and checked; only those the run uses are compiled (below)
+        registry = RubricRegistry.load(settings.rubrics_dir, compile_all=False)
         # fail before any work on a typo, a bad code scorer or an unknown judge kind
-        check_scorers([registry.get(ref) for ref in rubric_refs] or registry.latest())
+        used = [registry.get(ref) for ref in rubric_refs] or registry.latest()
+        check_scorers(used)
+        compile_templates(used)
         load_judge_config(judge_name, settings.judges_dir)
         policy = sampling_policy(sample_rate, settings.sampling_config, settings.daily_budget_usd)
         check_rubric_names(policy, registry.criteria())
@@ -208,7 +230,7 @@ def run_embedded(
     try:
         counts, kept = _evaluate(traces_path, store, judge_name, policy, rubric_refs, registry,
                                  settings, budget, batch_size, concurrent_chunks, fmt,
-                                 report.run_id, progress)
+                                 report.run_id, progress, read_in_a_process, judge_in_a_process)
     except BaseException as exc:
         with Store(db_path) as store:  # never leave the run 'running'
             store.finish_run(report.run_id, "failed", summary={"error": f"{type(exc).__name__}: {exc}"})
@@ -236,7 +258,7 @@ class _OpeningStore:
         self._path = path
         self._existed = path.exists()
         self._opener = ThreadPoolExecutor(1, thread_name_prefix="evaluator-open")
-        self._opened = self._opener.submit(Store, path, memory_limit_mb=WRITER_MEMORY_MB)
+        self._opened = self._opener.submit(Store, path, memory_limit_mb=RUN_WRITER_MEMORY_MB)
         self._opener.shutdown(wait=False)
 
     def store(self) -> Store:
@@ -265,25 +287,55 @@ class EmbeddedPipeline:
                  registry: RubricRegistry, settings: Settings, budget: RunBudget | None = None,
                  concurrency: int = 4, run_id: str | None = None,
                  on_written: Callable[[ResultBatch, WriteResult], None] | None = None,
-                 hold_s: float = 0.0, store: Store | None = None) -> None:
+                 hold_s: float = 0.0, store: Store | None = None,
+                 judging_process: bool = False) -> None:
         self.channel = InMemoryChannel()
-        context = WorkerContext(registry, self.channel, settings.judges_dir, budget, settings=settings,
-                                runtime=JudgeRuntime.from_settings(settings, db_path))
         self._stop = threading.Event()
         self._events = evaluation_events(settings)
-        self._sink = Sink(self.channel, Path(db_path), on_written=on_written, events=self._events,
+        self._sink = Sink(self.channel, Path(db_path), max_rows=HELD_SINK_MAX_ROWS if hold_s else MAX_ROWS,
+                          on_written=on_written, events=self._events,
                           hold_s=hold_s, poll_ms=SINK_POLL_MS, store=store,
-                          keep_store=store is not None)
+                          keep_store=store is not None, memory_limit_mb=RUN_WRITER_MEMORY_MB)
         self._sink_thread = threading.Thread(target=self._sink.run, args=(self._stop,),
                                              kwargs={"patience_s": SINK_PATIENCE_S},
                                              name="evaluator-sink")
         self._chunks: queue.Queue[list[WorkItem] | None] = queue.Queue(maxsize=MAX_WAITING_CHUNKS)
-        self._judging_thread = ThreadPoolExecutor(1, thread_name_prefix="evaluator-judging")
-        self._judging = self._judging_thread.submit(asyncio.run, _judge_chunks(
-            context, self._chunks, judge_name, tuple(rubric_refs), run_id, concurrency))
+        self._process: JudgingProcess | None = None
+        if judging_process:  # forked before this process starts its threads
+            if budget is not None:
+                raise ValueError("a run budget is kept in the judging thread: judge in this process")
+
+            def make_context(channel: ResultChannel) -> WorkerContext:
+                return WorkerContext(registry, channel, settings.judges_dir, settings=settings,
+                                     runtime=JudgeRuntime.from_settings(settings, db_path))
+
+            def run_chunks(context: WorkerContext, chunks: queue.Queue[list[WorkItem] | None],
+                           on_judged: Callable[[list[WorkItem]], None]) -> Coroutine[Any, Any, None]:
+                return _judge_chunks(context, chunks, judge_name, tuple(rubric_refs), run_id,
+                                     concurrency, on_judged)
+
+            lost_context = WorkerContext(registry, self.channel, settings.judges_dir, settings=settings)
+            self._process = JudgingProcess(make_context, run_chunks, self.channel.publish,
+                                           lost_context, judge_name, rubric_refs, run_id,
+                                           MAX_JUDGING_IN_FLIGHT)
+            try:  # rendered here, ahead: the judging process bounds the run
+                self._render: Sequence[Rubric] = lost_context.rubrics(rubric_refs)
+            except EvaluatorError:  # the judging process stores the reason for each trace
+                self._render = ()
+            self._judging: Future = Future()
+            self._judging.set_result(None)
+        else:
+            context = WorkerContext(registry, self.channel, settings.judges_dir, budget,
+                                    settings=settings,
+                                    runtime=JudgeRuntime.from_settings(settings, db_path))
+            self._judging_thread = ThreadPoolExecutor(1, thread_name_prefix="evaluator-judging")
+            self._judging = self._judging_thread.submit(asyncio.run, _judge_chunks(
+                context, self._chunks, judge_name, tuple(rubric_refs), run_id, concurrency))
         self._sink_thread.start()
 
     def full(self) -> bool:
+        if self._process is not None:
+            return self.channel.depth() >= MAX_WAITING_RESULTS
         return self._chunks.full() or self.channel.depth() >= MAX_WAITING_RESULTS
 
     def send(self, items: list[WorkItem]) -> None:
@@ -304,6 +356,9 @@ class EmbeddedPipeline:
     def join(self) -> None:
         """Wait until every chunk sent is judged (raises what the judging loop raised); send
         nothing after it."""
+        if self._process is not None:
+            self._process.join()
+            return
         self._hand_over(None)
         self._judging.result()
 
@@ -312,11 +367,15 @@ class EmbeddedPipeline:
         then let the sink write what is left, and stop it. Raises ResultsNotStoredError, saying
         how many and why, when the sink could not write them all. Returns the store the sink
         still holds when it was given one (the caller closes it), else None."""
-        if not self._judging.done():
+        if self._process is not None:
+            self._process.close()
+        elif not self._judging.done():
             _drain(self._chunks)
             self._chunks.put(None)
-        self._judging_thread.shutdown(wait=True)
+        if self._process is None:
+            self._judging_thread.shutdown(wait=True)
         self._stop.set()
+        self.channel.close()  # everything judged is published: the sink stops waiting for more
         self._sink_thread.join()
         if self._events is not None:
             self._events.shutdown()
@@ -331,6 +390,9 @@ class EmbeddedPipeline:
         return self._sink.take_store()
 
     def _hand_over(self, chunk: list[WorkItem] | None) -> None:
+        if self._process is not None and chunk is not None:
+            self._process.send([with_prompts(item, self._render) for item in chunk])
+            return
         while True:
             if self._judging.done():  # it stopped early: raise what stopped it
                 self._judging.result()
@@ -345,25 +407,43 @@ class EmbeddedPipeline:
 def _evaluate(traces_path: Path, store: Store, judge_name: str, policy: SamplingPolicy,
               rubric_refs: Sequence[str], registry: RubricRegistry, settings: Settings,
               budget: RunBudget | None, batch_size: int, concurrency: int, fmt: TraceFormat,
-              run_id: str, progress: _ProgressReporter) -> tuple[WorkCounts, Store | None]:
+              run_id: str, progress: _ProgressReporter,
+              read_in_a_process: bool | None,
+              judge_in_a_process: bool | None) -> tuple[WorkCounts, Store | None]:
     """Stream the file through an embedded pipeline that runs meanwhile; its sink holds the
     store across flushes (this process is the only writer while the run lasts), starting with
-    `store` (now the pipeline's), and gives back the one it holds at the end, if any."""
+    `store` (now the pipeline's), and gives back the one it holds at the end, if any. The file
+    is read here, or by a reading process started before the pipeline's threads."""
     db_path = store.path
+    if read_in_a_process is None:
+        read_in_a_process = reads_in_a_process(Path(traces_path), policy)
+    if judge_in_a_process is None:
+        judge_in_a_process = budget is None and big_input(Path(traces_path))
+    reader = (ReadingProcess(Path(traces_path), policy, fmt, batch_size, settings)
+              if read_in_a_process else None)
     try:
         pipeline = EmbeddedPipeline(db_path, judge_name, rubric_refs, registry, settings, budget,
                                     concurrency, run_id, on_written=progress.written,
-                                    hold_s=SINK_HOLD_S, store=store)
+                                    hold_s=SINK_HOLD_S, store=store,
+                                    judging_process=judge_in_a_process)
     except BaseException:
+        if reader is not None:
+            reader.stop()
         store.close()
         raise
     try:
-        counts = stream_work(Path(traces_path), policy, pipeline.send, pipeline.keep, fmt,
-                             LedgerSpend(db_path, beside_writer=True), batch_size, settings,
-                             progress.read)
+        if reader is not None:
+            counts = reader.stream(pipeline.send, pipeline.keep, progress.read)
+        else:
+            counts = stream_work(Path(traces_path), policy, pipeline.send, pipeline.keep, fmt,
+                                 LedgerSpend(db_path, beside_writer=True), batch_size, settings,
+                                 progress.read)
         progress.reading_done(counts)
         pipeline.join()
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, ReadingProcessError):  # judge and store what it handed over
+            with suppress(Exception):
+                pipeline.join()
         kept = pipeline.close()
         if kept is not None:
             kept.close()
@@ -375,10 +455,12 @@ def _evaluate(traces_path: Path, store: Store, judge_name: str, policy: Sampling
 
 async def _judge_chunks(context: WorkerContext, chunks: queue.Queue[list[WorkItem] | None],
                         judge_name: str, rubric_refs: Sequence[str], run_id: str | None,
-                        concurrency: int) -> None:
+                        concurrency: int,
+                        on_judged: Callable[[list[WorkItem]], None] | None = None) -> None:
     """Judge the chunks as they come, `concurrency` at a time, until the None that ends them.
-    Each chunk's results reach the channel as they complete (as a worker's do). A chunk that
-    raises stops the loop, and the loop raises it once the chunks being judged are done."""
+    Each chunk's results reach the channel as they complete (as a worker's do), then
+    `on_judged` hears the chunk. A chunk that raises stops the loop, and the loop raises it
+    once the chunks being judged are done."""
     loop = asyncio.get_running_loop()
     slots = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task] = set()
@@ -390,6 +472,8 @@ async def _judge_chunks(context: WorkerContext, chunks: queue.Queue[list[WorkIte
                                                   run_id, early))
             if len(rest):
                 publish_counted(context.channel, context.spend, rest)
+            if on_judged is not None:
+                on_judged(items)
         finally:
             slots.release()
 
@@ -402,7 +486,10 @@ async def _judge_chunks(context: WorkerContext, chunks: queue.Queue[list[WorkIte
 
     while not failed:
         await slots.acquire()
-        items = await loop.run_in_executor(None, chunks.get)
+        try:  # a chunk already waiting is taken without waking a thread to wait for it
+            items = chunks.get_nowait()
+        except queue.Empty:
+            items = await loop.run_in_executor(None, chunks.get)
         if items is None:
             break
         task = asyncio.create_task(judge(items))

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from evaluator.core.records import DeadLetter, Evaluation, utcnow
 from evaluator.core.retry import Backoff, RetryPolicy, retry_call
@@ -22,11 +22,16 @@ from evaluator.store.lake import ROLL_CHUNK_ROWS
 from evaluator.worker.evaluation_events import EvaluationEvents
 from evaluator.worker.metrics import metrics
 
+if TYPE_CHECKING:
+    from evaluator.store.stored_keys import StoredKeys
+
 log = logging.getLogger(__name__)
 STOP_ATTEMPTS = 3
 """Tries to write what is left when the sink stops, before it gives the rest up as unstored."""
 STOP_RETRY_CAP_S = 0.2
 """The longest wait between those tries: stopping should not hang on a broken store."""
+MAX_ROWS = 20_000
+"""Rows a batch gathers at most by default (a backlog is drained in few opens and checkpoints)."""
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
@@ -70,13 +75,13 @@ class Sink:
     the lock gets it while the next batch gathers; a batch then gathers for the whole
     `max_wait_s` (or `max_rows`), not only until the channel runs dry."""
 
-    def __init__(self, channel: ResultChannel, db_path: Path, max_rows: int = 20_000,
+    def __init__(self, channel: ResultChannel, db_path: Path, max_rows: int = MAX_ROWS,
                  max_wait_s: float = 0.5,
                  on_written: Callable[[ResultBatch, WriteResult], None] | None = None,
                  events: EvaluationEvents | None = None,
                  retention: LakeRetention | None = None,
                  hold_s: float = 0.0, poll_ms: int = 200, store: Store | None = None,
-                 keep_store: bool = False) -> None:
+                 keep_store: bool = False, memory_limit_mb: int = WRITER_MEMORY_MB) -> None:
         """`on_written` hears of each committed batch and the rows it actually inserted;
         `events` gets every evaluation a batch newly stored (queued for export: the sink never
         waits); one delivered again, already stored, is not announced again.
@@ -84,7 +89,8 @@ class Sink:
         notice its stop event. With `hold_s`, `store` (an open read-write Store of `db_path`,
         the sink's from then on) is held first instead of opening the file again; with
         `keep_store`, the store the sink holds when `run` stops stays open for `take_store`
-        (each open and close of a DuckDB file costs a connect and a checkpoint)."""
+        (each open and close of a DuckDB file costs a connect and a checkpoint).
+        `memory_limit_mb`: DuckDB's memory limit for the sink's writes."""
         self.events = events
         self.retention = retention
         self._rolled_at: float | None = None
@@ -104,6 +110,10 @@ class Sink:
         self._store: Store | None = store
         self._opened_at = time.monotonic()
         self._keep_store = keep_store
+        self._memory_limit_mb = memory_limit_mb
+        self._stored_keys: StoredKeys | None = None
+        """With `hold_s`: the ids this sink knows stored, kept across its opens of the file, so
+        a batch of new ids is written without scanning the stored ones."""
         self._stopping = threading.Event()
 
     def drain_once(self, block_ms: int | None = None) -> int:
@@ -185,13 +195,18 @@ class Sink:
         if self.hold_s <= 0:
             return Store.write_once(self.db_path, pending.evaluations, pending.traces,
                                     pending.dead_letters, judge_calls=pending.judge_calls,
-                                    memory_limit_mb=WRITER_MEMORY_MB)
+                                    memory_limit_mb=self._memory_limit_mb)
         if self._store is None:
-            self._store = Store(self.db_path, memory_limit_mb=WRITER_MEMORY_MB)
+            self._store = Store(self.db_path, memory_limit_mb=self._memory_limit_mb)
             self._opened_at = time.monotonic()
+        if self._stored_keys is None:
+            # lazy: numpy, imported by the first write's Arrow tables anyway, not by the sink's import
+            from evaluator.store.stored_keys import StoredKeys
+            self._stored_keys = StoredKeys()
         try:
             return self._store.write_batch(pending.evaluations, pending.traces,
-                                           pending.dead_letters, pending.judge_calls)
+                                           pending.dead_letters, pending.judge_calls,
+                                           stored_keys=self._stored_keys)
         except BaseException:
             self.release()
             raise

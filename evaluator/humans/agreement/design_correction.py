@@ -80,6 +80,16 @@ def _as_flags(values: Sequence[bool] | np.ndarray, name: str) -> np.ndarray:
     return array.astype(float)
 
 
+def _as_counts(values: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray | None:
+    if values is None:
+        return None
+    array = np.asarray(values)
+    if array.shape != (n,) or not np.issubdtype(array.dtype, np.integer) or (array < 1).any():
+        raise AgreementError(f"production_counts must be {n} whole numbers >= 1, one per "
+                             "production entry")
+    return array.astype(np.int64)
+
+
 def _as_weights(values: Sequence[float] | np.ndarray, n: int, name: str) -> np.ndarray:
     array = np.asarray(values, dtype=float)
     if array.shape != (n,) or not (np.isfinite(array) & (array > 0)).all():
@@ -94,17 +104,22 @@ def design_corrected_rate(production_weights: Sequence[float] | np.ndarray,
                           item_weights: Sequence[float] | np.ndarray,
                           strata: Sequence[Hashable],
                           n_boot: int = DEFAULT_N_BOOT, seed: int | None = 0,
-                          confidence: float = DEFAULT_CONFIDENCE) -> CorrectedRate:
+                          confidence: float = DEFAULT_CONFIDENCE,
+                          production_counts: Sequence[int] | np.ndarray | None = None
+                          ) -> CorrectedRate:
     """True failure rate of all traffic from the judge's verdicts on production traces.
 
     `production_weights`/`production_fails`: every judged production trace's sampling weight
     and whether the judge failed it. The labelled items: the judge's and the humans' verdict
     (True = fail), `item_weights` = production weight / selection probability, and the stratum
-    each item was drawn in.
+    each item was drawn in. `production_counts`: how many judged traces each production
+    (weight, verdict) entry stands for (default one each): a store passes its traces counted by
+    (weight, verdict), a few rows instead of one per trace.
     """
     check_bootstrap_settings(n_boot, confidence)
     production_fail = _as_flags(production_fails, "production_fails")
     production_weight = _as_weights(production_weights, len(production_fail), "production_weights")
+    multiplicity = _as_counts(production_counts, len(production_fail))
     judge, human = _as_flags(judge_fails, "judge_fails"), _as_flags(human_fails, "human_fails")
     weight = _as_weights(item_weights, len(judge), "item_weights")
     if not len(production_fail):
@@ -122,14 +137,16 @@ def design_corrected_rate(production_weights: Sequence[float] | np.ndarray,
     youden = sensitivity + specificity - 1
     if youden <= 0:
         raise AgreementError(CHANCE_LEVEL_REASON.format(label="failures", youden=youden))
-    apparent = float(production_weight @ production_fail / production_weight.sum())
+    counted_weight = production_weight if multiplicity is None else production_weight * multiplicity
+    apparent = float(counted_weight @ production_fail / counted_weight.sum())
     unclipped = (apparent + specificity - 1) / youden
     codes = np.unique(np.asarray(strata, dtype=object).astype(str), return_inverse=True)[1]
     ci = None
     if n_boot:
         rng = np.random.default_rng(seed)
         values, index = np.unique(production_weight, return_inverse=True)
-        counts = np.bincount(2 * index + production_fail.astype(int), minlength=2 * len(values))
+        counts = np.bincount(2 * index + production_fail.astype(int), weights=multiplicity,
+                             minlength=2 * len(values)).astype(np.int64)
         cell_weight, cell_fail = np.repeat(values, 2), np.tile([0.0, 1.0], len(values))
         apparent_boot = bootstrap_samples(
             lambda rows: rows @ (cell_weight * cell_fail) / (rows @ cell_weight), counts,
@@ -147,7 +164,8 @@ def design_corrected_rate(production_weights: Sequence[float] | np.ndarray,
                     "the labelled items (Rogan-Gladen undefined in n_undefined resamples, which "
                     "the interval leaves out)"))
     return CorrectedRate(
-        n_production=len(production_fail), n_labelled=len(judge), n_strata=int(codes.max()) + 1,
+        n_production=len(production_fail) if multiplicity is None else int(multiplicity.sum()),
+        n_labelled=len(judge), n_strata=int(codes.max()) + 1,
         apparent_rate=apparent, sensitivity=float(sensitivity), specificity=float(specificity),
         youden_j=float(youden), corrected_rate=min(max(unclipped, 0.0), 1.0),
         clipped=not 0.0 <= unclipped <= 1.0, method=METHOD, ci=ci)

@@ -23,9 +23,11 @@ from evaluator.humans.agreement.bootstrap import DEFAULT_N_BOOT
 from evaluator.humans.agreement.collapse import collapse, collapse_order
 from evaluator.humans.agreement.report import agreement_report, inter_annotator_report
 from evaluator.humans.agreement.results import (
+    AgreementReport,
     FailureRates,
     GroupAgreement,
     InterAnnotatorReport,
+    JudgeAgreement,
     StoreAgreement,
     Unavailable,
 )
@@ -71,6 +73,8 @@ def majority(labels: list[str]) -> str | None:
     """The most common label, or None when two or more labels tie for the most votes."""
     if len(labels) == 1:
         return labels[0]
+    if len(labels) == 2:  # the common case, without a Counter
+        return labels[0] if labels[0] == labels[1] else None
     counts = Counter(labels).most_common(2)
     if len(counts) > 1 and counts[0][1] == counts[1][1]:
         return None
@@ -151,30 +155,39 @@ def failure_rates(store: Store, rubric: Rubric, judge: str, pairs: LabelledPairs
         basis=RATE_BASIS, corrected=corrected, reason=reason)
 
 
+def judge_vs_humans(store: Store, rubric: Rubric, judge: str, n_boot: int, seed: int,
+                    collapse_labels: Mapping[str, str] | None = None
+                    ) -> tuple[LabelledPairs, AgreementReport | None, str | None]:
+    """The group's labelled pairs and their agreement report, or the reason there is none; the
+    label statistics merge labels first when `collapse_labels` says so ({"partial": "refused"})."""
+    pairs = labelled_pairs(queries.judge_human_rows(store, rubric.criterion, rubric.version, judge),
+                           rubric)
+    if not pairs.judge_labels:
+        return pairs, None, (
+            f"no human label matches a scored evaluation of {rubric.ref} by {judge}: label "
+            f"those traces (`evaluator labels export --rubric {rubric.ref}`), then "
+            "`evaluator labels import FILE`")
+    mapping = collapse_labels or {}
+    order = collapse_order(labels_order(rubric), mapping)
+    return pairs, agreement_report(
+        collapse(pairs.judge_labels, mapping), collapse(pairs.human_labels, mapping), order,
+        ordinal=len(order) > 2, judge_scores=pairs.judge_scores, human_scores=pairs.human_scores,
+        n_boot=n_boot, seed=seed), None
+
+
 def group_report(store: Store, rubric: Rubric, judge: str, n_boot: int, seed: int,
-                 collapse_labels: Mapping[str, str] | None = None) -> GroupAgreement:
-    """Everything `evaluator agreement` shows for one rubric version and judge; the label
-    statistics merge labels first when `collapse_labels` says so ({"partial": "refused"})."""
-    rows = queries.judge_human_rows(store, rubric.criterion, rubric.version, judge)
-    pairs = labelled_pairs(rows, rubric)
-    agreement, reason = None, None
-    if pairs.judge_labels:
-        mapping = collapse_labels or {}
-        order = collapse_order(labels_order(rubric), mapping)
-        agreement = agreement_report(
-            collapse(pairs.judge_labels, mapping), collapse(pairs.human_labels, mapping), order,
-            ordinal=len(order) > 2,
-            judge_scores=pairs.judge_scores, human_scores=pairs.human_scores,
-            n_boot=n_boot, seed=seed)
-    else:
-        reason = (f"no human label matches a scored evaluation of {rubric.ref} by {judge}: label "
-                  f"those traces (`evaluator labels export --rubric {rubric.ref}`), then "
-                  "`evaluator labels import FILE`")
+                 collapse_labels: Mapping[str, str] | None = None,
+                 annotators: InterAnnotatorReport | Unavailable | None = None) -> GroupAgreement:
+    """Everything `evaluator agreement` shows for one rubric version and judge (see
+    `judge_vs_humans`). `annotators`: the rubric version's inter-annotator agreement when
+    already computed (it does not depend on the judge)."""
+    pairs, agreement, reason = judge_vs_humans(store, rubric, judge, n_boot, seed, collapse_labels)
     return GroupAgreement(
         rubric=rubric.criterion, rubric_version=rubric.version, judge=judge,
         n=len(pairs.judge_labels), human_labels=pairs.human_label_rows, ties_left_out=pairs.ties,
         off_menu_left_out=pairs.off_menu, pairing=PAIRING, agreement=agreement, reason=reason,
-        inter_annotator=inter_annotator(store, rubric, n_boot, seed),
+        inter_annotator=(annotators if annotators is not None
+                         else inter_annotator(store, rubric, n_boot, seed)),
         failure_rate=failure_rates(store, rubric, judge, pairs, n_boot, seed))
 
 
@@ -182,10 +195,10 @@ class NoLabelsError(AgreementError):
     """The store holds no human labels yet."""
 
 
-def store_agreement(store: Store, registry: RubricRegistry, rubric_ref: str | None = None,
-                    judge: str | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                    collapse_labels: Mapping[str, str] | None = None) -> StoreAgreement:
-    """Agreement reports for every (rubric version, judge) with scored evaluations."""
+def _groups(store: Store, registry: RubricRegistry, rubric_ref: str | None,
+            judge: str | None) -> tuple[list[tuple[Rubric, str]], list[str]]:
+    """Every (rubric version, judge) with scored evaluations, and the rubric versions among
+    them that have no rubric file."""
     criterion, version = None, None
     if rubric_ref is not None:
         registry.get(rubric_ref)  # an unknown name or version fails here, with the choices
@@ -200,15 +213,42 @@ def store_agreement(store: Store, registry: RubricRegistry, rubric_ref: str | No
             continue
         ref = f"{found.rubric}@v{found.rubric_version}"
         try:
-            rubric = registry.get(ref)
+            groups.append((registry.get(ref), found.judge))
         except RubricError:
             missing.append(ref)
-            continue
-        groups.append(group_report(store, rubric, found.judge, n_boot, seed, collapse_labels))
     if not groups and not missing:
         scope = ((f" of {rubric_ref}" if rubric_ref else "")
                  + (f" by judge {judge}" if judge else ""))
         raise AgreementError(f"no scored evaluations{scope} in {store.path}: run `evaluator run`"
                              " first, or check the --rubric and --judge names")
-    return StoreAgreement(db=str(store.path), groups=groups, collapse=dict(collapse_labels or {}),
+    return groups, missing
+
+
+def store_agreement(store: Store, registry: RubricRegistry, rubric_ref: str | None = None,
+                    judge: str | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+                    collapse_labels: Mapping[str, str] | None = None) -> StoreAgreement:
+    """Agreement reports for every (rubric version, judge) with scored evaluations."""
+    groups, missing = _groups(store, registry, rubric_ref, judge)
+    annotators: dict[str, InterAnnotatorReport | Unavailable] = {}
+    reports = []
+    for rubric, group_judge in groups:
+        if rubric.ref not in annotators:
+            annotators[rubric.ref] = inter_annotator(store, rubric, n_boot, seed)
+        reports.append(group_report(store, rubric, group_judge, n_boot, seed, collapse_labels,
+                                    annotators[rubric.ref]))
+    return StoreAgreement(db=str(store.path), groups=reports,
+                          collapse=dict(collapse_labels or {}),
                           rubric_versions_without_file=missing)
+
+
+def store_judge_agreement(store: Store, registry: RubricRegistry, n_boot: int = DEFAULT_N_BOOT,
+                          seed: int = 0) -> list[JudgeAgreement]:
+    """The judge-vs-humans part of `store_agreement` for every group with a rubric file (the
+    same reports), without the failure rates and the annotators' agreement."""
+    reports = []
+    for rubric, judge in _groups(store, registry, None, None)[0]:
+        pairs, agreement, reason = judge_vs_humans(store, rubric, judge, n_boot, seed)
+        reports.append(JudgeAgreement(rubric=rubric.criterion, rubric_version=rubric.version,
+                                      judge=judge, n=len(pairs.judge_labels),
+                                      agreement=agreement, reason=reason))
+    return reports

@@ -260,6 +260,23 @@ class GroupAgreement(_Serializable):
 
 
 @dataclass(frozen=True)
+class JudgeAgreement(_Serializable):
+    """The judge-vs-humans part of a GroupAgreement, without the failure rates and the
+    annotators' agreement (the HTML report's card shows this part only)."""
+
+    rubric: str
+    rubric_version: int
+    judge: str
+    n: int
+    agreement: AgreementReport | None
+    reason: str | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.rubric}@v{self.rubric_version}"
+
+
+@dataclass(frozen=True)
 class StoreAgreement(_Serializable):
     """Agreement reports for every (rubric version, judge) of a store."""
 

@@ -37,10 +37,9 @@ def corrected_failure_rate(store: Store, rubric: str, version: int,
     humans' consensus verdict), plus how each stratum was weighted."""
     design = {row.trace_id: row for row in queries.design_rows(store, rubric, version, judge)}
     verdicts = queries.production_verdicts(store, rubric, version, judge)
-    traces = [row.traces for row in verdicts]
-    weights = np.repeat([row.sample_weight for row in verdicts], traces)
-    fails = np.repeat([row.judge_failed for row in verdicts], traces)
-    production_by_verdict = {verdict: int((fails == verdict).sum()) for verdict in (False, True)}
+    production_by_verdict = {verdict: sum(row.traces for row in verdicts
+                                          if row.judge_failed == verdict)
+                             for verdict in (False, True)}
     items = [design[trace_id] for trace_id in trace_ids]
     strata = [_stratum(row) for row in items]
     selected = Counter(_stratum(row) for row in design.values() if row.batch_id is not None)
@@ -55,9 +54,11 @@ def corrected_failure_rate(store: Store, rubric: str, version: int,
             probability[stratum] = (row.selection_probability * labelled[stratum]
                                     / selected[stratum])
     result = design_corrected_rate(
-        weights, fails, [row.judge_failed for row in items], list(human_fails),
+        [row.sample_weight for row in verdicts], [row.judge_failed for row in verdicts],
+        [row.judge_failed for row in items], list(human_fails),
         [row.sample_weight / probability[stratum] for row, stratum in zip(items, strata, strict=True)],
-        strata, n_boot=n_boot, seed=seed)
+        strata, n_boot=n_boot, seed=seed,
+        production_counts=np.array([row.traces for row in verdicts], dtype=np.int64))
     return replace(result, strata=[
         StratumWeight(stratum=stratum, labelled=labelled[stratum],
                       exported=selected.get(stratum), selection_probability=probability[stratum])

@@ -14,7 +14,7 @@ from evaluator.core.errors import EvaluatorError
 from evaluator.core.records import utcnow
 from evaluator.core.settings import DEFAULTS
 from evaluator.core.since import parse_since
-from evaluator.humans.agreement.from_store import NoLabelsError, store_agreement
+from evaluator.humans.agreement.from_store import NoLabelsError, store_judge_agreement
 from evaluator.monitoring.html.data import collect
 from evaluator.monitoring.html.page import render_page
 from evaluator.rubrics import RubricRegistry
@@ -23,25 +23,27 @@ from evaluator.store.alert_queries import latest_alerts
 from evaluator.store.scope import PRODUCTION, Scope
 
 if TYPE_CHECKING:
-    from evaluator.humans.agreement.results import GroupAgreement
+    from evaluator.humans.agreement.results import JudgeAgreement
 
 LATEST_ALERTS = 10
 AGREEMENT_BOOTSTRAP = 500
 
 
-def agreement_groups(store: Store, rubrics_dir: Path) -> tuple[list[GroupAgreement], str | None]:
-    """Judge-vs-human agreement per rubric version and judge, or why there is none."""
+def agreement_groups(store: Store, rubrics_dir: Path) -> tuple[list[JudgeAgreement], str | None]:
+    """Judge-vs-human agreement per rubric version and judge, or why there is none (the
+    card shows no failure rates: they are not computed)."""
     try:
-        report = store_agreement(store, RubricRegistry.load(rubrics_dir), n_boot=AGREEMENT_BOOTSTRAP)
+        # the card reads the rubrics' labels and scores, never renders a template: not compiled
+        groups = store_judge_agreement(store, RubricRegistry.load(rubrics_dir, compile_all=False),
+                                       n_boot=AGREEMENT_BOOTSTRAP)
     except NoLabelsError:
         return [], ("No human labels yet: export a batch with `evaluator labels export`, label it,"
                     " then `evaluator labels import FILE`.")
     except EvaluatorError as exc:
         return [], f"Agreement could not be computed: {exc}"
-    groups = [g for g in report.groups if g.agreement]
-    unlabelled = [f"{g.ref} ({g.judge})" for g in report.groups if not g.agreement]
+    unlabelled = [f"{g.ref} ({g.judge})" for g in groups if not g.agreement]
     note = f"No human labels match: {', '.join(unlabelled)}." if unlabelled else None
-    return groups, note
+    return [g for g in groups if g.agreement], note
 
 
 def write_html_report(db_path: str | Path, out_path: str | Path, since: str | None = None,

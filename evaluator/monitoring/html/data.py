@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from evaluator.core.records import Trace
-from evaluator.monitoring.report import nothing_since
+from evaluator.core.since import nothing_since
 from evaluator.store import Store
 from evaluator.store import html_queries as queries
-from evaluator.store.html_queries import ReportRows
+from evaluator.store.html_queries import ReportRows, Traffic, Verdicts
 from evaluator.store.scope import Scope
 
 WORST_EXAMPLES = 12
@@ -75,7 +75,7 @@ def bucket_size(first: datetime, last: datetime, scored_per_rubric: float) -> tu
     return several[-1] if several else fitting[0]
 
 
-def over_time(store: Store, selected: ReportRows, first: datetime | None,
+def over_time(store: Store, rolled: Traffic, first: datetime | None,
               last: datetime | None, scored_per_rubric: float) -> Bucketed:
     if first is None or last is None:
         return Bucketed("hour")
@@ -85,7 +85,7 @@ def over_time(store: Store, selected: ReportRows, first: datetime | None,
     count = int((last.timestamp() - origin) // seconds) + 1
     result = Bucketed(unit, [datetime.fromtimestamp(origin + k * seconds, UTC)
                              for k in range(count)])
-    for row in queries.bucket_rates(store, selected, origin, seconds):
+    for row in queries.bucket_rates(store, rolled, origin, seconds):
         k = row.bucket
         if not 0 <= k < count:
             continue
@@ -95,8 +95,8 @@ def over_time(store: Store, selected: ReportRows, first: datetime | None,
     return result
 
 
-def label_mix(store: Store, selected: ReportRows) -> dict[str, list[tuple[str, float, int, float]]]:
-    rows = queries.label_counts(store, selected)
+def label_mix(store: Store, counted: Verdicts) -> dict[str, list[tuple[str, float, int, float]]]:
+    rows = queries.label_counts(store, counted)
     mix: dict[str, list[tuple[str, float, int, float]]] = {}
     weights: dict[str, float] = {}
     for row in rows:
@@ -107,11 +107,11 @@ def label_mix(store: Store, selected: ReportRows) -> dict[str, list[tuple[str, f
     return mix
 
 
-def pass_rate_by(store: Store, selected: ReportRows, column: Literal["model", "prompt_version"]
+def pass_rate_by(store: Store, rolled: Traffic, column: Literal["model", "prompt_version"]
                  ) -> dict[str, dict[str, tuple[float | None, int]]]:
     """{group value: {rubric: (weighted pass rate, n)}} by trace model or prompt version."""
     grouped: dict[str, dict[str, tuple[float | None, int]]] = {}
-    for row in queries.pass_rate_by(store, selected, column):
+    for row in queries.pass_rate_by(store, rolled, column):
         grouped.setdefault(row.group, {})[row.rubric] = (row.pass_rate, row.n)
     return grouped
 
@@ -139,14 +139,15 @@ def worst_examples(store: Store, selected: ReportRows,
 
 def collect(store: Store, db: str, since: datetime | None, scope: Scope, now: datetime) -> ReportData:
     selected = ReportRows(scope, since)
-    summary = asdict(queries.totals(store, selected))
-    mix = label_mix(store, selected)
+    rolled, counted = queries.traffic(store, selected), queries.verdicts(store, selected)
+    summary = asdict(queries.totals(store, selected, rolled, counted))
+    mix = label_mix(store, counted)
     per_rubric = summary["scored"] / max(1, len(mix))
     return ReportData(
         generated_at=now, db=db, since=since, scope=scope, totals=summary, rubrics=sorted(mix),
-        over_time=over_time(store, selected, summary["first"], summary["last"], per_rubric),
-        label_mix=mix, by_model=pass_rate_by(store, selected, "model"),
-        by_prompt_version=pass_rate_by(store, selected, "prompt_version"),
+        over_time=over_time(store, rolled, summary["first"], summary["last"], per_rubric),
+        label_mix=mix, by_model=pass_rate_by(store, rolled, "model"),
+        by_prompt_version=pass_rate_by(store, rolled, "prompt_version"),
         cost_per_day=cost_per_day(store, selected), worst=worst_examples(store, selected),
         judged_before=store.judged_before(scope.judged_since(since)),
     )

@@ -16,7 +16,7 @@ from evaluator.monitoring.html.svg import PALETTE, Segment, Series, esc
 from evaluator.store.alert_queries import StoredAlert
 
 if TYPE_CHECKING:
-    from evaluator.humans.agreement.results import GroupAgreement
+    from evaluator.humans.agreement.results import JudgeAgreement
 
 MAX_TEXT = 700
 TIME_FORMATS = {"day": "%m-%d", "week": "%Y-%m-%d"}
@@ -131,7 +131,7 @@ def _rates_by(data: ReportData, grouped: dict[str, dict[str, tuple[float | None,
     return svg.grouped_bars(groups, series, title=title)
 
 
-def _agreement(groups: Sequence[GroupAgreement], note: str | None) -> str:
+def _agreement(groups: Sequence[JudgeAgreement], note: str | None) -> str:
     if not groups:
         return f'<p class="note">{esc(note or "No judge-human pairs yet.")}</p>'
     rows, matrices = [], []
@@ -208,7 +208,7 @@ def _kpis(data: ReportData, alerts: Sequence[StoredAlert]) -> str:
     ) + "</div>"
 
 
-def render_page(data: ReportData, alerts: Sequence[StoredAlert], agreement_groups: Sequence[GroupAgreement],
+def render_page(data: ReportData, alerts: Sequence[StoredAlert], agreement_groups: Sequence[JudgeAgreement],
                 agreement_note: str | None) -> str:
     t = data.totals
     scope = [data.scope.describe()]
