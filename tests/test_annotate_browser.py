@@ -16,7 +16,7 @@ import krippendorff
 import numpy as np
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -68,13 +68,16 @@ class Annotator:
         ActionChains(self.browser).send_keys(*keys).perform()
 
     def text(self, css: str) -> str:
-        return self.browser.find_element(By.CSS_SELECTOR, css).text
+        """The element's text once the page shows it (read again if a page load replaced it)."""
+        return WebDriverWait(self.browser, 10, ignored_exceptions=(WebDriverException,)).until(
+            lambda b: b.find_element(By.CSS_SELECTOR, css).text, f"{css} never showed")
 
     def _wait(self, done, message: str) -> None:
-        """Until `done(browser)` and the page's key handler is on, across page loads (an element
-        may go stale or be missing meanwhile)."""
-        WebDriverWait(self.browser, 10, ignored_exceptions=(
-            NoSuchElementException, StaleElementReferenceException)).until(
+        """Until `done(browser)` and the page's key handler is on, across page loads. Meanwhile an
+        element may be missing or stale, and Chromium may answer any WebDriver error for a node
+        of the page being replaced ("Node with given id does not belong to the document"), so
+        every WebDriver error is read as "not yet"; the last one is in the timeout's report."""
+        WebDriverWait(self.browser, 10, ignored_exceptions=(WebDriverException,)).until(
             lambda b: done(b) and b.find_element(By.CSS_SELECTOR, "html.keys"), message)
 
     def wait_for(self, css: str, text: str) -> None:
