@@ -3,16 +3,19 @@ batch still stores exactly the rows (and latest verdicts) a write without it sto
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import evaluator.worker.embedded
 from evaluator.queue.channel import InMemoryChannel
 from evaluator.queue.messages import ResultBatch
 from evaluator.store import Store
-from evaluator.store.stored_keys import StoredKeys
+from evaluator.store.stored_keys import CAPACITY, StoredKeys
 from evaluator.worker.embedded import HELD_SINK_MAX_ROWS, run_embedded
 from evaluator.worker.sink import MAX_ROWS, Sink
 from tests.test_embedded_streaming import SAMPLE
@@ -61,6 +64,33 @@ def test_the_same_rows_and_counts_are_stored_with_stored_keys_as_without(tmp_pat
         assert [row[4] for row in latest(b) if row[0] == "trace-1"] == ["eval-5"]  # the newer one
 
 
+evaluation_rows = st.builds(
+    lambda n, trace, judge, day, label: make_eval(
+        n, trace_id=f"trace-{trace}", judge_hash=judge, created_at=T0 + timedelta(days=day),
+        **({"label": label} if label else {"label": None, "status": "error", "score": None,
+                                           "passed": None})),
+    st.integers(0, 7), st.integers(0, 4), st.sampled_from(["jh1", "jh2"]), st.integers(0, 2),
+    st.sampled_from(["faithful", "unfaithful", None]))
+writes = st.lists(st.tuples(st.lists(st.integers(0, 4).map(make_trace), max_size=3),
+                            st.lists(evaluation_rows, max_size=4),
+                            st.booleans()),  # written by another writer (without the keys)
+                  min_size=1, max_size=6)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(writes, st.sampled_from([4, 10, CAPACITY]))
+def test_any_writes_store_the_same_rows_through_stored_keys_as_without(steps, capacity):
+    """Ids repeated across and inside batches, an evaluation id stored under another trace, newer
+    and older verdicts, rows another writer stored between writes, a filter past its capacity."""
+    keys = StoredKeys(capacity)
+    with tempfile.TemporaryDirectory() as tmp:
+        with Store(Path(tmp) / "plain.duckdb") as plain, Store(Path(tmp) / "keyed.duckdb") as keyed:
+            for traces, evaluations, other in steps:
+                assert (keyed.write_batch(evaluations, traces, stored_keys=None if other else keys)
+                        == plain.write_batch(evaluations, traces))
+            assert stored(keyed) == stored(plain)
+
+
 def statements(monkeypatch, store: Store) -> list[str]:
     """The SQL the store's connection runs from now on."""
     seen: list[str] = []
@@ -105,14 +135,35 @@ def test_rows_another_writer_stored_between_writes_are_still_skipped(tmp_path: P
         assert store.conn.execute("SELECT count(*) FROM evaluations").fetchall() == [(2,)]
 
 
-def test_the_hashes_are_merged_and_still_found(tmp_path: Path):
-    keys = StoredKeys(merge_at=2)
+def test_past_its_capacity_every_batch_is_checked_by_the_anti_join(tmp_path: Path, monkeypatch):
+    keys = StoredKeys(capacity=6)
     with Store(tmp_path / "s.duckdb") as store:
-        for n in range(5):
+        for n in range(3):  # a trace id and an evaluation id each: 6
             store.write_batch(traces=[make_trace(n)], evaluations=[make_eval(n)], stored_keys=keys)
-        assert len(keys) == 10  # a trace id and an evaluation id each
-        again = store.write_batch(traces=[make_trace(3)], evaluations=[make_eval(3)], stored_keys=keys)
-    assert (again.traces, again.evaluations) == (0, 0)
+        assert len(keys) == 6
+        again = store.write_batch(traces=[make_trace(1)], evaluations=[make_eval(1)], stored_keys=keys)
+        assert (again.traces, again.evaluations) == (0, 0)
+        store.write_batch(traces=[make_trace(3)], evaluations=[make_eval(3)], stored_keys=keys)
+        assert len(keys) == 0  # past capacity: the filter is not used
+        seen = statements(monkeypatch, store)
+        fresh = store.write_batch(traces=[make_trace(4)], evaluations=[make_eval(4)], stored_keys=keys)
+        repeat = store.write_batch(traces=[make_trace(3)], evaluations=[make_eval(3)], stored_keys=keys)
+    assert (fresh.traces, fresh.evaluations, repeat.traces, repeat.evaluations) == (1, 1, 0, 0)
+    assert any("NOT EXISTS" in sql for sql in seen)
+
+
+def test_a_store_larger_than_the_capacity_is_not_read_into_the_filter(tmp_path: Path, monkeypatch):
+    path = tmp_path / "s.duckdb"
+    with Store(path) as store:
+        store.write_batch(traces=[make_trace(n) for n in range(3)],
+                          evaluations=[make_eval(n) for n in range(3)])
+    keys = StoredKeys(capacity=5)
+    with Store(path) as store:
+        seen = statements(monkeypatch, store)
+        written = store.write_batch(traces=[make_trace(2), make_trace(3)],
+                                    evaluations=[make_eval(2), make_eval(3)], stored_keys=keys)
+    assert (written.traces, written.evaluations) == (1, 1)
+    assert not any("UNION ALL" in sql for sql in seen) and len(keys) == 0
 
 
 def _write_batch_keys(monkeypatch) -> list:

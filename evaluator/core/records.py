@@ -61,7 +61,7 @@ def sha256_hex(text: str | bytes) -> str:
 
 def hash64(text: str) -> int:
     """An 8-byte blake2b hash of the text as an unsigned int: what the run's id checks keep per id
-    (evaluator.ingest.seen_ids, evaluator.store.stored_keys). Lone surrogates hash as themselves."""
+    (evaluator.ingest.seen_ids). Lone surrogates hash as themselves."""
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 

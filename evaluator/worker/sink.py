@@ -200,7 +200,7 @@ class Sink:
             self._store = Store(self.db_path, memory_limit_mb=self._memory_limit_mb)
             self._opened_at = time.monotonic()
         if self._stored_keys is None:
-            # lazy: numpy, imported by the first write's Arrow tables anyway, not by the sink's import
+            # lazy: rbloom and its 8 MB filter are the held sink's alone
             from evaluator.store.stored_keys import StoredKeys
             self._stored_keys = StoredKeys()
         try:
