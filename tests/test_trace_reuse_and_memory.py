@@ -7,14 +7,12 @@ import json
 import platform
 import subprocess
 import sys
-import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from evaluator.core.records import MAX_DEAD_LETTER_CHARS, hash64
+from evaluator.core.records import MAX_DEAD_LETTER_CHARS
 from evaluator.ingest.files import DEAD_LETTER_CHUNK, DEAD_LETTER_CHUNK_CHARS, REUSED_ID, stream_work
-from evaluator.ingest.seen_ids import SeenIds
 from evaluator.sampling.policy import SamplingPolicy
 from evaluator.store import Store
 from evaluator.worker.embedded import run_embedded
@@ -81,38 +79,6 @@ def test_a_run_that_fails_midway_is_not_left_running(tmp_path, monkeypatch):
         assert [run.status for run in store.runs()] == ["failed"]
 
 
-def test_seen_ids_keep_the_first_content_across_merges():
-    """Ids merged into the sorted arrays are found as well as the latest ones in the dict; a
-    key of 2^63 or more (the top bit of a uint64) is found too."""
-    seen = SeenIds(merge_at=7)
-    ids = [f"trace-{n}" for n in range(100)] + ["", "\udcff", "x" * 128]
-    for n, trace_id in enumerate(ids):
-        assert seen.first(trace_id, n) == n, "a new id keeps its own content"
-    for n, trace_id in enumerate(ids):
-        assert seen.first(trace_id, 10_000 + n) == n, "a reused id gives the first content"
-    assert len(seen) == len(ids)
-    high = next(f"id-{n}" for n in range(100) if hash64(f"id-{n}") >= 2**63)
-    seen.first(high, 5)
-    for n in range(7):
-        seen.first(f"filler-{n}", n)
-    assert seen.first(high, 6) == 5
-
-
-def test_seen_ids_take_about_16_bytes_an_id():
-    """The reused-id check is what grows with a file: ~16 bytes an id once merged (a dict of
-    str -> digest took ~150-230)."""
-    seen = SeenIds(merge_at=1_000)
-    tracemalloc.start()
-    try:
-        for n in range(50_000):
-            seen.first(f"{n:032x}", n)
-        held, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert seen.nbytes == 16 * 50_000
-    assert held < 32 * 50_000, held
-
-
 _FREED_ARRAYS = """
 import numpy as np
 from evaluator.core.allocator import keep_big_blocks_mapped
@@ -121,7 +87,7 @@ if {mapped}:
 def rss():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS"))
 before = rss()
-for _ in range(3):  # as merges do: a new array of the arrays' size, the old one freed
+for _ in range(3):  # as big chunks come and go: a new block of the same size, the old one freed
     array = np.ones(20 * 1024 * 1024, dtype=np.uint8)
     del array
 print((rss() - before) // 1024)
@@ -131,9 +97,9 @@ print((rss() - before) // 1024)
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
                     reason="glibc's malloc")
 def test_the_reading_process_gives_freed_arrays_back_to_the_system():
-    """A merge frees the old arrays; under glibc's own policy a 20 MB array freed after the
-    first stayed resident (the reading process held twice its arrays), with big blocks kept
-    mapped it goes back to the system (the reading process sets that at its start)."""
+    """Under glibc's own policy a 20 MB array freed after the first stayed resident (a reading
+    process held twice the id arrays it kept then), with big blocks kept mapped it goes back to
+    the system (the reading process sets that at its start)."""
     def held_mb(mapped: bool) -> int:
         run = subprocess.run([sys.executable, "-c", _FREED_ARRAYS.format(mapped=mapped)],
                              capture_output=True, text=True, check=True)

@@ -3,13 +3,14 @@ processes it forks).
 
 Two of glibc's defaults let a long run's memory grow after its warm-up though what it holds
 does not. A block of 128 KB or more gets a mapping of its own, but once such a block is freed
-glibc raises that threshold to the block's size (up to 32 MB): later big blocks (merged id
-arrays, pickled chunks and result batches, Arrow buffers) come from the heap, where a freed one
-in the middle stays resident. And each thread that allocates may get an arena of its own (up to
-8 a core), each keeping its freed memory apart. `keep_big_blocks_mapped` fixes the threshold at
-128 KB and caps the arenas at 2. A reading process held ~47 MB for 22 MB of id arrays at a
-million ids before (~28 MB after); a run of 1,000,000 traces at rate 0.1 peaked at 369 MB
-without either setting and 332 MB with both (286 and 283 MB at 100,000: same moment, load ~4).
+glibc raises that threshold to the block's size (up to 32 MB): later big blocks (pickled chunks
+and result batches, Arrow buffers) come from the heap, where a freed one in the middle stays
+resident. And each thread that allocates may get an arena of its own (up to 8 a core), each
+keeping its freed memory apart. `keep_big_blocks_mapped` fixes the threshold at 128 KB and caps
+the arenas at 2. A reading process held ~47 MB for 22 MB of id arrays at a million ids before
+(~28 MB after; those ids are on disk since, evaluator.ingest.seen_ids); a run of 1,000,000
+traces at rate 0.1 peaked at 369 MB without either setting and 332 MB with both (286 and 283 MB
+at 100,000: same moment, load ~4).
 """
 
 from __future__ import annotations

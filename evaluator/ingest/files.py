@@ -3,8 +3,8 @@
 A file is streamed, never held: each record is checked for a reused trace_id, sampled, masked
 and handed on in chunks (work items `batch_size` at a time, dead letters at most
 DEAD_LETTER_CHUNK at a time and DEAD_LETTER_CHUNK_CHARS of payload), so memory follows the
-chunk sizes, not the file. The one thing that grows with the file is the reused-id check: about
-16 bytes a trace id (evaluator.ingest.seen_ids).
+chunk sizes, not the file. The reused-id check keeps every trace id of the file, but past its
+latest few thousand on disk (evaluator.ingest.seen_ids): its memory stays flat too.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class WorkCounts:
 
 class WorkStream:
     """Records in, chunks out: `items_out` gets sampled, masked work items `batch_size` at a
-    time; `dead_letters_out` gets masked dead letters in bounded chunks. Call `finish` last."""
+    time; `dead_letters_out` gets masked dead letters in bounded chunks. Call `finish` at the
+    end, `close` in any case (it drops the reused-id check's scratch database)."""
 
     def __init__(self, policy: SamplingPolicy, items_out: ItemsOut, dead_letters_out: DeadLettersOut,
                  batch_size: int = 20, pacer: BudgetPacer | None = None,
@@ -140,6 +141,9 @@ class WorkStream:
         self._flush_dead_letters()
         return self.counts
 
+    def close(self) -> None:
+        self._seen.close()
+
 
 def read_one_trace(path: Path, line: int = 1, max_text_chars: int = MAX_TEXT_CHARS) -> Trace:
     """One trace: a JSON file holding one, or the `line`-th non-blank line (from 1) of a
@@ -212,11 +216,14 @@ def stream_work(path: Path, policy: SamplingPolicy, items_out: ItemsOut,
     and the PII masking. `on_record` sees the counts so far after each record."""
     stream = WorkStream(policy, items_out, dead_letters_out, batch_size, pacer_for(policy, spend),
                         settings)
-    for number, record in enumerate(read_traces(Path(path), fmt, settings.max_text_chars), start=1):
-        stream.add(record, f"{path} (record {number})")
-        if on_record is not None:
-            on_record(stream.counts)
-    return stream.finish()
+    try:
+        for number, record in enumerate(read_traces(Path(path), fmt, settings.max_text_chars), start=1):
+            stream.add(record, f"{path} (record {number})")
+            if on_record is not None:
+                on_record(stream.counts)
+        return stream.finish()
+    finally:
+        stream.close()
 
 
 @dataclass

@@ -119,7 +119,7 @@ def _read(sending: Connection, path: Path, policy: SamplingPolicy, fmt: TraceFor
           batch_size: int, settings: Settings) -> None:
     """The reading process: stream_work with every chunk sent through `sending`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends us
-    keep_big_blocks_mapped()  # the reused-id arrays, reallocated at each merge, stay compact
+    keep_big_blocks_mapped()  # big pickled chunks, freed once sent, go back to the system
     last_counts = [time.monotonic()]
     progress: list[WorkCounts] = []
 
