@@ -90,8 +90,10 @@ fit (a big latest_verdicts join, the key indexes of the small tables) doubles it
 
 RUN_WRITER_MEMORY_MB = 32
 """The limit for the embedded run's writes (`evaluator run`: batches of at most a few thousand
-evaluations; the service's sink may drain a backlog in batches of 20,000 rows). Each write scans
-the stored ids (no key index), and DuckDB keeps the blocks it read up to its limit: at 64 MB
+evaluations; the service's sink may drain a backlog in batches of 20,000 rows). A write that
+may repeat stored ids scans them (no key index; a batch of new ids skips the scan while the
+writer's store.stored_keys filter is under its capacity), and DuckDB keeps the blocks it read up
+to its limit: at 64 MB
 that cache grew with the store, 3 MB at 100,000 traces to ~40 MB past 1,000,000, the run's
 main growth in memory; at 32 MB it stops at ~10-12 MB. A write of 10,000 evaluations into a
 store of ~900,000 fits in 32 MB (24 does not)."""
