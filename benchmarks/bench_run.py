@@ -84,20 +84,29 @@ def _baseline_tree(tmp: Path) -> Path | None:
     return tree
 
 
-def _peak_rss_mb(pid: int, done: threading.Event, peak: list[float]) -> None:
+def _peak_rss_mb(pid: int, done: threading.Event, peak: list[float],
+                 timeline: list[tuple[float, float]] | None = None) -> None:
     """Poll the run's memory until `done`: the larger of its own high-water mark (VmHWM: the
     rusage of a child carries the parent's RSS at fork over, here the whole benchmark runner's)
     and the proportional set size (PSS: pages shared after a fork counted once) of it and the
-    reading and judging processes it forks, summed."""
+    reading and judging processes it forks, summed. `timeline` gets each poll's own figure (the
+    larger of the parent's RSS now and the tree's PSS) with its time, to see where a peak was."""
+    started = time.perf_counter()
     while not done.wait(0.1):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             return
+        now = 0.0
         for line in status.splitlines():
             if line.startswith("VmHWM:"):
                 peak[0] = max(peak[0], int(line.split()[1]) / 1024)
-        peak[0] = max(peak[0], sum(map(_pss_kb, _process_tree(pid))) / 1024)
+            elif line.startswith("VmRSS:"):
+                now = int(line.split()[1]) / 1024
+        now = max(now, sum(map(_pss_kb, _process_tree(pid))) / 1024)
+        peak[0] = max(peak[0], now)
+        if timeline is not None:
+            timeline.append((time.perf_counter() - started, now))
 
 
 def _process_tree(pid: int) -> list[int]:
@@ -116,8 +125,10 @@ def _pss_kb(pid: int) -> int:
     return next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
 
 
-def _run(tree: Path, traces: Path, db: Path, rate: float) -> tuple[float, float, dict]:
-    """Wall seconds and peak RSS (MB) of one `evaluator run` process, and its summary."""
+def _run(tree: Path, traces: Path, db: Path, rate: float,
+         timeline: list[tuple[float, float]] | None = None) -> tuple[float, float, dict]:
+    """Wall seconds and peak RSS (MB) of one `evaluator run` process, and its summary
+    (`timeline`: see _peak_rss_mb)."""
     for stale in (db, db.with_suffix(".duckdb.wal")):
         stale.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(tree), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -127,7 +138,8 @@ def _run(tree: Path, traces: Path, db: Path, rate: float) -> tuple[float, float,
     process = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL)
     done, peak = threading.Event(), [0.0]
-    watcher = threading.Thread(target=_peak_rss_mb, args=(process.pid, done, peak), daemon=True)
+    watcher = threading.Thread(target=_peak_rss_mb, args=(process.pid, done, peak, timeline),
+                               daemon=True)
     watcher.start()
     out = process.stdout.read() if process.stdout else b""
     done.set()
@@ -202,11 +214,22 @@ def _throughput_rows(trees: dict[str, Path], tmp: Path, count: int, repeats: int
                  else None, before, goal=">= 2x baseline")]
 
 
+def _tenths(timeline: list[tuple[float, float]]) -> list[float]:
+    """The highest figure polled in each tenth of the run's wall time."""
+    end = timeline[-1][0]
+    highest = [0.0] * 10
+    for at, megabytes in timeline:
+        tenth = min(int(10 * at / end), 9)
+        highest[tenth] = max(highest[tenth], megabytes)
+    return highest
+
+
 def _memory_rows(tmp: Path, sizes: tuple[int, ...], rate: float) -> list[dict]:
     rows = []
     for count in sizes:
         fifo, writer = _streamed_traces(tmp, count)
-        wall, rss, summary = _run(ROOT, fifo, tmp / "memory.duckdb", rate)
+        timeline: list[tuple[float, float]] = []
+        wall, rss, summary = _run(ROOT, fifo, tmp / "memory.duckdb", rate, timeline)
         writer.join()
         fifo.unlink()
         rows.append(_row(f"peak RSS, offline judge, rate {rate:g}, {count:,} traces streamed "
@@ -217,6 +240,13 @@ def _memory_rows(tmp: Path, sizes: tuple[int, ...], rate: float) -> list[dict]:
     for row in rows[1:]:
         row["baseline"], row["baseline_value"] = f"peak RSS at {sizes[0]:,} traces", first
         row["ratio"] = row["value"] / first
+    if timeline:
+        tenths = _tenths(timeline)
+        rows.append(_row(
+            f"peak RSS in the last tenth of the {sizes[-1]:,}-trace run (rate {rate:g}; each "
+            f"tenth's peak: {', '.join(f'{mb:.0f}' for mb in tenths)} MB)", tenths[-1], "MB",
+            "its second tenth (after warm-up)", tenths[1], goal="flat after warm-up"))
+        rows[-1]["ratio"] = tenths[-1] / tenths[1]
     return rows
 
 
